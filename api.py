@@ -1,0 +1,297 @@
+"""Product & order microservice: the tutorial's REST contract on a real database.
+
+Routes stay thin: validation lives in `models.py`, storage and stock rules in `db.py`.
+Run: `uv run python api.py [--host 127.0.0.1] [--port 8000] [--workers 1]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import uvicorn
+from dotenv import load_dotenv
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from db import Shop, ShopError, make_engine, to_utc_naive
+from models import (
+    Health,
+    InventoryItem,
+    Order,
+    Product,
+    PurchaseRequest,
+    Recommendation,
+    SalesReport,
+)
+
+load_dotenv()
+
+MAX_BODY = 64 * 1024
+DEFAULT_DATABASE_URL = "sqlite:///shop.db"
+
+Limit = Annotated[int | None, Query(ge=1, le=1000, description="Return at most this many")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Skip this many first")]
+Price = Annotated[float | None, Query(ge=0, le=10_000_000, allow_inf_nan=False)]
+Bound = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        description="ISO-8601 date or datetime (UTC if no offset); a date `until` is inclusive",
+    ),
+]
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413 before anything reads them whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._too_large(send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"Request body exceeds {self.max_bytes} bytes"}, status_code=413
+        )
+        await response({"type": "http"}, _no_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _bound(name: str, value: str | None, *, end: bool = False) -> datetime | None:
+    """Parse a since/until filter; a malformed one is a 422 naming the parameter."""
+    if value is None:
+        return None
+    try:
+        parsed: date | datetime = (
+            date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        )
+    except ValueError:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": "must be an ISO-8601 date (YYYY-MM-DD) or datetime",
+                    "type": "value_error",
+                    "input": value,
+                }
+            ]
+        ) from None
+    return to_utc_naive(parsed, end_of_day=end)
+
+
+def get_shop(request: Request) -> Shop:
+    return request.app.state.shop
+
+
+ShopDep = Annotated[Shop, Depends(get_shop)]
+router = APIRouter()
+
+
+@router.get("/api/products", response_model=list[Product], tags=["products"])
+def get_products(
+    shop: ShopDep,
+    q: Annotated[
+        str | None, Query(max_length=500, description="Full-text search, best match first")
+    ] = None,
+    min_price: Price = None,
+    max_price: Price = None,
+    in_stock: Annotated[bool | None, Query(description="Only (un)available products")] = None,
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> list[Product]:
+    """All products by id; with `q`, ranked full-text search over name and description."""
+    return shop.list_products(
+        q=q,
+        min_price=min_price,
+        max_price=max_price,
+        in_stock=in_stock,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/api/products/{product_id}", response_model=Product, tags=["products"])
+def get_product(shop: ShopDep, product_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Product:
+    return shop.get_product(product_id)[0]
+
+
+@router.get("/api/inventory", response_model=list[InventoryItem], tags=["products"])
+def get_inventory(shop: ShopDep, limit: Limit = None, offset: Offset = 0) -> list[InventoryItem]:
+    return shop.list_inventory(limit=limit, offset=offset)
+
+
+@router.get("/api/recommendations", response_model=list[Recommendation], tags=["products"])
+def get_recommendations(
+    shop: ShopDep,
+    preferences: Annotated[
+        str, Query(min_length=1, max_length=500, description="What the customer wants")
+    ],
+    budget: Price = None,
+    limit: Annotated[int, Query(ge=1, le=50)] = 5,
+) -> list[Recommendation]:
+    """In-stock products within budget, best match to the preferences first, with reasons."""
+    return shop.recommend(preferences, budget=budget, limit=limit)
+
+
+@router.get("/api/orders", response_model=list[Order], tags=["orders"])
+def get_orders(
+    shop: ShopDep,
+    customer: Annotated[
+        str | None, Query(max_length=200, description="Exact name, any case")
+    ] = None,
+    since: Bound = None,
+    until: Bound = None,
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> list[Order]:
+    """Orders, newest first."""
+    return shop.list_orders(
+        customer=customer,
+        since=_bound("since", since),
+        until=_bound("until", until, end=True),
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.post(
+    "/api/purchase",
+    response_model=Order,
+    tags=["orders"],
+    responses={
+        400: {"description": "Missing name or items, or insufficient stock"},
+        404: {"description": "Unknown product"},
+        409: {"description": "Idempotency-Key reused with a different body"},
+        413: {"description": "Body over 64 KiB"},
+    },
+)
+def create_purchase(
+    shop: ShopDep,
+    request: PurchaseRequest,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1, max_length=255, description="Repeat-safe retries: same key, same order"
+        ),
+    ] = None,
+) -> Order:
+    """Buy: every item's stock is checked and taken in one transaction, or nothing changes."""
+    return shop.purchase(request, idempotency_key)
+
+
+@router.get("/api/analytics/sales", response_model=SalesReport, tags=["orders"])
+def get_sales(
+    shop: ShopDep,
+    group_by: Literal["product", "customer", "day"] = "product",
+    since: Bound = None,
+    until: Bound = None,
+    top: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> SalesReport:
+    """Units, revenue and order count per product, customer or day, plus totals."""
+    return shop.sales(
+        group_by,
+        since=_bound("since", since),
+        until=_bound("until", until, end=True),
+        top=top,
+    )
+
+
+@router.get("/healthz", response_model=Health, tags=["health"])
+def healthz(shop: ShopDep) -> Health | JSONResponse:
+    try:
+        shop.ping()
+    except Exception as e:
+        return JSONResponse({"detail": f"database unavailable: {e}"}, status_code=503)
+    return Health(database=shop.dialect)
+
+
+def create_app(database_url: str | None = None) -> FastAPI:
+    url = database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(url, sqlite_synchronous=os.environ.get("SQLITE_SYNCHRONOUS", "FULL"))
+        shop = Shop(engine)
+        await run_in_threadpool(shop.init)
+        app.state.shop = shop
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Product & Order Service",
+        description="Products, inventory, orders and sales analytics for the MCP shop assistant.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+
+    @app.exception_handler(ShopError)
+    async def _shop_error(_: Request, exc: ShopError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    return app
+
+
+app = create_app()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("API_HOST", "127.0.0.1"),
+        help="bind address; 0.0.0.0 exposes the API to your network",
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("API_WORKERS", "1")))
+    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    args = parser.parse_args()
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url  # worker processes read it on import
+    url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    print(f"Product & Order Service on http://{args.host}:{args.port} (database: {url})")
+    if args.workers > 1:
+        uvicorn.run("api:app", host=args.host, port=args.port, workers=args.workers)
+    else:
+        uvicorn.run(
+            app if not args.database_url else create_app(url), host=args.host, port=args.port
+        )
+
+
+if __name__ == "__main__":
+    main()

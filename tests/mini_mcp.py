@@ -1,0 +1,93 @@
+"""A tiny MCP server for web.py tests: both HTTP transports, tools that misbehave on purpose.
+
+Run: `python tests/mini_mcp.py --port N` → /mcp (Streamable HTTP), /sse (SSE), /healthz.
+Lets the web tests exercise timeouts, tool errors, odd tool names and list_changed without
+depending on main.py's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+RO = ToolAnnotations(read_only_hint=True)
+
+mcp = MCPServer(name="mini")
+
+
+@mcp.tool(description="Echo the text back.", annotations=RO)
+def echo(text: str) -> str:
+    return f"echo: {text}"
+
+
+@mcp.tool(description="Add two integers.", annotations=RO)
+def add(a: int, b: int) -> str:
+    return str(a + b)
+
+
+@mcp.tool(description="Sleep for the given seconds, then answer.", annotations=RO)
+async def slow(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@mcp.tool(description="Always fails with a clear message.", annotations=RO)
+def fail(reason: str = "boom") -> str:
+    raise ToolError(f"failed on purpose: {reason}")
+
+
+@mcp.tool(
+    name="weird.name/with:chars-and-a-very-long-suffix-that-goes-past-sixty-four-characters-x",
+    description="A tool whose name OpenAI would reject.",
+    annotations=RO,
+)
+def weird() -> str:
+    return "weird ok"
+
+
+@mcp.tool(description="Writes something (not read-only).")
+def write_note(note: str) -> str:
+    return f"saved: {note}"
+
+
+@mcp.tool(description="Register a new tool and announce tools/list_changed.", annotations=RO)
+async def grow(ctx: Context) -> str:
+    if "grown" not in {t.name for t in await mcp.list_tools()}:
+        mcp.add_tool(lambda: "I grew", name="grown", description="Added at runtime.")
+    await ctx.session.send_tool_list_changed()
+    return "grew"
+
+
+def build_app() -> Starlette:
+    http_app = mcp.streamable_http_app()
+    for route in mcp.sse_app().routes:
+        http_app.router.routes.append(route)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    http_app.add_route("/healthz", healthz, methods=["GET"])
+    return http_app
+
+
+@contextlib.asynccontextmanager
+async def _noop(_: Starlette) -> AsyncIterator[None]:
+    yield
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    ns = parser.parse_args()
+    uvicorn.run(build_app(), host=ns.host, port=ns.port, log_level="warning")
