@@ -1,0 +1,440 @@
+"""api.py as a user meets it: a real uvicorn process on a free port with its own SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import Service, start_api
+
+SEED_PRODUCTS = [
+    {
+        "id": 1,
+        "name": "Galaxy Smart Watch",
+        "price": 1299.0,
+        "description": "Health monitoring, activity tracking, supports multiple apps",
+    },
+    {
+        "id": 2,
+        "name": "Pro Wireless Bluetooth Earbuds",
+        "price": 899.0,
+        "description": "Active noise cancellation, 30-hour battery life, IPX7 waterproof",
+    },
+    {
+        "id": 3,
+        "name": "Portable Power Bank",
+        "price": 299.0,
+        "description": "20000mAh capacity, fast charging, lightweight design",
+    },
+    {
+        "id": 4,
+        "name": "Huawei MateBook X Pro",
+        "price": 1599.0,
+        "description": "14.2-inch full-screen display, 3:2 aspect ratio, 100% sRGB color gamut",
+    },
+]
+SEED_STOCK = {1: 100, 2: 50, 3: 200, 4: 150}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Service]:
+    """A fresh service on a fresh database for each test that changes state."""
+    svc = start_api(tmp_path / "shop.db")
+    yield svc
+    svc.stop()
+
+
+def stock(api: Service) -> dict[int, int]:
+    return {i["productId"]: i["quantity"] for i in httpx.get(f"{api.url}/api/inventory").json()}
+
+
+def orders(api: Service) -> list[dict]:
+    return httpx.get(f"{api.url}/api/orders").json()
+
+
+def buy(api: Service, body: object, **kw: object) -> httpx.Response:
+    return httpx.post(f"{api.url}/api/purchase", json=body, **kw)  # type: ignore[arg-type]
+
+
+def test_seed_contract_exact_json(api: Service) -> None:
+    assert httpx.get(f"{api.url}/api/products").json() == SEED_PRODUCTS
+    inv = httpx.get(f"{api.url}/api/inventory").json()
+    assert inv == [
+        {"productId": p["id"], "quantity": SEED_STOCK[p["id"]], "product": p} for p in SEED_PRODUCTS
+    ]
+    assert orders(api) == []
+    assert httpx.get(f"{api.url}/healthz").json() == {"status": "ok", "database": "sqlite"}
+    assert httpx.get(f"{api.url}/docs").status_code == 200
+    assert httpx.get(f"{api.url}/redoc").status_code == 200
+    spec = httpx.get(f"{api.url}/openapi.json").json()
+    assert {"/api/products", "/api/purchase", "/api/analytics/sales"} <= set(spec["paths"])
+
+
+def test_purchase_flow(api: Service) -> None:
+    r = buy(
+        api,
+        {
+            "customerName": "  Alice  ",
+            "items": [{"productId": 2, "quantity": 2}, {"productId": 3, "quantity": 3}],
+        },
+    )
+    assert r.status_code == 200, r.text
+    order = r.json()
+    assert list(order) == ["customerName", "items", "id", "totalAmount", "orderDate"]
+    assert order["customerName"] == "Alice"
+    assert order["items"] == [{"productId": 2, "quantity": 2}, {"productId": 3, "quantity": 3}]
+    assert order["totalAmount"] == 2 * 899 + 3 * 299
+    when = datetime.fromisoformat(order["orderDate"])
+    assert when.utcoffset() is not None and when.utcoffset().total_seconds() == 0
+    assert abs((datetime.now(UTC) - when).total_seconds()) < 60
+    assert stock(api) == {1: 100, 2: 48, 3: 197, 4: 150}
+
+    second = buy(api, {"customerName": "Bob", "items": [{"productId": 1, "quantity": 1}]}).json()
+    assert [o["id"] for o in orders(api)] == [second["id"], order["id"]]  # newest first
+    assert orders(api)[1] == order
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"customerName": "", "items": [{"productId": 1, "quantity": 1}]}, 400,
+         "Invalid request: Missing customer name or items"),
+        ({"customerName": "   ", "items": [{"productId": 1, "quantity": 1}]}, 400,
+         "Invalid request: Missing customer name or items"),
+        ({"customerName": "Al", "items": []}, 400,
+         "Invalid request: Missing customer name or items"),
+        ({"customerName": "Al", "items": [{"productId": 99, "quantity": 1}]}, 404,
+         "Product ID 99 does not exist"),
+        ({"customerName": "Al", "items": [{"productId": 2, "quantity": 51}]}, 400,
+         "Insufficient stock for Pro Wireless Bluetooth Earbuds. Available: 50"),
+        # The first item is fine, the second fails: the first must not be taken either.
+        ({"customerName": "Al",
+          "items": [{"productId": 1, "quantity": 5}, {"productId": 2, "quantity": 51}]}, 400,
+         "Insufficient stock for Pro Wireless Bluetooth Earbuds. Available: 50"),
+        ({"customerName": "Al",
+          "items": [{"productId": 1, "quantity": 5}, {"productId": 77, "quantity": 1}]}, 404,
+         "Product ID 77 does not exist"),
+        # Repeats are merged before the stock check: 30 + 30 > 50.
+        ({"customerName": "Al",
+          "items": [{"productId": 2, "quantity": 30}, {"productId": 2, "quantity": 30}]}, 400,
+         "Insufficient stock for Pro Wireless Bluetooth Earbuds. Available: 50"),
+    ],
+)  # fmt: skip
+def test_seed_errors_change_nothing(api: Service, body: dict, status: int, detail: str) -> None:
+    r = buy(api, body)
+    assert r.status_code == status
+    assert r.json() == {"detail": detail}
+    assert stock(api) == SEED_STOCK
+    assert orders(api) == []
+
+
+BAD_BODIES = {
+    "quantity zero": ({"customerName": "A", "items": [{"productId": 1, "quantity": 0}]},
+                      ["body", "items", 0, "quantity"]),
+    "quantity negative": ({"customerName": "A", "items": [{"productId": 1, "quantity": -5}]},
+                          ["body", "items", 0, "quantity"]),
+    "quantity too big": ({"customerName": "A", "items": [{"productId": 1, "quantity": 10001}]},
+                         ["body", "items", 0, "quantity"]),
+    "quantity string": ({"customerName": "A", "items": [{"productId": 1, "quantity": "5"}]},
+                        ["body", "items", 0, "quantity"]),
+    "quantity float": ({"customerName": "A", "items": [{"productId": 1, "quantity": 1.5}]},
+                       ["body", "items", 0, "quantity"]),
+    "quantity null": ({"customerName": "A", "items": [{"productId": 1, "quantity": None}]},
+                      ["body", "items", 0, "quantity"]),
+    "productId string": ({"customerName": "A", "items": [{"productId": "x", "quantity": 1}]},
+                         ["body", "items", 0, "productId"]),
+    "productId huge": ({"customerName": "A", "items": [{"productId": 2**40, "quantity": 1}]},
+                       ["body", "items", 0, "productId"]),
+    "too many items": ({"customerName": "A",
+                        "items": [{"productId": 1, "quantity": 1}] * 101}, ["body", "items"]),
+    "name too long": ({"customerName": "x" * 201, "items": [{"productId": 1, "quantity": 1}]},
+                      ["body", "customerName"]),
+    "name not a string": ({"customerName": 5, "items": [{"productId": 1, "quantity": 1}]},
+                          ["body", "customerName"]),
+    "missing name": ({"items": [{"productId": 1, "quantity": 1}]}, ["body", "customerName"]),
+    "items not a list": ({"customerName": "A", "items": {"productId": 1}}, ["body", "items"]),
+    "unknown field": ({"customerName": "A", "items": [{"productId": 1, "quantity": 1}],
+                       "discount": 100}, ["body", "discount"]),
+    "body not an object": ([1, 2, 3], ["body"]),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_api(tmp_path_factory.mktemp("shared") / "shop.db")
+    yield svc
+    svc.stop()
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_bad_input_is_422_naming_the_field(shared_api: Service, case: str) -> None:
+    body, loc = BAD_BODIES[case]
+    before_stock, before_orders = stock(shared_api), orders(shared_api)
+    r = buy(shared_api, body)
+    assert r.status_code == 422, r.text
+    assert any(err["loc"][: len(loc)] == loc for err in r.json()["detail"]), r.json()
+    assert stock(shared_api) == before_stock
+    assert orders(shared_api) == before_orders
+
+
+def test_non_json_and_oversized_bodies(shared_api: Service) -> None:
+    before = stock(shared_api)
+    url = f"{shared_api.url}/api/purchase"
+    r = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["type"] == "json_invalid"
+    big = {"customerName": "A" * 70_000, "items": [{"productId": 1, "quantity": 1}]}
+    r = httpx.post(url, json=big)
+    assert r.status_code == 413
+    assert "exceeds" in r.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while streaming
+        yield b'{"customerName": "'
+        for _ in range(80):
+            yield b"A" * 1024
+        yield b'", "items": [{"productId": 1, "quantity": 1}]}'
+
+    r = httpx.post(url, content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert stock(shared_api) == before
+
+
+@pytest.mark.parametrize(
+    ("path", "loc"),
+    [
+        ("/api/products?limit=0", ["query", "limit"]),
+        ("/api/products?min_price=-1", ["query", "min_price"]),
+        ("/api/products?max_price=nan", ["query", "max_price"]),
+        ("/api/products/99999999999", ["path", "product_id"]),
+        ("/api/products/abc", ["path", "product_id"]),
+        ("/api/orders?since=yesterday", ["query", "since"]),
+        ("/api/orders?limit=100000", ["query", "limit"]),
+        ("/api/recommendations", ["query", "preferences"]),
+        ("/api/analytics/sales?group_by=planet", ["query", "group_by"]),
+        ("/api/inventory?offset=-1", ["query", "offset"]),
+    ],
+)
+def test_bad_queries_are_422(shared_api: Service, path: str, loc: list) -> None:
+    r = httpx.get(shared_api.url + path)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc
+
+
+def test_idempotent_retry(api: Service) -> None:
+    body = {"customerName": "Carol", "items": [{"productId": 4, "quantity": 2}]}
+    first = buy(api, body, headers={"Idempotency-Key": "k-1"})
+    again = buy(api, body, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert stock(api)[4] == 148
+    assert len(orders(api)) == 1
+
+    other = {"customerName": "Carol", "items": [{"productId": 4, "quantity": 3}]}
+    conflict = buy(api, other, headers={"Idempotency-Key": "k-1"})
+    assert conflict.status_code == 409
+    assert "Idempotency-Key" in conflict.json()["detail"]
+    assert stock(api)[4] == 148
+
+    # A failed request does not burn its key: after restocking would succeed, same key works.
+    assert buy(api, other, headers={"Idempotency-Key": "k-2"}).status_code == 200
+    assert len(orders(api)) == 2
+
+
+def test_idempotent_retries_racing(api: Service) -> None:
+    body = {"customerName": "Dan", "items": [{"productId": 1, "quantity": 1}]}
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as c:
+            return await asyncio.gather(
+                *[
+                    c.post("/api/purchase", json=body, headers={"Idempotency-Key": "same"})
+                    for _ in range(20)
+                ]
+            )
+
+    rs = asyncio.run(go())
+    assert {r.status_code for r in rs} == {200}
+    assert len({r.json()["id"] for r in rs}) == 1
+    assert stock(api)[1] == 99
+
+
+async def _storm(url: str, n: int) -> list[int]:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
+        rs = await asyncio.gather(
+            *[
+                c.post(
+                    "/api/purchase",
+                    json={"customerName": f"c{i}", "items": [{"productId": 2, "quantity": 1}]},
+                )
+                for i in range(n)
+            ]
+        )
+    return [r.status_code for r in rs]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_no_oversell_under_concurrency(tmp_path: Path, workers: int) -> None:
+    svc = start_api(tmp_path / "shop.db", extra=["--workers", str(workers)])
+    try:
+        codes = asyncio.run(_storm(svc.url, 200))
+        assert codes.count(200) == 50
+        assert codes.count(400) == 150
+        assert stock(svc)[2] == 0
+        placed = orders(svc)
+        assert len(placed) == 50
+        assert len({o["id"] for o in placed}) == 50
+        if workers == 2:
+            pids = {
+                line.split("[")[1].split("]")[0]
+                for line in svc.log().splitlines()
+                if "Started server process" in line
+            }
+            assert len(pids) == 2, svc.log()
+    finally:
+        svc.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_orders_and_stock_survive_restart(tmp_path: Path, sig: int) -> None:
+    db = tmp_path / "shop.db"
+    svc = start_api(db)
+    try:
+        placed = [
+            buy(svc, {"customerName": f"p{i}", "items": [{"productId": 3, "quantity": i}]}).json()
+            for i in range(1, 6)
+        ]
+    finally:
+        svc.stop(sig)
+    svc = start_api(db, port=svc.port)
+    try:
+        assert stock(svc)[3] == 200 - 15
+        assert sorted(orders(svc), key=lambda o: o["id"]) == placed
+        # Restart does not re-seed or duplicate anything.
+        assert httpx.get(f"{svc.url}/api/products").json() == SEED_PRODUCTS
+    finally:
+        svc.stop()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_search_ranking_and_filters(api: Service) -> None:
+    def names(query: str) -> list[str]:
+        r = httpx.get(f"{api.url}/api/products?{query}")
+        assert r.status_code == 200, r.text
+        return [p["name"] for p in r.json()]
+
+    assert names("q=wireless earbuds")[0] == "Pro Wireless Bluetooth Earbuds"
+    assert names("q=charging") == ["Portable Power Bank"]
+    # A name hit outranks a description-only hit.
+    assert names("q=watch monitoring")[0] == "Galaxy Smart Watch"
+    assert names("q=display")[0] == "Huawei MateBook X Pro"
+    assert names("q=zzzz-nothing") == []
+    assert names("q=%22%27%3B--") == []  # quotes and SQL-ish noise are inert
+    assert names("min_price=500&max_price=1300") == [
+        "Galaxy Smart Watch",
+        "Pro Wireless Bluetooth Earbuds",
+    ]
+    assert names("limit=2&offset=1") == ["Pro Wireless Bluetooth Earbuds", "Portable Power Bank"]
+    assert buy(api, {"customerName": "E", "items": [{"productId": 2, "quantity": 50}]}).is_success
+    assert "Pro Wireless Bluetooth Earbuds" not in names("in_stock=true")
+    assert names("in_stock=false") == ["Pro Wireless Bluetooth Earbuds"]
+    assert httpx.get(f"{api.url}/api/products/3").json() == SEED_PRODUCTS[2]
+    r = httpx.get(f"{api.url}/api/products/42")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "Product ID 42 does not exist"}
+
+
+def test_recommendations(api: Service) -> None:
+    def rec(query: str) -> list[dict]:
+        r = httpx.get(f"{api.url}/api/recommendations?{query}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    top = rec("preferences=I want waterproof earbuds for running&budget=1000")
+    assert top[0]["product"]["id"] == 2
+    assert set(top[0]["matchedTerms"]) == {"waterproof", "earbuds"}
+    assert top[0]["stock"] == 50
+    assert "waterproof" in top[0]["reason"] and "50 in stock" in top[0]["reason"]
+    assert all(r["product"]["price"] <= 1000 for r in top)
+    # Over budget and sold out are never recommended.
+    assert all(r["product"]["id"] != 2 for r in rec("preferences=waterproof earbuds&budget=500"))
+    assert buy(api, {"customerName": "F", "items": [{"productId": 2, "quantity": 50}]}).is_success
+    assert all(r["product"]["id"] != 2 for r in rec("preferences=earbuds"))
+    # Nothing matches: still something useful in stock within budget, marked as such.
+    fallback = rec("preferences=a gift&budget=400")
+    assert [r["product"]["id"] for r in fallback] == [3]
+    assert fallback[0]["matchedTerms"] == []
+
+
+def test_orders_filters_and_sales_analytics(api: Service) -> None:
+    placed = [
+        ("Ann", [(1, 2), (3, 1)]),
+        ("Ben", [(3, 4)]),
+        ("ann", [(2, 1)]),
+        ("Cy", [(4, 1), (1, 1)]),
+    ]
+    for name, items in placed:
+        body = {"customerName": name, "items": [{"productId": p, "quantity": q} for p, q in items]}
+        assert buy(api, body).status_code == 200
+
+    def get(path: str) -> object:
+        r = httpx.get(api.url + path)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert [o["customerName"] for o in get("/api/orders?customer=ANN")] == ["ann", "Ann"]
+    assert len(get("/api/orders?limit=2")) == 2
+    today = datetime.now(UTC).date().isoformat()
+    assert len(get(f"/api/orders?since={today}&until={today}")) == 4
+    assert get("/api/orders?since=2999-01-01") == []
+    assert get("/api/orders?until=2000-01-01T00:00:00Z") == []
+
+    by_product = get("/api/analytics/sales?group_by=product")
+    expected = {
+        "1": (3, 3 * 1299.0, 2),
+        "2": (1, 899.0, 1),
+        "3": (5, 5 * 299.0, 2),
+        "4": (1, 1599.0, 1),
+    }
+    got = {g["key"]: (g["units"], g["revenue"], g["orders"]) for g in by_product["groups"]}
+    assert got == expected
+    revenues = [g["revenue"] for g in by_product["groups"]]
+    assert revenues == sorted(revenues, reverse=True)
+    assert by_product["groups"][0]["label"] == "Galaxy Smart Watch"
+    total = 3 * 1299 + 899 + 5 * 299 + 1599
+    assert by_product["totals"] == {"units": 10, "revenue": float(total), "orders": 4}
+    assert total == sum(o["totalAmount"] for o in get("/api/orders"))
+
+    by_customer = get("/api/analytics/sales?group_by=customer&top=1")
+    assert [g["key"] for g in by_customer["groups"]] == ["Cy"]  # 1599 + 1299 = 2898 is the top
+    assert by_customer["totals"]["orders"] == 4
+    by_day = get("/api/analytics/sales?group_by=day")
+    assert by_day["groups"] == [
+        {"key": today, "label": today, "units": 10, "revenue": float(total), "orders": 4}
+    ]
+    empty = get("/api/analytics/sales?since=2999-01-01")
+    assert empty["groups"] == [] and empty["totals"] == {"units": 0, "revenue": 0.0, "orders": 0}
+
+
+def test_idempotency_key_header_bounds(shared_api: Service) -> None:
+    body = {"customerName": "G", "items": [{"productId": 1, "quantity": 1}]}
+    r = buy(shared_api, body, headers={"Idempotency-Key": "k" * 300})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
+
+
+def test_openapi_documents_new_routes(shared_api: Service) -> None:
+    spec = httpx.get(f"{shared_api.url}/openapi.json").json()
+    params = {p["name"] for p in spec["paths"]["/api/products"]["get"]["parameters"]}
+    assert params == {"q", "min_price", "max_price", "in_stock", "limit", "offset"}
+    assert json.dumps(spec)  # serialisable, no surprises
