@@ -14,7 +14,6 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 import uvicorn
-from dotenv import load_dotenv
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import settings
 from db import Shop, ShopError, make_engine, to_utc_naive
 from models import (
     Health,
@@ -33,10 +33,7 @@ from models import (
     SalesReport,
 )
 
-load_dotenv()
-
 MAX_BODY = 64 * 1024
-DEFAULT_DATABASE_URL = "sqlite:///shop.db"
 
 Limit = Annotated[int | None, Query(ge=1, le=1000, description="Return at most this many")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Skip this many first")]
@@ -246,11 +243,11 @@ def healthz(shop: ShopDep) -> Health | JSONResponse:
 
 
 def create_app(database_url: str | None = None) -> FastAPI:
-    url = database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    url = database_url or settings.get("DATABASE_URL")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(url, sqlite_synchronous=os.environ.get("SQLITE_SYNCHRONOUS", "FULL"))
+        engine = make_engine(url, sqlite_synchronous=settings.get("SQLITE_SYNCHRONOUS"))
         shop = Shop(engine)
         await run_in_threadpool(shop.init)
         app.state.shop = shop
@@ -277,26 +274,22 @@ app = create_app()
 
 
 def main() -> None:
+    g = settings.get
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--host",
-        default=os.environ.get("API_HOST", "127.0.0.1"),
-        help="bind address; 0.0.0.0 exposes the API to your network",
+        "--host", default=g("API_HOST"), help="bind address; 0.0.0.0 exposes the API"
     )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("API_PORT", "8000")))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("API_WORKERS", "1")))
-    parser.add_argument("--database-url", default=None, help="overrides DATABASE_URL")
+    parser.add_argument("--port", type=int, default=int(g("API_PORT")))
+    parser.add_argument("--workers", type=int, default=int(g("API_WORKERS")))
+    parser.add_argument("--database-url", default=g("DATABASE_URL"))
     args = parser.parse_args()
-    if args.database_url:
-        os.environ["DATABASE_URL"] = args.database_url  # worker processes read it on import
-    url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    print(f"Product & Order Service on http://{args.host}:{args.port} (database: {url})")
+    os.environ["DATABASE_URL"] = args.database_url  # worker processes read it on import
+    print(f"Product & Order Service on http://{args.host}:{args.port}")
+    print(settings.summary(["DATABASE_URL", "SQLITE_SYNCHRONOUS"], {"API_WORKERS": args.workers}))
     if args.workers > 1:
         uvicorn.run("api:app", host=args.host, port=args.port, workers=args.workers)
     else:
-        uvicorn.run(
-            app if not args.database_url else create_app(url), host=args.host, port=args.port
-        )
+        uvicorn.run(create_app(args.database_url), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,173 @@
+"""The one-command start: launch.py brings up the trio, prints where, and stops it cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.servers import ROOT, free_port
+
+READY = "product-mcp is ready"
+
+
+def launch(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    ports = {"api": free_port(), "mcp": free_port(), "web": free_port()}
+    args = [f"--{name}-port={port}" for name, port in ports.items()]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}",
+        "OPENAI_API_KEY": "",
+        "NO_COLOR": "1",
+    }
+    env.pop("MCP_CONFIG_PATH", None)
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", *args, *extra],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    return proc, ports
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 90) -> str:
+    assert proc.stdout is not None
+    out: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out.append(line)
+        if marker in line:
+            return "".join(out)
+    raise AssertionError(f"{marker!r} not seen; output:\n{''.join(out)}")
+
+
+def child_pids(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+def mcp_initialize(url: str) -> httpx.Response:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "launch-test", "version": "1"},
+        },
+    }
+    headers = {"Accept": "application/json, text/event-stream"}
+    return httpx.post(url, json=body, headers=headers, timeout=10)
+
+
+def test_launcher_runs_the_trio_and_stops_on_sigint(tmp_path: Path) -> None:
+    proc, ports = launch(tmp_path)
+    try:
+        out = read_until(proc, "=" * 64 + "\n", timeout=90)
+        out += read_until(proc, "=" * 64)
+        assert READY in out
+        api, mcp, web = (f"http://127.0.0.1:{ports[n]}" for n in ("api", "mcp", "web"))
+        for url in (f"{api}/docs", f"{mcp}/mcp", f"{mcp}/sse", f"{web}/"):
+            assert url in out
+        assert f'"url": "{mcp}/mcp"' in out  # the paste-ready mcp.json snippet
+        assert re.search(r"^api \| ", out, re.M) and re.search(r"^mcp \| ", out, re.M)
+
+        assert httpx.get(f"{api}/api/products").json()[0]["name"] == "Galaxy Smart Watch"
+        r = mcp_initialize(f"{mcp}/mcp")
+        assert r.status_code == 200 and "serverInfo" in r.text
+        assert r.headers.get("mcp-session-id")
+        with httpx.stream("GET", f"{mcp}/sse", timeout=10) as sse:
+            assert sse.status_code == 200
+            first = next(sse.iter_lines())
+            assert first.startswith("event: endpoint")
+        page = httpx.get(f"{web}/")
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        servers = httpx.get(f"{web}/api/servers").json()
+        assert isinstance(servers, dict | list)
+
+        kids = child_pids(proc.pid)
+        assert len(kids) == 3
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0
+        deadline = time.monotonic() + 10
+        while not all(gone(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(gone(k) for k in kids)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_port_in_use_is_reported_by_name(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        proc, _ports = launch(tmp_path, f"--mcp-port={taken}")
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert f"port {taken} is in use: set MCP_PORT or stop the other process" in out
+    assert "Started server process" not in out  # nothing was started
+
+
+def test_a_dying_service_stops_the_rest(tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-dir" / "x"
+    bad.parent.write_text("a file where a directory should be")
+    proc, _ = launch(tmp_path, f"--database-url=sqlite:///{bad}/shop.db", "--no-web")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "launcher: api (api.py)" in out
+    assert "last lines of api" in out
+    assert "mcp |" not in out  # never started after the API failed
+
+
+def test_readme_quick_start_commands_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Quick start\n+```bash\n(.*?)```", readme, re.S)
+    assert block, "README has no Quick start bash block"
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+    assert len(commands) >= 2
+    for command in commands:
+        for part in command.split("&&"):
+            words = shlex.split(part)
+            for i, word in enumerate(words):
+                if word.endswith((".py", ".sh")) or word.startswith(("./", ".ci/")):
+                    assert (ROOT / word).exists(), f"{word} in {command!r} does not exist"
+                if word == "python" and i + 1 < len(words) and words[i + 1].endswith(".py"):
+                    script = (ROOT / words[i + 1]).read_text()
+                    for flag in (w for w in words[i + 2 :] if w.startswith("--")):
+                        assert flag.split("=")[0] in script, f"{flag} unknown to {words[i + 1]}"
+
+
+def test_env_example_lists_every_setting() -> None:
+    import settings
+
+    example = (ROOT / ".env.example").read_text()
+    assert example == settings.env_example(), "regenerate: uv run python -m settings"
+    readme = (ROOT / "README.md").read_text()
+    for name in settings.SETTINGS:
+        assert f"`{name}`" in readme, f"{name} missing from the README settings table"
