@@ -1,0 +1,222 @@
+"""Product MCP Server: the shop's tools over Streamable HTTP (/mcp), SSE (/sse) and stdio.
+
+One process serves both HTTP transports by default so every client config that already exists
+(`.../sse` from the tutorial, `.../mcp` from newer clients) keeps working without a restart.
+The tools themselves live in tools.py; this file is transport, security and the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from event_store import InMemoryEventStore
+from tools import api, mcp
+
+Transport = Literal["both", "streamable-http", "sse", "stdio"]
+
+FEATURES = [
+    ("Get product list", "get_products"),
+    ("Get inventory list", "get_inventory"),
+    ("Get order list", "get_orders"),
+    ("Create purchase order", "create_purchase"),
+    ("Get one product with live stock", "get_product"),
+    ("Search products", "search_products"),
+    ("Recommend products", "recommend_products"),
+    ("Analyze sales", "analyze_sales"),
+]
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+# Replay window for clients that lost their stream, and how soon they should reconnect (ms).
+MAX_EVENTS = 10_000
+RETRY_MS = 1_000
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8083
+    transport: Transport = "both"
+    stateless: bool = False
+    json_response: bool = False
+    allowed_hosts: list[str] = field(default_factory=list)
+    auth_token: str | None = None
+
+
+def security_settings(cfg: Config) -> TransportSecuritySettings:
+    """DNS-rebinding protection that stays on for any bind address (the SDK drops it off loopback).
+
+    Allowed: the localhost forms of the bound port, the bound address itself, and any extra
+    names, each with or without the port (a reverse proxy may present `shop.example.com`).
+    """
+    names = [*LOOPBACK]
+    if cfg.host not in ("0.0.0.0", "::", "", *LOOPBACK, "::1"):
+        names.append(f"[{cfg.host}]" if ":" in cfg.host else cfg.host)
+    hosts: list[str] = [f"{n}:{cfg.port}" for n in names]
+    origins: list[str] = [f"http://{n}:{cfg.port}" for n in names]
+    for name in cfg.allowed_hosts:
+        hosts += [name, f"{name}:{cfg.port}"]
+        origins += [f"{s}://{name}" for s in ("http", "https")]
+        origins += [f"{s}://{name}:{cfg.port}" for s in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys(hosts)),
+        allowed_origins=list(dict.fromkeys(origins)),
+    )
+
+
+class BearerAuth:
+    """401 for HTTP requests without `Authorization: Bearer <token>`; health and preflight pass."""
+
+    OPEN_PATHS = frozenset({"/healthz"})
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] not in self.OPEN_PATHS
+            and scope["method"] != "OPTIONS"
+        ):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = JSONResponse(
+                    {"error": "unauthorized", "detail": "Missing or invalid bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="product-mcp"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def healthz(_: Request) -> Response:
+    return JSONResponse({"status": "ok", "productApi": api.base_url})
+
+
+def build_app(cfg: Config) -> Starlette:
+    """The HTTP app: /mcp and/or /sse + /messages/, /healthz, CORS and optional bearer auth."""
+    security = security_settings(cfg)
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    streamable = cfg.transport in ("both", "streamable-http")
+    if streamable:
+        http_app = mcp.streamable_http_app(
+            streamable_http_path="/mcp",
+            json_response=cfg.json_response,
+            stateless_http=cfg.stateless,
+            event_store=None if cfg.stateless else InMemoryEventStore(MAX_EVENTS),
+            retry_interval=RETRY_MS,
+            transport_security=security,
+            host=cfg.host,
+        )
+        routes += http_app.routes
+    if cfg.transport in ("both", "sse"):
+        routes += mcp.sse_app(transport_security=security, host=cfg.host).routes
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # A mounted app's lifespan never runs, so the session manager is entered here.
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(api.open())
+            if streamable:
+                await stack.enter_async_context(mcp.session_manager.run())
+            yield
+
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=security.allowed_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "Mcp-Session-Id",
+                "Mcp-Protocol-Version",
+                "Last-Event-ID",
+            ],
+            expose_headers=["Mcp-Session-Id", "Mcp-Protocol-Version"],
+        )
+    ]
+    if cfg.auth_token:
+        middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def banner(cfg: Config) -> str:
+    lines = ["🌤️ Starting Product MCP Server...", "📍 Supported features:"]
+    lines += [f"  - {label} ({name})" for label, name in FEATURES]
+    lines.append("")
+    base = f"http://{'localhost' if cfg.host in ('0.0.0.0', '::') else cfg.host}:{cfg.port}"
+    if cfg.transport in ("both", "streamable-http"):
+        lines.append(f"Streamable HTTP: {base}/mcp")
+    if cfg.transport in ("both", "sse"):
+        lines.append(f"SSE:             {base}/sse")
+    if cfg.transport == "stdio":
+        lines.append("Transport: stdio")
+    lines.append(f"Product API:     {api.base_url}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    env = os.environ
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default=env.get("MCP_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env.get("MCP_PORT", "8083")))
+    p.add_argument(
+        "--transport",
+        choices=["both", "streamable-http", "sse", "stdio"],
+        default=env.get("MCP_TRANSPORT", "both"),
+        help="both (default): /mcp and /sse in one process",
+    )
+    p.add_argument("--stateless", action="store_true", help="no sessions (Streamable HTTP)")
+    p.add_argument("--json-response", action="store_true", help="JSON instead of SSE replies")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[h.strip() for h in env.get("MCP_ALLOWED_HOSTS", "").split(",") if h.strip()],
+        help="extra Host name clients may use (repeatable; env MCP_ALLOWED_HOSTS, comma list)",
+    )
+    a = p.parse_args(argv)
+    return Config(
+        host=a.host,
+        port=a.port,
+        transport=a.transport,
+        stateless=a.stateless,
+        json_response=a.json_response,
+        allowed_hosts=a.allowed_host,
+        auth_token=env.get("MCP_AUTH_TOKEN") or None,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    if cfg.transport == "stdio":
+        # stdout carries the protocol: the banner goes to stderr.
+        sys.stderr.write(banner(cfg))
+        mcp.run("stdio")
+        return
+    sys.stdout.write(banner(cfg) + "\n")
+    sys.stdout.flush()
+    uvicorn.run(build_app(cfg), host=cfg.host, port=cfg.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,458 @@
+"""main.py as MCP clients meet it: real api.py + real main.py (both transports), the SDK's client.
+
+One API and one MCP server serve the whole module; tests that buy things use distinct products
+so the seed stock numbers other tests assert on stay true whatever the order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from mcp.types import LoggingMessageNotificationParams
+
+from tests.mcp_helpers import (
+    ACCEPT,
+    INIT,
+    KINDS,
+    NEW_TOOLS,
+    READ_ONLY,
+    SEED_TOOLS,
+    Kind,
+    connect,
+    open_session,
+    rpc,
+    sse_events,
+    text_of,
+)
+from tests.servers import Service, start_api, start_mcp
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_api(tmp_path_factory.mktemp("mcp") / "shop.db")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def server(api: Service) -> Iterator[Service]:
+    svc = start_mcp(api.url)
+    yield svc
+    svc.stop()
+
+
+def api_json(api: Service, path: str, **params: Any) -> Any:
+    r = httpx.get(f"{api.url}/api{path}", params=params, timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+# --- startup ------------------------------------------------------------------------------
+
+
+def test_banner_lists_every_tool_and_both_endpoints(server: Service) -> None:
+    log = server.log()
+    assert "Starting Product MCP Server..." in log
+    assert "Supported features:" in log
+    for line in [
+        "  - Get product list (get_products)",
+        "  - Get inventory list (get_inventory)",
+        "  - Get order list (get_orders)",
+        "  - Create purchase order (create_purchase)",
+    ]:
+        assert line in log
+    for name in NEW_TOOLS:
+        assert f"({name})" in log
+    assert f"{server.url}/mcp" in log and f"{server.url}/sse" in log
+
+
+def test_healthz(server: Service) -> None:
+    r = httpx.get(f"{server.url}/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+# --- listing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_list_tools_is_fully_described(server: Service, kind: Kind) -> None:
+    async with connect(kind, server.url) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert list(tools) == [*SEED_TOOLS, *NEW_TOOLS]
+    for name, description in SEED_TOOLS.items():
+        assert tools[name].description == description
+    for name, tool in tools.items():
+        assert tool.description and tool.annotations and tool.annotations.title, name
+        assert tool.output_schema and tool.output_schema["type"] == "object", name
+        for field, schema in tool.input_schema.get("properties", {}).items():
+            assert schema.get("description"), f"{name}.{field} has no description"
+        expected_ro = name in READ_ONLY
+        assert tool.annotations.read_only_hint is expected_ro, name
+    purchase = tools["create_purchase"]
+    assert purchase.annotations is not None
+    assert purchase.annotations.idempotent_hint is False
+    assert purchase.annotations.destructive_hint is False
+    schema = purchase.input_schema
+    assert set(schema["required"]) == {"customerName", "items"}
+    assert schema["properties"]["items"]["maxItems"] == 100
+    assert schema["properties"]["items"]["minItems"] == 1
+    assert "idempotencyKey" in schema["properties"]
+    item = json.dumps(schema)
+    assert '"maximum": 10000' in item and '"minimum": 1' in item
+    limit = tools["get_products"].input_schema["properties"]["limit"]
+    assert limit["minimum"] == 1 and limit["maximum"] == 1000
+
+
+async def test_resources_prompts_and_capabilities(server: Service, api: Service) -> None:
+    async with connect("legacy", server.url) as client:
+        caps = client.session.server_capabilities
+        assert caps is not None and caps.logging is not None and caps.tools is not None
+        resources = (await client.list_resources()).resources
+        assert [str(r.uri) for r in resources] == ["shop://products"]
+        assert all(r.description for r in resources)
+        templates = (await client.list_resource_templates()).resource_templates
+        assert [t.uri_template for t in templates] == ["shop://products/{id}"]
+        assert all(t.description for t in templates)
+
+        read = await client.read_resource("shop://products")
+        assert json.loads(read.contents[0].text) == api_json(api, "/products")  # type: ignore[union-attr]
+        read = await client.read_resource("shop://products/4")
+        product = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+        assert product["name"] == "Huawei MateBook X Pro"
+        assert product["stock"] == 150
+        with pytest.raises(Exception, match="Product ID 999 does not exist"):
+            await client.read_resource("shop://products/999")
+
+        prompts = (await client.list_prompts()).prompts
+        assert [p.name for p in prompts] == ["shopping_assistant"]
+        assert prompts[0].description
+        got = await client.get_prompt(
+            "shopping_assistant", {"customerName": "Ann", "need": "earbuds"}
+        )
+        text = got.messages[0].content.text  # type: ignore[union-attr]
+        assert "Ann" in text and "earbuds" in text and "create_purchase" in text
+
+
+# --- the seed tools answer what the tutorial's did ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_seed_read_tools_same_results(server: Service, api: Service, kind: Kind) -> None:
+    async with connect(kind, server.url) as client:
+        for tool, path in [("get_products", "/products"), ("get_inventory", "/inventory")]:
+            expected = api_json(api, path)
+            result = await client.call_tool(tool, {})
+            assert not result.is_error, text_of(result)
+            # The seed's answer: one JSON text block per entry, as FastMCP 1.x rendered a list.
+            assert [json.loads(c.text) for c in result.content] == expected  # type: ignore[union-attr]
+            assert result.structured_content == {"result": expected}
+        assert len(expected) == 4
+        result = await client.call_tool("get_orders", {})
+        assert not result.is_error
+        assert result.structured_content == {"result": api_json(api, "/orders")}
+
+
+async def test_list_tools_page(server: Service, api: Service) -> None:
+    async with connect("modern", server.url) as client:
+        result = await client.call_tool("get_products", {"limit": 2, "offset": 1})
+        assert [p["id"] for p in result.structured_content["result"]] == [2, 3]  # type: ignore[index]
+        result = await client.call_tool("get_inventory", {"limit": 1, "offset": 3})
+        assert [p["productId"] for p in result.structured_content["result"]] == [4]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_create_purchase_then_orders(server: Service, api: Service, kind: Kind) -> None:
+    customer = f"Buyer {kind}"
+    async with connect(kind, server.url) as client:
+        before = {i["productId"]: i["quantity"] for i in api_json(api, "/inventory")}
+        result = await client.call_tool(
+            "create_purchase",
+            {"customerName": customer, "items": [{"productId": 3, "quantity": 2}]},
+        )
+        assert not result.is_error, text_of(result)
+        order = result.structured_content
+        assert order is not None
+        assert order["customerName"] == customer and order["totalAmount"] == 598.0
+        assert json.loads(text_of(result)) == order
+        after = {i["productId"]: i["quantity"] for i in api_json(api, "/inventory")}
+        assert after[3] == before[3] - 2
+
+        result = await client.call_tool("get_orders", {"customer": customer})
+        assert [o["id"] for o in result.structured_content["result"]] == [order["id"]]  # type: ignore[index]
+        result = await client.call_tool("get_orders", {"since": "2000-01-01", "limit": 1})
+        assert len(result.structured_content["result"]) == 1  # type: ignore[index]
+
+
+async def test_idempotency_key_prevents_a_double_order(server: Service, api: Service) -> None:
+    args = {
+        "customerName": "Retry Rita",
+        "items": [{"productId": 1, "quantity": 1}],
+        "idempotencyKey": "rita-0001",
+    }
+    async with connect("modern", server.url) as client:
+        first = await client.call_tool("create_purchase", args)
+        again = await client.call_tool("create_purchase", args)
+        assert not first.is_error and not again.is_error
+        assert first.structured_content["id"] == again.structured_content["id"]  # type: ignore[index]
+        clash = await client.call_tool(
+            "create_purchase", {**args, "items": [{"productId": 1, "quantity": 2}]}
+        )
+        assert clash.is_error
+        assert "Failed to create purchase order (409)" in text_of(clash)
+    assert len(api_json(api, "/orders", customer="Retry Rita")) == 1
+
+
+# --- the new tools ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_new_tools(server: Service, api: Service, kind: Kind) -> None:
+    async with connect(kind, server.url) as client:
+        result = await client.call_tool("get_product", {"productId": 4})
+        assert not result.is_error
+        sc = result.structured_content
+        assert sc is not None and sc["name"] == "Huawei MateBook X Pro" and sc["stock"] == 150
+        assert json.loads(text_of(result)) == sc
+
+        result = await client.call_tool("search_products", {"query": "earbuds"})
+        assert not result.is_error
+        found = result.structured_content["result"]  # type: ignore[index]
+        assert found[0]["id"] == 2
+        result = await client.call_tool(
+            "search_products", {"query": "battery", "maxPrice": 500, "inStockOnly": True}
+        )
+        assert all(p["price"] <= 500 for p in result.structured_content["result"])  # type: ignore[index]
+
+        result = await client.call_tool(
+            "recommend_products", {"preferences": "noise cancellation", "budget": 1000}
+        )
+        assert not result.is_error, text_of(result)
+        recs = result.structured_content["result"]  # type: ignore[index]
+        assert recs and recs[0]["product"]["id"] == 2 and recs[0]["reason"]
+        assert all(r["product"]["price"] <= 1000 for r in recs)
+
+        result = await client.call_tool("analyze_sales", {"groupBy": "customer", "top": 50})
+        assert not result.is_error, text_of(result)
+        report = result.structured_content
+        assert report is not None and report["groupBy"] == "customer"
+        assert report == api_json(api, "/analytics/sales", group_by="customer", top=50)
+
+
+async def test_analyze_sales_reports_progress(server: Service) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    for kind in KINDS:
+        seen.clear()
+        async with connect(kind, server.url) as client:
+            result = await client.call_tool(
+                "analyze_sales", {"groupBy": "product"}, progress_callback=on_progress
+            )
+        assert not result.is_error
+        assert [p for p, _, _ in seen] == [0, 1, 2, 3], kind
+        assert all(t == 3 for _, t, _ in seen) and seen[-1][2] == "Done"
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_logging_set_level_filters_notifications(server: Service) -> None:
+    logs: list[LoggingMessageNotificationParams] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logs.append(params)
+
+    async with connect("legacy", server.url, logging_callback=on_log) as client:
+        await client.set_logging_level("debug")
+        await client.call_tool("analyze_sales", {"groupBy": "day"})
+        assert [m.level for m in logs] == ["debug", "info"]
+        assert logs[0].logger == "product-mcp"
+        logs.clear()
+        await client.set_logging_level("warning")
+        await client.call_tool("analyze_sales", {"groupBy": "day"})
+        assert logs == []
+
+
+# --- errors carry the API's words ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_api_errors_become_tool_errors(server: Service, kind: Kind) -> None:
+    async with connect(kind, server.url) as client:
+        result = await client.call_tool(
+            "create_purchase",
+            {"customerName": "Greedy", "items": [{"productId": 2, "quantity": 51}]},
+        )
+        assert result.is_error
+        assert (
+            "Failed to create purchase order (400): "
+            "Insufficient stock for Pro Wireless Bluetooth Earbuds. Available: 50"
+        ) in text_of(result)
+
+        result = await client.call_tool(
+            "create_purchase", {"customerName": "X", "items": [{"productId": 999, "quantity": 1}]}
+        )
+        assert result.is_error
+        assert "Failed to create purchase order (404): Product ID 999 does not exist" in text_of(
+            result
+        )
+
+        result = await client.call_tool("get_product", {"productId": 999})
+        assert result.is_error
+        assert "Failed to call product service (404): Product ID 999 does not exist" in text_of(
+            result
+        )
+
+        # The API's 422 names the field too.
+        result = await client.call_tool("get_orders", {"since": "2025-13-45"})
+        assert result.is_error and "since" in text_of(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ({"customerName": "A", "items": [{"productId": 1, "quantity": 0}]}, "items.0.quantity"),
+        ({"customerName": "A", "items": [{"productId": "x", "quantity": 1}]}, "items.0.productId"),
+        ({"customerName": "A", "items": []}, "items"),
+        ({"customerName": "", "items": [{"productId": 1, "quantity": 1}]}, "customerName"),
+        ({"items": [{"productId": 1, "quantity": 1}]}, "customerName"),
+        (
+            {"customerName": "A", "items": [{"productId": 1, "quantity": 1, "price": 0}]},
+            "items.0.price",
+        ),
+    ],
+)
+async def test_bad_arguments_name_the_field(
+    server: Service, args: dict[str, Any], field: str
+) -> None:
+    async with connect("modern", server.url) as client:
+        result = await client.call_tool("create_purchase", args)
+    assert result.is_error
+    assert field in text_of(result)
+
+
+# --- resumability -------------------------------------------------------------------------
+
+
+def test_dropped_stream_resumes_without_loss_or_repeat(server: Service) -> None:
+    """Read one event of a tool call's stream, drop it, and reconnect with Last-Event-ID."""
+    url = f"{server.url}/mcp"
+    call = rpc(
+        "tools/call",
+        {"name": "analyze_sales", "arguments": {"groupBy": "day"}, "_meta": {"progressToken": 9}},
+        id=42,
+    )
+    with httpx.Client(timeout=10) as http:
+        sid = open_session(http, url)
+        headers = {"Accept": ACCEPT, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+        before: list[dict[str, Any]] = []
+        with http.stream("POST", url, json=call, headers=headers) as resp:
+            for event in sse_events(resp):
+                before.append(event)
+                if event.get("data"):  # the priming event has no data: stop after a real one
+                    break
+        assert before[0]["data"] is None and before[0]["retry"] == "1000"  # priming + retry hint
+        after: list[dict[str, Any]] = []
+        replay_headers = {**headers, "Last-Event-ID": before[-1]["id"]}
+        with http.stream("GET", url, headers=replay_headers) as resp:
+            assert resp.status_code == 200
+            for event in sse_events(resp):
+                after.append(event)
+                if event.get("data") and event["data"].get("id") == 42:
+                    break
+        http.delete(url, headers=headers)
+
+    messages = [e["data"] for e in before + after if e.get("data")]
+    ids = [e["id"] for e in before + after]
+    assert len(ids) == len(set(ids)), "an event was repeated"
+    progress = [
+        m["params"]["progress"] for m in messages if m.get("method") == "notifications/progress"
+    ]
+    assert progress == [0, 1, 2, 3], "a progress event was lost or repeated"
+    responses = [m for m in messages if m.get("id") == 42]
+    assert len(responses) == 1 and responses[0]["result"]["isError"] is False
+
+
+def test_unknown_last_event_id_is_not_replayed(server: Service) -> None:
+    url = f"{server.url}/mcp"
+    with httpx.Client(timeout=5) as http:
+        sid = open_session(http, url)
+        headers = {
+            "Accept": "text/event-stream",
+            "Mcp-Session-Id": sid,
+            "Mcp-Protocol-Version": "2025-11-25",
+            "Last-Event-ID": "00000000-1",
+        }
+        with http.stream("GET", url, headers=headers) as resp:
+            # Nothing to replay: the stream ends (or is refused), never someone else's events.
+            assert all(not e.get("data") for e in sse_events(resp))
+        http.delete(url, headers={**headers, "Accept": ACCEPT})
+
+
+# --- HTTP security ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/mcp", "/sse"])
+def test_foreign_host_and_origin_refused(server: Service, path: str) -> None:
+    def hit(headers: dict[str, str]) -> httpx.Response:
+        h = {"Accept": ACCEPT, **headers}
+        if path == "/mcp":
+            return httpx.post(server.url + path, json=INIT, headers=h, timeout=5)
+        with httpx.stream("GET", server.url + path, headers=h, timeout=5) as r:
+            return r
+
+    assert hit({"Host": "evil.example.com"}).status_code == 421
+    assert hit({"Host": f"evil.example.com:{server.port}"}).status_code == 421
+    assert hit({"Origin": "http://evil.example.com"}).status_code == 403
+    assert hit({"Origin": f"http://localhost:{server.port}"}).status_code == 200
+    assert hit({"Host": f"localhost:{server.port}"}).status_code == 200
+
+
+def test_cors_preflight_for_allowed_origin_only(server: Service) -> None:
+    origin = f"http://localhost:{server.port}"
+    r = httpx.options(
+        f"{server.url}/mcp",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "mcp-session-id, mcp-protocol-version, last-event-id",
+        },
+    )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == origin
+    allowed = r.headers["access-control-allow-headers"].lower()
+    for h in ("mcp-session-id", "mcp-protocol-version", "last-event-id"):
+        assert h in allowed
+    r = httpx.post(
+        f"{server.url}/mcp",
+        json=INIT,
+        headers={"Origin": origin, "Accept": ACCEPT},
+    )
+    assert "mcp-session-id" in r.headers["access-control-expose-headers"].lower()
+    r = httpx.options(
+        f"{server.url}/mcp",
+        headers={"Origin": "http://evil.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_no_auth_needed_without_token(server: Service) -> None:
+    with httpx.Client(timeout=5) as http:
+        assert open_session(http, f"{server.url}/mcp")
+
+
+def test_server_keeps_serving(server: Service) -> None:
+    """After all the errors above the process is still up and answering."""
+    assert server.proc.poll() is None
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
