@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
@@ -78,11 +76,6 @@ def build_app() -> Starlette:
 
     http_app.add_route("/healthz", healthz, methods=["GET"])
     return http_app
-
-
-@contextlib.asynccontextmanager
-async def _noop(_: Starlette) -> AsyncIterator[None]:
-    yield
 
 
 if __name__ == "__main__":

@@ -1,0 +1,241 @@
+"""Read mcp.json in the shapes people already have (Cursor, Claude Desktop/Code, VS Code).
+
+A bad entry never stops the app: it becomes a `ConfigError` that names the server and the key,
+and the other servers still load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+Transport = Literal["http", "sse", "stdio"]
+
+_TYPE_ALIASES: dict[str, Transport] = {
+    "http": "http",
+    "streamable-http": "http",
+    "streamable_http": "http",
+    "streamablehttp": "http",
+    "sse": "sse",
+    "stdio": "stdio",
+}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One MCP server to connect to, already normalised."""
+
+    name: str
+    transport: Transport
+    url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    command: str | None = None
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+    def target(self) -> str:
+        """Where it lives, for display: the URL, or the command line."""
+        if self.transport == "stdio":
+            return " ".join([self.command or "", *self.args]).strip()
+        return self.url or ""
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    """A problem in mcp.json, located as precisely as we can."""
+
+    message: str
+    server: str | None = None
+    key: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.server is not None:
+            where.append(f"server {self.server!r}")
+        if self.key is not None:
+            where.append(f"key {self.key!r}")
+        return (
+            f"mcp.json: {', '.join(where)}: {self.message}"
+            if where
+            else f"mcp.json: {self.message}"
+        )
+
+
+@dataclass
+class McpConfig:
+    servers: list[ServerConfig] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=list)
+    path: str | None = None
+
+
+class _EntryError(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _expand(value: str, key: str, environ: Mapping[str, str]) -> str:
+    """Claude Code style `${VAR}` / `${VAR:-default}` expansion; a missing VAR is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise _EntryError(key, f"environment variable {name} is not set")
+
+    return _VAR.sub(sub, value)
+
+
+def _string(entry: Mapping[str, Any], key: str, environ: Mapping[str, str]) -> str | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _EntryError(key, "must be a non-empty string")
+    return _expand(value, key, environ)
+
+
+def _string_map(entry: Mapping[str, Any], key: str, environ: Mapping[str, str]) -> dict[str, str]:
+    value = entry.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _EntryError(key, "must be an object of strings")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise _EntryError(f"{key}.{k}", "must be a string")
+        out[str(k)] = _expand(str(v), f"{key}.{k}", environ)
+    return out
+
+
+def _string_list(entry: Mapping[str, Any], key: str, environ: Mapping[str, str]) -> list[str]:
+    value = entry.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _EntryError(key, "must be a list of strings")
+    return [_expand(v, f"{key}[{i}]", environ) for i, v in enumerate(value)]
+
+
+def _parse_entry(
+    name: str, entry: Any, base_dir: Path | None, environ: Mapping[str, str]
+) -> ServerConfig:
+    if not isinstance(entry, dict):
+        raise _EntryError("(entry)", "must be an object with 'url' or 'command'")
+    type_key = "type" if "type" in entry else "transport" if "transport" in entry else None
+    declared: Transport | None = None
+    if type_key is not None:
+        raw = entry[type_key]
+        if not isinstance(raw, str) or raw.strip().lower() not in _TYPE_ALIASES:
+            raise _EntryError(type_key, f"must be one of 'http', 'sse', 'stdio' (got {raw!r})")
+        declared = _TYPE_ALIASES[raw.strip().lower()]
+
+    url = _string(entry, "url", environ)
+    command = _string(entry, "command", environ)
+    if declared is None:
+        if command is not None:
+            declared = "stdio"
+        elif url is not None:
+            path = urlsplit(url).path.rstrip("/")
+            declared = "sse" if path.endswith("/sse") else "http"
+        else:
+            raise _EntryError("url", "missing: give 'url' (HTTP/SSE) or 'command' (stdio)")
+
+    if declared == "stdio":
+        if command is None:
+            raise _EntryError("command", "missing: a stdio server needs 'command'")
+        cwd = _string(entry, "cwd", environ)
+        if cwd is None and base_dir is not None:
+            cwd = str(base_dir)
+        elif cwd is not None and base_dir is not None and not os.path.isabs(cwd):
+            cwd = str(base_dir / cwd)
+        return ServerConfig(
+            name=name,
+            transport="stdio",
+            command=command,
+            args=_string_list(entry, "args", environ),
+            env=_string_map(entry, "env", environ),
+            cwd=cwd,
+        )
+
+    if url is None:
+        raise _EntryError("url", f"missing: a {declared} server needs 'url'")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _EntryError("url", f"must be an http:// or https:// URL (got {url!r})")
+    return ServerConfig(
+        name=name,
+        transport=declared,
+        url=url,
+        headers=_string_map(entry, "headers", environ),
+    )
+
+
+def parse_config(
+    data: Any, *, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> McpConfig:
+    """Normalise an already-decoded mcp.json document; never raises for bad content."""
+    environ = os.environ if environ is None else environ
+    cfg = McpConfig()
+    if not isinstance(data, dict):
+        cfg.errors.append(ConfigError("top level must be a JSON object with 'mcpServers'"))
+        return cfg
+    sections = [k for k in ("mcpServers", "servers") if k in data]
+    if not sections:
+        cfg.errors.append(ConfigError("missing: no 'mcpServers' (or 'servers')", key="mcpServers"))
+        return cfg
+    seen: set[str] = set()
+    for section in sections:
+        block = data[section]
+        if not isinstance(block, dict):
+            cfg.errors.append(ConfigError("must be an object of name → server", key=section))
+            continue
+        for name, entry in block.items():
+            if name in seen:
+                cfg.errors.append(ConfigError("defined twice", server=name))
+                continue
+            seen.add(name)
+            if not name.strip():
+                cfg.errors.append(ConfigError("server name must not be empty", server=name))
+                continue
+            if isinstance(entry, dict) and entry.get("disabled") is True:
+                continue
+            try:
+                cfg.servers.append(_parse_entry(name, entry, base_dir, environ))
+            except _EntryError as e:
+                cfg.errors.append(ConfigError(e.message, server=name, key=e.key))
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> McpConfig:
+    """Read and parse the file; a missing or malformed file is reported, not raised."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        cfg = McpConfig(errors=[ConfigError(f"file not found: {p}")])
+    except OSError as e:
+        cfg = McpConfig(errors=[ConfigError(f"cannot read {p}: {e}")])
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            cfg = McpConfig(
+                errors=[ConfigError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")]
+            )
+        else:
+            cfg = parse_config(data, base_dir=p.resolve().parent)
+    cfg.path = str(p)
+    return cfg

@@ -1,0 +1,463 @@
+"""Long-lived MCP client sessions, one per configured server, that heal themselves.
+
+The seed opened a connection per tool call and died at startup when a server was down. Here
+each server gets a supervisor task that owns its session (anyio needs the task that enters a
+transport to be the one that leaves it), reconnects with backoff, pings to notice outages, and
+refreshes the tool list on reconnect and on `notifications/tools/list_changed`. Callers in
+other tasks just borrow the live session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+import anyio
+import httpx2
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.types import CallToolResult, Implementation, Tool
+from mcp.types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
+
+from mcp_config import McpConfig, ServerConfig
+
+log = logging.getLogger("mcp_manager")
+
+# Only handshake-era sessions have ping; we pin that era on purpose (see _open_client).
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
+
+Status = Literal["connecting", "connected", "failed"]
+CLIENT_INFO = Implementation(name="product-mcp-web", version="0.1.0")
+
+
+class ToolCallError(Exception):
+    """A call could not produce a tool result; the message is meant for people and models."""
+
+    status_code = 502
+
+
+class ServerUnavailable(ToolCallError):
+    status_code = 503
+
+
+class ToolTimeout(ToolCallError):
+    status_code = 504
+
+
+class UnknownTool(ToolCallError):
+    status_code = 404
+
+
+@dataclass(frozen=True)
+class ToolEntry:
+    """A tool together with the server that offers it."""
+
+    server: str
+    tool: Tool
+
+    @property
+    def name(self) -> str:
+        return self.tool.name
+
+    @property
+    def read_only(self) -> bool:
+        """Only an explicit readOnlyHint counts: anything else may change data."""
+        ann = self.tool.annotations
+        return bool(ann is not None and ann.read_only_hint is True)
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return self.tool.input_schema or {"type": "object", "properties": {}}
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable line for an exception, digging into exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, MCPError):
+        return exc.error.message
+    if isinstance(exc, httpx2.ConnectError):
+        return f"connection refused or unreachable ({exc})"
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"HTTP {exc.response.status_code} from {exc.request.url}"
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {exc.filename or exc}"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def result_text(result: CallToolResult) -> str:
+    """Flatten a tool result into the text a model (or a person) reads.
+
+    Structured content wins when present: a list return arrives as one text block per item,
+    which joined is not JSON, while `structuredContent` is (unwrapped from {"result": ...}).
+    """
+    structured = result.structured_content
+    if structured is not None and not result.is_error:
+        if isinstance(structured, dict) and list(structured) == ["result"]:
+            structured = structured["result"]
+        if isinstance(structured, str):
+            return structured
+        return json.dumps(structured, ensure_ascii=False)
+    parts: list[str] = []
+    for block in result.content:
+        kind = getattr(block, "type", "")
+        if kind == "text":
+            parts.append(block.text)  # type: ignore[union-attr]
+        elif kind in ("image", "audio"):
+            parts.append(f"[{kind}: {getattr(block, 'mime_type', '')}]")
+        elif kind == "resource":
+            res = block.resource  # type: ignore[union-attr]
+            text = getattr(res, "text", None)
+            parts.append(text if text is not None else f"[resource: {res.uri}]")
+        elif kind == "resource_link":
+            parts.append(f"[resource link: {getattr(block, 'uri', '')}]")
+        else:
+            parts.append(str(block))
+    return "\n".join(parts) if parts else "(the tool returned no content)"
+
+
+def _stderr_file() -> IO[str]:
+    return tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+
+
+def _tail(f: IO[str], lines: int = 3, chars: int = 400) -> str:
+    try:
+        f.flush()
+        f.seek(0)
+        text = f.read()
+    except (OSError, ValueError):
+        return ""
+    return " | ".join(text.strip().splitlines()[-lines:])[-chars:]
+
+
+class ServerConnection:
+    """Supervises one server: connect, serve calls, notice death, reconnect with backoff."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        connect_timeout: float = 10.0,
+        ping_interval: float = 15.0,
+        reconnect_max: float = 30.0,
+        ready_wait: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.reconnect_max = reconnect_max
+        self.ready_wait = ready_wait
+        self.status: Status = "connecting"
+        self.last_error: str | None = None
+        self.tools: list[Tool] = []
+        self.server_info: Implementation | None = None
+        self.connected_at: float | None = None
+        self.attempts = 0
+        self._client: Client | None = None
+        self._generation = 0
+        self._changed = anyio.Event()
+        self._settled = anyio.Event()
+        self._send: MemoryObjectSendStream[tuple[str, int]]
+        self._recv: MemoryObjectReceiveStream[tuple[str, int]]
+        self._send, self._recv = anyio.create_memory_object_stream(math.inf)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def snapshot(self) -> dict[str, Any]:
+        cfg = self.config
+        info: dict[str, Any] = {
+            "name": cfg.name,
+            "transport": cfg.transport,
+            "url": cfg.url,
+            "command": cfg.target() if cfg.transport == "stdio" else None,
+            "status": self.status,
+            "error": self.last_error,
+            "tools": len(self.tools) if self.status == "connected" else 0,
+            "attempts": self.attempts,
+            "connectedAt": self.connected_at,
+        }
+        if self.server_info is not None:
+            info["serverInfo"] = {
+                "name": self.server_info.name,
+                "version": self.server_info.version,
+            }
+        return info
+
+    def _set_status(self, status: Status) -> None:
+        self.status = status
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    def _signal(self, kind: str, generation: int | None = None) -> None:
+        self._send.send_nowait((kind, self._generation if generation is None else generation))
+
+    @asynccontextmanager
+    async def _open_client(self, errlog: IO[str] | None) -> AsyncIterator[Client]:
+        cfg = self.config
+        async with AsyncExitStack() as stack:
+            transport: Any
+            if cfg.transport == "http":
+                assert cfg.url is not None
+                http = await stack.enter_async_context(
+                    create_mcp_http_client(
+                        headers=cfg.headers or None,
+                        timeout=httpx2.Timeout(self.connect_timeout, read=300.0),
+                    )
+                )
+                transport = streamable_http_client(cfg.url, http_client=http)
+            elif cfg.transport == "sse":
+                assert cfg.url is not None
+                transport = sse_client(
+                    cfg.url, headers=cfg.headers or None, timeout=self.connect_timeout
+                )
+            else:
+                assert cfg.command is not None
+                params = StdioServerParameters(
+                    command=cfg.command, args=cfg.args, env=cfg.env or None, cwd=cfg.cwd
+                )
+                transport = stdio_client(params, errlog=errlog or sys.stderr)
+            # "legacy" = the initialize handshake: a real session (so a restarted server is
+            # noticed as "Session not found"), pings, and list_changed notifications on every
+            # transport, including servers that predate the 2026 protocol.
+            client = Client(
+                transport,
+                mode="legacy",
+                cache=None,
+                read_timeout_seconds=self.connect_timeout,
+                message_handler=self._on_message,
+                client_info=CLIENT_INFO,
+            )
+            yield await stack.enter_async_context(client)
+
+    async def _on_message(self, message: Any) -> None:
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            log.info("%s: tools/list_changed", self.name)
+            self._signal("refresh")
+        elif isinstance(message, Exception):
+            log.debug("%s: transport reported %s", self.name, describe_error(message))
+
+    async def _load_tools(self, client: Client) -> None:
+        tools: list[Tool] = []
+        cursor: str | None = None
+        for _ in range(100):
+            page = await client.list_tools(cursor=cursor)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        self.tools = tools
+
+    async def run(self) -> None:
+        """Forever: connect, supervise, and after a failure wait (backoff) and try again."""
+        delay = 0.0
+        while True:
+            self.attempts += 1
+            self._set_status("connecting")
+            # A stdio server's stderr goes to a file, so a crash can be explained by its last words.
+            errlog = _stderr_file() if self.config.transport == "stdio" else None
+            try:
+                async with self._open_client(errlog) as client:
+                    await self._load_tools(client)
+                    self._generation += 1
+                    self._client = client
+                    self.server_info = client.server_info
+                    self.last_error = None
+                    self.connected_at = time.time()
+                    delay = 0.0
+                    self._set_status("connected")
+                    self._settled.set()
+                    log.info("%s: connected, %d tools", self.name, len(self.tools))
+                    await self._supervise(client)
+            except Exception as e:
+                self.last_error = describe_error(e)
+                log.warning("%s: %s", self.name, self.last_error)
+            finally:
+                self._client = None
+                if errlog is not None:
+                    tail = _tail(errlog)
+                    errlog.close()
+                    if tail and self.last_error:
+                        self.last_error += f" (stderr: {tail})"
+            self._set_status("failed")
+            self._settled.set()
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    while (await self._recv.receive())[0] != "kick":
+                        pass
+            delay = min(max(delay * 2, 0.5), self.reconnect_max)
+
+    async def _supervise(self, client: Client) -> None:
+        """Return when the session is gone (failed ping, or a caller saw it die)."""
+        generation = self._generation
+        while True:
+            signal: tuple[str, int] | None = None
+            with anyio.move_on_after(self.ping_interval):
+                signal = await self._recv.receive()
+            if signal is None:
+                try:
+                    with anyio.fail_after(self.connect_timeout):
+                        await client.send_ping()
+                except Exception as e:
+                    self.last_error = f"lost connection: {describe_error(e)}"
+                    return
+                continue
+            kind, gen = signal
+            if kind == "dead" and gen == generation:
+                return
+            if kind == "refresh":
+                try:
+                    await self._load_tools(client)
+                except Exception as e:
+                    self.last_error = f"tools/list failed: {describe_error(e)}"
+                    return
+
+    async def wait_settled(self) -> None:
+        await self._settled.wait()
+
+    async def _live_client(self) -> tuple[Client, int]:
+        if self._client is None:
+            first_attempt = self.attempts
+            self._signal("kick")
+            with anyio.move_on_after(self.ready_wait):
+                while self._client is None:
+                    if self.status == "failed" and self.attempts > first_attempt:
+                        break
+                    await self._changed.wait()
+        client = self._client
+        if client is None:
+            reason = f": {self.last_error}" if self.last_error else ""
+            raise ServerUnavailable(
+                f"MCP server '{self.name}' is not connected ({self.status}){reason}"
+            )
+        return client, self._generation
+
+    def _is_read_only(self, tool_name: str) -> bool:
+        return any(ToolEntry(self.name, t).read_only for t in self.tools if t.name == tool_name)
+
+    async def call_tool(self, name: str, args: dict[str, Any], time_limit: float) -> CallToolResult:
+        """Call on the live session; a stale session is replaced and the call retried once.
+
+        Retrying is safe when the server refused the session outright ("Session not found"),
+        or when the tool is read-only; a possibly-delivered write is reported, not repeated.
+        """
+        for attempt in range(2):
+            client, generation = await self._live_client()
+            try:
+                return await client.call_tool(name, args, read_timeout_seconds=time_limit)
+            except MCPError as e:
+                if e.code == REQUEST_TIMEOUT:
+                    raise ToolTimeout(
+                        f"Tool '{name}' on server '{self.name}' "
+                        f"did not answer within {time_limit:g}s"
+                    ) from e
+                stale = e.code == INVALID_REQUEST and "session" in e.message.lower()
+                if not stale and e.code != CONNECTION_CLOSED:
+                    raise ToolCallError(
+                        f"Server '{self.name}' rejected '{name}': {e.message}"
+                    ) from e
+                retry_ok = stale or self._is_read_only(name)
+                problem = describe_error(e)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, httpx2.HTTPError) as e:
+                retry_ok = self._is_read_only(name)
+                problem = describe_error(e)
+            log.info("%s: session lost during %s (%s); reconnecting", self.name, name, problem)
+            self.last_error = f"lost connection: {problem}"
+            self._signal("dead", generation)
+            if not retry_ok or attempt == 1:
+                raise ServerUnavailable(
+                    f"Lost the connection to MCP server '{self.name}' during '{name}' ({problem}); "
+                    "it is reconnecting, try again"
+                )
+            # Wait for the supervisor to drop the dead session before asking for a live one.
+            with anyio.move_on_after(self.ready_wait):
+                while self._client is client:
+                    await self._changed.wait()
+        raise AssertionError("unreachable")
+
+
+class McpManager:
+    """All configured servers; use as an async context manager for the app's lifetime."""
+
+    def __init__(
+        self,
+        config: McpConfig,
+        *,
+        call_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        ping_interval: float = 15.0,
+        reconnect_max: float = 30.0,
+        startup_wait: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.call_timeout = call_timeout
+        self.startup_wait = startup_wait
+        self.connections: dict[str, ServerConnection] = {
+            s.name: ServerConnection(
+                s,
+                connect_timeout=connect_timeout,
+                ping_interval=ping_interval,
+                reconnect_max=reconnect_max,
+            )
+            for s in config.servers
+        }
+        self._tg: TaskGroup | None = None
+
+    async def __aenter__(self) -> McpManager:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        for conn in self.connections.values():
+            self._tg.start_soon(conn.run, name=f"mcp:{conn.name}")
+        # Give servers a moment so the first page load sees their tools; never block longer.
+        with anyio.move_on_after(self.startup_wait):
+            for conn in self.connections.values():
+                await conn.wait_settled()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+
+    def servers(self) -> list[dict[str, Any]]:
+        return [c.snapshot() for c in self.connections.values()]
+
+    def tools(self) -> list[ToolEntry]:
+        """Tools of every connected server, in config order."""
+        return [
+            ToolEntry(c.name, t)
+            for c in self.connections.values()
+            if c.status == "connected"
+            for t in c.tools
+        ]
+
+    def find(self, server: str, name: str) -> ToolEntry | None:
+        conn = self.connections.get(server)
+        if conn is None:
+            return None
+        return next((ToolEntry(server, t) for t in conn.tools if t.name == name), None)
+
+    async def call_tool(
+        self, server: str, name: str, args: dict[str, Any], time_limit: float | None = None
+    ) -> CallToolResult:
+        conn = self.connections.get(server)
+        if conn is None:
+            raise UnknownTool(f"Unknown MCP server '{server}'")
+        return await conn.call_tool(name, args, time_limit or self.call_timeout)

@@ -1,0 +1,104 @@
+"""Shared bits of the web.py tests: start web.py against a given mcp.json, read its SSE stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import ROOT, Service, free_port, start
+
+EVERYTHING = ROOT / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist"
+CHROMIUM = Path("/usr/bin/chromium")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+Event = tuple[str, dict[str, Any]]
+
+
+def need(ok: bool, why: str) -> None:
+    """Skip when a tool is missing, except in CI where a missing tool is a failure."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"{why} (CI=true: required)")
+    pytest.skip(why)
+
+
+def need_node() -> None:
+    need(
+        shutil.which("node") is not None and (EVERYTHING / "index.js").exists(),
+        "node or @modelcontextprotocol/server-everything not installed (npm ci)",
+    )
+
+
+def write_config(path: Path, servers: dict[str, Any]) -> Path:
+    path.write_text(json.dumps({"mcpServers": servers}, indent=2))
+    return path
+
+
+def start_web(config: Path, env: dict[str, str] | None = None) -> Service:
+    """web.py on a free port, every setting pinned so a developer's .env cannot leak in."""
+    port = free_port()
+    base = {
+        "MCP_CONFIG_PATH": str(config),
+        "OPENAI_API_KEY": "",
+        "OPENAI_API_BASE": "http://127.0.0.1:9/v1",
+        "LLM_MODEL": "fake-model",
+        "MAX_TOOL_ROUNDS": "8",
+        "TOOL_APPROVAL": "ask",
+        "TOOL_CALL_TIMEOUT": "30",
+        "CORS_ORIGINS": "",
+        "LLM_TIMEOUT": "10",
+        "LLM_MAX_RETRIES": "0",
+    }
+    return start(
+        ["web.py", "--host", "127.0.0.1", "--port", str(port)],
+        port=port,
+        env={**base, **(env or {})},
+    )
+
+
+def chat_stream(
+    web: Service,
+    body: dict[str, Any],
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    timeout: float = 60,
+) -> list[Event]:
+    """POST /api/chat/stream and collect (event, data) pairs until the stream ends."""
+    events: list[Event] = []
+    with httpx.stream("POST", f"{web.url}/api/chat/stream", json=body, timeout=timeout) as r:
+        assert r.status_code == 200, r.read().decode()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        kind, data = "message", []
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif not line and data:
+                payload = json.loads("\n".join(data))
+                events.append((kind, payload))
+                if on_event is not None:
+                    on_event(kind, payload)
+                kind, data = "message", []
+    return events
+
+
+def approve(web: Service, approval_id: str, approved: bool) -> None:
+    r = httpx.post(
+        f"{web.url}/api/chat/approve",
+        json={"approvalId": approval_id, "approved": approved},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+
+
+def stock(api: Service, product_id: int) -> int:
+    inventory = httpx.get(f"{api.url}/api/inventory", timeout=10).json()
+    return next(i["quantity"] for i in inventory if i["productId"] == product_id)
