@@ -147,7 +147,12 @@ def get_products(
     )
 
 
-@router.get("/api/products/{product_id}", response_model=Product, tags=["products"])
+@router.get(
+    "/api/products/{product_id}",
+    response_model=Product,
+    tags=["products"],
+    responses={404: {"description": "Unknown product"}},
+)
 def get_product(shop: ShopDep, product_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Product:
     return shop.get_product(product_id)[0]
 

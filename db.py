@@ -366,8 +366,7 @@ class Shop:
         stmt = stmt.where(inventory.c.quantity > 0)
         if budget is not None:
             stmt = stmt.where(products.c.price_cents <= _cents(budget))
-        if rank is not None:
-            stmt = stmt.add_columns(rank.label("score"))
+        stmt = stmt.add_columns((rank if rank is not None else literal_column("0")).label("score"))
         with self.engine.connect() as conn:
             rows = list(conn.execute(stmt.limit(limit)))
             if not rows:  # nothing matched: still offer what is in stock, most plentiful first

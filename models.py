@@ -8,15 +8,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MAX_QUANTITY = 10_000
 MAX_ITEMS = 100
 MAX_NAME = 200
 
-ProductId = Annotated[StrictInt, Field(ge=1, le=2**31 - 1, description="Product ID")]
+
+def _json_number(value: object) -> object:
+    """JSON Schema's integer admits 3.0 but never "3" or true: pydantic's lax int would."""
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer, not a string or boolean")
+    return value
+
+
+# Field before the validator: the other order silently drops minimum/maximum from the schema.
+ProductId = Annotated[
+    int, Field(ge=1, le=2**31 - 1, description="Product ID"), BeforeValidator(_json_number)
+]
 Quantity = Annotated[
-    StrictInt, Field(ge=1, le=MAX_QUANTITY, description=f"Units to buy, 1..{MAX_QUANTITY}")
+    int,
+    Field(ge=1, le=MAX_QUANTITY, description=f"Units to buy, 1..{MAX_QUANTITY}"),
+    BeforeValidator(_json_number),
 ]
 
 
@@ -63,16 +76,22 @@ class PurchaseRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customerName: str = Field(max_length=10 * MAX_NAME, description="Customer name, 1..200 chars")
-    items: list[OrderItem] = Field(max_length=MAX_ITEMS, description="1..100 items")
+    # minLength/minItems are documented for clients; the route enforces them with the seed's 400.
+    customerName: str = Field(
+        max_length=MAX_NAME,
+        description="Customer name, 1..200 characters; surrounding spaces are trimmed",
+        json_schema_extra={"minLength": 1},
+    )
+    items: list[OrderItem] = Field(
+        max_length=MAX_ITEMS,
+        description="1..100 items; repeated productIds are merged",
+        json_schema_extra={"minItems": 1},
+    )
 
     @field_validator("customerName")
     @classmethod
     def _trim(cls, v: str) -> str:
-        v = v.strip()
-        if len(v) > MAX_NAME:
-            raise ValueError(f"must be at most {MAX_NAME} characters after trimming")
-        return v
+        return v.strip()
 
     def merged_items(self) -> list[OrderItem]:
         """Items with repeated productIds summed, in first-seen order."""
