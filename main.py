@@ -107,6 +107,19 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class TrimHeaderValues:
+    """Strip optional whitespace around header values (RFC 9110 5.5); the SDK compares raw
+    values, so `Mcp-Name:  get_products ` would otherwise be refused as a mismatch."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "headers": [(k, v.strip(b" \t")) for k, v in scope["headers"]]}
+        await self.app(scope, receive, send)
+
+
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok", "productApi": api.base_url})
 
@@ -157,6 +170,7 @@ def build_app(cfg: Config) -> Starlette:
     ]
     if cfg.auth_token:
         middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
+    middleware.append(Middleware(TrimHeaderValues))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

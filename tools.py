@@ -17,7 +17,14 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import EmptyResult, LoggingLevel, SetLevelRequestParams, ToolAnnotations
+from mcp.types import (
+    Completion,
+    EmptyResult,
+    LoggingLevel,
+    ResourceTemplateReference,
+    SetLevelRequestParams,
+    ToolAnnotations,
+)
 from pydantic import Field, TypeAdapter
 
 from models import (
@@ -494,6 +501,28 @@ async def product_resource(id: str) -> str:
         if e.status == 404:
             raise ResourceNotFoundError(str(e)) from e
         raise ResourceError(str(e)) from e
+
+
+@mcp.completion()
+async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
+    """Suggest product ids for `shop://products/{id}` (id or name prefix) so clients can pick."""
+    if not (
+        isinstance(ref, ResourceTemplateReference)
+        and ref.uri == "shop://products/{id}"
+        and argument.name == "id"
+    ):
+        return None
+    value = argument.value.strip()
+    try:
+        products = await api.request("GET", "/products", "product service", params={"limit": PAGE})
+    except ApiError:
+        return Completion(values=[])
+    ids = [
+        str(p["id"])
+        for p in products
+        if str(p["id"]).startswith(value) or p["name"].lower().startswith(value.lower())
+    ]
+    return Completion(values=ids[:100], total=len(ids), has_more=len(ids) > 100)
 
 
 @mcp.prompt(
