@@ -349,6 +349,14 @@ class ServerConnection:
             )
         return client, self._generation
 
+    async def ensure_connected(self) -> bool:
+        """Reconnect now (skipping the backoff wait) if needed; False if that did not work."""
+        try:
+            await self._live_client()
+        except ServerUnavailable:
+            return False
+        return True
+
     def _is_read_only(self, tool_name: str) -> bool:
         return any(ToolEntry(self.name, t).read_only for t in self.tools if t.name == tool_name)
 

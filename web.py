@@ -164,6 +164,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         if conn is None:
             return JSONResponse({"detail": f"Unknown MCP server '{req.server}'"}, status_code=404)
         entry = manager.find(req.server, req.name)
+        if entry is None and conn.status != "connected" and await conn.ensure_connected():
+            entry = manager.find(req.server, req.name)
         if entry is None:
             if conn.status != "connected":
                 why = f": {conn.last_error}" if conn.last_error else ""

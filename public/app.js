@@ -112,8 +112,8 @@
       h(
         "div",
         { class: "tool-head" },
-        h("span", { text: "🔧" }),
-        h("span", { class: "server muted", text: item.server || "?" }),
+        h("span", { class: "badge", text: "tool" }),
+        h("span", { class: "srv muted", text: item.server || "?" }),
         h("span", { text: "›" }),
         h("span", { class: "name", text: item.tool || item.function || "?" }),
         h("span", { class: "state", text: toolState(item) })

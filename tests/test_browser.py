@@ -1,0 +1,202 @@
+"""The chat page in a real browser (Playwright driving Debian's Chromium) against the real trio
+and the scripted LLM: tools listed, streamed answer with a tool card, approve → stock falls,
+reject → nothing bought, XSS payloads stay inert text, reload keeps the chat, hand-run form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from db import Shop, make_engine
+from tests.fake_llm import Calls, FakeLLM, Reply
+from tests.servers import ROOT, Service, start_api, start_mcp
+from tests.web_helpers import CHROMIUM, need, start_web, stock, write_config
+
+pytestmark = pytest.mark.browser
+
+XSS = "<img src=x onerror=alert(1)>"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
+    tmp = tmp_path_factory.mktemp("browser")
+    db = tmp / "shop.db"
+    shop = Shop(make_engine(f"sqlite:///{db}"))
+    shop.init()
+    shop.add_products([(f"Hacker Hat {XSS}", 1500, f"Stylish. {XSS} <script>alert(2)</script>", 5)])
+    shop.engine.dispose()
+    fake = FakeLLM().start()
+    state: dict[str, Any] = {"fake": fake}
+    try:
+        state["api"] = api = start_api(db)
+        state["mcp"] = mcp = start_mcp(api.url)
+        config = write_config(tmp / "mcp.json", {"product-mcp": {"url": f"{mcp.url}/mcp"}})
+        state["web"] = start_web(config, {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url})
+        yield state
+    finally:
+        for key in ("web", "mcp", "api"):
+            svc = state.get(key)
+            if isinstance(svc, Service):
+                svc.stop()
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def page(stack: dict[str, Any]) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        dialogs: list[str] = []
+        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.dialogs = dialogs  # type: ignore[attr-defined]
+        pg.js_errors = errors  # type: ignore[attr-defined]
+        pg.set_default_timeout(15_000)
+        pg.goto(stack["web"].url + "/")
+        yield pg
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / "web-chat.png"), full_page=True)
+        browser.close()
+
+
+def send(page: Any, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def test_page_lists_servers_and_tools(page: Any) -> None:
+    page.wait_for_selector(".server[data-server='product-mcp'] .dot.connected")
+    page.wait_for_selector("button.tool-btn[data-tool='get_products']")
+    names = page.eval_on_selector_all("button.tool-btn", "els => els.map(e => e.dataset.tool)")
+    assert {"get_products", "create_purchase", "analyze_sales"} <= set(names)
+    badge = page.inner_text("button.tool-btn[data-tool='create_purchase'] .badge")
+    assert badge == "changes data"
+    assert page.is_hidden("#banner")
+
+
+def test_streamed_answer_with_tool_card(page: Any, stack: dict[str, Any]) -> None:
+    q = "What do you sell?"
+    stack["fake"].script(
+        q,
+        Calls(("get_products", {}), text="Let me look that up."),
+        Reply("We sell the **Galaxy Smart Watch** and 4 other products.", chunks=6),
+    )
+    send(page, q)
+    card = page.wait_for_selector(".tool-card.ok[data-tool='get_products']")
+    assert "Galaxy Smart Watch" in card.inner_text()
+    assert "product-mcp" in card.inner_text() and " ms" in card.inner_text()
+    answer = page.wait_for_selector(".msg.assistant:not(.streaming) >> text=4 other products")
+    assert answer.eval_on_selector("strong", "e => e.textContent") == "Galaxy Smart Watch"
+    assert page.locator(".msg.assistant").first.inner_text() == "Let me look that up."
+    assert page.input_value("#input") == ""
+
+
+def test_approve_a_purchase_and_stock_falls(page: Any, stack: dict[str, Any]) -> None:
+    q = "Buy 2 power banks for Ann"
+    args = {"customerName": "Ann", "items": [{"productId": 3, "quantity": 2}]}
+    stack["fake"].script(q, Calls(("create_purchase", args)), Reply("Order placed for Ann."))
+    before = stock(stack["api"], 3)
+    send(page, q)
+    card = page.wait_for_selector(".tool-card.approval")
+    assert "create_purchase" in card.inner_text() and '"customerName": "Ann"' in card.inner_text()
+    assert stock(stack["api"], 3) == before
+    card.query_selector("button.approve").click()
+    page.wait_for_selector(".msg.assistant >> text=Order placed for Ann.")
+    done = page.locator(".tool-card[data-tool='create_purchase']").last
+    assert "ok" in (done.get_attribute("class") or "")
+    assert stock(stack["api"], 3) == before - 2
+
+
+def test_reject_a_purchase_and_nothing_is_bought(page: Any, stack: dict[str, Any]) -> None:
+    q = "Buy 5 earbuds for Bob"
+    args = {"customerName": "Bob", "items": [{"productId": 2, "quantity": 5}]}
+    stack["fake"].script(q, Calls(("create_purchase", args)), Reply("Understood, nothing bought."))
+    before = stock(stack["api"], 2)
+    send(page, q)
+    page.wait_for_selector(".tool-card.approval button.reject").click()
+    page.wait_for_selector(".msg.assistant >> text=Understood, nothing bought.")
+    card = page.locator(".tool-card[data-tool='create_purchase']").last
+    assert "rejected" in (card.get_attribute("class") or "")
+    assert "rejected" in card.inner_text()
+    assert stock(stack["api"], 2) == before
+    tool_msg = [m for m in stack["fake"].requests_for(q)[1]["messages"] if m["role"] == "tool"]
+    assert "rejected" in tool_msg[-1]["content"]
+
+
+def test_xss_payloads_stay_text(page: Any, stack: dict[str, Any]) -> None:
+    q = "Show me the hat"
+    stack["fake"].script(
+        q,
+        Calls(("get_product", {"productId": 5})),
+        Reply(f"Here it is: {XSS} **Hacker Hat** [click](javascript:alert(3)) `{XSS}`"),
+    )
+    send(page, q)
+    card = page.wait_for_selector(".tool-card.ok[data-tool='get_product']")
+    answer = page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Here it is")
+    assert XSS in answer.inner_text() and XSS in card.inner_text()
+    assert "<script>alert(2)</script>" in card.inner_text()
+    assert page.locator("#messages img, #messages script, #messages iframe").count() == 0
+    assert page.locator("#messages a[href^='javascript']").count() == 0
+    page.wait_for_timeout(300)  # give any (wrongly) injected handler a chance to fire
+    assert page.dialogs == []  # type: ignore[attr-defined]
+    # the hand-run form and tool list also render it as text
+    page.click("button.tool-btn[data-tool='get_product']")
+    page.fill("#arg-productId", "5")
+    page.click("#runner-form button[type=submit]")
+    page.wait_for_selector("#runner-output >> text=Hacker Hat")
+    assert XSS in page.inner_text("#runner-output")
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_shift_enter_newline_reload_and_new_chat(page: Any, stack: dict[str, Any]) -> None:
+    stack["fake"].script("line one\nline two", Reply("Two lines received."))
+    page.fill("#input", "line one")
+    page.press("#input", "Shift+Enter")
+    page.keyboard.type("line two")
+    assert page.input_value("#input") == "line one\nline two"
+    page.press("#input", "Enter")
+    page.wait_for_selector(".msg.assistant >> text=Two lines received.")
+    users = page.locator(".msg.user").count()
+    cards = page.locator(".tool-card").count()
+
+    page.reload()
+    page.wait_for_selector(".msg.assistant >> text=Two lines received.")
+    assert page.locator(".msg.user").count() == users
+    assert page.locator(".tool-card").count() == cards
+    assert page.locator(".msg.user").last.inner_text() == "line one\nline two"
+
+    # history survives too: the next turn sends the earlier conversation
+    stack["fake"].script("and now?", Reply("Still here."))
+    send(page, "and now?")
+    page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Still here.")
+    page.wait_for_selector("#send:not([disabled])")
+    sent = stack["fake"].requests_for("and now?")[0]["messages"]
+    assert any(m.get("content") == "Buy 2 power banks for Ann" for m in sent)
+    assert any(m["role"] == "tool" for m in sent)
+    Path(ARTIFACTS).mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-chat-conversation.png"), full_page=True)
+
+    page.click("#new-chat")
+    assert page.locator(".msg").count() == 0
+    page.reload()
+    page.wait_for_selector("button.tool-btn[data-tool='get_products']")
+    assert page.locator(".msg").count() == 0
+    assert page.js_errors == []  # type: ignore[attr-defined]

@@ -1,0 +1,206 @@
+"""web.py with several MCP servers at once: our main.py over Streamable HTTP and over SSE, the
+reference server-everything over stdio, and a small test server. All tools listed, calls routed
+to the right server, and sessions that heal: main.py restarts, a server that was down at startup
+comes up, and tools/list_changed refreshes the list."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fake_llm import Calls, FakeLLM, Reply
+from tests.servers import Service, free_port, start, start_api, start_mcp
+from tests.web_helpers import EVERYTHING, need_node, start_web, write_config
+
+pytestmark = pytest.mark.node
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    need_node()
+    tmp = tmp_path_factory.mktemp("web-multi")
+    fake = FakeLLM().start()
+    api = start_api(tmp / "shop.db")
+    late_port = free_port()
+    state: dict[str, Any] = {"api": api, "fake": fake, "late_port": late_port, "tmp": tmp}
+    try:
+        state["mcp"] = mcp = start_mcp(api.url)
+        mini_port = free_port()
+        state["mini"] = start(["tests/mini_mcp.py", "--port", str(mini_port)], port=mini_port)
+        config = write_config(
+            tmp / "mcp.json",
+            {
+                "shop-http": {"url": f"{mcp.url}/mcp"},
+                "shop-sse": {"url": f"{mcp.url}/sse"},
+                "everything": {
+                    "command": "node",
+                    "args": [str(EVERYTHING / "index.js"), "stdio"],
+                },
+                "mini": {"type": "http", "url": f"{state['mini'].url}/mcp"},
+                "late": {"url": f"http://127.0.0.1:{late_port}/mcp"},
+            },
+        )
+        state["web"] = start_web(
+            config,
+            {
+                "OPENAI_API_KEY": "k",
+                "OPENAI_API_BASE": fake.base_url,
+                "MCP_PING_INTERVAL": "1",
+            },
+        )
+        yield state
+    finally:
+        for key in ("web", "late", "mini", "mcp", "api"):
+            svc = state.get(key)
+            if isinstance(svc, Service):
+                svc.stop()
+        fake.stop()
+
+
+def servers(web: Service) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in httpx.get(f"{web.url}/api/servers").json()["servers"]}
+
+
+def call(web: Service, server: str, name: str, args: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        f"{web.url}/api/call-tool",
+        json={"server": server, "name": name, "args": args},
+        timeout=30,
+    )
+
+
+def test_all_servers_and_tools_listed(env: dict[str, Any]) -> None:
+    web = env["web"]
+    s = servers(web)
+    assert {n: s[n]["transport"] for n in s} == {
+        "shop-http": "http",
+        "shop-sse": "sse",
+        "everything": "stdio",
+        "mini": "http",
+        "late": "http",
+    }
+    for name in ("shop-http", "shop-sse", "everything", "mini"):
+        assert s[name]["status"] == "connected", s[name]
+    assert s["late"]["status"] in ("failed", "connecting") and s["late"]["error"]
+    assert "index.js stdio" in s["everything"]["command"]
+
+    tools = httpx.get(f"{web.url}/api/tools").json()["tools"]
+    by_server: dict[str, set[str]] = {}
+    for t in tools:
+        by_server.setdefault(t["server"], set()).add(t["name"])
+    assert by_server["shop-http"] == by_server["shop-sse"]
+    assert len(by_server["shop-http"]) == 8
+    assert "echo" in by_server["everything"]
+    functions = [t["function"] for t in tools]
+    assert len(set(functions)) == len(functions) == len(tools)
+    fn = {(t["server"], t["name"]): t["function"] for t in tools}
+    # same tool name on two servers: both get server-qualified names
+    assert fn[("shop-http", "get_products")] != fn[("shop-sse", "get_products")]
+    assert all(len(f) <= 64 for f in functions)
+
+
+def test_calls_are_routed_to_the_right_server(env: dict[str, Any]) -> None:
+    web = env["web"]
+    for server in ("shop-http", "shop-sse"):
+        r = call(web, server, "get_product", {"productId": 1})
+        assert r.status_code == 200 and "Galaxy Smart Watch" in r.json()["result"], r.text
+    r = call(web, "everything", "echo", {"message": "over stdio"})
+    assert r.status_code == 200 and "over stdio" in r.json()["result"], r.text
+    r = call(web, "mini", "echo", {"text": "mini"})
+    assert r.json()["result"] == "echo: mini"
+
+
+def test_chat_routes_by_table_not_by_splitting(env: dict[str, Any]) -> None:
+    web, fake = env["web"], env["fake"]
+    q = "Use three servers"
+    weird = next(
+        t
+        for t in httpx.get(f"{web.url}/api/tools").json()["tools"]
+        if t["name"].startswith("weird.name")
+    )
+    # a tool name OpenAI would reject, sent under its generated function name
+    fake.script(
+        q,
+        Calls(
+            ("shop-sse/get_product", {"productId": 2}),
+            ("everything/echo", {"message": "ping"}),
+            (weird["function"], {}),
+        ),
+        Reply("Done."),
+    )
+    body = httpx.post(f"{web.url}/api/chat", json={"message": q}, timeout=30).json()
+    routed = [(c["server"], c["name"]) for c in body["toolCalls"]]
+    assert routed == [("shop-sse", "get_product"), ("everything", "echo"), ("mini", weird["name"])]
+    assert all("result" in c for c in body["toolCalls"]), body["toolCalls"]
+
+
+def test_restarting_main_py_heals_without_restarting_web(env: dict[str, Any]) -> None:
+    web, api, mcp = env["web"], env["api"], env["mcp"]
+    assert call(web, "shop-http", "get_products", {}).status_code == 200
+    mcp.stop()
+    # the pings notice the outage; other servers keep working meanwhile
+    wait_for(
+        lambda: (
+            servers(web)["shop-http"]["status"] != "connected"
+            and servers(web)["shop-sse"]["status"] != "connected"
+        ),
+        what="main.py marked down",
+    )
+    down = call(web, "shop-http", "get_products", {})
+    assert down.status_code == 503 and "shop-http" in down.json()["detail"]
+    assert call(web, "mini", "echo", {"text": "still here"}).status_code == 200
+
+    env["mcp"] = start_mcp(api.url, port=mcp.port)
+    for server in ("shop-http", "shop-sse"):
+        r = call(web, server, "get_product", {"productId": 3})
+        assert r.status_code == 200, r.text
+        assert "Portable Power Bank" in r.json()["result"]
+    assert servers(web)["shop-http"]["status"] == "connected"
+
+
+def test_stale_session_after_a_quick_restart(env: dict[str, Any]) -> None:
+    """Restarted faster than a ping notices: the next call meets "Session not found"."""
+    web, api = env["web"], env["api"]
+    assert call(web, "shop-http", "get_orders", {}).status_code == 200
+    env["mcp"].stop()
+    env["mcp"] = start_mcp(api.url, port=env["mcp"].port)
+    r = call(web, "shop-http", "get_orders", {})
+    assert r.status_code == 200, r.text
+
+
+def test_server_down_at_startup_connects_later(env: dict[str, Any]) -> None:
+    web = env["web"]
+    assert servers(web)["late"]["status"] != "connected"
+    late = start(["tests/mini_mcp.py", "--port", str(env["late_port"])], port=env["late_port"])
+    env["late"] = late
+    r = call(web, "late", "add", {"a": 2, "b": 40})
+    assert r.status_code == 200 and r.json()["result"] == "42", r.text
+    s = servers(web)["late"]
+    assert s["status"] == "connected" and s["tools"] == 7 and s["error"] is None
+
+
+def test_tool_list_refreshes_on_list_changed(env: dict[str, Any]) -> None:
+    web = env["web"]
+
+    def names() -> set[str]:
+        tools = httpx.get(f"{web.url}/api/tools").json()["tools"]
+        return {t["name"] for t in tools if t["server"] == "mini"}
+
+    assert "grown" not in names()
+    assert call(web, "mini", "grow", {}).json()["result"] == "grew"
+    wait_for(lambda: "grown" in names(), timeout=10, what="tools/list_changed refresh")
+    assert call(web, "mini", "grown", {}).json()["result"] == "I grew"

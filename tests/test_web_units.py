@@ -1,0 +1,200 @@
+"""Fast unit tests of web.py's pure parts: mcp.json parsing, tool naming, history checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
+from pydantic import ValidationError
+
+from chat import ChatRequest, HistoryMessage, check_history
+from mcp_config import load_config, parse_config
+from mcp_manager import ToolEntry, result_text
+from tool_names import VALID, build_table
+
+
+def parse(servers: Any, key: str = "mcpServers", **env: str) -> Any:
+    return parse_config({key: servers}, base_dir=Path("/cfg"), environ=env)
+
+
+def test_cursor_and_claude_shapes() -> None:
+    cfg = parse(
+        {
+            "http": {"url": "http://127.0.0.1:8083/mcp", "headers": {"Authorization": "Bearer x"}},
+            "sse": {"url": "http://127.0.0.1:8083/sse"},
+            "sse-slash": {"url": "http://127.0.0.1:8083/sse/"},
+            "not-sse": {"url": "http://127.0.0.1:8083/ssex"},
+            "stdio": {"command": "node", "args": ["server.js"], "env": {"A": "1"}},
+        }
+    )
+    assert cfg.errors == []
+    got = {s.name: s for s in cfg.servers}
+    assert {n: s.transport for n, s in got.items()} == {
+        "http": "http",
+        "sse": "sse",
+        "sse-slash": "sse",
+        "not-sse": "http",
+        "stdio": "stdio",
+    }
+    assert got["http"].headers == {"Authorization": "Bearer x"}
+    assert got["stdio"].args == ["server.js"] and got["stdio"].env == {"A": "1"}
+    assert got["stdio"].cwd == "/cfg"
+
+
+def test_vscode_shape_type_and_transport_keys() -> None:
+    cfg = parse(
+        {
+            "a": {"type": "http", "url": "http://h/sse"},  # explicit type beats the path
+            "b": {"transport": "sse", "url": "http://h/events"},
+            "c": {"type": "stdio", "command": "python", "cwd": "sub"},
+            "d": {"type": "streamable-http", "url": "https://h/mcp"},
+            "off": {"url": "http://h/mcp", "disabled": True},
+        },
+        key="servers",
+    )
+    assert cfg.errors == []
+    assert [(s.name, s.transport) for s in cfg.servers] == [
+        ("a", "http"),
+        ("b", "sse"),
+        ("c", "stdio"),
+        ("d", "http"),
+    ]
+    assert cfg.servers[2].cwd == "/cfg/sub"
+
+
+def test_variable_expansion() -> None:
+    cfg = parse(
+        {
+            "a": {"url": "http://h/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}},
+            "b": {"command": "${BIN:-node}", "args": ["${HOME}/x"]},
+            "c": {"url": "http://h/${MISSING}"},
+        },
+        TOKEN="t0k",
+        HOME="/home/me",
+    )
+    assert cfg.servers[0].headers == {"Authorization": "Bearer t0k"}
+    assert cfg.servers[1].command == "node" and cfg.servers[1].args == ["/home/me/x"]
+    [err] = cfg.errors
+    assert err.server == "c" and err.key == "url" and "MISSING" in err.message
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ({"type": "websocket", "url": "ws://h"}, "type"),
+        ({"url": "ftp://h/mcp"}, "url"),
+        ({"url": 42}, "url"),
+        ({"headers": {"a": "b"}}, "url"),
+        ({"type": "stdio"}, "command"),
+        ({"type": "sse"}, "url"),
+        ({"command": "node", "args": "server.js"}, "args"),
+        ({"command": "node", "env": {"A": ["x"]}}, "env.A"),
+        ({"url": "http://h/mcp", "headers": []}, "headers"),
+        ("http://h/mcp", "(entry)"),
+    ],
+)
+def test_bad_entries_name_server_and_key(entry: Any, key: str) -> None:
+    cfg = parse({"good": {"url": "http://h/mcp"}, "bad": entry})
+    assert [s.name for s in cfg.servers] == ["good"], "the good server still loads"
+    [err] = cfg.errors
+    assert (err.server, err.key) == ("bad", key)
+    assert "'bad'" in str(err) and f"'{key}'" in str(err)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    assert "file not found" in str(load_config(tmp_path / "nope.json").errors[0])
+    broken = tmp_path / "mcp.json"
+    broken.write_text('{"mcpServers": {')
+    assert "invalid JSON at line 1" in str(load_config(broken).errors[0])
+    broken.write_text(json.dumps({"servers": []}))
+    assert "'servers'" in str(load_config(broken).errors[0])
+    broken.write_text(json.dumps({"something": {}}))
+    assert "'mcpServers'" in str(load_config(broken).errors[0])
+
+
+def test_shipped_config_points_at_the_local_server() -> None:
+    cfg = load_config(Path(__file__).resolve().parent.parent / "mcp.json")
+    assert cfg.errors == []
+    [server] = cfg.servers
+    assert (server.transport, server.url) == ("http", "http://127.0.0.1:8083/mcp")
+
+
+def entry(server: str, name: str, read_only: bool | None = None) -> ToolEntry:
+    ann = ToolAnnotations(read_only_hint=read_only) if read_only is not None else None
+    return ToolEntry(server, Tool(name=name, input_schema={"type": "object"}, annotations=ann))
+
+
+def test_tool_names_are_unique_valid_and_mapped_by_table() -> None:
+    entries = [
+        entry("shop", "get_products"),
+        entry("shop_v2", "get_products"),  # same tool name, underscore in the server name
+        entry("shop", "v2_get_products"),
+        entry("my server", "do.thing/now"),
+        entry("x", "a" * 100),
+        entry("y", "a" * 100),
+        entry("solo", "unique_tool"),
+    ]
+    table = build_table(entries)
+    assert len(table) == len(entries)
+    assert all(VALID.match(name) for name in table)
+    assert table["unique_tool"].server == "solo"  # unique and valid: kept as is
+    assert {(e.server, e.name) for e in table.values()} == {(e.server, e.name) for e in entries}
+    assert table["shop__get_products"].server == "shop"
+    assert table["shop_v2__get_products"].server == "shop_v2"
+    assert build_table(entries) == table, "deterministic"
+
+
+def test_read_only_needs_an_explicit_hint() -> None:
+    assert entry("s", "t", True).read_only
+    assert not entry("s", "t", False).read_only
+    assert not entry("s", "t").read_only
+
+
+def test_result_text_prefers_structured_content() -> None:
+    listed = CallToolResult(
+        content=[TextContent(type="text", text='{"a": 1}'), TextContent(type="text", text="{}")],
+        structured_content={"result": [{"a": 1}, {}]},
+    )
+    assert json.loads(result_text(listed)) == [{"a": 1}, {}]
+    plain = CallToolResult(content=[TextContent(type="text", text="hi")])
+    assert result_text(plain) == "hi"
+    err = CallToolResult(content=[TextContent(type="text", text="bad")], is_error=True)
+    assert result_text(err) == "bad"
+    assert result_text(CallToolResult(content=[])) == "(the tool returned no content)"
+
+
+def msgs(*items: dict[str, Any]) -> list[HistoryMessage]:
+    return [HistoryMessage.model_validate(i) for i in items]
+
+
+def test_history_rules() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    ok = msgs(
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "r"},
+        {"role": "assistant", "content": "done"},
+    )
+    assert check_history(ok) == ok
+    with pytest.raises(ValueError, match="unknown tool_call_id"):
+        check_history(msgs({"role": "tool", "tool_call_id": "zz", "content": "r"}))
+    with pytest.raises(ValueError, match="not answered"):
+        check_history(ok[:2] + ok[3:])
+    with pytest.raises(ValueError, match="unanswered"):
+        check_history(ok[:2])
+    with pytest.raises(ValidationError):
+        ChatRequest.model_validate(
+            {"message": "x", "history": [{"role": "system", "content": "s"}]}
+        )
+    with pytest.raises(ValidationError):
+        ChatRequest.model_validate({"message": ""})
+    seed_style = ChatRequest.model_validate(
+        {
+            "message": "x",
+            "history": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+        }
+    )
+    assert len(seed_style.history) == 2
