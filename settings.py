@@ -35,7 +35,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("PRODUCT_API_TIMEOUT", "10", "seconds main.py waits for the API"),
         Setting("MCP_HOST", "127.0.0.1", "main.py bind address"),
         Setting("MCP_PORT", "8083", "main.py port"),
-        Setting("MCP_TRANSPORT", "both", "both | streamable-http | sse | stdio"),
+        Setting("MCP_TRANSPORT", "both", "both, streamable-http, sse or stdio"),
         Setting("MCP_ALLOWED_HOSTS", "", "extra Host names main.py accepts (comma list)"),
         Setting("MCP_AUTH_TOKEN", "", "if set, main.py requires Authorization: Bearer", True),
         Setting("WEB_HOST", "127.0.0.1", "web.py bind address"),
