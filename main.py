@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import io
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -222,11 +224,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = parse_args(argv)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per API call
     if cfg.transport == "stdio":
         # stdout carries the protocol: the banner goes to stderr.
         sys.stderr.write(banner(cfg))
         mcp.run("stdio")
         return
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")  # the banner's emoji on a non-UTF-8 console
     sys.stdout.write(banner(cfg) + "\n")
     sys.stdout.flush()
     uvicorn.run(build_app(cfg), host=cfg.host, port=cfg.port, log_level="info")

@@ -221,7 +221,8 @@ async def test_stdio_transport(api: Service) -> None:
         command=sys.executable,
         args=["main.py", "--transport", "stdio"],
         cwd=ROOT,
-        env={**os.environ, "PRODUCT_API_URL": f"{api.url}/api"},
+        # A token guards HTTP only; stdio is the local user's own process.
+        env={**os.environ, "PRODUCT_API_URL": f"{api.url}/api", "MCP_AUTH_TOKEN": "x"},
     )
     async with Client(params, mode="legacy") as client:
         names = [t.name for t in (await client.list_tools()).tools]

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp.types import LoggingMessageNotificationParams
+from mcp.types import LoggingMessageNotificationParams, ResourceTemplateReference
 
 from tests.mcp_helpers import (
     ACCEPT,
@@ -133,6 +133,12 @@ async def test_resources_prompts_and_capabilities(server: Service, api: Service)
         assert product["stock"] == 150
         with pytest.raises(Exception, match="Product ID 999 does not exist"):
             await client.read_resource("shop://products/999")
+
+        ref = ResourceTemplateReference(type="ref/resource", uri="shop://products/{id}")
+        done = await client.complete(ref, {"name": "id", "value": "Pro"})
+        assert done.completion.values == ["2"]
+        done = await client.complete(ref, {"name": "id", "value": ""})
+        assert done.completion.values == ["1", "2", "3", "4"]
 
         prompts = (await client.list_prompts()).prompts
         assert [p.name for p in prompts] == ["shopping_assistant"]
