@@ -93,11 +93,10 @@ async def test_api_failures_are_tool_errors_with_the_reason(
         assert result.is_error
         assert "Failed to call order service (502): <html>Bad Gateway</html>" in text_of(result)
 
-        started = time.monotonic()
+        # The upstream answers after 3 s; PRODUCT_API_TIMEOUT=1 must cut it short.
         result = await client.call_tool("get_inventory", {})
         assert result.is_error
         assert "Error requesting inventory service: ReadTimeout" in text_of(result)
-        assert time.monotonic() - started < 2.5, "the timeout did not apply"
 
         result = await client.call_tool("search_products", {"query": "x"})
         assert result.is_error and "product service (500)" in text_of(result)
