@@ -29,7 +29,6 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult, Implementation, Tool
 from mcp.types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
@@ -170,6 +169,7 @@ class ServerConnection:
         self.connected_at: float | None = None
         self.attempts = 0
         self._client: Client | None = None
+        self._http_error: str | None = None
         self._generation = 0
         self._changed = anyio.Event()
         self._settled = anyio.Event()
@@ -216,10 +216,14 @@ class ServerConnection:
             transport: Any
             if cfg.transport == "http":
                 assert cfg.url is not None
+                # Our own client (not create_mcp_http_client) for the response hook: the SDK
+                # reports a refused request as "Server returned an error response" without
+                # the status, which is what a user needs to fix (401 → missing token).
                 http = await stack.enter_async_context(
-                    create_mcp_http_client(
+                    httpx2.AsyncClient(
                         headers=cfg.headers or None,
                         timeout=httpx2.Timeout(self.connect_timeout, read=300.0),
+                        event_hooks={"response": [self._note_response]},
                     )
                 )
                 transport = streamable_http_client(cfg.url, http_client=http)
@@ -247,6 +251,10 @@ class ServerConnection:
             )
             yield await stack.enter_async_context(client)
 
+    async def _note_response(self, response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            self._http_error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
     async def _on_message(self, message: Any) -> None:
         if getattr(message, "method", None) == "notifications/tools/list_changed":
             log.info("%s: tools/list_changed", self.name)
@@ -273,6 +281,7 @@ class ServerConnection:
             self._set_status("connecting")
             # A stdio server's stderr goes to a file, so a crash can be explained by its last words.
             errlog = _stderr_file() if self.config.transport == "stdio" else None
+            self._http_error = None
             try:
                 async with self._open_client(errlog) as client:
                     await self._load_tools(client)
@@ -288,6 +297,8 @@ class ServerConnection:
                     await self._supervise(client)
             except Exception as e:
                 self.last_error = describe_error(e)
+                if self._http_error and self._http_error not in self.last_error:
+                    self.last_error += f" ({self._http_error})"
                 log.warning("%s: %s", self.name, self.last_error)
             finally:
                 self._client = None

@@ -4,6 +4,7 @@ reject → nothing bought, XSS payloads stay inert text, reload keeps the chat, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tests.web_helpers import CHROMIUM, need, start_web, stock, write_config
 pytestmark = pytest.mark.browser
 
 XSS = "<img src=x onerror=alert(1)>"
+NO_LLM = "No LLM configured: set OPENAI_API_KEY (and OPENAI_API_BASE for other providers) in .env"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -43,6 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         state["api"] = api = start_api(db)
         state["mcp"] = mcp = start_mcp(api.url)
         config = write_config(tmp / "mcp.json", {"product-mcp": {"url": f"{mcp.url}/mcp"}})
+        state["config"] = config
         state["web"] = start_web(config, {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url})
         yield state
     finally:
@@ -164,6 +167,30 @@ def test_xss_payloads_stay_text(page: Any, stack: dict[str, Any]) -> None:
     page.wait_for_selector("#runner-output >> text=Hacker Hat")
     assert XSS in page.inner_text("#runner-output")
     assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_hand_run_form_from_schema(page: Any) -> None:
+    page.click("button.tool-btn[data-tool='create_purchase']")
+    assert "create_purchase" in page.inner_text("#runner-title")
+    skeleton = json.loads(page.input_value("#arg-items"))
+    assert skeleton == [{"productId": 1, "quantity": 1}]
+    assert page.locator("#arg-customerName").count() == 1
+    page.click("#runner-form button[type=submit]")  # empty name: refused before any call
+    page.wait_for_selector("#runner-output.error")
+    assert "customerName" in page.inner_text("#runner-output")
+
+
+def test_no_key_banner(stack: dict[str, Any], page: Any) -> None:
+    web = start_web(stack["config"], {"OPENAI_API_KEY": ""})
+    try:
+        other = page.context.new_page()
+        other.goto(web.url + "/")
+        banner = other.wait_for_selector("#banner:not([hidden])")
+        assert banner.inner_text() == NO_LLM
+        other.wait_for_selector("button.tool-btn[data-tool='get_products']")
+        other.close()
+    finally:
+        web.stop()
 
 
 def test_shift_enter_newline_reload_and_new_chat(page: Any, stack: dict[str, Any]) -> None:

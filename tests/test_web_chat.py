@@ -445,7 +445,7 @@ def test_security_defaults(web: Service) -> None:
 # ------------------------------------------------------------------ other configurations
 
 
-def test_no_key_mode(trio: dict[str, Service], tmp_path: Path) -> None:
+def test_no_key_mode_and_cors_origins(trio: dict[str, Service], tmp_path: Path) -> None:
     config = tmp_path / "mcp.json"
     config.write_text(
         json.dumps(
@@ -458,8 +458,28 @@ def test_no_key_mode(trio: dict[str, Service], tmp_path: Path) -> None:
             }
         )
     )
-    web = start_web(config, {"OPENAI_API_KEY": ""})
+    allowed = "http://allowed.example"
+    web = start_web(config, {"OPENAI_API_KEY": "", "CORS_ORIGINS": allowed})
     try:
+        pre = httpx.options(
+            f"{web.url}/api/call-tool",
+            headers={"Origin": allowed, "Access-Control-Request-Method": "POST"},
+        )
+        assert pre.headers.get("access-control-allow-origin") == allowed
+        r = post(
+            web,
+            "/api/call-tool",
+            {"server": "shop", "name": "get_orders", "args": {}},
+            headers={"Origin": allowed},
+        )
+        assert r.status_code == 200, r.text
+        r = post(
+            web,
+            "/api/call-tool",
+            {"server": "shop", "name": "get_orders", "args": {}},
+            headers={"Origin": "http://other.example"},
+        )
+        assert r.status_code == 403
         for path in ("/api/chat", "/api/chat/stream"):
             r = post(web, path, {"message": "hello"})
             assert r.status_code == 503 and r.json() == {"detail": NO_LLM}

@@ -39,6 +39,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state: dict[str, Any] = {"api": api, "fake": fake, "late_port": late_port, "tmp": tmp}
     try:
         state["mcp"] = mcp = start_mcp(api.url)
+        # a second main.py that wants a bearer token: mcp.json headers must reach it
+        state["secure"] = secure = start_mcp(api.url, env={"MCP_AUTH_TOKEN": "s3cret"})
         mini_port = free_port()
         state["mini"] = start(["tests/mini_mcp.py", "--port", str(mini_port)], port=mini_port)
         config = write_config(
@@ -52,6 +54,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 },
                 "mini": {"type": "http", "url": f"{state['mini'].url}/mcp"},
                 "late": {"url": f"http://127.0.0.1:{late_port}/mcp"},
+                "secure-http": {
+                    "url": f"{secure.url}/mcp",
+                    "headers": {"Authorization": "Bearer ${SHOP_TOKEN}"},
+                },
+                "secure-sse": {
+                    "type": "sse",
+                    "url": f"{secure.url}/sse",
+                    "headers": {"Authorization": "Bearer ${SHOP_TOKEN}"},
+                },
+                "secure-no-token": {"url": f"{secure.url}/mcp"},
             },
         )
         state["web"] = start_web(
@@ -60,11 +72,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 "OPENAI_API_KEY": "k",
                 "OPENAI_API_BASE": fake.base_url,
                 "MCP_PING_INTERVAL": "1",
+                "SHOP_TOKEN": "s3cret",
             },
         )
         yield state
     finally:
-        for key in ("web", "late", "mini", "mcp", "api"):
+        for key in ("web", "late", "mini", "secure", "mcp", "api"):
             svc = state.get(key)
             if isinstance(svc, Service):
                 svc.stop()
@@ -92,10 +105,15 @@ def test_all_servers_and_tools_listed(env: dict[str, Any]) -> None:
         "everything": "stdio",
         "mini": "http",
         "late": "http",
+        "secure-http": "http",
+        "secure-sse": "sse",
+        "secure-no-token": "http",
     }
-    for name in ("shop-http", "shop-sse", "everything", "mini"):
+    for name in ("shop-http", "shop-sse", "everything", "mini", "secure-http", "secure-sse"):
         assert s[name]["status"] == "connected", s[name]
     assert s["late"]["status"] in ("failed", "connecting") and s["late"]["error"]
+    assert s["secure-no-token"]["status"] != "connected", s["secure-no-token"]
+    assert "401" in s["secure-no-token"]["error"], s["secure-no-token"]
     assert "index.js stdio" in s["everything"]["command"]
 
     tools = httpx.get(f"{web.url}/api/tools").json()["tools"]
