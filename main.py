@@ -69,8 +69,9 @@ def security_settings(cfg: Config) -> TransportSecuritySettings:
     names = [*LOOPBACK]
     if cfg.host not in ("0.0.0.0", "::", "", *LOOPBACK, "::1"):
         names.append(f"[{cfg.host}]" if ":" in cfg.host else cfg.host)
-    hosts: list[str] = [f"{n}:{cfg.port}" for n in names]
-    origins: list[str] = [f"http://{n}:{cfg.port}" for n in names]
+    # Bare names too: that is the Host a client sends for port 80 (or behind a proxy).
+    hosts: list[str] = [f"{n}:{cfg.port}" for n in names] + names
+    origins: list[str] = [f"http://{n}:{cfg.port}" for n in names] + [f"http://{n}" for n in names]
     for name in cfg.allowed_hosts:
         hosts += [name, f"{name}:{cfg.port}"]
         origins += [f"{s}://{name}" for s in ("http", "https")]
