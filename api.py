@@ -162,6 +162,20 @@ def get_inventory(shop: ShopDep, limit: Limit = None, offset: Offset = 0) -> lis
     return shop.list_inventory(limit=limit, offset=offset)
 
 
+@router.get(
+    "/api/inventory/{product_id}",
+    response_model=InventoryItem,
+    tags=["products"],
+    responses={404: {"description": "Unknown product"}},
+)
+def get_inventory_item(
+    shop: ShopDep, product_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> InventoryItem:
+    """One product's live stock, with the product."""
+    product, quantity = shop.get_product(product_id)
+    return InventoryItem(productId=product.id, quantity=quantity, product=product)
+
+
 @router.get("/api/recommendations", response_model=list[Recommendation], tags=["products"])
 def get_recommendations(
     shop: ShopDep,

@@ -240,19 +240,9 @@ class ProductWithStock(Product):
 
 
 async def product_with_stock(product_id: int) -> ProductWithStock:
-    """The product plus its live stock (the API has no per-product stock route: page inventory)."""
-    product = await api.request("GET", f"/products/{product_id}", "product service")
-    offset = 0
-    while True:
-        page = await api.request(
-            "GET", "/inventory", "inventory service", params={"limit": PAGE, "offset": offset}
-        )
-        for item in page:
-            if item.get("productId") == product_id:
-                return ProductWithStock(**product, stock=item.get("quantity", 0))
-        if len(page) < PAGE:
-            return ProductWithStock(**product, stock=0)
-        offset += PAGE
+    """The product plus its live stock, in one API call."""
+    item = await api.request("GET", f"/inventory/{product_id}", "product service")
+    return ProductWithStock(**item["product"], stock=item["quantity"])
 
 
 # --- seed tools ---------------------------------------------------------------------------

@@ -349,6 +349,12 @@ def test_search_ranking_and_filters(api: Service) -> None:
     assert "Pro Wireless Bluetooth Earbuds" not in names("in_stock=true")
     assert names("in_stock=false") == ["Pro Wireless Bluetooth Earbuds"]
     assert httpx.get(f"{api.url}/api/products/3").json() == SEED_PRODUCTS[2]
+    assert httpx.get(f"{api.url}/api/inventory/2").json() == {
+        "productId": 2,
+        "quantity": 0,
+        "product": SEED_PRODUCTS[1],
+    }
+    assert httpx.get(f"{api.url}/api/inventory/42").status_code == 404
     r = httpx.get(f"{api.url}/api/products/42")
     assert r.status_code == 404
     assert r.json() == {"detail": "Product ID 42 does not exist"}
