@@ -131,6 +131,12 @@ def result_text(result: CallToolResult) -> str:
     return "\n".join(parts) if parts else "(the tool returned no content)"
 
 
+def _transport_closed(client: Client) -> bool:
+    """Whether the session's stream has already ended (SDK internals, read defensively)."""
+    dispatcher = getattr(client.session, "_dispatcher", None)
+    return bool(getattr(dispatcher, "_closed", False))
+
+
 def _stderr_file() -> IO[str]:
     return tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
 
@@ -261,6 +267,7 @@ class ServerConnection:
             self._signal("refresh")
         elif isinstance(message, Exception):
             log.debug("%s: transport reported %s", self.name, describe_error(message))
+            self._signal("check")
 
     async def _load_tools(self, client: Client) -> None:
         tools: list[Tool] = []
@@ -333,6 +340,9 @@ class ServerConnection:
             kind, gen = signal
             if kind == "dead" and gen == generation:
                 return
+            if kind == "check" and _transport_closed(client):
+                self.last_error = "lost connection: the transport closed"
+                return
             if kind == "refresh":
                 try:
                     await self._load_tools(client)
@@ -343,7 +353,20 @@ class ServerConnection:
     async def wait_settled(self) -> None:
         await self._settled.wait()
 
+    async def _drop(self, client: Client, generation: int, problem: str) -> None:
+        """Tell the supervisor this session is dead and wait until it has let go of it."""
+        self.last_error = f"lost connection: {problem}"
+        self._signal("dead", generation)
+        with anyio.move_on_after(self.ready_wait):
+            while self._client is client:
+                await self._changed.wait()
+
     async def _live_client(self) -> tuple[Client, int]:
+        client = self._client
+        if client is not None and _transport_closed(client):
+            # The stream already ended (SSE stream or stdio pipe broke): nothing was sent on
+            # it, so replacing it before the call is safe even for tools that write.
+            await self._drop(client, self._generation, "the transport closed")
         if self._client is None:
             first_attempt = self.attempts
             self._signal("kick")
@@ -397,18 +420,19 @@ class ServerConnection:
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, httpx2.HTTPError) as e:
                 retry_ok = self._is_read_only(name)
                 problem = describe_error(e)
+            except Exception as e:  # e.g. a result that fails the tool's output schema
+                raise ToolCallError(
+                    f"Tool '{name}' on server '{self.name}' failed: {describe_error(e)}"
+                ) from e
             log.info("%s: session lost during %s (%s); reconnecting", self.name, name, problem)
-            self.last_error = f"lost connection: {problem}"
-            self._signal("dead", generation)
             if not retry_ok or attempt == 1:
+                self.last_error = f"lost connection: {problem}"
+                self._signal("dead", generation)
                 raise ServerUnavailable(
                     f"Lost the connection to MCP server '{self.name}' during '{name}' ({problem}); "
                     "it is reconnecting, try again"
                 )
-            # Wait for the supervisor to drop the dead session before asking for a live one.
-            with anyio.move_on_after(self.ready_wait):
-                while self._client is client:
-                    await self._changed.wait()
+            await self._drop(client, generation, problem)
         raise AssertionError("unreachable")
 
 

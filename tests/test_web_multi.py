@@ -198,6 +198,13 @@ def test_stale_session_after_a_quick_restart(env: dict[str, Any]) -> None:
     env["mcp"] = start_mcp(api.url, port=env["mcp"].port)
     r = call(web, "shop-http", "get_orders", {})
     assert r.status_code == 200, r.text
+    # a tool that writes works too: the dead session is replaced before anything is sent
+    env["mcp"].stop()
+    env["mcp"] = start_mcp(api.url, port=env["mcp"].port)
+    for i, server in enumerate(("shop-sse", "shop-http")):
+        order = {"customerName": f"After restart {i}", "items": [{"productId": 4, "quantity": 1}]}
+        r = call(web, server, "create_purchase", order)
+        assert r.status_code == 200 and r.json()["isError"] is False, r.text
 
 
 def test_server_down_at_startup_connects_later(env: dict[str, Any]) -> None:
