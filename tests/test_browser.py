@@ -169,6 +169,48 @@ def test_xss_payloads_stay_text(page: Any, stack: dict[str, Any]) -> None:
     assert page.dialogs == []  # type: ignore[attr-defined]
 
 
+MARKDOWN_SAMPLE = """# Stock
+
+| id | name | stock |
+|---:|------|:-----:|
+| 1 | Watch <b>x</b> | 100 |
+
+- **bold** item with `code`
+- [docs](https://example.com/a_b) and [bad](javascript:alert(1)) and snake_case_name
+  1. nested one
+
+```html
+<script>alert(1)</script>
+```
+> quoted _text_
+"""
+
+
+def test_markdown_renderer_builds_safe_dom(page: Any) -> None:
+    shape = page.evaluate(
+        """src => {
+            const box = document.createElement('div');
+            box.appendChild(SafeMarkdown.render(src));
+            const q = s => box.querySelectorAll(s).length;
+            return {
+                h: q('h3'), th: q('th'), td: q('td'), li: q('li'), ol: q('ul ol'),
+                strong: q('strong'), code: q('code'), pre: q('pre'), em: q('em'),
+                quote: q('blockquote'), links: [...box.querySelectorAll('a')].map(a => a.href),
+                bad: q('script, b, img, [onerror]'), align: box.querySelector('th').className,
+                text: box.textContent,
+            };
+        }""",
+        MARKDOWN_SAMPLE,
+    )
+    assert shape["h"] == 1 and shape["th"] == 3 and shape["td"] == 3
+    assert shape["li"] == 3 and shape["ol"] == 1 and shape["strong"] == 1
+    assert shape["pre"] == 1 and shape["code"] == 2 and shape["quote"] == 1 and shape["em"] == 1
+    assert shape["links"] == ["https://example.com/a_b"]
+    assert shape["bad"] == 0 and shape["align"] == "align-right"
+    assert "<script>alert(1)</script>" in shape["text"] and "Watch <b>x</b>" in shape["text"]
+    assert "snake_case_name" in shape["text"] and "bad (javascript:alert(1))" in shape["text"]
+
+
 def test_hand_run_form_from_schema(page: Any) -> None:
     page.click("button.tool-btn[data-tool='create_purchase']")
     assert "create_purchase" in page.inner_text("#runner-title")
