@@ -11,7 +11,6 @@ import argparse
 import hmac
 import io
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import settings
 from event_store import InMemoryEventStore
 from tools import api, mcp
 
@@ -189,18 +189,20 @@ def banner(cfg: Config) -> str:
     if cfg.transport == "stdio":
         lines.append("Transport: stdio")
     lines.append(f"Product API:     {api.base_url}")
+    lines.append("Settings:")
+    lines.append(settings.summary(["PRODUCT_API_TIMEOUT", "MCP_ALLOWED_HOSTS", "MCP_AUTH_TOKEN"]))
     return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
-    env = os.environ
+    g = settings.get
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--host", default=env.get("MCP_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env.get("MCP_PORT", "8083")))
+    p.add_argument("--host", default=g("MCP_HOST"))
+    p.add_argument("--port", type=int, default=int(g("MCP_PORT")))
     p.add_argument(
         "--transport",
         choices=["both", "streamable-http", "sse", "stdio"],
-        default=env.get("MCP_TRANSPORT", "both"),
+        default=g("MCP_TRANSPORT"),
         help="both (default): /mcp and /sse in one process",
     )
     p.add_argument("--stateless", action="store_true", help="no sessions (Streamable HTTP)")
@@ -208,7 +210,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument(
         "--allowed-host",
         action="append",
-        default=[h.strip() for h in env.get("MCP_ALLOWED_HOSTS", "").split(",") if h.strip()],
+        default=[h.strip() for h in g("MCP_ALLOWED_HOSTS").split(",") if h.strip()],
         help="extra Host name clients may use (repeatable; env MCP_ALLOWED_HOSTS, comma list)",
     )
     a = p.parse_args(argv)
@@ -219,7 +221,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         stateless=a.stateless,
         json_response=a.json_response,
         allowed_hosts=a.allowed_host,
-        auth_token=env.get("MCP_AUTH_TOKEN") or None,
+        auth_token=g("MCP_AUTH_TOKEN") or None,
     )
 
 

@@ -6,7 +6,6 @@ other exception reaches the model only as "Error executing tool X" and it could 
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from mcp.types import (
 )
 from pydantic import Field, TypeAdapter
 
+import settings
 from models import (
     MAX_ITEMS,
     MAX_NAME,
@@ -39,7 +39,6 @@ from models import (
     SalesReport,
 )
 
-DEFAULT_API_URL = "http://127.0.0.1:8000/api"
 PAGE = 1000  # the API's largest page
 
 
@@ -134,8 +133,7 @@ def _detail(response: httpx.Response) -> str:
 
 
 api = ProductApi(
-    os.environ.get("PRODUCT_API_URL", DEFAULT_API_URL),
-    timeout=float(os.environ.get("PRODUCT_API_TIMEOUT", "10")),
+    settings.get("PRODUCT_API_URL"), timeout=float(settings.get("PRODUCT_API_TIMEOUT"))
 )
 
 
