@@ -1,0 +1,74 @@
+"""The benchmark suite runs end to end with tiny N, so its code cannot rot. No timing asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.servers import ROOT
+
+ROWS = {
+    "cold_start",
+    "direct_1",
+    "mcp_modern",
+    "mcp_legacy",
+    "mcp_sse",
+    "mcp_json_legacy",
+    "mcp_json_modern",
+    "mcp_stateless",
+    "mcp_sse_per_call",
+    "web_call_tool",
+    "chat_turn",
+    "direct_8",
+    "mcp_sessions_1",
+    "mcp_sessions_8",
+    "mcp_sessions_64",
+    "purchases_32",
+    "search_api",
+    "recommend_api",
+    "search_mcp",
+    "recommend_mcp",
+    "mem_idle",
+    "mem_sessions",
+    "mem_sessions_closed",
+    "mem_sse",
+    "mem_after",
+}
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["smoke"] is True
+    rows = {r["key"]: r for r in result["rows"]}
+    assert set(rows) == ROWS
+    for key, row in rows.items():
+        if not key.startswith("mem_"):
+            assert row["p50_ms"] is not None and row["p50_ms"] > 0, row
+    # Every MCP row really spoke the protocol it claims.
+    assert "2026-07-28" in rows["mcp_modern"]["note"]
+    assert "2025-11-25" in rows["mcp_legacy"]["note"]
+
+    purchase = result["checks"]["purchase"]
+    assert purchase["oversold"] == 0
+    assert purchase["lost"] == 0
+    assert purchase["consistent"] is True
+    assert purchase["succeeded"] == purchase["initial_stock"]  # stock ran out, nothing more
+    assert purchase["refused_insufficient_stock"] == purchase["attempts"] - purchase["succeeded"]
+
+    mem = result["memory"]
+    assert mem["sessions"] == result["sizes"]["mem_sessions"]
+    assert mem["sse_streams"] == result["sizes"]["mem_sse"]
+    assert result["cold_start"]["all_answer_s"] > 0
+    assert len(result["targets"]) == 11
+    assert "targets:" in proc.stdout
