@@ -321,8 +321,9 @@ class ChatEngine:
                 if not offer:
                     result.max_rounds_reached = True
                     note = f"(Stopped after {limit} rounds of tool calls: MAX_TOOL_ROUNDS={limit}.)"
-                    text = f"{text}\n\n{note}" if text else note
-                    await emit("token", {"text": ("\n\n" if text != note else "") + note})
+                    sep = "\n\n" if text else ""
+                    await emit("token", {"text": sep + note})
+                    text = text + sep + note
                 messages.append({"role": "assistant", "content": text})
                 result.response = text
                 break

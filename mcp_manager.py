@@ -289,6 +289,7 @@ class ServerConnection:
             # A stdio server's stderr goes to a file, so a crash can be explained by its last words.
             errlog = _stderr_file() if self.config.transport == "stdio" else None
             self._http_error = None
+            connected = False
             try:
                 async with self._open_client(errlog) as client:
                     await self._load_tools(client)
@@ -298,14 +299,20 @@ class ServerConnection:
                     self.last_error = None
                     self.connected_at = time.time()
                     delay = 0.0
+                    connected = True
                     self._set_status("connected")
                     self._settled.set()
                     log.info("%s: connected, %d tools", self.name, len(self.tools))
                     await self._supervise(client)
+                    log.warning("%s: %s", self.name, self.last_error)
             except Exception as e:
-                self.last_error = describe_error(e)
-                if self._http_error and self._http_error not in self.last_error:
-                    self.last_error += f" ({self._http_error})"
+                if connected and self.last_error:
+                    # Closing a broken transport raises too; why it broke is the real news.
+                    log.debug("%s: closing the lost session: %s", self.name, describe_error(e))
+                else:
+                    self.last_error = describe_error(e)
+                    if self._http_error and self._http_error not in self.last_error:
+                        self.last_error += f" ({self._http_error})"
                 log.warning("%s: %s", self.name, self.last_error)
             finally:
                 self._client = None
