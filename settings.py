@@ -47,6 +47,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("MAX_TOOL_ROUNDS", "8", "tool-call rounds per chat turn"),
         Setting("TOOL_APPROVAL", "ask", "ask: confirm tools that change things; auto: run"),
         Setting("TOOL_CALL_TIMEOUT", "30", "seconds web.py waits for one tool call"),
+        Setting("MCP_PING_INTERVAL", "15", "seconds between web.py's liveness pings to servers"),
+        Setting("LLM_TIMEOUT", "60", "seconds web.py waits for the LLM"),
+        Setting("LLM_MAX_RETRIES", "1", "retries of a failed LLM request"),
         Setting("CORS_ORIGINS", "", "origins allowed to call web.py (comma list)"),
     ]
 }

@@ -1,12 +1,7 @@
-"""web.py's configuration, read once: registered settings via `settings.get` (env, .env, default).
-
-A few tuning knobs that tests need (LLM_TIMEOUT, LLM_MAX_RETRIES, MCP_PING_INTERVAL) are read
-here directly with their defaults; they are not part of the user-facing registry.
-"""
+"""web.py's configuration, read and validated once from the shared registry (`settings.get`)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +19,9 @@ WEB_SETTINGS = [
     "MAX_TOOL_ROUNDS",
     "TOOL_APPROVAL",
     "TOOL_CALL_TIMEOUT",
+    "MCP_PING_INTERVAL",
+    "LLM_TIMEOUT",
+    "LLM_MAX_RETRIES",
     "CORS_ORIGINS",
 ]
 
@@ -57,23 +55,20 @@ class WebSettings:
         approval = g("TOOL_APPROVAL").strip().lower()
         if approval not in ("auto", "ask"):
             raise SystemExit(f"TOOL_APPROVAL must be 'auto' or 'ask', got {approval!r}")
-        tuning = os.environ.get
         return cls(
             host=g("WEB_HOST").strip(),
             port=int(_number("WEB_PORT", g("WEB_PORT"), integer=True, minimum=1)),
             mcp_config_path=g("MCP_CONFIG_PATH").strip(),
             tool_approval=approval,  # type: ignore[arg-type]
             tool_call_timeout=_number("TOOL_CALL_TIMEOUT", g("TOOL_CALL_TIMEOUT")),
-            mcp_ping_interval=_number("MCP_PING_INTERVAL", tuning("MCP_PING_INTERVAL") or "15"),
+            mcp_ping_interval=_number("MCP_PING_INTERVAL", g("MCP_PING_INTERVAL")),
             cors_origins=[o.strip() for o in g("CORS_ORIGINS").split(",") if o.strip()],
             llm=LLMSettings(
                 api_key=g("OPENAI_API_KEY").strip() or None,
                 base_url=g("OPENAI_API_BASE").strip() or None,
                 model=g("LLM_MODEL").strip(),
-                timeout=_number("LLM_TIMEOUT", tuning("LLM_TIMEOUT") or "60"),
-                max_retries=int(
-                    _number("LLM_MAX_RETRIES", tuning("LLM_MAX_RETRIES") or "1", integer=True)
-                ),
+                timeout=_number("LLM_TIMEOUT", g("LLM_TIMEOUT")),
+                max_retries=int(_number("LLM_MAX_RETRIES", g("LLM_MAX_RETRIES"), integer=True)),
                 max_tool_rounds=int(
                     _number("MAX_TOOL_ROUNDS", g("MAX_TOOL_ROUNDS"), integer=True, minimum=1)
                 ),
