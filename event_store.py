@@ -4,6 +4,16 @@ The SDK only defines the `EventStore` interface; this is the default implementat
 newest `max_events` events of all streams together so memory stays bounded however long the
 server runs; a client that reconnects later than that gets a fresh stream instead of a replay.
 A shared store (Redis, ...) for several replicas can implement the same two methods.
+
+Why a replay *follows* a request that is still running: the SDK (mcp 2.3) replays the stored
+events, and only afterwards registers the resumed connection for live messages. An event the
+tool emits in between (while the replay awaits the socket) is stored but reaches no connection,
+and if the dropped POST is still registered when the client resumes (the server has not noticed
+the dead connection yet) the SDK does not register the new one at all: the client then never
+gets the rest, nor the result. So for a request's stream `replay_events_after` keeps sending
+the events stored after it started, from this store, until the request's own response has
+been sent (or nothing arrives for `follow_timeout` seconds). Every event reaches the resumed
+client exactly once, in order, whatever the timing.
 """
 
 from __future__ import annotations
@@ -12,29 +22,37 @@ import secrets
 from collections import deque
 from itertools import count
 
+import anyio
 from mcp.server.streamable_http import (
+    GET_STREAM_KEY,
     EventCallback,
     EventId,
     EventMessage,
     EventStore,
     StreamId,
 )
-from mcp.types import JSONRPCMessage
+from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCResponse
 
 
 class InMemoryEventStore(EventStore):
-    """Events in arrival order; ids are `<process epoch>-<sequence>` so they never repeat."""
+    """Events in arrival order; ids are `<process epoch>-<sequence>` so they never repeat.
 
-    def __init__(self, max_events: int = 10_000) -> None:
+    `follow_timeout` (seconds): how long a replay of a request's stream waits for that request's
+    next event before it hands over to the SDK's live stream; 0 replays only what is stored.
+    """
+
+    def __init__(self, max_events: int = 10_000, follow_timeout: float = 0) -> None:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         self.max_events = max_events
+        self.follow_timeout = follow_timeout
         # An id from before a restart must not match an event of this process.
         self._epoch = secrets.token_hex(4)
         self._seq = count(1)
         self._order: deque[EventId] = deque()
         self._events: dict[EventId, tuple[StreamId, int, JSONRPCMessage | None]] = {}
         self._streams: dict[StreamId, deque[EventId]] = {}
+        self._arrived = anyio.Event()  # set (and replaced) whenever an event is stored
 
     @property
     def size(self) -> int:
@@ -49,6 +67,8 @@ class InMemoryEventStore(EventStore):
         self._streams.setdefault(stream_id, deque()).append(event_id)
         while len(self._order) > self.max_events:
             self._evict()
+        arrived, self._arrived = self._arrived, anyio.Event()
+        arrived.set()
         return event_id
 
     def _evict(self) -> None:
@@ -60,17 +80,45 @@ class InMemoryEventStore(EventStore):
         if not stream:
             del self._streams[stream_id]
 
+    def _after(self, stream_id: StreamId, last_seq: int) -> list[tuple[EventId, int]]:
+        """(id, seq) of the stream's events later than `last_seq`, oldest first."""
+        later: list[tuple[EventId, int]] = []
+        for event_id in reversed(self._streams.get(stream_id, ())):
+            seq = self._events[event_id][1]
+            if seq <= last_seq:
+                break
+            later.append((event_id, seq))
+        later.reverse()
+        return later
+
     async def replay_events_after(
         self, last_event_id: EventId, send_callback: EventCallback
     ) -> StreamId | None:
-        """Send every later event of the same stream, in order; None if the id is unknown."""
+        """Send every later event of the same stream, in order; None if the id is unknown.
+
+        Events stored while this runs are sent too; a request's stream is followed until its
+        response is sent (see the module docstring)."""
         entry = self._events.get(last_event_id)
         if entry is None:
             return None
         stream_id, last_seq, _ = entry
-        # Copy: sending awaits, and new events may arrive meanwhile.
-        for event_id in list(self._streams.get(stream_id, ())):
-            _, seq, message = self._events.get(event_id, (stream_id, 0, None))
-            if seq > last_seq and message is not None:  # None marks a priming event
+        follow = self.follow_timeout if stream_id != GET_STREAM_KEY else 0
+        while True:
+            arrived = self._arrived  # taken before looking, so no event can slip past the wait
+            pending = self._after(stream_id, last_seq)
+            for event_id, seq in pending:
+                last_seq = seq
+                message = self._events.get(event_id, (stream_id, seq, None))[2]
+                if message is None:  # a priming event (or evicted meanwhile)
+                    continue
                 await send_callback(EventMessage(message, event_id))
-        return stream_id
+                if isinstance(message, JSONRPCResponse | JSONRPCError):
+                    return stream_id  # the request is answered: nothing more will come
+            if pending:
+                continue  # sending awaited: look again for events stored meanwhile
+            if follow <= 0:
+                return stream_id
+            with anyio.move_on_after(follow):
+                await arrived.wait()
+            if not arrived.is_set():
+                return stream_id  # quiet too long: the SDK's live stream takes over

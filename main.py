@@ -15,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
@@ -25,7 +25,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import settings
 from event_store import InMemoryEventStore
@@ -47,6 +47,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 # Replay window for clients that lost their stream, and how soon they should reconnect (ms).
 MAX_EVENTS = 10_000
 RETRY_MS = 1_000
+# How long a resumed stream waits for a still-running request's next event (event_store.py).
+FOLLOW_S = 60
 
 
 @dataclass
@@ -123,6 +125,43 @@ class TrimHeaderValues:
         await self.app(scope, receive, send)
 
 
+class RejectBatches:
+    """Answer a JSON-RPC batch on /mcp with the protocol's -32600 Invalid Request.
+
+    MCP dropped batching (2025-06-18); the SDK reports an array as -32602 "Invalid params"
+    with a pydantic dump of four validation errors. Only the first body chunk is peeked at.
+    """
+
+    BODY: ClassVar[dict[str, Any]] = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {
+            "code": -32600,
+            "message": "Invalid Request: JSON-RPC batches are not supported, "
+            "send one message per POST",
+        },
+    }
+
+    def __init__(self, app: ASGIApp, path: str = "/mcp") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        first = await receive()
+        if first["type"] == "http.request" and first.get("body", b"").lstrip()[:1] == b"[":
+            await JSONResponse(self.BODY, status_code=400)(scope, receive, send)
+            return
+        pending: list[Message] = [first]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
+
+
 async def healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok", "productApi": api.base_url})
 
@@ -137,7 +176,7 @@ def build_app(cfg: Config) -> Starlette:
             streamable_http_path="/mcp",
             json_response=cfg.json_response,
             stateless_http=cfg.stateless,
-            event_store=None if cfg.stateless else InMemoryEventStore(MAX_EVENTS),
+            event_store=None if cfg.stateless else InMemoryEventStore(MAX_EVENTS, FOLLOW_S),
             retry_interval=RETRY_MS,
             transport_security=security,
             host=cfg.host,
@@ -174,6 +213,8 @@ def build_app(cfg: Config) -> Starlette:
     if cfg.auth_token:
         middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
     middleware.append(Middleware(TrimHeaderValues))
+    if streamable:
+        middleware.append(Middleware(RejectBatches))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

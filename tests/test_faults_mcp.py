@@ -1,0 +1,484 @@
+"""Issue 7: main.py under protocol abuse, and stream resumption that loses nothing.
+
+Abuse goes over raw HTTP (what the SDK client would never send) on both transports while a
+well-behaved SDK client keeps calling tools: every bad request gets the protocol's error, and
+the healthy client sees no failure. Resumption cuts a tool call's stream while the tool is
+still running (a delaying proxy holds the API's answer) and resumes with Last-Event-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp.server.streamable_http import EventMessage
+from mcp.types import JSONRPCNotification, JSONRPCResponse
+
+from event_store import InMemoryEventStore
+from tests.mcp_helpers import (
+    ACCEPT,
+    INIT,
+    KINDS,
+    Kind,
+    connect,
+    open_session,
+    rpc,
+    sse_events,
+    text_of,
+)
+from tests.servers import Service, start_api, start_mcp
+from tests.slow_api import SlowApi
+
+pytestmark = pytest.mark.anyio
+SLOW = 1.5  # seconds the proxy holds back /api/analytics answers
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_api(tmp_path_factory.mktemp("faults-mcp") / "shop.db")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def server(api: Service) -> Iterator[Service]:
+    svc = start_mcp(api.url)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def slow(api: Service) -> Iterator[tuple[Service, SlowApi]]:
+    """main.py whose analytics calls take SLOW seconds (everything else is forwarded at once)."""
+    proxy = SlowApi(api.url, {"/api/analytics": SLOW}).start()
+    svc = start_mcp(proxy.url)
+    yield svc, proxy
+    svc.stop()
+    proxy.stop()
+
+
+# --- a healthy client running alongside -------------------------------------------------
+
+
+@asynccontextmanager
+async def healthy_client(server: Service, kind: Kind = "modern") -> AsyncIterator[dict[str, int]]:
+    """Calls get_product in a loop until the block ends; the test then checks `failed == 0`."""
+    stats = {"ok": 0, "failed": 0}
+    stop = anyio.Event()
+
+    async def loop() -> None:
+        async with connect(kind, server.url) as client:
+            while not stop.is_set():
+                try:
+                    result = await client.call_tool("get_product", {"productId": 1})
+                    ok = not result.is_error and result.structured_content["id"] == 1  # type: ignore[index]
+                except Exception:
+                    ok = False
+                stats["ok" if ok else "failed"] += 1
+                await anyio.sleep(0.01)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield stats
+    finally:
+        # let it run a little past the abuse too, then stop
+        await anyio.sleep(0.2)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert stats["failed"] == 0, stats
+    assert stats["ok"] > 0, stats
+
+
+def messages_of(r: httpx.Response) -> list[dict[str, Any]]:
+    """JSON-RPC messages of a POST answer, whether JSON or an SSE body."""
+    if r.headers.get("content-type", "").startswith("application/json"):
+        body = r.json()
+        return body if isinstance(body, list) else [body]
+    return [
+        json.loads(line[5:].strip())
+        for line in r.text.splitlines()
+        if line.startswith("data:") and line[5:].strip()
+    ]
+
+
+# --- Streamable HTTP (/mcp) ---------------------------------------------------------------
+
+
+async def test_streamable_http_abuse_gets_protocol_errors(server: Service) -> None:
+    url = f"{server.url}/mcp"
+    plain = {"Accept": ACCEPT, "Content-Type": "application/json"}
+    async with healthy_client(server), httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(url, json=INIT, headers=plain)
+        sid = r.headers["mcp-session-id"]
+        h = {**plain, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+        r = await http.post(url, json=rpc("notifications/initialized", id=None), headers=h)
+        assert r.status_code == 202
+
+        for headers in (plain, h):  # before and inside a session
+            r = await http.post(url, content=b'{"jsonrpc": "2.0", "id": 1, "meth', headers=headers)
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32700  # parse error
+
+            batch = [rpc("tools/list", id=1), rpc("ping", id=2)]
+            r = await http.post(url, json=batch, headers=headers)
+            assert r.status_code == 400
+            assert r.json()["error"]["code"] == -32600  # Invalid Request, not "invalid params"
+            assert "batch" in r.json()["error"]["message"]
+            r = await http.post(url, content=b"  \n[]", headers=headers)
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32600
+
+            r = await http.post(url, json={"hello": "world"}, headers=headers)
+            assert r.status_code == 400 and r.json()["error"]["code"] in (-32600, -32602)
+            r = await http.post(url, json="just a string", headers=headers)
+            assert r.status_code == 400 and "error" in r.json()
+
+        r = await http.post(url, json=rpc("shop/steal", id=3), headers=h)
+        [msg] = messages_of(r)
+        assert msg["id"] == 3 and msg["error"]["code"] == -32601
+
+        r = await http.post(url, json=rpc("tools/call", {"arguments": {}}, id=4), headers=h)
+        [msg] = messages_of(r)
+        assert msg["id"] == 4 and msg["error"]["code"] == -32602  # no tool name
+
+        call = rpc("tools/call", {"name": "get_product", "arguments": {"productId": "one"}}, id=5)
+        [msg] = messages_of(await http.post(url, json=call, headers=h))
+        assert (
+            msg["result"]["isError"] is True and "productId" in msg["result"]["content"][0]["text"]
+        )
+
+        call = rpc("tools/call", {"name": "create_purchase", "arguments": {"items": []}}, id=6)
+        [msg] = messages_of(await http.post(url, json=call, headers=h))
+        text = msg["result"]["content"][0]["text"]
+        assert msg["result"]["isError"] is True and "customerName" in text and "items" in text
+
+        call = rpc("tools/call", {"name": "no_such_tool", "arguments": {}}, id=7)
+        [msg] = messages_of(await http.post(url, json=call, headers=h))
+        assert (
+            msg["result"]["isError"] is True
+            and "no_such_tool" in msg["result"]["content"][0]["text"]
+        )
+
+        # over the 4 MiB body limit: refused before anything parses it, declared or chunked
+        huge = rpc(
+            "tools/call", {"name": "search_products", "arguments": {"query": "x" * (5 << 20)}}
+        )
+        r = await http.post(url, json=huge, headers=h)
+        assert r.status_code == 413
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"jsonrpc": "2.0", "id": 8, "method": "ping", "params": {"pad": "'
+            for _ in range(80):
+                yield b"x" * 65536
+            yield b'"}}'
+
+        r = await http.post(url, content=chunks(), headers=h)
+        assert r.status_code == 413
+
+        for bogus in ("not-a-session", "0" * 32):
+            r = await http.post(
+                url, json=rpc("tools/list", id=9), headers={**h, "Mcp-Session-Id": bogus}
+            )
+            assert r.status_code == 404 and r.json()["error"]["code"] == -32600
+
+        # the abused session still works, then ends; afterwards its id is refused everywhere
+        [msg] = messages_of(await http.post(url, json=rpc("tools/list", id=10), headers=h))
+        assert len(msg["result"]["tools"]) == 8
+        assert (await http.delete(url, headers=h)).status_code == 200
+        r = await http.post(url, json=rpc("tools/list", id=11), headers=h)
+        assert r.status_code == 404 and r.json()["error"]["message"] == "Session not found"
+        r = await http.get(url, headers={**h, "Accept": "text/event-stream"})
+        assert r.status_code == 404
+        assert (await http.delete(url, headers=h)).status_code == 404
+
+
+# --- SSE (/sse + /messages/) --------------------------------------------------------------
+
+
+async def test_sse_abuse_gets_http_errors_and_the_session_survives(server: Service) -> None:
+    events: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+
+    async def read(http: httpx.AsyncClient) -> None:
+        async with http.stream("GET", f"{server.url}/sse") as r:
+            event: dict[str, str] = {}
+            async for line in r.aiter_lines():
+                if not line:
+                    if event:
+                        await events.put(event)
+                    event = {}
+                    continue
+                k, _, v = line.partition(":")
+                event[k] = v.removeprefix(" ")
+
+    async def answer(id: int) -> dict[str, Any]:
+        while True:
+            event = await asyncio.wait_for(events.get(), 15)
+            msg = json.loads(event["data"])
+            if msg.get("id") == id:
+                return msg
+
+    async with healthy_client(server, "sse"), httpx.AsyncClient(timeout=30) as http:
+        reader = asyncio.create_task(read(http))
+        try:
+            endpoint = await asyncio.wait_for(events.get(), 15)
+            assert endpoint["event"] == "endpoint"
+            url = server.url + endpoint["data"]
+            js = {"Content-Type": "application/json"}
+            messages = f"{server.url}/messages/"
+
+            # no, malformed or unknown session ids
+            assert (await http.post(messages, json=rpc("ping"))).status_code == 400
+            r = await http.post(f"{messages}?session_id=zzz", json=rpc("ping"))
+            assert r.status_code == 400
+            r = await http.post(f"{messages}?session_id={'0' * 32}", json=rpc("ping"))
+            assert r.status_code == 404
+
+            # bad bodies on a live session
+            assert (await http.post(url, content=b'{"jsonrpc": "2.', headers=js)).status_code == 400
+            r = await http.post(url, json=[rpc("ping", id=1), rpc("ping", id=2)])
+            assert r.status_code == 400
+            assert (await http.post(url, json={"hello": 1})).status_code == 400
+            huge = rpc("tools/call", {"name": "get_products", "arguments": {"x": "y" * (5 << 20)}})
+            assert (await http.post(url, json=huge)).status_code == 413
+
+            # the same session still serves: handshake, unknown method, wrong types, tools
+            assert (await http.post(url, json=INIT)).status_code == 202
+            assert (await answer(1))["result"]["serverInfo"]["name"] == "Product MCP Server"
+            await http.post(url, json=rpc("notifications/initialized", id=None))
+            await http.post(url, json=rpc("shop/steal", id=2))
+            assert (await answer(2))["error"]["code"] == -32601
+            call = {"name": "get_product", "arguments": {"productId": [1]}}
+            await http.post(url, json=rpc("tools/call", call, id=3))
+            result = (await answer(3))["result"]
+            assert result["isError"] is True and "productId" in result["content"][0]["text"]
+            await http.post(url, json=rpc("tools/list", id=4))
+            assert len((await answer(4))["result"]["tools"]) == 8
+        finally:
+            reader.cancel()
+
+
+# --- arguments the API would reject: isError naming the field, on every transport ---------
+
+BAD_ARGS = [
+    ("search_products", {"query": "x", "minPrice": -1}, "minPrice"),
+    ("search_products", {"query": ""}, "query"),
+    ("get_products", {"limit": 0}, "limit"),
+    ("get_orders", {"offset": -1}, "offset"),
+    ("get_orders", {"since": "yesterday"}, "since"),
+    ("get_orders", {"since": "2025-13-45"}, "since"),
+    ("recommend_products", {"preferences": "x", "budget": 0}, "budget"),
+    ("analyze_sales", {"groupBy": "week"}, "groupBy"),
+    ("get_product", {"productId": 0}, "productId"),
+    ("create_purchase", {"customerName": "A", "items": [{"productId": 1}]}, "quantity"),
+    (
+        "create_purchase",
+        {"customerName": "A", "items": [{"productId": 1, "quantity": 1e9}]},
+        "quantity",
+    ),
+    (
+        "create_purchase",
+        {"customerName": "x" * 201, "items": [{"productId": 1, "quantity": 1}]},
+        "customerName",
+    ),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_rejected_arguments_name_the_field(server: Service, api: Service, kind: Kind) -> None:
+    orders = f"{api.url}/api/orders"
+    async with httpx.AsyncClient(timeout=10) as http:
+        before = (await http.get(orders)).json()
+    async with connect(kind, server.url) as client:
+        for tool, args, field in BAD_ARGS:
+            result = await client.call_tool(tool, args)
+            assert result.is_error, (tool, args)
+            assert field in text_of(result), (tool, args, text_of(result))
+        # and the session goes on
+        assert not (await client.call_tool("get_product", {"productId": 2})).is_error
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(orders)).json() == before
+
+
+# --- resumability -------------------------------------------------------------------------
+
+CALL = rpc(
+    "tools/call",
+    {"name": "analyze_sales", "arguments": {"groupBy": "day"}, "_meta": {"progressToken": "p"}},
+    id=77,
+)
+
+
+def _collect_until_answer(
+    events: Iterator[dict[str, Any]],
+    into: list[dict[str, Any]],
+    stop_after_progress: int | None = None,
+) -> bool:
+    """Append events to `into` until the call's answer (True) or a cut point (False).
+
+    Takes the event iterator, not the response: closing a half-read iterator makes httpx drop
+    the connection, and the "still held" case needs it to stay open."""
+    for event in events:
+        into.append(event)
+        data = event.get("data") or {}
+        if data.get("id") == 77:
+            return True
+        if (
+            stop_after_progress is not None
+            and data.get("method") == "notifications/progress"
+            and data["params"]["progress"] == stop_after_progress
+        ):
+            return False
+    return False
+
+
+def _check_exactly_once(events: list[dict[str, Any]]) -> None:
+    messages = [e["data"] for e in events if e.get("data")]
+    ids = [e["id"] for e in events if e.get("data")]
+    assert len(ids) == len(set(ids)), f"an event was repeated: {ids}"
+    progress = [
+        m["params"]["progress"] for m in messages if m.get("method") == "notifications/progress"
+    ]
+    assert progress == [0, 1, 2, 3], f"a progress event was lost or repeated: {progress}"
+    answers = [m for m in messages if m.get("id") == 77]
+    assert len(answers) == 1 and answers[0]["result"]["isError"] is False, answers
+    assert answers[0]["result"]["structuredContent"]["groupBy"] == "day"
+    assert messages[-1] is answers[0], "the answer must come last"
+
+
+def _session(http: httpx.Client, url: str) -> dict[str, str]:
+    sid = open_session(http, url)
+    return {"Accept": ACCEPT, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+
+
+@pytest.mark.parametrize("drop_first", [True, False], ids=["dropped", "still-held"])
+def test_cut_mid_call_resumes_exactly_once(slow: tuple[Service, SlowApi], drop_first: bool) -> None:
+    """Cut after the first progress event while the API is still answering, resume by id.
+
+    dropped: the client closes the POST, then resumes. still-held: it resumes while the server
+    still holds the old stream open (a dead connection the server has not noticed yet), which
+    the SDK alone answered with the replay and then an ended stream: the rest was lost.
+    """
+    server, proxy = slow
+    url = f"{server.url}/mcp"
+    with httpx.Client(timeout=20) as http:
+        headers = _session(http, url)
+        seen: list[dict[str, Any]] = []
+        started = proxy.finished
+        post = http.stream("POST", url, json=CALL, headers=headers)
+        held = sse_events(post.__enter__())  # kept referenced: the connection stays open
+        try:
+            assert not _collect_until_answer(held, seen, stop_after_progress=0)
+            assert proxy.finished == started, "the tool must still be running at the cut"
+            if drop_first:
+                post.__exit__(None, None, None)
+            with http.stream(
+                "GET", url, headers={**headers, "Last-Event-ID": seen[-1]["id"]}
+            ) as again:
+                assert again.status_code == 200
+                assert _collect_until_answer(sse_events(again), seen), (
+                    "the resumed stream ended early"
+                )
+        finally:
+            if not drop_first:
+                post.__exit__(None, None, None)
+        http.delete(url, headers=headers)
+    _check_exactly_once(seen)
+
+
+def test_resume_twice(slow: tuple[Service, SlowApi]) -> None:
+    """Cut the POST, resume, cut the resumed stream too, resume again: still exactly once."""
+    server, _ = slow
+    url = f"{server.url}/mcp"
+    with httpx.Client(timeout=20) as http:
+        headers = _session(http, url)
+        seen: list[dict[str, Any]] = []
+        with http.stream("POST", url, json=CALL, headers=headers) as resp:
+            assert not _collect_until_answer(sse_events(resp), seen, stop_after_progress=0)
+        with http.stream("GET", url, headers={**headers, "Last-Event-ID": seen[-1]["id"]}) as r:
+            assert not _collect_until_answer(sse_events(r), seen, stop_after_progress=1)
+        with http.stream("GET", url, headers={**headers, "Last-Event-ID": seen[-1]["id"]}) as r:
+            assert _collect_until_answer(sse_events(r), seen)
+        http.delete(url, headers=headers)
+    _check_exactly_once(seen)
+
+
+def test_resume_after_the_answer_replays_the_rest(slow: tuple[Service, SlowApi]) -> None:
+    """Cut, wait until the call has finished unheard, resume: the rest arrives from the store."""
+    server, proxy = slow
+    url = f"{server.url}/mcp"
+    with httpx.Client(timeout=20) as http:
+        headers = _session(http, url)
+        seen: list[dict[str, Any]] = []
+        done = proxy.finished
+        with http.stream("POST", url, json=CALL, headers=headers) as resp:
+            assert not _collect_until_answer(sse_events(resp), seen, stop_after_progress=0)
+        deadline = time.monotonic() + 10
+        while proxy.finished == done and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        with http.stream("GET", url, headers={**headers, "Last-Event-ID": seen[-1]["id"]}) as r:
+            assert _collect_until_answer(sse_events(r), seen)
+        http.delete(url, headers=headers)
+    _check_exactly_once(seen)
+
+
+# --- the store itself, with events racing the replay --------------------------------------
+
+
+def _progress(n: int) -> JSONRPCNotification:
+    return JSONRPCNotification(
+        jsonrpc="2.0", method="notifications/progress", params={"progressToken": 1, "progress": n}
+    )
+
+
+async def test_store_replay_follows_a_running_request_until_its_answer() -> None:
+    store = InMemoryEventStore(follow_timeout=5)
+    prime = await store.store_event("7", None)
+    await store.store_event("7", _progress(0))
+    got: list[EventMessage] = []
+
+    async def slow_send(event: EventMessage) -> None:
+        await anyio.sleep(0.02)  # a slow socket: the tool goes on meanwhile
+        got.append(event)
+
+    async def tool() -> None:
+        for n in range(1, 6):
+            await anyio.sleep(0.01)
+            await store.store_event("7", _progress(n))
+            await store.store_event("other", _progress(100 + n))
+        await store.store_event("7", JSONRPCResponse(jsonrpc="2.0", id=7, result={}))
+        await store.store_event("7", _progress(99))  # never after the answer
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tool)
+        assert await store.replay_events_after(prime, slow_send) == "7"
+    kinds = [getattr(e.message, "params", {"progress": "answer"})["progress"] for e in got]
+    assert kinds == [0, 1, 2, 3, 4, 5, "answer"]
+    assert len({e.event_id for e in got}) == len(got)
+
+
+async def _discard(_: EventMessage) -> None:
+    pass
+
+
+async def test_store_follow_gives_up_when_quiet() -> None:
+    store = InMemoryEventStore(follow_timeout=0.2)
+    first = await store.store_event("7", _progress(0))
+    t0 = time.monotonic()
+    assert await store.replay_events_after(first, _discard) == "7"
+    assert 0.15 < time.monotonic() - t0 < 2
+    # the standalone GET stream is never followed: it has no answer to wait for
+    g = await store.store_event("_GET_stream", _progress(1))
+    t0 = time.monotonic()
+    assert await store.replay_events_after(g, _discard) == "_GET_stream"
+    assert time.monotonic() - t0 < 0.1
