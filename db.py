@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -192,6 +193,10 @@ class Shop:
     """All reads and writes the API needs, each in its own short transaction."""
 
     engine: Engine
+    # SQLite has one writer at a time. Threads of this process queue here instead of in
+    # SQLite's busy handler, which polls with sleeps of up to 100 ms; other processes still
+    # wait in busy_timeout.
+    _write_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -199,7 +204,15 @@ class Shop:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+        if self.dialect != "sqlite":
+            with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+                yield conn
+            return
+        with (
+            self._write_lock,
+            self.engine.connect().execution_options(write=True) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     # ---- schema -------------------------------------------------------------------------
@@ -270,21 +283,26 @@ class Shop:
 
     # ---- products -----------------------------------------------------------------------
 
-    def _match(self, terms: list[str]) -> tuple[Any, Any] | None:
-        """(where-clause, rank-expression; lower ranks first) for a full-text match of any term."""
+    def _match(self, terms: list[str], top: int | None = None) -> tuple[Any, Any] | None:
+        """(where-clause, rank-expression; lower ranks first) for a full-text match of any term.
+
+        With `top` (SQLite), only the `top` best matches by (rank, id) leave the index: joining
+        every match of a common word with products and inventory before sorting costs more
+        than ranking them (14,000 matches of "wireless" in 100,000 products: 27 ms vs 16 ms).
+        """
         if not terms:
             return None
         if self.dialect == "sqlite":
             query = " OR ".join('"' + t.replace('"', '""') + '"*' for t in terms)
+            bm25 = literal_column("bm25(products_fts, 10.0, 1.0)")
             fts = (
-                select(
-                    literal_column("rowid").label("id"),
-                    literal_column("bm25(products_fts, 10.0, 1.0)").label("rank"),
-                )
+                select(literal_column("rowid").label("id"), bm25.label("rank"))
                 .select_from(text("products_fts"))
                 .where(text("products_fts MATCH :q").bindparams(q=query))
-                .subquery()
             )
+            if top is not None:
+                fts = fts.order_by(bm25, literal_column("rowid")).limit(top)
+            fts = fts.subquery()
             return fts, fts.c.rank
         hay = func.lower(products.c.name + " " + products.c.description)
         hits = [case((hay.contains(t), 1), else_=0) for t in terms]
@@ -292,10 +310,10 @@ class Shop:
         rank = -sum(hits + name_hits, start=literal_column("0"))
         return or_(*[hay.contains(t) for t in terms]), rank
 
-    def _product_query(self, terms: list[str]) -> Any:
+    def _product_query(self, terms: list[str], top: int | None = None) -> Any:
         cols = [products, inventory.c.quantity]
         base = select(*cols).join(inventory, inventory.c.product_id == products.c.id)
-        match = self._match(terms)
+        match = self._match(terms, top)
         if match is None:
             return base.order_by(products.c.id), None
         where, rank = match
@@ -318,18 +336,35 @@ class Shop:
         terms = _terms(q) if q else []
         if q and not terms:
             return []
-        stmt, _ = self._product_query(terms)
-        if min_price is not None:
-            stmt = stmt.where(products.c.price_cents >= _cents(min_price))
-        if max_price is not None:
-            stmt = stmt.where(products.c.price_cents <= _cents(max_price))
-        if in_stock is True:
-            stmt = stmt.where(inventory.c.quantity > 0)
-        elif in_stock is False:
-            stmt = stmt.where(inventory.c.quantity == 0)
-        stmt = stmt.limit(limit).offset(offset)
+
+        def query(top: int | None) -> Any:
+            stmt, _ = self._product_query(terms, top)
+            if min_price is not None:
+                stmt = stmt.where(products.c.price_cents >= _cents(min_price))
+            if max_price is not None:
+                stmt = stmt.where(products.c.price_cents <= _cents(max_price))
+            if in_stock is True:
+                stmt = stmt.where(inventory.c.quantity > 0)
+            elif in_stock is False:
+                stmt = stmt.where(inventory.c.quantity == 0)
+            return stmt.limit(limit).offset(offset)
+
+        top = self._top(terms, limit, offset)
         with self.engine.connect() as conn:
-            return [_product(r) for r in conn.execute(stmt)]
+            rows = list(conn.execute(query(top)))
+            if top is not None and len(rows) < (limit or 0):
+                rows = list(conn.execute(query(None)))  # filters left too few: rank them all
+        return [_product(r) for r in rows]
+
+    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+        """How many best text matches to rank before filters, or None for all of them.
+
+        Exact: if the page comes back full, every row of it is among the first `top` by
+        (rank, id), so ranking the rest could not change it; a short page is retried on all.
+        """
+        if not terms or limit is None or self.dialect != "sqlite":
+            return None
+        return max(200, 8 * (limit + offset))
 
     def get_product(self, product_id: int) -> tuple[Product, int]:
         stmt = (
@@ -362,13 +397,20 @@ class Shop:
     ) -> list[Recommendation]:
         """In-stock products within budget, best preference match first, each with its reason."""
         terms = _terms(preferences, drop_stopwords=True)
-        stmt, rank = self._product_query(terms)
-        stmt = stmt.where(inventory.c.quantity > 0)
-        if budget is not None:
-            stmt = stmt.where(products.c.price_cents <= _cents(budget))
-        stmt = stmt.add_columns((rank if rank is not None else literal_column("0")).label("score"))
+
+        def query(top: int | None) -> Any:
+            stmt, rank = self._product_query(terms, top)
+            stmt = stmt.where(inventory.c.quantity > 0)
+            if budget is not None:
+                stmt = stmt.where(products.c.price_cents <= _cents(budget))
+            score = (rank if rank is not None else literal_column("0")).label("score")
+            return stmt.add_columns(score).limit(limit)
+
+        top = self._top(terms, limit, 0)
         with self.engine.connect() as conn:
-            rows = list(conn.execute(stmt.limit(limit)))
+            rows = list(conn.execute(query(top)))
+            if top is not None and len(rows) < limit:
+                rows = list(conn.execute(query(None)))
             if not rows:  # nothing matched: still offer what is in stock, most plentiful first
                 fallback, _ = self._product_query([])
                 fallback = fallback.where(inventory.c.quantity > 0)
@@ -413,7 +455,9 @@ class Shop:
         if not name or not items:
             raise ShopError(400, "Invalid request: Missing customer name or items")
         digest = self._request_hash(name, items)
-        if idempotency_key is not None:
+        if idempotency_key is not None and self.dialect != "sqlite":
+            # On SQLite the write transaction looks the key up itself, under the write lock:
+            # a separate read first would only cost a connection and a query per purchase.
             previous = self._replay(idempotency_key, digest)
             if previous is not None:
                 return previous

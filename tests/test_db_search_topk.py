@@ -1,0 +1,60 @@
+"""Ranking only the best text matches before filters (db.Shop._top) never changes an answer."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from bench.catalog import fill
+from db import Shop, make_engine
+
+
+class FullRanking(Shop):
+    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+        return None
+
+
+class TinyTop(Shop):
+    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+        return None if not terms or limit is None else limit + offset  # forces the retry path
+
+
+@pytest.fixture(scope="module")
+def shops(tmp_path_factory: pytest.TempPathFactory) -> list[Shop]:
+    path: Path = tmp_path_factory.mktemp("topk") / "shop.db"
+    engine = make_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
+    fill(Shop(engine), 3_000)
+    return [Shop(engine), FullRanking(engine), TinyTop(engine)]
+
+
+QUERIES = ["wireless", "smart watch", "noise cancellation headphones", "4K", "zzz-none"]
+FILTERS = [
+    {},
+    {"max_price": 50.0},
+    {"min_price": 100.0, "max_price": 400.0},
+    {"in_stock": True},
+    {"in_stock": False},
+]
+
+
+def test_search_pages_match_full_ranking(shops: list[Shop]) -> None:
+    for q, f, (limit, offset) in itertools.product(QUERIES, FILTERS, [(10, 0), (5, 20), (50, 3)]):
+        answers = [
+            [p.id for p in s.list_products(q=q, limit=limit, offset=offset, **f)] for s in shops
+        ]
+        assert answers[0] == answers[1] == answers[2], (q, f, limit, offset)
+
+
+def test_recommendations_match_full_ranking(shops: list[Shop]) -> None:
+    for prefs, budget, limit in itertools.product(
+        ["lightweight laptop for travel", "gift for a runner", "waterproof speaker", "!!"],
+        [None, 30.0, 500.0],
+        [1, 5, 20],
+    ):
+        answers = [
+            [(r.product.id, r.score) for r in s.recommend(prefs, budget=budget, limit=limit)]
+            for s in shops
+        ]
+        assert answers[0] == answers[1] == answers[2], (prefs, budget, limit)
