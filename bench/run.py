@@ -163,7 +163,7 @@ class Bench:
         self.direct_p50: float | None = None
 
     def add(self, row: Row) -> Row:
-        sequential = row.key not in ("direct_1", "purchases_32") and "sessions" not in row.key
+        sequential = row.key != "direct_1" and not row.key.startswith(("purchases", "mcp_sessions"))
         if self.direct_p50 and row.p50_ms is not None and sequential and row.key != "direct_8":
             row.x_direct = round(row.p50_ms / self.direct_p50, 2)
         self.rows.append(row)
@@ -336,11 +336,15 @@ async def run(b: Bench, work: Path) -> None:
     t = time.perf_counter()
     seed_db, big_db = work / "seed.db", work / "big.db"
     stock = s.purchase_attempts * 3 // 4
-    make_db(seed_db, 0, [("Bench Widget", 100, "the purchase benchmark's product", stock)])
+    widget = [("Bench Widget", 100, "the purchase benchmark's product", stock)]
+    make_db(seed_db, 0, widget)
+    normal_db = work / "normal.db"
+    make_db(normal_db, 0, widget)
     make_db(big_db, s.products, [])
     print(f"databases ready in {time.perf_counter() - t:.1f}s ({s.products} products)")
 
-    ports = {n: free_port() for n in ("api", "big", "mcp", "json", "stateless", "mcpbig", "mem")}
+    names = ("api", "normal", "big", "mcp", "json", "stateless", "mcpbig", "mem")
+    ports = {n: free_port() for n in names}
     ports |= {"web": free_port(), "llm": free_port()}
     api_url = f"http://127.0.0.1:{ports['api']}"
     big_url = f"http://127.0.0.1:{ports['big']}"
@@ -349,9 +353,10 @@ async def run(b: Bench, work: Path) -> None:
         json.dumps({"mcpServers": {"product-mcp": {"url": f"http://127.0.0.1:{ports['mcp']}/mcp"}}})
     )
 
-    def api(port: int, db: Path) -> tuple[list[str], int, dict[str, str], str]:
+    def api(port: int, db: Path, sync: str = "FULL") -> tuple[list[str], int, dict[str, str], str]:
         args = ["api.py", "--host", "127.0.0.1", "--port", str(port)]
-        return args, port, {"DATABASE_URL": f"sqlite:///{db}"}, "/healthz"
+        env = {"DATABASE_URL": f"sqlite:///{db}", "SQLITE_SYNCHRONOUS": sync}
+        return args, port, env, "/healthz"
 
     def mcp(port: int, upstream: str, *flags: str) -> tuple[list[str], int, dict[str, str], str]:
         args = ["main.py", "--host", "127.0.0.1", "--port", str(port), *flags]
@@ -361,6 +366,7 @@ async def run(b: Bench, work: Path) -> None:
     b.procs = start_many(
         {
             "api": api(ports["api"], seed_db),
+            "normal": api(ports["normal"], normal_db, "NORMAL"),
             "big": api(ports["big"], big_db),
             "llm": (
                 ["bench/llm.py", "--port", str(ports["llm"])],
@@ -406,7 +412,8 @@ async def run(b: Bench, work: Path) -> None:
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=60, limits=limits))
         await layers(b, http, api_url)
         await throughput(b, api_url)
-        await purchases(b, http, api_url, seed_db, stock)
+        await purchases(b, http, "api", seed_db, stock)
+        await purchases(b, http, "normal", normal_db, stock)
         await search(b, http, big_url)
         await memory(b)
     # Lines the table would not show: the consistency checks.
@@ -573,8 +580,9 @@ async def throughput(b: Bench, api_url: str) -> None:
             )
 
 
-async def purchases(b: Bench, http: httpx.AsyncClient, api_url: str, db: Path, stock: int) -> None:
+async def purchases(b: Bench, http: httpx.AsyncClient, server: str, db: Path, stock: int) -> None:
     """5: 32 clients buy one unit each until attempts run out; stock < attempts."""
+    api_url = b.procs[server].url
     attempts = b.sizes.purchase_attempts
     product_id = 5  # the bench product, right after the four seed products
     queue = iter(range(attempts))
@@ -603,8 +611,12 @@ async def purchases(b: Bench, http: httpx.AsyncClient, api_url: str, db: Path, s
             else:
                 other.append(f"{r.status_code} {r.text[:100]}")
 
-    row = Row("purchases_32", "POST /api/purchase, 32 clients")
-    with b.cpu(row.cpu_ms, ["api"], attempts):
+    normal = server == "normal"
+    row = Row(
+        "purchases_32_normal" if normal else "purchases_32",
+        "POST /api/purchase, 32 clients" + (", SQLITE_SYNCHRONOUS=NORMAL" if normal else ""),
+    )
+    with b.cpu(row.cpu_ms, [server], attempts):
         t0 = time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(32)))
         elapsed = time.perf_counter() - t0
@@ -622,7 +634,7 @@ async def purchases(b: Bench, http: httpx.AsyncClient, api_url: str, db: Path, s
     row.p50_ms, row.p95_ms = round(pct(samples, 50), 2), round(pct(samples, 95), 2)
     row.note = f"{len(ok)} bought, {refused} refused (stock {stock})"
     b.add(row)
-    b.checks["purchase"] = {
+    b.checks["purchase_normal" if normal else "purchase"] = {
         "attempts": attempts,
         "initial_stock": stock,
         "succeeded": len(ok),
@@ -752,7 +764,13 @@ async def memory(b: Bench) -> None:
         m["with_sessions_kib"] = await settle(pid)
         m["per_session_kib"] = round((m["with_sessions_kib"] - idle) / max(len(sids), 1), 1)
         await asyncio.gather(*(close_one(s) for s in sids))
-    m["after_sessions_closed_kib"] = await settle(pid)
+        m["after_sessions_closed_kib"] = await settle(pid)
+        # A second round: memory the first round kept is reused, not added to, if nothing leaks.
+        sids.clear()
+        await asyncio.gather(*(open_one() for _ in range(n)))
+        await asyncio.gather(*(close_one(s) for s in sids))
+        m["after_second_round_kib"] = await settle(pid)
+        m["second_round_growth_kib"] = m["after_second_round_kib"] - m["after_sessions_closed_kib"]
 
     # SSE streams: raw sockets, each reads its endpoint event and then just stays open
     host, port = "127.0.0.1", svc.port
@@ -781,7 +799,7 @@ async def memory(b: Bench) -> None:
         await asyncio.gather(*(guarded() for _ in range(b.sizes.mem_sse)))
         m["sse_streams"] = len(writers)
         m["with_sse_kib"] = await settle(pid)
-        grown = m["with_sse_kib"] - m["after_sessions_closed_kib"]
+        grown = m["with_sse_kib"] - m["after_second_round_kib"]
         m["per_sse_kib"] = round(grown / len(writers), 1)
     finally:
         for w in writers:
@@ -798,6 +816,8 @@ async def memory(b: Bench) -> None:
          f"{m['per_session_kib']} KiB/session"),
         ("mem_sessions_closed", "RSS after the sessions closed",
          m["after_sessions_closed_kib"], ""),
+        ("mem_second_round", f"RSS after {len(sids)} more opened and closed",
+         m["after_second_round_kib"], f"{m['second_round_growth_kib']:+} KiB vs first close"),
         ("mem_sse", f"RSS with {len(writers)} open SSE streams", m["with_sse_kib"],
          f"{m['per_sse_kib']} KiB/stream"),
         ("mem_after", "RSS after all closed", m["after_sse_closed_kib"],
@@ -922,6 +942,29 @@ def targets(b: Bench) -> list[dict[str, Any]]:
     return out
 
 
+def markdown(b: Bench, tg: list[dict[str, Any]]) -> str:
+    """The table and the targets as Markdown, for the README."""
+
+    def f(v: float | None, spec: str = ".2f") -> str:
+        return "" if v is None else format(v, spec)
+
+    lines = [
+        "| path | n | p50 ms | p95 ms | per s | × direct | server CPU ms/call | notes |",
+        "|---|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for r in b.rows:
+        cpu = ", ".join(f"{k} {v:g}" for k, v in r.cpu_ms.items())
+        lines.append(
+            f"| {r.label} | {r.n or ''} | {f(r.p50_ms)} | {f(r.p95_ms)} | {f(r.per_s, '.0f')} "
+            f"| {f(r.x_direct)} | {cpu} | {r.note} |"
+        )
+    lines += ["", "| target | goal | measured | met |", "|---|---|---|---|"]
+    for t in tg:
+        met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['goal']} {t['unit']} | {t['value']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with suppress(OSError):
@@ -991,7 +1034,8 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}")
+        out.with_suffix(".md").write_text(markdown(b, tg))
+        print(f"wrote {out} and {out.with_suffix('.md').name}")
     return 0
 
 

@@ -26,6 +26,7 @@ ROWS = {
     "mcp_sessions_8",
     "mcp_sessions_64",
     "purchases_32",
+    "purchases_32_normal",
     "search_api",
     "recommend_api",
     "search_mcp",
@@ -33,6 +34,7 @@ ROWS = {
     "mem_idle",
     "mem_sessions",
     "mem_sessions_closed",
+    "mem_second_round",
     "mem_sse",
     "mem_after",
 }
@@ -59,12 +61,14 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert "2026-07-28" in rows["mcp_modern"]["note"]
     assert "2025-11-25" in rows["mcp_legacy"]["note"]
 
-    purchase = result["checks"]["purchase"]
-    assert purchase["oversold"] == 0
-    assert purchase["lost"] == 0
-    assert purchase["consistent"] is True
-    assert purchase["succeeded"] == purchase["initial_stock"]  # stock ran out, nothing more
-    assert purchase["refused_insufficient_stock"] == purchase["attempts"] - purchase["succeeded"]
+    for check in ("purchase", "purchase_normal"):
+        purchase = result["checks"][check]
+        assert purchase["oversold"] == 0
+        assert purchase["lost"] == 0
+        assert purchase["consistent"] is True
+        assert purchase["succeeded"] == purchase["initial_stock"]  # stock ran out, no more
+        left = purchase["attempts"] - purchase["succeeded"]
+        assert purchase["refused_insufficient_stock"] == left
 
     mem = result["memory"]
     assert mem["sessions"] == result["sizes"]["mem_sessions"]
