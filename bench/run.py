@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -209,6 +210,46 @@ class Bench:
         row.p50_ms, row.p95_ms = round(pct(samples, 50), 2), round(pct(samples, 95), 2)
         row.per_s = round(n / elapsed, 1)
         return self.add(row)
+
+    async def interleaved(
+        self,
+        specs: list[tuple[str, str, Callable[[], Awaitable[Any]], list[str], str]],
+        rounds: int = 8,
+    ) -> list[Row]:
+        """Like `latency` for several paths at once, taking turns in rounds, so a change of
+        background load on the machine hits every path alike and their ratios stay fair."""
+        n = self.sizes.calls
+        per_round = max(1, n // rounds)
+        for _, _, call, _, _ in specs:
+            for _ in range(self.sizes.warmup):
+                await call()
+        samples: dict[str, list[float]] = {key: [] for key, *_ in specs}
+        cpu: dict[str, dict[str, float]] = {key: {} for key, *_ in specs}
+        busy: dict[str, float] = dict.fromkeys(samples, 0.0)
+        for _ in range(rounds):
+            for key, _, call, servers, _ in specs:
+                before = {s: cpu_seconds(self.procs[s].proc.pid) for s in servers}
+                t_all = time.perf_counter()
+                for _ in range(per_round):
+                    t = time.perf_counter()
+                    await call()
+                    samples[key].append(time.perf_counter() - t)
+                busy[key] += time.perf_counter() - t_all
+                for s in servers:
+                    used = cpu_seconds(self.procs[s].proc.pid) - before[s]
+                    cpu[key][s] = cpu[key].get(s, 0.0) + used
+        rows = []
+        for key, label, _, servers, note in specs:
+            done = len(samples[key])
+            row = Row(key, label, n=done, note=note)
+            row.cpu_ms = {s: round(cpu[key][s] * 1000 / done, 2) for s in servers}
+            row.p50_ms = round(pct(samples[key], 50), 2)
+            row.p95_ms = round(pct(samples[key], 95), 2)
+            row.per_s = round(done / busy[key], 1)
+            if key == "direct_1":
+                self.direct_p50 = row.p50_ms
+            rows.append(self.add(row))
+        return rows
 
     async def throughput(
         self,
@@ -433,7 +474,7 @@ async def wait_web_connected(url: str, within: float = 30) -> None:
 
 
 async def layers(b: Bench, http: httpx.AsyncClient, api_url: str) -> None:
-    """1-3: one call through each layer, sequentially."""
+    """1-3: one call through each layer, sequentially (the paths take turns, see interleaved)."""
     products_url = f"{api_url}/api/products"
     params = {"limit": 50, "offset": 0}  # exactly what the get_products tool asks the API
 
@@ -441,9 +482,10 @@ async def layers(b: Bench, http: httpx.AsyncClient, api_url: str) -> None:
         r = await http.get(products_url, params=params)
         r.raise_for_status()
 
-    row = await b.latency("direct_1", "direct GET /api/products (1 client)", direct, ["api"])
-    b.direct_p50 = row.p50_ms
     url = {k: b.procs[k].url for k in ("mcp", "json", "stateless", "web", "llm")}
+    specs: list[tuple[str, str, Callable[[], Awaitable[Any]], list[str], str]] = [
+        ("direct_1", "direct GET /api/products (1 client)", direct, ["api"], "")
+    ]
     variants = [
         ("mcp_modern", "MCP 2026-07-28 (no session), /mcp", "modern", "mcp"),
         ("mcp_legacy", "MCP 2025-11-25 session, /mcp (SSE replies)", "legacy", "mcp"),
@@ -452,16 +494,23 @@ async def layers(b: Bench, http: httpx.AsyncClient, api_url: str) -> None:
         ("mcp_json_modern", "MCP 2026-07-28, --json-response", "modern", "json"),
         ("mcp_stateless", "MCP --stateless (handshake client)", "legacy", "stateless"),
     ]
-    for key, label, kind, server in variants:
-        async with mcp_client(kind, url[server]) as client:
-            version = client.protocol_version
-            await b.latency(
-                key,
-                f"{label}",
-                lambda c=client: tool(c, "get_products"),
-                [server, "api"],
-                note=f"protocol {version}",
-            )
+    body = {"server": "product-mcp", "name": "get_products", "args": {}}
+
+    async def call_tool() -> None:
+        r = await http.post(f"{url['web']}/api/call-tool", json=body)
+        r.raise_for_status()
+        if r.json()["isError"]:
+            raise RuntimeError(r.text)
+
+    async with AsyncExitStack() as stack:
+        for key, label, kind, server in variants:
+            client = await stack.enter_async_context(mcp_client(kind, url[server]))
+            call = functools.partial(tool, client, "get_products")
+            note = f"protocol {client.protocol_version}"
+            specs.append((key, label, call, [server, "api"], note))
+        web = ["web", "mcp", "api"]
+        specs.append(("web_call_tool", "web.py POST /api/call-tool", call_tool, web, ""))
+        await b.interleaved(specs)
 
     async def new_sse_session() -> None:  # the tutorial's web client: connect per call
         async with mcp_client("sse", url["mcp"]) as client:
@@ -475,16 +524,6 @@ async def layers(b: Bench, http: httpx.AsyncClient, api_url: str) -> None:
         n=b.sizes.per_connection_calls,
         warmup=2,
     )
-
-    body = {"server": "product-mcp", "name": "get_products", "args": {}}
-
-    async def call_tool() -> None:
-        r = await http.post(f"{url['web']}/api/call-tool", json=body)
-        r.raise_for_status()
-        if r.json()["isError"]:
-            raise RuntimeError(r.text)
-
-    await b.latency("web_call_tool", "web.py POST /api/call-tool", call_tool, ["web", "mcp", "api"])
 
     # 3b. a chat turn: LLM asks for get_products, then answers; LLM time measured alone
     chat = {"message": LLM_MESSAGE, "history": []}
