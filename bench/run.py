@@ -655,10 +655,12 @@ async def purchases(b: Bench, http: httpx.AsyncClient, server: str, db: Path, st
         "purchases_32_normal" if normal else "purchases_32",
         "POST /api/purchase, 32 clients" + (", SQLITE_SYNCHRONOUS=NORMAL" if normal else ""),
     )
+    client_cpu = time.process_time()
     with b.cpu(row.cpu_ms, [server], attempts):
         t0 = time.perf_counter()
         await asyncio.gather(*(client(k) for k in range(32)))
         elapsed = time.perf_counter() - t0
+    row.cpu_ms["bench-client"] = round((time.process_time() - client_cpu) * 1000 / attempts, 2)
     with sqlite3.connect(db) as conn:
         left = conn.execute(
             "SELECT quantity FROM inventory WHERE product_id = ?", (product_id,)
