@@ -60,6 +60,7 @@ class Config:
     json_response: bool = False
     allowed_hosts: list[str] = field(default_factory=list)
     auth_token: str | None = None
+    access_log: bool = False
 
 
 def security_settings(cfg: Config) -> TransportSecuritySettings:
@@ -248,6 +249,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     )
     p.add_argument("--stateless", action="store_true", help="no sessions (Streamable HTTP)")
     p.add_argument("--json-response", action="store_true", help="JSON instead of SSE replies")
+    p.add_argument("--access-log", action="store_true", help="log one line per HTTP request")
     p.add_argument(
         "--allowed-host",
         action="append",
@@ -263,6 +265,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         json_response=a.json_response,
         allowed_hosts=a.allowed_host,
         auth_token=g("MCP_AUTH_TOKEN") or None,
+        access_log=a.access_log,
     )
 
 
@@ -278,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.reconfigure(errors="replace")  # the banner's emoji on a non-UTF-8 console
     sys.stdout.write(banner(cfg) + "\n")
     sys.stdout.flush()
-    uvicorn.run(build_app(cfg), host=cfg.host, port=cfg.port, log_level="info")
+    uvicorn.run(
+        build_app(cfg), host=cfg.host, port=cfg.port, log_level="info", access_log=cfg.access_log
+    )
 
 
 if __name__ == "__main__":

@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--host", default=settings.host)
     parser.add_argument("--port", type=int, default=settings.port)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--access-log", action="store_true", help="log one line per request")
     ns = parser.parse_args()
     settings = dataclasses.replace(settings, host=ns.host, port=ns.port)
     logging.basicConfig(level=ns.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -296,7 +297,13 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     print("product-mcp web chat", flush=True)
     print(registry.summary(WEB_SETTINGS, {"WEB_HOST": ns.host, "WEB_PORT": ns.port}), flush=True)
-    uvicorn.run(create_app(settings), host=ns.host, port=ns.port, log_level=ns.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=ns.host,
+        port=ns.port,
+        log_level=ns.log_level,
+        access_log=ns.access_log,
+    )
 
 
 if __name__ == "__main__":
