@@ -42,6 +42,7 @@ warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 Status = Literal["connecting", "connected", "failed"]
 CLIENT_INFO = Implementation(name="product-mcp-web", version="0.1.0")
+MAX_EVENT_BYTES = 32 * 1024 * 1024  # largest tool result (one SSE event) taken from a server
 
 
 class ToolCallError(Exception):
@@ -232,7 +233,12 @@ class ServerConnection:
                         event_hooks={"response": [self._note_response]},
                     )
                 )
-                transport = streamable_http_client(cfg.url, http_client=http)
+                # The SDK drops the whole session on an SSE event over 1 MiB, and a tool
+                # result of 1 MB arrives twice (text and structuredContent); chat.py caps what
+                # reaches the model. (The SDK's SSE client has no such setting.)
+                transport = streamable_http_client(
+                    cfg.url, http_client=http, max_sse_event_size=MAX_EVENT_BYTES
+                )
             elif cfg.transport == "sse":
                 assert cfg.url is not None
                 transport = sse_client(

@@ -16,8 +16,28 @@
     return node;
   }
 
+  /* Long unbroken runs (a 1 MB "word") get <wbr> break points every WORD_CHUNK characters:
+     Chromium breaks such a run with `overflow-wrap: anywhere` in a proportional font at about
+     80 µs a character, so a 1 MB reply froze the page for over a minute; with <wbr> it lays out
+     in under a second. <wbr> adds nothing to the text (copy, textContent stay the same). */
+  const WORD_CHUNK = 64;
+  const LONG_RUN = new RegExp(`\\S{${WORD_CHUNK},}`, "g");
+
   function text(s) {
-    return document.createTextNode(s);
+    if (s.length < WORD_CHUNK || !LONG_RUN.test(s)) return document.createTextNode(s);
+    LONG_RUN.lastIndex = 0;
+    const frag = document.createDocumentFragment();
+    let pos = 0;
+    for (const m of s.matchAll(LONG_RUN)) {
+      if (m.index > pos) frag.appendChild(document.createTextNode(s.slice(pos, m.index)));
+      for (let i = 0; i < m[0].length; i += WORD_CHUNK) {
+        if (i) frag.appendChild(document.createElement("wbr"));
+        frag.appendChild(document.createTextNode(m[0].slice(i, i + WORD_CHUNK)));
+      }
+      pos = m.index + m[0].length;
+    }
+    if (pos < s.length) frag.appendChild(document.createTextNode(s.slice(pos)));
+    return frag;
   }
 
   function safeHref(url) {
@@ -51,9 +71,8 @@
     { re: /~~(?=\S)([\s\S]+?)~~/, make: (m) => [el("del", inline(m[1]))] },
     { re: /\*(?=[^\s*])([^*\n]+?)\*/, make: (m) => [el("em", inline(m[1]))] },
     {
-      re: /(^|[^A-Za-z0-9_])_(?=[^\s_])([^_\n]+?)_(?![A-Za-z0-9_])/,
-      lead: 1,
-      make: (m) => [el("em", inline(m[2]))],
+      re: /(?<![A-Za-z0-9_])_(?=[^\s_])([^_\n]+?)_(?![A-Za-z0-9_])/,
+      make: (m) => [el("em", inline(m[1]))],
     },
     {
       re: /\[([^\]\n]+)\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/,
@@ -65,25 +84,33 @@
     },
   ];
 
+  /* Scans `src` once per pattern instead of once per token: each pattern's next match is
+     remembered until the text before it is consumed (a 1 MB reply with thousands of tokens used
+     to rescan and re-slice the rest for every token and froze the page for a minute). */
+  const SCAN = INLINE.map((p) => new RegExp(p.re.source, p.re.flags + "g"));
+
   function inline(src) {
     const out = [];
-    let rest = src;
-    while (rest.length) {
+    const next = INLINE.map(() => undefined); // per pattern: its next match, or null for none
+    let pos = 0;
+    while (pos < src.length) {
       let best = null;
-      for (const p of INLINE) {
-        const m = p.re.exec(rest);
-        if (!m) continue;
-        const lead = p.lead ? m[p.lead].length : 0;
-        const index = m.index + lead;
-        if (!best || index < best.index) best = { p, m, index, lead };
+      for (let i = 0; i < INLINE.length; i++) {
+        let m = next[i];
+        if (m === undefined || (m !== null && m.index < pos)) {
+          const re = SCAN[i];
+          re.lastIndex = pos;
+          m = next[i] = re.exec(src);
+        }
+        if (m && (!best || m.index < best.m.index)) best = { p: INLINE[i], m };
       }
       if (!best) {
-        pushText(out, rest);
+        pushText(out, src.slice(pos));
         break;
       }
-      if (best.index > 0) pushText(out, rest.slice(0, best.index));
+      if (best.m.index > pos) pushText(out, src.slice(pos, best.m.index));
       out.push(...best.p.make(best.m));
-      rest = rest.slice(best.m.index + best.m[0].length);
+      pos = best.m.index + best.m[0].length;
     }
     return out;
   }

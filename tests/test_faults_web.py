@@ -1,0 +1,297 @@
+"""Issue 7 against web.py: foreign Host/Origin on every route, main.py killed mid-call (web.py
+answers with an error and heals by itself), and hostile content in Chromium: tool results and
+model replies full of script tags, event handlers, javascript: links and a 1 MB string render
+as inert text and the page stays responsive."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from db import Shop, make_engine
+from tests.fake_llm import Calls, FakeLLM, Reply
+from tests.servers import Service, free_port, start, start_api, start_mcp
+from tests.slow_api import SlowApi
+from tests.web_helpers import CHROMIUM, need, start_web, stock, write_config
+
+HOSTILE = [
+    "<script>alert('script')</script>",
+    "<img src=x onerror=alert('img')>",
+    "<svg onload=alert('svg')></svg>",
+    "<iframe src=\"javascript:alert('iframe')\"></iframe>",
+    "<a href=\"javascript:alert('a')\">html link</a>",
+    "<body onload=alert('body')>",
+    '" onmouseover="alert(\'attr\')" x="',
+    "[md link](javascript:alert('md'))",
+    "[md mixed case](JaVaScRiPt:alert('md2'))",
+    "[md data](data:text/html,<script>alert('data')</script>)",
+    "[md vbscript](vbscript:msgbox('vb'))",
+    "![md image](javascript:alert('image'))",
+    "<object data=\"javascript:alert('object')\"></object>",
+    "`<img src=x onerror=alert('code')>`",
+]
+PAYLOAD = "\n\n".join(HOSTILE)
+MEGA = "A" * 1_000_000  # a 1 MB string
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("faults-web")
+    db = tmp / "shop.db"
+    shop = Shop(make_engine(f"sqlite:///{db}"))
+    shop.init()
+    # (not 1 MB here: a result over 1 MiB cannot reach any SDK client over SSE, see the README)
+    shop.add_products([("Evil " + HOSTILE[1], 999, PAYLOAD, 3)])
+    shop.engine.dispose()
+    fake = FakeLLM().start()
+    state: dict[str, Any] = {"fake": fake}
+    try:
+        state["api"] = api = start_api(db)
+        state["proxy"] = proxy = SlowApi(api.url, {"/api/analytics": 4.0}).start()
+        state["mcp"] = mcp = start_mcp(api.url)
+        state["slow"] = slow = start_mcp(proxy.url)
+        mini_port = free_port()
+        state["mini"] = start(["tests/mini_mcp.py", "--port", str(mini_port)], port=mini_port)
+        config = write_config(
+            tmp / "mcp.json",
+            {
+                "shop": {"url": f"{mcp.url}/mcp"},
+                "slow-http": {"url": f"{slow.url}/mcp"},
+                "slow-sse": {"url": f"{slow.url}/sse"},
+                "mini": {"url": f"{state['mini'].url}/mcp"},
+            },
+        )
+        state["web"] = start_web(
+            config,
+            {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url, "MCP_PING_INTERVAL": "1"},
+        )
+        yield state
+    finally:
+        for key in ("web", "mini", "slow", "mcp", "api"):
+            svc = state.get(key)
+            if isinstance(svc, Service):
+                svc.stop()
+        if "proxy" in state:
+            state["proxy"].stop()
+        fake.stop()
+
+
+def call(web: Service, server: str, name: str, args: dict[str, Any], **kw: Any) -> httpx.Response:
+    return httpx.post(
+        f"{web.url}/api/call-tool",
+        json={"server": server, "name": name, "args": args},
+        timeout=60,
+        **kw,
+    )
+
+
+# --- DNS rebinding: every route ----------------------------------------------------------
+
+POSTS = {
+    "/api/call-tool": {
+        "server": "shop",
+        "name": "create_purchase",
+        "args": {"customerName": "Rebinder", "items": [{"productId": 1, "quantity": 1}]},
+    },
+    "/api/chat": {"message": "hi"},
+    "/api/chat/stream": {"message": "hi"},
+    "/api/chat/approve": {"approvalId": "x", "approved": True},
+}
+
+
+def test_foreign_host_and_origin_refused_on_every_route(stack: dict[str, Any]) -> None:
+    web, api = stack["web"], stack["api"]
+    before = stock(api, 1)
+    for host in ("evil.example", f"evil.example:{web.port}", "127.0.0.1.evil.example"):
+        for path in ("/", "/app.js", "/api/tools", "/api/servers", "/api/config"):
+            r = httpx.get(f"{web.url}{path}", headers={"Host": host})
+            assert r.status_code == 400, (host, path)
+        for path, body in POSTS.items():
+            r = httpx.post(f"{web.url}{path}", json=body, headers={"Host": host})
+            assert r.status_code == 400, (host, path)
+    for origin in ("http://evil.example", f"http://evil.example:{web.port}", "null"):
+        for path, body in POSTS.items():
+            r = httpx.post(f"{web.url}{path}", json=body, headers={"Origin": origin}, timeout=10)
+            assert r.status_code == 403, (origin, path, r.text)
+    assert stock(api, 1) == before, "a refused request bought something"
+    # the page's own origin still works
+    r = call(web, "shop", "get_product", {"productId": 1}, headers={"Origin": web.url})
+    assert r.status_code == 200 and r.json()["isError"] is False
+
+
+# --- main.py killed mid-call --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", ["slow-http", "slow-sse"])
+def test_main_py_killed_mid_call_then_web_heals(stack: dict[str, Any], server: str) -> None:
+    web, proxy = stack["web"], stack["proxy"]
+    assert call(web, server, "get_product", {"productId": 1}).status_code == 200
+    answer: dict[str, Any] = {}
+
+    def slow_call() -> None:
+        t0 = time.monotonic()
+        try:
+            answer["response"] = call(web, server, "analyze_sales", {"groupBy": "day"})
+        except httpx.HTTPError as e:  # a hang would end here, at the 60 s client timeout
+            answer["error"] = e
+        answer["seconds"] = time.monotonic() - t0
+
+    started = proxy.started
+    thread = threading.Thread(target=slow_call)
+    thread.start()
+    for _ in range(500):
+        if proxy.started > started:
+            break
+        time.sleep(0.02)
+    assert proxy.started > started, "the call never reached the API"
+    port = stack["slow"].port
+    stack["slow"].stop(signal.SIGKILL)
+    thread.join(40)
+    assert not thread.is_alive() and "error" not in answer, answer
+    r = answer["response"]
+    assert r.status_code in (502, 503, 504) or r.json().get("isError") is True, r.text
+    assert answer["seconds"] < 20, answer["seconds"]
+
+    stack["slow"] = start_mcp(proxy.url, port=port)
+    # no web.py restart: the very next call goes through
+    r = call(web, server, "get_product", {"productId": 2})
+    assert r.status_code == 200 and r.json()["isError"] is False, r.text
+    assert "Pro Wireless Bluetooth Earbuds" in r.json()["result"]
+
+
+# --- hostile content in the browser -------------------------------------------------------
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def page(stack: dict[str, Any]) -> Iterator[Any]:
+    need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        pg = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        dialogs: list[str] = []
+        errors: list[str] = []
+        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.dialogs = dialogs  # type: ignore[attr-defined]
+        pg.js_errors = errors  # type: ignore[attr-defined]
+        pg.set_default_timeout(60_000)
+        pg.goto(stack["web"].url + "/")
+        pg.wait_for_selector("button.tool-btn[data-tool='echo']")
+        try:
+            yield pg
+        finally:
+            browser.close()
+
+
+INERT_CHECK = """() => {
+    const box = document.getElementById('messages');
+    const bad = box.querySelectorAll('script, img, svg, iframe, object, embed, body, form, style');
+    const handlers = [...box.querySelectorAll('*')].filter(
+        e => [...e.attributes].some(a => a.name.toLowerCase().startsWith('on')));
+    const links = [...box.querySelectorAll('a')].map(a => a.getAttribute('href') || '');
+    return {
+        bad: bad.length,
+        handlers: handlers.length,
+        badLinks: links.filter(h => !/^(https?:|mailto:|#|\\/)/i.test(h)),
+        text: box.textContent.length,
+    };
+}"""
+
+
+def assert_inert(page: Any) -> dict[str, Any]:
+    page.wait_for_timeout(300)  # give any (wrongly) injected handler a chance to fire
+    shape = page.evaluate(INERT_CHECK)
+    assert shape["bad"] == 0 and shape["handlers"] == 0 and shape["badLinks"] == [], shape
+    assert page.dialogs == [], page.dialogs  # type: ignore[attr-defined]
+    assert page.js_errors == [], page.js_errors  # type: ignore[attr-defined]
+    return shape
+
+
+def assert_responsive(page: Any, budget_ms: float = 1500) -> float:
+    """The main thread answers, and typing still reaches the input, within budget."""
+    t0 = time.monotonic()
+    page.evaluate("() => new Promise(r => setTimeout(r, 0))")
+    page.fill("#input", "still alive?")
+    assert page.input_value("#input") == "still alive?"
+    page.fill("#input", "")
+    ms = (time.monotonic() - t0) * 1000
+    assert ms < budget_ms, f"page took {ms:.0f} ms to answer"
+    return ms
+
+
+def send(page: Any, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def test_hostile_tool_results_and_replies_stay_inert(page: Any, stack: dict[str, Any]) -> None:
+    q = "Show me something nasty"
+    stack["fake"].script(
+        q,
+        Calls(("echo", {"text": PAYLOAD}), ("shop/get_product", {"productId": 5})),
+        Reply("Here: " + PAYLOAD + "\n\n**done**", chunks=8),
+    )
+    send(page, q)
+    page.wait_for_selector(".tool-card.ok[data-tool='echo']")
+    page.wait_for_selector(".tool-card.ok[data-tool='get_product']")
+    answer = page.wait_for_selector(".msg.assistant:not(.streaming) >> text=done")
+    text = answer.inner_text()
+    for payload in ("<script>alert('script')</script>", "onerror=alert('img')", "onmouseover"):
+        assert payload in text or payload in page.inner_text("#messages"), payload
+    assert_inert(page)
+    assert_responsive(page)
+
+
+def test_a_1mb_reply_and_tool_result_stay_responsive(page: Any, stack: dict[str, Any]) -> None:
+    q = "Give me a megabyte"
+    stack["fake"].script(
+        q,
+        Calls(("echo", {"text": MEGA[:-20] + HOSTILE[1]})),
+        Reply(HOSTILE[0] + MEGA + HOSTILE[7] + " end of mega", chunks=20),
+    )
+    t0 = time.monotonic()
+    send(page, q)
+    page.wait_for_selector(".tool-card.ok[data-tool='echo']")
+    page.wait_for_selector(".msg.assistant:not(.streaming) >> text=end of mega", timeout=90_000)
+    rendered = time.monotonic() - t0
+    shape = assert_inert(page)
+    assert shape["text"] > 2_000_000  # both megabytes are on the page, as text
+    ms = assert_responsive(page)
+    # the page can still be driven: new chat clears it
+    page.click("#new-chat")
+    page.wait_for_function("() => !document.querySelector('#messages .tool-card')")
+    assert_responsive(page)
+    print(
+        f"\n1 MB reply + 1 MB tool result: rendered in {rendered:.1f} s, "
+        f"page answered in {ms:.0f} ms"
+    )
+
+
+def test_reload_with_hostile_history(page: Any, stack: dict[str, Any]) -> None:
+    """What was saved (or could not be) comes back inert after a reload."""
+    q = "Once more, nasty"
+    stack["fake"].script(q, Calls(("echo", {"text": PAYLOAD})), Reply("Again: " + PAYLOAD))
+    send(page, q)
+    page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Again")
+    page.reload()
+    page.wait_for_selector(".msg.assistant >> text=Again")
+    assert_inert(page)
+    assert_responsive(page)
