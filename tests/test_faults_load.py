@@ -3,7 +3,7 @@ session id, SSE, and 2026-07-28 per-request) call tools for a while: zero failed
 server's memory comes back after the sessions close (two rounds: the second must not grow it).
 The same for 200 SSE connections opened and dropped without a goodbye.
 
-Default run (kept short for CI): 100 sessions x 3 s, and 200 SSE connections. `LONG_TESTS=1`:
+Default run (kept short for CI): 100 sessions x 2 s, and 200 SSE connections. `LONG_TESTS=1`:
 200 sessions x 30 s, the figures the README quotes (printed with `-s`).
 """
 
@@ -28,7 +28,7 @@ from tests.servers import Service, start_api, start_mcp
 pytestmark = pytest.mark.anyio
 LONG = os.environ.get("LONG_TESTS") == "1"
 SESSIONS = 200 if LONG else 100
-SECONDS = 30.0 if LONG else 3.0
+SECONDS = 30.0 if LONG else 2.0
 SSE_CONNECTIONS = 200
 # Memory the server may keep after a round (allocator arenas, caches): generous for the first
 # round, tight for the second, which must not grow it again if nothing leaks.
