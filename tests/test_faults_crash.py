@@ -32,11 +32,6 @@ pytestmark = pytest.mark.anyio
 CLIENTS = 16
 
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def inventory(url: str) -> dict[int, int]:
     return {i["productId"]: i["quantity"] for i in httpx.get(f"{url}/api/inventory").json()}
 
@@ -143,13 +138,6 @@ def test_api_kill9_under_purchase_load_loses_nothing(tmp_path: Path) -> None:
 
 
 # --- main.py killed mid-call --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_api(tmp_path_factory.mktemp("crash") / "shop.db")
-    yield svc
-    svc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 
 from tests.mcp_helpers import Kind, connect, text_of
-from tests.servers import Service, start_api, start_mcp
+from tests.servers import Service, start_mcp
 
 pytestmark = pytest.mark.anyio
 LONG = os.environ.get("LONG_TESTS") == "1"
@@ -41,18 +41,6 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ("recommend_products", {"preferences": "travel battery", "limit": 3}),
 ]
 KIND_MIX: list[Kind] = ["legacy", "sse", "modern", "legacy"]
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_api(tmp_path_factory.mktemp("load") / "shop.db")
-    yield svc
-    svc.stop()
 
 
 @pytest.fixture

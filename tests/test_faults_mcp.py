@@ -33,23 +33,11 @@ from tests.mcp_helpers import (
     sse_events,
     text_of,
 )
-from tests.servers import Service, start_api, start_mcp
+from tests.servers import Service, start_mcp
 from tests.slow_api import SlowApi
 
 pytestmark = pytest.mark.anyio
 SLOW = 1.5  # seconds the proxy holds back /api/analytics answers
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_api(tmp_path_factory.mktemp("faults-mcp") / "shop.db")
-    yield svc
-    svc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,21 +18,9 @@ from starlette.testclient import TestClient
 
 from main import Config, build_app, security_settings
 from tests.mcp_helpers import ACCEPT, INIT, KINDS, Kind, connect, open_session, text_of
-from tests.servers import ROOT, Service, free_port, start_api, start_mcp
+from tests.servers import ROOT, Service, free_port, start_mcp
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_api(tmp_path_factory.mktemp("modes") / "shop.db")
-    yield svc
-    svc.stop()
 
 
 # --- the API failing in every way ---------------------------------------------------------

@@ -28,21 +28,9 @@ from tests.mcp_helpers import (
     sse_events,
     text_of,
 )
-from tests.servers import Service, start_api, start_mcp
+from tests.servers import Service, start_mcp
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_api(tmp_path_factory.mktemp("mcp") / "shop.db")
-    yield svc
-    svc.stop()
 
 
 @pytest.fixture(scope="module")
