@@ -14,6 +14,12 @@ gets the rest, nor the result. So for a request's stream `replay_events_after` k
 the events stored after it started, from this store, until the request's own response has
 been sent (or nothing arrives for `follow_timeout` seconds). Every event reaches the resumed
 client exactly once, in order, whatever the timing.
+
+Why sessions get their own view (`SessionEventStore`): the SDK hands one store to every session
+and names streams by request id (every client counts from 1) or by one fixed name for the GET
+stream, so a replay keyed by stream id alone would send one session's results into another's.
+Each session's streams are namespaced, a foreign event id is unknown to it, and its events are
+dropped when the session ends.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from itertools import count
+from typing import Any
 
 import anyio
 from mcp.server.streamable_http import (
@@ -65,20 +72,34 @@ class InMemoryEventStore(EventStore):
         self._events[event_id] = (stream_id, seq, message)
         self._order.append(event_id)
         self._streams.setdefault(stream_id, deque()).append(event_id)
-        while len(self._order) > self.max_events:
+        while len(self._events) > self.max_events:
             self._evict()
         arrived, self._arrived = self._arrived, anyio.Event()
         arrived.set()
         return event_id
 
     def _evict(self) -> None:
-        """Drop the oldest event overall; it is also the oldest of its own stream."""
+        """Drop the oldest live event overall; it is also the oldest of its own stream."""
         old = self._order.popleft()
+        while old not in self._events:  # skip ids of forgotten streams
+            old = self._order.popleft()
         stream_id = self._events.pop(old)[0]
         stream = self._streams[stream_id]
         stream.popleft()
         if not stream:
             del self._streams[stream_id]
+
+    def forget(self, prefix: str) -> None:
+        """Drop every event of the streams whose id starts with `prefix` (an ended session)."""
+        for stream_id in [k for k in self._streams if k.startswith(prefix)]:
+            for event_id in self._streams.pop(stream_id):
+                self._events.pop(event_id, None)
+        if len(self._order) > 2 * len(self._events) + 1024:  # compact the tombstones
+            self._order = deque(e for e in self._order if e in self._events)
+
+    def stream_of(self, event_id: EventId) -> StreamId | None:
+        entry = self._events.get(event_id)
+        return entry[0] if entry else None
 
     def _after(self, stream_id: StreamId, last_seq: int) -> list[tuple[EventId, int]]:
         """(id, seq) of the stream's events later than `last_seq`, oldest first."""
@@ -101,8 +122,11 @@ class InMemoryEventStore(EventStore):
         entry = self._events.get(last_event_id)
         if entry is None:
             return None
-        stream_id, last_seq, _ = entry
-        follow = self.follow_timeout if stream_id != GET_STREAM_KEY else 0
+        stream_id, last_seq, last_message = entry
+        if isinstance(last_message, JSONRPCResponse | JSONRPCError):
+            return stream_id  # the client already has the answer: nothing can follow it
+        is_get_stream = stream_id.rpartition("/")[2] == GET_STREAM_KEY
+        follow = 0 if is_get_stream else self.follow_timeout
         while True:
             arrived = self._arrived  # taken before looking, so no event can slip past the wait
             pending = self._after(stream_id, last_seq)
@@ -122,3 +146,46 @@ class InMemoryEventStore(EventStore):
                 await arrived.wait()
             if not arrived.is_set():
                 return stream_id  # quiet too long: the SDK's live stream takes over
+
+
+class SessionEventStore(EventStore):
+    """One session's view of a shared store: its own streams only, under a namespaced id."""
+
+    def __init__(self, store: InMemoryEventStore, session_id: str) -> None:
+        self.store = store
+        self.prefix = f"{session_id}/"
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        return await self.store.store_event(self.prefix + stream_id, message)
+
+    async def replay_events_after(
+        self, last_event_id: EventId, send_callback: EventCallback
+    ) -> StreamId | None:
+        """None (unknown) for an event of another session, else the SDK's own stream id."""
+        stream_id = self.store.stream_of(last_event_id)
+        if stream_id is None or not stream_id.startswith(self.prefix):
+            return None
+        replayed = await self.store.replay_events_after(last_event_id, send_callback)
+        return replayed.removeprefix(self.prefix) if replayed else None
+
+
+def scope_per_session(manager: Any, store: InMemoryEventStore) -> None:
+    """Give each Streamable HTTP session of `manager` its own view of `store`.
+
+    mcp 2.3 has no public hook for this: the manager's private session admission and discard
+    are wrapped. If they are renamed, this raises at start-up rather than leak silently.
+    """
+    admit, discard = manager._admit_session, manager._discard_session
+
+    def admit_scoped(*args: Any, **kwargs: Any) -> Any:
+        transport = admit(*args, **kwargs)
+        if transport is not None:
+            transport._event_store = SessionEventStore(store, transport.mcp_session_id)
+        return transport
+
+    async def discard_scoped(session_id: str, transport: Any) -> None:
+        await discard(session_id, transport)
+        store.forget(f"{session_id}/")
+
+    manager._admit_session = admit_scoped
+    manager._discard_session = discard_scoped

@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import settings
-from event_store import InMemoryEventStore
+from event_store import InMemoryEventStore, scope_per_session
 from tools import api, mcp
 
 Transport = Literal["both", "streamable-http", "sse", "stdio"]
@@ -173,16 +173,19 @@ def build_app(cfg: Config) -> Starlette:
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     streamable = cfg.transport in ("both", "streamable-http")
     if streamable:
+        store = None if cfg.stateless else InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
         http_app = mcp.streamable_http_app(
             streamable_http_path="/mcp",
             json_response=cfg.json_response,
             stateless_http=cfg.stateless,
-            event_store=None if cfg.stateless else InMemoryEventStore(MAX_EVENTS, FOLLOW_S),
+            event_store=store,
             retry_interval=RETRY_MS,
             transport_security=security,
             host=cfg.host,
         )
         routes += http_app.routes
+        if store is not None:
+            scope_per_session(mcp.session_manager, store)
     if cfg.transport in ("both", "sse"):
         routes += mcp.sse_app(transport_security=security, host=cfg.host).routes
 

@@ -6,7 +6,7 @@ import pytest
 from mcp.server.streamable_http import EventMessage, EventStore
 from mcp.types import JSONRPCNotification
 
-from event_store import InMemoryEventStore
+from event_store import InMemoryEventStore, SessionEventStore
 
 pytestmark = pytest.mark.anyio
 
@@ -61,3 +61,32 @@ async def test_bounded_oldest_events_evicted() -> None:
     assert len(set(ids)) == 6
     with pytest.raises(ValueError):
         InMemoryEventStore(max_events=0)
+
+
+async def test_sessions_never_see_each_others_streams() -> None:
+    shared = InMemoryEventStore()
+    alice, bob = SessionEventStore(shared, "alice"), SessionEventStore(shared, "bob")
+    a0 = await alice.store_event("7", None)
+    await bob.store_event("7", note(100))  # same request id, other session
+    await alice.store_event("7", note(1))
+
+    stream, events = await replay(alice, a0)
+    assert stream == "7"  # the SDK gets its own stream id back
+    assert [e.message.params["n"] for e in events] == [1]  # type: ignore[union-attr]
+    assert await replay(bob, a0) == (None, [])  # alice's id is unknown to bob
+
+
+async def test_forgetting_a_session_frees_its_events_only() -> None:
+    shared = InMemoryEventStore(max_events=4)
+    alice, bob = SessionEventStore(shared, "alice"), SessionEventStore(shared, "bob")
+    a = [await alice.store_event("1", note(i)) for i in range(2)]
+    b = await bob.store_event("1", note(9))
+    shared.forget("alice/")
+    assert shared.size == 1
+    assert await replay(alice, a[0]) == (None, [])
+    # Tombstones do not count against the bound: bob keeps four live events.
+    more = [await bob.store_event("1", note(i)) for i in range(3)]
+    assert shared.size == 4
+    stream, events = await replay(bob, b)
+    assert stream == "1"
+    assert [e.event_id for e in events] == more

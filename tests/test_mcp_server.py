@@ -394,6 +394,50 @@ def test_unknown_last_event_id_is_not_replayed(server: Service) -> None:
         http.delete(url, headers={**headers, "Accept": ACCEPT})
 
 
+def test_resumption_never_crosses_sessions(server: Service) -> None:
+    """Request ids repeat across sessions (every client counts from 1), so a replay keyed by
+    stream id alone would hand one customer another session's results. It must not."""
+    url = f"{server.url}/mcp"
+    base = {"Mcp-Protocol-Version": "2025-11-25"}
+
+    def call(http: httpx.Client, sid: str, customer: str) -> list[dict[str, Any]]:
+        headers = {**base, "Accept": ACCEPT, "Mcp-Session-Id": sid}
+        body = rpc("tools/call", {"name": "get_orders", "arguments": {"customer": customer}}, 7)
+        with http.stream("POST", url, json=body, headers=headers) as resp:
+            return list(sse_events(resp))
+
+    def replay(http: httpx.Client, sid: str, last: str) -> list[dict[str, Any]]:
+        """Whatever a resuming GET delivers within 2 s (the stream may stay open)."""
+        headers = {**base, "Accept": "text/event-stream", "Mcp-Session-Id": sid}
+        got: list[dict[str, Any]] = []
+        try:
+            with http.stream(
+                "GET", url, headers={**headers, "Last-Event-ID": last}, timeout=2
+            ) as resp:
+                if resp.is_success:
+                    got.extend(e for e in sse_events(resp) if e.get("data"))
+        except httpx.ReadTimeout:
+            pass
+        return got
+
+    with httpx.Client(timeout=10) as http:
+        alice, bob = open_session(http, url), open_session(http, url)
+        alice_events = call(http, alice, "alice")
+        alice_prime = alice_events[0]["id"]
+        alice_last = [e for e in alice_events if e.get("data")][-1]["id"]
+        bob_events = call(http, bob, "bob")  # the same request id 7, in another session
+        bob_ids = {e["id"] for e in bob_events}
+
+        after_answer = replay(http, alice, alice_last)
+        assert not bob_ids & {e["id"] for e in after_answer}, "bob's events replayed to alice"
+        assert after_answer == []
+        from_start = replay(http, alice, alice_prime)
+        assert [e["id"] for e in from_start] == [alice_last]  # alice's own answer, once
+        assert replay(http, bob, alice_prime) == [], "alice's event id replayed into bob's session"
+        for sid in (alice, bob):
+            http.delete(url, headers={**base, "Accept": ACCEPT, "Mcp-Session-Id": sid})
+
+
 # --- HTTP security ------------------------------------------------------------------------
 
 
