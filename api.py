@@ -18,10 +18,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import settings
+from body_limit import BodyLimit
 from db import Shop, ShopError, make_engine, to_utc_naive
 from models import (
     Health,
@@ -45,53 +44,6 @@ Bound = Annotated[
         description="ISO-8601 date or datetime (UTC if no offset); a date `until` is inclusive",
     ),
 ]
-
-
-class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413 before anything reads them whole."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await self._too_large(send)
-        seen, refused = 0, False
-
-        async def limited() -> Message:
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                refused = True
-                await self._too_large(send)
-                return {"type": "http.disconnect"}  # the app stops reading and gives up
-            return message
-
-        async def guarded(message: Message) -> None:
-            if not refused:
-                await send(message)
-
-        try:
-            await self.app(scope, limited, guarded)
-        except ClientDisconnect:
-            if not refused:
-                raise
-
-    async def _too_large(self, send: Send) -> None:
-        response = JSONResponse(
-            {"detail": f"Request body exceeds {self.max_bytes} bytes"}, status_code=413
-        )
-        await response({"type": "http"}, _no_receive, send)
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
 
 
 def _bound(name: str, value: str | None, *, end: bool = False) -> datetime | None:
