@@ -54,7 +54,9 @@ def _bound(name: str, value: str | None, *, end: bool = False) -> datetime | Non
         parsed: date | datetime = (
             date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
         )
-    except ValueError:
+        # Near year 1 or 9999 a UTC offset or "end of that day" leaves the calendar.
+        result = to_utc_naive(parsed, end_of_day=end)
+    except (ValueError, OverflowError):
         raise RequestValidationError(
             [
                 {
@@ -65,7 +67,7 @@ def _bound(name: str, value: str | None, *, end: bool = False) -> datetime | Non
                 }
             ]
         ) from None
-    return to_utc_naive(parsed, end_of_day=end)
+    return result
 
 
 def get_shop(request: Request) -> Shop:
@@ -250,8 +252,8 @@ def main() -> None:
     parser.add_argument(
         "--host", default=g("API_HOST"), help="bind address; 0.0.0.0 exposes the API"
     )
-    parser.add_argument("--port", type=int, default=int(g("API_PORT")))
-    parser.add_argument("--workers", type=int, default=int(g("API_WORKERS")))
+    parser.add_argument("--port", type=int, default=settings.get_int("API_PORT", 1))
+    parser.add_argument("--workers", type=int, default=settings.get_int("API_WORKERS", 1))
     parser.add_argument("--database-url", default=g("DATABASE_URL"))
     parser.add_argument(
         "--access-log",

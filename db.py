@@ -305,10 +305,11 @@ class Shop:
             fts = fts.subquery()
             return fts, fts.c.rank
         hay = func.lower(products.c.name + " " + products.c.description)
-        hits = [case((hay.contains(t), 1), else_=0) for t in terms]
-        name_hits = [case((func.lower(products.c.name).contains(t), 2), else_=0) for t in terms]
+        hits = [case((hay.contains(t, autoescape=True), 1), else_=0) for t in terms]
+        name = func.lower(products.c.name)
+        name_hits = [case((name.contains(t, autoescape=True), 2), else_=0) for t in terms]
         rank = -sum(hits + name_hits, start=literal_column("0"))
-        return or_(*[hay.contains(t) for t in terms]), rank
+        return or_(*[hay.contains(t, autoescape=True) for t in terms]), rank
 
     def _product_query(self, terms: list[str], top: int | None = None) -> Any:
         cols = [products, inventory.c.quantity]
@@ -433,7 +434,7 @@ class Shop:
                 Recommendation(
                     product=_product(r),
                     stock=r.quantity,
-                    score=round(-float(r.score), 4),
+                    score=round(-float(r.score), 4) + 0.0,  # never -0.0
                     matchedTerms=matched,
                     reason=(f"Matches {', '.join(matched)}; " if matched else "No close match; ")
                     + f"{r.quantity} in stock{within}.",

@@ -36,6 +36,7 @@ class Child:
     args: list[str]
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    reach: str = "127.0.0.1"
     proc: asyncio.subprocess.Process | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
     reader: asyncio.Task[None] | None = None
@@ -60,55 +61,59 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     g = settings.get
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default=None, help="bind address for all three (default 127.0.0.1)")
-    p.add_argument("--api-port", type=int, default=int(g("API_PORT")))
-    p.add_argument("--mcp-port", type=int, default=int(g("MCP_PORT")))
-    p.add_argument("--web-port", type=int, default=int(g("WEB_PORT")))
+    p.add_argument("--api-port", type=int, default=settings.get_int("API_PORT", 1))
+    p.add_argument("--mcp-port", type=int, default=settings.get_int("MCP_PORT", 1))
+    p.add_argument("--web-port", type=int, default=settings.get_int("WEB_PORT", 1))
     p.add_argument("--database-url", default=g("DATABASE_URL"))
     p.add_argument("--no-web", action="store_true", help="run the API and MCP server only")
     p.add_argument("--timeout", type=float, default=60, help="seconds each service may take")
     return p.parse_args(argv)
 
 
-def plan(a: argparse.Namespace) -> list[Child]:
-    host = a.host or settings.get("API_HOST")
+def reach(host: str) -> str:
+    """The address to reach a service bound to `host` from this machine."""
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def plan(a: argparse.Namespace, scratch: Path) -> list[Child]:
+    api_host = a.host or settings.get("API_HOST")
     mcp_host = a.host or settings.get("MCP_HOST")
     web_host = a.host or settings.get("WEB_HOST")
-    local = "127.0.0.1"
     children = [
-        Child(
-            "api",
-            ["api.py", "--host", host, "--port", str(a.api_port)],
-            a.api_port,
-            {"DATABASE_URL": a.database_url},
-        ),
-        Child(
-            "mcp",
-            ["main.py", "--host", mcp_host, "--port", str(a.mcp_port)],
-            a.mcp_port,
-            {"PRODUCT_API_URL": f"http://{local}:{a.api_port}/api"},
-        ),
-    ]
-    if not a.no_web:
-        env = {}
-        if "MCP_CONFIG_PATH" not in os.environ and a.mcp_port != int(
-            settings.SETTINGS["MCP_PORT"].default
-        ):
-            # The shipped mcp.json names the default port; point web.py at the one in use.
-            cfg = {"mcpServers": {"product-mcp": {"url": f"http://{local}:{a.mcp_port}/mcp"}}}
-            path = Path(tempfile.mkdtemp(prefix="product-mcp-")) / "mcp.json"
-            path.write_text(json.dumps(cfg, indent=2))
-            env["MCP_CONFIG_PATH"] = str(path)
-        children.append(
-            Child("web", ["web.py", "--host", web_host, "--port", str(a.web_port)], a.web_port, env)
-        )
+        Child("api", ["api.py", "--host", api_host, "--port", str(a.api_port)], a.api_port,
+              {"DATABASE_URL": a.database_url}, reach(api_host)),
+        Child("mcp", ["main.py", "--host", mcp_host, "--port", str(a.mcp_port)], a.mcp_port,
+              {"PRODUCT_API_URL": f"http://{reach(api_host)}:{a.api_port}/api"},
+              reach(mcp_host)),
+    ]  # fmt: skip
+    if a.no_web:
+        return children
+    env = {}
+    token = settings.get("MCP_AUTH_TOKEN")
+    default_port = a.mcp_port == int(settings.SETTINGS["MCP_PORT"].default)
+    if "MCP_CONFIG_PATH" not in os.environ and (token or not default_port):
+        # The shipped mcp.json names the default port and no token: give web.py the real ones.
+        entry: dict[str, object] = {"url": f"http://{reach(mcp_host)}:{a.mcp_port}/mcp"}
+        if token:
+            entry["headers"] = {"Authorization": "Bearer ${MCP_AUTH_TOKEN}"}  # expanded by web.py
+        path = scratch / "mcp.json"
+        path.write_text(json.dumps({"mcpServers": {"product-mcp": entry}}, indent=2))
+        env["MCP_CONFIG_PATH"] = str(path)
+    children.append(
+        Child("web", ["web.py", "--host", web_host, "--port", str(a.web_port)], a.web_port, env,
+              reach(web_host))
+    )  # fmt: skip
     return children
 
 
 def ready_block(a: argparse.Namespace) -> str:
     h = "127.0.0.1"
-    snippet = json.dumps(
-        {"mcpServers": {"product-mcp": {"url": f"http://{h}:{a.mcp_port}/mcp"}}}, indent=2
-    )
+    entry: dict[str, object] = {"url": f"http://{h}:{a.mcp_port}/mcp"}
+    if settings.get("MCP_AUTH_TOKEN"):
+        entry["headers"] = {"Authorization": "Bearer <your MCP_AUTH_TOKEN>"}
+    snippet = json.dumps({"mcpServers": {"product-mcp": entry}}, indent=2)
     lines = [
         "",
         "=" * 64,
@@ -153,7 +158,7 @@ class Launcher:
             start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
         )
         child.reader = asyncio.create_task(self._pump(child))
-        url = f"http://127.0.0.1:{child.port}/healthz"
+        url = f"http://{child.reach}:{child.port}/healthz"
         deadline = time.monotonic() + self.timeout
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() < deadline:
@@ -238,7 +243,12 @@ class ChildDied(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
-    children = plan(a)
+    with tempfile.TemporaryDirectory(prefix="product-mcp-") as scratch:
+        return run(a, plan(a, Path(scratch)))
+
+
+def run(a: argparse.Namespace, children: list[Child]) -> int:
+    """Check ports, say what runs with which settings, then start and supervise the trio."""
     busy = [c for c in children if port_in_use(c.args[c.args.index("--host") + 1], c.port)]
     for c in busy:
         var = {"api": "API_PORT", "mcp": "MCP_PORT", "web": "WEB_PORT"}[c.name]
@@ -254,6 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"DATABASE_URL": a.database_url},
         )
     )
+    web_host = next((c.args[2] for c in children if c.name == "web"), "127.0.0.1")
+    if web_host in ("0.0.0.0", "::"):
+        print(
+            f"launcher: warning: web.py listens on {web_host}: it has no login, so anyone who "
+            "can reach it can chat, spend the LLM key and place orders. Put it behind an "
+            "authenticating proxy, or bind 127.0.0.1."
+        )
     return asyncio.run(Launcher(children, a.timeout, ready_block(a)).run())
 
 

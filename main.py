@@ -32,6 +32,7 @@ from event_store import InMemoryEventStore, scope_per_session
 from tools import api, mcp
 
 Transport = Literal["both", "streamable-http", "sse", "stdio"]
+TRANSPORTS: tuple[Transport, ...] = ("both", "streamable-http", "sse", "stdio")
 
 FEATURES = [
     ("Get product list", "get_products"),
@@ -93,7 +94,7 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -101,8 +102,9 @@ class BearerAuth:
             and scope["path"] not in self.OPEN_PATHS
             and scope["method"] != "OPTIONS"
         ):
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            # The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
                 response = JSONResponse(
                     {"error": "unauthorized", "detail": "Missing or invalid bearer token"},
                     status_code=401,
@@ -164,7 +166,8 @@ class RejectBatches:
 
 
 async def healthz(_: Request) -> Response:
-    return JSONResponse({"status": "ok", "productApi": api.base_url})
+    """Open without a token (for probes and the launcher), so it tells nothing but liveness."""
+    return JSONResponse({"status": "ok"})
 
 
 def build_app(cfg: Config) -> Starlette:
@@ -233,7 +236,7 @@ def banner(cfg: Config) -> str:
         lines.append(f"SSE:             {base}/sse")
     if cfg.transport == "stdio":
         lines.append("Transport: stdio")
-    lines.append(f"Product API:     {api.base_url}")
+    lines.append(f"Product API:     {settings.mask('PRODUCT_API_URL', api.base_url)}")
     lines.append("Settings:")
     lines.append(settings.summary(["PRODUCT_API_TIMEOUT", "MCP_ALLOWED_HOSTS", "MCP_AUTH_TOKEN"]))
     return "\n".join(lines) + "\n"
@@ -243,10 +246,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     g = settings.get
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default=g("MCP_HOST"))
-    p.add_argument("--port", type=int, default=int(g("MCP_PORT")))
+    p.add_argument("--port", type=int, default=settings.get_int("MCP_PORT", 1))
     p.add_argument(
         "--transport",
-        choices=["both", "streamable-http", "sse", "stdio"],
+        choices=TRANSPORTS,
         default=g("MCP_TRANSPORT"),
         help="both (default): /mcp and /sse in one process",
     )
@@ -260,6 +263,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="extra Host name clients may use (repeatable; env MCP_ALLOWED_HOSTS, comma list)",
     )
     a = p.parse_args(argv)
+    if a.transport not in TRANSPORTS:  # argparse checks choices for flags, not for defaults
+        p.error(f"MCP_TRANSPORT must be one of {', '.join(TRANSPORTS)}, got {a.transport!r}")
     return Config(
         host=a.host,
         port=a.port,

@@ -76,11 +76,10 @@ class PurchaseRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # minLength/minItems are documented for clients; the route enforces them with the seed's 400.
+    # Bounds are documented for clients; the route answers an empty name with the seed's 400.
     customerName: str = Field(
-        max_length=MAX_NAME,
-        description="Customer name, 1..200 characters; surrounding spaces are trimmed",
-        json_schema_extra={"minLength": 1},
+        description="Customer name, 1..200 characters once surrounding spaces are trimmed",
+        json_schema_extra={"minLength": 1, "maxLength": MAX_NAME},
     )
     items: list[OrderItem] = Field(
         max_length=MAX_ITEMS,
@@ -91,7 +90,12 @@ class PurchaseRequest(BaseModel):
     @field_validator("customerName")
     @classmethod
     def _trim(cls, v: str) -> str:
-        return v.strip()
+        v = v.strip()
+        if len(v) > MAX_NAME:
+            raise ValueError(f"must be at most {MAX_NAME} characters after trimming")
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError("must not contain control characters")
+        return v
 
     def merged_items(self) -> list[OrderItem]:
         """Items with repeated productIds summed, in first-seen order."""

@@ -60,6 +60,18 @@ def get(name: str) -> str:
     return os.environ.get(name) or SETTINGS[name].default
 
 
+def get_int(name: str, minimum: int = 0) -> int:
+    """An integer setting; a bad value stops the service with a sentence, not a traceback."""
+    raw = get(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SystemExit(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
 def mask(name: str, value: str) -> str:
     """Hide secrets and URL passwords in anything printed."""
     if SETTINGS[name].secret:

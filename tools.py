@@ -377,6 +377,7 @@ async def search_products_tool(
     maxPrice: Annotated[float | None, Field(ge=0, description="Highest unit price")] = None,
     inStockOnly: Annotated[bool, Field(description="Only products with stock > 0")] = False,
     limit: Annotated[int, Field(ge=1, le=100, description="Maximum results (1..100)")] = 10,
+    offset: Offset = 0,
 ) -> list[Product]:
     return await api.request(
         "GET",
@@ -388,6 +389,7 @@ async def search_products_tool(
             "max_price": maxPrice,
             "in_stock": "true" if inStockOnly else None,
             "limit": limit,
+            "offset": offset,
         },
     )
 

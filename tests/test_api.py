@@ -100,6 +100,8 @@ def test_purchase_flow(api: Service) -> None:
     second = buy(api, {"customerName": "Bob", "items": [{"productId": 1, "quantity": 1}]}).json()
     assert [o["id"] for o in orders(api)] == [second["id"], order["id"]]  # newest first
     assert orders(api)[1] == order
+    padded = {"customerName": f"  {'B' * 200}  ", "items": [{"productId": 1, "quantity": 1}]}
+    assert buy(api, padded).json()["customerName"] == "B" * 200  # trimmed, then 1..200
 
 
 @pytest.mark.parametrize(
@@ -156,6 +158,8 @@ BAD_BODIES = {
     "too many items": ({"customerName": "A",
                         "items": [{"productId": 1, "quantity": 1}] * 101}, ["body", "items"]),
     "name too long": ({"customerName": "x" * 201, "items": [{"productId": 1, "quantity": 1}]},
+                      ["body", "customerName"]),
+    "name with NUL": ({"customerName": "Al\x00ice", "items": [{"productId": 1, "quantity": 1}]},
                       ["body", "customerName"]),
     "name not a string": ({"customerName": 5, "items": [{"productId": 1, "quantity": 1}]},
                           ["body", "customerName"]),
@@ -216,6 +220,9 @@ def test_non_json_and_oversized_bodies(shared_api: Service) -> None:
         ("/api/products/99999999999", ["path", "product_id"]),
         ("/api/products/abc", ["path", "product_id"]),
         ("/api/orders?since=yesterday", ["query", "since"]),
+        ("/api/orders?until=9999-12-31", ["query", "until"]),
+        ("/api/orders?since=0001-01-01T00:00:00%2B05:00", ["query", "since"]),
+        ("/api/analytics/sales?since=9999-12-31T23:59:59-05:00", ["query", "since"]),
         ("/api/orders?limit=100000", ["query", "limit"]),
         ("/api/recommendations", ["query", "preferences"]),
         ("/api/analytics/sales?group_by=planet", ["query", "group_by"]),

@@ -19,14 +19,18 @@ from tests.servers import ROOT, free_port
 READY = "product-mcp is ready"
 
 
-def launch(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+def launch(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, int]]:
     ports = {"api": free_port(), "mcp": free_port(), "web": free_port()}
     args = [f"--{name}-port={port}" for name, port in ports.items()]
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}",
         "OPENAI_API_KEY": "",
+        "MCP_AUTH_TOKEN": "",
         "NO_COLOR": "1",
+        **(env or {}),
     }
     env.pop("MCP_CONFIG_PATH", None)
     proc = subprocess.Popen(
@@ -116,6 +120,30 @@ def test_launcher_runs_the_trio_and_stops_on_sigint(tmp_path: Path) -> None:
         while not all(gone(k) for k in kids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert all(gone(k) for k in kids)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_auth_token_reaches_web_through_the_generated_config(tmp_path: Path) -> None:
+    proc, ports = launch(tmp_path, env={"MCP_AUTH_TOKEN": "s3cret-token"})
+    try:
+        out = read_until(proc, READY)
+        out += read_until(proc, "=" * 64)
+        assert "s3cret-token" not in out  # masked in every service's settings line
+        mcp = f"http://127.0.0.1:{ports['mcp']}"
+        assert mcp_initialize(f"{mcp}/mcp").status_code == 401
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            servers = httpx.get(f"http://127.0.0.1:{ports['web']}/api/servers").json()
+            entries = servers["servers"] if isinstance(servers, dict) else servers
+            if entries and entries[0]["status"] == "connected":
+                break
+            time.sleep(0.2)
+        assert entries[0]["status"] == "connected", entries
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

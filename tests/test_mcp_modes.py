@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -99,7 +100,7 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture(scope="module")
 def auth_server() -> Iterator[Service]:
-    dead_api = f"http://127.0.0.1:{free_port()}"
+    dead_api = f"http://shop:api-password@127.0.0.1:{free_port()}"
     svc = start_mcp(dead_api, env={"MCP_AUTH_TOKEN": TOKEN})
     yield svc
     svc.stop()
@@ -114,8 +115,37 @@ def test_auth_required_on_every_mcp_endpoint(auth_server: Service) -> None:
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
         assert httpx.get(f"{url}/sse", headers=h).status_code == 401
         assert httpx.post(f"{url}/messages/?session_id=x", json=INIT, headers=h).status_code == 401
-    with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5) as http:
-        assert open_session(http, f"{url}/mcp")
+    for scheme in ("Bearer", "bearer", "BEARER"):  # the scheme is case-insensitive
+        with httpx.Client(headers={"Authorization": f"{scheme} {TOKEN}"}, timeout=5) as http:
+            assert open_session(http, f"{url}/mcp")
+
+
+def test_open_health_check_and_banner_leak_no_secret(auth_server: Service) -> None:
+    assert httpx.get(f"{auth_server.url}/healthz").json() == {"status": "ok"}
+    log = auth_server.log()
+    assert "api-password" not in log and TOKEN not in log
+    assert "shop:***@127.0.0.1" in log and "MCP_AUTH_TOKEN = (set)" in log
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MCP_TRANSPORT": "Stdio"}, "MCP_TRANSPORT must be one of"),
+        ({"MCP_PORT": "abc"}, "MCP_PORT must be an integer, got 'abc'"),
+    ],
+)
+def test_bad_settings_stop_with_a_sentence(env: dict[str, str], message: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("kind", KINDS)
