@@ -475,28 +475,24 @@ class Shop:
 
     def _replay(self, key: str, digest: str) -> Order | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(idempotency_keys).where(idempotency_keys.c.key == key)
-            ).first()
-            if row is None:
-                return None
-            if row.request_hash != digest:
-                raise ShopError(409, "Idempotency-Key was already used with a different request")
-            return self._orders(conn, select(orders).where(orders.c.id == row.order_id))[0]
+            return self._replay_in(conn, key, digest)
+
+    def _replay_in(self, conn: Connection, key: str, digest: str) -> Order | None:
+        """The order a key already made (None if unused); 409 if it came with another body."""
+        row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).first()
+        if row is None:
+            return None
+        if row.request_hash != digest:
+            raise ShopError(409, "Idempotency-Key was already used with a different request")
+        return self._orders(conn, select(orders).where(orders.c.id == row.order_id))[0]
 
     def _purchase(self, name: str, items: list[OrderItem], key: str | None, digest: str) -> Order:
         ids = [i.productId for i in items]
         with self._write() as conn:
-            if key is not None:
-                row = conn.execute(
-                    select(idempotency_keys).where(idempotency_keys.c.key == key)
-                ).first()
-                if row is not None:  # lost a race on SQLite: the winner has committed by now
-                    if row.request_hash != digest:
-                        raise ShopError(
-                            409, "Idempotency-Key was already used with a different request"
-                        )
-                    return self._orders(conn, select(orders).where(orders.c.id == row.order_id))[0]
+            if key is not None:  # on SQLite, under the write lock: the winner has committed
+                previous = self._replay_in(conn, key, digest)
+                if previous is not None:
+                    return previous
             found = {r.id: r for r in conn.execute(select(products).where(products.c.id.in_(ids)))}
             total = 0
             for item in items:
