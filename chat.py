@@ -40,6 +40,31 @@ SYSTEM_PROMPT = (
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
+# Limits of what the page sends back each turn. They hang together: web.py refuses bodies over
+# MAX_BODY_BYTES, and a history at HISTORY_MAX_CHARS characters of text (content, arguments,
+# ids, names) stays under it even as 3-byte UTF-8 (about 3.2 MB with the JSON around it). The page
+# reads them from /api/config and sends only the most recent whole turns that fit.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MESSAGE_MAX_CHARS = 20_000
+HISTORY_MAX_MESSAGES = 1000
+HISTORY_MAX_CHARS = 1_000_000
+HISTORY_MAX_CONTENT = 200_000
+HISTORY_MAX_TOOL_CALLS = 64
+HISTORY_MAX_ARGUMENTS = 100_000
+HISTORY_MAX_NAME = 128
+HISTORY_MAX_ID = 200
+HISTORY_LIMITS = {
+    "maxBodyBytes": MAX_BODY_BYTES,
+    "maxMessageChars": MESSAGE_MAX_CHARS,
+    "maxMessages": HISTORY_MAX_MESSAGES,
+    "maxChars": HISTORY_MAX_CHARS,
+    "maxContentChars": HISTORY_MAX_CONTENT,
+    "maxToolCalls": HISTORY_MAX_TOOL_CALLS,
+    "maxArgumentsChars": HISTORY_MAX_ARGUMENTS,
+    "maxNameChars": HISTORY_MAX_NAME,
+    "maxIdChars": HISTORY_MAX_ID,
+}
+
 
 # ---------------------------------------------------------------- settings and errors
 
@@ -107,12 +132,12 @@ def explain_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
 
 
 class FunctionCall(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-    arguments: str = Field(default="{}", max_length=100_000)
+    name: str = Field(min_length=1, max_length=HISTORY_MAX_NAME)
+    arguments: str = Field(default="{}", max_length=HISTORY_MAX_ARGUMENTS)
 
 
 class HistoryToolCall(BaseModel):
-    id: str = Field(min_length=1, max_length=200)
+    id: str = Field(min_length=1, max_length=HISTORY_MAX_ID)
     type: Literal["function"] = "function"
     function: FunctionCall
 
@@ -123,9 +148,11 @@ class HistoryMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["user", "assistant", "tool"]
-    content: str | None = Field(default=None, max_length=200_000)
-    tool_calls: list[HistoryToolCall] | None = Field(default=None, max_length=64)
-    tool_call_id: str | None = Field(default=None, max_length=200)
+    content: str | None = Field(default=None, max_length=HISTORY_MAX_CONTENT)
+    tool_calls: list[HistoryToolCall] | None = Field(
+        default=None, max_length=HISTORY_MAX_TOOL_CALLS
+    )
+    tool_call_id: str | None = Field(default=None, max_length=HISTORY_MAX_ID)
 
     @model_validator(mode="after")
     def _shape(self) -> HistoryMessage:
@@ -136,6 +163,13 @@ class HistoryMessage(BaseModel):
         if self.role == "tool" and (not self.tool_call_id or self.content is None):
             raise ValueError("a tool message needs tool_call_id and content")
         return self
+
+    def text_size(self) -> int:
+        """Characters of text this message carries (what HISTORY_MAX_CHARS counts)."""
+        size = len(self.content or "") + len(self.tool_call_id or "")
+        for c in self.tool_calls or []:
+            size += len(c.id) + len(c.function.name) + len(c.function.arguments)
+        return size
 
     def to_openai(self) -> dict[str, Any]:
         msg: dict[str, Any] = {"role": self.role, "content": self.content}
@@ -172,16 +206,53 @@ def check_history(history: list[HistoryMessage]) -> list[HistoryMessage]:
 
 
 class ChatRequest(BaseModel):
-    message: str = Field(min_length=1, max_length=20_000)
-    history: list[HistoryMessage] = Field(default_factory=list, max_length=1000)
+    message: str = Field(min_length=1, max_length=MESSAGE_MAX_CHARS)
+    history: list[HistoryMessage] = Field(default_factory=list, max_length=HISTORY_MAX_MESSAGES)
     approval: Literal["auto", "ask"] | None = Field(
         default=None, description="Stream only: ask before tools that change data (default ask)"
     )
 
     @model_validator(mode="after")
     def _valid_history(self) -> ChatRequest:
+        total = sum(m.text_size() for m in self.history)
+        if total > HISTORY_MAX_CHARS:
+            raise ValueError(
+                f"history carries {total} characters of text, more than {HISTORY_MAX_CHARS}: "
+                "send only the most recent turns"
+            )
         check_history(self.history)
         return self
+
+
+def truncate(text: str, cap: int) -> str:
+    """`text` cut to `cap` characters plus a visible marker saying how much was cut."""
+    if len(text) <= cap:
+        return text
+    return text[:cap] + f"\n[truncated: {len(text) - cap} more characters]"
+
+
+def fit_for_history(msg: dict[str, Any], content_cap: int) -> dict[str, Any]:
+    """A copy of a message from this turn that the next request's history checks accept:
+    long text is cut with a marker, oversized tool-call fields are shortened."""
+    out = dict(msg)
+    # leave room for the marker under the per-message limit
+    cap = max(1, min(content_cap, HISTORY_MAX_CONTENT - 100))
+    if isinstance(out.get("content"), str):
+        out["content"] = truncate(out["content"], cap)
+    if isinstance(out.get("tool_call_id"), str):
+        out["tool_call_id"] = out["tool_call_id"][:HISTORY_MAX_ID]
+    if out.get("tool_calls"):
+        calls = []
+        for c in out["tool_calls"]:
+            fn = dict(c["function"])
+            fn["name"] = fn["name"][:HISTORY_MAX_NAME] or "unknown"
+            if len(fn["arguments"]) > HISTORY_MAX_ARGUMENTS:
+                fn["arguments"] = json.dumps(
+                    {"_truncated": f"{len(fn['arguments'])} characters of arguments left out"}
+                )
+            calls.append({**c, "id": c["id"][:HISTORY_MAX_ID], "function": fn})
+        out["tool_calls"] = calls
+    return out
 
 
 # ---------------------------------------------------------------- approvals
@@ -264,6 +335,9 @@ async def _no_emit(_kind: str, _data: dict[str, Any]) -> None:
     return None
 
 
+_unusable_schemas: set[tuple[str, str]] = set()
+
+
 def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
     """The first schema violation as a sentence, or None when args fit the input schema."""
     if not isinstance(args, dict):
@@ -272,8 +346,21 @@ def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
     try:
         cls = jsonschema.validators.validator_for(schema)
         errors = sorted(cls(schema).iter_errors(args), key=lambda e: list(e.path))
-    except jsonschema.SchemaError:
-        return None  # the server's schema is broken: let the server judge the call
+    except Exception as e:
+        # A schema jsonschema cannot use (invalid, a $ref pointing nowhere, an unknown remote
+        # reference...) says nothing about the arguments: let the server judge the call.
+        key = (entry.server, entry.name)
+        if key not in _unusable_schemas:
+            _unusable_schemas.add(key)
+            log.warning(
+                "tool '%s' on server '%s': input schema unusable (%s: %s); "
+                "arguments go to the server unchecked",
+                entry.name,
+                entry.server,
+                type(e).__name__,
+                describe_error(e),
+            )
+        return None
     if not errors:
         return None
     err = errors[0]
@@ -350,9 +437,7 @@ class ChatEngine:
             for c in calls:
                 content = c.result if c.error is None else f"Error: {c.error}"
                 assert content is not None
-                cap = self.settings.max_result_chars
-                if len(content) > cap:
-                    content = content[:cap] + f"\n[truncated: {len(content) - cap} more characters]"
+                content = truncate(content, self.settings.max_result_chars)
                 messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
                 record: dict[str, Any] = {
                     "name": c.entry.name if c.entry else c.function,
@@ -370,7 +455,10 @@ class ChatEngine:
                     record["rejected"] = True
                 result.tool_calls.append(record)
 
-        result.messages = messages[first_new:]
+        # what the page stores and sends back next turn: capped like tool results, so one long
+        # reply cannot make every later request too big (ChatRequest's history limits)
+        cap = self.settings.max_result_chars
+        result.messages = [fit_for_history(m, cap) for m in messages[first_new:]]
         return result
 
     async def _complete(

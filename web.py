@@ -29,7 +29,17 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import settings as registry
-from chat import NO_LLM_MESSAGE, Approvals, ChatEngine, ChatRequest, LLMError, validate_arguments
+from body_limit import BodyLimit
+from chat import (
+    HISTORY_LIMITS,
+    MAX_BODY_BYTES,
+    NO_LLM_MESSAGE,
+    Approvals,
+    ChatEngine,
+    ChatRequest,
+    LLMError,
+    validate_arguments,
+)
 from mcp_config import load_config
 from mcp_manager import McpManager, ToolCallError, describe_error, result_text
 from tool_names import build_table, reverse
@@ -121,6 +131,9 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     # ------------------------------------------------------------ security middleware
 
+    # Innermost, so the 413 still gets the CORS and security headers. MAX_BODY_BYTES fits the
+    # largest chat request the history limits allow (chat.py).
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     if settings.host in LOOPBACK:
         # Bound to loopback: refuse other Host names so DNS rebinding cannot reach the API.
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
@@ -156,6 +169,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
             "model": settings.llm.model,
             "toolApproval": settings.tool_approval,
             "maxToolRounds": settings.llm.max_tool_rounds,
+            "historyLimits": HISTORY_LIMITS,
             "configPath": config.path,
             "configErrors": [str(e) for e in config.errors],
         }

@@ -20,6 +20,21 @@
   let state = { history: [], items: [] };
   let streaming = null; // AbortController while a reply streams
 
+  /* What the server accepts in one request (GET /api/config historyLimits; same defaults as
+   * chat.py). The page sends only the most recent whole turns that fit, so a long conversation
+   * or one huge reply never makes every later send fail. */
+  let limits = {
+    maxBodyBytes: 4 * 1024 * 1024,
+    maxMessageChars: 20000,
+    maxMessages: 1000,
+    maxChars: 1000000,
+    maxContentChars: 200000,
+    maxToolCalls: 64,
+    maxArgumentsChars: 100000,
+    maxNameChars: 128,
+    maxIdChars: 200,
+  };
+
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -214,9 +229,75 @@
     }
   }
 
+  /* Turns: a user message and everything that answered it (assistant tool calls, their tool
+   * messages, the reply). Dropping whole turns never separates a tool call from its results. */
+  function splitTurns(history) {
+    const turns = [];
+    for (const m of history) {
+      if (!turns.length || (m && m.role === "user")) turns.push([]);
+      turns[turns.length - 1].push(m);
+    }
+    return turns;
+  }
+
+  const len = (v) => (typeof v === "string" ? v.length : 0);
+
+  function messageFits(m) {
+    if (!m || typeof m !== "object") return false;
+    if (len(m.content) > limits.maxContentChars || len(m.tool_call_id) > limits.maxIdChars) return false;
+    const calls = m.tool_calls || [];
+    if (!Array.isArray(calls) || calls.length > limits.maxToolCalls) return false;
+    return calls.every(
+      (c) =>
+        c &&
+        c.function &&
+        len(c.id) <= limits.maxIdChars &&
+        len(c.function.name) <= limits.maxNameChars &&
+        len(c.function.arguments) <= limits.maxArgumentsChars
+    );
+  }
+
+  function textSize(m) {
+    let n = len(m.content) + len(m.tool_call_id);
+    for (const c of m.tool_calls || []) n += len(c.id) + len(c.function.name) + len(c.function.arguments);
+    return n;
+  }
+
+  const utf8 = new TextEncoder();
+  const jsonBytes = (v) => utf8.encode(JSON.stringify(v)).length;
+
+  /* The most recent whole turns that fit the server's limits, oldest dropped first. JS string
+   * lengths count UTF-16 units, never fewer than Python's characters, so this errs on the safe
+   * side. */
+  function recentHistory(history, request) {
+    let bytes = limits.maxBodyBytes - jsonBytes(request) - 1024;
+    let messages = limits.maxMessages;
+    let chars = limits.maxChars;
+    const kept = [];
+    const turns = splitTurns(history);
+    for (let i = turns.length - 1; i >= 0; i--) {
+      const turn = turns[i];
+      if (turn[0].role !== "user" || !turn.every(messageFits)) break;
+      const size = jsonBytes(turn);
+      const text = turn.reduce((n, m) => n + textSize(m), 0);
+      if (turn.length > messages || text > chars || size > bytes) break;
+      messages -= turn.length;
+      chars -= text;
+      bytes -= size;
+      kept.unshift(turn);
+    }
+    return kept.flat();
+  }
+
   async function send(text) {
     if (streaming || !text.trim()) return;
-    const history = state.history.slice();
+    const chars = Array.from(text).length;
+    if (chars > limits.maxMessageChars) {
+      addItem({ kind: "error", text: `Your message has ${chars} characters; the limit is ${limits.maxMessageChars}. Please shorten it.` });
+      return;
+    }
+    const approval = askBox.checked ? "ask" : "auto";
+    const history = recentHistory(state.history, { message: text, history: [], approval });
     addItem({ kind: "user", text });
     save();
     inputEl.value = "";
@@ -299,7 +380,7 @@
       const response = await fetch("/api/chat/stream", {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ message: text, history, approval: askBox.checked ? "ask" : "auto" }),
+        body: JSON.stringify({ message: text, history, approval }),
         signal: controller.signal,
       });
       if (!response.ok) {
@@ -563,6 +644,7 @@
     try {
       const cfg = await getJSON("/api/config");
       $("model").textContent = cfg.llmConfigured ? `model: ${cfg.model}` : "";
+      if (cfg.historyLimits) limits = { ...limits, ...cfg.historyLimits };
       askBox.checked = cfg.toolApproval !== "auto";
       const notes = [];
       if (!cfg.llmConfigured && cfg.llmMessage) notes.push(cfg.llmMessage);

@@ -66,6 +66,25 @@ async def grow(ctx: Context) -> str:
     return "grew"
 
 
+BROKEN_SCHEMA = {
+    "type": "object",
+    "properties": {"text": {"$ref": "#/$defs/Missing"}},
+    "required": ["text"],
+}
+
+
+def add_broken_schema_tool() -> None:
+    """A tool whose advertised input schema has a $ref pointing nowhere (--broken-schema)."""
+
+    def broken_ref(text: str) -> str:
+        return f"broken ok: {text}"
+
+    tool = mcp._tool_manager.add_tool(
+        broken_ref, description="Its input schema is broken.", annotations=RO
+    )
+    tool.parameters = BROKEN_SCHEMA
+
+
 def build_app() -> Starlette:
     http_app = mcp.streamable_http_app()
     for route in mcp.sse_app().routes:
@@ -82,5 +101,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--broken-schema", action="store_true", help="add the broken_ref tool")
     ns = parser.parse_args()
+    if ns.broken_schema:
+        add_broken_schema_tool()
     uvicorn.run(build_app(), host=ns.host, port=ns.port, log_level="warning")

@@ -269,3 +269,60 @@ def test_shift_enter_newline_reload_and_new_chat(page: Any, stack: dict[str, Any
     page.wait_for_selector("button.tool-btn[data-tool='get_products']")
     assert page.locator(".msg").count() == 0
     assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+def test_long_chats_and_huge_replies_keep_working(page: Any, stack: dict[str, Any]) -> None:
+    """The page sends only the most recent whole turns that fit the server's limits."""
+    fake = stack["fake"]
+    page.click("#new-chat")
+    # a stored conversation from before the caps: one reply over 200,000 characters, then 600
+    # short turns (1,200 messages, over the 1,000-message limit)
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "ancient question"},
+        {"role": "assistant", "content": "x" * 250_000},
+    ]
+    for i in range(600):
+        history += [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]
+    page.evaluate(
+        "h => localStorage.setItem('product-mcp.chat.v1', JSON.stringify({history: h, items: []}))",
+        history,
+    )
+    page.reload()
+    page.wait_for_selector("button.tool-btn[data-tool='get_products']")
+    q1 = "Do you remember everything?"
+    fake.script(q1, Reply("Only the recent part."))
+    send(page, q1)
+    page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Only the recent part.")
+    page.wait_for_selector("#send:not([disabled])")
+    assert page.locator(".msg.error").count() == 0
+    sent = [m["content"] for m in fake.requests_for(q1)[0]["messages"]]
+    assert len(sent) == 1 + 1000 + 1  # system, the newest 500 turns, the question
+    assert sent[1] == "q100" and sent[-3:] == ["q599", "a599", q1]
+    assert "ancient question" not in sent
+
+    # a reply over 200,000 characters arrives in full, and the next send still works
+    q2, q3 = "Write the longest essay you can", "Now summarise it"
+    essay = "word " * 50_000
+    fake.script(q2, Calls(("get_products", {})), Reply(essay, chunks=4))
+    fake.script(q3, Reply("It was long."))
+    send(page, q2)
+    page.wait_for_selector(".tool-card.ok[data-tool='get_products']")
+    page.wait_for_selector("#send:not([disabled])", timeout=30_000)
+    shown = page.locator(".msg.assistant").last.inner_text()
+    assert len(shown.strip()) == len(essay.strip())
+    send(page, q3)
+    page.wait_for_selector(".msg.assistant:not(.streaming) >> text=It was long.")
+    page.wait_for_selector("#send:not([disabled])")
+    assert page.locator(".msg.error").count() == 0
+    sent3 = fake.requests_for(q3)[0]["messages"]
+    assert [m["role"] for m in sent3[-5:]] == ["user", "assistant", "tool", "assistant", "user"]
+    assert sent3[-2]["content"].endswith("[truncated: 230000 more characters]")
+    assert sent3[-4]["tool_calls"][0]["id"] == sent3[-3]["tool_call_id"]
+
+    # a message over the server's limit is refused on the page, the text kept for editing
+    page.fill("#input", "y" * 20_001)
+    page.press("#input", "Enter")
+    page.wait_for_selector(".msg.error >> text=the limit is 20000")
+    assert len(page.input_value("#input")) == 20_001
+    page.click("#new-chat")
+    assert page.js_errors == []  # type: ignore[attr-defined]

@@ -512,3 +512,99 @@ def test_llm_refused_connection(tmp_path: Path) -> None:
         assert httpx.get(f"{web.url}/healthz").json()["servers"]["total"] == 0
     finally:
         web.stop()
+
+
+# ------------------------------------------------------------------ request and history limits
+
+
+def test_long_replies_are_capped_in_history_and_the_chat_goes_on(
+    web: Service, fake: FakeLLM
+) -> None:
+    q1, q2 = "Write me a very long essay", "Thanks, and now a short one?"
+    thinking, essay = "think " * 5_000, "word " * 50_000  # 30,000 and 250,000 characters
+    fake.script(q1, Calls(("mini/echo", {"text": "hi"}), text=thinking), Reply(essay))
+    fake.script(q2, Reply("Short one."))
+    body = chat(web, q1).json()
+    assert body["response"] == essay  # what the user reads is whole
+    first, tool, last = body["messages"]
+    assert first["content"] == thinking[:20_000] + "\n[truncated: 10000 more characters]"
+    assert tool["content"] == "echo: hi"
+    assert last["content"] == essay[:20_000] + "\n[truncated: 230000 more characters]"
+
+    history = [{"role": "user", "content": q1}, *body["messages"]]
+    r = chat(web, q2, history)
+    assert r.status_code == 200, r.text[:500]
+    sent = fake.requests_for(q2)[0]["messages"]
+    assert sent[-2]["content"].endswith("[truncated: 230000 more characters]")
+    limits = httpx.get(f"{web.url}/api/config").json()["historyLimits"]
+    assert limits["maxBodyBytes"] == 4 * 1024 * 1024 and limits["maxMessages"] == 1000
+
+
+def test_request_bodies_over_the_limit_get_413(web: Service, fake: FakeLLM) -> None:
+    limit = 4 * 1024 * 1024
+    q = "Still there after all that?"
+    fake.script(q, Reply("Yes."))
+    # the largest history the limits allow (1,000,000 characters, here 3-byte ones) still fits
+    turn = [
+        {"role": "user", "content": "€" * 20_000},
+        {"role": "assistant", "content": "€" * 20_000},
+    ]
+    full = {"message": q, "history": turn * 25}
+    size = len(json.dumps(full, ensure_ascii=False).encode())
+    assert 3_000_000 < size < limit
+    r = httpx.post(
+        f"{web.url}/api/chat",
+        content=json.dumps(full, ensure_ascii=False).encode(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text[:500]
+    over = full | {"history": [*full["history"], {"role": "user", "content": "x"}]}
+    assert post(web, "/api/chat", over).status_code == 422  # too much text: a clear 422, not 413
+
+    big = b'{"message": "hi", "history": [], "pad": "' + b"x" * 5_000_000 + b'"}'
+    for path in ("/api/chat", "/api/chat/stream", "/api/call-tool"):
+        r = httpx.post(
+            f"{web.url}{path}", content=big, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413, (path, r.text[:200])
+        assert r.json() == {"detail": f"Request body exceeds {limit} bytes"}
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while streaming
+        yield b'{"message": "hi", "pad": "'
+        for _ in range(66):
+            yield b"x" * 65_536
+        yield b'"}'
+
+    r = httpx.post(
+        f"{web.url}/api/chat", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["detail"].startswith("Request body exceeds")
+    assert httpx.get(f"{web.url}/healthz").status_code == 200
+
+
+def test_tool_with_a_broken_schema_is_left_to_the_server(fake: FakeLLM, tmp_path: Path) -> None:
+    port = free_port()
+    mini = start(["tests/mini_mcp.py", "--port", str(port), "--broken-schema"], port=port)
+    web = None
+    try:
+        config = write_config(tmp_path / "mcp.json", {"mini": {"url": f"{mini.url}/mcp"}})
+        web = start_web(config, {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url})
+        call = {"server": "mini", "name": "broken_ref", "args": {"text": "hi"}}
+        r = post(web, "/api/call-tool", call)
+        assert r.status_code == 200, r.text
+        assert r.json()["result"] == "broken ok: hi"
+        r = post(web, "/api/call-tool", call | {"args": {"text": 5}})  # the server judges
+        assert r.status_code == 200 and r.json()["isError"] is True, r.text
+
+        q = "Use the tool with the broken schema"
+        fake.script(q, Calls(("broken_ref", {"text": "yo"})), Reply("It worked."))
+        body = chat(web, q).json()
+        assert body["response"] == "It worked.", body
+        assert body["toolCalls"][0]["result"] == "broken ok: yo"
+        assert "input schema unusable" in web.log()
+    finally:
+        if web is not None:
+            web.stop()
+        mini.stop()

@@ -10,7 +10,16 @@ import pytest
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 from pydantic import ValidationError
 
-from chat import ChatRequest, HistoryMessage, check_history
+from chat import (
+    HISTORY_MAX_CHARS,
+    HISTORY_MAX_CONTENT,
+    MAX_BODY_BYTES,
+    ChatRequest,
+    HistoryMessage,
+    check_history,
+    fit_for_history,
+    validate_arguments,
+)
 from mcp_config import load_config, parse_config
 from mcp_manager import ToolEntry, result_text
 from tool_names import VALID, build_table
@@ -198,3 +207,62 @@ def test_history_rules() -> None:
         }
     )
     assert len(seed_style.history) == 2
+
+
+def test_history_total_text_is_capped_and_fits_the_body_limit() -> None:
+    turns = []
+    for _ in range(HISTORY_MAX_CHARS // 40_000):  # 25 turns of 2 x 20,000 = the whole budget
+        turns += [
+            {"role": "user", "content": "€" * 20_000},
+            {"role": "assistant", "content": "€" * 20_000},
+        ]
+    body = {"message": "x", "history": turns}
+    assert sum(len(t["content"]) for t in turns) == HISTORY_MAX_CHARS
+    assert len(json.dumps(body, ensure_ascii=False).encode()) < MAX_BODY_BYTES  # 3-byte chars
+    assert len(ChatRequest.model_validate(body).history) == len(turns)
+    turns.append({"role": "user", "content": "one more"})
+    with pytest.raises(ValidationError, match="characters of text"):
+        ChatRequest.model_validate({"message": "x", "history": turns})
+
+
+def test_fit_for_history_caps_text_and_tool_call_fields() -> None:
+    long_reply = {"role": "assistant", "content": "a" * (HISTORY_MAX_CONTENT + 50_000)}
+    fitted = fit_for_history(long_reply, 20_000)
+    assert fitted["content"].startswith("a" * 20_000)
+    assert fitted["content"].endswith(
+        f"[truncated: {HISTORY_MAX_CONTENT + 30_000} more characters]"
+    )
+    assert long_reply["content"] == "a" * (HISTORY_MAX_CONTENT + 50_000)  # a copy, not in place
+    # even a cap above the history limit leaves room for the marker
+    assert HistoryMessage.model_validate(fit_for_history(long_reply, 10**9))
+    call = {
+        "id": "c" * 300,
+        "type": "function",
+        "function": {"name": "n" * 300, "arguments": "1" * 150_000},
+    }
+    turn = [
+        fit_for_history({"role": "assistant", "content": None, "tool_calls": [call]}, 20_000),
+        fit_for_history({"role": "tool", "tool_call_id": "c" * 300, "content": "r"}, 20_000),
+    ]
+    checked = check_history(msgs(*turn))
+    fn = checked[0].tool_calls[0].function  # type: ignore[index]
+    assert json.loads(fn.arguments) == {"_truncated": "150000 characters of arguments left out"}
+    assert len(fn.name) == 128
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"text": {"$ref": "#/$defs/Missing"}}},
+        {"type": "object", "properties": {"text": {"$ref": "other.json#/x"}}},
+        {"$ref": "#"},
+        {"type": "object", "properties": {"text": {"type": "no-such-type"}}},
+    ],
+)
+def test_unusable_schema_skips_local_validation(
+    schema: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    tool = Tool(name=f"t{id(schema)}", input_schema=schema)
+    with caplog.at_level("WARNING", logger="chat"):
+        assert validate_arguments(ToolEntry("srv", tool), {"text": "hi"}) is None
+    assert "input schema unusable" in caplog.text and "unchecked" in caplog.text
