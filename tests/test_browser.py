@@ -14,20 +14,13 @@ import pytest
 from db import Shop, make_engine
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.servers import ROOT, Service, start_api, start_mcp
-from tests.web_helpers import CHROMIUM, need, start_web, stock, write_config
+from tests.web_helpers import CHROMIUM, need, start_web, stock, watched_page, write_config
 
 pytestmark = pytest.mark.browser
 
 XSS = "<img src=x onerror=alert(1)>"
 NO_LLM = "No LLM configured: set OPENAI_API_KEY (and OPENAI_API_BASE for other providers) in .env"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -58,26 +51,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def page(stack: dict[str, Any]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        pg = context.new_page()
-        dialogs: list[str] = []
-        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.dialogs = dialogs  # type: ignore[attr-defined]
-        pg.js_errors = errors  # type: ignore[attr-defined]
-        pg.set_default_timeout(15_000)
-        pg.goto(stack["web"].url + "/")
+    with watched_page(stack["web"].url + "/", 15_000) as pg:
         yield pg
         ARTIFACTS.mkdir(exist_ok=True)
         pg.screenshot(path=str(ARTIFACTS / "web-chat.png"), full_page=True)
-        browser.close()
 
 
 def send(page: Any, text: str) -> None:

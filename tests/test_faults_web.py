@@ -18,7 +18,7 @@ from db import Shop, make_engine
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.servers import Service, free_port, start, start_api, start_mcp
 from tests.slow_api import SlowApi
-from tests.web_helpers import CHROMIUM, need, start_web, stock, write_config
+from tests.web_helpers import start_web, stock, watched_page, write_config
 
 HOSTILE = [
     "<script>alert('script')</script>",
@@ -167,38 +167,12 @@ def test_main_py_killed_mid_call_then_web_heals(stack: dict[str, Any], server: s
 
 # --- hostile content in the browser -------------------------------------------------------
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
 
 @pytest.fixture(scope="module")
 def page(stack: dict[str, Any]) -> Iterator[Any]:
-    need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        pg = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        dialogs: list[str] = []
-        errors: list[str] = []
-        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.dialogs = dialogs  # type: ignore[attr-defined]
-        pg.js_errors = errors  # type: ignore[attr-defined]
-        pg.set_default_timeout(60_000)
-        pg.goto(stack["web"].url + "/")
+    with watched_page(stack["web"].url + "/", 60_000) as pg:
         pg.wait_for_selector("button.tool-btn[data-tool='echo']")
-        try:
-            yield pg
-        finally:
-            browser.close()
+        yield pg
 
 
 INERT_CHECK = """() => {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 Event = tuple[str, dict[str, Any]]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def need(ok: bool, why: str) -> None:
@@ -102,3 +110,26 @@ def approve(web: Service, approval_id: str, approved: bool) -> None:
 def stock(api: Service, product_id: int) -> int:
     inventory = httpx.get(f"{api.url}/api/inventory", timeout=10).json()
     return next(i["quantity"] for i in inventory if i["productId"] == product_id)
+
+
+@contextmanager
+def watched_page(url: str, timeout_ms: int) -> Iterator[Any]:
+    """A page in Debian's Chromium (Playwright cannot fetch its own here) that records every
+    dialog (`page.dialogs`) and uncaught script error (`page.js_errors`)."""
+    need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            pg = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            pg.dialogs, pg.js_errors = [], []
+            pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+            pg.on("pageerror", lambda e: pg.js_errors.append(str(e)))
+            pg.set_default_timeout(timeout_ms)
+            pg.goto(url)
+            yield pg
+        finally:
+            browser.close()
