@@ -134,3 +134,9 @@ def start_mcp(
         port=port,
         env={"PRODUCT_API_URL": f"{api_url}/api", **(env or {})},
     )
+
+
+def start_mini(*flags: str, port: int | None = None) -> Service:
+    """tests/mini_mcp.py, the small MCP server with odd tools the web tests need."""
+    port = port or free_port()
+    return start(["tests/mini_mcp.py", "--port", str(port), *flags], port=port)

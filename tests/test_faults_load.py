@@ -22,7 +22,7 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 
-from tests.mcp_helpers import Kind, connect, text_of
+from tests.mcp_helpers import INIT, Kind, connect, text_of
 from tests.servers import Service, start_mcp
 
 pytestmark = pytest.mark.anyio
@@ -174,17 +174,7 @@ async def sse_round(server: Service, connections: int) -> dict[str, int]:
                         break
                 stats["opened"] += 1
                 if len(streams) % 2:
-                    init = {
-                        "jsonrpc": "2.0",
-                        "id": 1,
-                        "method": "initialize",
-                        "params": {
-                            "protocolVersion": "2025-06-18",
-                            "capabilities": {},
-                            "clientInfo": {"name": "load", "version": "0"},
-                        },
-                    }
-                    r = await http.post(server.url + endpoint, json=init)
+                    r = await http.post(server.url + endpoint, json=INIT)
                     assert r.status_code == 202
                     async for line in lines:
                         if line.startswith("data:") and '"serverInfo"' in line:

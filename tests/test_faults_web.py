@@ -16,7 +16,7 @@ import pytest
 
 from db import Shop, make_engine
 from tests.fake_llm import Calls, FakeLLM, Reply
-from tests.servers import Service, free_port, start, start_api, start_mcp
+from tests.servers import Service, start_api, start_mcp, start_mini
 from tests.slow_api import SlowApi
 from tests.web_helpers import start_web, stock, watched_page, write_config
 
@@ -56,8 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         state["proxy"] = proxy = SlowApi(api.url, {"/api/analytics": 4.0}).start()
         state["mcp"] = mcp = start_mcp(api.url)
         state["slow"] = slow = start_mcp(proxy.url)
-        mini_port = free_port()
-        state["mini"] = start(["tests/mini_mcp.py", "--port", str(mini_port)], port=mini_port)
+        state["mini"] = start_mini()
         config = write_config(
             tmp / "mcp.json",
             {

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.mcp_helpers import INIT
 from tests.servers import ROOT, free_port
 
 READY = "product-mcp is ready"
@@ -73,18 +74,8 @@ def gone(pid: int) -> bool:
 
 
 def mcp_initialize(url: str) -> httpx.Response:
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "launch-test", "version": "1"},
-        },
-    }
     headers = {"Accept": "application/json, text/event-stream"}
-    return httpx.post(url, json=body, headers=headers, timeout=10)
+    return httpx.post(url, json=INIT, headers=headers, timeout=10)
 
 
 def test_launcher_runs_the_trio_and_stops_on_sigint(tmp_path: Path) -> None:

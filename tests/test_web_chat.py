@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.fake_llm import Calls, Fail, FakeLLM, Hang, Reply
-from tests.servers import Service, free_port, start, start_api, start_mcp
+from tests.servers import Service, free_port, start_api, start_mcp, start_mini
 from tests.web_helpers import approve, chat_stream, start_web, stock, write_config
 
 NO_LLM = "No LLM configured: set OPENAI_API_KEY (and OPENAI_API_BASE for other providers) in .env"
@@ -46,8 +46,7 @@ def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Service
     services = {"api": api}
     try:
         services["mcp"] = start_mcp(api.url)
-        port = free_port()
-        services["mini"] = start(["tests/mini_mcp.py", "--port", str(port)], port=port)
+        services["mini"] = start_mini()
         yield services
     finally:
         for svc in reversed(services.values()):
@@ -585,8 +584,7 @@ def test_request_bodies_over_the_limit_get_413(web: Service, fake: FakeLLM) -> N
 
 
 def test_tool_with_a_broken_schema_is_left_to_the_server(fake: FakeLLM, tmp_path: Path) -> None:
-    port = free_port()
-    mini = start(["tests/mini_mcp.py", "--port", str(port), "--broken-schema"], port=port)
+    mini = start_mini("--broken-schema")
     web = None
     try:
         config = write_config(tmp_path / "mcp.json", {"mini": {"url": f"{mini.url}/mcp"}})

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.fake_llm import Calls, FakeLLM, Reply
-from tests.servers import Service, free_port, start, start_api, start_mcp
+from tests.servers import Service, free_port, start_api, start_mcp, start_mini
 from tests.web_helpers import EVERYTHING, need_node, start_web, write_config
 
 pytestmark = pytest.mark.node
@@ -41,8 +41,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         state["mcp"] = mcp = start_mcp(api.url)
         # a second main.py that wants a bearer token: mcp.json headers must reach it
         state["secure"] = secure = start_mcp(api.url, env={"MCP_AUTH_TOKEN": "s3cret"})
-        mini_port = free_port()
-        state["mini"] = start(["tests/mini_mcp.py", "--port", str(mini_port)], port=mini_port)
+        state["mini"] = start_mini()
         config = write_config(
             tmp / "mcp.json",
             {
@@ -210,7 +209,7 @@ def test_stale_session_after_a_quick_restart(env: dict[str, Any]) -> None:
 def test_server_down_at_startup_connects_later(env: dict[str, Any]) -> None:
     web = env["web"]
     assert servers(web)["late"]["status"] != "connected"
-    late = start(["tests/mini_mcp.py", "--port", str(env["late_port"])], port=env["late_port"])
+    late = start_mini(port=env["late_port"])
     env["late"] = late
     r = call(web, "late", "add", {"a": 2, "b": 40})
     assert r.status_code == 200 and r.json()["result"] == "42", r.text
