@@ -1,7 +1,7 @@
 """Product & order microservice: the tutorial's REST contract on a real database.
 
-Routes stay thin: validation lives in `models.py`, storage and stock rules in `db.py`.
-Run: `uv run python api.py [--host 127.0.0.1] [--port 8000] [--workers 1]`.
+Routes stay thin: validation and bounds live in `models.py`, storage and stock rules in the
+shop wing (`product_mcp/shop/`). Run: `uv run python api.py [--host] [--port 8000] [--workers 1]`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
@@ -19,10 +19,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-import settings
-from body_limit import BodyLimit
-from db import Shop, ShopError, make_engine, to_utc_naive
 from models import (
+    MAX_DATE,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_NAME,
+    MAX_OFFSET,
+    MAX_PRICE,
+    MAX_PRODUCT_ID,
+    MAX_QUERY,
+    MAX_TOP,
+    PAGE_MAX,
+    RECOMMEND_DEFAULT,
+    RECOMMEND_MAX,
+    GroupBy,
     Health,
     InventoryItem,
     Order,
@@ -31,16 +40,22 @@ from models import (
     Recommendation,
     SalesReport,
 )
+from product_mcp.core.config import load_settings
+from product_mcp.core.errors import ProductMcpError
+from product_mcp.core.middleware import BodyLimit
+from product_mcp.core.serve import bind, port_arg, serve
+from product_mcp.shop import Shop, make_engine, to_utc_naive
 
 MAX_BODY = 64 * 1024
 
-Limit = Annotated[int | None, Query(ge=1, le=1000, description="Return at most this many")]
-Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Skip this many first")]
-Price = Annotated[float | None, Query(ge=0, le=10_000_000, allow_inf_nan=False)]
+Limit = Annotated[int | None, Query(ge=1, le=PAGE_MAX, description="Return at most this many")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many first")]
+Price = Annotated[float | None, Query(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+ProductPath = Annotated[int, Path(ge=1, le=MAX_PRODUCT_ID)]
 Bound = Annotated[
     str | None,
     Query(
-        max_length=40,
+        max_length=MAX_DATE,
         description="ISO-8601 date or datetime (UTC if no offset); a date `until` is inclusive",
     ),
 ]
@@ -82,7 +97,7 @@ router = APIRouter()
 def get_products(
     shop: ShopDep,
     q: Annotated[
-        str | None, Query(max_length=500, description="Full-text search, best match first")
+        str | None, Query(max_length=MAX_QUERY, description="Full-text search, best match first")
     ] = None,
     min_price: Price = None,
     max_price: Price = None,
@@ -107,7 +122,7 @@ def get_products(
     tags=["products"],
     responses={404: {"description": "Unknown product"}},
 )
-def get_product(shop: ShopDep, product_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> Product:
+def get_product(shop: ShopDep, product_id: ProductPath) -> Product:
     return shop.get_product(product_id)[0]
 
 
@@ -122,9 +137,7 @@ def get_inventory(shop: ShopDep, limit: Limit = None, offset: Offset = 0) -> lis
     tags=["products"],
     responses={404: {"description": "Unknown product"}},
 )
-def get_inventory_item(
-    shop: ShopDep, product_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
-) -> InventoryItem:
+def get_inventory_item(shop: ShopDep, product_id: ProductPath) -> InventoryItem:
     """One product's live stock, with the product."""
     product, quantity = shop.get_product(product_id)
     return InventoryItem(productId=product.id, quantity=quantity, product=product)
@@ -134,10 +147,10 @@ def get_inventory_item(
 def get_recommendations(
     shop: ShopDep,
     preferences: Annotated[
-        str, Query(min_length=1, max_length=500, description="What the customer wants")
+        str, Query(min_length=1, max_length=MAX_QUERY, description="What the customer wants")
     ],
     budget: Price = None,
-    limit: Annotated[int, Query(ge=1, le=50)] = 5,
+    limit: Annotated[int, Query(ge=1, le=RECOMMEND_MAX)] = RECOMMEND_DEFAULT,
 ) -> list[Recommendation]:
     """In-stock products within budget, best match to the preferences first, with reasons."""
     return shop.recommend(preferences, budget=budget, limit=limit)
@@ -147,7 +160,7 @@ def get_recommendations(
 def get_orders(
     shop: ShopDep,
     customer: Annotated[
-        str | None, Query(max_length=200, description="Exact name, any case")
+        str | None, Query(max_length=MAX_NAME, description="Exact name, any case")
     ] = None,
     since: Bound = None,
     until: Bound = None,
@@ -181,7 +194,9 @@ def create_purchase(
     idempotency_key: Annotated[
         str | None,
         Header(
-            min_length=1, max_length=255, description="Repeat-safe retries: same key, same order"
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY,
+            description="Repeat-safe retries: same key, same order",
         ),
     ] = None,
 ) -> Order:
@@ -192,10 +207,10 @@ def create_purchase(
 @router.get("/api/analytics/sales", response_model=SalesReport, tags=["orders"])
 def get_sales(
     shop: ShopDep,
-    group_by: Literal["product", "customer", "day"] = "product",
+    group_by: GroupBy = "product",
     since: Bound = None,
     until: Bound = None,
-    top: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    top: Annotated[int | None, Query(ge=1, le=MAX_TOP)] = None,
 ) -> SalesReport:
     """Units, revenue and order count per product, customer or day, plus totals."""
     return shop.sales(
@@ -216,11 +231,14 @@ def healthz(shop: ShopDep) -> Health | JSONResponse:
 
 
 def create_app(database_url: str | None = None) -> FastAPI:
-    url = database_url or settings.get("DATABASE_URL")
+    """The API app; the database opens when it starts (settings are read then, not on import)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(url, sqlite_synchronous=settings.get("SQLITE_SYNCHRONOUS"))
+        settings = load_settings()
+        engine = make_engine(
+            database_url or settings.DATABASE_URL, sqlite_synchronous=settings.SQLITE_SYNCHRONOUS
+        )
         shop = Shop(engine)
         await run_in_threadpool(shop.init)
         app.state.shop = shop
@@ -235,9 +253,9 @@ def create_app(database_url: str | None = None) -> FastAPI:
     )
     app.include_router(router)
 
-    @app.exception_handler(ShopError)
-    async def _shop_error(_: Request, exc: ShopError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    @app.exception_handler(ProductMcpError)
+    async def _refused(_: Request, exc: ProductMcpError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     return app
@@ -247,28 +265,33 @@ app = create_app()
 
 
 def main() -> None:
-    g = settings.get
+    settings = load_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--host", default=g("API_HOST"), help="bind address; 0.0.0.0 exposes the API"
+        "--host", default=settings.API_HOST, help="bind address; 0.0.0.0 exposes the API"
     )
-    parser.add_argument("--port", type=int, default=settings.get_int("API_PORT", 1))
-    parser.add_argument("--workers", type=int, default=settings.get_int("API_WORKERS", 1))
-    parser.add_argument("--database-url", default=g("DATABASE_URL"))
+    parser.add_argument("--port", type=port_arg, default=settings.API_PORT)
+    parser.add_argument("--workers", type=int, default=settings.API_WORKERS)
+    parser.add_argument("--database-url", default=settings.DATABASE_URL)
     parser.add_argument(
         "--access-log",
         action="store_true",
         help="log one line per request (off by default: it costs ~5%% of a request's CPU)",
     )
     args = parser.parse_args()
-    os.environ["DATABASE_URL"] = args.database_url  # worker processes read it on import
+    os.environ["DATABASE_URL"] = args.database_url  # worker processes read it when they start
     print(f"Product & Order Service on http://{args.host}:{args.port}")
-    print(settings.summary(["DATABASE_URL", "SQLITE_SYNCHRONOUS"], {"API_WORKERS": args.workers}))
+    print(
+        settings.summary(
+            ["SQLITE_SYNCHRONOUS"], {"DATABASE_URL": args.database_url, "API_WORKERS": args.workers}
+        )
+    )
     log = {"access_log": args.access_log}
     if args.workers > 1:
+        bind(args.host, args.port, "API_PORT").close()  # a busy port is a sentence, not errno
         uvicorn.run("api:app", host=args.host, port=args.port, workers=args.workers, **log)
     else:
-        uvicorn.run(create_app(args.database_url), host=args.host, port=args.port, **log)
+        serve(create_app(args.database_url), args.host, args.port, "API_PORT", **log)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -19,12 +19,15 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-import settings
+from product_mcp.core.config import Settings, load_settings
+from product_mcp.core.serve import port_arg, port_free
 
 ROOT = Path(__file__).resolve().parent
+SERVER_NAME = "product-mcp"  # the entry of mcp.json the launcher points at its own main.py
 COLOURS = {"api": "\033[36m", "mcp": "\033[35m", "web": "\033[32m"}
 RESET = "\033[0m"
 TAIL = 20
@@ -48,23 +51,13 @@ def _colour(name: str) -> tuple[str, str]:
     return COLOURS.get(name, ""), RESET
 
 
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    g = settings.get
+def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default=None, help="bind address for all three (default 127.0.0.1)")
-    p.add_argument("--api-port", type=int, default=settings.get_int("API_PORT", 1))
-    p.add_argument("--mcp-port", type=int, default=settings.get_int("MCP_PORT", 1))
-    p.add_argument("--web-port", type=int, default=settings.get_int("WEB_PORT", 1))
-    p.add_argument("--database-url", default=g("DATABASE_URL"))
+    p.add_argument("--api-port", type=port_arg, default=settings.API_PORT)
+    p.add_argument("--mcp-port", type=port_arg, default=settings.MCP_PORT)
+    p.add_argument("--web-port", type=port_arg, default=settings.WEB_PORT)
+    p.add_argument("--database-url", default=settings.DATABASE_URL)
     p.add_argument("--no-web", action="store_true", help="run the API and MCP server only")
     p.add_argument("--timeout", type=float, default=60, help="seconds each service may take")
     return p.parse_args(argv)
@@ -77,10 +70,10 @@ def reach(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def plan(a: argparse.Namespace, scratch: Path) -> list[Child]:
-    api_host = a.host or settings.get("API_HOST")
-    mcp_host = a.host or settings.get("MCP_HOST")
-    web_host = a.host or settings.get("WEB_HOST")
+def plan(a: argparse.Namespace, settings: Settings, scratch: Path) -> list[Child]:
+    api_host = a.host or settings.API_HOST
+    mcp_host = a.host or settings.MCP_HOST
+    web_host = a.host or settings.WEB_HOST
     children = [
         Child("api", ["api.py", "--host", api_host, "--port", str(a.api_port)], a.api_port,
               {"DATABASE_URL": a.database_url}, reach(api_host)),
@@ -90,28 +83,48 @@ def plan(a: argparse.Namespace, scratch: Path) -> list[Child]:
     ]  # fmt: skip
     if a.no_web:
         return children
-    env = {}
-    token = settings.get("MCP_AUTH_TOKEN")
-    default_port = a.mcp_port == int(settings.SETTINGS["MCP_PORT"].default)
-    if "MCP_CONFIG_PATH" not in os.environ and (token or not default_port):
-        # The shipped mcp.json names the default port and no token: give web.py the real ones.
-        entry: dict[str, object] = {"url": f"http://{reach(mcp_host)}:{a.mcp_port}/mcp"}
-        if token:
-            entry["headers"] = {"Authorization": "Bearer ${MCP_AUTH_TOKEN}"}  # expanded by web.py
-        path = scratch / "mcp.json"
-        path.write_text(json.dumps({"mcpServers": {"product-mcp": entry}}, indent=2))
-        env["MCP_CONFIG_PATH"] = str(path)
+    path = scratch / "mcp.json"
+    url = f"http://{reach(mcp_host)}:{a.mcp_port}/mcp"
+    path.write_text(json.dumps(web_config(settings, url), indent=2))
     children.append(
-        Child("web", ["web.py", "--host", web_host, "--port", str(a.web_port)], a.web_port, env,
-              reach(web_host))
+        Child("web", ["web.py", "--host", web_host, "--port", str(a.web_port)], a.web_port,
+              {"MCP_CONFIG_PATH": str(path)}, reach(web_host))
     )  # fmt: skip
     return children
 
 
-def ready_block(a: argparse.Namespace) -> str:
+def web_config(settings: Settings, url: str) -> dict[str, Any]:
+    """The user's mcp.json with its `product-mcp` entry pointed at the main.py we started.
+
+    Whatever MCP_CONFIG_PATH says, web.py must talk to this main.py (its port and token): a
+    copied `.env` naming the default port must not leave the chat on another server. Other
+    servers in the file are kept; their relative stdio paths still resolve from the original
+    file's folder.
+    """
+    source = Path(settings.MCP_CONFIG_PATH)
+    if not source.is_absolute():
+        source = ROOT / source
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    servers = data.get("mcpServers") if isinstance(data, dict) else None
+    servers = dict(servers) if isinstance(servers, dict) else {}
+    for name, entry in servers.items():
+        if isinstance(entry, dict) and "command" in entry:
+            cwd = Path(str(entry.get("cwd", ".")))
+            servers[name] = {**entry, "cwd": str(cwd if cwd.is_absolute() else source.parent / cwd)}
+    entry: dict[str, Any] = {"url": url}
+    if settings.MCP_AUTH_TOKEN.get_secret_value():
+        entry["headers"] = {"Authorization": "Bearer ${MCP_AUTH_TOKEN}"}  # expanded by web.py
+    servers[SERVER_NAME] = entry
+    return {"mcpServers": servers}
+
+
+def ready_block(a: argparse.Namespace, settings: Settings) -> str:
     h = "127.0.0.1"
     entry: dict[str, object] = {"url": f"http://{h}:{a.mcp_port}/mcp"}
-    if settings.get("MCP_AUTH_TOKEN"):
+    if settings.MCP_AUTH_TOKEN.get_secret_value():
         entry["headers"] = {"Authorization": "Bearer <your MCP_AUTH_TOKEN>"}
     snippet = json.dumps({"mcpServers": {"product-mcp": entry}}, indent=2)
     lines = [
@@ -186,12 +199,35 @@ class Launcher:
                     return 0
                 stop.cancel()
                 start.result()
+            await self._check_web_connected()
             return await self._supervise()
         except ChildDied as died:
             self._report(died)
             return 1
         finally:
             await self._stop_all()
+
+    async def _check_web_connected(self) -> None:
+        """Say "ready" only once web.py has a session to our main.py, or say plainly why not."""
+        web = next((c for c in self.children if c.name == "web"), None)
+        if web is None:
+            return
+        url = f"http://{web.reach}:{web.port}/api/servers"
+        status: dict[str, Any] = {}
+        deadline = time.monotonic() + min(self.timeout, 20)
+        async with httpx.AsyncClient(timeout=2) as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    servers = (await client.get(url)).json()["servers"]
+                    status = next((s for s in servers if s["name"] == SERVER_NAME), {})
+                    if status.get("status") == "connected":
+                        return
+                await asyncio.sleep(0.2)
+        why = status.get("error") or status.get("status") or "no answer"
+        self.ready += (
+            f"\nlauncher: warning: the chat page is NOT connected to the MCP server at "
+            f"{status.get('url', '?')}: {why}\n"
+        )
 
     async def _supervise(self) -> int:
         """Wait for Ctrl-C (exit 0) or the first child to die (exit 1)."""
@@ -242,14 +278,15 @@ class ChildDied(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    a = parse_args(argv)
+    settings = load_settings()
+    a = parse_args(argv, settings)
     with tempfile.TemporaryDirectory(prefix="product-mcp-") as scratch:
-        return run(a, plan(a, Path(scratch)))
+        return run(a, settings, plan(a, settings, Path(scratch)))
 
 
-def run(a: argparse.Namespace, children: list[Child]) -> int:
+def run(a: argparse.Namespace, settings: Settings, children: list[Child]) -> int:
     """Check ports, say what runs with which settings, then start and supervise the trio."""
-    busy = [c for c in children if port_in_use(c.args[c.args.index("--host") + 1], c.port)]
+    busy = [c for c in children if not port_free(c.args[c.args.index("--host") + 1], c.port)]
     for c in busy:
         var = {"api": "API_PORT", "mcp": "MCP_PORT", "web": "WEB_PORT"}[c.name]
         sys.stderr.write(
@@ -260,8 +297,7 @@ def run(a: argparse.Namespace, children: list[Child]) -> int:
     print("product-mcp settings:")
     print(
         settings.summary(
-            ["DATABASE_URL", "OPENAI_API_BASE", "LLM_MODEL", "OPENAI_API_KEY"],
-            {"DATABASE_URL": a.database_url},
+            ["OPENAI_API_BASE", "LLM_MODEL", "OPENAI_API_KEY"], {"DATABASE_URL": a.database_url}
         )
     )
     web_host = next((c.args[2] for c in children if c.name == "web"), "127.0.0.1")
@@ -271,7 +307,7 @@ def run(a: argparse.Namespace, children: list[Child]) -> int:
             "can reach it can chat, spend the LLM key and place orders. Put it behind an "
             "authenticating proxy, or bind 127.0.0.1."
         )
-    return asyncio.run(Launcher(children, a.timeout, ready_block(a)).run())
+    return asyncio.run(Launcher(children, a.timeout, ready_block(a, settings)).run())
 
 
 if __name__ == "__main__":

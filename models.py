@@ -1,18 +1,63 @@
 """Pydantic schemas shared by api.py, main.py and web.py: one place for the wire contract.
 
 Field names are the tutorial's (camelCase: `productId`, `customerName`, `totalAmount`,
-`orderDate`) because clients already depend on them.
+`orderDate`) because clients already depend on them. Every limit and choice a client can run
+into is defined here once, and the API, the MCP tools and the page (through web.py's
+`/api/config`) all use these names, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-MAX_QUANTITY = 10_000
-MAX_ITEMS = 100
-MAX_NAME = 200
+# --- bounds and choices ---------------------------------------------------------------------
+MAX_QUANTITY = 10_000  # units of one product in one purchase
+MAX_ITEMS = 100  # items in one purchase
+MAX_NAME = 200  # customer name, after trimming
+MAX_QUERY = 500  # search text and recommendation preferences
+MAX_IDEMPOTENCY_KEY = 255
+MAX_DATE = 40  # an ISO-8601 date or datetime filter
+MAX_PRICE = 10_000_000
+MAX_PRODUCT_ID = 2**31 - 1
+MAX_OFFSET = 1_000_000_000
+PAGE_MAX = 1000  # the largest page any list route or tool returns
+MAX_TOP = 1000  # analytics groups
+RECOMMEND_DEFAULT, RECOMMEND_MAX = 5, 50
+GroupBy = Literal["product", "customer", "day"]
+GROUP_BY: tuple[str, ...] = get_args(GroupBy)
+
+# What the chat page may send back each turn (web.py). They hang together: web.py refuses bodies
+# over MAX_BODY_BYTES, and a history at HISTORY_MAX_CHARS characters of text (content,
+# arguments, ids, names) stays under it even as 3-byte UTF-8 (about 3.2 MB with the JSON around
+# it). The page reads them from /api/config and sends only the most recent whole turns that fit.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MESSAGE_MAX_CHARS = 20_000
+HISTORY_MAX_MESSAGES = 1000
+HISTORY_MAX_CHARS = 1_000_000
+HISTORY_MAX_CONTENT = 200_000
+HISTORY_MAX_TOOL_CALLS = 64
+HISTORY_MAX_ARGUMENTS = 100_000
+HISTORY_MAX_NAME = 128
+HISTORY_MAX_ID = 200
+HISTORY_LIMITS = {
+    "maxBodyBytes": MAX_BODY_BYTES,
+    "maxMessageChars": MESSAGE_MAX_CHARS,
+    "maxMessages": HISTORY_MAX_MESSAGES,
+    "maxChars": HISTORY_MAX_CHARS,
+    "maxContentChars": HISTORY_MAX_CONTENT,
+    "maxToolCalls": HISTORY_MAX_TOOL_CALLS,
+    "maxArgumentsChars": HISTORY_MAX_ARGUMENTS,
+    "maxNameChars": HISTORY_MAX_NAME,
+    "maxIdChars": HISTORY_MAX_ID,
+}
+
+# Where a tool deliberately asks for less than the API allows, to spare a model's context: a
+# model reads every row it is given, and a chat turn rarely needs more than these.
+TOOL_PAGE_DEFAULT = 50  # get_products / get_inventory / get_orders when no limit is given
+TOOL_SEARCH_DEFAULT, TOOL_SEARCH_MAX = 10, 100  # search_products results
+TOOL_RECOMMEND_MAX = 20  # recommend_products: each comes with a sentence of reasons
 
 
 def _json_number(value: object) -> object:
@@ -24,7 +69,7 @@ def _json_number(value: object) -> object:
 
 # Field before the validator: the other order silently drops minimum/maximum from the schema.
 ProductId = Annotated[
-    int, Field(ge=1, le=2**31 - 1, description="Product ID"), BeforeValidator(_json_number)
+    int, Field(ge=1, le=MAX_PRODUCT_ID, description="Product ID"), BeforeValidator(_json_number)
 ]
 Quantity = Annotated[
     int,
@@ -78,12 +123,12 @@ class PurchaseRequest(BaseModel):
 
     # Bounds are documented for clients; the route answers an empty name with the seed's 400.
     customerName: str = Field(
-        description="Customer name, 1..200 characters once surrounding spaces are trimmed",
+        description=f"Customer name, 1..{MAX_NAME} characters once surrounding spaces are trimmed",
         json_schema_extra={"minLength": 1, "maxLength": MAX_NAME},
     )
     items: list[OrderItem] = Field(
         max_length=MAX_ITEMS,
-        description="1..100 items; repeated productIds are merged",
+        description=f"1..{MAX_ITEMS} items; repeated productIds are merged",
         json_schema_extra={"minItems": 1},
     )
 
@@ -128,7 +173,7 @@ class SalesTotals(BaseModel):
 
 
 class SalesReport(BaseModel):
-    groupBy: Literal["product", "customer", "day"]
+    groupBy: GroupBy
     since: str | None = None
     until: str | None = None
     groups: list[SalesGroup]

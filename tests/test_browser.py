@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from db import Shop, make_engine
+from product_mcp.shop import Shop, make_engine
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.servers import ROOT, Service, start_api, start_mcp
 from tests.web_helpers import CHROMIUM, need, start_web, stock, watched_page, write_config

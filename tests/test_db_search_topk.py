@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.catalog import fill
-from db import Shop, make_engine
+from product_mcp.shop import Shop, make_engine
 
 
 class FullRanking(Shop):

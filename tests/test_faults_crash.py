@@ -23,7 +23,7 @@ import anyio
 import httpx
 import pytest
 
-from db import Shop, make_engine
+from product_mcp.shop import Shop, make_engine
 from tests.mcp_helpers import KINDS, Kind, connect, text_of
 from tests.servers import Service, start_api, start_mcp
 from tests.slow_api import SlowApi

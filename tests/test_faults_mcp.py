@@ -21,7 +21,7 @@ import pytest
 from mcp.server.streamable_http import EventMessage
 from mcp.types import JSONRPCNotification, JSONRPCResponse
 
-from event_store import InMemoryEventStore
+from product_mcp.mcp_server.event_store import InMemoryEventStore
 from tests.mcp_helpers import (
     ACCEPT,
     INIT,

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from db import Shop, make_engine
+from product_mcp.shop import Shop, make_engine
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.servers import Service, start_api, start_mcp, start_mini
 from tests.slow_api import SlowApi

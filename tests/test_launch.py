@@ -183,10 +183,10 @@ def test_readme_quick_start_commands_exist() -> None:
 
 
 def test_env_example_lists_every_setting() -> None:
-    import settings
+    from product_mcp.core.config import Settings, env_example
 
     example = (ROOT / ".env.example").read_text()
-    assert example == settings.env_example(), "regenerate: uv run python -m settings"
+    assert example == env_example(), "regenerate: uv run python -m product_mcp.core.config"
     readme = (ROOT / "README.md").read_text()
-    for name in settings.SETTINGS:
+    for name in Settings.model_fields:
         assert f"`{name}`" in readme, f"{name} missing from the README settings table"

@@ -6,7 +6,7 @@ import pytest
 from mcp.server.streamable_http import EventMessage, EventStore
 from mcp.types import JSONRPCNotification
 
-from event_store import InMemoryEventStore, SessionEventStore
+from product_mcp.mcp_server.event_store import InMemoryEventStore, SessionEventStore
 
 pytestmark = pytest.mark.anyio
 

@@ -10,19 +10,12 @@ import pytest
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 from pydantic import ValidationError
 
-from chat import (
-    HISTORY_MAX_CHARS,
-    HISTORY_MAX_CONTENT,
-    MAX_BODY_BYTES,
-    ChatRequest,
-    HistoryMessage,
-    check_history,
-    fit_for_history,
-    validate_arguments,
-)
-from mcp_config import load_config, parse_config
-from mcp_manager import ToolEntry, result_text
-from tool_names import VALID, build_table
+from models import HISTORY_MAX_CHARS, HISTORY_MAX_CONTENT, MAX_BODY_BYTES
+from product_mcp.chat.arguments import validate_arguments
+from product_mcp.chat.history import ChatRequest, HistoryMessage, check_history, fit_for_history
+from product_mcp.chat.mcp_config import load_config, parse_config
+from product_mcp.chat.names import VALID, build_table
+from product_mcp.chat.results import ToolEntry, result_text
 
 
 def parse(servers: Any, key: str = "mcpServers", **env: str) -> Any:

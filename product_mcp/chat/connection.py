@@ -1,4 +1,4 @@
-"""Long-lived MCP client sessions, one per configured server, that heal themselves.
+"""One long-lived MCP client session per configured server, that heals itself.
 
 The seed opened a connection per tool call and died at startup when a server was down. Here
 each server gets a supervisor task that owns its session (anyio needs the task that enters a
@@ -9,7 +9,6 @@ other tasks just borrow the live session.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -18,12 +17,10 @@ import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from typing import IO, Any, Literal
 
 import anyio
 import httpx2
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import Client
 from mcp.client.sse import sse_client
@@ -33,7 +30,10 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult, Implementation, Tool
 from mcp.types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
 
-from mcp_config import McpConfig, ServerConfig
+from product_mcp.chat.mcp_config import ServerConfig
+from product_mcp.chat.results import ToolEntry, describe_error
+from product_mcp.core import mcp_compat
+from product_mcp.core.errors import ServerUnavailable, ToolCallError, ToolTimeout
 
 log = logging.getLogger("mcp_manager")
 
@@ -43,99 +43,6 @@ warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 Status = Literal["connecting", "connected", "failed"]
 CLIENT_INFO = Implementation(name="product-mcp-web", version="0.1.0")
 MAX_EVENT_BYTES = 32 * 1024 * 1024  # largest tool result (one SSE event) taken from a server
-
-
-class ToolCallError(Exception):
-    """A call could not produce a tool result; the message is meant for people and models."""
-
-    status_code = 502
-
-
-class ServerUnavailable(ToolCallError):
-    status_code = 503
-
-
-class ToolTimeout(ToolCallError):
-    status_code = 504
-
-
-class UnknownTool(ToolCallError):
-    status_code = 404
-
-
-@dataclass(frozen=True)
-class ToolEntry:
-    """A tool together with the server that offers it."""
-
-    server: str
-    tool: Tool
-
-    @property
-    def name(self) -> str:
-        return self.tool.name
-
-    @property
-    def read_only(self) -> bool:
-        """Only an explicit readOnlyHint counts: anything else may change data."""
-        ann = self.tool.annotations
-        return bool(ann is not None and ann.read_only_hint is True)
-
-    @property
-    def input_schema(self) -> dict[str, Any]:
-        return self.tool.input_schema or {"type": "object", "properties": {}}
-
-
-def describe_error(exc: BaseException) -> str:
-    """One readable line for an exception, digging into exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, MCPError):
-        return exc.error.message
-    if isinstance(exc, httpx2.ConnectError):
-        return f"connection refused or unreachable ({exc})"
-    if isinstance(exc, httpx2.HTTPStatusError):
-        return f"HTTP {exc.response.status_code} from {exc.request.url}"
-    if isinstance(exc, FileNotFoundError):
-        return f"command not found: {exc.filename or exc}"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def result_text(result: CallToolResult) -> str:
-    """Flatten a tool result into the text a model (or a person) reads.
-
-    Structured content wins when present: a list return arrives as one text block per item,
-    which joined is not JSON, while `structuredContent` is (unwrapped from {"result": ...}).
-    """
-    structured = result.structured_content
-    if structured is not None and not result.is_error:
-        if isinstance(structured, dict) and list(structured) == ["result"]:
-            structured = structured["result"]
-        if isinstance(structured, str):
-            return structured
-        return json.dumps(structured, ensure_ascii=False)
-    parts: list[str] = []
-    for block in result.content:
-        kind = getattr(block, "type", "")
-        if kind == "text":
-            parts.append(block.text)  # type: ignore[union-attr]
-        elif kind in ("image", "audio"):
-            parts.append(f"[{kind}: {getattr(block, 'mime_type', '')}]")
-        elif kind == "resource":
-            res = block.resource  # type: ignore[union-attr]
-            text = getattr(res, "text", None)
-            parts.append(text if text is not None else f"[resource: {res.uri}]")
-        elif kind == "resource_link":
-            parts.append(f"[resource link: {getattr(block, 'uri', '')}]")
-        else:
-            parts.append(str(block))
-    return "\n".join(parts) if parts else "(the tool returned no content)"
-
-
-def _transport_closed(client: Client) -> bool:
-    """Whether the session's stream has already ended (SDK internals, read defensively)."""
-    dispatcher = getattr(client.session, "_dispatcher", None)
-    return bool(getattr(dispatcher, "_closed", False))
 
 
 def _stderr_file() -> IO[str]:
@@ -310,7 +217,7 @@ class ServerConnection:
                     self._settled.set()
                     log.info("%s: connected, %d tools", self.name, len(self.tools))
                     await self._supervise(client)
-                    log.warning("%s: %s", self.name, self.last_error)
+                    log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
             except Exception as e:
                 if connected and self.last_error:
                     # Closing a broken transport raises too; why it broke is the real news.
@@ -319,7 +226,7 @@ class ServerConnection:
                     self.last_error = describe_error(e)
                     if self._http_error and self._http_error not in self.last_error:
                         self.last_error += f" ({self._http_error})"
-                log.warning("%s: %s", self.name, self.last_error)
+                log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
             finally:
                 self._client = None
                 if errlog is not None:
@@ -353,7 +260,7 @@ class ServerConnection:
             kind, gen = signal
             if kind == "dead" and gen == generation:
                 return
-            if kind == "check" and _transport_closed(client):
+            if kind == "check" and mcp_compat.client_stream_closed(client):
                 self.last_error = "lost connection: the transport closed"
                 return
             if kind == "refresh":
@@ -376,7 +283,7 @@ class ServerConnection:
 
     async def _live_client(self) -> tuple[Client, int]:
         client = self._client
-        if client is not None and _transport_closed(client):
+        if client is not None and mcp_compat.client_stream_closed(client):
             # The stream already ended (SSE stream or stdio pipe broke): nothing was sent on
             # it, so replacing it before the call is safe even for tools that write.
             await self._drop(client, self._generation, "the transport closed")
@@ -447,73 +354,3 @@ class ServerConnection:
                 )
             await self._drop(client, generation, problem)
         raise AssertionError("unreachable")
-
-
-class McpManager:
-    """All configured servers; use as an async context manager for the app's lifetime."""
-
-    def __init__(
-        self,
-        config: McpConfig,
-        *,
-        call_timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        ping_interval: float = 15.0,
-        reconnect_max: float = 30.0,
-        startup_wait: float = 10.0,
-    ) -> None:
-        self.config = config
-        self.call_timeout = call_timeout
-        self.startup_wait = startup_wait
-        self.connections: dict[str, ServerConnection] = {
-            s.name: ServerConnection(
-                s,
-                connect_timeout=connect_timeout,
-                ping_interval=ping_interval,
-                reconnect_max=reconnect_max,
-            )
-            for s in config.servers
-        }
-        self._tg: TaskGroup | None = None
-
-    async def __aenter__(self) -> McpManager:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        for conn in self.connections.values():
-            self._tg.start_soon(conn.run, name=f"mcp:{conn.name}")
-        # Give servers a moment so the first page load sees their tools; never block longer.
-        with anyio.move_on_after(self.startup_wait):
-            for conn in self.connections.values():
-                await conn.wait_settled()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._tg is not None
-        self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(None, None, None)
-
-    def servers(self) -> list[dict[str, Any]]:
-        return [c.snapshot() for c in self.connections.values()]
-
-    def tools(self) -> list[ToolEntry]:
-        """Tools of every connected server, in config order."""
-        return [
-            ToolEntry(c.name, t)
-            for c in self.connections.values()
-            if c.status == "connected"
-            for t in c.tools
-        ]
-
-    def find(self, server: str, name: str) -> ToolEntry | None:
-        conn = self.connections.get(server)
-        if conn is None:
-            return None
-        return next((ToolEntry(server, t) for t in conn.tools if t.name == name), None)
-
-    async def call_tool(
-        self, server: str, name: str, args: dict[str, Any], time_limit: float | None = None
-    ) -> CallToolResult:
-        conn = self.connections.get(server)
-        if conn is None:
-            raise UnknownTool(f"Unknown MCP server '{server}'")
-        return await conn.call_tool(name, args, time_limit or self.call_timeout)

@@ -40,6 +40,8 @@ from mcp.server.streamable_http import (
 )
 from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCResponse
 
+from product_mcp.core import mcp_compat
+
 
 class InMemoryEventStore(EventStore):
     """Events in arrival order; ids are `<process epoch>-<sequence>` so they never repeat.
@@ -170,22 +172,12 @@ class SessionEventStore(EventStore):
 
 
 def scope_per_session(manager: Any, store: InMemoryEventStore) -> None:
-    """Give each Streamable HTTP session of `manager` its own view of `store`.
-
-    mcp 2.3 has no public hook for this: the manager's private session admission and discard
-    are wrapped. If they are renamed, this raises at start-up rather than leak silently.
-    """
-    admit, discard = manager._admit_session, manager._discard_session
-
-    def admit_scoped(*args: Any, **kwargs: Any) -> Any:
-        transport = admit(*args, **kwargs)
-        if transport is not None:
-            transport._event_store = SessionEventStore(store, transport.mcp_session_id)
-        return transport
-
-    async def discard_scoped(session_id: str, transport: Any) -> None:
-        await discard(session_id, transport)
-        store.forget(f"{session_id}/")
-
-    manager._admit_session = admit_scoped
-    manager._discard_session = discard_scoped
+    """Give each Streamable HTTP session of `manager` its own view of `store`, and drop its
+    events when it ends (mcp 2.3 has no public hook: see product_mcp.core.mcp_compat)."""
+    mcp_compat.wrap_session_lifecycle(
+        manager,
+        on_admit=lambda transport: mcp_compat.set_event_store(
+            transport, SessionEventStore(store, transport.mcp_session_id)
+        ),
+        on_discard=lambda session_id: store.forget(f"{session_id}/"),
+    )

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from mcp_manager import ToolEntry
+from product_mcp.chat.results import ToolEntry
 
 MAX_LEN = 64
 VALID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

@@ -1,0 +1,49 @@
+"""Check a model's (or a form's) tool arguments against the tool's input schema first.
+
+Why before the call: a clear "at items/0/quantity: 0 is less than the minimum of 1" lets the
+model correct itself in the next round without a round trip to the server. A schema that
+cannot be used (invalid, a dangling $ref) says nothing about the arguments: the server judges.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import jsonschema
+
+from product_mcp.chat.results import ToolEntry, describe_error
+
+log = logging.getLogger("chat")
+
+_unusable_schemas: set[tuple[str, str]] = set()
+
+
+def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
+    """The first schema violation as a sentence, or None when args fit the input schema."""
+    if not isinstance(args, dict):
+        return "arguments must be a JSON object"
+    schema = entry.input_schema
+    try:
+        cls = jsonschema.validators.validator_for(schema)
+        errors = sorted(cls(schema).iter_errors(args), key=lambda e: list(e.path))
+    except Exception as e:
+        # A schema jsonschema cannot use (invalid, a $ref pointing nowhere, an unknown remote
+        # reference...) says nothing about the arguments: let the server judge the call.
+        key = (entry.server, entry.name)
+        if key not in _unusable_schemas:
+            _unusable_schemas.add(key)
+            log.warning(
+                "tool '%s' on server '%s': input schema unusable (%s: %s); "
+                "arguments go to the server unchecked",
+                entry.name,
+                entry.server,
+                type(e).__name__,
+                describe_error(e),
+            )
+        return None
+    if not errors:
+        return None
+    err = errors[0]
+    where = "/".join(str(p) for p in err.absolute_path) or "(arguments)"
+    return f"invalid arguments for '{entry.name}' at {where}: {err.message}"

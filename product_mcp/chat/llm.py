@@ -1,0 +1,68 @@
+"""The LLM side of the chat: its settings, one shared client, and its errors in words.
+
+Why a sentence per openai exception: "Connection error." tells a user nothing; "Cannot reach
+the LLM provider at https://...: connection refused" tells them which setting to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import openai
+
+from product_mcp.chat.results import describe_error
+from product_mcp.core.errors import LLMError
+
+NO_LLM_MESSAGE = (
+    "No LLM configured: set OPENAI_API_KEY (and OPENAI_API_BASE for other providers) in .env"
+)
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    api_key: str | None = None
+    base_url: str | None = None
+    model: str = "deepseek-chat"
+    timeout: float = 60.0
+    max_retries: int = 1
+    max_tool_rounds: int = 8
+    max_result_chars: int = 20_000
+    approval_timeout: float = 600.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_key)
+
+
+def explain_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
+    """Turn openai's exceptions into a sentence a user can act on."""
+    where = settings.base_url or "the default OpenAI endpoint"
+    if isinstance(exc, openai.AuthenticationError):
+        return LLMError(
+            "The LLM provider rejected the API key (HTTP 401). Check OPENAI_API_KEY.", 502
+        )
+    if isinstance(exc, openai.PermissionDeniedError):
+        return LLMError("The LLM provider denied access (HTTP 403). Check the key's rights.", 502)
+    if isinstance(exc, openai.RateLimitError):
+        return LLMError(
+            "The LLM provider is rate-limiting requests (HTTP 429). Wait a moment and try again.",
+            429,
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return LLMError(
+            f"The LLM provider does not know model '{settings.model}' or the URL is wrong "
+            f"(HTTP 404). Check LLM_MODEL and OPENAI_API_BASE ({where}).",
+            502,
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMError(
+            f"The LLM provider did not answer within {settings.timeout:g}s ({where}).", 504
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMError(
+            f"Cannot reach the LLM provider at {where}: connection refused or network error.", 502
+        )
+    if isinstance(exc, openai.APIStatusError):
+        detail = exc.message or ""
+        return LLMError(f"The LLM provider answered HTTP {exc.status_code}: {detail}", 502)
+    return LLMError(f"LLM request failed: {describe_error(exc)}", 502)

@@ -1,0 +1,84 @@
+"""All configured MCP servers behind one object, for the web chat's whole lifetime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from mcp.types import CallToolResult
+
+from product_mcp.chat.connection import ServerConnection
+from product_mcp.chat.mcp_config import McpConfig
+from product_mcp.chat.results import ToolEntry
+from product_mcp.core.errors import UnknownTool
+
+
+class McpManager:
+    """All configured servers; use as an async context manager for the app's lifetime."""
+
+    def __init__(
+        self,
+        config: McpConfig,
+        *,
+        call_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        ping_interval: float = 15.0,
+        reconnect_max: float = 30.0,
+        startup_wait: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.call_timeout = call_timeout
+        self.startup_wait = startup_wait
+        self.connections: dict[str, ServerConnection] = {
+            s.name: ServerConnection(
+                s,
+                connect_timeout=connect_timeout,
+                ping_interval=ping_interval,
+                reconnect_max=reconnect_max,
+            )
+            for s in config.servers
+        }
+        self._tg: TaskGroup | None = None
+
+    async def __aenter__(self) -> McpManager:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        for conn in self.connections.values():
+            self._tg.start_soon(conn.run, name=f"mcp:{conn.name}")
+        # Give servers a moment so the first page load sees their tools; never block longer.
+        with anyio.move_on_after(self.startup_wait):
+            for conn in self.connections.values():
+                await conn.wait_settled()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+
+    def servers(self) -> list[dict[str, Any]]:
+        return [c.snapshot() for c in self.connections.values()]
+
+    def tools(self) -> list[ToolEntry]:
+        """Tools of every connected server, in config order."""
+        return [
+            ToolEntry(c.name, t)
+            for c in self.connections.values()
+            if c.status == "connected"
+            for t in c.tools
+        ]
+
+    def find(self, server: str, name: str) -> ToolEntry | None:
+        conn = self.connections.get(server)
+        if conn is None:
+            return None
+        return next((ToolEntry(server, t) for t in conn.tools if t.name == name), None)
+
+    async def call_tool(
+        self, server: str, name: str, args: dict[str, Any], time_limit: float | None = None
+    ) -> CallToolResult:
+        conn = self.connections.get(server)
+        if conn is None:
+            raise UnknownTool(f"Unknown MCP server '{server}'")
+        return await conn.call_tool(name, args, time_limit or self.call_timeout)

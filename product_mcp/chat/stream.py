@@ -1,0 +1,71 @@
+"""One chat turn as Server-Sent Events: tokens, tool calls, approvals, then `done` or `error`.
+
+Why a queue and a worker task: the loop emits events from concurrent tool calls while the
+response body is being written; when the page goes away the worker is cancelled, which stops
+the model and drops pending approvals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+
+from product_mcp.chat.approvals import Approvals
+from product_mcp.chat.history import ChatRequest
+from product_mcp.chat.loop import ChatEngine
+from product_mcp.chat.results import describe_error
+from product_mcp.core.errors import LLMError
+
+log = logging.getLogger("web")
+KEEP_ALIVE_S = 15
+
+
+def sse(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def stream_turn(
+    engine: ChatEngine, req: ChatRequest, approvals: Approvals | None
+) -> StreamingResponse:
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+
+    async def emit(kind: str, data: dict[str, Any]) -> None:
+        await queue.put((kind, data))
+
+    async def worker() -> None:
+        try:
+            result = await engine.run(req.message, req.history, emit=emit, approvals=approvals)
+            await emit("done", result.as_dict())
+        except LLMError as e:
+            await emit("error", {"message": e.message, "status": e.status})
+        except Exception as e:
+            log.exception("chat failed")
+            await emit("error", {"message": f"Internal error: {describe_error(e)}", "status": 500})
+        finally:
+            await queue.put(None)
+
+    async def body() -> AsyncIterator[str]:
+        task = asyncio.create_task(worker())
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if item is None:
+                    break
+                yield sse(*item)
+        finally:
+            task.cancel()  # the page went away: stop the model and drop pending approvals
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

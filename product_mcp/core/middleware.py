@@ -1,0 +1,115 @@
+"""Pure ASGI middleware the services share: body limit, security headers, same-origin writes.
+
+Why plain ASGI classes (Starlette's style) and not `@app.middleware("http")`: those run each
+request through an extra task and memory streams; web.py's CPU per /api/call-tool went from
+3.9 to 3.0 ms without them (bench). Also here: the loopback names every service treats as
+"local only", so the rules for them are written once.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Bind addresses that only this machine can reach, and the Host names a browser sends for them.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# Bind addresses that expose a service on every interface.
+ANY_ADDRESS = ("0.0.0.0", "::", "")
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413 before anything reads them whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._too_large(send)
+        seen, refused = 0, False
+
+        async def limited() -> Message:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                refused = True
+                await self._too_large(send)
+                return {"type": "http.disconnect"}  # the app stops reading and gives up
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except ClientDisconnect:
+            if not refused:
+                raise
+
+    async def _too_large(self, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"Request body exceeds {self.max_bytes} bytes"}, status_code=413
+        )
+        await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+SECURITY_HEADERS = {
+    # Defence in depth: the page never needs inline script, eval or third-party assets.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+        "form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+class SameOriginWrites:
+    """Refuse cross-site writes and add the security headers to every response.
+
+    CORS is off by default, but a cross-site form POST is still "simple" and would reach a
+    route: any write whose Origin is neither this site nor an allowed origin gets 403.
+    """
+
+    def __init__(self, app: ASGIApp, cors_origins: list[str]) -> None:
+        self.app = app
+        self.cors_origins = cors_origins
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin:
+            own = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+            if origin != own and origin not in self.cors_origins:
+                refused = JSONResponse({"detail": f"origin {origin} not allowed"}, status_code=403)
+                return await refused(scope, receive, _secured(send))
+        await self.app(scope, receive, _secured(send))
+
+
+def _secured(send: Send) -> Send:
+    async def secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            for k, v in SECURITY_HEADERS.items():
+                headers.setdefault(k, v)
+        await send(message)
+
+    return secured

@@ -1,0 +1,77 @@
+"""Run an ASGI app under uvicorn the same way in every service, with start-up errors in words.
+
+Why bind first: uvicorn runs the app's lifespan before it binds, so a busy port was reported
+as an errno after web.py had already connected to every MCP server. Binding the socket
+ourselves first means a busy port is one sentence ("port 8002 is in use: set WEB_PORT or stop
+the other process") and nothing starts behind it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+
+
+class PortInUse(SystemExit):
+    """The port is taken; the message says which setting moves it."""
+
+
+def port_arg(value: str) -> int:
+    """argparse type for a TCP port: 1..65535, refused with a sentence otherwise."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {port}")
+    return port
+
+
+def bind(host: str, port: int, setting: str) -> socket.socket:
+    """A listening-ready socket on host:port, or exit with a sentence naming `setting`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise PortInUse(_bind_error(host, port, setting, e)) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_error(host: str, port: int, setting: str, e: OSError) -> str:
+    if e.errno in (98, 48):  # EADDRINUSE on Linux, macOS
+        return f"port {port} is in use: set {setting} or stop the other process"
+    if e.errno in (99, 49, -2, -3):  # EADDRNOTAVAIL, or a name that does not resolve
+        return f"cannot listen on {host}:{port}: this machine has no such address"
+    if e.errno == 13:
+        return f"cannot listen on port {port}: permission denied (ports below 1024 need root)"
+    return f"cannot listen on {host}:{port}: {e.strerror or e}"
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether host:port could be bound right now (the launcher checks all three first)."""
+    try:
+        bind(host, port, "").close()
+    except PortInUse:
+        return False
+    return True
+
+
+def serve(app: Any, host: str, port: int, setting: str, **options: Any) -> None:
+    """Bind, then run uvicorn on that socket (lifespan and all) until stopped."""
+    sock = bind(host, port, setting)
+    config = uvicorn.Config(app, host=host, port=port, **options)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        sys.exit(3)  # the lifespan failed: uvicorn has already logged why (as uvicorn.run)

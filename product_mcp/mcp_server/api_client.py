@@ -1,0 +1,118 @@
+"""The MCP server's one HTTP client to the product API, and the API's errors in words.
+
+Why one pooled client, opened by whichever lifespan comes first: every tool call reuses its
+connections, so no call pays for a TCP or TLS handshake. Every API failure becomes an
+`ApiError` (a `ToolError`) carrying the API's own words and the URL it tried, because in mcp
+2.x any other exception reaches the model only as "Error executing tool X".
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from product_mcp.core.config import mask_url
+from product_mcp.core.errors import ApiError
+
+
+class ProductApi:
+    """One pooled HTTP client for the whole process; `configure` it when the server starts."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000/api", timeout: float = 10.0) -> None:
+        self.configure(base_url, timeout)
+        self._client: httpx.AsyncClient | None = None
+        self._users = 0
+
+    def configure(
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """Where the API is (settings are read at start, not on import); `transport` lets
+        tests reach an in-process app."""
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.transport = transport
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[ProductApi]:
+        """Reference-counted: the HTTP app's lifespan and each SSE/stdio connection share it."""
+        if self._users == 0:
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                transport=self.transport,
+            )
+        self._users += 1
+        try:
+            yield self
+        finally:
+            self._users -= 1
+            if self._users == 0 and self._client is not None:
+                client, self._client = self._client, None
+                await client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        service: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        failed: str | None = None,
+        requesting: str | None = None,
+    ) -> Any:
+        """Call the API; raise ApiError worded like the seed tutorial's messages."""
+        if self._client is None:
+            raise ApiError(f"Error requesting {service}: the server is not started")
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = await self._client.request(
+                method, path, params=query, json=json, headers=headers
+            )
+            response.raise_for_status()
+            return response.json()
+        except httpx.HTTPStatusError as e:
+            raise ApiError(
+                f"{failed or f'Failed to call {service}'} ({e.response.status_code}): "
+                f"{_detail(e.response)}",
+                e.response.status_code,
+            ) from e
+        except httpx.RequestError as e:
+            reason = str(e) or type(e).__name__
+            raise ApiError(
+                f"{requesting or f'Error requesting {service}'}: {reason} "
+                f"(product API at {mask_url(self.base_url)})"
+            ) from e
+        except ValueError as e:  # a 2xx whose body is not JSON
+            raise ApiError(f"Error requesting {service}: invalid JSON from the API") from e
+
+
+def _detail(response: httpx.Response) -> str:
+    """The API's `detail` (FastAPI validation lists become `field: message; ...`)."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list):
+        parts = []
+        for err in detail:
+            if isinstance(err, dict):
+                loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+                parts.append(f"{loc}: {err.get('msg', err)}" if loc else str(err.get("msg", err)))
+            else:
+                parts.append(str(err))
+        return "; ".join(parts)
+    if detail is not None:
+        return str(detail)
+    return response.text.strip()[:500] or response.reason_phrase
+
+
+api = ProductApi()

@@ -1,0 +1,130 @@
+"""The MCP server's HTTP app: Streamable HTTP on /mcp and SSE on /sse in one Starlette app.
+
+Why one process for both: every client config that already exists (`.../sse` from the
+tutorial, `.../mcp` from newer clients) keeps working without a restart. DNS-rebinding
+protection stays on for any bind address (the SDK turns it off off loopback).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from product_mcp.core.config import Transport
+from product_mcp.core.middleware import ANY_ADDRESS, LOOPBACK_HOSTS
+from product_mcp.mcp_server.api_client import api
+from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
+from product_mcp.mcp_server.middleware import BearerAuth, RejectBatches, TrimHeaderValues
+from product_mcp.mcp_server.server import mcp
+
+# Replay window for clients that lost their stream, and how soon they should reconnect (ms).
+MAX_EVENTS = 10_000
+RETRY_MS = 1_000
+# How long a resumed stream waits for a still-running request's next event (event_store.py).
+FOLLOW_S = 60
+
+
+@dataclass
+class Config:
+    """How this process serves: the settings in force plus main.py's command-line flags."""
+
+    host: str = "127.0.0.1"
+    port: int = 8083
+    transport: Transport = "both"
+    stateless: bool = False
+    json_response: bool = False
+    allowed_hosts: list[str] = field(default_factory=list)
+    auth_token: str | None = None
+    access_log: bool = False
+
+
+def security_settings(cfg: Config) -> TransportSecuritySettings:
+    """DNS-rebinding protection that stays on for any bind address (the SDK drops it off loopback).
+
+    Allowed: the localhost forms of the bound port, the bound address itself, and any extra
+    names, each with or without the port (a reverse proxy may present `shop.example.com`).
+    """
+    names = [*LOOPBACK_HOSTS]
+    if cfg.host not in (*ANY_ADDRESS, *LOOPBACK_HOSTS, "::1"):
+        names.append(f"[{cfg.host}]" if ":" in cfg.host else cfg.host)
+    # Bare names too: that is the Host a client sends for port 80 (or behind a proxy).
+    hosts: list[str] = [f"{n}:{cfg.port}" for n in names] + names
+    origins: list[str] = [f"http://{n}:{cfg.port}" for n in names] + [f"http://{n}" for n in names]
+    for name in cfg.allowed_hosts:
+        hosts += [name, f"{name}:{cfg.port}"]
+        origins += [f"{s}://{name}" for s in ("http", "https")]
+        origins += [f"{s}://{name}:{cfg.port}" for s in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys(hosts)),
+        allowed_origins=list(dict.fromkeys(origins)),
+    )
+
+
+async def healthz(_: Request) -> Response:
+    """Open without a token (for probes and the launcher), so it tells nothing but liveness."""
+    return JSONResponse({"status": "ok"})
+
+
+def build_app(cfg: Config) -> Starlette:
+    """The HTTP app: /mcp and/or /sse + /messages/, /healthz, CORS and optional bearer auth."""
+    security = security_settings(cfg)
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    streamable = cfg.transport in ("both", "streamable-http")
+    if streamable:
+        store = None if cfg.stateless else InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
+        http_app = mcp.streamable_http_app(
+            streamable_http_path="/mcp",
+            json_response=cfg.json_response,
+            stateless_http=cfg.stateless,
+            event_store=store,
+            retry_interval=RETRY_MS,
+            transport_security=security,
+            host=cfg.host,
+        )
+        routes += http_app.routes
+        if store is not None:
+            scope_per_session(mcp.session_manager, store)
+    if cfg.transport in ("both", "sse"):
+        routes += mcp.sse_app(transport_security=security, host=cfg.host).routes
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # A mounted app's lifespan never runs, so the session manager is entered here.
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(api.open())
+            if streamable:
+                await stack.enter_async_context(mcp.session_manager.run())
+            yield
+
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=security.allowed_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "Mcp-Session-Id",
+                "Mcp-Protocol-Version",
+                "Last-Event-ID",
+            ],
+            expose_headers=["Mcp-Session-Id", "Mcp-Protocol-Version"],
+        )
+    ]
+    if cfg.auth_token:
+        middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
+    middleware.append(Middleware(TrimHeaderValues))
+    if streamable:
+        middleware.append(Middleware(RejectBatches))
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -1,0 +1,96 @@
+"""The shop's MCP resources, argument completion and the shopping-assistant prompt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.types import Completion, ResourceTemplateReference
+from pydantic import TypeAdapter
+
+from models import PAGE_MAX, Product
+from product_mcp.core.errors import ApiError
+from product_mcp.mcp_server.api_client import api
+from product_mcp.mcp_server.server import mcp
+from product_mcp.mcp_server.tools import product_with_stock
+
+_PRODUCTS = TypeAdapter(list[Product])
+
+
+@mcp.resource(
+    "shop://products",
+    name="products",
+    title="Product catalogue",
+    description=f"All products (id, name, price, description) as JSON, first {PAGE_MAX}.",
+    mime_type="application/json",
+)
+async def products_resource() -> str:
+    try:
+        products = await api.request(
+            "GET", "/products", "product service", params={"limit": PAGE_MAX}
+        )
+    except ApiError as e:
+        raise ResourceError(str(e)) from e
+    return _PRODUCTS.dump_json(_PRODUCTS.validate_python(products)).decode()
+
+
+@mcp.resource(
+    "shop://products/{id}",
+    name="product",
+    title="Product with live stock",
+    description="One product by ID with the units in stock right now, as JSON.",
+    mime_type="application/json",
+)
+async def product_resource(id: str) -> str:
+    if not id.isdigit() or int(id) < 1:
+        raise ResourceNotFoundError(f"Product ID {id} does not exist")
+    try:
+        return (await product_with_stock(int(id))).model_dump_json()
+    except ApiError as e:
+        if e.status == 404:
+            raise ResourceNotFoundError(str(e)) from e
+        raise ResourceError(str(e)) from e
+
+
+@mcp.completion()
+async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
+    """Suggest product ids for `shop://products/{id}` (id or name prefix) so clients can pick."""
+    if not (
+        isinstance(ref, ResourceTemplateReference)
+        and ref.uri == "shop://products/{id}"
+        and argument.name == "id"
+    ):
+        return None
+    value = argument.value.strip()
+    try:
+        products = await api.request(
+            "GET", "/products", "product service", params={"limit": PAGE_MAX}
+        )
+    except ApiError:
+        return Completion(values=[])
+    ids = [
+        str(p["id"])
+        for p in products
+        if str(p["id"]).startswith(value) or p["name"].lower().startswith(value.lower())
+    ]
+    return Completion(values=ids[:100], total=len(ids), has_more=len(ids) > 100)
+
+
+@mcp.prompt(
+    name="shopping_assistant",
+    title="Shopping assistant",
+    description="Start a conversation as the shop's assistant helping a customer find and buy "
+    "products with the shop tools.",
+)
+def shopping_assistant(customerName: str = "", need: str = "", budget: str = "") -> str:
+    who = f"The customer is {customerName}. " if customerName else ""
+    wants = f"They are looking for: {need}. " if need else ""
+    money = f"Their budget is {budget}. " if budget else ""
+    return (
+        "You are the shopping assistant of an electronics shop. "
+        f"{who}{wants}{money}"
+        "Use search_products or recommend_products to find suitable products, check live stock "
+        "with get_product before promising anything, and explain prices clearly. Only call "
+        "create_purchase after the customer confirmed their name, the products and quantities; "
+        "pass a fresh idempotencyKey. If a tool returns an error, explain it in plain words."
+    )

@@ -1,0 +1,182 @@
+"""Purchases and order history: the write side, where stock and money change.
+
+A purchase is one transaction: each item's stock is taken with a conditional UPDATE (never
+below zero, under any interleaving of threads or processes), the order and its lines are
+written, and an Idempotency-Key is recorded with the order, so a retry returns the first order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from models import Order, OrderItem, PurchaseRequest
+from product_mcp.core.errors import Conflict, NotFound, ShopError
+from product_mcp.shop.database import Database
+from product_mcp.shop.schema import idempotency_keys, inventory, order_items, orders, products
+from product_mcp.shop.values import iso, money
+
+
+class OrderQueries(Database):
+    """Buying, idempotent replays and listing orders."""
+
+    @staticmethod
+    def _request_hash(name: str, items: list[OrderItem]) -> str:
+        body = {"customerName": name, "items": sorted((i.productId, i.quantity) for i in items)}
+        return hashlib.sha256(json.dumps(body).encode()).hexdigest()
+
+    def purchase(self, req: PurchaseRequest, idempotency_key: str | None = None) -> Order:
+        """Check and take stock for every item, then write the order: all of it or nothing."""
+        name = req.customerName
+        items = req.merged_items()
+        if not name or not items:
+            raise ShopError("Invalid request: Missing customer name or items")
+        digest = self._request_hash(name, items)
+        if idempotency_key is not None and self.dialect != "sqlite":
+            # On SQLite the write transaction looks the key up itself, under the write lock:
+            # a separate read first would only cost a connection and a query per purchase.
+            previous = self._replay(idempotency_key, digest)
+            if previous is not None:
+                return previous
+        try:
+            return self._purchase(name, items, idempotency_key, digest)
+        except IntegrityError:
+            # Another request with the same key committed first (possible on PostgreSQL).
+            if idempotency_key is None:
+                raise
+            previous = self._replay(idempotency_key, digest)
+            if previous is None:
+                raise
+            return previous
+
+    def _replay(self, key: str, digest: str) -> Order | None:
+        with self.engine.connect() as conn:
+            return self._replay_in(conn, key, digest)
+
+    def _replay_in(self, conn: Connection, key: str, digest: str) -> Order | None:
+        """The order a key already made (None if unused); 409 if it came with another body."""
+        row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).first()
+        if row is None:
+            return None
+        if row.request_hash != digest:
+            raise Conflict("Idempotency-Key was already used with a different request")
+        return self._orders(conn, select(orders).where(orders.c.id == row.order_id))[0]
+
+    def _purchase(self, name: str, items: list[OrderItem], key: str | None, digest: str) -> Order:
+        ids = [i.productId for i in items]
+        with self._write() as conn:
+            if key is not None:  # on SQLite, under the write lock: the winner has committed
+                previous = self._replay_in(conn, key, digest)
+                if previous is not None:
+                    return previous
+            found = {r.id: r for r in conn.execute(select(products).where(products.c.id.in_(ids)))}
+            total = 0
+            for item in items:
+                product = found.get(item.productId)
+                if product is None:
+                    raise NotFound(f"Product ID {item.productId} does not exist")
+                taken = conn.execute(
+                    update(inventory)
+                    .where(
+                        and_(
+                            inventory.c.product_id == item.productId,
+                            inventory.c.quantity >= item.quantity,
+                        )
+                    )
+                    .values(quantity=inventory.c.quantity - item.quantity)
+                ).rowcount
+                if taken != 1:
+                    available = conn.scalar(
+                        select(inventory.c.quantity).where(inventory.c.product_id == item.productId)
+                    )
+                    raise ShopError(
+                        f"Insufficient stock for {product.name}. Available: {available or 0}"
+                    )
+                total += product.price_cents * item.quantity
+            now = datetime.now(UTC).replace(tzinfo=None)
+            order_id = conn.execute(
+                insert(orders)
+                .values(customer_name=name, total_cents=total, created_at=now)
+                .returning(orders.c.id)
+            ).scalar_one()
+            conn.execute(
+                insert(order_items),
+                [
+                    {
+                        "order_id": order_id,
+                        "product_id": i.productId,
+                        "quantity": i.quantity,
+                        "unit_price_cents": found[i.productId].price_cents,
+                        "line": n,
+                    }
+                    for n, i in enumerate(items)
+                ],
+            )
+            if key is not None:
+                conn.execute(
+                    insert(idempotency_keys).values(key=key, request_hash=digest, order_id=order_id)
+                )
+        return Order(
+            id=order_id,
+            customerName=name,
+            items=[
+                OrderItem.model_construct(productId=i.productId, quantity=i.quantity) for i in items
+            ],
+            totalAmount=money(total),
+            orderDate=iso(now),
+        )
+
+    @staticmethod
+    def _orders(conn: Connection, stmt: Any) -> list[Order]:
+        rows = list(conn.execute(stmt))
+        if not rows:
+            return []
+        items: dict[int, list[OrderItem]] = {r.id: [] for r in rows}
+        for it in conn.execute(
+            select(order_items)
+            .where(order_items.c.order_id.in_(list(items)))
+            .order_by(order_items.c.order_id, order_items.c.line)
+        ):
+            items[it.order_id].append(
+                OrderItem.model_construct(productId=it.product_id, quantity=it.quantity)
+            )
+        return [
+            Order(
+                id=r.id,
+                customerName=r.customer_name,
+                items=items[r.id],
+                totalAmount=money(r.total_cents),
+                orderDate=iso(r.created_at),
+            )
+            for r in rows
+        ]
+
+    def list_orders(
+        self,
+        *,
+        customer: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Order]:
+        stmt = select(orders).order_by(orders.c.created_at.desc(), orders.c.id.desc())
+        if customer:
+            stmt = stmt.where(func.lower(orders.c.customer_name) == customer.strip().lower())
+        stmt = in_window(stmt, since, until).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            return self._orders(conn, stmt)
+
+
+def in_window(stmt: Any, since: datetime | None, until: datetime | None) -> Any:
+    """Restrict a query over orders to since <= created_at < until."""
+    if since is not None:
+        stmt = stmt.where(orders.c.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(orders.c.created_at < until)
+    return stmt
