@@ -60,7 +60,6 @@ class Database:
                 if attempt == 4:
                     raise
 
-    @staticmethod
     def add_products(self, rows: list[tuple[str, int, str, int]]) -> None:
         """Bulk-insert (name, price_cents, description, stock); used by benchmarks and tests."""
         with self._write() as conn:
