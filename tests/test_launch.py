@@ -25,15 +25,15 @@ def launch(
 ) -> tuple[subprocess.Popen[str], dict[str, int]]:
     ports = {"api": free_port(), "mcp": free_port(), "web": free_port()}
     args = [f"--{name}-port={port}" for name, port in ports.items()]
+    inherited = {k: v for k, v in os.environ.items() if k != "MCP_CONFIG_PATH"}
     env = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}",
         "OPENAI_API_KEY": "",
         "MCP_AUTH_TOKEN": "",
         "NO_COLOR": "1",
         **(env or {}),
     }
-    env.pop("MCP_CONFIG_PATH", None)
     proc = subprocess.Popen(
         [sys.executable, "launch.py", *args, *extra],
         cwd=ROOT,
@@ -133,6 +133,25 @@ def test_auth_token_reaches_web_through_the_generated_config(tmp_path: Path) -> 
                 break
             time.sleep(0.2)
         assert entries[0]["status"] == "connected", entries
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_web_follows_the_started_mcp_port_even_with_a_copied_env(tmp_path: Path) -> None:
+    """`.env.example` copied to `.env` sets MCP_CONFIG_PATH=mcp.json (port 8083); a launcher
+    started with another MCP port must still wire web.py to its own main.py, and say ready
+    only once web.py is connected to it."""
+    proc, ports = launch(tmp_path, env={"MCP_CONFIG_PATH": "mcp.json"})
+    try:
+        out = read_until(proc, READY)
+        servers = httpx.get(f"http://127.0.0.1:{ports['web']}/api/servers").json()["servers"]
+        ours = next(s for s in servers if s["name"] == "product-mcp")
+        assert ours["url"] == f"http://127.0.0.1:{ports['mcp']}/mcp"
+        assert ours["status"] == "connected", (ours, out)
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(30) == 0
     finally:

@@ -154,10 +154,10 @@ def _bounds(metadata: list[Any]) -> tuple[Any, Any]:
 
 def _rule(kind: str, ctx: dict[str, Any]) -> str:
     if kind == "greater_than":
-        return f"greater than {ctx.get('gt')}"
+        return f"greater than {ctx.get('gt', 0):g}"
     if kind == "greater_than_equal":
-        return f"at least {ctx.get('ge')}"
-    return f"at most {ctx.get('le')}"
+        return f"at least {ctx.get('ge', 0):g}"
+    return f"at most {ctx.get('le', 0):g}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,0 +1,162 @@
+"""Starting a service as a new user would: bad ports, busy ports, settings, unreachable peers.
+
+Each case was a trap found by trying the quick start by hand (issue #10); the process is the
+point here, so every test runs the real script.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from product_mcp.core import mcp_compat
+from product_mcp.core.config import Settings, load_settings
+from tests.servers import ROOT, free_port, start
+from tests.web_helpers import start_web, write_config
+
+SCRIPTS = {"api.py": "API_PORT", "main.py": "MCP_PORT", "web.py": "WEB_PORT"}
+
+
+def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
+    """Run a script to completion (it is expected to refuse to start); stdout+stderr."""
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode != 0, done.stdout + done.stderr
+    out = done.stdout + done.stderr
+    assert "Traceback" not in out, out
+    return out
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        yield blocker.getsockname()[1]
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_out_of_range_port_flag_is_refused(script: str) -> None:
+    out = run([script, "--port", "99999"])
+    assert "must be between 1 and 65535, got 99999" in out
+
+
+@pytest.mark.parametrize(("script", "var"), list(SCRIPTS.items()))
+def test_out_of_range_port_setting_is_refused(script: str, var: str) -> None:
+    out = run([script], env={var: "70000"})
+    assert f"{var} must be between 1 and 65535, got '70000'" in out
+
+
+@pytest.mark.parametrize(("script", "var"), list(SCRIPTS.items()))
+def test_busy_port_is_a_sentence(script: str, var: str, busy_port: int, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}"}
+    if script == "web.py":
+        # A server web.py could reach: it must not even try before it knows it can bind.
+        env["MCP_CONFIG_PATH"] = str(
+            write_config(tmp_path / "mcp.json", {"s": {"url": "http://127.0.0.1:9/mcp"}})
+        )
+    out = run([script, "--host", "127.0.0.1", "--port", str(busy_port)], env=env)
+    assert f"port {busy_port} is in use: set {var} or stop the other process" in out
+    assert "Errno" not in out
+    assert "connecting" not in out.lower() and "127.0.0.1:9" not in out  # web.py: no session
+
+
+def test_bad_settings_name_the_variable() -> None:
+    cases = {
+        "TOOL_APPROVAL": ("sometimes", "TOOL_APPROVAL must be one of ask or auto, got 'sometimes'"),
+        "LLM_TIMEOUT": ("soon", "LLM_TIMEOUT must be a number, got 'soon'"),
+        "API_WORKERS": ("0", "API_WORKERS must be between 1 and 64, got '0'"),
+        "TOOL_CALL_TIMEOUT": ("0", "TOOL_CALL_TIMEOUT must be greater than 0, got '0'"),
+    }
+    for var, (value, sentence) in cases.items():
+        with pytest.raises(SystemExit) as stop:
+            load_settings(**{var: value})
+        assert str(stop.value) == sentence
+
+
+def test_empty_variable_means_default_and_env_beats_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("LLM_MODEL=from-dotenv\nMCP_PORT=9999\nWEB_PORT=9998\n")
+    monkeypatch.setenv("MCP_PORT", "")  # set but empty: the default, not .env's value
+    monkeypatch.setenv("WEB_PORT", "8123")
+    monkeypatch.delenv("LLM_MODEL", raising=False)
+    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert settings.LLM_MODEL == "from-dotenv"
+    assert settings.MCP_PORT == 8083
+    assert settings.WEB_PORT == 8123
+
+
+def test_secrets_and_url_passwords_are_masked() -> None:
+    settings = Settings(
+        OPENAI_API_KEY="sk-123",  # type: ignore[arg-type]
+        DATABASE_URL="postgresql+psycopg://shop:hunter2@db:5432/shop",
+    )
+    text = settings.summary(["OPENAI_API_KEY", "MCP_AUTH_TOKEN", "DATABASE_URL"])
+    assert "sk-123" not in text and "hunter2" not in text
+    assert "OPENAI_API_KEY = (set)" in text and "MCP_AUTH_TOKEN = (not set)" in text
+    assert "shop:***@db:5432" in text
+
+
+def test_sdk_internals_check_names_what_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert mcp_compat.missing() == []  # the pinned SDK has everything we rely on
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    monkeypatch.delattr(StreamableHTTPSessionManager, "_admit_session")
+    with pytest.raises(SystemExit) as stop:
+        mcp_compat.check()
+    assert "StreamableHTTPSessionManager._admit_session" in str(stop.value)
+    assert "mcp>=2.3,<2.4" in str(stop.value)
+
+
+def test_unreachable_api_is_named_in_tool_errors(tmp_path: Path) -> None:
+    """main.py with nothing at PRODUCT_API_URL says where it looked."""
+    from tests.mcp_helpers import connect, text_of
+
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    port = free_port()
+    svc = start(
+        ["main.py", "--host", "127.0.0.1", "--port", str(port)],
+        port=port,
+        env={"PRODUCT_API_URL": dead},
+    )
+    try:
+        import anyio
+
+        async def call() -> str:
+            async with connect("legacy", svc.url) as client:
+                return text_of(await client.call_tool("get_products", {}))
+
+        text = anyio.run(call)
+        assert f"product API at {dead}" in text
+    finally:
+        svc.stop()
+
+
+def test_web_warns_with_the_url_it_tried(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    web = start_web(write_config(tmp_path / "mcp.json", {"shop": {"url": dead}}))
+    try:
+        deadline = time.monotonic() + 20
+        while dead not in web.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"shop ({dead})" in web.log()
+        servers = httpx.get(f"{web.url}/api/servers").json()["servers"]
+        assert servers[0]["url"] == dead and servers[0]["status"] != "connected"
+    finally:
+        web.stop()
