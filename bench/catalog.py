@@ -2,25 +2,21 @@
 
 `rows(n)` yields (name, price_cents, description, stock) tuples from a fixed seed, so search
 results and timings are comparable between runs; `fill(shop, n)` writes them with
-`db.Shop.add_products` in batches (after the four seed products that `Shop.init` creates).
+`Shop.add_products` in batches (after the four seed products that `Shop.init` creates).
 
-    uv run python bench/catalog.py --database-url sqlite:///big.db --products 100000
+    uv run python -m bench.catalog --database-url sqlite:///big.db --products 100000
+
+(from the repo root).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from db import Shop, make_engine  # noqa: E402
+from product_mcp.shop import Shop, make_engine
 
 SEED = 20260728
 BATCH = 5_000

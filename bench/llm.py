@@ -1,23 +1,17 @@
 """A zero-latency scripted LLM for the chat benchmark: tests/fake_llm.py in its own process.
 
 The scripted turn asks for `get_products`, then answers with an empty text, so the fake server
-never sleeps (it pauses only between streamed text chunks). Run by bench/run.py:
-`python bench/llm.py --port N`; stops on SIGTERM.
+never sleeps (it pauses only between streamed text chunks). Started by bench/procs.py from the
+repo root as `python -m bench.llm --port N`; stops on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.fake_llm import Calls, FakeLLM, Reply  # noqa: E402
+from tests.fake_llm import Calls, FakeLLM, Reply
 
 MESSAGE = "bench: what do you sell?"
 

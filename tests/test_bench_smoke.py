@@ -43,7 +43,7 @@ ROWS = {
 def test_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
     proc = subprocess.run(
-        [sys.executable, "bench/run.py", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,0 +1,114 @@
+"""Row 5: 32 clients buying the last units of one product at once, and a check in the
+database afterwards that nothing was oversold or lost (with SQLite FULL and NORMAL sync)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.measure import Bench
+from bench.stats import Row, pct
+
+PRODUCT_ID = 5  # the bench product, right after the four seed products
+CLIENTS = 32
+
+
+@dataclass
+class Tally:
+    """What the clients were answered, and how long each purchase took."""
+
+    ok: list[int] = field(default_factory=list)
+    refused: int = 0
+    other: list[str] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)
+
+
+async def buyer(
+    http: httpx.AsyncClient, api_url: str, k: int, queue: Iterator[int], tally: Tally
+) -> None:
+    """Client k: one unit per attempt, until the shared attempts run out."""
+    for i in queue:
+        t = time.perf_counter()
+        r = await http.post(
+            f"{api_url}/api/purchase",
+            json={
+                "customerName": f"bench-{k}",
+                "items": [{"productId": PRODUCT_ID, "quantity": 1}],
+            },
+            headers={"Idempotency-Key": f"bench-{i}"},
+        )
+        tally.samples.append(time.perf_counter() - t)
+        if r.status_code == 200:
+            tally.ok.append(r.json()["id"])
+        elif r.status_code == 400 and "Insufficient stock" in r.text:
+            tally.refused += 1
+        else:
+            tally.other.append(f"{r.status_code} {r.text[:100]}")
+
+
+def in_db(db: Path) -> tuple[int, tuple[int, int]]:
+    """The product's stock left, and (orders, units) of it the database holds."""
+    with sqlite3.connect(db) as conn:
+        left = conn.execute(
+            "SELECT quantity FROM inventory WHERE product_id = ?", (PRODUCT_ID,)
+        ).fetchone()[0]
+        rows = conn.execute(
+            "SELECT COUNT(DISTINCT o.id), COALESCE(SUM(i.quantity), 0) FROM orders o "
+            "JOIN order_items i ON i.order_id = o.id WHERE i.product_id = ?",
+            (PRODUCT_ID,),
+        ).fetchone()
+    return left, rows
+
+
+def check(attempts: int, stock: int, tally: Tally, db: Path) -> dict[str, Any]:
+    """The consistency check: answers against what the database holds."""
+    left, rows = in_db(db)
+    ok, other = tally.ok, tally.other
+    return {
+        "attempts": attempts,
+        "initial_stock": stock,
+        "succeeded": len(ok),
+        "refused_insufficient_stock": tally.refused,
+        "other_errors": other[:5],
+        "final_stock": left,
+        "orders_in_db": rows[0],
+        "units_in_db": rows[1],
+        "oversold": max(0, rows[1] - stock) + max(0, -left),
+        "lost": len(set(ok)) - rows[0],
+        "consistent": (
+            left == stock - len(ok) and rows[0] == len(ok) == rows[1] and left >= 0 and not other
+        ),
+    }
+
+
+async def purchases(b: Bench, http: httpx.AsyncClient, server: str, db: Path, stock: int) -> None:
+    """5: 32 clients buy one unit each until attempts run out; stock < attempts."""
+    api_url = b.procs[server].url
+    attempts = b.sizes.purchase_attempts
+    queue = iter(range(attempts))
+    tally = Tally()
+    normal = server == "normal"
+    row = Row(
+        "purchases_32_normal" if normal else "purchases_32",
+        "POST /api/purchase, 32 clients" + (", SQLITE_SYNCHRONOUS=NORMAL" if normal else ""),
+    )
+    client_cpu = time.process_time()
+    with b.cpu(row.cpu_ms, [server], attempts):
+        t0 = time.perf_counter()
+        await asyncio.gather(*(buyer(http, api_url, k, queue, tally) for k in range(CLIENTS)))
+        elapsed = time.perf_counter() - t0
+    row.cpu_ms["bench-client"] = round((time.process_time() - client_cpu) * 1000 / attempts, 2)
+    checked = check(attempts, stock, tally, db)
+    row.n = attempts
+    row.per_s = round(len(tally.ok) / elapsed, 1)
+    row.p50_ms, row.p95_ms = round(pct(tally.samples, 50), 2), round(pct(tally.samples, 95), 2)
+    row.note = f"{len(tally.ok)} bought, {tally.refused} refused (stock {stock})"
+    b.add(row)
+    b.checks["purchase_normal" if normal else "purchase"] = checked

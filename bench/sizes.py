@@ -1,0 +1,56 @@
+"""How much of everything the bench does: the full run and the smoke run the tests use.
+
+Its own module so every measuring module can read `b.sizes` without importing the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of everything; `smoke` keeps the same shape with tiny numbers."""
+
+    products: int
+    warmup: int
+    calls: int
+    per_connection_calls: int
+    throughput_seconds: float
+    sessions: tuple[int, ...]
+    purchase_attempts: int
+    search_calls: int
+    chat_turns: int
+    mem_sessions: int
+    mem_sse: int
+    cold_starts: int
+
+
+FULL = Sizes(
+    products=100_000,
+    warmup=50,
+    calls=400,
+    per_connection_calls=40,
+    throughput_seconds=4.0,
+    sessions=(1, 8, 64),
+    purchase_attempts=2_000,
+    search_calls=120,
+    chat_turns=60,
+    mem_sessions=1_000,
+    mem_sse=500,
+    cold_starts=3,
+)
+SMOKE = Sizes(
+    products=2_000,
+    warmup=3,
+    calls=15,
+    per_connection_calls=3,
+    throughput_seconds=0.5,
+    sessions=(1, 8, 64),
+    purchase_attempts=96,
+    search_calls=8,
+    chat_turns=3,
+    mem_sessions=40,
+    mem_sse=20,
+    cold_starts=1,
+)

@@ -1,0 +1,55 @@
+"""The goals the bench checks the measured rows against (issue targets), met or missed.
+
+Apart from the measuring so the list of goals reads in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.measure import Bench
+
+
+def targets(b: Bench) -> list[dict[str, Any]]:
+    r = {row.key: row for row in b.rows}
+    d = b.direct_p50 or float("nan")
+    out: list[dict[str, Any]] = []
+
+    def target(name: str, goal: str, value: float | None, ok: bool | None, unit: str) -> None:
+        out.append({"target": name, "goal": goal, "value": value, "unit": unit, "met": ok})
+
+    def at_most(v: float | None, limit: float) -> bool:
+        return v is not None and v <= limit
+
+    def x(key: str) -> float | None:
+        row = r.get(key)
+        return None if row is None or row.p50_ms is None else round(row.p50_ms / d, 2)
+
+    v = x("mcp_modern")
+    target("MCP call, 2026-07-28, p50 / direct p50", "<= 3", v, v is not None and v <= 3, "x")
+    v = x("mcp_legacy")
+    target("MCP call, 2025-11-25 session, p50 / direct p50", "<= 4", v, at_most(v, 4), "x")
+    v = x("web_call_tool")
+    target("web.py /api/call-tool p50 / direct p50", "<= 4", v, v is not None and v <= 4, "x")
+    direct8 = r["direct_8"].per_s if "direct_8" in r else None
+    mcp8 = r["mcp_sessions_8"].per_s if "mcp_sessions_8" in r else None
+    v = round(mcp8 * 100 / direct8, 1) if mcp8 and direct8 else None
+    target("8-session MCP throughput / 8-client direct", ">= 40", v, v is not None and v >= 40, "%")
+    p = b.checks.get("purchase", {})
+    v = r["purchases_32"].per_s if "purchases_32" in r else None
+    ok = v is not None and v >= 300 and p.get("oversold") == 0 and p.get("lost") == 0
+    target("purchases/s, 32 clients, SQLite, 0 oversell, 0 lost", ">= 300", v, ok, "/s")
+    for key, name in [
+        ("search_api", "search p50 (API)"),
+        ("recommend_api", "recommend p50 (API)"),
+        ("search_mcp", "search_products p50 (MCP tool)"),
+        ("recommend_mcp", "recommend_products p50 (MCP tool)"),
+    ]:
+        v = r[key].p50_ms if key in r else None
+        target(f"{name}, {b.sizes.products:,} products", "<= 20", v, at_most(v, 20), "ms")
+    m = b.memory
+    v = m.get("per_session_kib")
+    target("RSS per idle Streamable HTTP session", "<= 60", v, v is not None and v <= 60, "KiB")
+    v = m.get("after_close_vs_idle_pct")
+    target("RSS after close vs idle", "<= +10", v, v is not None and v <= 10, "%")
+    return out
