@@ -60,6 +60,40 @@ class _Call:
             "arguments": self.arguments if self.arguments is not None else self.raw_arguments,
         }
 
+    def record(self) -> dict[str, Any]:
+        """The call as /api/chat reports it in `toolCalls`."""
+        record: dict[str, Any] = {
+            "name": self.entry.name if self.entry else self.function,
+            "server": self.entry.server if self.entry else None,
+            "function": self.function,
+            "arguments": self.info()["arguments"],
+            "tool_call_id": self.id,
+            "duration_ms": self.duration_ms,
+        }
+        if self.error is None:
+            record["result"] = self.result
+        else:
+            record["error"] = self.error
+        if self.rejected:
+            record["rejected"] = True
+        return record
+
+
+def _assistant_calls(text: str, calls: list[_Call]) -> dict[str, Any]:
+    """The assistant message that asked for `calls`, as the next request must repeat it."""
+    return {
+        "role": "assistant",
+        "content": text or None,
+        "tool_calls": [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.function, "arguments": c.raw_arguments},
+            }
+            for c in calls
+        ],
+    }
+
 
 @dataclass
 class ChatResult:
@@ -130,20 +164,7 @@ class ChatEngine:
                 result.response = text
                 break
             result.rounds += 1
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": text or None,
-                    "tool_calls": [
-                        {
-                            "id": c.id,
-                            "type": "function",
-                            "function": {"name": c.function, "arguments": c.raw_arguments},
-                        }
-                        for c in calls
-                    ],
-                }
-            )
+            messages.append(_assistant_calls(text, calls))
             for c in calls:
                 c.entry = table.get(c.function)
             async with anyio.create_task_group() as tg:
@@ -154,21 +175,7 @@ class ChatEngine:
                 assert content is not None
                 content = truncate(content, self.settings.max_result_chars)
                 messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
-                record: dict[str, Any] = {
-                    "name": c.entry.name if c.entry else c.function,
-                    "server": c.entry.server if c.entry else None,
-                    "function": c.function,
-                    "arguments": c.info()["arguments"],
-                    "tool_call_id": c.id,
-                    "duration_ms": c.duration_ms,
-                }
-                if c.error is None:
-                    record["result"] = c.result
-                else:
-                    record["error"] = c.error
-                if c.rejected:
-                    record["rejected"] = True
-                result.tool_calls.append(record)
+                result.tool_calls.append(c.record())
 
         # what the page stores and sends back next turn: capped like tool results, so one long
         # reply cannot make every later request too big (ChatRequest's history limits)

@@ -80,23 +80,7 @@ class OrderQueries(Database):
                 product = found.get(item.productId)
                 if product is None:
                     raise NotFound(f"Product ID {item.productId} does not exist")
-                taken = conn.execute(
-                    update(inventory)
-                    .where(
-                        and_(
-                            inventory.c.product_id == item.productId,
-                            inventory.c.quantity >= item.quantity,
-                        )
-                    )
-                    .values(quantity=inventory.c.quantity - item.quantity)
-                ).rowcount
-                if taken != 1:
-                    available = conn.scalar(
-                        select(inventory.c.quantity).where(inventory.c.product_id == item.productId)
-                    )
-                    raise ShopError(
-                        f"Insufficient stock for {product.name}. Available: {available or 0}"
-                    )
+                _take_stock(conn, item, product.name)
                 total += product.price_cents * item.quantity
             now = datetime.now(UTC).replace(tzinfo=None)
             order_id = conn.execute(
@@ -171,6 +155,26 @@ class OrderQueries(Database):
         stmt = in_window(stmt, since, until).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return self._orders(conn, stmt)
+
+
+def _take_stock(conn: Connection, item: OrderItem, name: str) -> None:
+    """Take the item's units, or refuse the whole purchase: never below zero, whatever runs
+    alongside, because the check and the decrement are one conditional UPDATE."""
+    taken = conn.execute(
+        update(inventory)
+        .where(
+            and_(
+                inventory.c.product_id == item.productId,
+                inventory.c.quantity >= item.quantity,
+            )
+        )
+        .values(quantity=inventory.c.quantity - item.quantity)
+    ).rowcount
+    if taken != 1:
+        available = conn.scalar(
+            select(inventory.c.quantity).where(inventory.c.product_id == item.productId)
+        )
+        raise ShopError(f"Insufficient stock for {name}. Available: {available or 0}")
 
 
 def in_window(stmt: Any, since: datetime | None, until: datetime | None) -> Any:
