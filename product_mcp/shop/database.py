@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, func, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from product_mcp.shop.schema import init_sqlite_fts, inventory, metadata, products
+from product_mcp.shop.schema import init_sqlite_fts, inventory, metadata, products, upgrade
 from product_mcp.shop.seed import seed
 
 
@@ -46,17 +46,20 @@ class Database:
             yield conn
 
     def init(self) -> None:
-        """Create tables, search index and seed data once; safe when several workers race."""
+        """Create or upgrade tables, search index and seed data once; safe when several
+        workers race (on PostgreSQL the loser of a DDL race sees ProgrammingError, then
+        finds the work done on its retry)."""
         for attempt in range(5):
             try:
                 with self._write() as conn:
                     metadata.create_all(conn)
+                    upgrade(conn)  # a database from an earlier release, in place
                     if self.dialect == "sqlite":
                         init_sqlite_fts(conn)
                     if conn.scalar(select(func.count()).select_from(products)) == 0:
                         seed(conn)
                 return
-            except (OperationalError, IntegrityError):
+            except (OperationalError, IntegrityError, ProgrammingError):
                 if attempt == 4:
                     raise
 

@@ -12,13 +12,20 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import Order, OrderItem, PurchaseRequest
 from product_mcp.core.errors import Conflict, NotFound, ShopError
 from product_mcp.shop.database import Database
-from product_mcp.shop.schema import idempotency_keys, inventory, order_items, orders, products
+from product_mcp.shop.schema import (
+    customer_key,
+    idempotency_keys,
+    inventory,
+    order_items,
+    orders,
+    products,
+)
 from product_mcp.shop.values import iso, money
 
 
@@ -85,7 +92,12 @@ class OrderQueries(Database):
             now = datetime.now(UTC).replace(tzinfo=None)
             order_id = conn.execute(
                 insert(orders)
-                .values(customer_name=name, total_cents=total, created_at=now)
+                .values(
+                    customer_name=name,
+                    customer_key=customer_key(name),
+                    total_cents=total,
+                    created_at=now,
+                )
                 .returning(orders.c.id)
             ).scalar_one()
             conn.execute(
@@ -150,8 +162,8 @@ class OrderQueries(Database):
         offset: int = 0,
     ) -> list[Order]:
         stmt = select(orders).order_by(orders.c.created_at.desc(), orders.c.id.desc())
-        if customer:
-            stmt = stmt.where(func.lower(orders.c.customer_name) == customer.strip().lower())
+        if customer:  # any case, in all of Unicode, through the indexed folded name
+            stmt = stmt.where(orders.c.customer_key == customer_key(customer))
         stmt = in_window(stmt, since, until).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return self._orders(conn, stmt)

@@ -21,8 +21,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
+    inspect,
+    select,
+    update,
 )
 
 metadata = MetaData()
@@ -46,6 +50,10 @@ orders = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("customer_name", String(200), nullable=False, index=True),
+    # customer_key(customer_name), for lookups in any case across all of Unicode (SQLite's
+    # lower() folds ASCII only). Case folding can triple a name's length ("ﬃ" -> "ffi").
+    # The default only lets `upgrade` add it to a filled table; every purchase writes it.
+    Column("customer_key", String(600), nullable=False, server_default="", index=True),
     Column("total_cents", Integer, nullable=False),
     Column("created_at", DateTime, nullable=False, index=True),
 )
@@ -65,6 +73,40 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("order_id", Integer, ForeignKey("orders.id"), nullable=False),
 )
+
+
+def customer_key(name: str) -> str:
+    """What customer names are compared by: trimmed and case-folded (Ünal, ÜNAL, ünal)."""
+    return name.strip().casefold()
+
+
+def upgrade(conn: Connection) -> None:
+    """Bring a database from an earlier release up to `metadata`, in place, keeping its data.
+
+    Portable DDL (SQLite and PostgreSQL): `create_all` makes missing tables but never alters
+    an existing one, so columns added since are added here, then filled and indexed.
+    """
+    columns = {c["name"] for c in inspect(conn).get_columns("orders")}
+    key = orders.c.customer_key
+    if key.name not in columns:
+        ddl_type = key.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(
+            f"ALTER TABLE orders ADD COLUMN {key.name} {ddl_type} DEFAULT '' NOT NULL"
+        )
+    # Rows without a key: all of them just after the ALTER, and any that a process of the
+    # previous release wrote meanwhile (a rolling upgrade; filled at the next start).
+    blank = list(conn.execute(select(orders.c.id, orders.c.customer_name).where(key == "")))
+    if blank:
+        conn.execute(
+            update(orders)
+            .where(orders.c.id == bindparam("row_id"))
+            .values(customer_key=bindparam("k")),
+            [{"row_id": r.id, "k": customer_key(r.customer_name)} for r in blank],
+        )
+    indexes = {i["name"] for i in inspect(conn).get_indexes("orders")}
+    for index in orders.indexes:
+        if index.name not in indexes:
+            index.create(conn)
 
 
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
