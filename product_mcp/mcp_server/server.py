@@ -20,6 +20,7 @@ from mcp.types import EmptyResult, LoggingLevel, SetLevelRequestParams
 
 from product_mcp.core import mcp_compat
 from product_mcp.mcp_server.api_client import api
+from product_mcp.mcp_server.shop_server import ShopServer
 
 
 @asynccontextmanager
@@ -38,7 +39,8 @@ Shop assistant tools over a live product, inventory and order service.
 - get_orders and analyze_sales answer questions about past orders and revenue.
 Errors come back as tool errors quoting the service; read them and correct the arguments."""
 
-mcp: MCPServer[None] = MCPServer(
+# ShopServer: -32602 for bad prompt requests and tool schemas without $ref (shop_server.py).
+mcp: ShopServer = ShopServer(
     name="Product MCP Server",
     title="Product MCP Server",
     description="Products, live inventory, purchases and sales analysis for the demo shop.",

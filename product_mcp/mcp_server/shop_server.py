@@ -1,0 +1,158 @@
+"""`ShopServer`: the SDK's MCPServer with two things done right for every client.
+
+Why a subclass, overriding only public methods (no private SDK attribute is touched):
+- A caller's mistake in `prompts/get` (unknown prompt, unknown or missing argument) is a
+  JSON-RPC -32602 Invalid params with a sentence, as the spec says. MCPServer raises a plain
+  ValueError there, which goes out as code 0 on session-based connections and as -32603
+  "Internal server error" on 2026-07-28, each with a traceback in the log. (Unknown resources
+  are already -32602 in the SDK: `ResourceNotFoundError`, which resources.py raises too.)
+- Every tool's input and output schema is self-contained: pydantic writes nested models as
+  `$ref` into `$defs`, which OpenAI's strict mode and several other providers refuse, so
+  `tools/list` inlines them, once per schema, for all tools alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
+from mcp.types import Tool as MCPTool
+from pydantic import ValidationError
+
+logger = logging.getLogger(__name__)
+
+# Keywords whose value maps names (not keywords) to schemas.
+_NAME_MAPS = frozenset({"properties", "patternProperties", "dependentSchemas"})
+
+
+class UninlinableSchema(ValueError):
+    """A schema whose `$ref`s cannot be replaced by their targets (recursive or external)."""
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every local `$ref` replaced by its definition and `$defs` dropped.
+
+    Keywords next to a `$ref` (a field's own description, default) win over the definition's.
+    A recursive model cannot be written without `$ref`: that raises UninlinableSchema.
+    """
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def target(ref: str, seen: frozenset[str]) -> dict[str, Any]:
+        if not ref.startswith("#/$defs/"):
+            raise UninlinableSchema(f"reference {ref!r} is not a local definition")
+        name = ref.removeprefix("#/$defs/").replace("~1", "/").replace("~0", "~")
+        if name in seen:
+            raise UninlinableSchema(f"definition {name!r} refers to itself")
+        if name not in defs:
+            raise UninlinableSchema(f"reference {ref!r} points nowhere")
+        return walk(defs[name], seen | {name})
+
+    def walk(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [walk(v, seen) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        if "$ref" in node:
+            out.update(target(node["$ref"], seen))
+        for key, value in node.items():
+            if key in ("$ref", "$defs"):
+                continue
+            if key in _NAME_MAPS and isinstance(value, dict):
+                out[key] = {name: walk(sub, seen) for name, sub in value.items()}
+            else:
+                out[key] = walk(value, seen)
+        return out
+
+    return walk(schema, frozenset())
+
+
+class ShopServer(MCPServer[None]):
+    """MCPServer whose prompt errors are -32602 and whose tool schemas have no `$ref`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # id(original schema) -> (original, inlined); the original is kept so its id stays
+        # unique. Registered schemas never change, so each is inlined once.
+        self._inlined: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def _self_contained(self, tool: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None or "$defs" not in schema:
+            return schema
+        cached = self._inlined.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            try:
+                inlined = inline_refs(schema)
+            except UninlinableSchema as e:  # still a valid schema, just not for strict clients
+                logger.warning("Tool %r keeps $ref in its schema: %s", tool, e)
+                inlined = schema
+            cached = self._inlined[id(schema)] = (schema, inlined)
+        return cached[1]
+
+    async def list_tools(self) -> list[MCPTool]:
+        """Every tool, with its input and output schemas self-contained."""
+        return [
+            tool.model_copy(
+                update={
+                    "input_schema": self._self_contained(tool.name, tool.input_schema),
+                    "output_schema": self._self_contained(tool.name, tool.output_schema),
+                }
+            )
+            for tool in await super().list_tools()
+        ]
+
+    async def get_prompt(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        context: Context[None, Any] | None = None,
+    ) -> GetPromptResult | InputRequiredResult:
+        """The prompt, or -32602 naming what is wrong with the request."""
+        prompts = {p.name: p for p in await self.list_prompts()}
+        prompt = prompts.get(name)
+        if prompt is None:
+            available = ", ".join(prompts) or "none"
+            raise MCPError(INVALID_PARAMS, f"Unknown prompt: {name} (available: {available})")
+        declared = prompt.arguments or []
+        given = arguments or {}
+        unknown = [a for a in given if a not in {d.name for d in declared}]
+        if unknown:
+            takes = ", ".join(d.name for d in declared) or "no arguments"
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Unknown {_argument(unknown)} for prompt {name}: {', '.join(unknown)} "
+                f"(it takes {takes})",
+            )
+        missing = [d.name for d in declared if d.required and d.name not in given]
+        if missing:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Missing required {_argument(missing)} for prompt {name}: {', '.join(missing)}",
+            )
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as e:
+            invalid = _validation_error(e)
+            if invalid is None:
+                raise  # the prompt itself failed: a server error, logged as one
+            fields = sorted({".".join(str(p) for p in err["loc"]) for err in invalid.errors()})
+            raise MCPError(
+                INVALID_PARAMS,
+                f"Invalid {_argument(fields)} for prompt {name}: {', '.join(fields)}",
+            ) from None
+
+
+def _argument(names: list[str]) -> str:
+    return "argument" if len(names) == 1 else "arguments"
+
+
+def _validation_error(exc: BaseException | None) -> ValidationError | None:
+    """The pydantic ValidationError behind a rendering failure (the arguments' fault), if any."""
+    while exc is not None:
+        if isinstance(exc, ValidationError):
+            return exc
+        exc = exc.__cause__
+    return None
