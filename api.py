@@ -286,7 +286,7 @@ def main() -> None:
             ["SQLITE_SYNCHRONOUS"], {"DATABASE_URL": args.database_url, "API_WORKERS": args.workers}
         )
     )
-    log = {"access_log": args.access_log}
+    log = {"access_log": args.access_log, **settings.server_limits()}
     if args.workers > 1:
         bind(args.host, args.port, "API_PORT").close()  # a busy port is a sentence, not errno
         uvicorn.run("api:app", host=args.host, port=args.port, workers=args.workers, **log)

@@ -22,6 +22,15 @@ from product_mcp.mcp_server.http_app import Config, build_app, security_settings
 
 __all__ = ["Config", "build_app", "main", "parse_args", "security_settings"]
 
+SUMMARY = [
+    "PRODUCT_API_TIMEOUT",
+    "MCP_ALLOWED_HOSTS",
+    "MCP_AUTH_TOKEN",
+    "MCP_MAX_SESSIONS",
+    "MCP_MAX_SESSIONS_PER_CLIENT",
+    "MCP_SEND_TIMEOUT",
+    "MAX_CONNECTIONS",
+]
 FEATURES = [
     ("Get product list", "get_products"),
     ("Get inventory list", "get_inventory"),
@@ -47,7 +56,7 @@ def banner(cfg: Config, settings: Settings) -> str:
         lines.append("Transport: stdio")
     lines.append(f"Product API:     {mask_url(api.base_url)}")
     lines.append("Settings:")
-    lines.append(settings.summary(["PRODUCT_API_TIMEOUT", "MCP_ALLOWED_HOSTS", "MCP_AUTH_TOKEN"]))
+    lines.append(settings.summary(SUMMARY))
     return "\n".join(lines) + "\n"
 
 
@@ -82,6 +91,11 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
         allowed_hosts=a.allowed_host,
         auth_token=settings.MCP_AUTH_TOKEN.get_secret_value() or None,
         access_log=a.access_log,
+        max_sessions=settings.MCP_MAX_SESSIONS,
+        max_sessions_per_client=settings.MCP_MAX_SESSIONS_PER_CLIENT,
+        init_timeout=settings.MCP_INIT_TIMEOUT,
+        session_idle_timeout=settings.MCP_SESSION_IDLE_TIMEOUT,
+        send_timeout=settings.MCP_SEND_TIMEOUT,
     )
 
 
@@ -107,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "MCP_PORT",
         log_level="info",
         access_log=cfg.access_log,
+        **settings.server_limits(),
     )
 
 

@@ -26,6 +26,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from models import MAX_BODY_BYTES
 from product_mcp.chat.arguments import validate_arguments
 from product_mcp.chat.history import ChatRequest
+from product_mcp.chat.media import result_content
 from product_mcp.chat.names import build_table, reverse
 from product_mcp.chat.results import result_text
 from product_mcp.chat.services import ChatServices, services
@@ -49,6 +50,7 @@ SUMMARY = [
     "LLM_TIMEOUT",
     "LLM_MAX_RETRIES",
     "CORS_ORIGINS",
+    "MAX_CONNECTIONS",
 ]
 
 Chat = Annotated[ChatServices, Depends(services)]
@@ -129,13 +131,15 @@ async def api_call_tool(req: CallToolRequest, chat: Chat) -> Response:
         raise ProductMcpError(problem, 422)
     start = time.monotonic()
     result = await manager.call_tool(req.server, req.name, req.args)
-    return JSONResponse(
-        {
-            "result": result_text(result),
-            "isError": result.is_error,
-            "durationMs": round((time.monotonic() - start) * 1000),
-        }
-    )
+    body: dict[str, Any] = {
+        "result": result_text(result),
+        "isError": result.is_error,
+        "durationMs": round((time.monotonic() - start) * 1000),
+    }
+    content = result_content(result)  # pictures, sounds, resources: only when there are any
+    if content is not None:
+        body["content"] = content
+    return JSONResponse(body)
 
 
 @router.post("/api/chat")
@@ -220,6 +224,7 @@ def main() -> None:
         "WEB_PORT",
         log_level=ns.log_level,
         access_log=ns.access_log,
+        **settings.server_limits(),
     )
 
 

@@ -54,6 +54,30 @@ class Settings(BaseSettings):
     MCP_AUTH_TOKEN: SecretStr = Field(
         SecretStr(""), description="if set, main.py requires Authorization: Bearer"
     )
+    MCP_MAX_SESSIONS: int = Field(
+        10_000, ge=1, description="open Streamable HTTP sessions main.py keeps at most"
+    )
+    MCP_MAX_SESSIONS_PER_CLIENT: int = Field(
+        100,
+        ge=1,
+        description="sessions one client (token or address) may hold; more close its oldest",
+    )
+    MCP_INIT_TIMEOUT: Seconds = Field(
+        30, description="seconds a new session has to finish its handshake"
+    )
+    MCP_SESSION_IDLE_TIMEOUT: Seconds = Field(
+        1800, description="seconds an unused session stays open"
+    )
+    MCP_SEND_TIMEOUT: Seconds = Field(
+        30, description="seconds a client may stop reading its stream before it is dropped"
+    )
+    # every service
+    MAX_CONNECTIONS: int = Field(
+        1000, ge=1, description="open connections each service accepts; more get 503"
+    )
+    KEEP_ALIVE_TIMEOUT: Seconds = Field(
+        5, description="seconds an idle keep-alive connection stays open"
+    )
     # web.py
     WEB_HOST: str = Field("127.0.0.1", description="web.py bind address")
     WEB_PORT: Port = Field(8002, description="web.py port")
@@ -103,6 +127,13 @@ class Settings(BaseSettings):
         if isinstance(raw, SecretStr):
             return "(set)" if raw.get_secret_value() else "(not set)"
         return mask_url(str(raw))
+
+    def server_limits(self) -> dict[str, Any]:
+        """uvicorn's connection limits for any of the services."""
+        return {
+            "limit_concurrency": self.MAX_CONNECTIONS,
+            "timeout_keep_alive": self.KEEP_ALIVE_TIMEOUT,
+        }
 
     def summary(self, names: list[str], overrides: dict[str, object] | None = None) -> str:
         """One line per setting, secrets masked: what a service prints when it starts."""

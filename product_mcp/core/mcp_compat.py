@@ -10,6 +10,7 @@ feature failing silently later. `pyproject.toml` pins `mcp` to the range the tes
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
@@ -18,8 +19,8 @@ SUPPORTED = ">=2.3,<2.4"
 
 
 def _assigns(cls: type, attr: str) -> bool:
-    """Whether the class's source still assigns `self.<attr>` somewhere."""
-    return f"self.{attr} =" in inspect.getsource(cls)
+    """Whether the class's source still assigns `self.<attr>` somewhere (annotated or not)."""
+    return re.search(rf"self\.{attr}\s*(:[^=\n]*)?=[^=]", inspect.getsource(cls)) is not None
 
 
 def _probes() -> dict[str, Callable[[], bool]]:
@@ -40,6 +41,9 @@ def _probes() -> dict[str, Callable[[], bool]]:
         ),
         "StreamableHTTPSessionManager._discard_session": lambda: callable(
             StreamableHTTPSessionManager._discard_session
+        ),
+        "StreamableHTTPSessionManager._server_instances": lambda: _assigns(
+            StreamableHTTPSessionManager, "_server_instances"
         ),
         "StreamableHTTPServerTransport._event_store": lambda: _assigns(
             StreamableHTTPServerTransport, "_event_store"
@@ -82,6 +86,16 @@ def add_request_handler(
     server._lowlevel_server.add_request_handler(method, params_type, handler)
 
 
+def add_server_middleware(server: Any, middleware: Any) -> None:
+    """Wrap every inbound message of every connection (the low-level `Server.middleware`)."""
+    server._lowlevel_server.middleware.append(middleware)
+
+
+def initialized(session: Any) -> Any:
+    """The connection's `initialized` event (set by `notifications/initialized`), or None."""
+    return getattr(getattr(session, "_connection", None), "initialized", None)
+
+
 def connection_state(session: Any) -> dict[str, Any]:
     """Per-connection scratch dict: a ServerSession is per request, its Connection is not.
 
@@ -112,6 +126,13 @@ def wrap_session_lifecycle(
 
     manager._admit_session = admitted
     manager._discard_session = discarded
+
+
+async def close_session(manager: Any, session_id: str) -> None:
+    """End one Streamable HTTP session now, as a DELETE from its client would."""
+    transport = manager._server_instances.get(session_id)
+    if transport is not None:
+        await manager._discard_session(session_id, transport)
 
 
 def set_event_store(transport: Any, store: Any) -> None:

@@ -25,7 +25,7 @@ dropped when the session ends.
 from __future__ import annotations
 
 import secrets
-from collections import deque
+from collections import Counter, deque
 from itertools import count
 from typing import Any
 
@@ -42,25 +42,42 @@ from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCResponse
 
 from product_mcp.core import mcp_compat
 
+EVENT_OVERHEAD = 128  # bytes of bookkeeping per event beyond its JSON
+
 
 class InMemoryEventStore(EventStore):
     """Events in arrival order; ids are `<process epoch>-<sequence>` so they never repeat.
 
-    `follow_timeout` (seconds): how long a replay of a request's stream waits for that request's
-    next event before it hands over to the SDK's live stream; 0 replays only what is stored.
+    Bounded three ways, so no client can make it grow without limit: `max_events` events,
+    `max_bytes` of JSON in all, and `max_session_bytes` per session (a session's own oldest
+    events go first, so one session cannot push out everyone else's). `follow_timeout`
+    (seconds): how long a replay of a request's stream waits for that request's next event
+    before it hands over to the SDK's live stream; 0 replays only what is stored.
     """
 
-    def __init__(self, max_events: int = 10_000, follow_timeout: float = 0) -> None:
+    def __init__(
+        self,
+        max_events: int = 10_000,
+        follow_timeout: float = 0,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_session_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         self.max_events = max_events
         self.follow_timeout = follow_timeout
+        self.max_bytes = max_bytes
+        self.max_session_bytes = max_session_bytes
         # An id from before a restart must not match an event of this process.
         self._epoch = secrets.token_hex(4)
         self._seq = count(1)
         self._order: deque[EventId] = deque()
-        self._events: dict[EventId, tuple[StreamId, int, JSONRPCMessage | None]] = {}
+        # id -> (stream, seq, message, size in bytes)
+        self._events: dict[EventId, tuple[StreamId, int, JSONRPCMessage | None, int]] = {}
         self._streams: dict[StreamId, deque[EventId]] = {}
+        self._sessions: dict[str, deque[EventId]] = {}  # per session, oldest first
+        self._session_bytes: Counter[str] = Counter()
+        self.bytes = 0
         self._arrived = anyio.Event()  # set (and replaced) whenever an event is stored
 
     @property
@@ -71,31 +88,60 @@ class InMemoryEventStore(EventStore):
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
         seq = next(self._seq)
         event_id = f"{self._epoch}-{seq}"
-        self._events[event_id] = (stream_id, seq, message)
+        size = EVENT_OVERHEAD + (
+            len(message.model_dump_json(by_alias=True, exclude_unset=True)) if message else 0
+        )
+        session = _session_of(stream_id)
+        self._events[event_id] = (stream_id, seq, message, size)
         self._order.append(event_id)
         self._streams.setdefault(stream_id, deque()).append(event_id)
-        while len(self._events) > self.max_events:
-            self._evict()
+        self._sessions.setdefault(session, deque()).append(event_id)
+        self._session_bytes[session] += size
+        self.bytes += size
+        while self._session_bytes[session] > self.max_session_bytes and self._drop_oldest(
+            self._sessions[session], keep=event_id
+        ):
+            pass
+        while (len(self._events) > self.max_events or self.bytes > self.max_bytes) and (
+            self._drop_oldest(self._order, keep=event_id)
+        ):
+            pass
         arrived, self._arrived = self._arrived, anyio.Event()
         arrived.set()
         return event_id
 
-    def _evict(self) -> None:
-        """Drop the oldest live event overall; it is also the oldest of its own stream."""
-        old = self._order.popleft()
-        while old not in self._events:  # skip ids of forgotten streams
-            old = self._order.popleft()
-        stream_id = self._events.pop(old)[0]
+    def _drop_oldest(self, order: deque[EventId], keep: EventId) -> bool:
+        """Drop the oldest live event of `order` (never `keep`, the newest); False if none.
+
+        The oldest of any ordered subset is also the oldest of its own stream."""
+        while order and order[0] not in self._events:  # ids already dropped elsewhere
+            order.popleft()
+        if not order or order[0] == keep:
+            return False
+        old = order.popleft()
+        stream_id, _, _, size = self._events.pop(old)
         stream = self._streams[stream_id]
-        stream.popleft()
+        stream.remove(old)
         if not stream:
             del self._streams[stream_id]
+        session = _session_of(stream_id)
+        self.bytes -= size
+        self._session_bytes[session] -= size
+        if self._session_bytes[session] <= 0:
+            del self._session_bytes[session]
+        return True
 
     def forget(self, prefix: str) -> None:
         """Drop every event of the streams whose id starts with `prefix` (an ended session)."""
         for stream_id in [k for k in self._streams if k.startswith(prefix)]:
             for event_id in self._streams.pop(stream_id):
-                self._events.pop(event_id, None)
+                entry = self._events.pop(event_id, None)
+                if entry is not None:
+                    self.bytes -= entry[3]
+                    self._session_bytes[_session_of(stream_id)] -= entry[3]
+        session = prefix.rstrip("/")
+        self._sessions.pop(session, None)
+        self._session_bytes.pop(session, None)
         if len(self._order) > 2 * len(self._events) + 1024:  # compact the tombstones
             self._order = deque(e for e in self._order if e in self._events)
 
@@ -124,7 +170,7 @@ class InMemoryEventStore(EventStore):
         entry = self._events.get(last_event_id)
         if entry is None:
             return None
-        stream_id, last_seq, last_message = entry
+        stream_id, last_seq, last_message, _ = entry
         if isinstance(last_message, JSONRPCResponse | JSONRPCError):
             return stream_id  # the client already has the answer: nothing can follow it
         is_get_stream = stream_id.rpartition("/")[2] == GET_STREAM_KEY
@@ -148,6 +194,11 @@ class InMemoryEventStore(EventStore):
                 await arrived.wait()
             if not arrived.is_set():
                 return stream_id  # quiet too long: the SDK's live stream takes over
+
+
+def _session_of(stream_id: StreamId) -> str:
+    """The session a stream belongs to (SessionEventStore prefixes `<session>/`)."""
+    return stream_id.partition("/")[0] if "/" in stream_id else ""
 
 
 class SessionEventStore(EventStore):

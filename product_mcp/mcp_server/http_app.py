@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
+import anyio
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,8 +24,10 @@ from product_mcp.core.config import Transport
 from product_mcp.core.middleware import ANY_ADDRESS, LOOPBACK_HOSTS
 from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
-from product_mcp.mcp_server.middleware import BearerAuth, RejectBatches, TrimHeaderValues
+from product_mcp.mcp_server.guard import JsonRpcGuard
+from product_mcp.mcp_server.middleware import BearerAuth, SlowReaderCutoff, TrimHeaderValues
 from product_mcp.mcp_server.server import mcp
+from product_mcp.mcp_server.sessions import SessionRegistry
 
 # Replay window for clients that lost their stream, and how soon they should reconnect (ms).
 MAX_EVENTS = 10_000
@@ -45,6 +48,11 @@ class Config:
     allowed_hosts: list[str] = field(default_factory=list)
     auth_token: str | None = None
     access_log: bool = False
+    max_sessions: int = 10_000
+    max_sessions_per_client: int = 100
+    init_timeout: float = 30.0
+    session_idle_timeout: float = 1800.0
+    send_timeout: float = 30.0
 
 
 def security_settings(cfg: Config) -> TransportSecuritySettings:
@@ -80,6 +88,7 @@ def build_app(cfg: Config) -> Starlette:
     security = security_settings(cfg)
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     streamable = cfg.transport in ("both", "streamable-http")
+    sessions: SessionRegistry | None = None
     if streamable:
         store = None if cfg.stateless else InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
         http_app = mcp.streamable_http_app(
@@ -90,10 +99,17 @@ def build_app(cfg: Config) -> Starlette:
             retry_interval=RETRY_MS,
             transport_security=security,
             host=cfg.host,
+            session_idle_timeout=cfg.session_idle_timeout,
+            max_sessions=cfg.max_sessions,
         )
         routes += http_app.routes
         if store is not None:
             scope_per_session(mcp.session_manager, store)
+        if not cfg.stateless:
+            sessions = SessionRegistry(
+                cfg.max_sessions_per_client, cfg.max_sessions, cfg.init_timeout
+            )
+            sessions.attach(mcp.session_manager)
     if cfg.transport in ("both", "sse"):
         routes += mcp.sse_app(transport_security=security, host=cfg.host).routes
 
@@ -104,7 +120,11 @@ def build_app(cfg: Config) -> Starlette:
             await stack.enter_async_context(api.open())
             if streamable:
                 await stack.enter_async_context(mcp.session_manager.run())
-            yield
+            async with anyio.create_task_group() as tg:
+                if sessions is not None:
+                    tg.start_soon(sessions.sweep_forever)
+                yield
+                tg.cancel_scope.cancel()
 
     middleware = [
         Middleware(
@@ -125,6 +145,8 @@ def build_app(cfg: Config) -> Starlette:
     if cfg.auth_token:
         middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
     middleware.append(Middleware(TrimHeaderValues))
-    if streamable:
-        middleware.append(Middleware(RejectBatches))
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
+    middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.sessions = sessions
+    return app

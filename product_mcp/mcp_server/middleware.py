@@ -1,4 +1,4 @@
-"""ASGI middleware of the MCP server: bearer auth, header whitespace, JSON-RPC batches.
+"""ASGI middleware of the MCP server: bearer auth, header whitespace, clients that stop reading.
 
 Pure ASGI classes (Starlette's style), each fixing one thing the SDK leaves to the host app.
 """
@@ -6,10 +6,13 @@ Pure ASGI classes (Starlette's style), each fixing one thing the SDK leaves to t
 from __future__ import annotations
 
 import hmac
-from typing import Any, ClassVar
+import logging
 
+import anyio
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("mcp.http")
 
 
 class BearerAuth:
@@ -53,38 +56,44 @@ class TrimHeaderValues:
         await self.app(scope, receive, send)
 
 
-class RejectBatches:
-    """Answer a JSON-RPC batch on /mcp with the protocol's -32600 Invalid Request.
+class SlowReaderCutoff:
+    """Drop a connection whose client stops reading: no single write may wait over `timeout`.
 
-    MCP dropped batching (2025-06-18); the SDK reports an array as -32602 "Invalid params"
-    with a pydantic dump of four validation errors. Only the first body chunk is peeked at.
+    An SSE client that never reads fills its socket buffer; every message for it then waits in
+    memory (a test took main.py from 97 to 1,237 MiB with 600 such messages). Cutting the
+    connection ends the session and frees what it held.
     """
 
-    BODY: ClassVar[dict[str, Any]] = {
-        "jsonrpc": "2.0",
-        "id": None,
-        "error": {
-            "code": -32600,
-            "message": "Invalid Request: JSON-RPC batches are not supported, "
-            "send one message per POST",
-        },
-    }
-
-    def __init__(self, app: ASGIApp, path: str = "/mcp") -> None:
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app = app
-        self.path = path
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
-            await self.app(scope, receive, send)
-            return
-        first = await receive()
-        if first["type"] == "http.request" and first.get("body", b"").lstrip()[:1] == b"[":
-            await JSONResponse(self.BODY, status_code=400)(scope, receive, send)
-            return
-        pending: list[Message] = [first]
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
 
-        async def replay() -> Message:
-            return pending.pop() if pending else await receive()
+        async def bounded(message: Message) -> None:
+            try:
+                with anyio.fail_after(self.timeout):
+                    await send(message)
+            except TimeoutError:
+                raise ClientTooSlow from None
 
-        await self.app(scope, replay, send)
+        try:
+            await self.app(scope, receive, bounded)
+        except Exception as e:
+            if not _caused_by_slow_client(e):
+                raise
+            log.info("dropped %s %s: the client stopped reading", scope["method"], scope["path"])
+
+
+class ClientTooSlow(Exception):
+    """A write to the client waited longer than allowed."""
+
+
+def _caused_by_slow_client(exc: BaseException) -> bool:
+    if isinstance(exc, ClientTooSlow):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_caused_by_slow_client(e) for e in exc.exceptions)
+    return exc.__cause__ is not None and _caused_by_slow_client(exc.__cause__)

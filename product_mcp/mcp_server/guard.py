@@ -1,0 +1,232 @@
+"""Check every JSON-RPC message before the SDK sees it: what the SDK lets through, we refuse.
+
+Why at the HTTP layer: the SDK's Streamable HTTP transport files each request's response
+stream under its id, so a second request reusing an id that is still in flight overwrote the
+first one's stream (Bob's POST got Alice's order, Alice's never got an answer, both orders were
+written). Only here, before the transport registers the request, can it be refused without
+running. Also refused with -32600 Invalid Request: JSON-RPC batches (MCP dropped them), ids
+that are not a string or an integer (float and null ids got a 202 and never an answer), and
+ids over `max_id_chars` (a 1 MB id is echoed in every reply and event: hundreds of MiB).
+On the SSE transport the answers travel on the client's GET stream, so the guard follows that
+stream too: it knows which request ids of a session are still unanswered. A reused id is
+refused, and a session may have at most `max_pending` unanswered requests: a client that does
+not read its stream stops getting its messages accepted (429) instead of piling them up in
+memory, and `SlowReaderCutoff` drops its stream soon after.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+import pydantic_core
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening_client
+
+INVALID_REQUEST = -32600
+MAX_BODY = 4 * 1024 * 1024  # the SDK's own request limit; larger bodies pass on to its 413
+
+
+class JsonRpcGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        sessions: SessionRegistry | None = None,
+        max_id_chars: int = 256,
+        max_pending: int = 32,
+    ) -> None:
+        self.app = app
+        self.sessions = sessions
+        self.max_id_chars = max_id_chars
+        self.max_pending = max_pending
+        self._pending: dict[str, set[str]] = {}  # SSE session -> request ids not yet answered
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if scope["method"] == "GET" and path == "/sse":
+            return await self._sse_stream(scope, receive, send)
+        if scope["method"] != "POST" or path not in ("/mcp", "/messages/"):
+            return await self.app(scope, receive, send)
+        body, replay = await _read_body(receive)
+        message = _parse(body)
+        problem = self._problem(message)
+        if problem:
+            return await _refuse(scope, send, 400, problem, _id_of(message))
+        if path == "/messages/":
+            return await self._sse_post(scope, replay, send, message)
+        await self._mcp_post(scope, replay, send, message)
+
+    def _problem(self, message: Any) -> str | None:
+        if isinstance(message, list):
+            return "JSON-RPC batches are not supported, send one message per POST"
+        if not isinstance(message, dict) or "method" not in message or "id" not in message:
+            return None  # notifications, responses and garbage: the SDK answers those
+        rid = message["id"]
+        if isinstance(rid, bool) or not isinstance(rid, int | str):
+            return "the id of a request must be a string or an integer"
+        if isinstance(rid, str) and len(rid) > self.max_id_chars:
+            return f"the id of a request must be at most {self.max_id_chars} characters"
+        if isinstance(rid, int) and abs(rid) >= 2**53:
+            return "the id of a request must be an integer of at most 53 bits"
+        return None
+
+    async def _mcp_post(self, scope: Scope, receive: Receive, send: Send, message: Any) -> None:
+        if self.sessions is None:
+            return await self.app(scope, receive, send)
+        session_id = _header(scope, b"mcp-session-id")
+        method = message.get("method") if isinstance(message, dict) else None
+        if session_id is None and method == "initialize":
+            client = client_key(scope)
+            if not await self.sessions.make_room(client):
+                why = "too many sessions are busy: close one or retry later"
+                return await _refuse(scope, send, 429, why, _id_of(message))
+            token = opening_client.set(client)
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                opening_client.reset(token)
+        info = self.sessions.get(session_id)
+        if info is None:
+            return await self.app(scope, receive, send)
+        if method == "notifications/initialized":
+            info.initialized = True
+        rid = str(message["id"]) if isinstance(message, dict) and "id" in message else None
+        if rid is not None and method is not None:
+            if rid in info.in_flight:
+                why = f"id {rid} is already in use by a request in progress in this session"
+                return await _refuse(scope, send, 400, why, message["id"])
+            info.in_flight.add(rid)
+        info.busy += 1
+        info.last_used = time.monotonic()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            info.busy -= 1
+            info.last_used = time.monotonic()
+            if rid is not None and method is not None:
+                info.in_flight.discard(rid)
+
+    async def _sse_post(self, scope: Scope, receive: Receive, send: Send, message: Any) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        pending = self._pending.get((query.get("session_id") or [""])[0])
+        is_request = isinstance(message, dict) and "method" in message and "id" in message
+        if pending is None or not is_request:
+            return await self.app(scope, receive, send)  # the SDK answers unknown sessions
+        rid = _id_key(message["id"])
+        if rid in pending:
+            why = f"id {message['id']} is already in use by a request in progress in this session"
+            return await _refuse(scope, send, 400, why, message["id"])
+        if len(pending) >= self.max_pending:
+            why = (
+                f"{len(pending)} requests of this session are unanswered: read the event "
+                "stream before sending more"
+            )
+            return await _refuse(scope, send, 429, why, message["id"])
+        pending.add(rid)
+        try:
+            await self.app(scope, receive, send)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            # The SDK answered 202, then found the session gone (dropped for not reading):
+            # the client has its answer, nothing is left to do.
+            pending.discard(rid)
+
+    async def _sse_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Follow one GET /sse stream: learn its session id, strike answered request ids."""
+        session: list[str] = []
+
+        async def watching(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                chunk = message.get("body", b"")
+                if not session:
+                    found = _SESSION.search(chunk)
+                    if found:
+                        session.append(found.group(1).decode())
+                        self._pending[session[0]] = set()
+                else:
+                    answered = _ANSWER.search(chunk, 0, 400)
+                    pending = self._pending.get(session[0])
+                    if answered and pending is not None:
+                        pending.discard(_id_key(pydantic_core.from_json(answered.group(1))))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching)
+        finally:
+            if session:
+                self._pending.pop(session[0], None)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body (up to MAX_BODY), and a `receive` that hands it to the app again."""
+    chunks: list[bytes] = []
+    size, more, pending = 0, True, []
+    while more and size <= MAX_BODY:
+        message = await receive()
+        pending.append(message)
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        more = message.get("more_body", False)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return (b"".join(chunks) if not more else b""), replay
+
+
+# The SDK's endpoint event, and the start of an answer as it serialises one (jsonrpc, id, then
+# result or error): only the first few hundred bytes of an event are looked at.
+_SESSION = re.compile(rb"data: [^\r\n]*[?&]session_id=([0-9a-f]{32})")
+_ANSWER = re.compile(
+    rb'data: \{"jsonrpc":"2\.0","id":(-?\d+|"(?:[^"\\]|\\.){0,300}"),"(?:result|error)"'
+)
+
+
+def _id_key(rid: Any) -> str:
+    """Ids as the SDK keys them (7 and "7" are the same request to it)."""
+    return str(rid)
+
+
+def _parse(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return pydantic_core.from_json(body)
+    except ValueError:
+        return None
+
+
+def _id_of(message: Any) -> Any:
+    if isinstance(message, dict):
+        rid = message.get("id")
+        if isinstance(rid, int | str) and not isinstance(rid, bool) and len(str(rid)) <= 256:
+            return rid
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _refuse(scope: Scope, send: Send, status: int, why: str, rid: Any) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": rid,
+        "error": {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"},
+    }
+    await JSONResponse(body, status_code=status)(scope, _disconnected, send)
+
+
+async def _disconnected() -> Message:
+    return {"type": "http.disconnect"}

@@ -1,0 +1,346 @@
+"""One hostile MCP client must not hurt anyone else (issue #11): ids, handshake, sessions, memory.
+
+Each test reproduces a failure seen from outside against the previous main.py; the process and
+its transports are the point, so everything runs against real api.py and main.py processes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp.types import JSONRPCResponse
+
+from product_mcp.mcp_server.event_store import InMemoryEventStore, SessionEventStore
+from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc
+from tests.servers import Service, start_mcp
+from tests.slow_api import SlowApi
+
+PV = "2025-11-25"
+BUY = {"name": "create_purchase"}
+
+
+def purchase(customer: str, rid: Any) -> dict[str, Any]:
+    args = {"customerName": customer, "items": [{"productId": 3, "quantity": 1}]}
+    return rpc("tools/call", {**BUY, "arguments": args}, id=rid)
+
+
+def headers(sid: str) -> dict[str, str]:
+    return {"Accept": ACCEPT, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": PV}
+
+
+def orders_of(api: Service, customer: str) -> list[dict[str, Any]]:
+    return httpx.get(f"{api.url}/api/orders", params={"customer": customer}).json()
+
+
+@pytest.fixture(scope="module")
+def mcp(api: Service) -> Iterator[Service]:
+    svc = start_mcp(api.url)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_buy(api: Service) -> Iterator[Service]:
+    """main.py whose purchases take 1.5 s to come back from the API."""
+    proxy = SlowApi(api.url, {"/api/purchase": 1.5}).start()
+    svc = start_mcp(proxy.url)
+    yield svc
+    svc.stop()
+    proxy.stop()
+
+
+# --- ids ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rid", "why"),
+    [
+        ("x" * 1_000_000, "at most 256 characters"),
+        ("x" * 257, "at most 256 characters"),
+        (1.5, "a string or an integer"),
+        (None, "a string or an integer"),
+        (True, "a string or an integer"),
+        (2**60, "at most 53 bits"),
+    ],
+)
+def test_absurd_ids_are_refused_on_both_transports(mcp: Service, rid: Any, why: str) -> None:
+    with httpx.Client(timeout=30) as http:
+        sid = open_session(http, f"{mcp.url}/mcp")
+        ping = {"jsonrpc": "2.0", "method": "ping", "id": rid}  # rpc() drops a None id
+        r = http.post(f"{mcp.url}/mcp", json=ping, headers=headers(sid))
+        assert r.status_code == 400, r.text[:200]
+        error = r.json()["error"]
+        assert error["code"] == -32600 and why in error["message"]
+        assert len(r.content) < 1000  # the id is not echoed back
+        with sse_session(mcp) as (post, _events):
+            r = post(ping)
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32600
+
+
+def test_an_id_of_256_characters_still_works(mcp: Service) -> None:
+    with httpx.Client(timeout=30) as http:
+        sid = open_session(http, f"{mcp.url}/mcp")
+        r = http.post(f"{mcp.url}/mcp", json=rpc("ping", id="x" * 256), headers=headers(sid))
+        assert r.status_code == 200 and '"result"' in r.text
+
+
+def _post_in_thread(url: str, body: dict[str, Any], hdrs: dict[str, str]) -> dict[str, Any]:
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        with httpx.Client(timeout=30) as http:
+            r = http.post(url, json=body, headers=hdrs)
+            box["status"], box["text"] = r.status_code, r.text
+
+    box["thread"] = threading.Thread(target=run)
+    box["thread"].start()
+    return box
+
+
+def test_reused_id_in_flight_is_refused_and_the_first_keeps_its_answer(
+    api: Service, slow_buy: Service
+) -> None:
+    with httpx.Client(timeout=30) as http:
+        sid = open_session(http, f"{slow_buy.url}/mcp")
+        alice = _post_in_thread(f"{slow_buy.url}/mcp", purchase("Alice Reuse", 7), headers(sid))
+        time.sleep(0.5)  # Alice's purchase is at the API now
+        bob = http.post(f"{slow_buy.url}/mcp", json=purchase("Bob Reuse", 7), headers=headers(sid))
+        assert bob.status_code == 400
+        assert "already in use" in bob.json()["error"]["message"]
+        alice["thread"].join(30)
+    assert alice["status"] == 200 and "Alice Reuse" in alice["text"]
+    assert "Bob Reuse" not in alice["text"]
+    assert len(orders_of(api, "Alice Reuse")) == 1
+    assert orders_of(api, "Bob Reuse") == []  # refused without being run
+
+
+# --- the SSE transport -------------------------------------------------------------------
+
+
+@contextmanager
+def sse_session(server: Service, initialized: bool = True) -> Iterator[tuple[Any, list[Any]]]:
+    """An initialized SSE session: (post(message) -> response, events seen so far)."""
+    events: list[dict[str, Any]] = []
+    ready = threading.Event()
+    endpoint: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with (
+            httpx.Client(timeout=60) as http,
+            http.stream("GET", f"{server.url}/sse") as stream,
+        ):
+            kind, data = "message", []
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif not line and data:
+                    if kind == "endpoint":
+                        endpoint.append(data[0])
+                        ready.set()
+                    else:
+                        events.append(json.loads("\n".join(data)))
+                    kind, data = "message", []
+                if stop.is_set():
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert ready.wait(10)
+    url = server.url + endpoint[0]
+    http = httpx.Client(timeout=30)
+
+    def post(message: dict[str, Any]) -> httpx.Response:
+        return http.post(url, json=message)
+
+    assert post(INIT).status_code == 202
+    if initialized:
+        assert post(rpc("notifications/initialized", id=None)).status_code == 202
+    try:
+        yield post, events
+    finally:
+        stop.set()
+        http.close()
+
+
+def answers(events: list[Any], rid: Any, timeout: float = 20) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in events if isinstance(e, dict) and e.get("id") == rid]
+        if any("result" in e for e in found):
+            return found
+        time.sleep(0.05)
+    return [e for e in events if isinstance(e, dict) and e.get("id") == rid]
+
+
+def test_reused_id_on_sse_is_refused(api: Service, slow_buy: Service) -> None:
+    with sse_session(slow_buy) as (post, events):
+        assert post(purchase("Alice Sse", 9)).status_code == 202
+        time.sleep(0.5)
+        bob = post(purchase("Bob Sse", 9))
+        assert bob.status_code == 400 and "already in use" in bob.json()["error"]["message"]
+        got = answers(events, 9)
+    assert len(got) == 1 and "Alice Sse" in json.dumps(got[0])
+    assert len(orders_of(api, "Alice Sse")) == 1 and orders_of(api, "Bob Sse") == []
+
+
+# --- the handshake -----------------------------------------------------------------------
+
+
+def test_no_purchase_before_initialized_on_mcp(api: Service, mcp: Service) -> None:
+    with httpx.Client(timeout=30) as http:
+        r = http.post(f"{mcp.url}/mcp", json=INIT, headers={"Accept": ACCEPT})
+        sid = r.headers["mcp-session-id"]
+        r = http.post(f"{mcp.url}/mcp", json=purchase("Early Bird", 2), headers=headers(sid))
+        assert "not initialized" in r.text and "-32600" in r.text
+        ping = http.post(f"{mcp.url}/mcp", json=rpc("ping", id=3), headers=headers(sid))
+        assert '"result"' in ping.text  # ping is always allowed
+    assert orders_of(api, "Early Bird") == []
+
+
+def test_no_purchase_before_initialized_on_sse(api: Service, mcp: Service) -> None:
+    with sse_session(mcp, initialized=False) as (post, events):
+        assert post(purchase("Early Sse", 4)).status_code == 202
+        deadline = time.monotonic() + 10
+        while not [e for e in events if isinstance(e, dict) and e.get("id") == 4]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        answer = next(e for e in events if isinstance(e, dict) and e.get("id") == 4)
+    assert answer["error"]["code"] == -32600
+    assert orders_of(api, "Early Sse") == []
+
+
+# --- sessions: a flood from one address, a newcomer from another --------------------------
+
+
+def _client_from(address: str) -> httpx.Client:
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
+
+
+def test_a_session_flood_cannot_lock_out_a_newcomer(api: Service) -> None:
+    env = {"MCP_MAX_SESSIONS_PER_CLIENT": "5", "MCP_MAX_SESSIONS": "8"}
+    svc = start_mcp(api.url, env=env)
+    try:
+        with _client_from("127.0.0.2") as flood:
+            sids = [open_session(flood, f"{svc.url}/mcp") for _ in range(40)]
+            # The flooder keeps only its 5 newest sessions; older ones were closed for it.
+            alive = [
+                s
+                for s in sids
+                if flood.post(f"{svc.url}/mcp", json=rpc("ping"), headers=headers(s)).status_code
+                == 200
+            ]
+            assert alive == sids[-5:]
+        with _client_from("127.0.0.1") as newcomer:
+            sid = open_session(newcomer, f"{svc.url}/mcp")
+            r = newcomer.post(f"{svc.url}/mcp", json=rpc("tools/list"), headers=headers(sid))
+            assert r.status_code == 200 and "create_purchase" in r.text
+    finally:
+        svc.stop()
+
+
+def test_sessions_that_never_finish_the_handshake_expire(api: Service) -> None:
+    svc = start_mcp(api.url, env={"MCP_INIT_TIMEOUT": "1"})
+    try:
+        with httpx.Client(timeout=30) as http:
+            r = http.post(f"{svc.url}/mcp", json=INIT, headers={"Accept": ACCEPT})
+            sid = r.headers["mcp-session-id"]
+            done = open_session(http, f"{svc.url}/mcp")
+            time.sleep(3)
+            stale = http.post(f"{svc.url}/mcp", json=rpc("ping"), headers=headers(sid))
+            assert stale.status_code == 404
+            fine = http.post(f"{svc.url}/mcp", json=rpc("ping"), headers=headers(done))
+            assert fine.status_code == 200
+    finally:
+        svc.stop()
+
+
+# --- memory: a client that sends a lot and reads nothing ---------------------------------
+
+
+def rss_mib(svc: Service) -> float:
+    for line in Path(f"/proc/{svc.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_an_sse_client_that_never_reads_cannot_grow_memory(api: Service) -> None:
+    """GET /sse with a tiny receive buffer, never read, then 600 POSTs of 1 MB each whose
+    replies are 1 MB too (an unknown tool's name is echoed): main.py's RSS stays within
+    idle + 200 MiB, it stops taking the session's messages, drops the session, and memory
+    comes back."""
+    svc = start_mcp(api.url, env={"MCP_SEND_TIMEOUT": "2"})
+    try:
+        idle = rss_mib(svc)
+        sock = socket.create_connection(("127.0.0.1", svc.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET /sse HTTP/1.1\r\nHost: 127.0.0.1:{svc.port}\r\n\r\n".encode())
+        head = sock.recv(4096).decode(errors="replace")
+        while "session_id=" not in head:
+            head += sock.recv(4096).decode(errors="replace")
+        session = head.split("session_id=")[1][:32]
+        url = f"{svc.url}/messages/?session_id={session}"
+        name = "p" * (1 << 20)
+        statuses: dict[int, int] = {}
+        peak = idle
+        with httpx.Client(timeout=30) as http:
+            http.post(url, json=INIT)
+            http.post(url, json=rpc("notifications/initialized", id=None))
+            for i in range(600):
+                body = rpc("tools/call", {"name": name, "arguments": {}}, id=i)
+                status = http.post(url, json=body).status_code
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 404:  # the session is gone: nothing more to send it
+                    break
+                if i % 50 == 0:
+                    peak = max(peak, rss_mib(svc))
+        peak = max(peak, rss_mib(svc))
+        assert peak < idle + 200, (idle, peak, statuses)
+        assert statuses.get(429, 0) + statuses.get(404, 0) > 0, statuses  # it stopped taking
+        sock.close()
+        time.sleep(3)
+        assert rss_mib(svc) < idle + 100
+        with httpx.Client(timeout=30) as http:  # and everyone else is served as before
+            sid = open_session(http, f"{svc.url}/mcp")
+            r = http.post(f"{svc.url}/mcp", json=rpc("ping"), headers=headers(sid))
+            assert r.status_code == 200
+    finally:
+        svc.stop()
+
+
+@pytest.mark.anyio
+async def test_the_event_store_is_bounded_in_bytes_per_session_and_in_all() -> None:
+    """A session whose replies are huge (the 1 MB-id pings took RSS to 2.1 GiB) loses its own
+    oldest events; another session's events stay; the total never passes the bound."""
+    store = InMemoryEventStore(max_events=10_000, max_bytes=8 << 20, max_session_bytes=2 << 20)
+    quiet, noisy = SessionEventStore(store, "quiet"), SessionEventStore(store, "noisy")
+    kept = await quiet.store_event("1", _reply(1, "q" * 1000))
+    for i in range(300):
+        await noisy.store_event(str(i), _reply(i, "n" * 100_000))
+        assert store.bytes <= 8 << 20
+    assert store.bytes <= (2 << 20) + 2000  # the noisy session holds at most its share
+    assert store.stream_of(kept) == "quiet/1"  # the quiet session's event survived
+    for name in ("a", "b", "c", "d", "e", "f"):  # many sessions: the total bound holds too
+        for i in range(30):
+            await SessionEventStore(store, name).store_event(str(i), _reply(i, "m" * 100_000))
+            assert store.bytes <= 8 << 20
+    store.forget("noisy/")
+    assert all(not s.startswith("noisy/") for s in store._streams)
+
+
+def _reply(rid: int, text: str) -> JSONRPCResponse:
+    return JSONRPCResponse(
+        jsonrpc="2.0", id=rid, result={"content": [{"type": "text", "text": text}]}
+    )
