@@ -20,7 +20,7 @@ import pytest
 from mcp.types import JSONRPCResponse
 
 from product_mcp.mcp_server.event_store import InMemoryEventStore, SessionEventStore
-from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc
+from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, sse_events
 from tests.servers import Service, start_mcp
 from tests.slow_api import SlowApi
 
@@ -344,3 +344,44 @@ def _reply(rid: int, text: str) -> JSONRPCResponse:
     return JSONRPCResponse(
         jsonrpc="2.0", id=rid, result={"content": [{"type": "text", "text": text}]}
     )
+
+
+# --- cancellation of a purchase ------------------------------------------------------------
+
+
+def test_a_cancel_after_the_purchase_was_sent_reports_the_order(
+    api: Service, slow_buy: Service
+) -> None:
+    """The cancel cannot un-send a purchase: the order is placed, and the client is told so
+    ("cancel arrived too late: order N was placed") instead of a silent -32800."""
+    seen: list[dict[str, Any]] = []
+    with httpx.Client(timeout=30) as http:
+        sid = open_session(http, f"{slow_buy.url}/mcp")
+
+        def buy() -> None:
+            with http.stream(
+                "POST",
+                f"{slow_buy.url}/mcp",
+                json=purchase("Late Cancel", 11),
+                headers=headers(sid),
+            ) as r:
+                seen.extend(e["data"] for e in sse_events(r) if e.get("data"))
+
+        buyer = threading.Thread(target=buy)
+        buyer.start()
+        time.sleep(0.5)  # the purchase is at the API now
+        cancel = rpc(
+            "notifications/cancelled", {"requestId": 11, "reason": "changed my mind"}, id=None
+        )
+        assert (
+            http.post(f"{slow_buy.url}/mcp", json=cancel, headers=headers(sid)).status_code == 202
+        )
+        buyer.join(30)
+    placed = orders_of(api, "Late Cancel")
+    assert len(placed) == 1
+    notes = [m["params"]["data"] for m in seen if m.get("method") == "notifications/message"]
+    assert any(
+        f"cancel arrived too late: order {placed[0]['id']} was placed" in n for n in notes
+    ), seen
+    # The transport still closes the request with -32800, after the truth was told.
+    assert [m.get("id") for m in seen if "id" in m] in ([], [11])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
+import anyio.lowlevel
 from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -163,18 +165,32 @@ async def create_purchase_tool(
         ),
     ] = None,
 ) -> Order:
-    """Seed tool with the API's body as flat arguments (the seed wrapped it in `input_data`)."""
+    """Seed tool with the API's body as flat arguments (the seed wrapped it in `input_data`).
+
+    A cancel (`notifications/cancelled`) takes effect only until the purchase is sent: once
+    the API has it, it runs to the end, and the client is told the truth in a log message
+    ("cancel arrived too late: order N was placed") instead of a cancel that did not happen.
+    """
     headers = {"Idempotency-Key": idempotencyKey} if idempotencyKey else None
     body = {"customerName": customerName, "items": [i.model_dump() for i in items]}
-    order = await api.request(
-        "POST",
-        "/purchase",
-        "purchase service",
-        json=body,
-        headers=headers,
-        failed="Failed to create purchase order",
-        requesting="Error requesting purchase order creation",
-    )
+    await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled before sending: nothing bought
+    with anyio.CancelScope(shield=True):
+        order = await api.request(
+            "POST",
+            "/purchase",
+            "purchase service",
+            json=body,
+            headers=headers,
+            failed="Failed to create purchase order",
+            requesting="Error requesting purchase order creation",
+        )
+    try:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            message = f"cancel arrived too late: order {order.get('id')} was placed"
+            await log(ctx, "warning", f"{message} for {customerName}")
+        raise
     await log(ctx, "info", f"Order {order.get('id')} created for {customerName}")
     return order
 
