@@ -14,6 +14,8 @@ import httpx2
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, Tool
 
+from product_mcp.chat.media import stand_in
+
 
 @dataclass(frozen=True)
 class ToolEntry:
@@ -58,6 +60,7 @@ def result_text(result: CallToolResult) -> str:
 
     Structured content wins when present: a list return arrives as one text block per item,
     which joined is not JSON, while `structuredContent` is (unwrapped from {"result": ...}).
+    Pictures, sounds and binary resources become short stand-ins ("[image: image/png, 12 KB]").
     """
     structured = result.structured_content
     if structured is not None and not result.is_error:
@@ -68,17 +71,25 @@ def result_text(result: CallToolResult) -> str:
         return json.dumps(structured, ensure_ascii=False)
     parts: list[str] = []
     for block in result.content:
-        kind = getattr(block, "type", "")
-        if kind == "text":
+        if getattr(block, "type", "") == "text":
             parts.append(block.text)  # type: ignore[union-attr]
-        elif kind in ("image", "audio"):
-            parts.append(f"[{kind}: {getattr(block, 'mime_type', '')}]")
-        elif kind == "resource":
-            res = block.resource  # type: ignore[union-attr]
-            text = getattr(res, "text", None)
-            parts.append(text if text is not None else f"[resource: {res.uri}]")
-        elif kind == "resource_link":
-            parts.append(f"[resource link: {getattr(block, 'uri', '')}]")
         else:
-            parts.append(str(block))
+            parts.append(stand_in(block) or str(block))
     return "\n".join(parts) if parts else "(the tool returned no content)"
+
+
+def model_text(result: CallToolResult) -> str:
+    """What the model reads: `result_text`, plus stand-ins for the pictures and sounds that
+    structured content would otherwise hide from it (the user sees them)."""
+    text = result_text(result)
+    if result.structured_content is None or result.is_error:
+        return text
+    notes = [stand_in(b) for b in result.content if _is_media(b)]
+    return "\n".join([text, *(n for n in notes if n)])
+
+
+def _is_media(block: Any) -> bool:
+    kind = getattr(block, "type", "")
+    if kind == "resource":
+        return getattr(block.resource, "text", None) is None
+    return kind in ("image", "audio")

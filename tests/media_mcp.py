@@ -1,0 +1,161 @@
+"""A tiny MCP server whose tools answer with images, audio and embedded resources (issue #11).
+
+Run: `python -m tests.media_mcp --port N` → /mcp (Streamable HTTP) and /healthz. Each media
+tool returns one kind of non-text content, some of it safe to show on a page and some not (SVG,
+a PNG label on HTML, a mislabelled or oversized picture), so web.py's pass-through can be
+tested without depending on main.py's data; `echo` and `add` give the model something plain
+to call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import struct
+import zlib
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.types import (
+    AudioContent,
+    BlobResourceContents,
+    CallToolResult,
+    EmbeddedResource,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+)
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+RO = ToolAnnotations(read_only_hint=True)
+mcp = MCPServer(name="media")
+
+
+def png(width: int = 2, height: int = 2) -> bytes:
+    """A valid grey PNG of the given size (uncompressible noise is not needed: size by area)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = b"".join(b"\x00" + bytes([128]) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 0))
+        + chunk(b"IEND", b"")
+    )
+
+
+def wav(samples: int = 3000) -> bytes:
+    data = b"\x80" * samples
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 8000, 1, 8)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
+    body += struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+PNG = png()
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
+HTML = b"<html><script>alert(document.cookie)</script></html>"
+BIG_PNG = png(1500, 1500)  # about 2.2 MB: over the page's per-item limit
+
+
+def result(*blocks: object) -> CallToolResult:
+    return CallToolResult(content=list(blocks))  # type: ignore[arg-type]
+
+
+@mcp.tool(description="Echo the text back.", annotations=RO)
+def echo(text: str) -> str:
+    return f"echo: {text}"
+
+
+@mcp.tool(description="Add two integers.", annotations=RO)
+def add(a: int, b: int) -> str:
+    return str(a + b)
+
+
+@mcp.tool(description="A text line, a small PNG, another text line.", annotations=RO)
+def picture() -> CallToolResult:
+    return result(
+        TextContent(type="text", text="Here is the picture:"),
+        ImageContent(type="image", data=b64(PNG), mime_type="image/png"),
+        TextContent(type="text", text="Nice, isn't it?"),
+    )
+
+
+@mcp.tool(description="A short WAV sound.", annotations=RO)
+def sound() -> CallToolResult:
+    return result(AudioContent(type="audio", data=b64(wav()), mime_type="audio/wav"))
+
+
+@mcp.tool(description="Pictures the page must not show.", annotations=RO)
+def unsafe() -> CallToolResult:
+    return result(
+        ImageContent(type="image", data=b64(SVG), mime_type="image/svg+xml"),
+        ImageContent(type="image", data=b64(HTML), mime_type="image/png"),
+        ImageContent(type="image", data="not base64 at all!", mime_type="image/png"),
+        ImageContent(type="image", data=b64(PNG), mime_type="text/html"),
+    )
+
+
+@mcp.tool(description="A picture too big to pass through.", annotations=RO)
+def big_picture() -> CallToolResult:
+    return result(ImageContent(type="image", data=b64(BIG_PNG), mime_type="image/png"))
+
+
+@mcp.tool(description="Embedded resources and a resource link.", annotations=RO)
+def resources() -> CallToolResult:
+    return result(
+        EmbeddedResource(
+            type="resource",
+            resource=TextResourceContents(uri="memo://note", mime_type="text/plain", text="a note"),
+        ),
+        EmbeddedResource(
+            type="resource",
+            resource=BlobResourceContents(
+                uri="file:///pic.png", mime_type="image/png", blob=b64(PNG)
+            ),
+        ),
+        EmbeddedResource(
+            type="resource",
+            resource=BlobResourceContents(
+                uri="file:///data.bin", mime_type="application/octet-stream", blob=b64(b"\0" * 10)
+            ),
+        ),
+        ResourceLink(type="resource_link", uri="https://example.com/x", name="x"),
+    )
+
+
+@mcp.tool(description="Structured content and a picture.", annotations=RO)
+def chart() -> CallToolResult:
+    return CallToolResult(
+        content=[ImageContent(type="image", data=b64(PNG), mime_type="image/png")],
+        structured_content={"points": 3},
+    )
+
+
+def build_app():  # type: ignore[no-untyped-def]
+    app = mcp.streamable_http_app()
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    app.add_route("/healthz", healthz, methods=["GET"])
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    ns = parser.parse_args()
+    uvicorn.run(build_app(), host=ns.host, port=ns.port, log_level="warning")
