@@ -8,9 +8,8 @@ when an approval broker is given (the streaming page); scripts on /api/chat run 
 
 from __future__ import annotations
 
-import json
+import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +20,22 @@ from openai import AsyncOpenAI
 
 from product_mcp.chat.approvals import Approvals
 from product_mcp.chat.arguments import validate_arguments
+from product_mcp.chat.calls import (
+    CallAssembler,
+    ToolCall,
+    assistant_message,
+    ids_in,
+    parse_arguments,
+)
 from product_mcp.chat.history import HistoryMessage, fit_for_history, truncate
 from product_mcp.chat.llm import NO_LLM_MESSAGE, LLMSettings, explain_llm_error
 from product_mcp.chat.manager import McpManager
+from product_mcp.chat.media import result_content
 from product_mcp.chat.names import build_table
-from product_mcp.chat.results import ToolEntry, result_text
-from product_mcp.core.errors import LLMError, ToolCallError
+from product_mcp.chat.results import ToolEntry, describe_error, model_text, result_text
+from product_mcp.core.errors import LLMError, ProductMcpError, ToolCallError
+
+log = logging.getLogger("chat")
 
 SYSTEM_PROMPT = (
     "You are the shop assistant of an e-commerce store. Use the tools to look up products, "
@@ -37,62 +46,6 @@ SYSTEM_PROMPT = (
 )
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
-
-
-@dataclass
-class _Call:
-    id: str
-    function: str
-    raw_arguments: str
-    entry: ToolEntry | None = None
-    arguments: Any = None
-    result: str | None = None
-    error: str | None = None
-    rejected: bool = False
-    duration_ms: int = 0
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "function": self.function,
-            "server": self.entry.server if self.entry else None,
-            "tool": self.entry.name if self.entry else self.function,
-            "arguments": self.arguments if self.arguments is not None else self.raw_arguments,
-        }
-
-    def record(self) -> dict[str, Any]:
-        """The call as /api/chat reports it in `toolCalls`."""
-        record: dict[str, Any] = {
-            "name": self.entry.name if self.entry else self.function,
-            "server": self.entry.server if self.entry else None,
-            "function": self.function,
-            "arguments": self.info()["arguments"],
-            "tool_call_id": self.id,
-            "duration_ms": self.duration_ms,
-        }
-        if self.error is None:
-            record["result"] = self.result
-        else:
-            record["error"] = self.error
-        if self.rejected:
-            record["rejected"] = True
-        return record
-
-
-def _assistant_calls(text: str, calls: list[_Call]) -> dict[str, Any]:
-    """The assistant message that asked for `calls`, as the next request must repeat it."""
-    return {
-        "role": "assistant",
-        "content": text or None,
-        "tool_calls": [
-            {
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.function, "arguments": c.raw_arguments},
-            }
-            for c in calls
-        ],
-    }
 
 
 @dataclass
@@ -164,16 +117,14 @@ class ChatEngine:
                 result.response = text
                 break
             result.rounds += 1
-            messages.append(_assistant_calls(text, calls))
+            messages.append(assistant_message(text, calls))
             for c in calls:
-                c.entry = table.get(c.function)
+                c.entry = table.get(c.function) if c.name_size == len(c.function) else None
             async with anyio.create_task_group() as tg:
                 for c in calls:
                     tg.start_soon(self._execute, c, result.rounds, emit, approvals)
             for c in calls:
-                content = c.result if c.error is None else f"Error: {c.error}"
-                assert content is not None
-                content = truncate(content, self.settings.max_result_chars)
+                content = truncate(c.tool_message(), self.settings.max_result_chars)
                 messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
                 result.tool_calls.append(c.record())
 
@@ -185,9 +136,44 @@ class ChatEngine:
 
     async def _complete(
         self, messages: list[dict[str, Any]], table: dict[str, ToolEntry], emit: Emit
-    ) -> tuple[str, list[_Call]]:
-        """One streamed completion: text deltas go out as they come; tool calls are assembled."""
+    ) -> tuple[str, list[ToolCall]]:
+        """One streamed completion: text deltas go out as they come; tool calls are assembled
+        (bounded, with unique ids: see calls.py). A stream the client cannot read is a 502."""
         assert self.client is not None
+        text: list[str] = []
+        assembler = CallAssembler()
+        try:
+            stream = await self.client.chat.completions.create(**self._request(messages, table))
+            async for chunk in stream:
+                delta = chunk.choices[0].delta if chunk.choices else None
+                if delta is None:
+                    continue
+                if delta.content and isinstance(delta.content, str):
+                    text.append(delta.content)
+                    await emit("token", {"text": delta.content})
+                for tc in delta.tool_calls if isinstance(delta.tool_calls, list) else []:
+                    assembler.add(tc)
+        except openai.OpenAIError as e:
+            raise explain_llm_error(e, self.settings) from e
+        except ProductMcpError:
+            raise
+        except Exception as e:  # a chunk the client could not parse: 100,000-deep JSON...
+            log.warning("unreadable LLM response: %s", describe_error(e))
+            raise LLMError(
+                "The LLM provider sent a response that could not be read "
+                f"({describe_error(e)[:300]})",
+                502,
+            ) from e
+        note = assembler.dropped_note()
+        if note:
+            note = ("\n\n" if text else "") + note
+            text.append(note)
+            await emit("token", {"text": note})
+        return "".join(text), assembler.calls(ids_in(messages))
+
+    def _request(
+        self, messages: list[dict[str, Any]], table: dict[str, ToolEntry]
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.settings.model,
             "messages": messages,
@@ -206,84 +192,77 @@ class ChatEngine:
                 for name, e in table.items()
             ]
             kwargs["tool_choice"] = "auto"
-        text: list[str] = []
-        slots: dict[int, dict[str, str]] = {}
-        try:
-            stream = await self.client.chat.completions.create(**kwargs)
-            async for chunk in stream:
-                if not chunk.choices:
-                    continue
-                delta = chunk.choices[0].delta
-                if delta is None:
-                    continue
-                if delta.content:
-                    text.append(delta.content)
-                    await emit("token", {"text": delta.content})
-                for tc in delta.tool_calls or []:
-                    slot = slots.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
-                    if tc.id:
-                        slot["id"] = tc.id
-                    if tc.function is not None:
-                        slot["name"] += tc.function.name or ""
-                        slot["arguments"] += tc.function.arguments or ""
-        except openai.OpenAIError as e:
-            raise explain_llm_error(e, self.settings) from e
-        calls = [
-            _Call(
-                id=s["id"] or f"call_{uuid.uuid4().hex[:12]}",
-                function=s["name"],
-                raw_arguments=s["arguments"] or "{}",
-            )
-            for _, s in sorted(slots.items())
-        ]
-        return "".join(text), calls
+        return kwargs
 
     async def _execute(
-        self, call: _Call, round_no: int, emit: Emit, approvals: Approvals | None
+        self, call: ToolCall, round_no: int, emit: Emit, approvals: Approvals | None
     ) -> None:
-        entry = call.entry
-        try:
-            call.arguments = json.loads(call.raw_arguments)
-        except json.JSONDecodeError as e:
-            call.error = f"arguments are not valid JSON ({e.msg} at column {e.colno})"
-        needs_approval = entry is not None and not entry.read_only and approvals is not None
-        await emit("tool_call", {**call.info(), "round": round_no, "needsApproval": needs_approval})
+        """Run one call and report it; whatever goes wrong becomes the call's error."""
+        needs_approval = call.entry is not None and not call.entry.read_only
+        needs_approval = needs_approval and approvals is not None
         start = time.monotonic()
-        if entry is None:
-            known = ", ".join(sorted(build_table(self.manager.tools()))) or "none"
-            call.error = f"unknown tool '{call.function}' (available: {known})"
-        elif call.error is None:
-            call.error = validate_arguments(entry, call.arguments)
-        if call.error is None and entry is not None:
-            if needs_approval:
+        try:
+            self._check(call)
+            await emit(
+                "tool_call", {**call.info(), "round": round_no, "needsApproval": needs_approval}
+            )
+            start = time.monotonic()
+            if call.error is None and needs_approval:
                 assert approvals is not None
-                approval_id = approvals.open()
-                await emit("approval_required", {**call.info(), "approvalId": approval_id})
-                answer = await approvals.wait(approval_id, self.settings.approval_timeout)
-                if answer is not True:
-                    call.rejected = True
-                    call.error = (
-                        f"the user rejected this call; '{entry.name}' was not run"
-                        if answer is False
-                        else f"nobody approved this call in time; '{entry.name}' was not run"
-                    )
+                await self._approve(call, emit, approvals)
                 start = time.monotonic()
-            if not call.rejected:
-                try:
-                    res = await self.manager.call_tool(entry.server, entry.name, call.arguments)
-                    text = result_text(res)
-                    if res.is_error:
-                        call.error = text
-                    else:
-                        call.result = text
-                except ToolCallError as e:
-                    call.error = str(e)
+            if call.error is None:
+                await self._call(call)
+        except Exception as e:  # never lose the turn over one call
+            log.exception("tool call %s failed", call.id)
+            call.error = f"the call could not be run ({describe_error(e)[:300]})"
         call.duration_ms = round((time.monotonic() - start) * 1000)
         payload = {**call.info(), "durationMs": call.duration_ms}
         if call.error is None:
             payload["result"] = call.result
         else:
             payload["error"] = call.error
+        if call.content is not None:
+            payload["content"] = call.content
         if call.rejected:
             payload["rejected"] = True
         await emit("tool_result", payload)
+
+    def _check(self, call: ToolCall) -> None:
+        """Parse and validate the arguments; name the tool when it is unknown."""
+        call.arguments, call.error = parse_arguments(call)
+        if call.entry is None:
+            known = ", ".join(sorted(build_table(self.manager.tools()))) or "none"
+            call.error = f"unknown tool '{call.shown_name()}' (available: {known})"
+        elif call.error is None:
+            call.error = validate_arguments(call.entry, call.arguments)
+
+    async def _approve(self, call: ToolCall, emit: Emit, approvals: Approvals) -> None:
+        assert call.entry is not None
+        approval_id = approvals.open()
+        await emit("approval_required", {**call.info(), "approvalId": approval_id})
+        answer = await approvals.wait(approval_id, self.settings.approval_timeout)
+        if answer is not True:
+            call.rejected = True
+            name = call.entry.name
+            call.error = (
+                f"the user rejected this call; '{name}' was not run"
+                if answer is False
+                else f"nobody approved this call in time; '{name}' was not run"
+            )
+
+    async def _call(self, call: ToolCall) -> None:
+        assert call.entry is not None
+        try:
+            res = await self.manager.call_tool(call.entry.server, call.entry.name, call.arguments)
+        except ToolCallError as e:
+            call.error = str(e)
+            return
+        text = result_text(res)
+        call.content = result_content(res)
+        if res.is_error:
+            call.error = text
+        else:
+            call.result = text
+            if call.content is not None:
+                call.model_text = model_text(res)
