@@ -7,7 +7,10 @@ its transports are the point, so everything runs against real api.py and main.py
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +24,7 @@ from mcp.types import JSONRPCResponse
 
 from product_mcp.mcp_server.event_store import InMemoryEventStore, SessionEventStore
 from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, sse_events
-from tests.servers import Service, start_mcp
+from tests.servers import ROOT, Service, free_port, start_mcp, wait_http
 from tests.slow_api import SlowApi
 
 PV = "2025-11-25"
@@ -385,3 +388,51 @@ def test_a_cancel_after_the_purchase_was_sent_reports_the_order(
     ), seen
     # The transport still closes the request with -32800, after the truth was told.
     assert [m.get("id") for m in seen if "id" in m] in ([], [11])
+
+
+# --- connections that never finish their headers ------------------------------------------
+
+
+def test_connections_that_never_send_headers_cannot_lock_out_clients(
+    api: Service, tmp_path: Path
+) -> None:
+    """main.py with 200 file descriptors; 300 connections that send half a request head and
+    wait: they are closed after HEADER_TIMEOUT (or refused past MAX_CONNECTIONS), and a new
+    client is served within seconds (before, every new client was reset until they left)."""
+    port = free_port()
+    log = tmp_path / "mcp.log"
+    env = {
+        **os.environ,
+        "PRODUCT_API_URL": f"{api.url}/api",
+        "HEADER_TIMEOUT": "1",
+        "MAX_CONNECTIONS": "100",
+    }
+    args = ["prlimit", "--nofile=200", sys.executable, "main.py", "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    svc = Service(proc, port, log)
+    socks: list[socket.socket] = []
+    try:
+        wait_http(f"{svc.url}/healthz", proc)
+        for _ in range(300):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
+                socks.append(s)
+            except OSError:
+                break
+        deadline = time.monotonic() + 10
+        ok = False
+        while not ok and time.monotonic() < deadline:
+            try:
+                ok = httpx.get(f"{svc.url}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert ok, svc.log()[-2000:]
+        assert proc.poll() is None  # still up
+    finally:
+        for s in socks:
+            s.close()
+        svc.stop()

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from product_mcp.core.serve import HeaderTimeoutProtocol
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".env"
 
@@ -78,6 +80,9 @@ class Settings(BaseSettings):
     KEEP_ALIVE_TIMEOUT: Seconds = Field(
         5, description="seconds an idle keep-alive connection stays open"
     )
+    HEADER_TIMEOUT: Seconds = Field(
+        10, description="seconds a client has to send a request's headers"
+    )
     # web.py
     WEB_HOST: str = Field("127.0.0.1", description="web.py bind address")
     WEB_PORT: Port = Field(8002, description="web.py port")
@@ -129,10 +134,13 @@ class Settings(BaseSettings):
         return mask_url(str(raw))
 
     def server_limits(self) -> dict[str, Any]:
-        """uvicorn's connection limits for any of the services."""
+        """uvicorn's connection limits for any of the services (and the header deadline,
+        set on the protocol class so that worker processes importing it by name share it)."""
+        HeaderTimeoutProtocol.header_timeout = self.HEADER_TIMEOUT
         return {
             "limit_concurrency": self.MAX_CONNECTIONS,
             "timeout_keep_alive": self.KEEP_ALIVE_TIMEOUT,
+            "http": HeaderTimeoutProtocol,
         }
 
     def summary(self, names: list[str], overrides: dict[str, object] | None = None) -> str:

@@ -9,11 +9,13 @@ the other process") and nothing starts behind it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import sys
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class PortInUse(SystemExit):
@@ -62,6 +64,48 @@ def port_free(host: str, port: int) -> bool:
     except PortInUse:
         return False
     return True
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol plus a deadline for a request's headers.
+
+    uvicorn waits forever for headers, so 20,100 connections that never finished theirs took
+    every file descriptor of main.py and new clients were reset until they left. Here a
+    connection that has not sent a whole request head within `header_timeout` seconds (from
+    connecting, or from the first byte of a later request) is closed.
+    """
+
+    header_timeout = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 def serve(app: Any, host: str, port: int, setting: str, **options: Any) -> None:
