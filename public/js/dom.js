@@ -1,0 +1,33 @@
+/* Element building shared by the chat, the tool cards, the servers panel and the tool form.
+ * Untrusted text only ever reaches the DOM through h()'s "text" attribute or string children,
+ * i.e. as Text nodes: there is no innerHTML anywhere in the page. */
+
+export const $ = (id) => document.getElementById(id);
+
+/* h("div", { class: "x", text: "…", onclick: fn, "data-k": v }, child, "text", …) */
+export function h(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+  return node;
+}
+
+/* JSON (or a string holding JSON) indented for a <pre>; any other string as it is. */
+export function pretty(value) {
+  if (value === undefined || value === null) return "";
+  if (typeof value !== "string") return JSON.stringify(value, null, 2);
+  try {
+    return JSON.stringify(JSON.parse(value), null, 2);
+  } catch (e) {
+    return value;
+  }
+}

@@ -1,0 +1,172 @@
+/* The hand-run form: fields generated from a tool's JSON Schema (typed inputs for scalars and
+ * enums, a JSON textarea with a skeleton for the rest), run through POST /api/call-tool. */
+
+import { postJSON } from "./api.js";
+import { $, h, pretty } from "./dom.js";
+
+function resolveRef(schema, root, depth) {
+  depth = depth || 0;
+  if (!schema || typeof schema !== "object" || depth > 20) return schema || {};
+  if (schema.$ref && schema.$ref.startsWith("#/")) {
+    let target = root;
+    for (const part of schema.$ref.slice(2).split("/")) target = target && target[part];
+    return resolveRef(target || {}, root, depth + 1);
+  }
+  return schema;
+}
+
+/* Optional[X] arrives as anyOf [X, null]: use X and remember it may be left empty. */
+function unwrap(schema, root) {
+  schema = resolveRef(schema, root);
+  const alts = schema.anyOf || schema.oneOf;
+  if (Array.isArray(alts)) {
+    const real = alts.map((a) => resolveRef(a, root)).filter((a) => a.type !== "null");
+    if (real.length === 1) {
+      const description = schema.description || real[0].description;
+      return { ...real[0], description, default: schema.default };
+    }
+  }
+  return schema;
+}
+
+/* An example value of the schema's shape, to edit in the JSON textarea. */
+function skeleton(schema, root, depth) {
+  schema = unwrap(schema, root);
+  if (depth > 6) return null;
+  if (schema.default !== undefined) return schema.default;
+  if (schema.examples && schema.examples.length) return schema.examples[0];
+  if (Array.isArray(schema.enum)) return schema.enum[0];
+  switch (schema.type) {
+    case "object": {
+      const out = {};
+      for (const [k, v] of Object.entries(schema.properties || {})) {
+        out[k] = skeleton(v, root, depth + 1);
+      }
+      return out;
+    }
+    case "array":
+      return [skeleton(schema.items || {}, root, depth + 1)];
+    case "integer":
+      return schema.minimum !== undefined ? schema.minimum : 1;
+    case "number":
+      return 0;
+    case "boolean":
+      return false;
+    case "string":
+      return "";
+    default:
+      return null;
+  }
+}
+
+function field(name, schema, root, required) {
+  const id = "arg-" + name.replace(/[^\w-]/g, "_");
+  let input;
+  let kind = schema.type;
+  if (Array.isArray(schema.enum)) {
+    kind = "enum";
+    input = h("select", { id, name });
+    if (!required) input.appendChild(h("option", { value: "" }, "(default)"));
+    for (const v of schema.enum) {
+      input.appendChild(h("option", { value: JSON.stringify(v) }, String(v)));
+    }
+  } else if (kind === "boolean") {
+    input = h("input", { id, name, type: "checkbox" });
+    input.checked = schema.default === true;
+  } else if (kind === "integer" || kind === "number") {
+    input = h("input", { id, name, type: "number", step: kind === "integer" ? "1" : "any" });
+    if (schema.default !== undefined && schema.default !== null) {
+      input.value = String(schema.default);
+    }
+  } else if (kind === "string") {
+    input = h("input", { id, name, type: "text" });
+    if (typeof schema.default === "string") input.value = schema.default;
+  } else {
+    kind = "json";
+    input = h("textarea", { id, name, rows: 4 });
+    input.value = JSON.stringify(skeleton(schema, root, 0), null, 2);
+  }
+  const label = h("label", { for: id }, name + (required ? " *" : ""));
+  if (schema.description) {
+    label.appendChild(h("span", { class: "hint", text: " — " + schema.description }));
+  }
+  return { name, kind, input, label, required };
+}
+
+/* The form's values as tool arguments; throws on a JSON field that does not parse. */
+function readArgs(fields) {
+  const args = {};
+  for (const f of fields) {
+    const v = f.input.value;
+    if (f.kind === "boolean") {
+      args[f.name] = f.input.checked;
+    } else if (f.kind === "enum") {
+      if (v !== "") args[f.name] = JSON.parse(v);
+    } else if (f.kind === "integer" || f.kind === "number") {
+      if (v !== "") args[f.name] = f.kind === "integer" ? parseInt(v, 10) : parseFloat(v);
+    } else if (f.kind === "string") {
+      if (v !== "" || f.required) args[f.name] = v;
+    } else if (v.trim() !== "") {
+      args[f.name] = JSON.parse(v);
+    }
+  }
+  return args;
+}
+
+export function openRunner(tool) {
+  const root = tool.input_schema || {};
+  const props = root.properties || {};
+  const required = new Set(root.required || []);
+  $("runner").hidden = false;
+  $("runner-title").textContent = `${tool.server} › ${tool.name}`;
+  $("runner-desc").textContent = tool.description || "";
+  $("runner-output").hidden = true;
+  const form = $("runner-form");
+  form.textContent = "";
+  const fields = [];
+  for (const [name, raw] of Object.entries(props)) {
+    const f = field(name, unwrap(raw, root), root, required.has(name));
+    form.appendChild(f.label);
+    form.appendChild(f.input);
+    fields.push(f);
+  }
+  if (!fields.length) {
+    form.appendChild(h("p", { class: "muted", text: "This tool takes no arguments." }));
+  }
+  const run = h("button", { type: "submit", class: "primary" }, "Run tool");
+  form.appendChild(h("div", { class: "actions" }, run));
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    let args;
+    try {
+      args = readArgs(fields);
+    } catch (e) {
+      showOutput("Arguments are not valid JSON: " + e.message, true);
+      return;
+    }
+    run.disabled = true;
+    showOutput("Running…", false);
+    try {
+      const r = await postJSON("/api/call-tool", { server: tool.server, name: tool.name, args });
+      const body = await r.json();
+      if (!r.ok) {
+        const detail = body.detail;
+        showOutput(typeof detail === "string" ? detail : JSON.stringify(detail, null, 2), true);
+      } else {
+        showOutput(pretty(body.result), body.isError);
+      }
+    } catch (e) {
+      showOutput("Request failed: " + e.message, true);
+    } finally {
+      run.disabled = false;
+    }
+  };
+  $("runner").scrollIntoView({ block: "nearest" });
+}
+
+function showOutput(text, isError) {
+  const out = $("runner-output");
+  out.hidden = false;
+  out.className = isError ? "error" : "";
+  out.textContent = text;
+}
