@@ -90,21 +90,7 @@ def build_app(cfg: Config) -> Starlette:
     streamable = cfg.transport in ("both", "streamable-http")
     sessions: SessionRegistry | None = None
     if streamable:
-        store = None if cfg.stateless else InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
-        http_app = mcp.streamable_http_app(
-            streamable_http_path="/mcp",
-            json_response=cfg.json_response,
-            stateless_http=cfg.stateless,
-            event_store=store,
-            retry_interval=RETRY_MS,
-            transport_security=security,
-            host=cfg.host,
-            session_idle_timeout=cfg.session_idle_timeout,
-            max_sessions=cfg.max_sessions,
-        )
-        routes += http_app.routes
-        if store is not None:
-            scope_per_session(mcp.session_manager, store)
+        routes += _streamable_routes(cfg, security)
         if not cfg.stateless:
             sessions = SessionRegistry(
                 cfg.max_sessions_per_client, cfg.max_sessions, cfg.init_timeout
@@ -126,22 +112,7 @@ def build_app(cfg: Config) -> Starlette:
                 yield
                 tg.cancel_scope.cancel()
 
-    middleware = [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=security.allowed_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "Accept",
-                "Mcp-Session-Id",
-                "Mcp-Protocol-Version",
-                "Last-Event-ID",
-            ],
-            expose_headers=["Mcp-Session-Id", "Mcp-Protocol-Version"],
-        )
-    ]
+    middleware = [_cors(security)]
     if cfg.auth_token:
         middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
     middleware.append(Middleware(TrimHeaderValues))
@@ -150,3 +121,40 @@ def build_app(cfg: Config) -> Starlette:
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.sessions = sessions
     return app
+
+
+def _streamable_routes(cfg: Config, security: TransportSecuritySettings) -> list[BaseRoute]:
+    """/mcp, with a replay store scoped per session unless stateless."""
+    store = None if cfg.stateless else InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
+    http_app = mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        json_response=cfg.json_response,
+        stateless_http=cfg.stateless,
+        event_store=store,
+        retry_interval=RETRY_MS,
+        transport_security=security,
+        host=cfg.host,
+        session_idle_timeout=cfg.session_idle_timeout,
+        max_sessions=cfg.max_sessions,
+    )
+    if store is not None:
+        scope_per_session(mcp.session_manager, store)
+    return list(http_app.routes)
+
+
+def _cors(security: TransportSecuritySettings) -> Middleware:
+    """Browser clients (the Inspector) may call from the allowed origins, with MCP's headers."""
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=security.allowed_origins,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Accept",
+            "Mcp-Session-Id",
+            "Mcp-Protocol-Version",
+            "Last-Event-ID",
+        ],
+        expose_headers=["Mcp-Session-Id", "Mcp-Protocol-Version"],
+    )
