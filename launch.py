@@ -2,6 +2,8 @@
 
 `uv run python launch.py` prints every address when all are up; Ctrl-C stops all three. If one
 dies, the launcher says which and why (its last log lines) and stops the rest with exit 1.
+`--mcp-replicas N` (N > 1) starts N main.py on internal loopback ports and nginx on the MCP
+port in front of them, configured from deploy/nginx.conf.template (see docs/scale.md).
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
+import logging
 import os
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -23,14 +29,16 @@ from typing import Any
 
 import httpx
 
-from product_mcp.core.config import Settings, load_settings
+from product_mcp.core.config import Settings, load_settings, mask_url
 from product_mcp.core.serve import port_arg, port_free
 
 ROOT = Path(__file__).resolve().parent
 SERVER_NAME = "product-mcp"  # the entry of mcp.json the launcher points at its own main.py
-COLOURS = {"api": "\033[36m", "mcp": "\033[35m", "web": "\033[32m"}
+COLOURS = {"api": "\033[36m", "mcp": "\033[35m", "web": "\033[32m", "lb": "\033[33m"}
+SETTING = {"api": "API_PORT", "mcp": "MCP_PORT", "lb": "MCP_PORT", "web": "WEB_PORT"}
 RESET = "\033[0m"
 TAIL = 20
+RESTARTS = 5  # times the launcher starts a dead replica again before it gives up
 
 
 @dataclass
@@ -40,6 +48,9 @@ class Child:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     reach: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the address it binds (checked free before anything starts)
+    command: list[str] | None = None  # a program other than `python <args>` (nginx)
+    restarts: int = 0
     proc: asyncio.subprocess.Process | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
     reader: asyncio.Task[None] | None = None
@@ -48,7 +59,7 @@ class Child:
 def _colour(name: str) -> tuple[str, str]:
     if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
         return "", ""
-    return COLOURS.get(name, ""), RESET
+    return COLOURS.get(name.rstrip("0123456789"), ""), RESET
 
 
 def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Namespace:
@@ -58,6 +69,25 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
     p.add_argument("--mcp-port", type=port_arg, default=settings.MCP_PORT)
     p.add_argument("--web-port", type=port_arg, default=settings.WEB_PORT)
     p.add_argument("--database-url", default=settings.DATABASE_URL)
+    p.add_argument(
+        "--api-workers",
+        type=int,
+        default=settings.API_WORKERS,
+        help="api.py worker processes (env API_WORKERS)",
+    )
+    p.add_argument(
+        "--mcp-replicas",
+        type=int,
+        default=1,
+        choices=range(1, 17),
+        metavar="N",
+        help="N > 1: N main.py behind nginx on the MCP port (1 to 16)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=settings.REDIS_URL,
+        help="Redis shared by the replicas for sessions and events (env REDIS_URL)",
+    )
     p.add_argument("--no-web", action="store_true", help="run the API and MCP server only")
     p.add_argument("--timeout", type=float, default=60, help="seconds each service may take")
     return p.parse_args(argv)
@@ -74,13 +104,21 @@ def plan(a: argparse.Namespace, settings: Settings, scratch: Path) -> list[Child
     api_host = a.host or settings.API_HOST
     mcp_host = a.host or settings.MCP_HOST
     web_host = a.host or settings.WEB_HOST
+    api_args = ["api.py", "--host", api_host, "--port", str(a.api_port)]
     children = [
-        Child("api", ["api.py", "--host", api_host, "--port", str(a.api_port)], a.api_port,
-              {"DATABASE_URL": a.database_url}, reach(api_host)),
-        Child("mcp", ["main.py", "--host", mcp_host, "--port", str(a.mcp_port)], a.mcp_port,
-              {"PRODUCT_API_URL": f"http://{reach(api_host)}:{a.api_port}/api"},
-              reach(mcp_host)),
+        Child("api", [*api_args, "--workers", str(a.api_workers)], a.api_port,
+              {"DATABASE_URL": a.database_url}, reach(api_host), api_host),
     ]  # fmt: skip
+    mcp_env = {"PRODUCT_API_URL": f"http://{reach(api_host)}:{a.api_port}/api"}
+    if a.redis_url:
+        mcp_env["REDIS_URL"] = a.redis_url
+    if a.mcp_replicas > 1:
+        children += replicas(a, settings, mcp_host, mcp_env, scratch)
+    else:
+        children.append(
+            Child("mcp", ["main.py", "--host", mcp_host, "--port", str(a.mcp_port)], a.mcp_port,
+                  mcp_env, reach(mcp_host), mcp_host)
+        )  # fmt: skip
     if a.no_web:
         return children
     path = scratch / "mcp.json"
@@ -88,9 +126,45 @@ def plan(a: argparse.Namespace, settings: Settings, scratch: Path) -> list[Child
     path.write_text(json.dumps(web_config(settings, url), indent=2))
     children.append(
         Child("web", ["web.py", "--host", web_host, "--port", str(a.web_port)], a.web_port,
-              {"MCP_CONFIG_PATH": str(path)}, reach(web_host))
+              {"MCP_CONFIG_PATH": str(path)}, reach(web_host), web_host)
     )  # fmt: skip
     return children
+
+
+def replicas(
+    a: argparse.Namespace, settings: Settings, host: str, env: dict[str, str], scratch: Path
+) -> list[Child]:
+    """N main.py on free loopback ports, tagged r1..rN, and nginx in front on the MCP port."""
+    from product_mcp.mcp_server.replicas import render  # imports the server wing: only here
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the launcher's health polls
+    ports = [free_loopback_port() for _ in range(a.mcp_replicas)]
+    public = [f"{n}:{a.mcp_port}" for n in ("localhost", "127.0.0.1", reach(host))]
+    allowed = ",".join(dict.fromkeys([*Settings.split(settings.MCP_ALLOWED_HOSTS), *public]))
+    children = [
+        Child(f"mcp{i}", ["main.py", "--host", "127.0.0.1", "--port", str(port)], port,
+              {**env, "MCP_REPLICA_TAG": f"r{i}", "MCP_ALLOWED_HOSTS": allowed})
+        for i, port in enumerate(ports, 1)
+    ]  # fmt: skip
+    prefix = scratch / "nginx"
+    prefix.mkdir()
+    listen = f"[{host}]:{a.mcp_port}" if ":" in host else f"{host}:{a.mcp_port}"
+    conf = prefix / "nginx.conf"
+    ups = [(f"r{i}", f"127.0.0.1:{port}") for i, port in enumerate(ports, 1)]
+    conf.write_text(render(listen, ups, str(prefix)))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    command = [nginx, "-e", "stderr", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+    children.append(
+        Child("lb", ["nginx"], a.mcp_port, {}, reach(host), host, command)
+    )  # fmt: skip
+    return children
+
+
+def free_loopback_port() -> int:
+    """A loopback port nobody listens on now (for a replica only nginx talks to)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def web_config(settings: Settings, url: str) -> dict[str, Any]:
@@ -121,7 +195,7 @@ def web_config(settings: Settings, url: str) -> dict[str, Any]:
     return {"mcpServers": servers}
 
 
-def ready_block(a: argparse.Namespace, settings: Settings) -> str:
+def ready_block(a: argparse.Namespace, settings: Settings, children: list[Child]) -> str:
     h = "127.0.0.1"
     entry: dict[str, object] = {"url": f"http://{h}:{a.mcp_port}/mcp"}
     if settings.MCP_AUTH_TOKEN.get_secret_value():
@@ -137,16 +211,30 @@ def ready_block(a: argparse.Namespace, settings: Settings) -> str:
     ]
     if not a.no_web:
         lines.append(f"  Chat page         http://{h}:{a.web_port}/")
+    lines += ["", "Processes:"]
+    what = {"api": "api.py", "lb": "nginx (balancer)", "web": "web.py"}
+    for c in children:
+        name = what.get(c.name) or f"main.py {c.env.get('MCP_REPLICA_TAG', '')}".strip()
+        pid = c.proc.pid if c.proc else "?"
+        lines.append(f"  {c.name:<5} {name:<17} http://{c.reach}:{c.port}  pid {pid}")
+    if a.mcp_replicas > 1:
+        shared = (
+            f"sessions shared in Redis ({mask_url(a.redis_url)})"
+            if a.redis_url
+            else ("no --redis-url: a replica's sessions end with it")
+        )
+        lines.append(f"  {a.mcp_replicas} MCP replicas behind nginx; {shared}")
     lines += ["", "Cursor / Claude Desktop mcp.json:", snippet, "=" * 64, ""]
     return "\n".join(lines)
 
 
 class Launcher:
-    def __init__(self, children: list[Child], timeout: float, ready: str) -> None:
+    def __init__(self, children: list[Child], timeout: float, ready: Any) -> None:
         self.children = children
         self.timeout = timeout
         self.ready = ready
         self.stopping = asyncio.Event()
+        self.warning = ""
 
     async def _pump(self, child: Child) -> None:
         assert child.proc and child.proc.stdout
@@ -160,9 +248,9 @@ class Launcher:
 
     async def _start(self, child: Child) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **child.env}
+        command = child.command or [sys.executable, *child.args]
         child.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *child.args,
+            *command,
             cwd=ROOT,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -224,24 +312,47 @@ class Launcher:
                         return
                 await asyncio.sleep(0.2)
         why = status.get("error") or status.get("status") or "no answer"
-        self.ready += (
+        self.warning += (
             f"\nlauncher: warning: the chat page is NOT connected to the MCP server at "
             f"{status.get('url', '?')}: {why}\n"
         )
 
     async def _supervise(self) -> int:
-        """Wait for Ctrl-C (exit 0) or the first child to die (exit 1)."""
+        """Wait for Ctrl-C (exit 0) or the first child to die (exit 1); a replica behind
+        the balancer that dies is started again instead (at most RESTARTS times)."""
         waits = {asyncio.create_task(c.proc.wait()): c for c in self.children if c.proc}
         stop = asyncio.create_task(self.stopping.wait())
-        sys.stdout.write(self.ready + "\n")
+        ready = self.ready() if callable(self.ready) else self.ready
+        sys.stdout.write(ready + self.warning + "\n")
         sys.stdout.flush()
-        done, _ = await asyncio.wait({stop, *waits}, return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            done, _ = await asyncio.wait({stop, *waits}, return_when=asyncio.FIRST_COMPLETED)
+            died = [waits.pop(t) for t in done if t in waits]
+            if stop in done or not all(self._may_restart(c) for c in died):
+                break
+            for child in died:
+                await self._restart(child)
+                waits[asyncio.create_task(child.proc.wait())] = child  # type: ignore[union-attr]
         for task in waits:
             task.cancel()
         if stop in done:
             return 0
         stop.cancel()
-        raise ChildDied(waits[next(t for t in done if t in waits)])
+        raise ChildDied(died[0])
+
+    def _may_restart(self, child: Child) -> bool:
+        return "MCP_REPLICA_TAG" in child.env and child.restarts < RESTARTS
+
+    async def _restart(self, child: Child) -> None:
+        code = child.proc.returncode if child.proc else None
+        child.restarts += 1
+        sys.stderr.write(
+            f"launcher: {child.name} (main.py {child.env['MCP_REPLICA_TAG']}) exited with code "
+            f"{code}; the other replicas take its sessions; starting it again\n"
+        )
+        if child.reader:
+            await asyncio.wait({child.reader}, timeout=2)
+        await self._start(child)
 
     def _report(self, died: ChildDied) -> None:
         child = died.child
@@ -286,9 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(a: argparse.Namespace, settings: Settings, children: list[Child]) -> int:
     """Check ports, say what runs with which settings, then start and supervise the trio."""
-    busy = [c for c in children if not port_free(c.args[c.args.index("--host") + 1], c.port)]
+    if a.mcp_replicas > 1 and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        sys.stderr.write(
+            "launcher: --mcp-replicas needs nginx: install it (apt-get install nginx)\n"
+        )
+        return 2
+    busy = [c for c in children if not port_free(c.host, c.port)]
     for c in busy:
-        var = {"api": "API_PORT", "mcp": "MCP_PORT", "web": "WEB_PORT"}[c.name]
+        var = SETTING.get(c.name.rstrip("0123456789"), "MCP_PORT")
         sys.stderr.write(
             f"launcher: port {c.port} is in use: set {var} or stop the other process\n"
         )
@@ -300,14 +416,15 @@ def run(a: argparse.Namespace, settings: Settings, children: list[Child]) -> int
             ["OPENAI_API_BASE", "LLM_MODEL", "OPENAI_API_KEY"], {"DATABASE_URL": a.database_url}
         )
     )
-    web_host = next((c.args[2] for c in children if c.name == "web"), "127.0.0.1")
+    web_host = next((c.host for c in children if c.name == "web"), "127.0.0.1")
     if web_host in ("0.0.0.0", "::"):
         print(
             f"launcher: warning: web.py listens on {web_host}: it has no login, so anyone who "
             "can reach it can chat, spend the LLM key and place orders. Put it behind an "
             "authenticating proxy, or bind 127.0.0.1."
         )
-    return asyncio.run(Launcher(children, a.timeout, ready_block(a, settings)).run())
+    ready = functools.partial(ready_block, a, settings, children)
+    return asyncio.run(Launcher(children, a.timeout, ready).run())
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ SUMMARY = [
     "MCP_MAX_SESSIONS_PER_CLIENT",
     "MCP_SEND_TIMEOUT",
     "MAX_CONNECTIONS",
+    "MCP_REPLICA_TAG",
+    "REDIS_URL",
 ]
 FEATURES = [
     ("Get product list", "get_products"),
@@ -96,6 +98,11 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
         init_timeout=settings.MCP_INIT_TIMEOUT,
         session_idle_timeout=settings.MCP_SESSION_IDLE_TIMEOUT,
         send_timeout=settings.MCP_SEND_TIMEOUT,
+        replica_tag=settings.MCP_REPLICA_TAG,
+        redis_url=settings.REDIS_URL,
+        redis_prefix=settings.REDIS_PREFIX,
+        redis_event_ttl=settings.REDIS_EVENT_TTL,
+        redis_session_event_bytes=settings.REDIS_SESSION_EVENT_BYTES,
     )
 
 

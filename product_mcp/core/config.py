@@ -73,6 +73,21 @@ class Settings(BaseSettings):
     MCP_SEND_TIMEOUT: Seconds = Field(
         30, description="seconds a client may stop reading its stream before it is dropped"
     )
+    MCP_REPLICA_TAG: str = Field(
+        "",
+        pattern=r"^[a-z0-9]{0,16}$",
+        description="this replica's name behind the balancer (launch.py sets it); empty: alone",
+    )
+    REDIS_URL: str = Field(
+        "", description="Redis for sessions and replay events shared by replicas; empty: memory"
+    )
+    REDIS_PREFIX: str = Field("product-mcp:", description="prefix of every Redis key main.py uses")
+    REDIS_EVENT_TTL: Seconds = Field(
+        900, description="seconds a session's replay events stay in Redis after its last one"
+    )
+    REDIS_SESSION_EVENT_BYTES: int = Field(
+        8 * 1024 * 1024, ge=1024, description="bytes of replay events one session keeps in Redis"
+    )
     # every service
     MAX_CONNECTIONS: int = Field(
         1000, ge=1, description="open connections each service accepts; more get 503"

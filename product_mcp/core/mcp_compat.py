@@ -1,8 +1,10 @@
 """Every use of a private part of the `mcp` SDK, in one place, checked when a service starts.
 
-Why: mcp 2.3 has no public hook for four things we need (registering `logging/setLevel`, a
-per-connection scratch dict, giving each Streamable HTTP session its own event-store view, and
-telling whether a client session's stream already ended). If an SDK release renames one of
+Why: mcp 2.3 has no public hook for what we need: registering `logging/setLevel`, a
+per-connection scratch dict, giving each Streamable HTTP session its own event-store view,
+telling whether a client session's stream already ended, choosing a session's id (a replica's
+tag in it, so a balancer routes it back), and bringing back a session that another replica
+opened (restored from Redis: same id, handshake already done). If an SDK release renames one of
 them, `check()` stops the service at start-up with one sentence naming it, instead of a
 feature failing silently later. `pyproject.toml` pins `mcp` to the range the tests cover.
 """
@@ -10,12 +12,17 @@ feature failing silently later. `pyproject.toml` pins `mcp` to the range the tes
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from importlib.metadata import version
 from typing import Any
 
+import anyio
+
 SUPPORTED = ">=2.3,<2.4"
+log = logging.getLogger("mcp.sessions")
 
 
 def _assigns(cls: type, attr: str) -> bool:
@@ -25,8 +32,10 @@ def _assigns(cls: type, attr: str) -> bool:
 
 def _probes() -> dict[str, Callable[[], bool]]:
     from mcp.client.session import ClientSession
+    from mcp.server.connection import Connection
     from mcp.server.lowlevel.server import Server
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.runner import serve_connection
     from mcp.server.session import ServerSession
     from mcp.server.streamable_http import StreamableHTTPServerTransport
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -47,6 +56,31 @@ def _probes() -> dict[str, Callable[[], bool]]:
         ),
         "StreamableHTTPServerTransport._event_store": lambda: _assigns(
             StreamableHTTPServerTransport, "_event_store"
+        ),
+        "StreamableHTTPSessionManager._session_owners": lambda: _assigns(
+            StreamableHTTPSessionManager, "_session_owners"
+        ),
+        "StreamableHTTPSessionManager._session_creation_lock": lambda: _assigns(
+            StreamableHTTPSessionManager, "_session_creation_lock"
+        ),
+        "StreamableHTTPSessionManager._task_group": lambda: _assigns(
+            StreamableHTTPSessionManager, "_task_group"
+        ),
+        "StreamableHTTPSessionManager._lifespan_state": lambda: _assigns(
+            StreamableHTTPSessionManager, "_lifespan_state"
+        ),
+        "StreamableHTTPServerTransport.mcp_session_id": lambda: _assigns(
+            StreamableHTTPServerTransport, "mcp_session_id"
+        ),
+        "StreamableHTTPServerTransport.idle_scope": lambda: _assigns(
+            StreamableHTTPServerTransport, "idle_scope"
+        ),
+        "runner.serve_connection(connection=)": lambda: (
+            "connection" in inspect.signature(serve_connection).parameters
+        ),
+        "Connection.for_loop": lambda: callable(Connection.for_loop),
+        "JSONRPCDispatcher(inline_methods=)": lambda: (
+            "inline_methods" in inspect.signature(JSONRPCDispatcher.__init__).parameters
         ),
         "ClientSession._dispatcher": lambda: _assigns(ClientSession, "_dispatcher"),
         "JSONRPCDispatcher._closed": lambda: _assigns(JSONRPCDispatcher, "_closed"),
@@ -133,6 +167,94 @@ async def close_session(manager: Any, session_id: str) -> None:
     transport = manager._server_instances.get(session_id)
     if transport is not None:
         await manager._discard_session(session_id, transport)
+
+
+_forced_id: ContextVar[str | None] = ContextVar("forced_session_id", default=None)
+
+
+def mint_session_ids(manager: Any, mint: Callable[[], str | None]) -> None:
+    """Give each new Streamable HTTP session the id `mint()` returns (None: the SDK's own).
+
+    Install before `wrap_session_lifecycle`, so its callbacks see the final id. The id is
+    changed right after admission, before the session's transport has served anything."""
+    admit = manager._admit_session
+
+    def admitted(*args: Any, **kwargs: Any) -> Any:
+        transport = admit(*args, **kwargs)
+        new = _forced_id.get() or mint()
+        if transport is None or not new or new == transport.mcp_session_id:
+            return transport
+        old = transport.mcp_session_id
+        transport.mcp_session_id = new
+        manager._server_instances[new] = manager._server_instances.pop(old)
+        if old in manager._session_owners:
+            manager._session_owners[new] = manager._session_owners.pop(old)
+        return transport
+
+    manager._admit_session = admitted
+    manager._product_mcp_mints = True
+
+
+def holds_session(manager: Any, session_id: str) -> bool:
+    """Whether this process serves the Streamable HTTP session `session_id` right now."""
+    return session_id in manager._server_instances
+
+
+async def restore_session(
+    manager: Any, session_id: str, prepare: Callable[[Any], None], requestor: Any = None
+) -> bool:
+    """Serve `session_id` here, as if its handshake had happened in this process.
+
+    The session is admitted like a new one (limits, and every `wrap_session_lifecycle`
+    callback) under the given id; `prepare(connection)` sets what the handshake had set
+    (protocol version, client params, `initialized`, state) before any request is read.
+    False when the manager is full or not running. Needs `mint_session_ids` installed."""
+    if not getattr(manager, "_product_mcp_mints", False) or manager._task_group is None:
+        return False
+    from mcp.server.connection import Connection
+    from mcp.server.runner import serve_connection
+    from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+
+    token = _forced_id.set(session_id)
+    try:
+        async with manager._session_creation_lock:
+            if session_id in manager._server_instances:
+                return True
+            transport = manager._admit_session(requestor)
+    finally:
+        _forced_id.reset(token)
+    if transport is None:
+        return False
+
+    async def run(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        async with transport.connect() as (read_stream, write_stream):
+            task_status.started()
+            try:
+                idle = transport.idle_scope or anyio.CancelScope()
+                with idle:
+                    # As the SDK's own session loop (`serve_loop`), with the state restored.
+                    dispatcher: Any = JSONRPCDispatcher(
+                        read_stream, write_stream, inline_methods=frozenset({"initialize"})
+                    )
+                    connection = Connection.for_loop(dispatcher, session_id=session_id)
+                    prepare(connection)
+                    await serve_connection(
+                        manager.app,
+                        dispatcher,
+                        connection=connection,
+                        lifespan_state=manager._lifespan_state,
+                    )
+            except Exception:
+                log.exception("restored session %s crashed", session_id[:12])
+            finally:
+                await manager._discard_session(session_id, transport)
+
+    try:
+        await manager._task_group.start(run)
+    except BaseException:
+        await manager._discard_session(session_id, transport)
+        raise
+    return True
 
 
 def set_event_store(transport: Any, store: Any) -> None:

@@ -80,6 +80,10 @@ class InMemoryEventStore(EventStore):
         self.bytes = 0
         self._arrived = anyio.Event()  # set (and replaced) whenever an event is stored
 
+    def view(self, session_id: str) -> SessionEventStore:
+        """The store as one session sees it (see SessionEventStore)."""
+        return SessionEventStore(self, session_id)
+
     @property
     def size(self) -> int:
         """Events held now (not `__len__`: the SDK tests the store's truthiness)."""
@@ -222,13 +226,14 @@ class SessionEventStore(EventStore):
         return replayed.removeprefix(self.prefix) if replayed else None
 
 
-def scope_per_session(manager: Any, store: InMemoryEventStore) -> None:
-    """Give each Streamable HTTP session of `manager` its own view of `store`, and drop its
-    events when it ends (mcp 2.3 has no public hook: see product_mcp.core.mcp_compat)."""
+def scope_per_session(manager: Any, store: Any) -> None:
+    """Give each Streamable HTTP session of `manager` its own view of `store` (`view(id)`),
+    and tell the store when it ends (`forget`; mcp 2.3 has no public hook: see
+    product_mcp.core.mcp_compat). Works for InMemoryEventStore and shared.RedisEventStore."""
     mcp_compat.wrap_session_lifecycle(
         manager,
         on_admit=lambda transport: mcp_compat.set_event_store(
-            transport, SessionEventStore(store, transport.mcp_session_id)
+            transport, store.view(transport.mcp_session_id)
         ),
         on_discard=lambda session_id: store.forget(f"{session_id}/"),
     )

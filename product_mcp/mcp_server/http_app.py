@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
@@ -20,14 +21,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from product_mcp.core import mcp_compat
 from product_mcp.core.config import Transport
 from product_mcp.core.middleware import ANY_ADDRESS, LOOPBACK_HOSTS
 from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
 from product_mcp.mcp_server.guard import JsonRpcGuard
 from product_mcp.mcp_server.middleware import BearerAuth, SlowReaderCutoff, TrimHeaderValues
+from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.server import mcp
 from product_mcp.mcp_server.sessions import SessionRegistry
+from product_mcp.mcp_server.shared import (
+    RedisEventStore,
+    RedisLink,
+    SessionSharing,
+    SharedSessions,
+)
 
 # Replay window for clients that lost their stream, and how soon they should reconnect (ms).
 MAX_EVENTS = 10_000
@@ -53,6 +62,11 @@ class Config:
     init_timeout: float = 30.0
     session_idle_timeout: float = 1800.0
     send_timeout: float = 30.0
+    replica_tag: str = ""  # behind the balancer: in session ids and the SSE message path
+    redis_url: str = ""  # set: legacy sessions and replay events shared in Redis (shared.py)
+    redis_prefix: str = "product-mcp:"
+    redis_event_ttl: float = 900.0
+    redis_session_event_bytes: int = 8 * 1024 * 1024
 
 
 def security_settings(cfg: Config) -> TransportSecuritySettings:
@@ -89,8 +103,13 @@ def build_app(cfg: Config) -> Starlette:
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     streamable = cfg.transport in ("both", "streamable-http")
     sessions: SessionRegistry | None = None
+    link = RedisLink(cfg.redis_url, cfg.redis_prefix) if cfg.redis_url else None
+    events = None
+    if link is not None and streamable and not cfg.stateless:
+        ttl, size = cfg.redis_event_ttl, cfg.redis_session_event_bytes
+        events = RedisEventStore(link, ttl, size, FOLLOW_S)
     if streamable:
-        routes += _streamable_routes(cfg, security)
+        routes += _streamable_routes(cfg, security, events)
         if not cfg.stateless:
             sessions = SessionRegistry(
                 cfg.max_sessions_per_client, cfg.max_sessions, cfg.init_timeout
@@ -104,6 +123,9 @@ def build_app(cfg: Config) -> Starlette:
         # A mounted app's lifespan never runs, so the session manager is entered here.
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(api.open())
+            if link is not None:
+                link.open()
+                stack.push_async_callback(link.close)
             if streamable:
                 await stack.enter_async_context(mcp.session_manager.run())
             async with anyio.create_task_group() as tg:
@@ -116,6 +138,10 @@ def build_app(cfg: Config) -> Starlette:
     if cfg.auth_token:
         middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
     middleware.append(Middleware(TrimHeaderValues))
+    if cfg.replica_tag:
+        middleware.append(Middleware(ReplicaPaths, tag=cfg.replica_tag))
+    if events is not None and link is not None:
+        middleware.append(_sharing(cfg, link, events, sessions))
     middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
     middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
@@ -123,9 +149,27 @@ def build_app(cfg: Config) -> Starlette:
     return app
 
 
-def _streamable_routes(cfg: Config, security: TransportSecuritySettings) -> list[BaseRoute]:
-    """/mcp, with a replay store scoped per session unless stateless."""
-    store = None if cfg.stateless else InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
+def _sharing(
+    cfg: Config, link: RedisLink, events: RedisEventStore, registry: SessionRegistry | None
+) -> Middleware:
+    """Legacy sessions recorded in Redis and restored from it by any replica (shared.py)."""
+    shared = SharedSessions(link, cfg.session_idle_timeout)
+    return Middleware(
+        SessionSharing,
+        sessions=shared,
+        events=events,
+        registry=registry,
+        manager=lambda: mcp.session_manager,
+    )
+
+
+def _streamable_routes(
+    cfg: Config, security: TransportSecuritySettings, shared: RedisEventStore | None
+) -> list[BaseRoute]:
+    """/mcp, with a replay store (Redis's when shared) scoped per session unless stateless."""
+    store: Any = None
+    if not cfg.stateless:
+        store = shared or InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
     http_app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
         json_response=cfg.json_response,
@@ -137,6 +181,9 @@ def _streamable_routes(cfg: Config, security: TransportSecuritySettings) -> list
         session_idle_timeout=cfg.session_idle_timeout,
         max_sessions=cfg.max_sessions,
     )
+    if not cfg.stateless:
+        # First: the lifecycle callbacks installed after it see the final id.
+        mcp_compat.mint_session_ids(mcp.session_manager, session_minter(cfg.replica_tag))
     if store is not None:
         scope_per_session(mcp.session_manager, store)
     return list(http_app.routes)

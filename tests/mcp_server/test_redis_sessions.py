@@ -1,0 +1,188 @@
+"""main.py with REDIS_URL (issue #12): sessions survive a restart, Redis going away and
+coming back, and the Redis event store's bounds. One main.py here; two behind nginx are in
+tests/e2e/test_replicas.py.
+
+Each test has its own Redis key prefix; the outage test runs its own redis-server (on a free
+port) so it can stop and start it. Skipped without Redis on a laptop, required in CI.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from mcp_types import jsonrpc_message_adapter
+
+from product_mcp.mcp_server.shared import RedisEventStore, RedisLink
+from tests.mcp_helpers import ACCEPT, open_session, rpc
+from tests.servers import Service, free_port, start_api, start_mcp
+from tests.web_helpers import need
+
+REDIS = "redis://127.0.0.1:6379/0"
+HEADERS = {"Accept": ACCEPT, "Mcp-Protocol-Version": "2025-11-25"}
+
+
+def _up(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _drop(url: str, prefix: str) -> None:
+    r = redis.Redis.from_url(url)
+    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        r.delete(*keys)
+
+
+def call(http: httpx.Client, url: str, session: str, rid: int) -> httpx.Response:
+    body = rpc("tools/call", {"name": "get_product", "arguments": {"productId": 1}}, id=rid)
+    return http.post(f"{url}/mcp", json=body, headers={**HEADERS, "Mcp-Session-Id": session})
+
+
+def answered(r: httpx.Response) -> bool:
+    return r.status_code == 200 and '"result"' in r.text and "Galaxy" in r.text
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    need(_up(REDIS), f"Redis not reachable at {REDIS}")
+    p = f"test-{uuid.uuid4().hex[:10]}:"
+    yield p
+    _drop(REDIS, p)
+
+
+def test_sessions_survive_a_restart_of_main_py(tmp_path: Path, prefix: str) -> None:
+    """Every replica restarted (here the only one): the session goes on, no initialize."""
+    api = start_api(tmp_path / "shop.db")
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix, "MCP_REPLICA_TAG": "a1"}
+    mcp = start_mcp(api.url, env=env)
+    try:
+        with httpx.Client(timeout=10) as http:
+            session = open_session(http, f"{mcp.url}/mcp")
+            assert session.startswith("a1-")
+            assert answered(call(http, mcp.url, session, 2))
+            record = redis.Redis.from_url(REDIS).hgetall(f"{prefix}session:{session}")
+            assert record[b"version"] == b"2025-11-25" and record[b"initialized"] == b"1"
+            mcp = mcp.restart()
+            assert answered(call(http, mcp.url, session, 3))
+            assert "restored from" in mcp.log()
+            r = http.delete(f"{mcp.url}/mcp", headers={**HEADERS, "Mcp-Session-Id": session})
+            assert r.status_code == 200
+            assert not redis.Redis.from_url(REDIS).exists(f"{prefix}session:{session}")
+            assert call(http, mcp.url, session, 4).status_code == 404
+    finally:
+        mcp.stop()
+        api.stop()
+
+
+class RedisServer:
+    """A redis-server of our own (no persistence) that a test may stop and start again."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.tmp)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _up(self.url):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def test_redis_down_main_py_keeps_serving_and_recovers(tmp_path: Path) -> None:
+    """Redis stops: sessions held here, new sessions and 2026-07-28 requests still work, the
+    log says so once; Redis back: new sessions are recorded again, and the log says so."""
+    need(shutil.which("redis-server") is not None, "redis-server not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    api: Service | None = None
+    mcp: Service | None = None
+    try:
+        api = start_api(tmp_path / "shop.db")
+        mcp = start_mcp(api.url, env={"REDIS_URL": server.url, "MCP_REPLICA_TAG": "b1"})
+        with httpx.Client(timeout=10) as http:
+            held = open_session(http, f"{mcp.url}/mcp")
+            server.stop()
+            for rid in range(2, 6):
+                assert answered(call(http, mcp.url, held, rid))
+            fresh = open_session(http, f"{mcp.url}/mcp")
+            assert answered(call(http, mcp.url, fresh, 2))
+            modern = rpc("tools/call", {"name": "get_product", "arguments": {"productId": 1}})
+            modern["params"]["_meta"] = {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }
+            h = {"Accept": ACCEPT, "Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call"}
+            h["Mcp-Name"] = "get_product"
+            r = http.post(f"{mcp.url}/mcp", json=modern, headers=h)
+            assert r.status_code == 200 and "Galaxy" in r.text, r.text
+            assert mcp.log().count("does not answer") == 1
+            server.start()
+            time.sleep(1.2)  # past the retry pause
+            again = open_session(http, f"{mcp.url}/mcp")
+            assert answered(call(http, mcp.url, again, 2))
+            assert redis.Redis.from_url(server.url).exists(f"product-mcp:session:{again}")
+            assert "answers again" in mcp.log()
+            assert answered(call(http, mcp.url, held, 9))
+    finally:
+        if mcp is not None:
+            mcp.stop()
+        if api is not None:
+            api.stop()
+        server.stop()
+
+
+@pytest.mark.anyio
+async def test_redis_event_store_is_bounded_per_session(prefix: str) -> None:
+    """Events beyond a session's byte budget drop its oldest; the keys expire; a dropped or
+    foreign id is unknown; a replay sends the stream's later events up to the answer."""
+    link = RedisLink(REDIS, prefix)
+    link.open()
+    try:
+        store = RedisEventStore(link, ttl=60, max_session_bytes=8 * 1024, follow_timeout=0)
+        mine, other = store.view("s1"), store.view("s2")
+        ids = []
+        for i in range(40):
+            note = rpc("notifications/progress", {"progressToken": 1, "progress": i}, id=None)
+            note["params"]["message"] = "x" * 500
+            answer = {"jsonrpc": "2.0", "id": 7, "result": {}}
+            message = jsonrpc_message_adapter.validate_python(answer if i == 39 else note)
+            ids.append(await mine.store_event("7", message))
+        r = redis.Redis.from_url(REDIS)
+        total = int(r.get(f"{prefix}eventbytes:s1"))
+        assert total <= 8 * 1024 and r.xlen(f"{prefix}events:s1") < 40
+        assert 0 < r.ttl(f"{prefix}events:s1") <= 60
+        sent: list[object] = []
+
+        async def collect(event: object) -> None:
+            sent.append(event)
+
+        assert await mine.replay_events_after(ids[0], collect) is None  # dropped
+        assert await other.replay_events_after(ids[-3], collect) is None  # not its session
+        assert await mine.replay_events_after(ids[-3], collect) == "7"
+        assert [e.event_id for e in sent] == ids[-2:]  # type: ignore[attr-defined]
+    finally:
+        await link.close()
