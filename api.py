@@ -2,6 +2,8 @@
 
 Routes stay thin: validation and bounds live in `models.py`, storage and stock rules in the
 shop wing (`product_mcp/shop/`). Run: `uv run python api.py [--host] [--port 8000] [--workers 1]`.
+At start the database is brought to this release's schema (Alembic, `product_mcp/shop/
+migrations/`); `--no-migrate` refuses an older one with a sentence instead.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
+from functools import partial
 from typing import Annotated
 
 import uvicorn
@@ -45,6 +48,7 @@ from product_mcp.core.errors import ProductMcpError
 from product_mcp.core.middleware import BodyLimit
 from product_mcp.core.serve import bind, port_arg, serve
 from product_mcp.shop import Shop, make_engine, to_utc_naive
+from product_mcp.shop.migrate import SchemaNotCurrent, require_current
 
 MAX_BODY = 64 * 1024
 
@@ -230,8 +234,9 @@ def healthz(shop: ShopDep) -> Health | JSONResponse:
     return Health(database=shop.dialect)
 
 
-def create_app(database_url: str | None = None) -> FastAPI:
-    """The API app; the database opens when it starts (settings are read then, not on import)."""
+def create_app(database_url: str | None = None, *, migrate: bool = True) -> FastAPI:
+    """The API app; the database opens when it starts (settings are read then, not on import)
+    and is migrated to this release's schema then (`migrate=False`: refused if it is not)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -240,7 +245,13 @@ def create_app(database_url: str | None = None) -> FastAPI:
             database_url or settings.DATABASE_URL, sqlite_synchronous=settings.SQLITE_SYNCHRONOUS
         )
         shop = Shop(engine)
-        await run_in_threadpool(shop.init)
+        try:
+            before, after = await run_in_threadpool(partial(shop.init, migrate=migrate))
+        except BaseException:
+            engine.dispose()
+            raise
+        if before != after:
+            print(f"database schema upgraded from {before or 'no revision'} to {after}")
         app.state.shop = shop
         yield
         engine.dispose()
@@ -278,7 +289,15 @@ def main() -> None:
         action="store_true",
         help="log one line per request (off by default: it costs ~5%% of a request's CPU)",
     )
+    parser.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="refuse to start on a database not at this release's schema revision "
+        "instead of upgrading it",
+    )
     args = parser.parse_args()
+    if args.no_migrate:
+        _require_current_schema(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url  # worker processes read it when they start
     print(f"Product & Order Service on http://{args.host}:{args.port}")
     print(
@@ -289,9 +308,24 @@ def main() -> None:
     log = {"access_log": args.access_log, **settings.server_limits()}
     if args.workers > 1:
         bind(args.host, args.port, "API_PORT").close()  # a busy port is a sentence, not errno
+        # Each worker's start migrates (one at a time, under the migration lock); with
+        # --no-migrate the check above found the schema current, so theirs change nothing.
         uvicorn.run("api:app", host=args.host, port=args.port, workers=args.workers, **log)
     else:
-        serve(create_app(args.database_url), args.host, args.port, "API_PORT", **log)
+        app = create_app(args.database_url, migrate=not args.no_migrate)
+        serve(app, args.host, args.port, "API_PORT", **log)
+
+
+def _require_current_schema(database_url: str) -> None:
+    """--no-migrate: exit with a sentence naming both revisions unless the schema is current."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            require_current(conn)
+    except SchemaNotCurrent as e:
+        raise SystemExit(f"api.py --no-migrate: {e.message}") from None
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Products, stock, search and recommendations: the read side of the catalogue.
 
-Full-text search is per dialect (SQLite FTS5 with bm25, a portable LIKE ranking elsewhere);
-the rest is portable SQL. Why the `top` pre-ranking: joining every match of a common word with
-products and inventory before sorting costs more than ranking them first (see `_match`).
+Full-text search is per dialect with one meaning, any query term as a word prefix after
+stemming: SQLite's FTS5 ranked by bm25, PostgreSQL's tsvector column (GIN index) ranked by
+ts_rank, a portable LIKE ranking elsewhere. Names weigh ten times descriptions in both
+rankers (bm25 saturates that); where their orders differ, and why, is stated and tested in
+tests/api/test_search_dialects.py. The rest is portable SQL. Why the `top` pre-ranking:
+joining every match of a common word with products and inventory before sorting costs more
+than ranking them first (see `_match`).
 """
 
 from __future__ import annotations
@@ -10,12 +14,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import case, func, literal_column, or_, select, text
+from sqlalchemy import bindparam, case, func, literal_column, or_, select, text
 
 from models import InventoryItem, Product, Recommendation
 from product_mcp.core.errors import NotFound
 from product_mcp.shop.database import Database
-from product_mcp.shop.schema import inventory, products
+from product_mcp.shop.schema import SEARCH_COLUMN, SEARCH_CONFIG, inventory, products
 from product_mcp.shop.values import cents, product_of, search_terms
 
 
@@ -43,6 +47,8 @@ class CatalogQueries(Database):
                 fts = fts.order_by(bm25, literal_column("rowid")).limit(top)
             fts = fts.subquery()
             return fts, fts.c.rank
+        if self.dialect == "postgresql":
+            return _tsquery_match(terms)
         hay = func.lower(products.c.name + " " + products.c.description)
         hits = [case((hay.contains(t, autoescape=True), 1), else_=0) for t in terms]
         name = func.lower(products.c.name)
@@ -180,3 +186,21 @@ class CatalogQueries(Database):
                 )
             )
         return out
+
+
+def _tsquery_match(terms: list[str]) -> tuple[Any, Any]:
+    """PostgreSQL: (match, rank) over the GIN-indexed tsvector column, FTS5's meaning.
+
+    Each term becomes a quoted prefix ('term':*) normalised by the same configuration as the
+    column, ORed, as the SQLite query is; `search_terms` keeps only word characters, so no
+    term can carry tsquery syntax. ts_rank weights names (A) 1.0 and descriptions (B) 0.1
+    (bm25's 10 to 1) and divides by 1 + log(words in the product), as bm25 favours shorter
+    products; ts_rank has no term rarity (IDF) and counts repeats differently (see the test).
+    """
+    query = " | ".join(f"'{t}':*" for t in terms)
+    tsquery = func.to_tsquery(
+        literal_column(f"'{SEARCH_CONFIG}'::regconfig"), bindparam("tsquery", query)
+    )
+    vector = literal_column(f"products.{SEARCH_COLUMN}")
+    weights = literal_column("'{0, 0, 0.1, 1.0}'::float4[]")
+    return vector.op("@@")(tsquery), -func.ts_rank(weights, vector, tsquery, 1)

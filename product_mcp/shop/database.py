@@ -7,15 +7,20 @@ Why a base class: the query modules (catalog, orders, analytics) are mixins over
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, func, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from product_mcp.shop.schema import init_sqlite_fts, inventory, metadata, products, upgrade
+from product_mcp.shop import migrate as migrations
+from product_mcp.shop.schema import inventory, products
 from product_mcp.shop.seed import seed
+
+# pg_advisory_xact_lock's key for schema changes: any fixed 64-bit number of our own.
+MIGRATION_LOCK = 0x5E0B_5C4E_3A11
 
 
 @dataclass
@@ -45,23 +50,34 @@ class Database:
         ):
             yield conn
 
-    def init(self) -> None:
-        """Create or upgrade tables, search index and seed data once; safe when several
-        workers race (on PostgreSQL the loser of a DDL race sees ProgrammingError, then
-        finds the work done on its retry)."""
+    def init(self, *, migrate: bool = True) -> tuple[str | None, str]:
+        """Bring the schema to this release's revision (`migrate=False`: refuse with a
+        sentence unless it is there already), then seed an empty catalogue; returns the
+        revisions before and after.
+
+        One transaction holding the migration lock does it all (SQLite: BEGIN IMMEDIATE, the
+        file's write lock; PostgreSQL: a transaction-scoped advisory lock, with DDL in the same
+        transaction), so workers starting together queue, and the later ones find it done.
+        A lock wait that runs out (SQLite's busy timeout) is retried.
+        """
         for attempt in range(5):
             try:
                 with self._write() as conn:
-                    metadata.create_all(conn)
-                    upgrade(conn)  # a database from an earlier release, in place
-                    if self.dialect == "sqlite":
-                        init_sqlite_fts(conn)
+                    if self.dialect == "postgresql":
+                        conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+                    if migrate:
+                        revisions = migrations.upgrade(conn)
+                    else:
+                        migrations.require_current(conn)
+                        revisions = (migrations.head(), migrations.head())
                     if conn.scalar(select(func.count()).select_from(products)) == 0:
                         seed(conn)
-                return
-            except (OperationalError, IntegrityError, ProgrammingError):
+                return revisions
+            except (OperationalError, IntegrityError):
                 if attempt == 4:
                     raise
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def add_products(self, rows: list[tuple[str, int, str, int]]) -> None:
         """Bulk-insert (name, price_cents, description, stock); used by benchmarks and tests."""

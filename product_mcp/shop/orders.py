@@ -82,13 +82,14 @@ class OrderQueries(Database):
                 if previous is not None:
                     return previous
             found = {r.id: r for r in conn.execute(select(products).where(products.c.id.in_(ids)))}
-            total = 0
             for item in items:
-                product = found.get(item.productId)
-                if product is None:
+                if item.productId not in found:
                     raise NotFound(f"Product ID {item.productId} does not exist")
-                _take_stock(conn, item, product.name)
-                total += product.price_cents * item.quantity
+            # Rows are locked in product id order, so two purchases of the same products in
+            # opposite orders cannot deadlock on PostgreSQL (SQLite has one writer anyway).
+            for item in sorted(items, key=lambda i: i.productId):
+                _take_stock(conn, item, found[item.productId].name)
+            total = sum(found[i.productId].price_cents * i.quantity for i in items)
             now = datetime.now(UTC).replace(tzinfo=None)
             order_id = conn.execute(
                 insert(orders)

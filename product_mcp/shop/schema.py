@@ -1,5 +1,10 @@
 """The shop's tables, and the engine settings that make SQLite safe for many processes.
 
+`metadata` describes the tables as the queries see them; the database itself is created and
+changed only by the Alembic migrations in `migrations/` (run at start by `migrate.py`). The
+full-text index is not in `metadata`: it is per dialect (an FTS5 table on SQLite, a generated
+`tsvector` column on PostgreSQL), made by the migrations and read through the names below.
+
 Money is stored as integer cents so totals add up exactly; the JSON API converts to the seed's
 float prices at the edge. Stock can only go down through a conditional UPDATE (`orders.py`), and
 the CHECK constraints here are the last line: stock never below zero, whatever the code does.
@@ -21,15 +26,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     create_engine,
     event,
-    inspect,
-    select,
-    update,
 )
+from sqlalchemy.engine import make_url
 
 metadata = MetaData()
+
+SEARCH_TABLE = "products_fts"  # SQLite: the FTS5 table over products (and its shadow tables)
+SEARCH_COLUMN = "search_vector"  # PostgreSQL: products' generated tsvector column
+SEARCH_INDEX = "ix_products_search_vector"  # PostgreSQL: the column's GIN index
+SEARCH_CONFIG = "shop_search"  # PostgreSQL: its text search configuration
 
 products = Table(
     "products",
@@ -52,7 +59,8 @@ orders = Table(
     Column("customer_name", String(200), nullable=False, index=True),
     # customer_key(customer_name), for lookups in any case across all of Unicode (SQLite's
     # lower() folds ASCII only). Case folding can triple a name's length ("ﬃ" -> "ffi").
-    # The default only lets `upgrade` add it to a filled table; every purchase writes it.
+    # The default only let the baseline migration add it to a filled table; every purchase
+    # writes it.
     Column("customer_key", String(600), nullable=False, server_default="", index=True),
     Column("total_cents", Integer, nullable=False),
     Column("created_at", DateTime, nullable=False, index=True),
@@ -80,39 +88,18 @@ def customer_key(name: str) -> str:
     return name.strip().casefold()
 
 
-def upgrade(conn: Connection) -> None:
-    """Bring a database from an earlier release up to `metadata`, in place, keeping its data.
-
-    Portable DDL (SQLite and PostgreSQL): `create_all` makes missing tables but never alters
-    an existing one, so columns added since are added here, then filled and indexed.
-    """
-    columns = {c["name"] for c in inspect(conn).get_columns("orders")}
-    key = orders.c.customer_key
-    if key.name not in columns:
-        ddl_type = key.type.compile(dialect=conn.dialect)
-        conn.exec_driver_sql(
-            f"ALTER TABLE orders ADD COLUMN {key.name} {ddl_type} DEFAULT '' NOT NULL"
-        )
-    # Rows without a key: all of them just after the ALTER, and any that a process of the
-    # previous release wrote meanwhile (a rolling upgrade; filled at the next start).
-    blank = list(conn.execute(select(orders.c.id, orders.c.customer_name).where(key == "")))
-    if blank:
-        conn.execute(
-            update(orders)
-            .where(orders.c.id == bindparam("row_id"))
-            .values(customer_key=bindparam("k")),
-            [{"row_id": r.id, "k": customer_key(r.customer_name)} for r in blank],
-        )
-    indexes = {i["name"] for i in inspect(conn).get_indexes("orders")}
-    for index in orders.indexes:
-        if index.name not in indexes:
-            index.create(conn)
-
-
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
-    """An engine with SQLite made safe for many threads and processes (WAL, busy wait)."""
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    """An engine with SQLite made safe for many threads and processes (WAL, busy wait).
+
+    `postgresql://` and `postgres://` mean psycopg 3 (SQLAlchemy would look for psycopg2).
+    Each process keeps at most 15 PostgreSQL connections, so 4 API workers stay well inside
+    the server's default max_connections of 100; requests beyond that wait for one.
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
     engine = create_engine(
         url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=16
     )
@@ -136,24 +123,3 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
         )
 
     return engine
-
-
-def init_sqlite_fts(conn: Connection) -> None:
-    """The FTS5 index over name and description, kept in step with `products` by triggers."""
-    conn.exec_driver_sql(
-        "CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5("
-        "name, description, content='products', content_rowid='id', "
-        "tokenize='porter unicode61')"
-    )
-    for name, body in {
-        "products_ai": "AFTER INSERT ON products BEGIN INSERT INTO products_fts"
-        "(rowid, name, description) VALUES (new.id, new.name, new.description); END",
-        "products_ad": "AFTER DELETE ON products BEGIN INSERT INTO products_fts"
-        "(products_fts, rowid, name, description) VALUES "
-        "('delete', old.id, old.name, old.description); END",
-        "products_au": "AFTER UPDATE ON products BEGIN INSERT INTO products_fts"
-        "(products_fts, rowid, name, description) VALUES "
-        "('delete', old.id, old.name, old.description); INSERT INTO products_fts"
-        "(rowid, name, description) VALUES (new.id, new.name, new.description); END",
-    }.items():
-        conn.exec_driver_sql(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")
