@@ -278,8 +278,8 @@ class Launcher:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         try:
-            for child in self.children:
-                start = asyncio.create_task(self._start(child))
+            for stage in self._stages():
+                start = asyncio.ensure_future(asyncio.gather(*map(self._start, stage)))
                 stop = asyncio.create_task(self.stopping.wait())
                 await asyncio.wait({start, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if self.stopping.is_set():
@@ -294,6 +294,17 @@ class Launcher:
             return 1
         finally:
             await self._stop_all()
+
+    def _stages(self) -> list[list[Child]]:
+        """Children in start order; the replicas behind the balancer start together."""
+        stages: list[list[Child]] = []
+        for child in self.children:
+            replica = "MCP_REPLICA_TAG" in child.env
+            if replica and stages and "MCP_REPLICA_TAG" in stages[-1][0].env:
+                stages[-1].append(child)
+            else:
+                stages.append([child])
+        return stages
 
     async def _check_web_connected(self) -> None:
         """Say "ready" only once web.py has a session to our main.py, or say plainly why not."""

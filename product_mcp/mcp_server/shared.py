@@ -249,6 +249,16 @@ class SharedSessions:
 
         await self.link.run(op, None)
 
+    async def update(self, session_id: str, fields: dict[str, str]) -> None:
+        """Change a recorded session (one opened while Redis was down stays unrecorded)."""
+        key = self.link.key("session", session_id)
+
+        async def op(r: aioredis.Redis) -> None:
+            if await r.exists(key):
+                await r.hset(key, mapping=fields)  # type: ignore[arg-type]
+
+        await self.link.run(op, None)
+
     async def load(self, session_id: str) -> dict[str, str] | None:
         raw = await self.link.run(lambda r: r.hgetall(self.link.key("session", session_id)), {})
         return {k.decode(): v.decode() for k, v in raw.items()} or None
@@ -337,7 +347,7 @@ class SessionSharing:
         if scope["method"] == "DELETE":
             send = self._after_success(send, lambda: self._forget(session_id))
         elif update:
-            send = self._after_success(send, lambda: self.shared.save(session_id, update))
+            send = self._after_success(send, lambda: self.shared.update(session_id, update))
         await self.app(scope, receive, send)
 
     def _opening(self, params: Any, send: Send) -> Send:

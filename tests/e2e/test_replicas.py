@@ -29,7 +29,7 @@ import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,15 +120,14 @@ class Cluster:
         raise AssertionError(f"replica {tag} not restarted:\n{self.log()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@contextmanager
+def cluster_of_two(tmp: Path) -> Iterator[Cluster]:
     need(NGINX is not None, "nginx not installed (apt-get install nginx)")
     need(_redis_up(), f"Redis not reachable at {REDIS}")
     db = f"replicas_{uuid.uuid4().hex[:12]}"
     on_pg = _postgres(f"CREATE DATABASE {db}")
     if not on_pg:
         need(not IN_CI, "PostgreSQL not reachable at 127.0.0.1:5432")
-    tmp = tmp_path_factory.mktemp("replicas")
     database = f"{PG}/{db}" if on_pg else f"sqlite:///{tmp / 'shop.db'}"
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
     api_port, mcp_port = free_port(), free_port()
@@ -205,7 +204,7 @@ async def stock(client: Client, product: int) -> int:
     return int(order_of(await client.call_tool("get_product", {"productId": product}))["stock"])
 
 
-async def test_each_client_through_the_balancer(cluster: Cluster) -> None:
+async def each_client_through_the_balancer(cluster: Cluster) -> None:
     """SDK client, both eras, over /mcp and SSE over /sse: 50 calls each, 0 failures; the
     SSE streams and legacy sessions land on both replicas (POSTs reach their stream)."""
     started = time.monotonic()
@@ -258,7 +257,7 @@ def _orders(api: str, customer: str) -> list[int]:
     return sorted(o["id"] for o in orders.json())
 
 
-async def test_kill_the_replica_holding_a_session(cluster: Cluster) -> None:
+async def kill_the_replica_holding_a_session(cluster: Cluster) -> None:
     """kill -9 of the session's replica: its next call is answered by the other replica
     (restored from Redis), with the same Mcp-Session-Id and no second initialize."""
     seen: list[str] = []
@@ -283,8 +282,12 @@ async def test_kill_the_replica_holding_a_session(cluster: Cluster) -> None:
     cluster.wait_back(owner)
 
 
-def test_replay_from_the_other_replica(cluster: Cluster) -> None:
+async def replay_from_the_other_replica(cluster: Cluster) -> None:
     """The events of a call answered by one replica replay from the other (Last-Event-ID)."""
+    await anyio.to_thread.run_sync(_replay, cluster)  # every test async: one xdist work unit
+
+
+def _replay(cluster: Cluster) -> None:
     with httpx.Client(timeout=10) as http:
         url = f"{cluster.url}/mcp"
         session = open_session(http, url)
@@ -312,7 +315,7 @@ def test_replay_from_the_other_replica(cluster: Cluster) -> None:
     assert replayed[-1]["id"] == answer[0]["id"]
 
 
-async def test_idempotent_purchase_retried_through_the_other_replica(cluster: Cluster) -> None:
+async def idempotent_purchase_retried_through_the_other_replica(cluster: Cluster) -> None:
     """Same key and items through r1's session and then r2's: one order, bought once."""
     sessions: dict[str, Client] = {}
     key = uuid.uuid4().hex
@@ -340,7 +343,7 @@ async def test_idempotent_purchase_retried_through_the_other_replica(cluster: Cl
         assert await stock(reader, 4) == before - 2
 
 
-async def test_concurrent_purchases_no_oversell_no_lost_order(cluster: Cluster) -> None:
+async def concurrent_purchases_no_oversell_no_lost_order(cluster: Cluster) -> None:
     """60 purchases of a product with 50 in stock, at once, through both replicas and both
     eras: exactly 50 orders, stock 0, and every order answered is in the shop."""
     customer = f"Rush {uuid.uuid4().hex[:6]}"
@@ -371,9 +374,31 @@ async def test_concurrent_purchases_no_oversell_no_lost_order(cluster: Cluster) 
     assert _orders(cluster.api, customer) == sorted(ok)  # 0 lost, 0 extra
 
 
-def test_rendered_nginx_config_is_valid(tmp_path: Path) -> None:
+async def test_two_replicas_behind_nginx(tmp_path: Path) -> None:
+    """One cluster, the checks in order (one test: a 15 s start is paid once, whatever the
+    xdist scheduling; each check says what failed)."""
+    timings = {}
+    with cluster_of_two(tmp_path) as cluster:
+        for check in (
+            each_client_through_the_balancer,
+            kill_the_replica_holding_a_session,
+            replay_from_the_other_replica,
+            idempotent_purchase_retried_through_the_other_replica,
+            concurrent_purchases_no_oversell_no_lost_order,
+        ):
+            started = time.monotonic()
+            await check(cluster)
+            timings[check.__name__] = round(time.monotonic() - started, 1)
+    print(f"\nreplica checks (s): {timings}")
+
+
+async def test_rendered_nginx_config_is_valid(tmp_path: Path) -> None:
     """deploy/nginx.conf.template, rendered for 3 replicas, passes `nginx -t`."""
     need(NGINX is not None, "nginx not installed (apt-get install nginx)")
+    await anyio.to_thread.run_sync(_check_config, tmp_path)
+
+
+def _check_config(tmp_path: Path) -> None:
     from product_mcp.mcp_server.replicas import render
 
     ups = [(f"r{i}", f"127.0.0.1:{free_port()}") for i in (1, 2, 3)]
