@@ -72,7 +72,8 @@ def test_sessions_survive_a_restart_of_main_py(tmp_path: Path, prefix: str) -> N
             assert answered(call(http, mcp.url, session, 2))
             record = redis.Redis.from_url(REDIS).hgetall(f"{prefix}session:{session}")
             assert record[b"version"] == b"2025-11-25" and record[b"initialized"] == b"1"
-            mcp = mcp.restart()
+            mcp.stop()
+            mcp = start_mcp(api.url, port=mcp.port, env=env)
             assert answered(call(http, mcp.url, session, 3))
             assert "restored from" in mcp.log()
             r = http.delete(f"{mcp.url}/mcp", headers={**HEADERS, "Mcp-Session-Id": session})
