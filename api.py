@@ -51,6 +51,7 @@ from product_mcp.shop import Shop, make_engine, to_utc_naive
 from product_mcp.shop.migrate import SchemaNotCurrent, require_current
 
 MAX_BODY = 64 * 1024
+WORKER_HEALTHCHECK_SECONDS = 30
 
 Limit = Annotated[int | None, Query(ge=1, le=PAGE_MAX, description="Return at most this many")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many first")]
@@ -310,7 +311,18 @@ def main() -> None:
         bind(args.host, args.port, "API_PORT").close()  # a busy port is a sentence, not errno
         # Each worker's start migrates (one at a time, under the migration lock); with
         # --no-migrate the check above found the schema current, so theirs change nothing.
-        uvicorn.run("api:app", host=args.host, port=args.port, workers=args.workers, **log)
+        # uvicorn kills a worker that has not answered its supervisor within the health-check
+        # timeout (5 s), and a spawned worker answers only once it has imported this module:
+        # 4 workers importing at once on 2 cores took longer, and were killed and restarted
+        # in a loop. 30 s still replaces a hung worker.
+        uvicorn.run(
+            "api:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **log,
+        )
     else:
         app = create_app(args.database_url, migrate=not args.no_migrate)
         serve(app, args.host, args.port, "API_PORT", **log)
