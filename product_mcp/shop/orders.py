@@ -26,7 +26,7 @@ from product_mcp.shop.schema import (
     orders,
     products,
 )
-from product_mcp.shop.values import iso, money
+from product_mcp.shop.values import iso, money, storable
 
 
 class OrderQueries(Database):
@@ -43,6 +43,8 @@ class OrderQueries(Database):
         items = req.merged_items()
         if not name or not items:
             raise ShopError("Invalid request: Missing customer name or items")
+        if not storable(name):
+            raise ShopError("Invalid request: customer name is not valid Unicode text")
         digest = self._request_hash(name, items)
         if idempotency_key is not None and self.dialect != "sqlite":
             # On SQLite the write transaction looks the key up itself, under the write lock:
@@ -164,6 +166,8 @@ class OrderQueries(Database):
     ) -> list[Order]:
         stmt = select(orders).order_by(orders.c.created_at.desc(), orders.c.id.desc())
         if customer:  # any case, in all of Unicode, through the indexed folded name
+            if not storable(customer):
+                return []  # no order has such a name (PostgreSQL could not even compare it)
             stmt = stmt.where(orders.c.customer_key == customer_key(customer))
         stmt = in_window(stmt, since, until).limit(limit).offset(offset)
         with self.engine.connect() as conn:

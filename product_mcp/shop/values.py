@@ -37,6 +37,18 @@ def search_terms(textval: str, *, drop_stopwords: bool = False) -> list[str]:
     return list(dict.fromkeys(words))[:20]
 
 
+def storable(textval: str) -> bool:
+    """Whether both databases can store `textval`: no NUL (PostgreSQL's text refuses it) and
+    no lone surrogate (neither driver can encode one as UTF-8; JSON's "\\ud800" makes one)."""
+    if "\x00" in textval:
+        return False
+    try:
+        textval.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def product_of(row: Any) -> Product:
     return Product(
         id=row.id, name=row.name, price=money(row.price_cents), description=row.description
