@@ -1,13 +1,49 @@
-"""Fixtures shared by the test modules: the async backend and a real api.py per module."""
+"""Fixtures shared by every test package: the async backend and a real api.py per module.
+
+Where a new test goes: tests/README.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fcntl
+import importlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.servers import ROOT, Service, start_api
+from tests.servers import ROOT, Service, stop_forgotten
+from tests.stack import Stack
 from tests.web_helpers import CHROMIUM, IN_CI
+
+
+def _build_default_ssl_context_once(module_name: str) -> None:
+    """Every new httpx/httpx2 client builds an SSL context from the CA bundle: ~20 ms of CPU,
+    even for the plain http:// every test speaks, and the tests make thousands of clients
+    (module-level httpx.get, each SDK connection). In the test processes only, the default
+    context (verify=True, no client cert) is built once and shared, as SSLContext allows."""
+    try:
+        module = importlib.import_module(module_name)
+        create: Callable[..., Any] = module.create_ssl_context
+    except (ImportError, AttributeError):
+        return  # another httpx layout: just slower
+    built: list[Any] = []
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is not True or cert is not None:
+            return create(verify=verify, cert=cert, trust_env=trust_env)
+        if not built:
+            built.append(create(verify=verify, cert=cert, trust_env=trust_env))
+        return built[0]
+
+    module.create_ssl_context = create_ssl_context
+
+
+for _name in ("httpx._transports.default", "httpx2._transports.default"):
+    _build_default_ssl_context_once(_name)
 
 
 def pytest_report_header() -> str | None:
@@ -24,6 +60,51 @@ def pytest_report_header() -> str | None:
     return f"missing: {'; '.join(missing)}: {fate}; `bash .ci/run` installs everything"
 
 
+# Packages in the order their modules are handed to xdist workers (`--dist loadscope`: one
+# work unit per module, so its module-scoped stack starts once and its tests run in order):
+# real processes first (the longest units), the in-process packages last to fill the gaps.
+RUN_ORDER = ["tests.faults", "tests.e2e", "tests.web", "tests.mcp_server", "tests.api"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "serial: never runs beside another serial test on another worker (load and memory "
+        "measurements)",
+    )
+
+
+def pytest_sessionfinish() -> None:
+    stop_forgotten()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        """A module outside these packages goes first: nothing says it is quick."""
+        name = item.module.__name__
+        return next((i for i, pkg in enumerate(RUN_ORDER, 1) if name.startswith(pkg + ".")), 0)
+
+    items.sort(key=rank)  # stable: the order within a package stays as collected
+
+
+@pytest.fixture(autouse=True)
+def _serial(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked `serial` take one lock shared by every worker of this run, so a load or
+    memory measurement never has another one beside it. (Not xdist_group: with pytest 9,
+    xdist 3.8 can no longer rename the node ids it groups by, so the mark is ignored.)"""
+    if request.node.get_closest_marker("serial") is None:
+        yield
+        return
+    run = getattr(request.config, "workerinput", {}).get("testrun_uid", f"pid{os.getpid()}")
+    with (Path(tempfile.gettempdir()) / f"product-mcp-serial-{run}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
@@ -35,6 +116,5 @@ def api(
 ) -> Iterator[Service]:
     """api.py on its own fresh SQLite file, shared by the tests of one module."""
     name = request.module.__name__.rsplit(".", 1)[-1]
-    svc = start_api(tmp_path_factory.mktemp(name) / "shop.db")
-    yield svc
-    svc.stop()
+    with Stack(tmp_path_factory.mktemp(name)) as stack:
+        yield stack.api()

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.servers import free_port
+from tests.servers import ThreadServer, free_port
 
 
 @dataclass
@@ -97,8 +95,7 @@ class FakeLLM:
     port: int = field(default_factory=free_port)
     scripts: dict[str, list[Turn]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _server: ThreadServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -192,22 +189,12 @@ class FakeLLM:
 
     def start(self) -> FakeLLM:
         app = Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("fake LLM did not start")
-            time.sleep(0.02)
+        self._server = ThreadServer(app, self.port).start(timeout=10)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(5)
+            self._server.stop()
 
 
 def _last_user(messages: list[dict[str, Any]]) -> str | None:

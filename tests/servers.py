@@ -1,20 +1,41 @@
-"""Start the project's real services on free loopback ports for tests, and always stop them."""
+"""Start one server on a free loopback port: a real service as a process, or an ASGI app in
+a thread of the test process.
+
+The building blocks: `Service` (a running child process and its log), `start` and the
+`start_api`/`start_mcp`/`start_mini` shorthands, and `ThreadServer` (uvicorn in a thread, for
+the scripted LLM and in-process apps that must stream over real HTTP). A test that needs a
+running stack (several services that must all be stopped) uses `tests.stack.Stack`.
+
+Fast starts: a fresh interpreter spends ~2 s of CPU importing a service before it runs (the
+suite starts ~100), so `start` forks each service from a per-worker forkserver that imported
+its libraries once (`multiprocessing`'s forkserver; what it imports: service_preload.py). The
+child is a real process all the same: its own pid and process group, port, log, environment
+and memory; kill -9 and restarts work as on a fresh one, and the script runs as `python
+<script>` runs it. TESTS_FRESH_PROCESSES=1 starts every service as a fresh `python <script>`
+instead. (Start-up traps and the launcher run fresh interpreters either way: tests/e2e.)
+"""
 
 from __future__ import annotations
 
+import io
+import multiprocessing
 import os
+import runpy
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,10 +51,11 @@ def free_port() -> int:
 class Service:
     """A running child process with the address it answers on."""
 
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | Forked
     port: int
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -54,20 +76,28 @@ class Service:
                 self.proc.wait(5)
         return self.proc.returncode
 
+    def restart(self, sig: int = signal.SIGTERM) -> Service:
+        """Stop it (with `sig`) and start the same command on the same port; the new one."""
+        self.stop(sig)
+        return start(self.args, port=self.port, env=self.env)
 
-def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
+
+def wait_http(
+    url: str, proc: subprocess.Popen[bytes] | Forked | None = None, timeout: float = 30
+) -> None:
     """Poll url until it answers anything below 500, or fail with the reason."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError as e:
-            last = e
-        time.sleep(0.1)
+    with httpx.Client(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+            try:
+                if http.get(url).status_code < 500:
+                    return
+            except httpx.HTTPError as e:
+                last = e
+            time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
@@ -79,20 +109,25 @@ def start(
     env: dict[str, str] | None = None,
     timeout: float = 30,
 ) -> Service:
-    """Run `python <args>` from the repo root in its own process group and wait until healthy."""
+    """Run `python <args>` from the repo root in its own process group and wait until healthy
+    (forked from the pre-imported forkserver unless TESTS_FRESH_PROCESSES=1)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     log = Path(tempfile.mkstemp(prefix="svc-", suffix=".log")[1])
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env=full_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    svc = Service(proc, port, log, full_env)
+    proc: subprocess.Popen[bytes] | Forked
+    if os.environ.get("TESTS_FRESH_PROCESSES") == "1":
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=ROOT,
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+    else:
+        proc = Forked(list(args), full_env, log)
+    svc = Service(proc, port, log, full_env, list(args))
     if health_path is not None:
         try:
             wait_http(svc.url + health_path, proc, timeout)
@@ -140,3 +175,116 @@ def start_mini(*flags: str, port: int | None = None) -> Service:
     """tests/mini_mcp.py, the small MCP server with odd tools the web tests need."""
     port = port or free_port()
     return start(["tests/mini_mcp.py", "--port", str(port), *flags], port=port)
+
+
+class ThreadServer:
+    """An ASGI app served by uvicorn in a daemon thread of this process (lifespan included)."""
+
+    def __init__(self, app: object, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")  # type: ignore[arg-type]
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> ThreadServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"in-process server on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+    def __enter__(self) -> ThreadServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- fast starts: services forked from one pre-imported interpreter ------------------------
+
+# What the forkserver imports once (a module that fails to import is just imported late).
+PRELOAD = ["tests.servers", "tests.service_preload"]
+_forkserver: Any = None
+_forked: list[Forked] = []
+
+
+def _context() -> Any:
+    global _forkserver
+    if _forkserver is None:
+        _forkserver = multiprocessing.get_context("forkserver")
+        _forkserver.set_forkserver_preload(PRELOAD)
+    return _forkserver
+
+
+def _run_service(args: list[str], env: dict[str, str], log: str) -> None:
+    """In the forked child: become what `python <args>` started from ROOT would be."""
+    os.setsid()  # its own process group, as start_new_session=True gives a fresh one
+    out = os.open(log, os.O_WRONLY | os.O_APPEND)
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd, target in ((null, 0), (out, 1), (out, 2)):
+        os.dup2(fd, target)
+    os.close(out)
+    os.close(null)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout, sys.stderr = (  # unbuffered, as PYTHONUNBUFFERED=1 makes them
+        io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), "utf-8", errors, None, True, True)
+        for fd, errors in ((1, "strict"), (2, "backslashreplace"))
+    )
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(ROOT)
+    if args[0] == "-m":
+        sys.path[0] = str(ROOT)
+        sys.argv = [args[1], *args[2:]]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+    else:
+        script = ROOT / args[0]
+        sys.path[0] = str(script.parent)
+        sys.argv = list(args)
+        runpy.run_path(str(script), run_name="__main__")
+
+
+class Forked:
+    """A service forked from the forkserver, seen the way tests see a subprocess.Popen."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args = args
+        self._process = _context().Process(
+            target=_run_service, args=(args, env, str(log)), name=" ".join(args)
+        )
+        self._process.start()
+        self.pid: int = self._process.pid
+        _forked.append(self)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self._process.exitcode
+
+
+def stop_forgotten() -> None:
+    """Kill forked services a test left running (at the end of a test process: the
+    multiprocessing module would otherwise wait for them to exit on their own)."""
+    for proc in _forked:
+        if proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)

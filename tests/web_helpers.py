@@ -20,6 +20,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 Event = tuple[str, dict[str, Any]]
+Client = Any  # an httpx.Client, or Starlette's TestClient (an httpx2.Client)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -50,37 +51,53 @@ def write_config(path: Path, servers: dict[str, Any]) -> Path:
     return path
 
 
+# Every web.py setting a test relies on, pinned so a developer's .env cannot leak in (for
+# web.py as a process and as an in-process app, tests/inproc.py).
+WEB_SETTINGS = {
+    "OPENAI_API_KEY": "",
+    "OPENAI_API_BASE": "http://127.0.0.1:9/v1",
+    "LLM_MODEL": "fake-model",
+    "MAX_TOOL_ROUNDS": "8",
+    "TOOL_APPROVAL": "ask",
+    "TOOL_CALL_TIMEOUT": "30",
+    "CORS_ORIGINS": "",
+    "LLM_TIMEOUT": "10",
+    "LLM_MAX_RETRIES": "0",
+}
+
+
 def start_web(config: Path, env: dict[str, str] | None = None) -> Service:
     """web.py on a free port, every setting pinned so a developer's .env cannot leak in."""
     port = free_port()
-    base = {
-        "MCP_CONFIG_PATH": str(config),
-        "OPENAI_API_KEY": "",
-        "OPENAI_API_BASE": "http://127.0.0.1:9/v1",
-        "LLM_MODEL": "fake-model",
-        "MAX_TOOL_ROUNDS": "8",
-        "TOOL_APPROVAL": "ask",
-        "TOOL_CALL_TIMEOUT": "30",
-        "CORS_ORIGINS": "",
-        "LLM_TIMEOUT": "10",
-        "LLM_MAX_RETRIES": "0",
-    }
     return start(
         ["web.py", "--host", "127.0.0.1", "--port", str(port)],
         port=port,
-        env={**base, **(env or {})},
+        env={**WEB_SETTINGS, "MCP_CONFIG_PATH": str(config), **(env or {})},
     )
 
 
+@contextmanager
+def http_to(target: Service | Client, timeout: float = 10) -> Iterator[Client]:
+    """A client on a service process, or the given client (an in-process app's)."""
+    if not isinstance(target, Service):
+        yield target
+        return
+    with httpx.Client(base_url=target.url, timeout=timeout) as client:
+        yield client
+
+
 def chat_stream(
-    web: Service,
+    web: Service | Client,
     body: dict[str, Any],
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     timeout: float = 60,
 ) -> list[Event]:
     """POST /api/chat/stream and collect (event, data) pairs until the stream ends."""
     events: list[Event] = []
-    with httpx.stream("POST", f"{web.url}/api/chat/stream", json=body, timeout=timeout) as r:
+    with (
+        http_to(web) as http,
+        http.stream("POST", "/api/chat/stream", json=body, timeout=timeout) as r,
+    ):
         assert r.status_code == 200, r.read().decode()
         assert r.headers["content-type"].startswith("text/event-stream")
         kind, data = "message", []
@@ -98,17 +115,19 @@ def chat_stream(
     return events
 
 
-def approve(web: Service, approval_id: str, approved: bool) -> None:
-    r = httpx.post(
-        f"{web.url}/api/chat/approve",
-        json={"approvalId": approval_id, "approved": approved},
-        timeout=10,
-    )
+def approve(web: Service | Client, approval_id: str, approved: bool) -> None:
+    with http_to(web) as http:
+        r = http.post(
+            "/api/chat/approve",
+            json={"approvalId": approval_id, "approved": approved},
+            timeout=10,
+        )
     assert r.status_code == 200, r.text
 
 
-def stock(api: Service, product_id: int) -> int:
-    inventory = httpx.get(f"{api.url}/api/inventory", timeout=10).json()
+def stock(api: Service | Client, product_id: int) -> int:
+    with http_to(api) as http:
+        inventory = http.get("/api/inventory").json()
     return next(i["quantity"] for i in inventory if i["productId"] == product_id)
 
 

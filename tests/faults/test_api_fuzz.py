@@ -1,5 +1,5 @@
-"""Issue 7, API side: schemathesis against api.py's own OpenAPI schema, and Hypothesis
-properties of the purchase logic."""
+"""Issue 7, API side: schemathesis against api.py's own OpenAPI schema (a real process: its CLI
+fuzzes a URL), and Hypothesis properties of the purchase logic (the app in process)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.testclient import TestClient
 
-from tests.servers import ROOT, Service, start_api
+from tests.inproc import api_app
+from tests.servers import ROOT, Service
+from tests.stack import Stack
 
 # What the API promises for any input: no 5xx, and every answer is one the schema documents.
 CHECKS = ",".join(
@@ -29,9 +31,8 @@ CHECKS = ",".join(
 
 @pytest.fixture(scope="module")
 def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_api(tmp_path_factory.mktemp("fuzz") / "shop.db")
-    yield svc
-    svc.stop()
+    with Stack(tmp_path_factory.mktemp("fuzz")) as s:
+        yield s.api()
 
 
 def test_schemathesis_every_operation(fuzz_api: Service) -> None:
@@ -68,26 +69,25 @@ items = st.lists(
 
 
 @pytest.fixture(scope="module")
-def prop_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_api(tmp_path_factory.mktemp("prop") / "shop.db")
-    yield svc
-    svc.stop()
+def prop_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with api_app(tmp_path_factory.mktemp("prop") / "shop.db") as client:
+        yield client
 
 
 @given(purchases=st.lists(st.tuples(st.text(max_size=5), items), max_size=12))
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_stock_and_totals_add_up(prop_api: Service, purchases: list) -> None:
+def test_stock_and_totals_add_up(prop_api: TestClient, purchases: list) -> None:
     """For any sequence of purchases, valid or not: stock = before - ordered >= 0, and each
     new order's total is the exact sum of price x quantity."""
-    with httpx.Client(base_url=prop_api.url, timeout=30) as c:
-        prices = {p["id"]: p["price"] for p in c.get("/api/products").json()}
-        before = {i["productId"]: i["quantity"] for i in c.get("/api/inventory").json()}
-        known = {o["id"] for o in c.get("/api/orders").json()}
-        for name, its in purchases:
-            r = c.post("/api/purchase", json={"customerName": name, "items": its})
-            assert r.status_code in (200, 400, 404, 422), r.text
-        after = {i["productId"]: i["quantity"] for i in c.get("/api/inventory").json()}
-        new = [o for o in c.get("/api/orders").json() if o["id"] not in known]
+    c = prop_api
+    prices = {p["id"]: p["price"] for p in c.get("/api/products").json()}
+    before = {i["productId"]: i["quantity"] for i in c.get("/api/inventory").json()}
+    known = {o["id"] for o in c.get("/api/orders").json()}
+    for name, its in purchases:
+        r = c.post("/api/purchase", json={"customerName": name, "items": its})
+        assert r.status_code in (200, 400, 404, 422), r.text
+    after = {i["productId"]: i["quantity"] for i in c.get("/api/inventory").json()}
+    new = [o for o in c.get("/api/orders").json() if o["id"] not in known]
     ordered = dict.fromkeys(before, 0)
     for order in new:
         cents = 0

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from product_mcp.shop import Shop, make_engine
-from tests.fake_llm import Calls, FakeLLM, Reply
-from tests.servers import ROOT, Service, start_api, start_mcp
-from tests.web_helpers import CHROMIUM, need, start_web, stock, watched_page, write_config
+from tests.fake_llm import Calls, Reply
+from tests.servers import ROOT
+from tests.stack import Stack, stack_fixture
+from tests.web_helpers import CHROMIUM, need, stock, watched_page
 
 pytestmark = pytest.mark.browser
 
@@ -23,34 +23,22 @@ NO_LLM = "No LLM configured: set OPENAI_API_KEY (and OPENAI_API_BASE for other p
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@stack_fixture
+def stack(s: Stack) -> None:
     need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
-    tmp = tmp_path_factory.mktemp("browser")
-    db = tmp / "shop.db"
-    shop = Shop(make_engine(f"sqlite:///{db}"))
-    shop.init()
-    shop.add_products([(f"Hacker Hat {XSS}", 1500, f"Stylish. {XSS} <script>alert(2)</script>", 5)])
-    shop.engine.dispose()
-    fake = FakeLLM().start()
-    state: dict[str, Any] = {"fake": fake}
-    try:
-        state["api"] = api = start_api(db)
-        state["mcp"] = mcp = start_mcp(api.url)
-        config = write_config(tmp / "mcp.json", {"product-mcp": {"url": f"{mcp.url}/mcp"}})
-        state["config"] = config
-        state["web"] = start_web(config, {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url})
-        yield state
-    finally:
-        for key in ("web", "mcp", "api"):
-            svc = state.get(key)
-            if isinstance(svc, Service):
-                svc.stop()
-        fake.stop()
+    fake = s.fake_llm()
+    api = s.api(
+        products=[(f"Hacker Hat {XSS}", 1500, f"Stylish. {XSS} <script>alert(2)</script>", 5)]
+    )
+    mcp = s.mcp(api)
+    s.web(
+        {"product-mcp": {"url": f"{mcp.url}/mcp"}},
+        {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url},
+    )
 
 
 @pytest.fixture(scope="module")
-def page(stack: dict[str, Any]) -> Iterator[Any]:
+def page(stack: Stack) -> Iterator[Any]:
     with watched_page(stack["web"].url + "/", 15_000) as pg:
         yield pg
         ARTIFACTS.mkdir(exist_ok=True)
@@ -72,7 +60,7 @@ def test_page_lists_servers_and_tools(page: Any) -> None:
     assert page.is_hidden("#banner")
 
 
-def test_streamed_answer_with_tool_card(page: Any, stack: dict[str, Any]) -> None:
+def test_streamed_answer_with_tool_card(page: Any, stack: Stack) -> None:
     q = "What do you sell?"
     stack["fake"].script(
         q,
@@ -89,7 +77,7 @@ def test_streamed_answer_with_tool_card(page: Any, stack: dict[str, Any]) -> Non
     assert page.input_value("#input") == ""
 
 
-def test_approve_a_purchase_and_stock_falls(page: Any, stack: dict[str, Any]) -> None:
+def test_approve_a_purchase_and_stock_falls(page: Any, stack: Stack) -> None:
     q = "Buy 2 power banks for Ann"
     args = {"customerName": "Ann", "items": [{"productId": 3, "quantity": 2}]}
     stack["fake"].script(q, Calls(("create_purchase", args)), Reply("Order placed for Ann."))
@@ -105,7 +93,7 @@ def test_approve_a_purchase_and_stock_falls(page: Any, stack: dict[str, Any]) ->
     assert stock(stack["api"], 3) == before - 2
 
 
-def test_reject_a_purchase_and_nothing_is_bought(page: Any, stack: dict[str, Any]) -> None:
+def test_reject_a_purchase_and_nothing_is_bought(page: Any, stack: Stack) -> None:
     q = "Buy 5 earbuds for Bob"
     args = {"customerName": "Bob", "items": [{"productId": 2, "quantity": 5}]}
     stack["fake"].script(q, Calls(("create_purchase", args)), Reply("Understood, nothing bought."))
@@ -121,7 +109,7 @@ def test_reject_a_purchase_and_nothing_is_bought(page: Any, stack: dict[str, Any
     assert "rejected" in tool_msg[-1]["content"]
 
 
-def test_xss_payloads_stay_text(page: Any, stack: dict[str, Any]) -> None:
+def test_xss_payloads_stay_text(page: Any, stack: Stack) -> None:
     q = "Show me the hat"
     stack["fake"].script(
         q,
@@ -199,20 +187,18 @@ def test_hand_run_form_from_schema(page: Any) -> None:
     assert "customerName" in page.inner_text("#runner-output")
 
 
-def test_no_key_banner(stack: dict[str, Any], page: Any) -> None:
-    web = start_web(stack["config"], {"OPENAI_API_KEY": ""})
-    try:
-        other = page.context.new_page()
-        other.goto(web.url + "/")
-        banner = other.wait_for_selector("#banner:not([hidden])")
-        assert banner.inner_text() == NO_LLM
-        other.wait_for_selector("button.tool-btn[data-tool='get_products']")
-        other.close()
-    finally:
-        web.stop()
+def test_no_key_banner(stack: Stack, page: Any) -> None:
+    web = stack.web({"product-mcp": {"url": f"{stack['mcp'].url}/mcp"}}, name="no-key-web")
+    other = page.context.new_page()
+    other.goto(web.url + "/")
+    banner = other.wait_for_selector("#banner:not([hidden])")
+    assert banner.inner_text() == NO_LLM
+    other.wait_for_selector("button.tool-btn[data-tool='get_products']")
+    other.close()
+    web.stop()
 
 
-def test_shift_enter_newline_reload_and_new_chat(page: Any, stack: dict[str, Any]) -> None:
+def test_shift_enter_newline_reload_and_new_chat(page: Any, stack: Stack) -> None:
     stack["fake"].script("line one\nline two", Reply("Two lines received."))
     page.fill("#input", "line one")
     page.press("#input", "Shift+Enter")
@@ -248,7 +234,7 @@ def test_shift_enter_newline_reload_and_new_chat(page: Any, stack: dict[str, Any
     assert page.js_errors == []  # type: ignore[attr-defined]
 
 
-def test_long_chats_and_huge_replies_keep_working(page: Any, stack: dict[str, Any]) -> None:
+def test_long_chats_and_huge_replies_keep_working(page: Any, stack: Stack) -> None:
     """The page sends only the most recent whole turns that fit the server's limits."""
     fake = stack["fake"]
     page.click("#new-chat")

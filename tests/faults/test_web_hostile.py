@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from product_mcp.shop import Shop, make_engine
-from tests.fake_llm import Calls, FakeLLM, Reply
-from tests.servers import Service, start_api, start_mcp, start_mini
-from tests.slow_api import SlowApi
-from tests.web_helpers import start_web, stock, watched_page, write_config
+from tests.fake_llm import Calls, Reply
+from tests.servers import Service
+from tests.stack import Stack, stack_fixture
+from tests.web_helpers import stock, watched_page
 
 HOSTILE = [
     "<script>alert('script')</script>",
@@ -40,45 +39,24 @@ PAYLOAD = "\n\n".join(HOSTILE)
 MEGA = "A" * 1_000_000  # a 1 MB string
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("faults-web")
-    db = tmp / "shop.db"
-    shop = Shop(make_engine(f"sqlite:///{db}"))
-    shop.init()
+@stack_fixture
+def stack(s: Stack) -> None:
+    fake = s.fake_llm()
     # (not 1 MB here: a result over 1 MiB cannot reach any SDK client over SSE, see the README)
-    shop.add_products([("Evil " + HOSTILE[1], 999, PAYLOAD, 3)])
-    shop.engine.dispose()
-    fake = FakeLLM().start()
-    state: dict[str, Any] = {"fake": fake}
-    try:
-        state["api"] = api = start_api(db)
-        state["proxy"] = proxy = SlowApi(api.url, {"/api/analytics": 4.0}).start()
-        state["mcp"] = mcp = start_mcp(api.url)
-        state["slow"] = slow = start_mcp(proxy.url)
-        state["mini"] = start_mini()
-        config = write_config(
-            tmp / "mcp.json",
-            {
-                "shop": {"url": f"{mcp.url}/mcp"},
-                "slow-http": {"url": f"{slow.url}/mcp"},
-                "slow-sse": {"url": f"{slow.url}/sse"},
-                "mini": {"url": f"{state['mini'].url}/mcp"},
-            },
-        )
-        state["web"] = start_web(
-            config,
-            {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url, "MCP_PING_INTERVAL": "1"},
-        )
-        yield state
-    finally:
-        for key in ("web", "mini", "slow", "mcp", "api"):
-            svc = state.get(key)
-            if isinstance(svc, Service):
-                svc.stop()
-        if "proxy" in state:
-            state["proxy"].stop()
-        fake.stop()
+    api = s.api(products=[("Evil " + HOSTILE[1], 999, PAYLOAD, 3)])
+    proxy = s.slow_api(api, {"/api/analytics": 4.0})
+    mcp = s.mcp(api)
+    slow = s.mcp(proxy.url, "slow")
+    mini = s.mini()
+    s.web(
+        {
+            "shop": {"url": f"{mcp.url}/mcp"},
+            "slow-http": {"url": f"{slow.url}/mcp"},
+            "slow-sse": {"url": f"{slow.url}/sse"},
+            "mini": {"url": f"{mini.url}/mcp"},
+        },
+        {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url, "MCP_PING_INTERVAL": "1"},
+    )
 
 
 def call(web: Service, server: str, name: str, args: dict[str, Any], **kw: Any) -> httpx.Response:
@@ -104,7 +82,7 @@ POSTS = {
 }
 
 
-def test_foreign_host_and_origin_refused_on_every_route(stack: dict[str, Any]) -> None:
+def test_foreign_host_and_origin_refused_on_every_route(stack: Stack) -> None:
     web, api = stack["web"], stack["api"]
     before = stock(api, 1)
     for host in ("evil.example", f"evil.example:{web.port}", "127.0.0.1.evil.example"):
@@ -128,7 +106,7 @@ def test_foreign_host_and_origin_refused_on_every_route(stack: dict[str, Any]) -
 
 
 @pytest.mark.parametrize("server", ["slow-http", "slow-sse"])
-def test_main_py_killed_mid_call_then_web_heals(stack: dict[str, Any], server: str) -> None:
+def test_main_py_killed_mid_call_then_web_heals(stack: Stack, server: str) -> None:
     web, proxy = stack["web"], stack["proxy"]
     assert call(web, server, "get_product", {"productId": 1}).status_code == 200
     answer: dict[str, Any] = {}
@@ -149,7 +127,6 @@ def test_main_py_killed_mid_call_then_web_heals(stack: dict[str, Any], server: s
             break
         time.sleep(0.02)
     assert proxy.started > started, "the call never reached the API"
-    port = stack["slow"].port
     stack["slow"].stop(signal.SIGKILL)
     thread.join(40)
     assert not thread.is_alive() and "error" not in answer, answer
@@ -157,7 +134,7 @@ def test_main_py_killed_mid_call_then_web_heals(stack: dict[str, Any], server: s
     assert r.status_code in (502, 503, 504) or r.json().get("isError") is True, r.text
     assert answer["seconds"] < 20, answer["seconds"]
 
-    stack["slow"] = start_mcp(proxy.url, port=port)
+    stack.restart("slow")
     # no web.py restart: the very next call goes through
     r = call(web, server, "get_product", {"productId": 2})
     assert r.status_code == 200 and r.json()["isError"] is False, r.text
@@ -168,7 +145,7 @@ def test_main_py_killed_mid_call_then_web_heals(stack: dict[str, Any], server: s
 
 
 @pytest.fixture(scope="module")
-def page(stack: dict[str, Any]) -> Iterator[Any]:
+def page(stack: Stack) -> Iterator[Any]:
     with watched_page(stack["web"].url + "/", 60_000) as pg:
         pg.wait_for_selector("button.tool-btn[data-tool='echo']")
         yield pg
@@ -215,7 +192,7 @@ def send(page: Any, text: str) -> None:
     page.press("#input", "Enter")
 
 
-def test_hostile_tool_results_and_replies_stay_inert(page: Any, stack: dict[str, Any]) -> None:
+def test_hostile_tool_results_and_replies_stay_inert(page: Any, stack: Stack) -> None:
     q = "Show me something nasty"
     stack["fake"].script(
         q,
@@ -233,7 +210,7 @@ def test_hostile_tool_results_and_replies_stay_inert(page: Any, stack: dict[str,
     assert_responsive(page)
 
 
-def test_a_1mb_reply_and_tool_result_stay_responsive(page: Any, stack: dict[str, Any]) -> None:
+def test_a_1mb_reply_and_tool_result_stay_responsive(page: Any, stack: Stack) -> None:
     q = "Give me a megabyte"
     stack["fake"].script(
         q,
@@ -258,7 +235,7 @@ def test_a_1mb_reply_and_tool_result_stay_responsive(page: Any, stack: dict[str,
     )
 
 
-def test_reload_with_hostile_history(page: Any, stack: dict[str, Any]) -> None:
+def test_reload_with_hostile_history(page: Any, stack: Stack) -> None:
     """What was saved (or could not be) comes back inert after a reload."""
     q = "Once more, nasty"
     stack["fake"].script(q, Calls(("echo", {"text": PAYLOAD})), Reply("Again: " + PAYLOAD))

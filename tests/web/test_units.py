@@ -16,6 +16,7 @@ from product_mcp.chat.history import ChatRequest, HistoryMessage, check_history,
 from product_mcp.chat.mcp_config import load_config, parse_config
 from product_mcp.chat.names import VALID, build_table
 from product_mcp.chat.results import ToolEntry, result_text
+from tests.servers import ROOT
 
 
 def parse(servers: Any, key: str = "mcpServers", **env: str) -> Any:
@@ -118,7 +119,7 @@ def test_bad_files(tmp_path: Path) -> None:
 
 
 def test_shipped_config_points_at_the_local_server() -> None:
-    cfg = load_config(Path(__file__).resolve().parent.parent / "mcp.json")
+    cfg = load_config(ROOT / "mcp.json")
     assert cfg.errors == []
     [server] = cfg.servers
     assert (server.transport, server.url) == ("http", "http://127.0.0.1:8083/mcp")

@@ -19,7 +19,8 @@ from starlette.testclient import TestClient
 
 from main import Config, build_app, security_settings
 from tests.mcp_helpers import ACCEPT, INIT, KINDS, Kind, connect, open_session, text_of
-from tests.servers import ROOT, Service, free_port, start_mcp
+from tests.servers import ROOT, Service, free_port
+from tests.stack import Stack
 
 pytestmark = pytest.mark.anyio
 
@@ -57,16 +58,14 @@ class _Upstream(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def broken_api_server() -> Iterator[Service]:
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    upstream.daemon_threads = True
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    svc = start_mcp(
-        f"http://127.0.0.1:{upstream.server_address[1]}", env={"PRODUCT_API_TIMEOUT": "1"}
-    )
-    yield svc
-    svc.stop()
-    upstream.shutdown()
+def broken_api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with Stack(tmp_path_factory.mktemp("broken")) as s:
+        upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+        upstream.daemon_threads = True
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+        s.on_close(upstream.shutdown)
+        url = f"http://127.0.0.1:{upstream.server_address[1]}"
+        yield s.mcp(url, env={"PRODUCT_API_TIMEOUT": "1"})
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -99,11 +98,10 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def auth_server() -> Iterator[Service]:
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     dead_api = f"http://shop:api-password@127.0.0.1:{free_port()}"
-    svc = start_mcp(dead_api, env={"MCP_AUTH_TOKEN": TOKEN})
-    yield svc
-    svc.stop()
+    with Stack(tmp_path_factory.mktemp("auth")) as s:
+        yield s.mcp(dead_api, env={"MCP_AUTH_TOKEN": TOKEN})
 
 
 def test_auth_required_on_every_mcp_endpoint(auth_server: Service) -> None:
@@ -167,10 +165,9 @@ async def test_auth_with_token_and_api_down(auth_server: Service, kind: Kind) ->
 
 
 @pytest.fixture(scope="module")
-def stateless_server(api: Service) -> Iterator[Service]:
-    svc = start_mcp(api.url, extra=["--stateless", "--transport", "streamable-http"])
-    yield svc
-    svc.stop()
+def stateless_server(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with Stack(tmp_path_factory.mktemp("stateless_server")) as s:
+        yield s.mcp(api, extra=["--stateless", "--transport", "streamable-http"])
 
 
 def test_stateless_has_no_session_and_no_sse(stateless_server: Service) -> None:
@@ -190,10 +187,9 @@ async def test_stateless(stateless_server: Service, kind: Kind) -> None:
 
 
 @pytest.fixture(scope="module")
-def json_server(api: Service) -> Iterator[Service]:
-    svc = start_mcp(api.url, extra=["--json-response"])
-    yield svc
-    svc.stop()
+def json_server(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with Stack(tmp_path_factory.mktemp("json_server")) as s:
+        yield s.mcp(api, extra=["--json-response"])
 
 
 def test_json_response_raw(json_server: Service) -> None:
@@ -215,10 +211,9 @@ async def test_json_response(json_server: Service, kind: Kind) -> None:
 
 
 @pytest.fixture(scope="module")
-def sse_server(api: Service) -> Iterator[Service]:
-    svc = start_mcp(api.url, extra=["--transport", "sse"])
-    yield svc
-    svc.stop()
+def sse_server(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with Stack(tmp_path_factory.mktemp("sse_server")) as s:
+        yield s.mcp(api, extra=["--transport", "sse"])
 
 
 def test_sse_only_has_no_mcp_endpoint(sse_server: Service) -> None:

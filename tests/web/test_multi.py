@@ -6,15 +6,16 @@ comes up, and tools/list_changed refreshes the list."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fake_llm import Calls, FakeLLM, Reply
-from tests.servers import Service, free_port, start_api, start_mcp, start_mini
-from tests.web_helpers import EVERYTHING, need_node, start_web, write_config
+from tests.fake_llm import Calls, Reply
+from tests.servers import Service
+from tests.stack import Stack, stack_fixture
+from tests.web_helpers import EVERYTHING, need_node
 
 pytestmark = pytest.mark.node
 
@@ -29,58 +30,43 @@ def wait_for(check: Callable[[], Any], timeout: float = 15, what: str = "conditi
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@stack_fixture
+def env(s: Stack) -> None:
     need_node()
-    tmp = tmp_path_factory.mktemp("web-multi")
-    fake = FakeLLM().start()
-    api = start_api(tmp / "shop.db")
-    late_port = free_port()
-    state: dict[str, Any] = {"api": api, "fake": fake, "late_port": late_port, "tmp": tmp}
-    try:
-        state["mcp"] = mcp = start_mcp(api.url)
-        # a second main.py that wants a bearer token: mcp.json headers must reach it
-        state["secure"] = secure = start_mcp(api.url, env={"MCP_AUTH_TOKEN": "s3cret"})
-        state["mini"] = start_mini()
-        config = write_config(
-            tmp / "mcp.json",
-            {
-                "shop-http": {"url": f"{mcp.url}/mcp"},
-                "shop-sse": {"url": f"{mcp.url}/sse"},
-                "everything": {
-                    "command": "node",
-                    "args": [str(EVERYTHING / "index.js"), "stdio"],
-                },
-                "mini": {"type": "http", "url": f"{state['mini'].url}/mcp"},
-                "late": {"url": f"http://127.0.0.1:{late_port}/mcp"},
-                "secure-http": {
-                    "url": f"{secure.url}/mcp",
-                    "headers": {"Authorization": "Bearer ${SHOP_TOKEN}"},
-                },
-                "secure-sse": {
-                    "type": "sse",
-                    "url": f"{secure.url}/sse",
-                    "headers": {"Authorization": "Bearer ${SHOP_TOKEN}"},
-                },
-                "secure-no-token": {"url": f"{secure.url}/mcp"},
+    fake = s.fake_llm()
+    api = s.api()
+    mcp = s.mcp(api)
+    # a second main.py that wants a bearer token: mcp.json headers must reach it
+    secure = s.mcp(api, "secure", env={"MCP_AUTH_TOKEN": "s3cret"})
+    mini = s.mini()
+    s.web(
+        {
+            "shop-http": {"url": f"{mcp.url}/mcp"},
+            "shop-sse": {"url": f"{mcp.url}/sse"},
+            "everything": {
+                "command": "node",
+                "args": [str(EVERYTHING / "index.js"), "stdio"],
             },
-        )
-        state["web"] = start_web(
-            config,
-            {
-                "OPENAI_API_KEY": "k",
-                "OPENAI_API_BASE": fake.base_url,
-                "MCP_PING_INTERVAL": "1",
-                "SHOP_TOKEN": "s3cret",
+            "mini": {"type": "http", "url": f"{mini.url}/mcp"},
+            "late": {"url": f"http://127.0.0.1:{s.port('late')}/mcp"},
+            "secure-http": {
+                "url": f"{secure.url}/mcp",
+                "headers": {"Authorization": "Bearer ${SHOP_TOKEN}"},
             },
-        )
-        yield state
-    finally:
-        for key in ("web", "late", "mini", "secure", "mcp", "api"):
-            svc = state.get(key)
-            if isinstance(svc, Service):
-                svc.stop()
-        fake.stop()
+            "secure-sse": {
+                "type": "sse",
+                "url": f"{secure.url}/sse",
+                "headers": {"Authorization": "Bearer ${SHOP_TOKEN}"},
+            },
+            "secure-no-token": {"url": f"{secure.url}/mcp"},
+        },
+        {
+            "OPENAI_API_KEY": "k",
+            "OPENAI_API_BASE": fake.base_url,
+            "MCP_PING_INTERVAL": "1",
+            "SHOP_TOKEN": "s3cret",
+        },
+    )
 
 
 def servers(web: Service) -> dict[str, dict[str, Any]]:
@@ -95,7 +81,7 @@ def call(web: Service, server: str, name: str, args: dict[str, Any]) -> httpx.Re
     )
 
 
-def test_all_servers_and_tools_listed(env: dict[str, Any]) -> None:
+def test_all_servers_and_tools_listed(env: Stack) -> None:
     web = env["web"]
     s = servers(web)
     assert {n: s[n]["transport"] for n in s} == {
@@ -130,7 +116,7 @@ def test_all_servers_and_tools_listed(env: dict[str, Any]) -> None:
     assert all(len(f) <= 64 for f in functions)
 
 
-def test_calls_are_routed_to_the_right_server(env: dict[str, Any]) -> None:
+def test_calls_are_routed_to_the_right_server(env: Stack) -> None:
     web = env["web"]
     for server in ("shop-http", "shop-sse"):
         r = call(web, server, "get_product", {"productId": 1})
@@ -141,7 +127,7 @@ def test_calls_are_routed_to_the_right_server(env: dict[str, Any]) -> None:
     assert r.json()["result"] == "echo: mini"
 
 
-def test_chat_routes_by_table_not_by_splitting(env: dict[str, Any]) -> None:
+def test_chat_routes_by_table_not_by_splitting(env: Stack) -> None:
     web, fake = env["web"], env["fake"]
     q = "Use three servers"
     weird = next(
@@ -165,8 +151,8 @@ def test_chat_routes_by_table_not_by_splitting(env: dict[str, Any]) -> None:
     assert all("result" in c for c in body["toolCalls"]), body["toolCalls"]
 
 
-def test_restarting_main_py_heals_without_restarting_web(env: dict[str, Any]) -> None:
-    web, api, mcp = env["web"], env["api"], env["mcp"]
+def test_restarting_main_py_heals_without_restarting_web(env: Stack) -> None:
+    web, mcp = env["web"], env["mcp"]
     assert call(web, "shop-http", "get_products", {}).status_code == 200
     mcp.stop()
     # the pings notice the outage; other servers keep working meanwhile
@@ -181,7 +167,7 @@ def test_restarting_main_py_heals_without_restarting_web(env: dict[str, Any]) ->
     assert down.status_code == 503 and "shop-http" in down.json()["detail"]
     assert call(web, "mini", "echo", {"text": "still here"}).status_code == 200
 
-    env["mcp"] = start_mcp(api.url, port=mcp.port)
+    env.restart("mcp")
     for server in ("shop-http", "shop-sse"):
         r = call(web, server, "get_product", {"productId": 3})
         assert r.status_code == 200, r.text
@@ -189,35 +175,32 @@ def test_restarting_main_py_heals_without_restarting_web(env: dict[str, Any]) ->
     assert servers(web)["shop-http"]["status"] == "connected"
 
 
-def test_stale_session_after_a_quick_restart(env: dict[str, Any]) -> None:
+def test_stale_session_after_a_quick_restart(env: Stack) -> None:
     """Restarted faster than a ping notices: the next call meets "Session not found"."""
-    web, api = env["web"], env["api"]
+    web = env["web"]
     assert call(web, "shop-http", "get_orders", {}).status_code == 200
-    env["mcp"].stop()
-    env["mcp"] = start_mcp(api.url, port=env["mcp"].port)
+    env.restart("mcp")
     r = call(web, "shop-http", "get_orders", {})
     assert r.status_code == 200, r.text
     # a tool that writes works too: the dead session is replaced before anything is sent
-    env["mcp"].stop()
-    env["mcp"] = start_mcp(api.url, port=env["mcp"].port)
+    env.restart("mcp")
     for i, server in enumerate(("shop-sse", "shop-http")):
         order = {"customerName": f"After restart {i}", "items": [{"productId": 4, "quantity": 1}]}
         r = call(web, server, "create_purchase", order)
         assert r.status_code == 200 and r.json()["isError"] is False, r.text
 
 
-def test_server_down_at_startup_connects_later(env: dict[str, Any]) -> None:
+def test_server_down_at_startup_connects_later(env: Stack) -> None:
     web = env["web"]
     assert servers(web)["late"]["status"] != "connected"
-    late = start_mini(port=env["late_port"])
-    env["late"] = late
+    env.mini(name="late")
     r = call(web, "late", "add", {"a": 2, "b": 40})
     assert r.status_code == 200 and r.json()["result"] == "42", r.text
     s = servers(web)["late"]
     assert s["status"] == "connected" and s["tools"] == 7 and s["error"] is None
 
 
-def test_tool_list_refreshes_on_list_changed(env: dict[str, Any]) -> None:
+def test_tool_list_refreshes_on_list_changed(env: Stack) -> None:
     web = env["web"]
 
     def names() -> set[str]:

@@ -33,28 +33,28 @@ from tests.mcp_helpers import (
     sse_events,
     text_of,
 )
-from tests.servers import Service, start_mcp
+from tests.servers import Service
 from tests.slow_api import SlowApi
+from tests.stack import Stack
 
 pytestmark = pytest.mark.anyio
 SLOW = 1.5  # seconds the proxy holds back /api/analytics answers
 
 
 @pytest.fixture(scope="module")
-def server(api: Service) -> Iterator[Service]:
-    svc = start_mcp(api.url)
-    yield svc
-    svc.stop()
+def server(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with Stack(tmp_path_factory.mktemp("server")) as s:
+        yield s.mcp(api)
 
 
 @pytest.fixture(scope="module")
-def slow(api: Service) -> Iterator[tuple[Service, SlowApi]]:
+def slow(
+    api: Service, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Service, SlowApi]]:
     """main.py whose analytics calls take SLOW seconds (everything else is forwarded at once)."""
-    proxy = SlowApi(api.url, {"/api/analytics": SLOW}).start()
-    svc = start_mcp(proxy.url)
-    yield svc, proxy
-    svc.stop()
-    proxy.stop()
+    with Stack(tmp_path_factory.mktemp("slow")) as s:
+        proxy = s.slow_api(api, {"/api/analytics": SLOW})
+        yield s.mcp(proxy.url), proxy
 
 
 # --- a healthy client running alongside -------------------------------------------------
@@ -115,79 +115,90 @@ async def test_streamable_http_abuse_gets_protocol_errors(server: Service) -> No
         assert r.status_code == 202
 
         for headers in (plain, h):  # before and inside a session
-            r = await http.post(url, content=b'{"jsonrpc": "2.0", "id": 1, "meth', headers=headers)
-            assert r.status_code == 400 and r.json()["error"]["code"] == -32700  # parse error
+            await _bad_bodies_are_refused(http, url, headers)
+        await _bad_requests_are_errors(http, url, h)
+        await _oversized_bodies_are_refused(http, url, h)
+        await _only_live_sessions_serve(http, url, h)
 
-            batch = [rpc("tools/list", id=1), rpc("ping", id=2)]
-            r = await http.post(url, json=batch, headers=headers)
-            assert r.status_code == 400
-            assert r.json()["error"]["code"] == -32600  # Invalid Request, not "invalid params"
-            assert "batch" in r.json()["error"]["message"]
-            r = await http.post(url, content=b"  \n[]", headers=headers)
-            assert r.status_code == 400 and r.json()["error"]["code"] == -32600
 
-            r = await http.post(url, json={"hello": "world"}, headers=headers)
-            assert r.status_code == 400 and r.json()["error"]["code"] in (-32600, -32602)
-            r = await http.post(url, json="just a string", headers=headers)
-            assert r.status_code == 400 and "error" in r.json()
+async def _bad_bodies_are_refused(http: httpx.AsyncClient, url: str, headers: dict) -> None:
+    """Not JSON, a batch, an empty batch, not JSON-RPC: 400 with the protocol's error."""
+    r = await http.post(url, content=b'{"jsonrpc": "2.0", "id": 1, "meth', headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32700  # parse error
 
-        r = await http.post(url, json=rpc("shop/steal", id=3), headers=h)
-        [msg] = messages_of(r)
-        assert msg["id"] == 3 and msg["error"]["code"] == -32601
+    batch = [rpc("tools/list", id=1), rpc("ping", id=2)]
+    r = await http.post(url, json=batch, headers=headers)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == -32600  # Invalid Request, not "invalid params"
+    assert "batch" in r.json()["error"]["message"]
+    r = await http.post(url, content=b"  \n[]", headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32600
 
-        r = await http.post(url, json=rpc("tools/call", {"arguments": {}}, id=4), headers=h)
-        [msg] = messages_of(r)
-        assert msg["id"] == 4 and msg["error"]["code"] == -32602  # no tool name
+    r = await http.post(url, json={"hello": "world"}, headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] in (-32600, -32602)
+    r = await http.post(url, json="just a string", headers=headers)
+    assert r.status_code == 400 and "error" in r.json()
 
-        call = rpc("tools/call", {"name": "get_product", "arguments": {"productId": "one"}}, id=5)
-        [msg] = messages_of(await http.post(url, json=call, headers=h))
-        assert (
-            msg["result"]["isError"] is True and "productId" in msg["result"]["content"][0]["text"]
+
+async def _bad_requests_are_errors(http: httpx.AsyncClient, url: str, h: dict) -> None:
+    """Inside the session: unknown method, no tool name, bad arguments, unknown tool."""
+    r = await http.post(url, json=rpc("shop/steal", id=3), headers=h)
+    [msg] = messages_of(r)
+    assert msg["id"] == 3 and msg["error"]["code"] == -32601
+
+    r = await http.post(url, json=rpc("tools/call", {"arguments": {}}, id=4), headers=h)
+    [msg] = messages_of(r)
+    assert msg["id"] == 4 and msg["error"]["code"] == -32602  # no tool name
+
+    call = rpc("tools/call", {"name": "get_product", "arguments": {"productId": "one"}}, id=5)
+    [msg] = messages_of(await http.post(url, json=call, headers=h))
+    assert msg["result"]["isError"] is True and "productId" in msg["result"]["content"][0]["text"]
+
+    call = rpc("tools/call", {"name": "create_purchase", "arguments": {"items": []}}, id=6)
+    [msg] = messages_of(await http.post(url, json=call, headers=h))
+    text = msg["result"]["content"][0]["text"]
+    assert msg["result"]["isError"] is True and "customerName" in text and "items" in text
+
+    call = rpc("tools/call", {"name": "no_such_tool", "arguments": {}}, id=7)
+    [msg] = messages_of(await http.post(url, json=call, headers=h))
+    assert (
+        msg["result"]["isError"] is True and "no_such_tool" in msg["result"]["content"][0]["text"]
+    )
+
+
+async def _oversized_bodies_are_refused(http: httpx.AsyncClient, url: str, h: dict) -> None:
+    """Over the 4 MiB body limit: refused before anything parses it, declared or chunked."""
+    huge = rpc("tools/call", {"name": "search_products", "arguments": {"query": "x" * (5 << 20)}})
+    r = await http.post(url, json=huge, headers=h)
+    assert r.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"jsonrpc": "2.0", "id": 8, "method": "ping", "params": {"pad": "'
+        for _ in range(80):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    r = await http.post(url, content=chunks(), headers=h)
+    assert r.status_code == 413
+
+
+async def _only_live_sessions_serve(http: httpx.AsyncClient, url: str, h: dict) -> None:
+    """Made-up session ids are refused; the abused session still works, then ends, and
+    afterwards its id is refused everywhere."""
+    for bogus in ("not-a-session", "0" * 32):
+        r = await http.post(
+            url, json=rpc("tools/list", id=9), headers={**h, "Mcp-Session-Id": bogus}
         )
+        assert r.status_code == 404 and r.json()["error"]["code"] == -32600
 
-        call = rpc("tools/call", {"name": "create_purchase", "arguments": {"items": []}}, id=6)
-        [msg] = messages_of(await http.post(url, json=call, headers=h))
-        text = msg["result"]["content"][0]["text"]
-        assert msg["result"]["isError"] is True and "customerName" in text and "items" in text
-
-        call = rpc("tools/call", {"name": "no_such_tool", "arguments": {}}, id=7)
-        [msg] = messages_of(await http.post(url, json=call, headers=h))
-        assert (
-            msg["result"]["isError"] is True
-            and "no_such_tool" in msg["result"]["content"][0]["text"]
-        )
-
-        # over the 4 MiB body limit: refused before anything parses it, declared or chunked
-        huge = rpc(
-            "tools/call", {"name": "search_products", "arguments": {"query": "x" * (5 << 20)}}
-        )
-        r = await http.post(url, json=huge, headers=h)
-        assert r.status_code == 413
-
-        async def chunks() -> AsyncIterator[bytes]:
-            yield b'{"jsonrpc": "2.0", "id": 8, "method": "ping", "params": {"pad": "'
-            for _ in range(80):
-                yield b"x" * 65536
-            yield b'"}}'
-
-        r = await http.post(url, content=chunks(), headers=h)
-        assert r.status_code == 413
-
-        for bogus in ("not-a-session", "0" * 32):
-            r = await http.post(
-                url, json=rpc("tools/list", id=9), headers={**h, "Mcp-Session-Id": bogus}
-            )
-            assert r.status_code == 404 and r.json()["error"]["code"] == -32600
-
-        # the abused session still works, then ends; afterwards its id is refused everywhere
-        [msg] = messages_of(await http.post(url, json=rpc("tools/list", id=10), headers=h))
-        assert len(msg["result"]["tools"]) == 8
-        assert (await http.delete(url, headers=h)).status_code == 200
-        r = await http.post(url, json=rpc("tools/list", id=11), headers=h)
-        assert r.status_code == 404 and r.json()["error"]["message"] == "Session not found"
-        r = await http.get(url, headers={**h, "Accept": "text/event-stream"})
-        assert r.status_code == 404
-        assert (await http.delete(url, headers=h)).status_code == 404
+    [msg] = messages_of(await http.post(url, json=rpc("tools/list", id=10), headers=h))
+    assert len(msg["result"]["tools"]) == 8
+    assert (await http.delete(url, headers=h)).status_code == 200
+    r = await http.post(url, json=rpc("tools/list", id=11), headers=h)
+    assert r.status_code == 404 and r.json()["error"]["message"] == "Session not found"
+    r = await http.get(url, headers={**h, "Accept": "text/event-stream"})
+    assert r.status_code == 404
+    assert (await http.delete(url, headers=h)).status_code == 404
 
 
 # --- SSE (/sse + /messages/) --------------------------------------------------------------

@@ -23,9 +23,12 @@ from mcp import Client
 from mcp.client.sse import sse_client
 
 from tests.mcp_helpers import INIT, Kind, connect, text_of
-from tests.servers import Service, start_mcp
+from tests.servers import Service
+from tests.stack import Stack
 
-pytestmark = pytest.mark.anyio
+# serial: these load main.py and measure its memory, so no other serial test (load or memory)
+# runs beside them on another worker.
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]
 LONG = os.environ.get("LONG_TESTS") == "1"
 SESSIONS = 200 if LONG else 100
 SECONDS = 30.0 if LONG else 2.0
@@ -44,10 +47,9 @@ KIND_MIX: list[Kind] = ["legacy", "sse", "modern", "legacy"]
 
 
 @pytest.fixture
-def server(api: Service) -> Iterator[Service]:
-    svc = start_mcp(api.url)
-    yield svc
-    svc.stop()
+def server(api: Service, tmp_path: Path) -> Iterator[Service]:
+    with Stack(tmp_path) as s:
+        yield s.mcp(api)
 
 
 def rss_mb(svc: Service) -> float:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, Service, start_api, start_mcp
+from tests.servers import ROOT, Service
+from tests.stack import Stack
 
 pytestmark = pytest.mark.node
 
@@ -85,13 +86,8 @@ def node_tools() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    api = start_api(tmp_path_factory.mktemp("conformance") / "shop.db")
-    try:
-        svc = start_mcp(api.url)
-        yield svc
-        svc.stop()
-    finally:
-        api.stop()
+    with Stack(tmp_path_factory.mktemp("conformance")) as s:
+        yield s.mcp(s.api())
 
 
 def node(args: list[str], home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -1,84 +1,44 @@
-"""api.py as a user meets it: a real uvicorn process on a free port with its own SQLite file."""
+"""api.py's REST contract and validation, in process: the app under TestClient on its own
+SQLite file (a fresh one per test that changes state, one per module for the rest)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
-from tests.servers import Service, start_api
-
-SEED_PRODUCTS = [
-    {
-        "id": 1,
-        "name": "Galaxy Smart Watch",
-        "price": 1299.0,
-        "description": "Health monitoring, activity tracking, supports multiple apps",
-    },
-    {
-        "id": 2,
-        "name": "Pro Wireless Bluetooth Earbuds",
-        "price": 899.0,
-        "description": "Active noise cancellation, 30-hour battery life, IPX7 waterproof",
-    },
-    {
-        "id": 3,
-        "name": "Portable Power Bank",
-        "price": 299.0,
-        "description": "20000mAh capacity, fast charging, lightweight design",
-    },
-    {
-        "id": 4,
-        "name": "Huawei MateBook X Pro",
-        "price": 1599.0,
-        "description": "14.2-inch full-screen display, 3:2 aspect ratio, 100% sRGB color gamut",
-    },
-]
-SEED_STOCK = {1: 100, 2: 50, 3: 200, 4: 150}
+from tests.api.helpers import SEED_PRODUCTS, SEED_STOCK, buy, orders, stock
+from tests.inproc import api_app
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Service]:
-    """A fresh service on a fresh database for each test that changes state."""
-    svc = start_api(tmp_path / "shop.db")
-    yield svc
-    svc.stop()
+def api(tmp_path: Path) -> Iterator[TestClient]:
+    """A fresh app on a fresh database for each test that changes state."""
+    with api_app(tmp_path / "shop.db") as client:
+        yield client
 
 
-def stock(api: Service) -> dict[int, int]:
-    return {i["productId"]: i["quantity"] for i in httpx.get(f"{api.url}/api/inventory").json()}
-
-
-def orders(api: Service) -> list[dict]:
-    return httpx.get(f"{api.url}/api/orders").json()
-
-
-def buy(api: Service, body: object, **kw: object) -> httpx.Response:
-    return httpx.post(f"{api.url}/api/purchase", json=body, **kw)  # type: ignore[arg-type]
-
-
-def test_seed_contract_exact_json(api: Service) -> None:
-    assert httpx.get(f"{api.url}/api/products").json() == SEED_PRODUCTS
-    inv = httpx.get(f"{api.url}/api/inventory").json()
+def test_seed_contract_exact_json(api: TestClient) -> None:
+    assert api.get("/api/products").json() == SEED_PRODUCTS
+    inv = api.get("/api/inventory").json()
     assert inv == [
         {"productId": p["id"], "quantity": SEED_STOCK[p["id"]], "product": p} for p in SEED_PRODUCTS
     ]
     assert orders(api) == []
-    assert httpx.get(f"{api.url}/healthz").json() == {"status": "ok", "database": "sqlite"}
-    assert httpx.get(f"{api.url}/docs").status_code == 200
-    assert httpx.get(f"{api.url}/redoc").status_code == 200
-    spec = httpx.get(f"{api.url}/openapi.json").json()
+    assert api.get("/healthz").json() == {"status": "ok", "database": "sqlite"}
+    assert api.get("/docs").status_code == 200
+    assert api.get("/redoc").status_code == 200
+    spec = api.get("/openapi.json").json()
     assert {"/api/products", "/api/purchase", "/api/analytics/sales"} <= set(spec["paths"])
 
 
-def test_purchase_flow(api: Service) -> None:
+def test_purchase_flow(api: TestClient) -> None:
     r = buy(
         api,
         {
@@ -130,7 +90,7 @@ def test_purchase_flow(api: Service) -> None:
          "Insufficient stock for Pro Wireless Bluetooth Earbuds. Available: 50"),
     ],
 )  # fmt: skip
-def test_seed_errors_change_nothing(api: Service, body: dict, status: int, detail: str) -> None:
+def test_seed_errors_change_nothing(api: TestClient, body: dict, status: int, detail: str) -> None:
     r = buy(api, body)
     assert r.status_code == status
     assert r.json() == {"detail": detail}
@@ -172,14 +132,13 @@ BAD_BODIES = {
 
 
 @pytest.fixture(scope="module")
-def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = start_api(tmp_path_factory.mktemp("shared") / "shop.db")
-    yield svc
-    svc.stop()
+def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with api_app(tmp_path_factory.mktemp("shared") / "shop.db") as client:
+        yield client
 
 
 @pytest.mark.parametrize("case", list(BAD_BODIES))
-def test_bad_input_is_422_naming_the_field(shared_api: Service, case: str) -> None:
+def test_bad_input_is_422_naming_the_field(shared_api: TestClient, case: str) -> None:
     body, loc = BAD_BODIES[case]
     before_stock, before_orders = stock(shared_api), orders(shared_api)
     r = buy(shared_api, body)
@@ -189,14 +148,14 @@ def test_bad_input_is_422_naming_the_field(shared_api: Service, case: str) -> No
     assert orders(shared_api) == before_orders
 
 
-def test_non_json_and_oversized_bodies(shared_api: Service) -> None:
+def test_non_json_and_oversized_bodies(shared_api: TestClient) -> None:
     before = stock(shared_api)
-    url = f"{shared_api.url}/api/purchase"
-    r = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    url = "/api/purchase"
+    r = shared_api.post(url, content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
     assert r.json()["detail"][0]["type"] == "json_invalid"
     big = {"customerName": "A" * 70_000, "items": [{"productId": 1, "quantity": 1}]}
-    r = httpx.post(url, json=big)
+    r = shared_api.post(url, json=big)
     assert r.status_code == 413
     assert "exceeds" in r.json()["detail"]
 
@@ -206,7 +165,7 @@ def test_non_json_and_oversized_bodies(shared_api: Service) -> None:
             yield b"A" * 1024
         yield b'", "items": [{"productId": 1, "quantity": 1}]}'
 
-    r = httpx.post(url, content=chunks(), headers={"content-type": "application/json"})
+    r = shared_api.post(url, content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert stock(shared_api) == before
 
@@ -229,13 +188,13 @@ def test_non_json_and_oversized_bodies(shared_api: Service) -> None:
         ("/api/inventory?offset=-1", ["query", "offset"]),
     ],
 )
-def test_bad_queries_are_422(shared_api: Service, path: str, loc: list) -> None:
-    r = httpx.get(shared_api.url + path)
+def test_bad_queries_are_422(shared_api: TestClient, path: str, loc: list) -> None:
+    r = shared_api.get(path)
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == loc
 
 
-def test_idempotent_retry(api: Service) -> None:
+def test_idempotent_retry(api: TestClient) -> None:
     body = {"customerName": "Carol", "items": [{"productId": 4, "quantity": 2}]}
     first = buy(api, body, headers={"Idempotency-Key": "k-1"})
     again = buy(api, body, headers={"Idempotency-Key": "k-1"})
@@ -255,11 +214,13 @@ def test_idempotent_retry(api: Service) -> None:
     assert len(orders(api)) == 2
 
 
-def test_idempotent_retries_racing(api: Service) -> None:
+def test_idempotent_retries_racing(api: TestClient) -> None:
     body = {"customerName": "Dan", "items": [{"productId": 1, "quantity": 1}]}
 
     async def go() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=api.url, timeout=30) as c:
+        # Concurrent requests into the same app: its sync routes race in the thread pool.
+        transport = httpx.ASGITransport(app=api.app)
+        async with httpx.AsyncClient(transport=transport, base_url=str(api.base_url)) as c:
             return await asyncio.gather(
                 *[
                     c.post("/api/purchase", json=body, headers={"Idempotency-Key": "same"})
@@ -273,70 +234,9 @@ def test_idempotent_retries_racing(api: Service) -> None:
     assert stock(api)[1] == 99
 
 
-async def _storm(url: str, n: int) -> list[int]:
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
-        rs = await asyncio.gather(
-            *[
-                c.post(
-                    "/api/purchase",
-                    json={"customerName": f"c{i}", "items": [{"productId": 2, "quantity": 1}]},
-                )
-                for i in range(n)
-            ]
-        )
-    return [r.status_code for r in rs]
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_no_oversell_under_concurrency(tmp_path: Path, workers: int) -> None:
-    svc = start_api(tmp_path / "shop.db", extra=["--workers", str(workers)])
-    try:
-        codes = asyncio.run(_storm(svc.url, 200))
-        assert codes.count(200) == 50
-        assert codes.count(400) == 150
-        assert stock(svc)[2] == 0
-        placed = orders(svc)
-        assert len(placed) == 50
-        assert len({o["id"] for o in placed}) == 50
-        if workers == 2:
-            pids = {
-                line.split("[")[1].split("]")[0]
-                for line in svc.log().splitlines()
-                if "Started server process" in line
-            }
-            assert len(pids) == 2, svc.log()
-    finally:
-        svc.stop()
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_orders_and_stock_survive_restart(tmp_path: Path, sig: int) -> None:
-    db = tmp_path / "shop.db"
-    svc = start_api(db)
-    try:
-        placed = [
-            buy(svc, {"customerName": f"p{i}", "items": [{"productId": 3, "quantity": i}]}).json()
-            for i in range(1, 6)
-        ]
-    finally:
-        svc.stop(sig)
-    svc = start_api(db, port=svc.port)
-    try:
-        assert stock(svc)[3] == 200 - 15
-        assert sorted(orders(svc), key=lambda o: o["id"]) == placed
-        # Restart does not re-seed or duplicate anything.
-        assert httpx.get(f"{svc.url}/api/products").json() == SEED_PRODUCTS
-    finally:
-        svc.stop()
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-
-
-def test_search_ranking_and_filters(api: Service) -> None:
+def test_search_ranking_and_filters(api: TestClient) -> None:
     def names(query: str) -> list[str]:
-        r = httpx.get(f"{api.url}/api/products?{query}")
+        r = api.get(f"/api/products?{query}")
         assert r.status_code == 200, r.text
         return [p["name"] for p in r.json()]
 
@@ -355,21 +255,21 @@ def test_search_ranking_and_filters(api: Service) -> None:
     assert buy(api, {"customerName": "E", "items": [{"productId": 2, "quantity": 50}]}).is_success
     assert "Pro Wireless Bluetooth Earbuds" not in names("in_stock=true")
     assert names("in_stock=false") == ["Pro Wireless Bluetooth Earbuds"]
-    assert httpx.get(f"{api.url}/api/products/3").json() == SEED_PRODUCTS[2]
-    assert httpx.get(f"{api.url}/api/inventory/2").json() == {
+    assert api.get("/api/products/3").json() == SEED_PRODUCTS[2]
+    assert api.get("/api/inventory/2").json() == {
         "productId": 2,
         "quantity": 0,
         "product": SEED_PRODUCTS[1],
     }
-    assert httpx.get(f"{api.url}/api/inventory/42").status_code == 404
-    r = httpx.get(f"{api.url}/api/products/42")
+    assert api.get("/api/inventory/42").status_code == 404
+    r = api.get("/api/products/42")
     assert r.status_code == 404
     assert r.json() == {"detail": "Product ID 42 does not exist"}
 
 
-def test_recommendations(api: Service) -> None:
+def test_recommendations(api: TestClient) -> None:
     def rec(query: str) -> list[dict]:
-        r = httpx.get(f"{api.url}/api/recommendations?{query}")
+        r = api.get(f"/api/recommendations?{query}")
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -389,7 +289,7 @@ def test_recommendations(api: Service) -> None:
     assert fallback[0]["matchedTerms"] == []
 
 
-def test_orders_filters_and_sales_analytics(api: Service) -> None:
+def test_orders_filters_and_sales_analytics(api: TestClient) -> None:
     placed = [
         ("Ann", [(1, 2), (3, 1)]),
         ("Ben", [(3, 4)]),
@@ -401,7 +301,7 @@ def test_orders_filters_and_sales_analytics(api: Service) -> None:
         assert buy(api, body).status_code == 200
 
     def get(path: str) -> object:
-        r = httpx.get(api.url + path)
+        r = api.get(path)
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -439,15 +339,15 @@ def test_orders_filters_and_sales_analytics(api: Service) -> None:
     assert empty["groups"] == [] and empty["totals"] == {"units": 0, "revenue": 0.0, "orders": 0}
 
 
-def test_idempotency_key_header_bounds(shared_api: Service) -> None:
+def test_idempotency_key_header_bounds(shared_api: TestClient) -> None:
     body = {"customerName": "G", "items": [{"productId": 1, "quantity": 1}]}
     r = buy(shared_api, body, headers={"Idempotency-Key": "k" * 300})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
 
 
-def test_openapi_documents_new_routes(shared_api: Service) -> None:
-    spec = httpx.get(f"{shared_api.url}/openapi.json").json()
+def test_openapi_documents_new_routes(shared_api: TestClient) -> None:
+    spec = shared_api.get("/openapi.json").json()
     params = {p["name"] for p in spec["paths"]["/api/products"]["get"]["parameters"]}
     assert params == {"q", "min_price", "max_price", "in_stock", "limit", "offset"}
     assert json.dumps(spec)  # serialisable, no surprises

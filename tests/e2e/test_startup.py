@@ -19,8 +19,9 @@ import pytest
 
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import Settings, load_settings
-from tests.servers import ROOT, free_port, start
-from tests.web_helpers import start_web, write_config
+from tests.servers import ROOT, free_port
+from tests.stack import Stack
+from tests.web_helpers import write_config
 
 SCRIPTS = {"api.py": "API_PORT", "main.py": "MCP_PORT", "web.py": "WEB_PORT"}
 
@@ -129,13 +130,8 @@ def test_unreachable_api_is_named_in_tool_errors(tmp_path: Path) -> None:
     from tests.mcp_helpers import connect, text_of
 
     dead = f"http://127.0.0.1:{free_port()}/api"
-    port = free_port()
-    svc = start(
-        ["main.py", "--host", "127.0.0.1", "--port", str(port)],
-        port=port,
-        env={"PRODUCT_API_URL": dead},
-    )
-    try:
+    with Stack(tmp_path) as s:
+        svc = s.mcp(dead.removesuffix("/api"))  # PRODUCT_API_URL = dead
         import anyio
 
         async def call() -> str:
@@ -144,19 +140,15 @@ def test_unreachable_api_is_named_in_tool_errors(tmp_path: Path) -> None:
 
         text = anyio.run(call)
         assert f"product API at {dead}" in text
-    finally:
-        svc.stop()
 
 
 def test_web_warns_with_the_url_it_tried(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/mcp"
-    web = start_web(write_config(tmp_path / "mcp.json", {"shop": {"url": dead}}))
-    try:
+    with Stack(tmp_path) as s:
+        web = s.web({"shop": {"url": dead}})
         deadline = time.monotonic() + 20
         while dead not in web.log() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert f"shop ({dead})" in web.log()
         servers = httpx.get(f"{web.url}/api/servers").json()["servers"]
         assert servers[0]["url"] == dead and servers[0]["status"] != "connected"
-    finally:
-        web.stop()

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -46,6 +48,25 @@ def launch(
     return proc, ports
 
 
+@contextmanager
+def launched(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, int]]]:
+    """launch(), and whatever happens in the block, nothing it started outlives it: the
+    services run in their own sessions, so killing the launcher alone would orphan them."""
+    proc, ports = launch(tmp_path, *extra, env=env)
+    try:
+        yield proc, ports
+    finally:
+        if proc.poll() is None:
+            kids = child_pids(proc.pid)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            for kid in kids:
+                with suppress(ProcessLookupError):
+                    os.killpg(kid, signal.SIGKILL)
+
+
 def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 90) -> str:
     assert proc.stdout is not None
     out: list[str] = []
@@ -79,8 +100,7 @@ def mcp_initialize(url: str) -> httpx.Response:
 
 
 def test_launcher_runs_the_trio_and_stops_on_sigint(tmp_path: Path) -> None:
-    proc, ports = launch(tmp_path)
-    try:
+    with launched(tmp_path) as (proc, ports):
         out = read_until(proc, "=" * 64 + "\n", timeout=90)
         out += read_until(proc, "=" * 64)
         assert READY in out
@@ -111,15 +131,10 @@ def test_launcher_runs_the_trio_and_stops_on_sigint(tmp_path: Path) -> None:
         while not all(gone(k) for k in kids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert all(gone(k) for k in kids)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_auth_token_reaches_web_through_the_generated_config(tmp_path: Path) -> None:
-    proc, ports = launch(tmp_path, env={"MCP_AUTH_TOKEN": "s3cret-token"})
-    try:
+    with launched(tmp_path, env={"MCP_AUTH_TOKEN": "s3cret-token"}) as (proc, ports):
         out = read_until(proc, READY)
         out += read_until(proc, "=" * 64)
         assert "s3cret-token" not in out  # masked in every service's settings line
@@ -135,18 +150,13 @@ def test_auth_token_reaches_web_through_the_generated_config(tmp_path: Path) -> 
         assert entries[0]["status"] == "connected", entries
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_web_follows_the_started_mcp_port_even_with_a_copied_env(tmp_path: Path) -> None:
     """`.env.example` copied to `.env` sets MCP_CONFIG_PATH=mcp.json (port 8083); a launcher
     started with another MCP port must still wire web.py to its own main.py, and say ready
     only once web.py is connected to it."""
-    proc, ports = launch(tmp_path, env={"MCP_CONFIG_PATH": "mcp.json"})
-    try:
+    with launched(tmp_path, env={"MCP_CONFIG_PATH": "mcp.json"}) as (proc, ports):
         out = read_until(proc, READY)
         servers = httpx.get(f"http://127.0.0.1:{ports['web']}/api/servers").json()["servers"]
         ours = next(s for s in servers if s["name"] == "product-mcp")
@@ -154,10 +164,6 @@ def test_web_follows_the_started_mcp_port_even_with_a_copied_env(tmp_path: Path)
         assert ours["status"] == "connected", (ours, out)
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_port_in_use_is_reported_by_name(tmp_path: Path) -> None:

@@ -1,19 +1,25 @@
-"""main.py as MCP clients meet it: real api.py + real main.py (both transports), the SDK's client.
+"""main.py as MCP clients meet it, through the SDK's own client.
 
-One API and one MCP server serve the whole module; tests that buy things use distinct products
-so the seed stock numbers other tests assert on stay true whatever the order.
+Tools, resources and prompts are checked in memory for the "modern" and "legacy" clients
+(main.py's server object, its API in process too), and over a real main.py (with its real
+api.py) for "sse", the transport; the banner, Streamable HTTP resumption and the HTTP
+security checks use that real process as well. Each of the two serves the whole module; tests
+that buy things use distinct products so the seed stock numbers other tests assert on stay
+true whatever the order.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from mcp.types import LoggingMessageNotificationParams, ResourceTemplateReference
 
+from tests.inproc import in_memory, shop_in_process
 from tests.mcp_helpers import (
     ACCEPT,
     INIT,
@@ -28,22 +34,57 @@ from tests.mcp_helpers import (
     sse_events,
     text_of,
 )
-from tests.servers import Service, start_mcp
+from tests.servers import Service
+from tests.stack import Stack, stack_fixture
 
 pytestmark = pytest.mark.anyio
 
 
+@dataclass
+class Shop:
+    """main.py as one kind of client meets it, and the API behind it."""
+
+    api: httpx.Client
+    url: str | None = None  # a real main.py's base URL; None: main.py's server in memory
+
+    def connect(self, kind: Kind, **kw: Any) -> Any:
+        if self.url is None:
+            return in_memory(kind, **kw)
+        return connect(kind, self.url, **kw)
+
+    def api_json(self, path: str, **params: Any) -> Any:
+        r = self.api.get(f"/api{path}", params=params)
+        r.raise_for_status()
+        return r.json()
+
+
 @pytest.fixture(scope="module")
-def server(api: Service) -> Iterator[Service]:
-    svc = start_mcp(api.url)
-    yield svc
-    svc.stop()
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    with shop_in_process(tmp_path_factory.mktemp("in-process") / "shop.db") as api:
+        yield Shop(api)
 
 
-def api_json(api: Service, path: str, **params: Any) -> Any:
-    r = httpx.get(f"{api.url}/api{path}", params=params, timeout=10)
-    r.raise_for_status()
-    return r.json()
+@stack_fixture
+def real(s: Stack) -> None:
+    """api.py and main.py (both HTTP transports) as processes."""
+    s.mcp(s.api())
+
+
+@pytest.fixture(scope="module")
+def server(real: Stack) -> Service:
+    return real["mcp"]
+
+
+@pytest.fixture(scope="module")
+def over_http(real: Stack) -> Iterator[Shop]:
+    with httpx.Client(base_url=real["api"].url, timeout=10) as api:
+        yield Shop(api, real["mcp"].url)
+
+
+@pytest.fixture
+def shop(request: pytest.FixtureRequest, kind: Kind) -> Shop:
+    """In memory for the modern and legacy clients; SSE is a transport: the real main.py."""
+    return request.getfixturevalue("over_http" if kind == "sse" else "in_process")
 
 
 # --- startup ------------------------------------------------------------------------------
@@ -74,8 +115,8 @@ def test_healthz(server: Service) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_list_tools_is_fully_described(server: Service, kind: Kind) -> None:
-    async with connect(kind, server.url) as client:
+async def test_list_tools_is_fully_described(shop: Shop, kind: Kind) -> None:
+    async with shop.connect(kind) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert list(tools) == [*SEED_TOOLS, *NEW_TOOLS]
     for name, description in SEED_TOOLS.items():
@@ -102,8 +143,9 @@ async def test_list_tools_is_fully_described(server: Service, kind: Kind) -> Non
     assert limit["minimum"] == 1 and limit["maximum"] == 1000
 
 
-async def test_resources_prompts_and_capabilities(server: Service, api: Service) -> None:
-    async with connect("legacy", server.url) as client:
+async def test_resources_prompts_and_capabilities(in_process: Shop) -> None:
+    shop = in_process
+    async with shop.connect("legacy") as client:
         caps = client.session.server_capabilities
         assert caps is not None and caps.logging is not None and caps.tools is not None
         resources = (await client.list_resources()).resources
@@ -114,7 +156,7 @@ async def test_resources_prompts_and_capabilities(server: Service, api: Service)
         assert all(t.description for t in templates)
 
         read = await client.read_resource("shop://products")
-        assert json.loads(read.contents[0].text) == api_json(api, "/products")  # type: ignore[union-attr]
+        assert json.loads(read.contents[0].text) == shop.api_json("/products")  # type: ignore[union-attr]
         read = await client.read_resource("shop://products/4")
         product = json.loads(read.contents[0].text)  # type: ignore[union-attr]
         assert product["name"] == "Huawei MateBook X Pro"
@@ -142,10 +184,10 @@ async def test_resources_prompts_and_capabilities(server: Service, api: Service)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_seed_read_tools_same_results(server: Service, api: Service, kind: Kind) -> None:
-    async with connect(kind, server.url) as client:
+async def test_seed_read_tools_same_results(shop: Shop, kind: Kind) -> None:
+    async with shop.connect(kind) as client:
         for tool, path in [("get_products", "/products"), ("get_inventory", "/inventory")]:
-            expected = api_json(api, path)
+            expected = shop.api_json(path)
             result = await client.call_tool(tool, {})
             assert not result.is_error, text_of(result)
             # The seed's answer: one JSON text block per entry, as FastMCP 1.x rendered a list.
@@ -154,11 +196,11 @@ async def test_seed_read_tools_same_results(server: Service, api: Service, kind:
         assert len(expected) == 4
         result = await client.call_tool("get_orders", {})
         assert not result.is_error
-        assert result.structured_content == {"result": api_json(api, "/orders")}
+        assert result.structured_content == {"result": shop.api_json("/orders")}
 
 
-async def test_list_tools_page(server: Service, api: Service) -> None:
-    async with connect("modern", server.url) as client:
+async def test_list_tools_page(in_process: Shop) -> None:
+    async with in_process.connect("modern") as client:
         result = await client.call_tool("get_products", {"limit": 2, "offset": 1})
         assert [p["id"] for p in result.structured_content["result"]] == [2, 3]  # type: ignore[index]
         result = await client.call_tool("get_inventory", {"limit": 1, "offset": 3})
@@ -166,10 +208,10 @@ async def test_list_tools_page(server: Service, api: Service) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_create_purchase_then_orders(server: Service, api: Service, kind: Kind) -> None:
+async def test_create_purchase_then_orders(shop: Shop, kind: Kind) -> None:
     customer = f"Buyer {kind}"
-    async with connect(kind, server.url) as client:
-        before = {i["productId"]: i["quantity"] for i in api_json(api, "/inventory")}
+    async with shop.connect(kind) as client:
+        before = {i["productId"]: i["quantity"] for i in shop.api_json("/inventory")}
         result = await client.call_tool(
             "create_purchase",
             {"customerName": customer, "items": [{"productId": 3, "quantity": 2}]},
@@ -179,7 +221,7 @@ async def test_create_purchase_then_orders(server: Service, api: Service, kind: 
         assert order is not None
         assert order["customerName"] == customer and order["totalAmount"] == 598.0
         assert json.loads(text_of(result)) == order
-        after = {i["productId"]: i["quantity"] for i in api_json(api, "/inventory")}
+        after = {i["productId"]: i["quantity"] for i in shop.api_json("/inventory")}
         assert after[3] == before[3] - 2
 
         result = await client.call_tool("get_orders", {"customer": customer})
@@ -188,13 +230,13 @@ async def test_create_purchase_then_orders(server: Service, api: Service, kind: 
         assert len(result.structured_content["result"]) == 1  # type: ignore[index]
 
 
-async def test_idempotency_key_prevents_a_double_order(server: Service, api: Service) -> None:
+async def test_idempotency_key_prevents_a_double_order(in_process: Shop) -> None:
     args = {
         "customerName": "Retry Rita",
         "items": [{"productId": 1, "quantity": 1}],
         "idempotencyKey": "rita-0001",
     }
-    async with connect("modern", server.url) as client:
+    async with in_process.connect("modern") as client:
         first = await client.call_tool("create_purchase", args)
         again = await client.call_tool("create_purchase", args)
         assert not first.is_error and not again.is_error
@@ -204,15 +246,15 @@ async def test_idempotency_key_prevents_a_double_order(server: Service, api: Ser
         )
         assert clash.is_error
         assert "Failed to create purchase order (409)" in text_of(clash)
-    assert len(api_json(api, "/orders", customer="Retry Rita")) == 1
+    assert len(in_process.api_json("/orders", customer="Retry Rita")) == 1
 
 
 # --- the new tools ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_new_tools(server: Service, api: Service, kind: Kind) -> None:
-    async with connect(kind, server.url) as client:
+async def test_new_tools(shop: Shop, kind: Kind) -> None:
+    async with shop.connect(kind) as client:
         result = await client.call_tool("get_product", {"productId": 4})
         assert not result.is_error
         sc = result.structured_content
@@ -240,10 +282,10 @@ async def test_new_tools(server: Service, api: Service, kind: Kind) -> None:
         assert not result.is_error, text_of(result)
         report = result.structured_content
         assert report is not None and report["groupBy"] == "customer"
-        assert report == api_json(api, "/analytics/sales", group_by="customer", top=50)
+        assert report == shop.api_json("/analytics/sales", group_by="customer", top=50)
 
 
-async def test_analyze_sales_reports_progress(server: Service) -> None:
+async def test_analyze_sales_reports_progress(in_process: Shop, over_http: Shop) -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -251,7 +293,8 @@ async def test_analyze_sales_reports_progress(server: Service) -> None:
 
     for kind in KINDS:
         seen.clear()
-        async with connect(kind, server.url) as client:
+        shop = over_http if kind == "sse" else in_process
+        async with shop.connect(kind) as client:
             result = await client.call_tool(
                 "analyze_sales", {"groupBy": "product"}, progress_callback=on_progress
             )
@@ -261,13 +304,13 @@ async def test_analyze_sales_reports_progress(server: Service) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
-async def test_logging_set_level_filters_notifications(server: Service) -> None:
+async def test_logging_set_level_filters_notifications(in_process: Shop) -> None:
     logs: list[LoggingMessageNotificationParams] = []
 
     async def on_log(params: LoggingMessageNotificationParams) -> None:
         logs.append(params)
 
-    async with connect("legacy", server.url, logging_callback=on_log) as client:
+    async with in_process.connect("legacy", logging_callback=on_log) as client:
         await client.set_logging_level("debug")
         await client.call_tool("analyze_sales", {"groupBy": "day"})
         assert [m.level for m in logs] == ["debug", "info"]
@@ -282,8 +325,8 @@ async def test_logging_set_level_filters_notifications(server: Service) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_api_errors_become_tool_errors(server: Service, kind: Kind) -> None:
-    async with connect(kind, server.url) as client:
+async def test_api_errors_become_tool_errors(shop: Shop, kind: Kind) -> None:
+    async with shop.connect(kind) as client:
         result = await client.call_tool(
             "create_purchase",
             {"customerName": "Greedy", "items": [{"productId": 2, "quantity": 51}]},
@@ -328,9 +371,9 @@ async def test_api_errors_become_tool_errors(server: Service, kind: Kind) -> Non
     ],
 )
 async def test_bad_arguments_name_the_field(
-    server: Service, args: dict[str, Any], field: str
+    in_process: Shop, args: dict[str, Any], field: str
 ) -> None:
-    async with connect("modern", server.url) as client:
+    async with in_process.connect("modern") as client:
         result = await client.call_tool("create_purchase", args)
     assert result.is_error
     assert field in text_of(result)

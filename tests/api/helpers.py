@@ -1,0 +1,45 @@
+"""What the API tests share: the seed catalogue as the API returns it, and short calls."""
+
+from __future__ import annotations
+
+import httpx
+
+SEED_PRODUCTS = [
+    {
+        "id": 1,
+        "name": "Galaxy Smart Watch",
+        "price": 1299.0,
+        "description": "Health monitoring, activity tracking, supports multiple apps",
+    },
+    {
+        "id": 2,
+        "name": "Pro Wireless Bluetooth Earbuds",
+        "price": 899.0,
+        "description": "Active noise cancellation, 30-hour battery life, IPX7 waterproof",
+    },
+    {
+        "id": 3,
+        "name": "Portable Power Bank",
+        "price": 299.0,
+        "description": "20000mAh capacity, fast charging, lightweight design",
+    },
+    {
+        "id": 4,
+        "name": "Huawei MateBook X Pro",
+        "price": 1599.0,
+        "description": "14.2-inch full-screen display, 3:2 aspect ratio, 100% sRGB color gamut",
+    },
+]
+SEED_STOCK = {1: 100, 2: 50, 3: 200, 4: 150}
+
+
+def stock(api: httpx.Client) -> dict[int, int]:
+    return {i["productId"]: i["quantity"] for i in api.get("/api/inventory").json()}
+
+
+def orders(api: httpx.Client) -> list[dict]:
+    return api.get("/api/orders").json()
+
+
+def buy(api: httpx.Client, body: object, **kw: object) -> httpx.Response:
+    return api.post("/api/purchase", json=body, **kw)  # type: ignore[arg-type]

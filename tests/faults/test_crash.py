@@ -1,0 +1,231 @@
+"""Issue 7: kill -9 in the middle of things. Nothing a client saw succeed may be lost, nothing
+may be half-written, and nobody may hang.
+
+- api.py killed and restarted under 16 buying clients: every order a client got back is in
+  /api/orders, stock = initial - committed, the SQLite file passes `PRAGMA integrity_check`.
+- main.py killed while a tool call is running (its API answer held back by a proxy): the
+  client gets an error within seconds on every transport, and a new session works once
+  main.py is back.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.mcp_helpers import KINDS, Kind, connect, text_of
+from tests.servers import Service
+from tests.slow_api import SlowApi
+from tests.stack import Stack, stack_fixture
+
+pytestmark = pytest.mark.anyio
+CLIENTS = 16
+
+
+def inventory(url: str) -> dict[int, int]:
+    return {i["productId"]: i["quantity"] for i in httpx.get(f"{url}/api/inventory").json()}
+
+
+def all_orders(url: str) -> list[dict[str, Any]]:
+    orders: list[dict[str, Any]] = []
+    while True:
+        page = httpx.get(
+            f"{url}/api/orders", params={"limit": 1000, "offset": len(orders)}, timeout=30
+        ).json()
+        orders += page
+        if len(page) < 1000:
+            return orders
+
+
+class Buyers:
+    """`clients` threads buying in a loop until stopped. Each purchase is retried under its
+    own Idempotency-Key until the API answers: a retry of an order that did commit must
+    return that order, not buy twice."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.url = url
+        self.seen: dict[int, dict[str, Any]] = {}  # order id -> order, as a client got it back
+        self.stats = {"ok": 0, "refused": 0, "unknown": 0, "retried_ok": 0}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._buyer, args=(n,)) for n in range(clients)]
+
+    def start(self) -> Buyers:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def _buyer(self, n: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=5) as http:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                body = {
+                    "customerName": f"Crash client {n}",
+                    "items": [
+                        {"productId": 5 if i % 3 else 1 + (n + i) % 4, "quantity": 1 + i % 2}
+                    ],
+                }
+                if not self._purchase(http, body, str(uuid.uuid4())):
+                    return
+
+    def _purchase(self, http: httpx.Client, body: dict[str, Any], key: str) -> bool:
+        """Buy until answered (False: stopped while the API was not answering)."""
+        for attempt in range(200):
+            try:
+                r = http.post("/api/purchase", json=body, headers={"Idempotency-Key": key})
+            except httpx.HTTPError:
+                with self._lock:
+                    self.stats["unknown"] += 1
+                if self._stop.is_set():
+                    return False
+                time.sleep(0.05)
+                continue
+            with self._lock:
+                if r.status_code == 200:
+                    order = r.json()
+                    assert order["id"] not in self.seen or self.seen[order["id"]] == order
+                    self.seen[order["id"]] = order
+                    self.stats["ok"] += 1
+                    self.stats["retried_ok"] += attempt > 0
+                else:
+                    assert r.status_code == 400, r.text  # out of stock
+                    self.stats["refused"] += 1
+            break
+        return True
+
+
+def assert_nothing_lost(
+    url: str, seen: dict[int, dict[str, Any]], initial: dict[int, int]
+) -> dict[int, dict[str, Any]]:
+    """Every order a client saw succeed is there, unchanged; stock = initial - committed."""
+    orders = {o["id"]: o for o in all_orders(url)}
+    missing = [i for i in seen if i not in orders]
+    assert not missing, f"orders a client saw succeed are gone: {missing[:10]}"
+    for order_id, order in seen.items():
+        assert orders[order_id]["items"] == order["items"]
+        assert orders[order_id]["totalAmount"] == order["totalAmount"]
+    committed: dict[int, int] = dict.fromkeys(initial, 0)
+    for order in orders.values():
+        for item in order["items"]:
+            committed[item["productId"]] += item["quantity"]
+    after = inventory(url)
+    assert after == {p: initial[p] - committed[p] for p in initial}
+    assert all(q >= 0 for q in after.values())
+    return orders
+
+
+def test_api_kill9_under_purchase_load_loses_nothing(tmp_path: Path) -> None:
+    with Stack(tmp_path) as s:
+        api = s.api(products=[("Crash-test dummy", 100, "Plenty in stock", 1_000_000)])  # id 5
+        initial = inventory(api.url)
+        buyers = Buyers(api.url, CLIENTS).start()
+        try:
+            time.sleep(1.5)
+            before_kill = buyers.stats["ok"]
+            api.stop(signal.SIGKILL)
+            time.sleep(0.3)  # clients keep trying against nothing
+            api = s.restart("api")
+            time.sleep(1.5)
+        finally:
+            buyers.stop()
+        stats = buyers.stats
+        assert before_kill > 0 and stats["ok"] > before_kill, stats
+        orders = assert_nothing_lost(api.url, buyers.seen, initial)
+    with sqlite3.connect(s.db()) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    print(
+        f"\napi kill -9 under {CLIENTS} clients: {stats['ok']} orders seen ({before_kill} before "
+        f"the kill), {len(orders)} committed, {stats['unknown']} attempts without an answer, "
+        f"{stats['retried_ok']} answered on a retry, {stats['refused']} out of stock"
+    )
+
+
+# --- main.py killed mid-call --------------------------------------------------------------
+
+
+@stack_fixture
+def slow_shop(s: Stack) -> None:
+    """api.py behind a proxy that holds its analytics answers back for 4 s."""
+    s.slow_api(s.api(), {"/api/analytics": 4.0})
+
+
+@pytest.fixture(scope="module")
+def proxy(slow_shop: Stack) -> SlowApi:
+    return slow_shop["proxy"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_main_py_killed_mid_call_errors_then_recovers(
+    proxy: SlowApi, kind: Kind, tmp_path: Path
+) -> None:
+    with Stack(tmp_path) as s:
+        server = s.mcp(proxy.url)
+        outcome = await kill_mid_call(server, proxy, kind)
+        assert "killed" in outcome, outcome
+        ended = time.monotonic() - outcome["killed"]
+        assert ended < 20, f"took {ended:.1f} s after the kill"
+        assert "result" not in outcome or outcome["result"].is_error, text_of(outcome["result"])
+        assert "result" in outcome or "error" in outcome or "context_error" in outcome
+        how = outcome.get("error") or outcome.get("context_error") or text_of(outcome["result"])
+        print(
+            f"\nmain.py kill -9 mid-call ({kind}): error {ended:.1f} s after the kill: {how!r:.150}"
+        )
+
+        # a fresh session against the restarted main.py works
+        server = s.restart("mcp")
+        async with connect(kind, server.url) as client:
+            result = await client.call_tool("get_product", {"productId": 1})
+            assert not result.is_error, text_of(result)
+            assert result.structured_content["id"] == 1  # type: ignore[index]
+
+
+async def kill_mid_call(server: Service, proxy: SlowApi, kind: Kind) -> dict[str, Any]:
+    """Start analyze_sales, kill -9 main.py while the API holds the answer back, and note what
+    the client got (a result, an error, or its whole context torn down) and when."""
+    outcome: dict[str, Any] = {}
+    done = anyio.Event()
+    try:
+        async with connect(kind, server.url) as client:
+
+            async def call() -> None:
+                t0 = time.monotonic()
+                try:
+                    result = await client.call_tool("analyze_sales", {"groupBy": "day"})
+                    outcome["result"] = result
+                except Exception as e:
+                    outcome["error"] = e
+                outcome["seconds"] = time.monotonic() - t0
+                done.set()
+
+            started = proxy.started
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                for _ in range(500):  # until the tool is waiting on the API
+                    if proxy.started > started:
+                        break
+                    await anyio.sleep(0.02)
+                assert proxy.started > started, "the call never reached the API"
+                server.stop(signal.SIGKILL)
+                outcome["killed"] = time.monotonic()
+                with anyio.fail_after(20):  # an error, not a hang
+                    await done.wait()
+    except Exception as e:
+        # The 2026-07-28 client tears its whole context down when the server vanishes
+        # (RemoteProtocolError): also an error, as long as it comes promptly.
+        outcome["context_error"] = e
+    return outcome

@@ -1,0 +1,25 @@
+"""Fixtures of the web.py tests: the scripted LLM and the shop in process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.fake_llm import FakeLLM
+from tests.inproc import shop_in_process
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeLLM]:
+    llm = FakeLLM().start()
+    yield llm
+    llm.stop()
+
+
+@pytest.fixture(scope="module")
+def shop_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """api.py's app, with main.py's MCP server (`product_mcp.mcp_server.mcp`) wired to it."""
+    with shop_in_process(tmp_path_factory.mktemp("shop") / "shop.db") as api:
+        yield api

@@ -1,0 +1,158 @@
+"""web.py's own routes, its app in process (served by a thread, tests/inproc.py) with a stub
+MCP manager: security defaults (Origin, Host, CSP, static files), no-key mode and CORS
+origins, an unreachable LLM, and the request body and history limits."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from product_mcp.mcp_server import mcp as shop_server
+from tests.fake_llm import FakeLLM, Reply
+from tests.inproc import InProcessWeb, web_app
+from tests.servers import free_port
+from tests.web.helpers import NO_LLM, SHOP_TOOLS, chat, post
+
+
+@pytest.fixture(scope="module")
+def web(fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessWeb]:
+    """No MCP servers at all: these routes answer before any would be asked."""
+    with web_app(
+        tmp_path_factory.mktemp("web-routes"),
+        {},
+        OPENAI_API_KEY="test-key",
+        OPENAI_API_BASE=fake.base_url,
+        TOOL_CALL_TIMEOUT="3",
+        LLM_TIMEOUT="3",
+    ) as client:
+        yield client
+
+
+def test_security_defaults(web: InProcessWeb) -> None:
+    evil = "http://evil.example"
+    r = httpx.post(
+        f"{web.url}/api/call-tool",
+        json={"server": "shop", "name": "get_products", "args": {}},
+        headers={"Origin": evil},
+    )
+    assert r.status_code == 403
+    pre = httpx.options(
+        f"{web.url}/api/chat",
+        headers={"Origin": evil, "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in pre.headers
+    assert httpx.get(f"{web.url}/api/tools", headers={"Host": "evil.example"}).status_code == 400
+    page = httpx.get(f"{web.url}/")
+    assert page.status_code == 200 and "<html" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("app.js", "markdown.js", "style.css"):
+        assert httpx.get(f"{web.url}/{asset}").status_code == 200
+    html_sinks = re.compile(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write|eval\(")
+    for script in ("app.js", "markdown.js"):
+        assert not html_sinks.search(httpx.get(f"{web.url}/{script}").text), script
+
+
+def test_no_key_mode_and_cors_origins(shop_api: TestClient, tmp_path: Path) -> None:
+    servers = {
+        "shop": {"url": "http://shop.in-memory.test/mcp"},
+        "broken": {"type": "carrier-pigeon", "url": "http://127.0.0.1:1/mcp"},
+        "nowhere": {"args": ["x"]},
+    }
+    allowed = "http://allowed.example"
+    with web_app(
+        tmp_path, servers, in_memory={"shop": shop_server}, OPENAI_API_KEY="", CORS_ORIGINS=allowed
+    ) as web:
+        pre = httpx.options(
+            f"{web.url}/api/call-tool",
+            headers={"Origin": allowed, "Access-Control-Request-Method": "POST"},
+        )
+        assert pre.headers.get("access-control-allow-origin") == allowed
+        r = post(
+            web,
+            "/api/call-tool",
+            {"server": "shop", "name": "get_orders", "args": {}},
+            headers={"Origin": allowed},
+        )
+        assert r.status_code == 200, r.text
+        r = post(
+            web,
+            "/api/call-tool",
+            {"server": "shop", "name": "get_orders", "args": {}},
+            headers={"Origin": "http://other.example"},
+        )
+        assert r.status_code == 403
+        for path in ("/api/chat", "/api/chat/stream"):
+            r = post(web, path, {"message": "hello"})
+            assert r.status_code == 503 and r.json() == {"detail": NO_LLM}
+        cfg = httpx.get(f"{web.url}/api/config").json()
+        assert cfg["llmConfigured"] is False and cfg["llmMessage"] == NO_LLM
+        errors = httpx.get(f"{web.url}/api/servers").json()["errors"]
+        assert any("'broken'" in e and "'type'" in e for e in errors), errors
+        assert any("'nowhere'" in e and "'url'" in e for e in errors), errors
+        tools = httpx.get(f"{web.url}/api/tools").json()["tools"]
+        assert {t["name"] for t in tools} == SHOP_TOOLS
+        r = post(
+            web,
+            "/api/call-tool",
+            {"server": "shop", "name": "get_product", "args": {"productId": 1}},
+        )
+        assert r.status_code == 200 and "Galaxy" in r.json()["result"]
+
+
+def test_llm_refused_connection(tmp_path: Path) -> None:
+    refused = f"http://127.0.0.1:{free_port()}/v1"
+    with web_app(tmp_path, {}, OPENAI_API_KEY="k", OPENAI_API_BASE=refused) as web:
+        r = chat(web, "hello")
+        assert r.status_code == 502
+        assert "Cannot reach the LLM provider" in r.json()["detail"]
+        assert httpx.get(f"{web.url}/healthz").json()["servers"]["total"] == 0
+
+
+def test_request_bodies_over_the_limit_get_413(web: InProcessWeb, fake: FakeLLM) -> None:
+    limit = 4 * 1024 * 1024
+    q = "Still there after all that?"
+    fake.script(q, Reply("Yes."))
+    # the largest history the limits allow (1,000,000 characters, here 3-byte ones) still fits
+    turn = [
+        {"role": "user", "content": "€" * 20_000},
+        {"role": "assistant", "content": "€" * 20_000},
+    ]
+    full = {"message": q, "history": turn * 25}
+    size = len(json.dumps(full, ensure_ascii=False).encode())
+    assert 3_000_000 < size < limit
+    r = httpx.post(
+        f"{web.url}/api/chat",
+        content=json.dumps(full, ensure_ascii=False).encode(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text[:500]
+    over = full | {"history": [*full["history"], {"role": "user", "content": "x"}]}
+    assert post(web, "/api/chat", over).status_code == 422  # too much text: a clear 422, not 413
+
+    big = b'{"message": "hi", "history": [], "pad": "' + b"x" * 5_000_000 + b'"}'
+    for path in ("/api/chat", "/api/chat/stream", "/api/call-tool"):
+        r = httpx.post(
+            f"{web.url}{path}", content=big, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 413, (path, r.text[:200])
+        assert r.json() == {"detail": f"Request body exceeds {limit} bytes"}
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while streaming
+        yield b'{"message": "hi", "pad": "'
+        for _ in range(66):
+            yield b"x" * 65_536
+        yield b'"}'
+
+    r = httpx.post(
+        f"{web.url}/api/chat", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["detail"].startswith("Request body exceeds")
+    assert httpx.get(f"{web.url}/healthz").status_code == 200
