@@ -8,6 +8,8 @@ from __future__ import annotations
 import fcntl
 import importlib
 import os
+import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,6 +56,13 @@ def pytest_report_header() -> str | None:
         missing.append("the npm tools (run: npm ci)")
     if not CHROMIUM.exists():
         missing.append(f"Chromium at {CHROMIUM} (run: apt-get install chromium)")
+    if shutil.which("nginx") is None:
+        missing.append("nginx (run: apt-get install nginx)")
+    for name, port in (("PostgreSQL", 5432), ("Redis", 6379)):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            missing.append(f"{name} on 127.0.0.1:{port}")
     if not missing:
         return None
     fate = "they fail (CI=true)" if IN_CI else "their tests skip"
