@@ -69,10 +69,12 @@ async def _no_receive() -> Message:
 
 SECURITY_HEADERS = {
     # Defence in depth: the page never needs inline script, eval or third-party assets.
+    # data: for pictures and sounds of tool results (public/js/media.js builds those URLs
+    # only for checked PNG/JPEG/GIF/WebP and WAV/MP3/OGG/WebM).
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-        "form-action 'self'"
+        "media-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

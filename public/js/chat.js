@@ -107,6 +107,7 @@ async function stream(text, limits, controller) {
       const item = cards.get(d.id) || addItem({ kind: "tool", ...pick(d) });
       item.approvalId = null;
       item.durationMs = d.durationMs;
+      if (Array.isArray(d.content)) item.content = d.content; // pictures, sounds, resources
       if ("result" in d) {
         item.result = d.result;
         item.status = "ok";

@@ -8,16 +8,11 @@
 import { answer, newChat, send, updateSendButton } from "./chat.js";
 import { historyLimits, loadConfig, onConfig } from "./config.js";
 import { $ } from "./dom.js";
-import { render } from "./markdown.js";
 import { onAnswer, renderAll } from "./render.js";
 import { refreshServers } from "./servers.js";
 import { load } from "./state.js";
 
 const REFRESH_MS = 4000; // how often the servers panel (and a config that failed) is retried
-
-/* The renderer as a global too, as before the page was split into modules:
- * tests/test_browser.py and the browser console call SafeMarkdown.render(text). */
-window.SafeMarkdown = Object.freeze({ render });
 
 onConfig((cfg, missing) => {
   $("model").textContent = cfg.llmConfigured ? `model: ${cfg.model}` : "";

@@ -1,9 +1,11 @@
 /* The message list: user and assistant bubbles, error notes and tool cards (with Approve /
  * Reject while a tool waits). Every item of state.items is drawn here and redrawn in place
- * when it changes; replies go through the safe Markdown renderer, everything else is text. */
+ * when it changes; replies go through the safe Markdown renderer, a result's pictures and
+ * sounds through js/media.js, everything else is text. */
 
 import { $, h, pretty } from "./dom.js";
 import { render as markdown } from "./markdown.js";
+import { renderContent } from "./media.js";
 import { state } from "./state.js";
 
 const messagesEl = $("messages");
@@ -80,6 +82,12 @@ function renderToolCard(item) {
     const label = item.status === "rejected" ? "Rejected" : "Error";
     card.appendChild(h("div", { class: "label", text: label }));
     card.appendChild(h("pre", { class: "error-text", text: item.error }));
+  }
+  // pictures, sounds and resources of the result (js/media.js checks what it draws)
+  const media = renderContent(item.content, item.result !== undefined ? item.result : item.error);
+  if (media) {
+    card.appendChild(h("div", { class: "label", text: "Content" }));
+    card.appendChild(media);
   }
   return card;
 }

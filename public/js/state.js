@@ -1,6 +1,8 @@
 /* The conversation, kept in localStorage so a reload redraws the chat and the next turn still
  * sends the earlier history to the server. */
 
+import { withoutData } from "./media.js";
+
 const STORE_KEY = "product-mcp.chat.v1";
 
 /* history: OpenAI-format messages sent back to the server each turn.
@@ -13,7 +15,13 @@ export function save() {
   try {
     localStorage.setItem(STORE_KEY, JSON.stringify({ history: state.history, items }));
   } catch (e) {
-    /* storage full or disabled: the chat still works */
+    // storage full (pictures and sounds are big): keep the conversation without them
+    const lean = items.map((i) => (i.content ? { ...i, content: withoutData(i.content) } : i));
+    try {
+      localStorage.setItem(STORE_KEY, JSON.stringify({ history: state.history, items: lean }));
+    } catch (e2) {
+      /* storage full or disabled: the chat still works */
+    }
   }
 }
 

@@ -1,8 +1,10 @@
 /* The hand-run form: fields generated from a tool's JSON Schema (typed inputs for scalars and
- * enums, a JSON textarea with a skeleton for the rest), run through POST /api/call-tool. */
+ * enums, a JSON textarea with a skeleton for the rest), run through POST /api/call-tool; the
+ * result's text in #runner-output, its pictures, sounds and resources (js/media.js) below. */
 
 import { postJSON } from "./api.js";
 import { $, h, pretty } from "./dom.js";
+import { renderContent } from "./media.js";
 
 function resolveRef(schema, root, depth) {
   depth = depth || 0;
@@ -121,6 +123,7 @@ export function openRunner(tool) {
   $("runner-title").textContent = `${tool.server} › ${tool.name}`;
   $("runner-desc").textContent = tool.description || "";
   $("runner-output").hidden = true;
+  showMedia(null);
   const form = $("runner-form");
   form.textContent = "";
   const fields = [];
@@ -154,6 +157,7 @@ export function openRunner(tool) {
         showOutput(typeof detail === "string" ? detail : JSON.stringify(detail, null, 2), true);
       } else {
         showOutput(pretty(body.result), body.isError);
+        showMedia(renderContent(body.content, body.result));
       }
     } catch (e) {
       showOutput("Request failed: " + e.message, true);
@@ -165,8 +169,17 @@ export function openRunner(tool) {
 }
 
 function showOutput(text, isError) {
+  showMedia(null);
   const out = $("runner-output");
   out.hidden = false;
   out.className = isError ? "error" : "";
   out.textContent = text;
+}
+
+/* The result's pictures, sounds and resources under the output (null: none). */
+function showMedia(list) {
+  const box = $("runner-media");
+  box.textContent = "";
+  if (list) box.appendChild(list);
+  box.hidden = !list;
 }

@@ -153,16 +153,17 @@ MARKDOWN_SAMPLE = """# Stock
 
 def test_markdown_renderer_builds_safe_dom(page: Any) -> None:
     shape = page.evaluate(
-        """src => {
+        """async src => {
+            const { render } = await import('/js/markdown.js');
             const box = document.createElement('div');
-            box.appendChild(SafeMarkdown.render(src));
+            box.appendChild(render(src));
             const q = s => box.querySelectorAll(s).length;
             return {
                 h: q('h3'), th: q('th'), td: q('td'), li: q('li'), ol: q('ul ol'),
                 strong: q('strong'), code: q('code'), pre: q('pre'), em: q('em'),
                 quote: q('blockquote'), links: [...box.querySelectorAll('a')].map(a => a.href),
                 bad: q('script, b, img, [onerror]'), align: box.querySelector('th').className,
-                text: box.textContent,
+                text: box.textContent, global: 'SafeMarkdown' in window,
             };
         }""",
         MARKDOWN_SAMPLE,
@@ -174,6 +175,7 @@ def test_markdown_renderer_builds_safe_dom(page: Any) -> None:
     assert shape["bad"] == 0 and shape["align"] == "align-right"
     assert "<script>alert(1)</script>" in shape["text"] and "Watch <b>x</b>" in shape["text"]
     assert "snake_case_name" in shape["text"] and "bad (javascript:alert(1))" in shape["text"]
+    assert shape["global"] is False  # the page's modules set no window globals
 
 
 def test_hand_run_form_from_schema(page: Any) -> None:

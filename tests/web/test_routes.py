@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from product_mcp.mcp_server import mcp as shop_server
 from tests.fake_llm import FakeLLM, Reply
 from tests.inproc import InProcessWeb, web_app
-from tests.servers import free_port
+from tests.servers import ROOT, free_port
 from tests.web.helpers import NO_LLM, SHOP_TOOLS, chat, post
 
 
@@ -51,11 +51,15 @@ def test_security_defaults(web: InProcessWeb) -> None:
     page = httpx.get(f"{web.url}/")
     assert page.status_code == 200 and "<html" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    for asset in ("app.js", "markdown.js", "style.css"):
-        assert httpx.get(f"{web.url}/{asset}").status_code == 200
+    # the page's real modules (public/js), each served and none writing HTML as text
+    scripts = sorted(f"js/{p.name}" for p in (ROOT / "public" / "js").glob("*.js"))
+    assert {"js/main.js", "js/markdown.js", "js/render.js", "js/media.js"} <= set(scripts)
+    assert httpx.get(f"{web.url}/style.css").status_code == 200
     html_sinks = re.compile(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write|eval\(")
-    for script in ("app.js", "markdown.js"):
-        assert not html_sinks.search(httpx.get(f"{web.url}/{script}").text), script
+    for script in scripts:
+        r = httpx.get(f"{web.url}/{script}")
+        assert r.status_code == 200, script
+        assert not html_sinks.search(r.text), script
 
 
 def test_no_key_mode_and_cors_origins(shop_api: TestClient, tmp_path: Path) -> None:
