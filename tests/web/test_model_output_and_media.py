@@ -25,7 +25,8 @@ import pytest
 from tests.fake_llm import Calls, FakeLLM, Reply, _chunk
 from tests.media_mcp import BIG_PNG, PNG, wav
 from tests.servers import Service, free_port, start
-from tests.web_helpers import EVERYTHING, chat_stream, need_node, start_web, write_config
+from tests.stack import Stack
+from tests.web_helpers import EVERYTHING, chat_stream, need_node
 
 # ------------------------------------------------------------------ a model that misbehaves
 
@@ -84,21 +85,12 @@ def fake() -> Iterator[RawFakeLLM]:
 
 @pytest.fixture(scope="module")
 def web(fake: RawFakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    media = start_media()
-    web = None
-    try:
-        config = write_config(
-            tmp_path_factory.mktemp("issue11") / "mcp.json", {"media": {"url": f"{media.url}/mcp"}}
-        )
-        web = start_web(
-            config,
+    with Stack(tmp_path_factory.mktemp("model-output")) as s:
+        media = s.add("media", start_media())
+        yield s.web(
+            {"media": {"url": f"{media.url}/mcp"}},
             {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url, "TOOL_APPROVAL": "auto"},
         )
-        yield web
-    finally:
-        if web is not None:
-            web.stop()
-        media.stop()
 
 
 def turn(web: Service, route: str, message: str, history: list[dict[str, Any]] | None = None):
@@ -429,12 +421,11 @@ def test_chat_tool_results_carry_media_and_the_model_gets_a_stand_in(
 @pytest.mark.node
 def test_reference_server_image_over_stdio(fake: RawFakeLLM, tmp_path: Any) -> None:
     need_node()
-    config = write_config(
-        tmp_path / "mcp.json",
-        {"everything": {"command": "node", "args": [str(EVERYTHING / "index.js"), "stdio"]}},
-    )
-    web = start_web(config, {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url})
-    try:
+    with Stack(tmp_path) as s:
+        web = s.web(
+            {"everything": {"command": "node", "args": [str(EVERYTHING / "index.js"), "stdio"]}},
+            {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url},
+        )
         body = call_tool(web, "everything", "get-tiny-image")
         [image] = [i for i in body["content"] if i["type"] == "image"]
         data = base64.b64decode(image["data"])
@@ -448,5 +439,3 @@ def test_reference_server_image_over_stdio(fake: RawFakeLLM, tmp_path: Any) -> N
         result = next(d for k, d in events if k == "tool_result")
         assert any(i.get("data") == image["data"] for i in result["content"])
         assert events[-1][0] == "done"
-    finally:
-        web.stop()

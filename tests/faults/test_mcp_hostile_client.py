@@ -24,8 +24,8 @@ from mcp.types import JSONRPCResponse
 
 from product_mcp.mcp_server.event_store import InMemoryEventStore, SessionEventStore
 from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, sse_events
-from tests.servers import ROOT, Service, free_port, start_mcp, wait_http
-from tests.slow_api import SlowApi
+from tests.servers import ROOT, Service, free_port, wait_http
+from tests.stack import Stack
 
 PV = "2025-11-25"
 BUY = {"name": "create_purchase"}
@@ -45,20 +45,16 @@ def orders_of(api: Service, customer: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def mcp(api: Service) -> Iterator[Service]:
-    svc = start_mcp(api.url)
-    yield svc
-    svc.stop()
+def mcp(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with Stack(tmp_path_factory.mktemp("mcp")) as s:
+        yield s.mcp(api)
 
 
 @pytest.fixture(scope="module")
-def slow_buy(api: Service) -> Iterator[Service]:
+def slow_buy(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """main.py whose purchases take 1.5 s to come back from the API."""
-    proxy = SlowApi(api.url, {"/api/purchase": 1.5}).start()
-    svc = start_mcp(proxy.url)
-    yield svc
-    svc.stop()
-    proxy.stop()
+    with Stack(tmp_path_factory.mktemp("slow-buy")) as s:
+        yield s.mcp(s.slow_api(api, {"/api/purchase": 1.5}).url)
 
 
 # --- ids ---------------------------------------------------------------------------------
@@ -231,10 +227,10 @@ def _client_from(address: str) -> httpx.Client:
     return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
 
 
-def test_a_session_flood_cannot_lock_out_a_newcomer(api: Service) -> None:
+def test_a_session_flood_cannot_lock_out_a_newcomer(api: Service, tmp_path: Path) -> None:
     env = {"MCP_MAX_SESSIONS_PER_CLIENT": "5", "MCP_MAX_SESSIONS": "8"}
-    svc = start_mcp(api.url, env=env)
-    try:
+    with Stack(tmp_path) as s:
+        svc = s.mcp(api, env=env)
         with _client_from("127.0.0.2") as flood:
             sids = [open_session(flood, f"{svc.url}/mcp") for _ in range(40)]
             # The flooder keeps only its 5 newest sessions; older ones were closed for it.
@@ -249,13 +245,11 @@ def test_a_session_flood_cannot_lock_out_a_newcomer(api: Service) -> None:
             sid = open_session(newcomer, f"{svc.url}/mcp")
             r = newcomer.post(f"{svc.url}/mcp", json=rpc("tools/list"), headers=headers(sid))
             assert r.status_code == 200 and "create_purchase" in r.text
-    finally:
-        svc.stop()
 
 
-def test_sessions_that_never_finish_the_handshake_expire(api: Service) -> None:
-    svc = start_mcp(api.url, env={"MCP_INIT_TIMEOUT": "1"})
-    try:
+def test_sessions_that_never_finish_the_handshake_expire(api: Service, tmp_path: Path) -> None:
+    with Stack(tmp_path) as s:
+        svc = s.mcp(api, env={"MCP_INIT_TIMEOUT": "1"})
         with httpx.Client(timeout=30) as http:
             r = http.post(f"{svc.url}/mcp", json=INIT, headers={"Accept": ACCEPT})
             sid = r.headers["mcp-session-id"]
@@ -265,8 +259,6 @@ def test_sessions_that_never_finish_the_handshake_expire(api: Service) -> None:
             assert stale.status_code == 404
             fine = http.post(f"{svc.url}/mcp", json=rpc("ping"), headers=headers(done))
             assert fine.status_code == 200
-    finally:
-        svc.stop()
 
 
 # --- memory: a client that sends a lot and reads nothing ---------------------------------
@@ -279,13 +271,14 @@ def rss_mib(svc: Service) -> float:
     raise AssertionError("no VmRSS")
 
 
-def test_an_sse_client_that_never_reads_cannot_grow_memory(api: Service) -> None:
+@pytest.mark.serial  # measures main.py's memory: never beside another such test
+def test_an_sse_client_that_never_reads_cannot_grow_memory(api: Service, tmp_path: Path) -> None:
     """GET /sse with a tiny receive buffer, never read, then 600 POSTs of 1 MB each whose
     replies are 1 MB too (an unknown tool's name is echoed): main.py's RSS stays within
     idle + 200 MiB, it stops taking the session's messages, drops the session, and memory
     comes back."""
-    svc = start_mcp(api.url, env={"MCP_SEND_TIMEOUT": "2"})
-    try:
+    with Stack(tmp_path) as s:
+        svc = s.mcp(api, env={"MCP_SEND_TIMEOUT": "2"})
         idle = rss_mib(svc)
         sock = socket.create_connection(("127.0.0.1", svc.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -319,8 +312,6 @@ def test_an_sse_client_that_never_reads_cannot_grow_memory(api: Service) -> None
             sid = open_session(http, f"{svc.url}/mcp")
             r = http.post(f"{svc.url}/mcp", json=rpc("ping"), headers=headers(sid))
             assert r.status_code == 200
-    finally:
-        svc.stop()
 
 
 @pytest.mark.anyio
