@@ -19,6 +19,17 @@ def fake() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture(scope="module")
+def chat_settings(fake: FakeLLM) -> dict[str, str]:
+    """web.py's settings for chat tests: the scripted LLM, and 3 s for tools and the LLM."""
+    return {
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_API_BASE": fake.base_url,
+        "TOOL_CALL_TIMEOUT": "3",
+        "LLM_TIMEOUT": "3",
+    }
+
+
+@pytest.fixture(scope="module")
 def shop_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """api.py's app, with main.py's MCP server (`product_mcp.mcp_server.mcp`) wired to it."""
     with shop_in_process(tmp_path_factory.mktemp("shop") / "shop.db") as api:

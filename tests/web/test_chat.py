@@ -28,19 +28,15 @@ from tests.web_helpers import approve, chat_stream, stock
 
 @pytest.fixture(scope="module")
 def web(
-    shop_api: TestClient, fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory
+    shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcessWeb]:
+    servers = {
+        "shop": {"url": "http://shop.in-memory.test/mcp"},
+        "mini": {"type": "http", "url": "http://mini.in-memory.test/mcp"},
+    }
+    in_memory = {"shop": shop_server, "mini": make_server()}
     with web_app(
-        tmp_path_factory.mktemp("web-chat"),
-        {
-            "shop": {"url": "http://shop.in-memory.test/mcp"},
-            "mini": {"type": "http", "url": "http://mini.in-memory.test/mcp"},
-        },
-        in_memory={"shop": shop_server, "mini": make_server()},
-        OPENAI_API_KEY="test-key",
-        OPENAI_API_BASE=fake.base_url,
-        TOOL_CALL_TIMEOUT="3",
-        LLM_TIMEOUT="3",
+        tmp_path_factory.mktemp("web-chat"), servers, in_memory=in_memory, **chat_settings
     ) as client:
         yield client
 

@@ -21,16 +21,11 @@ from tests.web.helpers import NO_LLM, SHOP_TOOLS, chat, post
 
 
 @pytest.fixture(scope="module")
-def web(fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessWeb]:
+def web(
+    chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InProcessWeb]:
     """No MCP servers at all: these routes answer before any would be asked."""
-    with web_app(
-        tmp_path_factory.mktemp("web-routes"),
-        {},
-        OPENAI_API_KEY="test-key",
-        OPENAI_API_BASE=fake.base_url,
-        TOOL_CALL_TIMEOUT="3",
-        LLM_TIMEOUT="3",
-    ) as client:
+    with web_app(tmp_path_factory.mktemp("web-routes"), {}, **chat_settings) as client:
         yield client
 
 
