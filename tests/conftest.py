@@ -21,6 +21,9 @@ from tests.servers import ROOT, Service, stop_forgotten
 from tests.stack import Stack
 from tests.web_helpers import CHROMIUM, IN_CI
 
+# `db_kind` and `database`: API tests on SQLite and on PostgreSQL (tests/databases.py).
+pytest_plugins = ["tests.databases"]
+
 
 def _build_default_ssl_context_once(module_name: str) -> None:
     """Every new httpx/httpx2 client builds an SSL context from the CA bundle: ~20 ms of CPU,

@@ -1,4 +1,4 @@
-"""Databases for tests: a fresh SQLite file, or a fresh PostgreSQL database, per use.
+"""Databases for tests: SQLite files and PostgreSQL databases of their own.
 
 PostgreSQL is the server on 127.0.0.1:5432 (`TEST_POSTGRES_URL` names another: a URL whose
 user may CREATE DATABASE). `fresh_database("postgresql", ...)` creates a database of its own
@@ -6,10 +6,16 @@ user may CREATE DATABASE). `fresh_database("postgresql", ...)` creates a databas
 search configurations. An unreachable server skips the test on a laptop and fails it when
 `CI=true` (`need`).
 
-    @pytest.fixture(scope="module", params=DATABASES)
-    def db_url(request, tmp_path_factory):
-        with fresh_database(request.param, tmp_path_factory.mktemp("db"), "mytest") as url:
-            yield url
+The fixtures (registered for every test by tests/conftest.py):
+- `db_kind`: "sqlite" or "postgresql"; a test that asks for it, directly or through the
+  fixtures below, runs once for each (module scope, so a module runs all its SQLite tests,
+  then all its PostgreSQL ones).
+- `database`: a `ModuleDatabase` of that kind for the module; `database.fresh()` is the URL
+  of an empty shop for one test (a new SQLite file; the module's PostgreSQL database emptied,
+  which costs 30 ms where a new database costs 0.5 s).
+
+    def test_x(database: ModuleDatabase) -> None:
+        with api_app(database.fresh()) as api: ...
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import pytest
 from sqlalchemy.engine import make_url
 
 from tests.web_helpers import need
@@ -87,3 +95,53 @@ def fresh_database(kind: str, tmp: Path, label: str) -> Iterator[str]:
     assert kind == "postgresql", kind
     with fresh_postgres(label) as url:
         yield url
+
+
+# Every table the shop's schema has (migrations/versions/0001_baseline.py).
+SHOP_TABLES = "products, inventory, orders, order_items, idempotency_keys"
+
+
+def empty_postgres(url: str) -> None:
+    """Delete every shop row and restart the ids, keeping the migrated schema: the next
+    start of api.py seeds it as it would a new database."""
+    database = make_url(url).database
+    with psycopg.connect(_conninfo(database), autocommit=True) as conn:
+        migrated = conn.execute("SELECT to_regclass('products') IS NOT NULL").fetchone()
+        if migrated and migrated[0]:
+            conn.execute(f"TRUNCATE {SHOP_TABLES} RESTART IDENTITY CASCADE")
+
+
+@dataclass
+class ModuleDatabase:
+    """One module's database of `kind`; `fresh()` gives each test an empty one."""
+
+    kind: str
+    tmp: Path
+    label: str
+    url: str  # PostgreSQL: the module's database; SQLite: its first file
+    _files: int = 0
+
+    def fresh(self) -> str:
+        if self.kind == "sqlite":
+            self._files += 1
+            return f"sqlite:///{self.tmp / f'{self.label}-{self._files}.db'}"
+        empty_postgres(self.url)
+        return self.url
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """The database kind this module's tests run on now: each runs once per kind."""
+    if request.param == "postgresql":
+        need_postgres()
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def database(
+    db_kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ModuleDatabase]:
+    label = request.module.__name__.rsplit(".", 1)[-1]
+    tmp = tmp_path_factory.mktemp(f"{label}-{db_kind}")
+    with fresh_database(db_kind, tmp, label) as url:
+        yield ModuleDatabase(db_kind, tmp, label, url)

@@ -3,7 +3,8 @@ process, with no ports and no child processes. Contract and validation tests use
 tests where a process is the point use tests/stack.py.
 
 - `api_app(db)`: api.py's FastAPI app under Starlette's TestClient (which runs its lifespan,
-  so the database is created and seeded) on its own SQLite file.
+  so the database is created and seeded) on its own SQLite file, or on a database URL
+  (`database.fresh()`, tests/databases.py, for SQLite and PostgreSQL).
 - `product_api_to(app)`: point main.py's product API client at an in-process API app through
   `httpx.ASGITransport` (restored afterwards: the client is process-wide).
 - `shop_in_process(db)`: both of the above at once.
@@ -40,11 +41,13 @@ from tests.web_helpers import WEB_SETTINGS, write_config
 
 
 @contextmanager
-def api_app(db: Path) -> Iterator[TestClient]:
-    """api.py's app on its own SQLite file, served to a TestClient in this process."""
+def api_app(db: Path | str) -> Iterator[TestClient]:
+    """api.py's app on its own SQLite file (or on a database URL, tests/databases.py),
+    served to a TestClient in this process."""
     from api import create_app
 
-    with TestClient(create_app(f"sqlite:///{db}")) as client:
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    with TestClient(create_app(url)) as client:
         yield client
 
 

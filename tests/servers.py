@@ -146,13 +146,20 @@ def running(args: Sequence[str], **kw: object) -> Iterator[Service]:
         svc.stop()
 
 
-def start_api(db_path: Path, port: int | None = None, extra: Sequence[str] = ()) -> Service:
-    """api.py on its own SQLite file."""
+def start_api(
+    db: Path | str,
+    port: int | None = None,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Service:
+    """api.py on its own SQLite file, or on a database URL (e.g. PostgreSQL's)."""
     port = port or free_port()
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
     return start(
         ["api.py", "--host", "127.0.0.1", "--port", str(port), *extra],
         port=port,
-        env={"DATABASE_URL": f"sqlite:///{db_path}"},
+        env={"DATABASE_URL": url, **(env or {})},
+        timeout=60,  # several workers importing at once on a busy machine
     )
 
 

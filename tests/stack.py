@@ -36,9 +36,10 @@ from tests.web_helpers import start_web, write_config
 Product = tuple[str, float, str, int]  # name, price, description, stock
 
 
-def seed_db(db: Path, products: Sequence[Product]) -> None:
-    """Create the shop database with the seed and then `products` (ids 5, 6, ...)."""
-    shop = Shop(make_engine(f"sqlite:///{db}"))
+def seed_db(db: Path | str, products: Sequence[Product]) -> None:
+    """Create the shop database (a SQLite file or a URL) with the seed and then `products`
+    (ids 5, 6, ...)."""
+    shop = Shop(make_engine(db if isinstance(db, str) else f"sqlite:///{db}"))
     shop.init()
     shop.add_products(list(products))
     shop.engine.dispose()
@@ -88,13 +89,20 @@ class Stack:
     # --- the services -------------------------------------------------------------------
 
     def api(
-        self, name: str = "api", *, products: Sequence[Product] = (), extra: Sequence[str] = ()
+        self,
+        name: str = "api",
+        *,
+        products: Sequence[Product] = (),
+        extra: Sequence[str] = (),
+        database_url: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> Service:
-        """api.py on this stack's `<name>.db`, seeded with extra `products` if given."""
-        db = self.db(name)
+        """api.py on this stack's `<name>.db` (or on `database_url`, e.g. a PostgreSQL
+        database of tests/databases.py), seeded with extra `products` if given."""
+        db: Path | str = database_url or self.db(name)
         if products:
             seed_db(db, products)
-        return self.add(name, start_api(db, extra=extra))
+        return self.add(name, start_api(db, extra=extra, env=env))
 
     def mcp(
         self,

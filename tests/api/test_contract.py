@@ -1,5 +1,6 @@
-"""api.py's REST contract and validation, in process: the app under TestClient on its own
-SQLite file (a fresh one per test that changes state, one per module for the rest)."""
+"""api.py's REST contract and validation, in process: the app under TestClient on SQLite and
+on PostgreSQL (`database`, tests/databases.py): an empty shop for each test that changes
+state, one per module for the rest."""
 
 from __future__ import annotations
 
@@ -7,31 +8,31 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from tests.api.helpers import SEED_PRODUCTS, SEED_STOCK, buy, orders, stock
+from tests.databases import ModuleDatabase, fresh_database
 from tests.inproc import api_app
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[TestClient]:
-    """A fresh app on a fresh database for each test that changes state."""
-    with api_app(tmp_path / "shop.db") as client:
+def api(database: ModuleDatabase) -> Iterator[TestClient]:
+    """A fresh app on an empty database for each test that changes state."""
+    with api_app(database.fresh()) as client:
         yield client
 
 
-def test_seed_contract_exact_json(api: TestClient) -> None:
+def test_seed_contract_exact_json(api: TestClient, db_kind: str) -> None:
     assert api.get("/api/products").json() == SEED_PRODUCTS
     inv = api.get("/api/inventory").json()
     assert inv == [
         {"productId": p["id"], "quantity": SEED_STOCK[p["id"]], "product": p} for p in SEED_PRODUCTS
     ]
     assert orders(api) == []
-    assert api.get("/healthz").json() == {"status": "ok", "database": "sqlite"}
+    assert api.get("/healthz").json() == {"status": "ok", "database": db_kind}
     assert api.get("/docs").status_code == 200
     assert api.get("/redoc").status_code == 200
     spec = api.get("/openapi.json").json()
@@ -132,8 +133,12 @@ BAD_BODIES = {
 
 
 @pytest.fixture(scope="module")
-def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with api_app(tmp_path_factory.mktemp("shared") / "shop.db") as client:
+def shared_api(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One app for the tests that change nothing, on a database of its own."""
+    with (
+        fresh_database(db_kind, tmp_path_factory.mktemp("shared"), "contract_shared") as url,
+        api_app(url) as client,
+    ):
         yield client
 
 

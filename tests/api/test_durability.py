@@ -1,43 +1,69 @@
 """api.py where the process is the point: several uvicorn workers buying the last items at
-once, and orders and stock surviving a restart or a kill -9 (real processes, tests/stack.py)."""
+once (on SQLite, and on PostgreSQL with API_WORKERS=4), and orders and stock surviving a
+restart or a kill -9 (real processes, tests/stack.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.api.helpers import SEED_PRODUCTS, buy, orders, stock
+from tests.databases import fresh_database
+from tests.servers import Service
 from tests.stack import Stack
 
 
-async def _storm(url: str, n: int) -> list[int]:
+async def _storm(
+    url: str, n: int, product: int = 2, key: str | None = None
+) -> list[httpx.Response]:
+    """n purchases of one unit at once; with `key`, all the same request under that key."""
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    headers = {"Idempotency-Key": key} if key else {}
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
-        rs = await asyncio.gather(
+        return await asyncio.gather(
             *[
                 c.post(
                     "/api/purchase",
-                    json={"customerName": f"c{i}", "items": [{"productId": 2, "quantity": 1}]},
+                    json={
+                        "customerName": key or f"c{i}",
+                        "items": [{"productId": product, "quantity": 1}],
+                    },
+                    headers=headers,
                 )
                 for i in range(n)
             ]
         )
-    return [r.status_code for r in rs]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_no_oversell_under_concurrency(tmp_path: Path, workers: int) -> None:
-    with (
-        Stack(tmp_path) as s,
-        httpx.Client(base_url=s.api(extra=["--workers", str(workers)]).url) as http,
-    ):
-        svc = s["api"]
-        codes = asyncio.run(_storm(svc.url, 200))
+def _workers_started(svc: Service, expected: int, timeout: float = 60) -> set[str]:
+    """The pids of the workers that logged their start (waits for `expected` of them: /healthz
+    answers as soon as the first one serves)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = {
+            line.split("[")[1].split("]")[0]
+            for line in svc.log().splitlines()
+            if "Started server process" in line
+        }
+        if len(pids) >= expected or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(("kind", "workers"), [("sqlite", 1), ("sqlite", 2), ("postgresql", 4)])
+def test_no_oversell_under_concurrency(tmp_path: Path, kind: str, workers: int) -> None:
+    """200 buyers for the 50 earbuds: 50 orders, stock 0; then one Idempotency-Key sent 20
+    times at once: one order. The workers start together on a new database: one migrates and
+    seeds it, the others wait for its lock (SQLite's write lock, a PostgreSQL advisory lock)."""
+    with fresh_database(kind, tmp_path, "durability") as url, Stack(tmp_path) as s:
+        svc = s.api(database_url=url, env={"API_WORKERS": str(workers)})
+        codes = [r.status_code for r in asyncio.run(_storm(svc.url, 200))]
         assert codes.count(200) == 50
         assert codes.count(400) == 150
         with httpx.Client(base_url=svc.url) as http:
@@ -45,13 +71,17 @@ def test_no_oversell_under_concurrency(tmp_path: Path, workers: int) -> None:
             placed = orders(http)
         assert len(placed) == 50
         assert len({o["id"] for o in placed}) == 50
-        if workers == 2:
-            pids = {
-                line.split("[")[1].split("]")[0]
-                for line in svc.log().splitlines()
-                if "Started server process" in line
-            }
-            assert len(pids) == 2, svc.log()
+
+        same = asyncio.run(_storm(svc.url, 20, product=3, key="one-key"))
+        assert {r.status_code for r in same} == {200}, [r.text for r in same]
+        assert len({r.json()["id"] for r in same}) == 1
+        with httpx.Client(base_url=svc.url) as http:
+            assert stock(http)[3] == 199
+            assert len(orders(http)) == 51
+
+        assert len(_workers_started(svc, workers)) == workers, svc.log()
+        assert svc.log().count("database schema upgraded from no revision to") == 1, svc.log()
+        assert "Traceback" not in svc.log()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])

@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from product_mcp.shop import Shop, make_engine
 from product_mcp.shop.migrate import SchemaNotCurrent, config, head, include_name
 from product_mcp.shop.schema import metadata
 from tests.databases import DATABASES, fresh_database, fresh_postgres
-from tests.servers import ROOT, free_port, start
+from tests.servers import free_port, start
 
 HEAD = "0001_baseline"
 TABLES = {"products", "inventory", "orders", "order_items", "idempotency_keys"}
@@ -118,20 +116,32 @@ def test_unknown_or_missing_revision_is_refused_with_a_sentence(url: str) -> Non
         shop.engine.dispose()
 
 
+def _exited(args: list[str], timeout: float = 120) -> tuple[int, str]:
+    """Run `python <args>` (forked from the tests' forkserver, tests/servers.py) to its exit:
+    its exit code and output."""
+    svc = start(args, port=0, health_path=None)
+    try:
+        code = svc.proc.wait(timeout)
+    finally:
+        svc.stop()
+    return code, svc.log()
+
+
 def test_processes_starting_together_migrate_once(url: str) -> None:
     """Three processes migrate one fresh database at once (as API workers do at start)."""
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "product_mcp.shop.migrations", "--database-url", url],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        start(
+            ["-m", "product_mcp.shop.migrations", "--database-url", url], port=0, health_path=None
         )
         for _ in range(3)
     ]
-    outputs = [p.communicate(timeout=120)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 3, outputs
+    try:
+        codes = [p.proc.wait(120) for p in procs]
+    finally:
+        for p in procs:
+            p.stop()
+    outputs = [p.log() for p in procs]
+    assert codes == [0] * 3, outputs
     assert all(f"database at revision {HEAD}; this release needs {HEAD}" in o for o in outputs)
     engine = make_engine(url)
     try:
@@ -355,29 +365,19 @@ def test_previous_release_postgresql_database_is_adopted(tmp_path: Path) -> None
 # --- api.py --no-migrate, as a process ------------------------------------------------------
 
 
-def _api(url: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    """api.py run to its exit (a refusal) within 60 s."""
-    return subprocess.run(
-        [sys.executable, "api.py", "--port", str(free_port()), "--database-url", url, *flags],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_no_migrate_refuses_a_previous_release_file_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _previous_sqlite(path, with_key=False)
     before = _sqlite_objects(path)
-    run = _api(f"sqlite:///{path}", "--no-migrate")
-    assert run.returncode == 1, run.stdout + run.stderr
-    assert run.stderr.strip().splitlines()[-1] == (
+    code, log = _exited(["api.py", "--port", str(free_port()), "--no-migrate", "--database-url",
+                         f"sqlite:///{path}"])  # fmt: skip
+    assert code == 1, log
+    assert log.strip().splitlines()[-1] == (
         "api.py --no-migrate: the database is from before schema migrations (no revision) but "
         f"this release needs revision {HEAD}: start api.py without --no-migrate to upgrade it "
         "in place, or run `uv run python -m product_mcp.shop.migrations`"
     )
-    assert "Traceback" not in run.stderr
+    assert "Traceback" not in log
     assert _sqlite_objects(path) == before
     # Upgraded (as a start without the flag does), the same flag starts and serves.
     _shop(f"sqlite:///{path}").init()

@@ -1,5 +1,6 @@
 """Issue 7, API side: schemathesis against api.py's own OpenAPI schema (a real process: its CLI
-fuzzes a URL), and Hypothesis properties of the purchase logic (the app in process)."""
+fuzzes a URL), and Hypothesis properties of the purchase logic (the app in process); each on
+SQLite and on PostgreSQL (`db_kind`, tests/databases.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from tests.databases import fresh_database
 from tests.inproc import api_app
 from tests.servers import ROOT, Service
 from tests.stack import Stack
@@ -30,9 +32,10 @@ CHECKS = ",".join(
 
 
 @pytest.fixture(scope="module")
-def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with Stack(tmp_path_factory.mktemp("fuzz")) as s:
-        yield s.api()
+def fuzz_api(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    with fresh_database(db_kind, tmp, "fuzz") as url, Stack(tmp) as s:
+        yield s.api(database_url=url)
 
 
 def test_schemathesis_every_operation(fuzz_api: Service) -> None:
@@ -50,7 +53,7 @@ def test_schemathesis_every_operation(fuzz_api: Service) -> None:
             "--seed",
             "20261124",
             "--max-time",
-            "40",
+            "30",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -69,8 +72,11 @@ items = st.lists(
 
 
 @pytest.fixture(scope="module")
-def prop_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with api_app(tmp_path_factory.mktemp("prop") / "shop.db") as client:
+def prop_api(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with (
+        fresh_database(db_kind, tmp_path_factory.mktemp("prop"), "prop") as url,
+        api_app(url) as client,
+    ):
         yield client
 
 
