@@ -146,6 +146,21 @@ def running(args: Sequence[str], **kw: object) -> Iterator[Service]:
         svc.stop()
 
 
+def wait_workers(svc: Service, expected: int, timeout: float = 60) -> set[str]:
+    """The pids of the uvicorn workers that logged their start, once `expected` have (or at
+    the timeout): /healthz answers as soon as the first one serves."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = {
+            line.split("[")[1].split("]")[0]
+            for line in svc.log().splitlines()
+            if "Started server process" in line
+        }
+        if len(pids) >= expected or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.2)
+
+
 def start_api(
     db: Path | str,
     port: int | None = None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 
 from tests.api.helpers import SEED_PRODUCTS, buy, orders, stock
 from tests.databases import fresh_database
-from tests.servers import Service
+from tests.servers import wait_workers
 from tests.stack import Stack
 
 
@@ -41,21 +40,6 @@ async def _storm(
         )
 
 
-def _workers_started(svc: Service, expected: int, timeout: float = 60) -> set[str]:
-    """The pids of the workers that logged their start (waits for `expected` of them: /healthz
-    answers as soon as the first one serves)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = {
-            line.split("[")[1].split("]")[0]
-            for line in svc.log().splitlines()
-            if "Started server process" in line
-        }
-        if len(pids) >= expected or time.monotonic() > deadline:
-            return pids
-        time.sleep(0.2)
-
-
 @pytest.mark.parametrize(("kind", "workers"), [("sqlite", 1), ("sqlite", 2), ("postgresql", 4)])
 def test_no_oversell_under_concurrency(tmp_path: Path, kind: str, workers: int) -> None:
     """200 buyers for the 50 earbuds: 50 orders, stock 0; then one Idempotency-Key sent 20
@@ -79,7 +63,7 @@ def test_no_oversell_under_concurrency(tmp_path: Path, kind: str, workers: int) 
             assert stock(http)[3] == 199
             assert len(orders(http)) == 51
 
-        assert len(_workers_started(svc, workers)) == workers, svc.log()
+        assert len(wait_workers(svc, workers)) == workers, svc.log()
         assert svc.log().count("database schema upgraded from no revision to") == 1, svc.log()
         assert "Traceback" not in svc.log()
 
