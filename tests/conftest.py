@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import fcntl
 import importlib
-import os
 import shutil
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,15 +98,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _serial(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tests marked `serial` take one lock shared by every worker of this run, so a load or
-    memory measurement never has another one beside it. (Not xdist_group: with pytest 9,
-    xdist 3.8 can no longer rename the node ids it groups by, so the mark is ignored.)"""
+def _serial(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Tests marked `serial` take one lock shared by every worker of this run (a file in the
+    run's temp folder, which the workers' own folders sit in), so a load or memory
+    measurement never has another one beside it. (Not xdist_group: with pytest 9, xdist 3.8
+    can no longer rename the node ids it groups by, so the mark is ignored.)"""
     if request.node.get_closest_marker("serial") is None:
         yield
         return
-    run = getattr(request.config, "workerinput", {}).get("testrun_uid", f"pid{os.getpid()}")
-    with (Path(tempfile.gettempdir()) / f"product-mcp-serial-{run}.lock").open("w") as lock:
+    with (tmp_path_factory.getbasetemp().parent / "serial.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
