@@ -28,6 +28,7 @@ from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
 from product_mcp.mcp_server.guard import JsonRpcGuard
 from product_mcp.mcp_server.middleware import BearerAuth, SlowReaderCutoff, TrimHeaderValues
+from product_mcp.mcp_server.protocol import ProtocolRules
 from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.server import mcp
 from product_mcp.mcp_server.sessions import SessionRegistry
@@ -104,6 +105,7 @@ def build_app(cfg: Config) -> Starlette:
     streamable = cfg.transport in ("both", "streamable-http")
     sessions: SessionRegistry | None = None
     link = RedisLink(cfg.redis_url, cfg.redis_prefix) if cfg.redis_url else None
+    ProtocolRules.require_handshake = link is None  # see ProtocolRules
     events = None
     if link is not None and streamable and not cfg.stateless:
         ttl, size = cfg.redis_event_ttl, cfg.redis_session_event_bytes

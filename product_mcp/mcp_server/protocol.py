@@ -21,17 +21,26 @@ INVALID_REQUEST = -32600
 IN_FLIGHT_KEY = "product_mcp.in_flight"
 EXEMPT = frozenset({"initialize", "ping"})
 # A client sends `notifications/initialized` just before its first request; on Streamable
-# HTTP they travel on separate POSTs, so the request may be read first by a hair.
-HANDSHAKE_GRACE_S = 2.0
+# HTTP they travel on separate POSTs, so the request may be read first (by seconds on a
+# loaded machine).
+HANDSHAKE_GRACE_S = 10.0
 
 
 class ProtocolRules:
-    """Server middleware: `(ctx, call_next)` for every inbound message."""
+    """Server middleware: `(ctx, call_next)` for every inbound message.
+
+    `require_handshake` is turned off when sessions are shared between replicas (REDIS_URL):
+    there a balancer may hand a session's `notifications/initialized` to another replica than
+    the one serving its next request, which would then wrongly refuse it.
+    """
+
+    require_handshake = True
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         if ctx.request_id is None or ctx.method in EXEMPT:
             return await call_next(ctx)
-        await self._require_handshake(ctx)
+        if self.require_handshake:
+            await self._require_handshake(ctx)
         in_flight: set[str] = mcp_compat.connection_state(ctx.session).setdefault(
             IN_FLIGHT_KEY, set()
         )

@@ -294,8 +294,10 @@ def prepare_connection(record: dict[str, str]) -> Callable[[Any], None]:
                 )
             except ValueError:
                 log.warning("session record has unusable client params; restored without")
-        if record.get("initialized") == "1":
-            connection.initialized.set()
+        # Recorded at `initialize`; its `initialized` flag is written just after the client's
+        # notification is answered, so a session restored in between would refuse the client's
+        # first request: a session that reached another replica has done its handshake.
+        connection.initialized.set()
         if record.get("level") in _LEVELS:
             connection.state[LEVEL_KEY] = record["level"]
 
