@@ -4,6 +4,12 @@ Why one pooled client, opened by whichever lifespan comes first: every tool call
 connections, so no call pays for a TCP or TLS handshake. Every API failure becomes an
 `ApiError` (a `ToolError`) carrying the API's own words and the URL it tried, because in mcp
 2.x any other exception reaches the model only as "Error executing tool X".
+
+Why one retry: a pooled connection the API closes for idleness just as a request leaves on it
+fails with no answer (CI saw 12 such calls under load). A request that is safe to repeat (a GET,
+or a purchase with an Idempotency-Key) is sent once more on a new connection; any other is not,
+because it may have been carried out. Pooled connections also expire before the API's own
+keep-alive timer (KEEP_ALIVE_TIMEOUT, 5 s by default), which makes the race rare to begin with.
 """
 
 from __future__ import annotations
@@ -16,6 +22,12 @@ import httpx
 
 from product_mcp.core.config import mask_url
 from product_mcp.core.errors import ApiError
+
+
+# Failures that mean "the connection died before an answer", never "the API said no".
+STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+# Below uvicorn's default keep-alive timeout of 5 s, so we drop a connection before it does.
+KEEPALIVE_EXPIRY = 4.0
 
 
 class ProductApi:
@@ -45,7 +57,11 @@ class ProductApi:
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                limits=httpx.Limits(
+                    max_connections=100,
+                    max_keepalive_connections=20,
+                    keepalive_expiry=KEEPALIVE_EXPIRY,
+                ),
                 transport=self.transport,
             )
         self._users += 1
@@ -74,9 +90,16 @@ class ProductApi:
             raise ApiError(f"Error requesting {service}: the server is not started")
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            response = await self._client.request(
-                method, path, params=query, json=json, headers=headers
-            )
+            try:
+                response = await self._client.request(
+                    method, path, params=query, json=json, headers=headers
+                )
+            except STALE_CONNECTION:
+                if method != "GET" and "Idempotency-Key" not in (headers or {}):
+                    raise
+                response = await self._client.request(
+                    method, path, params=query, json=json, headers=headers
+                )
             response.raise_for_status()
             return response.json()
         except httpx.HTTPStatusError as e:

@@ -7,6 +7,7 @@ Where a tool asks for less than the API allows, models.py names the limit and sa
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import anyio
@@ -171,7 +172,9 @@ async def create_purchase_tool(
     the API has it, it runs to the end, and the client is told the truth in a log message
     ("cancel arrived too late: order N was placed") instead of a cancel that did not happen.
     """
-    headers = {"Idempotency-Key": idempotencyKey} if idempotencyKey else None
+    # Without the caller's key we still send one of our own, so that a purchase whose
+    # connection died before the answer can be sent again without buying twice.
+    headers = {"Idempotency-Key": idempotencyKey or f"mcp-{uuid.uuid4().hex}"}
     body = {"customerName": customerName, "items": [i.model_dump() for i in items]}
     await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled before sending: nothing bought
     with anyio.CancelScope(shield=True):
