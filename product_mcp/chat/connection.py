@@ -43,6 +43,10 @@ warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 Status = Literal["connecting", "connected", "failed"]
 CLIENT_INFO = Implementation(name="product-mcp-web", version="0.1.0")
 MAX_EVENT_BYTES = 32 * 1024 * 1024  # largest tool result (one SSE event) taken from a server
+# A pooled connection is dropped before uvicorn's default 5 s keep-alive timer closes it on the
+# server's side: reusing one the server is closing loses the request (a tools/call cannot
+# safely be sent twice).
+KEEPALIVE_EXPIRY = 4.0
 
 
 def _stderr_file() -> IO[str]:
@@ -137,6 +141,7 @@ class ServerConnection:
                     httpx2.AsyncClient(
                         headers=cfg.headers or None,
                         timeout=httpx2.Timeout(self.connect_timeout, read=300.0),
+                        limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
                         event_hooks={"response": [self._note_response]},
                     )
                 )
