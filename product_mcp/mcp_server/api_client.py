@@ -23,7 +23,6 @@ import httpx
 from product_mcp.core.config import mask_url
 from product_mcp.core.errors import ApiError
 
-
 # Failures that mean "the connection died before an answer", never "the API said no".
 STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 # Below uvicorn's default keep-alive timeout of 5 s, so we drop a connection before it does.
