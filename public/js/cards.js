@@ -29,7 +29,7 @@ function stateWords(item) {
     case "approval":
       return "needs your OK";
     case "running":
-      return item.waiting ? "waiting for your answer" : "running…";
+      return item.waiting ? "waiting for you" : "running…";
     case "rejected":
       return "rejected";
     case "error":
@@ -157,7 +157,7 @@ export function toolCard(item, answer) {
   }
   if (item.error !== undefined) {
     body.appendChild(h("div", { class: "label", text: item.status === "rejected" ? "Rejected" : "Error" }));
-    body.appendChild(h("pre", { class: "error-text", text: String(item.error) }));
+    body.appendChild(h("pre", { class: "error-text", text: errorWords(item) }));
   }
   card.appendChild(body);
 

@@ -6,6 +6,7 @@
 
 import { postJSON } from "./api.js";
 import { h } from "./dom.js";
+import { render as markdown } from "./markdown.js";
 import { money } from "./money.js";
 import { rememberProducts } from "./views.js";
 
@@ -46,6 +47,15 @@ function quoteTable(q) {
     { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Quote" },
     h("table", { class: "data quote" }, h("thead", {}, h("tr", {}, ...head)), h("tbody", {}, ...rows, total))
   );
+}
+
+/* Tables wider than the card scroll; make them reachable from the keyboard. */
+export function scrollable(node) {
+  for (const wrap of node.querySelectorAll(".table-wrap")) {
+    wrap.setAttribute("tabindex", "0");
+    wrap.setAttribute("role", "region");
+    wrap.setAttribute("aria-label", "Table");
+  }
 }
 
 /* Options of an enum field: [value, label] pairs (enum + enumNames, or oneOf/anyOf consts). */
@@ -136,11 +146,12 @@ export function elicitationCard(item, changed) {
   if (closed) {
     const why = item.closedReason && item.closedReason !== "answered" ? ` (${item.closedReason})` : "";
     const what = OUTCOME[item.action] || "Closed";
+    const first = str(e.message).split("\n").find((l) => l.trim() && !l.includes("|")) || "";
     return h(
       "div",
       { class: "elicit-card closed " + (item.action || "cancel") },
       head,
-      h("p", { class: "elicit-outcome", text: `${what}${why}: ${str(e.message)}` })
+      h("p", { class: "elicit-outcome", text: `${what}${why}: ${first.replace(/[*_`#>]/g, "").trim()}` })
     );
   }
   const prefix = `elicit-${++nextId}`;
@@ -152,7 +163,11 @@ export function elicitationCard(item, changed) {
     "data-elicitation": str(e.elicitationId),
   });
   card.appendChild(head);
-  card.appendChild(h("p", { class: "elicit-message", id: prefix + "-msg", text: str(e.message) || "The server asks for your answer." }));
+  // the message is Markdown (main.py's quote comes as a table in it)
+  const message = h("div", { class: "elicit-message", id: prefix + "-msg" });
+  message.appendChild(markdown(str(e.message) || "The server asks for your answer."));
+  scrollable(message);
+  card.appendChild(message);
   if (isObj(e.quote)) card.appendChild(quoteTable(e.quote));
   const schema = isObj(e.requestedSchema) ? e.requestedSchema : {};
   const props = isObj(schema.properties) ? schema.properties : {};

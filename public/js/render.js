@@ -3,7 +3,7 @@
  * prompts. Every item of state.items is drawn here and redrawn in place when it changes;
  * replies go through the safe Markdown renderer, everything else is text. */
 
-import { elicitationCard, focusCard } from "./elicit.js";
+import { elicitationCard, focusCard, scrollable } from "./elicit.js";
 import { toolCard } from "./cards.js";
 import { $, h } from "./dom.js";
 import { emptyState } from "./empty.js";
@@ -30,6 +30,7 @@ function renderItem(item) {
   } else if (item.kind === "assistant") {
     node = h("div", { class: "msg assistant" + (item.live ? " streaming" : "") });
     node.appendChild(markdown(item.text));
+    if (!item.live) scrollable(node);
   } else if (item.kind === "tool") {
     node = toolCard(item, answerTool);
   } else if (item.kind === "elicitation") {

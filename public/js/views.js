@@ -45,6 +45,7 @@ function rowKind(has) {
   if (has("productId") && has("quantity")) return "inventory";
   if (has("name") && has("price")) return "product";
   if (has("groups") && has("totals")) return "sales";
+  if (has("status") && has("message")) return "outcome"; // e.g. "not bought: declined"
   return null;
 }
 
@@ -129,6 +130,8 @@ export function summarize(kind, value) {
       return plural(value.length, "order");
     case "order":
       return orderSummary(value);
+    case "outcome":
+      return typeof value.message === "string" ? firstLine(value.message, 120) : String(value.status);
     case "sales": {
       const t = value.totals || {};
       return `${plural(t.orders, "order")} · ${plural(t.units, "unit")} · ${money(t.revenue)}`;
