@@ -12,7 +12,7 @@ import { $ } from "./dom.js";
 import { closeDrawer, drawerOpen, setupDrawer } from "./drawer.js";
 import { onExample } from "./empty.js";
 import { setCurrency } from "./money.js";
-import { setupPrompts } from "./prompts.js";
+import { refreshPrompts, setupPrompts } from "./prompts.js";
 import { onAnswer, refreshEmpty, renderAll } from "./render.js";
 import { refreshServers } from "./servers.js";
 import { load } from "./state.js";
@@ -38,7 +38,10 @@ onConfig((cfg, missing) => {
 });
 
 onAnswer(answer);
-onTools(refreshEmpty);
+onTools(() => {
+  refreshEmpty();
+  refreshPrompts();
+});
 onExample((text) => send(text));
 
 const inputEl = $("input");

@@ -13,7 +13,8 @@ let input = null;
 
 const str = (v) => (typeof v === "string" ? v : "");
 
-async function refresh() {
+/* Asks web.py for its prompts again (at start, and when the servers' tools change). */
+export async function refreshPrompts() {
   try {
     const body = await getJSON("/api/prompts");
     prompts = Array.isArray(body.prompts) ? body.prompts : [];
@@ -120,5 +121,5 @@ export function setupPrompts(inputEl) {
       button.focus();
     }
   });
-  refresh();
+  refreshPrompts();
 }

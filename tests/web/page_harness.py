@@ -118,14 +118,18 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def new_page(browser: Any, url: str, size: str, *, mock: bool = False) -> Any:
+def new_page(
+    browser: Any, url: str, size: str, *, mock: bool = False, routes: dict[str, Any] | None = None
+) -> Any:
     """A page at `size` in a fresh context (its own localStorage), recording script errors;
     axe-core loaded before the page's scripts (an init script is not bound by the page's
-    CSP), and the scripted stream when `mock`."""
+    CSP), the scripted stream when `mock`, and `routes` (glob → Playwright route handler)."""
     ctx = browser.new_context(viewport=SIZES[size])
     ctx.add_init_script(path=str(AXE))
     if mock:
         ctx.add_init_script(MOCK_STREAM)
+    for pattern, handler in (routes or {}).items():
+        ctx.route(pattern, handler)
     page = ctx.new_page()
     page.js_errors = []
     page.on("pageerror", lambda e: page.js_errors.append(str(e)))

@@ -75,15 +75,20 @@ def web(
 
 
 @pytest.fixture(scope="module")
-def pages(web: InProcessWeb) -> Iterator[dict[str, Any]]:
-    with chromium() as browser:
-        opened = {size: new_page(browser, web.url, size, mock=True) for size in SIZES}
-        for page in opened.values():
-            page.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
-            page.evaluate("window.__mock = true")
-        yield opened
-        for page in opened.values():
-            assert page.js_errors == [], page.js_errors
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def pages(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
+    opened = {size: new_page(browser, web.url, size, mock=True) for size in SIZES}
+    for page in opened.values():
+        page.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
+        page.evaluate("window.__mock = true")
+    yield opened
+    for page in opened.values():
+        assert page.js_errors == [], page.js_errors
 
 
 def start_turn(page: Any, text: str) -> None:
@@ -396,3 +401,70 @@ def test_stop_asks_web_py_and_keeps_its_history(pages: dict[str, Any], size: str
     saved = page.evaluate("JSON.parse(localStorage.getItem('product-mcp.chat.v1')).history")
     assert saved == [{"role": "user", "content": q}, *history]
     assert page.locator(".msg.assistant").last.inner_text() == "Roses are red"
+
+
+PROMPTS = {
+    "prompts": [
+        {
+            "server": "shop",
+            "name": "shopping_assistant",
+            "title": "Shopping assistant",
+            "description": "Help a customer find and buy products.",
+            "arguments": [
+                {"name": "customerName", "description": "Who is buying", "required": False},
+                {"name": "need", "description": "What they look for", "required": True},
+            ],
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_prompt_picker_fills_the_message(browser: Any, web: InProcessWeb, size: str) -> None:
+    """GET /api/prompts and POST /api/prompts/get as requested in CONTRACT-14 (answered here
+    by the test: web.py does not serve them yet); without them the button stays hidden."""
+    asked: list[dict[str, Any]] = []
+
+    def get_prompt(route: Any) -> None:
+        asked.append(json.loads(route.request.post_data))
+        text = "You are the shopping assistant. The customer is Ann. They need: earbuds."
+        route.fulfill(json={"messages": [{"role": "user", "text": text}]})
+
+    plain = new_page(browser, web.url, size)
+    plain.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
+    assert plain.is_hidden("#prompts-btn")  # this web.py has no /api/prompts
+    plain.context.close()
+
+    routes = {
+        "**/api/prompts": lambda route: route.fulfill(json=PROMPTS),
+        "**/api/prompts/get": get_prompt,
+    }
+    page = new_page(browser, web.url, size, routes=routes)
+    page.click("#prompts-btn")
+    choice = page.wait_for_selector(".prompt-choice[data-prompt='shopping_assistant']")
+    assert page.evaluate("document.activeElement.dataset.prompt") == "shopping_assistant"
+    choice.click()
+    assert page.evaluate("document.activeElement.id") == "prompt-arg-customerName"
+    page.fill("#prompt-arg-customerName", "Ann")
+    page.click(".prompt-form button[type=submit]")  # `need` is required: not asked yet
+    assert asked == []
+    page.fill("#prompt-arg-need", "earbuds")
+    shot(page, f"prompts-{size}")
+    assert_readable(page)
+    page.click(".prompt-form button[type=submit]")
+    page.wait_for_selector("#prompt-picker", state="hidden")
+    assert asked == [
+        {
+            "server": "shop",
+            "name": "shopping_assistant",
+            "arguments": {"customerName": "Ann", "need": "earbuds"},
+        }
+    ]
+    assert "The customer is Ann" in page.input_value("#input")
+    assert page.evaluate("document.activeElement.id") == "input"
+    page.click("#prompts-btn")
+    page.wait_for_selector(".prompt-choice")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#prompt-picker", state="hidden")
+    assert page.js_errors == []
+    page.context.close()
