@@ -27,10 +27,11 @@ from tests.servers import ThreadServer, free_port
 
 @dataclass
 class Reply:
-    """A plain answer, streamed in `chunks` pieces."""
+    """A plain answer, streamed in `chunks` pieces, `delay` seconds apart."""
 
     text: str
     chunks: int = 3
+    delay: float = 0.01
 
 
 @dataclass
@@ -142,7 +143,7 @@ class FakeLLM:
             size = max(1, -(-len(text) // n))
             for i in range(0, len(text), size):
                 yield _chunk({"content": text[i : i + size]})
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(turn.delay if isinstance(turn, Reply) else 0.01)
         if isinstance(turn, Calls):
             for i, (selector, args) in enumerate(turn.calls):
                 raw = args if isinstance(args, str) else json.dumps(args)

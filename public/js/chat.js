@@ -1,30 +1,39 @@
 /* Sending a message: checks it against the server's limits (from GET /api/config, waited for
- * if not loaded yet), streams the reply from /api/chat/stream into bubbles and tool cards,
- * posts Approve / Reject answers, and owns the Send button (disabled while a reply streams
- * and until the limits have loaded). */
+ * if not loaded yet), streams the reply from /api/chat/stream into bubbles, tool cards and
+ * question cards, shows "thinking" until the first sign of a reply, posts Approve / Reject
+ * answers, and owns Send and Stop (Stop, or Escape, ends the reply and keeps what was said). */
 
 import { postJSON } from "./api.js";
 import { historyLimits, loadConfig } from "./config.js";
 import { $ } from "./dom.js";
 import { recentHistory } from "./history.js";
-import { addItem, rerender, renderAll, scrollDown } from "./render.js";
+import { addItem, addQuestion, rerender, renderAll, scrollDown, showThinking } from "./render.js";
+import { showUnavailable } from "./servers.js";
 import { readSSE } from "./sse.js";
 import { clear, save, state } from "./state.js";
 
 const inputEl = $("input");
 const sendBtn = $("send");
+const stopBtn = $("stop");
 const askBox = $("ask-approval");
+const STOP_GRACE_MS = 5000; // how long Stop waits for web.py's `done` before cutting the stream
 
-let active = null; // the send in progress: { controller } (an AbortController for its stream)
+// the send in progress: { controller, turnId, stopping, said } (said: the reply's text so far)
+let active = null;
 
 export function updateSendButton() {
   sendBtn.disabled = active !== null || historyLimits() === null;
+  stopBtn.hidden = active === null;
+  sendBtn.hidden = active !== null;
 }
+
+export const replying = () => active !== null;
 
 export async function send(text) {
   if (active || !text.trim()) return;
-  const me = (active = { controller: new AbortController() });
+  const me = (active = { controller: new AbortController(), turnId: null, said: "" });
   updateSendButton();
+  showThinking(true);
   try {
     const limits = historyLimits() || (await loadConfig());
     if (active !== me) return; // "New chat" while the config was loading
@@ -47,14 +56,35 @@ export async function send(text) {
       });
       return;
     }
-    await stream(text, limits, me.controller);
+    await stream(text, limits, me);
   } finally {
+    showThinking(false);
     if (active === me) active = null;
     updateSendButton();
   }
 }
 
-async function stream(text, limits, controller) {
+/* Stop (the button or Escape): web.py ends the turn and still sends `done` with a history
+ * the next turn accepts; a server without the route (or silent) has its stream cut. */
+export async function stop() {
+  const me = active;
+  if (!me || me.stopping) return;
+  me.stopping = true;
+  stopBtn.disabled = true;
+  const cut = () => {
+    if (active === me) me.controller.abort();
+  };
+  if (!me.turnId) return cut();
+  try {
+    const r = await postJSON("/api/chat/stop", { turnId: me.turnId });
+    if (!r.ok) return cut(); // already finished, or an older web.py
+    setTimeout(cut, STOP_GRACE_MS);
+  } catch (e) {
+    cut();
+  }
+}
+
+async function stream(text, limits, me) {
   const approval = askBox.checked ? "ask" : "auto";
   const history = recentHistory(state.history, { message: text, history: [], approval }, limits);
   addItem({ kind: "user", text });
@@ -63,9 +93,9 @@ async function stream(text, limits, controller) {
   let bubble = null; // the assistant item receiving tokens right now
   let pendingPaint = false;
   const cards = new Map();
+  const questions = new Map();
   let finished = false;
   let textSinceTools = false;
-
   const paint = () => {
     if (pendingPaint) return;
     pendingPaint = true;
@@ -82,37 +112,83 @@ async function stream(text, limits, controller) {
     }
     bubble = null;
   };
-
+  const card = (d) => cards.get(d.id) || addItem({ kind: "tool", ...pick(d) });
   const handlers = {
+    turn(d) {
+      me.turnId = typeof d.turnId === "string" ? d.turnId : null;
+    },
+    servers_unavailable(d) {
+      showUnavailable(Array.isArray(d.servers) ? d.servers : []);
+    },
     token(d) {
+      showThinking(false);
       textSinceTools = true;
       if (!bubble) bubble = addItem({ kind: "assistant", text: "", live: true });
       bubble.text += d.text;
+      me.said += d.text;
       paint();
     },
     tool_call(d) {
+      showThinking(false);
       closeBubble();
       textSinceTools = false;
       cards.set(d.id, addItem({ kind: "tool", status: "running", ...pick(d) }));
       save();
     },
     approval_required(d) {
-      const item = cards.get(d.id) || addItem({ kind: "tool", ...pick(d) });
+      showThinking(false);
+      const item = card(d);
       item.status = "approval";
       item.approvalId = d.approvalId;
       rerender(item);
+      item.node.querySelector("button.approve")?.focus();
       scrollDown();
     },
+    progress(d) {
+      const item = cards.get(d.id);
+      if (!item || item.status !== "running") return;
+      item.progress = { progress: Number(d.progress) || 0, total: d.total ?? null, message: d.message ?? null };
+      rerender(item);
+    },
+    elicitation(d) {
+      showThinking(false);
+      closeBubble();
+      const tool = cards.get(d.id);
+      if (tool) {
+        tool.waiting = true;
+        rerender(tool);
+      }
+      questions.set(d.elicitationId, addQuestion({ kind: "elicitation", request: d }));
+    },
+    elicitation_done(d) {
+      const item = questions.get(d.elicitationId);
+      if (!item) return;
+      item.action = item.action || d.action;
+      item.closedReason = d.reason;
+      rerender(item);
+      const tool = cards.get(item.request.id);
+      if (tool) {
+        tool.waiting = false;
+        rerender(tool);
+      }
+      save();
+    },
     tool_result(d) {
-      const item = cards.get(d.id) || addItem({ kind: "tool", ...pick(d) });
+      const item = card(d);
       item.approvalId = null;
+      item.waiting = false;
+      item.progress = null;
       item.durationMs = d.durationMs;
+      if (d.server) item.server = d.server;
+      if (d.tool) item.tool = d.tool;
       if (Array.isArray(d.content)) item.content = d.content; // pictures, sounds, resources
       if ("result" in d) {
         item.result = d.result;
         item.status = "ok";
       } else {
         item.error = d.error;
+        item.stopped = !!d.stopped;
+        item.unavailable = !!d.unavailable;
         item.status = d.rejected ? "rejected" : "error";
       }
       rerender(item);
@@ -120,22 +196,24 @@ async function stream(text, limits, controller) {
     },
     done(d) {
       finished = true;
+      showThinking(false);
       closeBubble();
       if (!textSinceTools && d.response) addItem({ kind: "assistant", text: d.response });
+      if (d.stopped) addItem({ kind: "note", text: "Stopped. What was said so far is kept." });
       state.history = history.concat([{ role: "user", content: text }], d.messages || []);
       save();
     },
     error(d) {
       finished = true;
+      showThinking(false);
       closeBubble();
       addItem({ kind: "error", text: d.message || "Something went wrong" });
       save();
     },
   };
-
   try {
     const body = { message: text, history, approval };
-    const response = await postJSON("/api/chat/stream", body, controller.signal);
+    const response = await postJSON("/api/chat/stream", body, me.controller.signal);
     if (!response.ok) {
       let detail = response.statusText;
       try {
@@ -151,12 +229,30 @@ async function stream(text, limits, controller) {
     }
   } catch (e) {
     if (e.name !== "AbortError") handlers.error({ message: "Connection problem: " + e.message });
+    else if (me.stopping && !finished) {
+      // cut without web.py's `done`: keep what was said, and a history the next turn accepts
+      closeBubble();
+      addItem({ kind: "note", text: "Stopped. What was said so far is kept." });
+      const said = me.said.trim() || "(stopped by the user before answering)";
+      state.history = history.concat([
+        { role: "user", content: text },
+        { role: "assistant", content: said },
+      ]);
+    }
   } finally {
     for (const item of cards.values()) {
       if (item.status === "approval" || item.status === "running") {
         item.status = "error";
-        item.error = item.error || "interrupted";
+        item.error = item.error || (me.stopping ? "stopped by the user" : "interrupted");
+        item.stopped = me.stopping;
         item.approvalId = null;
+        item.waiting = false;
+        if (item.node && item.node.parentNode) rerender(item);
+      }
+    }
+    for (const item of questions.values()) {
+      if (!item.action && !item.closedReason) {
+        item.closedReason = me.stopping ? "stopped" : "interrupted";
         if (item.node && item.node.parentNode) rerender(item);
       }
     }
@@ -191,6 +287,7 @@ export function newChat() {
   if (active) active.controller.abort();
   active = null;
   clear();
+  showThinking(false);
   updateSendButton();
   renderAll();
   inputEl.focus();

@@ -1,22 +1,29 @@
-/* The chat page's entry point (index.html loads only this): wires the composer, New chat and
- * the approval checkbox to the modules, shows the config (model, banner), redraws the saved
- * conversation and polls the servers panel.
+/* The chat page's entry point (index.html loads only this): wires the composer, Stop and
+ * Escape, New chat, the approval checkbox and the phone's servers drawer to the modules,
+ * shows the config (model, currency, banner), redraws the saved conversation and polls the
+ * servers panel.
  *
  * Untrusted text (model replies, tool results, tool descriptions, server errors) only ever
  * reaches the DOM as Text nodes, via textContent or markdown.js. No innerHTML anywhere. */
 
-import { answer, newChat, send, updateSendButton } from "./chat.js";
+import { answer, newChat, replying, send, stop, updateSendButton } from "./chat.js";
 import { historyLimits, loadConfig, onConfig } from "./config.js";
 import { $ } from "./dom.js";
-import { onAnswer, renderAll } from "./render.js";
+import { closeDrawer, drawerOpen, setupDrawer } from "./drawer.js";
+import { onExample } from "./empty.js";
+import { setCurrency } from "./money.js";
+import { refreshPrompts, setupPrompts } from "./prompts.js";
+import { onAnswer, refreshEmpty, renderAll } from "./render.js";
 import { refreshServers } from "./servers.js";
 import { load } from "./state.js";
+import { onTools } from "./tools.js";
 
 const REFRESH_MS = 4000; // how often the servers panel (and a config that failed) is retried
 
 onConfig((cfg, missing) => {
   $("model").textContent = cfg.llmConfigured ? `model: ${cfg.model}` : "";
   $("ask-approval").checked = cfg.toolApproval !== "auto";
+  if (setCurrency(cfg.currency)) renderAll(); // prices drawn before the config came
   const notes = [];
   if (!cfg.llmConfigured && cfg.llmMessage) notes.push(cfg.llmMessage);
   for (const e of cfg.configErrors || []) notes.push(e);
@@ -31,6 +38,11 @@ onConfig((cfg, missing) => {
 });
 
 onAnswer(answer);
+onTools(() => {
+  refreshEmpty();
+  refreshPrompts();
+});
+onExample((text) => send(text));
 
 const inputEl = $("input");
 $("composer").addEventListener("submit", (ev) => {
@@ -43,8 +55,18 @@ inputEl.addEventListener("keydown", (ev) => {
     send(inputEl.value);
   }
 });
+$("stop").addEventListener("click", stop);
 $("new-chat").addEventListener("click", newChat);
+document.addEventListener("keydown", (ev) => {
+  if (ev.key !== "Escape" || ev.defaultPrevented) return;
+  if (drawerOpen()) closeDrawer();
+  else if (replying()) stop();
+  else return;
+  ev.preventDefault();
+});
 
+setupDrawer();
+setupPrompts(inputEl);
 load();
 renderAll();
 loadConfig();

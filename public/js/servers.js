@@ -1,9 +1,12 @@
-/* The sidebar's MCP servers panel: each server's status, target and error, and its tools as
- * buttons that open the hand-run form. Polled; redrawn only when something changed. */
+/* The MCP servers panel: each server's status, target and error, and its tools as buttons
+ * that open the hand-run form; and the chat's banner when a server is down (from this poll,
+ * and from a reply's `servers_unavailable` event). Polled; redrawn only when something
+ * changed. The tool list also feeds js/tools.js (views, examples, names of down servers). */
 
 import { getJSON } from "./api.js";
 import { $, h } from "./dom.js";
 import { openRunner } from "./toolform.js";
+import { setTools } from "./tools.js";
 
 let toolsByServer = new Map();
 let lastSignature = "";
@@ -13,7 +16,9 @@ export async function refreshServers() {
   try {
     servers = (await getJSON("/api/servers")).servers;
   } catch (e) {
+    lastSignature = ""; // redraw (and clear this banner) once it answers again
     $("servers").textContent = "Cannot reach web.py: " + e.message;
+    showUnavailable([{ name: "web.py", status: "unreachable", error: e.message, tools: [] }]);
     return;
   }
   const signature = JSON.stringify(servers.map((s) => [s.name, s.status, s.tools, s.error]));
@@ -26,10 +31,36 @@ export async function refreshServers() {
       if (!toolsByServer.has(t.server)) toolsByServer.set(t.server, []);
       toolsByServer.get(t.server).push(t);
     }
+    setTools(tools);
   } catch (e) {
     /* keep the previous list */
   }
   renderServers(servers);
+  // "connecting" is the normal first seconds of a server; anything else not connected is down
+  showUnavailable(
+    servers
+      .filter((s) => s.status !== "connected" && s.status !== "connecting")
+      .map((s) => ({ name: s.name, status: s.status, error: s.error, tools: s.knownTools || [] }))
+  );
+}
+
+/* The chat's banner: which servers are down and what that means; hidden when none is. */
+export function showUnavailable(down) {
+  const banner = $("chat-banner");
+  banner.textContent = "";
+  banner.hidden = !down.length;
+  for (const s of down) {
+    const why = s.error ? ` (${s.status}: ${s.error})` : ` (${s.status})`;
+    const tools = Array.isArray(s.tools) && s.tools.length ? ` ${s.tools.slice(0, 6).join(", ")}${s.tools.length > 6 ? ", …" : ""}` : "";
+    banner.appendChild(
+      h(
+        "p",
+        { "data-server": s.name },
+        h("strong", { text: `${s.name} is not connected` }),
+        `${why}. Its tools${tools} are unavailable until it is back; the assistant will not use them.`
+      )
+    );
+  }
 }
 
 function renderServers(servers) {
@@ -47,7 +78,7 @@ function renderServers(servers) {
       h(
         "div",
         { class: "server-head" },
-        h("span", { class: "dot " + s.status, title: s.status }),
+        h("span", { class: "dot " + s.status, role: "img", "aria-label": s.status, title: s.status }),
         h("span", { class: "name", text: s.name }),
         h("span", { class: "badge", text: s.transport }),
         h("span", { class: "muted status", text: status })

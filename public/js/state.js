@@ -37,6 +37,9 @@ export function load() {
         item.status = "error";
         item.error = item.error || "interrupted";
       }
+      if (item.kind === "elicitation" && !item.action && !item.closedReason) {
+        item.closedReason = "interrupted";
+      }
     }
     state.history = data.history;
     state.items = data.items;

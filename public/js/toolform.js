@@ -1,10 +1,13 @@
 /* The hand-run form: fields generated from a tool's JSON Schema (typed inputs for scalars and
  * enums, a JSON textarea with a skeleton for the rest), run through POST /api/call-tool; the
- * result's text in #runner-output, its pictures, sounds and resources (js/media.js) below. */
+ * result's view (js/views.js) and text in #runner-output, its pictures, sounds and resources
+ * (js/media.js) below. With "Ask before tools that change data" ticked, a tool that is not
+ * read-only is confirmed first, and web.py is told (approval, confirmed) so it checks too. */
 
 import { postJSON } from "./api.js";
 import { $, h, pretty } from "./dom.js";
 import { renderContent } from "./media.js";
+import { classify, view } from "./views.js";
 
 function resolveRef(schema, root, depth) {
   depth = depth || 0;
@@ -124,6 +127,7 @@ export function openRunner(tool) {
   $("runner-desc").textContent = tool.description || "";
   $("runner-output").hidden = true;
   showMedia(null);
+  showConfirm(null);
   const form = $("runner-form");
   form.textContent = "";
   const fields = [];
@@ -138,7 +142,31 @@ export function openRunner(tool) {
   }
   const run = h("button", { type: "submit", class: "primary" }, "Run tool");
   form.appendChild(h("div", { class: "actions" }, run));
-  form.onsubmit = async (ev) => {
+  const call = async (args, confirmed) => {
+    run.disabled = true;
+    showOutput("Running…", false);
+    const approval = $("ask-approval").checked ? "ask" : "auto";
+    const body = { server: tool.server, name: tool.name, args, approval, confirmed };
+    try {
+      const r = await postJSON("/api/call-tool", body);
+      const answer = await r.json();
+      if (r.status === 409 && answer.needsConfirmation) {
+        $("runner-output").hidden = true;
+        askFirst(tool, args, call);
+      } else if (!r.ok) {
+        const detail = answer.detail;
+        showOutput(typeof detail === "string" ? detail : JSON.stringify(detail, null, 2), true);
+      } else {
+        showOutput(pretty(answer.result), answer.isError, answer.isError ? null : answer.result, tool.output_schema);
+        showMedia(renderContent(answer.content, answer.result));
+      }
+    } catch (e) {
+      showOutput("Request failed: " + e.message, true);
+    } finally {
+      run.disabled = false;
+    }
+  };
+  form.onsubmit = (ev) => {
     ev.preventDefault();
     let args;
     try {
@@ -147,33 +175,57 @@ export function openRunner(tool) {
       showOutput("Arguments are not valid JSON: " + e.message, true);
       return;
     }
-    run.disabled = true;
-    showOutput("Running…", false);
-    try {
-      const r = await postJSON("/api/call-tool", { server: tool.server, name: tool.name, args });
-      const body = await r.json();
-      if (!r.ok) {
-        const detail = body.detail;
-        showOutput(typeof detail === "string" ? detail : JSON.stringify(detail, null, 2), true);
-      } else {
-        showOutput(pretty(body.result), body.isError);
-        showMedia(renderContent(body.content, body.result));
-      }
-    } catch (e) {
-      showOutput("Request failed: " + e.message, true);
-    } finally {
-      run.disabled = false;
-    }
+    // "Ask before tools that change data" holds here too: confirm before web.py is asked
+    if ($("ask-approval").checked && !tool.read_only) askFirst(tool, args, call);
+    else call(args, false);
   };
   $("runner").scrollIntoView({ block: "nearest" });
 }
 
-function showOutput(text, isError) {
+/* The confirmation of a tool that may change data: its arguments, Run it / Cancel. */
+function askFirst(tool, args, call) {
+  showConfirm(
+    h(
+      "div",
+      { class: "confirm-card", role: "group", "aria-labelledby": "runner-confirm-text" },
+      h("p", { id: "runner-confirm-text", text: `${tool.name} may change data. Run it with these arguments?` }),
+      h("pre", { class: "args", text: pretty(args) }),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "primary approve", text: "Run it", onclick: () => (showConfirm(null), call(args, true)) }),
+        h("button", {
+          type: "button",
+          class: "reject",
+          text: "Cancel",
+          onclick: () => (showConfirm(null), showOutput("Not run: you cancelled it.", false)),
+        })
+      )
+    )
+  );
+  $("runner-confirm").querySelector("button.approve").focus();
+}
+
+function showConfirm(node) {
+  const box = $("runner-confirm");
+  box.textContent = "";
+  if (node) box.appendChild(node);
+  box.hidden = !node;
+}
+
+/* The output text, and above it a view of the result when it has one (js/views.js). */
+function showOutput(text, isError, result, schema) {
   showMedia(null);
   const out = $("runner-output");
   out.hidden = false;
   out.className = isError ? "error" : "";
   out.textContent = text;
+  const { kind, value } = result !== undefined && result !== null ? classify(result, schema) : { kind: null };
+  const shown = view(kind, value);
+  const box = $("runner-view");
+  box.textContent = "";
+  box.hidden = !shown;
+  if (shown) box.appendChild(shown);
 }
 
 /* The result's pictures, sounds and resources under the output (null: none). */

@@ -69,6 +69,7 @@ def test_streamed_answer_with_tool_card(page: Any, stack: Stack) -> None:
     )
     send(page, q)
     card = page.wait_for_selector(".tool-card.ok[data-tool='get_products']")
+    card.query_selector(".tool-head").click()  # one line until opened
     assert "Galaxy Smart Watch" in card.inner_text()
     assert "product-mcp" in card.inner_text() and " ms" in card.inner_text()
     answer = page.wait_for_selector(".msg.assistant:not(.streaming) >> text=4 other products")
@@ -84,7 +85,7 @@ def test_approve_a_purchase_and_stock_falls(page: Any, stack: Stack) -> None:
     before = stock(stack["api"], 3)
     send(page, q)
     card = page.wait_for_selector(".tool-card.approval")
-    assert "create_purchase" in card.inner_text() and '"customerName": "Ann"' in card.inner_text()
+    assert "create_purchase" in card.inner_text() and "customerName\nAnn" in card.inner_text()
     assert stock(stack["api"], 3) == before
     card.query_selector("button.approve").click()
     page.wait_for_selector(".msg.assistant >> text=Order placed for Ann.")
@@ -118,6 +119,7 @@ def test_xss_payloads_stay_text(page: Any, stack: Stack) -> None:
     )
     send(page, q)
     card = page.wait_for_selector(".tool-card.ok[data-tool='get_product']")
+    card.query_selector(".tool-head").click()
     answer = page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Here it is")
     assert XSS in answer.inner_text() and XSS in card.inner_text()
     assert "<script>alert(2)</script>" in card.inner_text()
@@ -184,7 +186,8 @@ def test_hand_run_form_from_schema(page: Any) -> None:
     skeleton = json.loads(page.input_value("#arg-items"))
     assert skeleton == [{"productId": 1, "quantity": 1}]
     assert page.locator("#arg-customerName").count() == 1
-    page.click("#runner-form button[type=submit]")  # empty name: refused before any call
+    page.click("#runner-form button[type=submit]")  # it changes data: confirmed first
+    page.click(".confirm-card button.approve")  # empty name: refused before any call
     page.wait_for_selector("#runner-output.error")
     assert "customerName" in page.inner_text("#runner-output")
 

@@ -1,0 +1,179 @@
+/* A tool card: one line by default (server › tool, what came back in a few words, how long it
+ * took, its state) that expands to the arguments, a view of the result chosen by js/views.js,
+ * and the raw text behind a "Raw" toggle. Errors are red and say what went wrong in words; a
+ * running call shows the server's progress; pictures and sounds show without expanding. While
+ * a call waits for the user's approval the card is open with Approve / Reject. */
+
+import { h, pretty } from "./dom.js";
+import { renderContent } from "./media.js";
+import { money } from "./money.js";
+import { serverOfTool, toolInfo } from "./tools.js";
+import { classify, firstLine, productName, rememberProducts, summarize, view } from "./views.js";
+
+let nextId = 0;
+
+/* The error in words a person reads, from web.py's text. */
+export function errorWords(item) {
+  const err = String(item.error ?? "");
+  if (item.status === "rejected") return "Not run: you rejected it.";
+  if (item.stopped || err === "interrupted") return "Stopped before it finished.";
+  const server = item.server || serverOfTool(item.tool || item.function);
+  if (/^unknown tool /.test(err) && server) {
+    return `${server} is not connected, so ${item.tool || item.function} could not run.`;
+  }
+  return err.replace(/^Error:\s*/, "") || "The tool failed without saying why.";
+}
+
+function stateWords(item) {
+  switch (item.status) {
+    case "approval":
+      return "needs your OK";
+    case "running":
+      return item.waiting ? "waiting for you" : "running…";
+    case "rejected":
+      return "rejected";
+    case "error":
+      return item.stopped ? "stopped" : "failed";
+    default:
+      return "done";
+  }
+}
+
+/* A tool's arguments as "name: value" lines (create_purchase's items with product names). */
+function argumentList(args) {
+  if (!args || typeof args !== "object" || Array.isArray(args)) {
+    return h("pre", { class: "args", text: pretty(args) || "{}" });
+  }
+  const entries = Object.entries(args);
+  if (!entries.length) return h("p", { class: "args muted", text: "No arguments." });
+  const list = h("dl", { class: "args" });
+  for (const [k, v] of entries) {
+    let shown;
+    if (k === "items" && Array.isArray(v) && v.every((i) => i && Number.isInteger(i.productId))) {
+      shown = v.map((i) => `${i.quantity} × ${productName(i.productId)}`).join(", ");
+    } else if (/price|amount|budget/i.test(k) && typeof v === "number") {
+      shown = money(v);
+    } else shown = typeof v === "string" ? v : JSON.stringify(v);
+    list.appendChild(h("dt", { text: k }));
+    list.appendChild(h("dd", { text: shown }));
+  }
+  return list;
+}
+
+function progressBar(p) {
+  const total = Number.isFinite(p.total) && p.total > 0 ? p.total : null;
+  const bar = h("progress", {
+    max: total ?? undefined,
+    "aria-label": `${p.message || "Progress"}`,
+  });
+  if (total !== null) bar.value = Math.min(p.progress, total);
+  const words = total !== null ? `${Math.round((100 * Math.min(p.progress, total)) / total)}%` : "";
+  return h(
+    "div",
+    { class: "tool-progress" },
+    bar,
+    h("span", { class: "progress-text", text: [p.message, words].filter(Boolean).join(" · ") })
+  );
+}
+
+/* Opens or closes a card in place (no redraw: a playing sound keeps playing). */
+function toggle(item, card) {
+  item.open = !card.classList.contains("open");
+  card.classList.toggle("open", item.open);
+  const head = card.querySelector(".tool-head");
+  head.setAttribute("aria-expanded", item.open ? "true" : "false");
+  head.querySelector(".chev").textContent = item.open ? "▾" : "▸";
+  card.querySelector(".tool-body").hidden = !item.open;
+}
+
+/* The card for `item`; answer(item, approved) is called by Approve / Reject. */
+export function toolCard(item, answer) {
+  const id = `tool-body-${++nextId}`;
+  const info = toolInfo(item.server, item.tool);
+  const server = item.server || serverOfTool(item.tool || item.function) || "?";
+  const open = item.status === "approval" || !!item.open;
+  const { kind, value } =
+    item.result !== undefined ? classify(item.result, info && info.output_schema) : { kind: null, value: undefined };
+  if (kind) rememberProducts(kind, value);
+  let summary = "";
+  if (item.status === "error" || item.status === "rejected") summary = firstLine(errorWords(item), 120);
+  else if (item.result !== undefined) {
+    const none = Array.isArray(value) && !value.length;
+    summary = summarize(kind, value) || (none ? "nothing found" : firstLine(item.result));
+  }
+
+  const card = h("div", {
+    class: "tool-card " + (item.status || "running") + (open ? " open" : ""),
+    "data-tool": item.tool || "",
+    "data-server": server,
+    "data-kind": kind || "",
+  });
+  const head = h(
+    "button",
+    {
+      type: "button",
+      class: "tool-head",
+      "aria-expanded": open ? "true" : "false",
+      "aria-controls": id,
+      onclick: () => toggle(item, card),
+    },
+    h("span", { class: "chev", "aria-hidden": "true", text: open ? "▾" : "▸" }),
+    h("span", { class: "srv", text: server }),
+    h("span", { class: "sep", "aria-hidden": "true", text: "›" }),
+    h("span", { class: "name", text: item.tool || item.function || "?" }),
+    summary ? h("span", { class: "summary", text: summary }) : null,
+    item.durationMs !== undefined ? h("span", { class: "dur", text: `${item.durationMs} ms` }) : null,
+    h("span", { class: "state", text: stateWords(item) })
+  );
+  card.appendChild(head);
+  if (item.status === "running" && item.progress) card.appendChild(progressBar(item.progress));
+
+  const body = h("div", { class: "tool-body", id });
+  body.hidden = !open;
+  body.appendChild(h("div", { class: "label", text: "Arguments" }));
+  body.appendChild(argumentList(item.arguments));
+  if (item.result !== undefined) {
+    const shown = view(kind, value);
+    body.appendChild(h("div", { class: "label", text: "Result" }));
+    const raw = h("pre", { class: "result", text: pretty(item.result) });
+    if (shown) {
+      body.appendChild(shown);
+      raw.hidden = !item.raw;
+      const toggle = h("button", {
+        type: "button",
+        class: "raw-toggle",
+        "aria-pressed": item.raw ? "true" : "false",
+        text: item.raw ? "Hide raw" : "Raw",
+        onclick: () => {
+          item.raw = !item.raw;
+          raw.hidden = !item.raw;
+          toggle.textContent = item.raw ? "Hide raw" : "Raw";
+          toggle.setAttribute("aria-pressed", item.raw ? "true" : "false");
+        },
+      });
+      body.appendChild(toggle);
+    }
+    body.appendChild(raw);
+  }
+  if (item.error !== undefined) {
+    body.appendChild(h("div", { class: "label", text: item.status === "rejected" ? "Rejected" : "Error" }));
+    body.appendChild(h("pre", { class: "error-text", text: errorWords(item) }));
+  }
+  card.appendChild(body);
+
+  if (item.status === "approval") {
+    const bar = h("div", { class: "approval-bar", role: "group", "aria-label": "Approve this tool call" });
+    bar.appendChild(h("span", { text: "Run this tool? It may change data." }));
+    bar.appendChild(
+      h("button", { class: "primary approve", type: "button", onclick: () => answer(item, true) }, "Approve")
+    );
+    bar.appendChild(
+      h("button", { class: "danger reject", type: "button", onclick: () => answer(item, false) }, "Reject")
+    );
+    card.appendChild(bar);
+  }
+  // pictures, sounds and resources of the result (js/media.js checks what it draws)
+  const media = renderContent(item.content, item.result !== undefined ? item.result : item.error);
+  if (media) card.appendChild(media);
+  return card;
+}

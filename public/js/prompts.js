@@ -1,0 +1,125 @@
+/* The MCP prompts the connected servers offer (e.g. main.py's shopping_assistant), from a
+ * "Prompts" button by the composer: pick one, fill in its arguments, and its text lands in the
+ * message box to edit and send. Shown only when web.py lists prompts (GET /api/prompts); an
+ * older web.py without the route leaves the button hidden. */
+
+import { getJSON, postJSON } from "./api.js";
+import { $, h } from "./dom.js";
+
+const button = $("prompts-btn");
+const picker = $("prompt-picker");
+let prompts = [];
+let input = null;
+
+const str = (v) => (typeof v === "string" ? v : "");
+
+/* Asks web.py for its prompts again (at start, and when the servers' tools change). */
+export async function refreshPrompts() {
+  try {
+    const body = await getJSON("/api/prompts");
+    prompts = Array.isArray(body.prompts) ? body.prompts : [];
+  } catch (e) {
+    prompts = []; // no route (older web.py) or not reachable: no picker
+  }
+  button.hidden = prompts.length === 0;
+}
+
+function close() {
+  picker.hidden = true;
+  picker.textContent = "";
+  button.setAttribute("aria-expanded", "false");
+}
+
+function list() {
+  picker.textContent = "";
+  picker.appendChild(h("h2", { text: "Start from a prompt" }));
+  const ul = h("ul", { class: "prompt-list" });
+  for (const p of prompts) {
+    ul.appendChild(
+      h(
+        "li",
+        {},
+        h(
+          "button",
+          { type: "button", class: "prompt-choice", "data-prompt": str(p.name), onclick: () => fill(p) },
+          h("strong", { text: str(p.title) || str(p.name) }),
+          h("span", { class: "muted", text: ` ${str(p.server)}` }),
+          p.description ? h("span", { class: "desc", text: str(p.description) }) : null
+        )
+      )
+    );
+  }
+  picker.appendChild(ul);
+  picker.appendChild(h("button", { type: "button", onclick: close, text: "Close" }));
+  picker.querySelector("button")?.focus();
+}
+
+/* The form of one prompt's arguments; Use puts the prompt's text into the message box. */
+function fill(p) {
+  picker.textContent = "";
+  picker.appendChild(h("h2", { text: str(p.title) || str(p.name) }));
+  if (p.description) picker.appendChild(h("p", { class: "muted", text: str(p.description) }));
+  const form = h("form", { class: "prompt-form" });
+  const inputs = [];
+  for (const a of Array.isArray(p.arguments) ? p.arguments : []) {
+    const id = `prompt-arg-${str(a.name).replace(/[^\w-]/g, "_")}`;
+    const field = h("input", { id, type: "text", required: !!a.required, name: str(a.name) });
+    inputs.push(field);
+    form.appendChild(
+      h(
+        "div",
+        { class: "field" },
+        h("label", { for: id, text: str(a.name) + (a.required ? " *" : "") }),
+        field,
+        a.description ? h("span", { class: "hint", text: str(a.description) }) : null
+      )
+    );
+  }
+  const problem = h("p", { class: "elicit-error", role: "alert", hidden: true });
+  form.appendChild(
+    h(
+      "div",
+      { class: "elicit-actions" },
+      h("button", { type: "submit", class: "primary", text: "Use prompt" }),
+      h("button", { type: "button", text: "Back", onclick: list })
+    )
+  );
+  form.appendChild(problem);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const args = {};
+    for (const f of inputs) if (f.value !== "") args[f.name] = f.value;
+    try {
+      const r = await postJSON("/api/prompts/get", { server: p.server, name: p.name, arguments: args });
+      const body = await r.json();
+      if (!r.ok) throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${r.status}`);
+      const text = (body.messages || []).filter((m) => m.role === "user").map((m) => str(m.text)).join("\n\n");
+      input.value = text;
+      close();
+      input.focus();
+    } catch (e) {
+      problem.textContent = "Could not get the prompt: " + e.message;
+      problem.hidden = false;
+    }
+  });
+  picker.appendChild(form);
+  (inputs[0] || form.querySelector("button")).focus();
+}
+
+export function setupPrompts(inputEl) {
+  input = inputEl;
+  button.addEventListener("click", () => {
+    if (!picker.hidden) return close();
+    picker.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    list();
+  });
+  picker.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") {
+      ev.preventDefault();
+      close();
+      button.focus();
+    }
+  });
+  refreshPrompts();
+}

@@ -1,0 +1,160 @@
+"""What the page tests of issue #14 share: one Chromium per module with a desktop (1280×800)
+and a phone (390×844) context, screenshots under test-artifacts/, a scripted stand-in for
+web.py's reply stream (so the page's handling of every stream event can be driven step by
+step), the in-browser contrast check and axe-core (node_modules, test-only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tests.servers import ROOT
+from tests.web_helpers import CHROMIUM, CHROMIUM_ARGS, need
+
+ARTIFACTS = ROOT / "test-artifacts"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SIZES = {"desktop": {"width": 1280, "height": 800}, "mobile": {"width": 390, "height": 844}}
+
+# Replaces fetch for the chat routes while window.__mock is set: /api/chat/stream answers with
+# a stream the test writes with window.__push(event, data) and ends with window.__end();
+# /api/chat/elicitation and /api/chat/stop are recorded in window.__posts and answered 200.
+MOCK_STREAM = """(() => {
+  const realFetch = window.fetch.bind(window);
+  window.__posts = [];
+  window.__mock = false;
+  window.fetch = (url, opts) => {
+    const path = new URL(url, location.href).pathname;
+    if (!window.__mock) return realFetch(url, opts);
+    if (path === '/api/chat/stream') {
+      const enc = new TextEncoder();
+      let ctl;
+      const body = new ReadableStream({ start(c) { ctl = c; } });
+      window.__push = (ev, data) =>
+        ctl.enqueue(enc.encode(`event: ${ev}\\ndata: ${JSON.stringify(data)}\\n\\n`));
+      window.__end = () => ctl.close();
+      if (opts && opts.signal) opts.signal.addEventListener('abort', () => {
+        try { ctl.error(new DOMException('aborted', 'AbortError')); } catch (e) {}
+      });
+      window.__posts.push([path, JSON.parse(opts.body)]);
+      return Promise.resolve(new Response(body, {
+        status: 200, headers: { 'content-type': 'text/event-stream' } }));
+    }
+    if (path === '/api/chat/elicitation' || path === '/api/chat/stop') {
+      window.__posts.push([path, JSON.parse(opts.body)]);
+      return Promise.resolve(new Response(JSON.stringify({ ok: true }), {
+        status: 200, headers: { 'content-type': 'application/json' } }));
+    }
+    return realFetch(url, opts);
+  };
+})();"""
+
+# Every visible text on the page whose colour against its (blended) background is below 4.5:1.
+LOW_CONTRAST = """() => {
+  const parse = (c) => {
+    const m = /rgba?\\(([^)]+)\\)/.exec(c || '');
+    if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  };
+  const lum = (c) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const over = (top, under) => {
+    const a = top[3];
+    return [0, 1, 2].map((i) => top[i] * a + under[i] * (1 - a)).concat(1);
+  };
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    let bg = [255, 255, 255, 1];
+    for (let i = layers.length - 1; i >= 0; i--) bg = over(layers[i], bg);
+    return bg;
+  };
+  const low = [];
+  let checked = 0;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n; (n = walker.nextNode()); ) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || !el || el.closest('option, script, style')) continue;
+    if (!el.checkVisibility({ visibilityProperty: true, opacityProperty: true })) continue;
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height) continue;
+    const st = getComputedStyle(el);
+    const bg = background(el);
+    const fg = over(parse(el instanceof SVGElement ? st.fill : st.color), bg);
+    const [a, b] = [lum(fg), lum(bg)];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    checked++;
+    if (ratio < 4.5) low.push([n.textContent.trim().slice(0, 40), +ratio.toFixed(2), st.color]);
+  }
+  return { checked, low };
+}"""
+
+AXE_RUN = """async () => {
+  const r = await axe.run(document, { resultTypes: ['violations'] });
+  return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => [v.id, v.impact, v.nodes.slice(0, 3).map((n) => n.target.join(' '))]);
+}"""
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
+    need(AXE.exists(), "axe-core not installed (npm ci)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(
+    browser: Any, url: str, size: str, *, mock: bool = False, routes: dict[str, Any] | None = None
+) -> Any:
+    """A page at `size` in a fresh context (its own localStorage), recording script errors;
+    axe-core loaded before the page's scripts (an init script is not bound by the page's
+    CSP), the scripted stream when `mock`, and `routes` (glob → Playwright route handler)."""
+    ctx = browser.new_context(viewport=SIZES[size])
+    ctx.add_init_script(path=str(AXE))
+    if mock:
+        ctx.add_init_script(MOCK_STREAM)
+    for pattern, handler in (routes or {}).items():
+        ctx.route(pattern, handler)
+    page = ctx.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda e: page.js_errors.append(str(e)))
+    page.set_default_timeout(15_000)
+    page.goto(url + "/")
+    return page
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"))
+
+
+def push(page: Any, event: str, data: dict[str, Any]) -> None:
+    """One event of the scripted reply stream."""
+    page.evaluate("([e, d]) => window.__push(e, d)", [event, data])
+
+
+def posts(page: Any, path: str) -> list[dict[str, Any]]:
+    return [body for p, body in page.evaluate("window.__posts") if p == path]
+
+
+def assert_readable(page: Any) -> None:
+    """Contrast of every visible text ≥ 4.5:1, and no serious axe-core violation."""
+    contrast = page.evaluate(LOW_CONTRAST)
+    assert contrast["checked"] > 10 and contrast["low"] == [], contrast["low"]
+    violations = page.evaluate(AXE_RUN)
+    assert violations == [], violations

@@ -1,0 +1,470 @@
+"""The page's side of web.py's stream events for issue #14, in Chromium at 1280×800 and
+390×844: a server's question (MCP elicitation) as a card with its quote and a form built from
+the requested schema, focus moved to it, the answer posted; live progress in a tool card;
+servers that are down (a banner in the chat, cards that name the server instead of "unknown
+tool"); pictures shown without opening the card; Stop through POST /api/chat/stop and the
+`done` that follows. The stream is written step by step by the test (page_harness.MOCK_STREAM)
+so each state can be looked at; everything else is a real web.py with main.py in memory and a
+configured server that is down."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from product_mcp.mcp_server import mcp as shop_server
+from tests.inproc import InProcessWeb, web_app
+from tests.media_mcp import PNG
+from tests.servers import free_port
+from tests.web.page_harness import SIZES, assert_readable, chromium, new_page, posts, push, shot
+
+pytestmark = pytest.mark.browser
+
+QUOTE_MESSAGE = """Buy for **Ann**?
+
+| Product | Unit price | Quantity | Line total |
+|---|--:|--:|--:|
+| Galaxy Smart Watch | $1,299.00 | 2 | $2,598.00 |
+
+**Total: $2,598.00**"""
+
+FORM = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "title": "Your name", "minLength": 1},
+        "age": {"type": "integer", "title": "Age", "minimum": 1, "maximum": 120},
+        "color": {"type": "string", "enum": ["red", "green"], "enumNames": ["Red", "Green"]},
+        "subscribe": {"type": "boolean", "title": "Subscribe", "default": True},
+        "tags": {"type": "array", "title": "Tags", "items": {"enum": ["new", "sale"]}},
+    },
+    "required": ["name", "age"],
+}
+QUOTE = {
+    "items": [
+        {
+            "productId": 1,
+            "name": "Galaxy Smart Watch",
+            "unitPrice": 1299.0,
+            "quantity": 2,
+            "lineTotal": 2598.0,
+            "available": 100,
+        }
+    ],
+    "totalAmount": 2598.0,
+    "inStock": True,
+}
+
+
+@pytest.fixture(scope="module")
+def web(
+    shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InProcessWeb]:
+    down = {"url": f"http://127.0.0.1:{free_port()}/mcp"}  # nobody listens there
+    with web_app(
+        tmp_path_factory.mktemp("page-events"),
+        {"down": down},
+        in_memory={"shop": shop_server},
+        **chat_settings,
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def pages(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
+    opened = {size: new_page(browser, web.url, size, mock=True) for size in SIZES}
+    for page in opened.values():
+        page.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
+        page.evaluate("window.__mock = true")
+    yield opened
+    for page in opened.values():
+        assert page.js_errors == [], page.js_errors
+
+
+def start_turn(page: Any, text: str) -> None:
+    """Send `text`; the scripted stream is open when this returns."""
+    before = len(posts(page, "/api/chat/stream"))
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+    page.wait_for_function(
+        "n => window.__posts.filter(p => p[0] === '/api/chat/stream').length > n", arg=before
+    )
+
+
+def card(page: Any, tool: str) -> Any:
+    return page.locator(f".tool-card[data-tool='{tool}']").last
+
+
+def call(page: Any, call_id: str, server: str | None, tool: str, **args: Any) -> None:
+    push(
+        page,
+        "tool_call",
+        {
+            "id": call_id,
+            "function": tool,
+            "server": server,
+            "tool": tool,
+            "arguments": args,
+            "round": 1,
+            "needsApproval": False,
+        },
+    )
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_down_server_banner_from_the_servers_poll(pages: dict[str, Any], size: str) -> None:
+    page = pages[size]
+    banner = page.wait_for_selector("#chat-banner p[data-server='down']")
+    assert "down is not connected" in banner.inner_text()
+    assert page.is_visible("#chat-banner")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> None:
+    page = pages[size]
+    start_turn(page, f"Buy two watches for Ann ({size})")
+    page.wait_for_selector(".thinking")
+    push(page, "turn", {"turnId": "t1"})
+    push(
+        page,
+        "servers_unavailable",
+        {
+            "servers": [
+                {
+                    "name": "warehouse",
+                    "status": "failed",
+                    "error": "connection refused",
+                    "tools": ["count_boxes"],
+                }
+            ]
+        },
+    )
+    page.wait_for_selector("#chat-banner >> text=warehouse is not connected")
+    assert "count_boxes" in page.inner_text("#chat-banner")
+
+    # live progress of a running call
+    call(page, "c1", "shop", "analyze_sales", groupBy="product")
+    page.wait_for_selector(".tool-card.running[data-tool='analyze_sales']")
+    assert page.locator(".thinking").count() == 0
+    push(page, "progress", {"id": "c1", "progress": 1, "total": 3, "message": "Aggregating groups"})
+    bar = card(page, "analyze_sales").locator("progress")
+    bar.wait_for()
+    assert bar.evaluate("p => [p.value, p.max]") == [1, 3]
+    assert "Aggregating groups · 33%" in card(page, "analyze_sales").inner_text()
+    push(page, "progress", {"id": "c1", "progress": 2, "total": 3, "message": None})
+    page.wait_for_function(
+        "() => document.querySelector(\".tool-card[data-tool='analyze_sales'] progress\")"
+        ".value === 2"
+    )
+
+    # main.py's confirmation: the quote in Markdown, Accept / Decline only
+    call(
+        page,
+        "c2",
+        "shop",
+        "create_purchase",
+        customerName="Ann",
+        items=[{"productId": 1, "quantity": 2}],
+    )
+    push(
+        page,
+        "elicitation",
+        {
+            "elicitationId": "e1",
+            "id": "c2",
+            "server": "shop",
+            "tool": "create_purchase",
+            "mode": "form",
+            "message": QUOTE_MESSAGE,
+            "quote": None,
+            "timeoutSeconds": 600,
+            "requestedSchema": {"type": "object", "properties": {}, "title": "Confirm purchase"},
+        },
+    )
+    question = page.locator(".elicit-card[data-elicitation='e1']")
+    question.wait_for()
+    assert page.evaluate("document.activeElement.classList.contains('accept')")
+    assert question.locator("table td >> text=Galaxy Smart Watch").count() == 1
+    assert "Total: $2,598.00" in question.inner_text()
+    assert "waiting for you" in card(page, "create_purchase").inner_text()
+    shot(page, f"elicitation-{size}")
+    assert_readable(page)
+    page.keyboard.press("Enter")  # the focused Confirm
+    page.wait_for_selector(".elicit-card.closed.accept >> text=You accepted")
+    assert posts(page, "/api/chat/elicitation")[-1] == {
+        "elicitationId": "e1",
+        "action": "accept",
+        "content": {},
+    }
+    push(
+        page, "elicitation_done", {"elicitationId": "e1", "action": "accept", "reason": "answered"}
+    )
+
+    # another server's form: fields from the requested schema, a quote as a table
+    push(
+        page,
+        "elicitation",
+        {
+            "elicitationId": "e2",
+            "id": None,
+            "server": "everything",
+            "tool": None,
+            "mode": "form",
+            "message": "A few details, please",
+            "quote": QUOTE,
+            "requestedSchema": FORM,
+        },
+    )
+    form = page.locator(".elicit-card[data-elicitation='e2']")
+    form.wait_for()
+    assert page.evaluate("document.activeElement.name") == "name"
+    quote = form.locator("table.quote").inner_text()
+    assert "Galaxy Smart Watch" in quote and "$1,299.00" in quote and "$2,598.00" in quote
+    form.locator("button.accept").click()  # required fields empty: nothing is sent
+    assert len(posts(page, "/api/chat/elicitation")) == 1
+    form.get_by_label("Your name *").fill("Ann")
+    form.get_by_label("Age *").fill("30")
+    form.get_by_label("color").select_option(label="Green")
+    form.get_by_label("sale").check()
+    form.locator("button.accept").click()
+    page.wait_for_selector(".elicit-card.closed >> text=You accepted")
+    assert posts(page, "/api/chat/elicitation")[-1] == {
+        "elicitationId": "e2",
+        "action": "accept",
+        "content": {
+            "name": "Ann",
+            "age": 30,
+            "color": "green",
+            "subscribe": True,
+            "tags": ["sale"],
+        },
+    }
+    push(
+        page,
+        "elicitation",
+        {
+            "elicitationId": "e3",
+            "id": None,
+            "server": "everything",
+            "tool": None,
+            "mode": "form",
+            "message": "Decline me",
+            "requestedSchema": {"type": "object", "properties": {}},
+        },
+    )
+    page.locator(".elicit-card[data-elicitation='e3'] button.decline").click()
+    page.wait_for_selector(".elicit-card.closed.decline >> text=You declined")
+    assert posts(page, "/api/chat/elicitation")[-1] == {"elicitationId": "e3", "action": "decline"}
+
+    # the order, summed up with the quote's product name
+    order = {
+        "id": 77,
+        "customerName": "Ann",
+        "items": [{"productId": 1, "quantity": 2}],
+        "totalAmount": 2598.0,
+        "orderDate": "2026-07-01T10:00:00Z",
+    }
+    push(
+        page,
+        "tool_result",
+        {
+            "id": "c2",
+            "server": "shop",
+            "tool": "create_purchase",
+            "function": "create_purchase",
+            "durationMs": 40,
+            "result": json.dumps(order),
+        },
+    )
+    summary = card(page, "create_purchase").locator(".summary")
+    summary.wait_for()
+    assert summary.inner_text() == "Order #77 · 2 × Galaxy Smart Watch · $2,598.00"
+
+    # a server that went down mid-turn, and an older web.py's "unknown tool"
+    push(
+        page,
+        "tool_result",
+        {
+            "id": "c1",
+            "server": "shop",
+            "tool": "analyze_sales",
+            "function": "analyze_sales",
+            "durationMs": 3,
+            "unavailable": True,
+            "error": "MCP server 'shop' is unavailable (failed: refused); "
+            "'analyze_sales' was not run",
+        },
+    )
+    page.wait_for_selector(".tool-card.error[data-tool='analyze_sales']")
+    call(page, "c3", None, "get_inventory")
+    push(
+        page,
+        "tool_result",
+        {
+            "id": "c3",
+            "server": None,
+            "tool": None,
+            "function": "get_inventory",
+            "durationMs": 0,
+            "error": "unknown tool 'get_inventory' (available: none)",
+        },
+    )
+    lost = page.locator(".tool-card.error[data-server='shop']").last
+    lost.wait_for()
+    assert lost.locator(".summary").inner_text() == (
+        "shop is not connected, so get_inventory could not run."
+    )
+    lost.locator(".tool-head").click()
+    assert "unknown tool" not in page.inner_text("#messages")
+
+    # a picture shows without opening the card
+    call(page, "c4", "shop", "picture")
+    push(
+        page,
+        "tool_result",
+        {
+            "id": "c4",
+            "server": "shop",
+            "tool": "picture",
+            "durationMs": 1,
+            "function": "picture",
+            "result": "[image: image/png, 70 bytes]",
+            "content": [
+                {"type": "image", "mimeType": "image/png", "data": base64.b64encode(PNG).decode()}
+            ],
+        },
+    )
+    img = card(page, "picture").locator("img")
+    img.wait_for()
+    assert img.is_visible() and card(page, "picture").locator(".tool-body").is_hidden()
+
+    push(page, "token", {"text": "All done."})
+    push(
+        page,
+        "done",
+        {
+            "response": "All done.",
+            "toolCalls": [],
+            "rounds": 1,
+            "maxRoundsReached": False,
+            "stopped": False,
+            "messages": [{"role": "assistant", "content": "All done."}],
+        },
+    )
+    page.evaluate("window.__end()")
+    page.wait_for_selector("#send:not([disabled])")
+    shot(page, f"events-{size}")
+    assert_readable(page)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_stop_asks_web_py_and_keeps_its_history(pages: dict[str, Any], size: str) -> None:
+    page = pages[size]
+    page.click("#new-chat")
+    q = f"Write a long poem ({size})"
+    start_turn(page, q)
+    push(page, "turn", {"turnId": f"t-{size}"})
+    push(page, "token", {"text": "Roses are red"})
+    page.wait_for_selector(".msg.assistant.streaming >> text=Roses are red")
+    if size == "desktop":
+        page.keyboard.press("Escape")
+    else:
+        page.click("#stop")
+    page.wait_for_function("() => window.__posts.some(p => p[0] === '/api/chat/stop')")
+    assert posts(page, "/api/chat/stop")[-1] == {"turnId": f"t-{size}"}
+    history = [{"role": "assistant", "content": "Roses are red"}]
+    push(
+        page,
+        "done",
+        {
+            "response": "Roses are red",
+            "toolCalls": [],
+            "rounds": 0,
+            "maxRoundsReached": False,
+            "stopped": True,
+            "messages": history,
+        },
+    )
+    page.evaluate("window.__end()")
+    page.wait_for_selector(".msg.note >> text=Stopped")
+    page.wait_for_selector("#send:not([disabled])")
+    saved = page.evaluate("JSON.parse(localStorage.getItem('product-mcp.chat.v1')).history")
+    assert saved == [{"role": "user", "content": q}, *history]
+    assert page.locator(".msg.assistant").last.inner_text() == "Roses are red"
+
+
+PROMPTS = {
+    "prompts": [
+        {
+            "server": "shop",
+            "name": "shopping_assistant",
+            "title": "Shopping assistant",
+            "description": "Help a customer find and buy products.",
+            "arguments": [
+                {"name": "customerName", "description": "Who is buying", "required": False},
+                {"name": "need", "description": "What they look for", "required": True},
+            ],
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_prompt_picker_fills_the_message(browser: Any, web: InProcessWeb, size: str) -> None:
+    """GET /api/prompts and POST /api/prompts/get as requested in CONTRACT-14 (answered here
+    by the test: web.py does not serve them yet); without them the button stays hidden."""
+    asked: list[dict[str, Any]] = []
+
+    def get_prompt(route: Any) -> None:
+        asked.append(json.loads(route.request.post_data))
+        text = "You are the shopping assistant. The customer is Ann. They need: earbuds."
+        route.fulfill(json={"messages": [{"role": "user", "text": text}]})
+
+    plain = new_page(browser, web.url, size)
+    plain.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
+    assert plain.is_hidden("#prompts-btn")  # this web.py has no /api/prompts
+    plain.context.close()
+
+    routes = {
+        "**/api/prompts": lambda route: route.fulfill(json=PROMPTS),
+        "**/api/prompts/get": get_prompt,
+    }
+    page = new_page(browser, web.url, size, routes=routes)
+    page.click("#prompts-btn")
+    choice = page.wait_for_selector(".prompt-choice[data-prompt='shopping_assistant']")
+    assert page.evaluate("document.activeElement.dataset.prompt") == "shopping_assistant"
+    choice.click()
+    assert page.evaluate("document.activeElement.id") == "prompt-arg-customerName"
+    page.fill("#prompt-arg-customerName", "Ann")
+    page.click(".prompt-form button[type=submit]")  # `need` is required: not asked yet
+    assert asked == []
+    page.fill("#prompt-arg-need", "earbuds")
+    shot(page, f"prompts-{size}")
+    assert_readable(page)
+    page.click(".prompt-form button[type=submit]")
+    page.wait_for_selector("#prompt-picker", state="hidden")
+    assert asked == [
+        {
+            "server": "shop",
+            "name": "shopping_assistant",
+            "arguments": {"customerName": "Ann", "need": "earbuds"},
+        }
+    ]
+    assert "The customer is Ann" in page.input_value("#input")
+    assert page.evaluate("document.activeElement.id") == "input"
+    page.click("#prompts-btn")
+    page.wait_for_selector(".prompt-choice")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#prompt-picker", state="hidden")
+    assert page.js_errors == []
+    page.context.close()
