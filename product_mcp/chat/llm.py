@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import openai
-
 from product_mcp.chat.results import describe_error
 from product_mcp.core.errors import LLMError
 
@@ -36,6 +34,8 @@ class LLMSettings:
 
 def explain_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
     """Turn openai's exceptions into a sentence a user can act on."""
+    import openai  # only ever called with one of its errors, so it is loaded already
+
     where = settings.base_url or "the default OpenAI endpoint"
     if isinstance(exc, openai.AuthenticationError):
         return LLMError(

@@ -12,11 +12,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import openai
-from openai import AsyncOpenAI
 
 from product_mcp.chat.approvals import Approvals
 from product_mcp.chat.arguments import validate_arguments
@@ -34,6 +32,9 @@ from product_mcp.chat.media import result_content
 from product_mcp.chat.names import build_table
 from product_mcp.chat.results import ToolEntry, describe_error, model_text, result_text
 from product_mcp.core.errors import LLMError, ProductMcpError, ToolCallError
+
+if TYPE_CHECKING:  # openai (~20 MiB) is imported only once an LLM is configured
+    from openai import AsyncOpenAI
 
 log = logging.getLogger("chat")
 
@@ -76,6 +77,8 @@ class ChatEngine:
         self.settings = settings
         self.client: AsyncOpenAI | None = None
         if settings.configured:
+            from openai import AsyncOpenAI
+
             self.client = AsyncOpenAI(
                 api_key=settings.api_key,
                 base_url=settings.base_url or None,
@@ -140,6 +143,8 @@ class ChatEngine:
         """One streamed completion: text deltas go out as they come; tool calls are assembled
         (bounded, with unique ids: see calls.py). A stream the client cannot read is a 502."""
         assert self.client is not None
+        import openai  # loaded with the client (ChatEngine.__init__)
+
         text: list[str] = []
         assembler = CallAssembler()
         try:

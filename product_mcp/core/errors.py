@@ -2,13 +2,13 @@
 
 Why one base: the API's exception handler, the MCP tools' `isError` results and web.py's JSON
 errors all map from `ProductMcpError` the same way (`{"detail": message}` with `status`), so a
-new error anywhere needs no new plumbing. The MCP-facing errors also subclass the SDK's
-`ToolError`: that is the one exception whose message the SDK passes to the client.
+new error anywhere needs no new plumbing. The MCP server's `ApiError` lives with the MCP wing
+(`product_mcp/mcp_server/api_client.py`): it must also subclass the SDK's `ToolError` (the one
+exception whose message the SDK passes to the client), and importing the SDK here would load it
+into api.py and web.py's start-up for nothing (tests/e2e/test_service_imports.py checks).
 """
 
 from __future__ import annotations
-
-from mcp.server.mcpserver.exceptions import ToolError
 
 
 class ProductMcpError(Exception):
@@ -49,16 +49,7 @@ class Conflict(ShopError):
     status = 409
 
 
-# --- the MCP server (main.py) -------------------------------------------------------------
-
-
-class ApiError(ProductMcpError, ToolError):
-    """The product API failed or refused; the message quotes it for the model to read.
-
-    `status` is the API's HTTP status, or 502 when it could not be reached at all.
-    """
-
-    status = 502
+# --- the MCP server (main.py): ApiError, in product_mcp/mcp_server/api_client.py ----------
 
 
 # --- the web chat (web.py) ----------------------------------------------------------------

@@ -19,9 +19,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from mcp.server.mcpserver.exceptions import ToolError
 
 from product_mcp.core.config import mask_url
-from product_mcp.core.errors import ApiError
+from product_mcp.core.errors import ProductMcpError
+
+
+class ApiError(ProductMcpError, ToolError):
+    """The product API failed or refused; the message quotes it for the model to read.
+
+    `status` is the API's HTTP status, or 502 when it could not be reached at all. Defined here,
+    not in core/errors.py, so that only the MCP wing imports the SDK.
+    """
+
+    status = 502
 
 # Failures that mean "the connection died before an answer", never "the API said no".
 STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)

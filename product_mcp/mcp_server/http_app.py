@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
@@ -32,12 +32,9 @@ from product_mcp.mcp_server.protocol import ProtocolRules
 from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.server import mcp
 from product_mcp.mcp_server.sessions import SessionRegistry
-from product_mcp.mcp_server.shared import (
-    RedisEventStore,
-    RedisLink,
-    SessionSharing,
-    SharedSessions,
-)
+
+if TYPE_CHECKING:  # shared.py imports redis: only a server with REDIS_URL loads it
+    from product_mcp.mcp_server.shared import RedisEventStore, RedisLink
 
 # Replay window for clients that lost their stream, and how soon they should reconnect (ms).
 MAX_EVENTS = 10_000
@@ -104,12 +101,16 @@ def build_app(cfg: Config) -> Starlette:
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     streamable = cfg.transport in ("both", "streamable-http")
     sessions: SessionRegistry | None = None
-    link = RedisLink(cfg.redis_url, cfg.redis_prefix) if cfg.redis_url else None
+    link: RedisLink | None = None
+    events: RedisEventStore | None = None
+    if cfg.redis_url:
+        from product_mcp.mcp_server.shared import RedisEventStore, RedisLink
+
+        link = RedisLink(cfg.redis_url, cfg.redis_prefix)
+        if streamable and not cfg.stateless:
+            ttl, size = cfg.redis_event_ttl, cfg.redis_session_event_bytes
+            events = RedisEventStore(link, ttl, size, FOLLOW_S)
     ProtocolRules.require_handshake = link is None  # see ProtocolRules
-    events = None
-    if link is not None and streamable and not cfg.stateless:
-        ttl, size = cfg.redis_event_ttl, cfg.redis_session_event_bytes
-        events = RedisEventStore(link, ttl, size, FOLLOW_S)
     if streamable:
         routes += _streamable_routes(cfg, security, events)
         if not cfg.stateless:
@@ -155,6 +156,8 @@ def _sharing(
     cfg: Config, link: RedisLink, events: RedisEventStore, registry: SessionRegistry | None
 ) -> Middleware:
     """Legacy sessions recorded in Redis and restored from it by any replica (shared.py)."""
+    from product_mcp.mcp_server.shared import SessionSharing, SharedSessions
+
     shared = SharedSessions(link, cfg.session_idle_timeout)
     return Middleware(
         SessionSharing,

@@ -9,8 +9,7 @@ from mcp.types import Completion, ResourceTemplateReference
 from pydantic import TypeAdapter
 
 from models import PAGE_MAX, Product
-from product_mcp.core.errors import ApiError
-from product_mcp.mcp_server.api_client import api
+from product_mcp.mcp_server.api_client import ApiError, api
 from product_mcp.mcp_server.server import mcp
 from product_mcp.mcp_server.tools import product_with_stock
 

@@ -68,8 +68,8 @@ class Database:
                     if migrate:
                         revisions = migrations.upgrade(conn)
                     else:
-                        migrations.require_current(conn)
-                        revisions = (migrations.head(), migrations.head())
+                        revision = migrations.require_current(conn)
+                        revisions = (revision, revision)
                     if conn.scalar(select(func.count()).select_from(products)) == 0:
                         seed(conn)
                 return revisions

@@ -6,6 +6,11 @@ Alembic is configured in code (no alembic.ini): `config()` points it at `migrati
 workers starting together migrate once: the first does the work, the others wait for the lock
 and find the database current.
 
+Alembic itself (~10 MiB of a process that never migrates) is imported only when there is work
+for it: a database already at this release's revision is recognised with one plain query and
+the revision ids read from `migrations/versions/` (`known_head`; a test checks it agrees with
+Alembic's own answer).
+
 From the command line (`DATABASE_URL` or `--database-url` names the database):
 
     uv run python -m product_mcp.shop.migrations           # upgrade to this release, seed
@@ -17,20 +22,23 @@ from __future__ import annotations
 
 import argparse
 import re
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from product_mcp.core.errors import ProductMcpError
 from product_mcp.shop.schema import SEARCH_COLUMN, SEARCH_INDEX, SEARCH_TABLE
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
 
 
 class SchemaNotCurrent(ProductMcpError):
@@ -53,6 +61,8 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
 
 def config(connection: Connection | None = None) -> Config:
     """Alembic's configuration, in code; with a connection, env.py migrates that one."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("path_separator", "os")
@@ -62,6 +72,8 @@ def config(connection: Connection | None = None) -> Config:
 
 
 def scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(config())
 
 
@@ -74,7 +86,37 @@ def head() -> str:
 
 def current(conn: Connection) -> str | None:
     """The database's revision; None if it has none (empty, or from before migrations)."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn).get_current_revision()
+
+
+@cache
+def known_head() -> str | None:
+    """This release's revision read from the files in `migrations/versions/` without Alembic:
+    the one revision no other names as its `down_revision`; None if that is not plain."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        found = _REVISION.search(source)
+        if found is None:
+            continue
+        revisions.add(found.group(1))
+        down = _DOWN.search(source)
+        if down is not None:
+            parents.update(re.findall(r"[\"']([^\"']+)[\"']", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_known_head(conn: Connection) -> str | None:
+    """The revision, if the database is plainly at `known_head()` (one row saying so)."""
+    target = known_head()
+    if target is None or not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    return target if rows == [target] else None
 
 
 def describe(conn: Connection, revision: str | None) -> str:
@@ -87,6 +129,8 @@ def describe(conn: Connection, revision: str | None) -> str:
 
 
 def _known(revision: str | None) -> bool:
+    from alembic.util import CommandError
+
     if revision is None:
         return True
     try:
@@ -99,6 +143,11 @@ def upgrade(conn: Connection) -> tuple[str | None, str]:
     """Migrate the database on `conn` to `head()`, in the caller's transaction; returns the
     revisions before and after. A revision this release does not know (a newer release
     migrated the database) is refused rather than guessed at."""
+    done = _at_known_head(conn)
+    if done is not None:
+        return done, done
+    from alembic import command
+
     before, target = current(conn), head()
     if not _known(before):
         raise SchemaNotCurrent(
@@ -110,8 +159,11 @@ def upgrade(conn: Connection) -> tuple[str | None, str]:
     return before, target
 
 
-def require_current(conn: Connection) -> None:
-    """Refuse, with a sentence naming both revisions, a database not at `head()`."""
+def require_current(conn: Connection) -> str:
+    """Refuse, with a sentence naming both revisions, a database not at `head()`; returns it."""
+    done = _at_known_head(conn)
+    if done is not None:
+        return done
     revision, target = current(conn), head()
     if revision != target:
         raise SchemaNotCurrent(
@@ -119,6 +171,7 @@ def require_current(conn: Connection) -> None:
             f"{target}: start api.py without --no-migrate to upgrade it in place, or run "
             f"`uv run python -m product_mcp.shop.migrations`"
         )
+    return target
 
 
 def main() -> None:
@@ -133,6 +186,8 @@ def main() -> None:
     parser.add_argument("-m", "--message", default="change")
     parser.add_argument("--autogenerate", action="store_true")
     args = parser.parse_args()
+    from alembic import command
+
     if args.action == "revision":  # a new file in migrations/versions/, e.g. 0002_add_x.py
         slug = re.sub(r"[^a-z0-9]+", "_", args.message.lower()).strip("_")[:24]
         number = len(list(scripts().walk_revisions())) + 1

@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 
 from api import create_app
 from product_mcp.shop import Shop, make_engine
-from product_mcp.shop.migrate import SchemaNotCurrent, config, head, include_name
+from product_mcp.shop.migrate import SchemaNotCurrent, config, head, include_name, known_head
 from product_mcp.shop.schema import metadata
 from tests.databases import DATABASES, fresh_database, fresh_postgres
 from tests.servers import free_port, start
@@ -56,6 +56,7 @@ def _scalar(engine: Engine, sql: str) -> Any:
 
 def test_head_is_the_baseline() -> None:
     assert head() == HEAD  # a new revision: update HEAD and add its upgrade test here
+    assert known_head() == head()  # the start-up check without Alembic reads the same files
 
 
 def test_fresh_database_migrates_once_and_matches_metadata(url: str) -> None:

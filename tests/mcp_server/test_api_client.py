@@ -18,9 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from product_mcp.core.errors import ApiError
 from product_mcp.mcp_server import api as product_api
-from product_mcp.mcp_server.api_client import ProductApi
+from product_mcp.mcp_server.api_client import ApiError, ProductApi
 from tests.inproc import api_app, in_memory
 
 pytestmark = pytest.mark.anyio
