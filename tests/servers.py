@@ -108,13 +108,15 @@ def start(
     health_path: str | None = "/healthz",
     env: dict[str, str] | None = None,
     timeout: float = 30,
+    fresh: bool = False,
 ) -> Service:
     """Run `python <args>` from the repo root in its own process group and wait until healthy
-    (forked from the pre-imported forkserver unless TESTS_FRESH_PROCESSES=1)."""
+    (forked from the pre-imported forkserver unless `fresh` or TESTS_FRESH_PROCESSES=1; the
+    bench wants fresh ones: a forked service holds every library the forkserver imported)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     log = Path(tempfile.mkstemp(prefix="svc-", suffix=".log")[1])
     proc: subprocess.Popen[bytes] | Forked
-    if os.environ.get("TESTS_FRESH_PROCESSES") == "1":
+    if fresh or os.environ.get("TESTS_FRESH_PROCESSES") == "1":
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, *args],
