@@ -53,7 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import mask_url
 from product_mcp.mcp_server.event_store import EVENT_OVERHEAD, InMemoryEventStore
-from product_mcp.mcp_server.guard import _header, _parse, _read_body
+from product_mcp.mcp_server.guard import _header, _parse, read_message
 from product_mcp.mcp_server.server import _LEVELS, LEVEL_KEY
 from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening_client
 
@@ -327,11 +327,12 @@ class SessionSharing:
         if scope["type"] != "http" or scope.get("path") != "/mcp":
             return await self.app(scope, receive, send)
         session_id = _header(scope, b"mcp-session-id")
-        message: Any = None
+        body, message = b"", None
         if scope["method"] == "POST":
-            body, receive = await _read_body(receive)
-            message = _parse(body)
+            body, message, receive = await read_message(scope, receive)
         method = message.get("method") if isinstance(message, dict) else None
+        if method in ("initialize", "logging/setLevel"):
+            message = _parse(body)  # their params matter here (`read_message` skips params)
         if session_id is None:
             if method != "initialize":
                 return await self.app(scope, receive, send)
