@@ -18,11 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp.types import JSONRPCResponse
 
 from product_mcp.mcp_server.event_store import InMemoryEventStore, SessionEventStore
+from product_mcp.mcp_server.middleware import SlowReaderCutoff
 from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, sse_events
 from tests.servers import ROOT, Service, free_port, wait_http
 from tests.stack import Stack
@@ -312,6 +314,33 @@ def test_an_sse_client_that_never_reads_cannot_grow_memory(api: Service, tmp_pat
             sid = open_session(http, f"{svc.url}/mcp")
             r = http.post(f"{svc.url}/mcp", json=rpc("ping"), headers=headers(sid))
             assert r.status_code == 200
+
+
+async def _writes(limit: float, write_s: float, writes: int) -> int:
+    """SlowReaderCutoff (timeout `limit`) around an app making `writes` writes that each take
+    `write_s` seconds (inf: never done); how many got through before the request ended."""
+    sent: list[Any] = []
+
+    async def slow_send(message: Any) -> None:
+        await anyio.sleep(write_s)
+        sent.append(message)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        for i in range(writes):
+            await send({"type": "http.response.body", "body": b"x", "more_body": i < writes})
+
+    scope = {"type": "http", "method": "GET", "path": "/sse"}
+    with anyio.fail_after(30):  # a cut-off that never comes fails here instead of hanging
+        await SlowReaderCutoff(app, timeout=limit)(scope, None, slow_send)  # type: ignore[arg-type]
+    return len(sent)
+
+
+@pytest.mark.anyio
+async def test_a_write_that_waits_too_long_ends_the_request_and_slow_ones_do_not() -> None:
+    """The cut-off is per write: one write stuck past the timeout ends the request (nothing
+    raised to the server); writes that each wait less, however long in all, all go through."""
+    assert await _writes(limit=0.2, write_s=float("inf"), writes=3) == 0
+    assert await _writes(limit=0.5, write_s=0.1, writes=8) == 8  # 0.8 s in all
 
 
 @pytest.mark.anyio
