@@ -34,6 +34,7 @@ class ApiError(ProductMcpError, ToolError):
 
     status = 502
 
+
 # Failures that mean "the connection died before an answer", never "the API said no".
 STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 # Below uvicorn's default keep-alive timeout of 5 s, so we drop a connection before it does.
