@@ -229,7 +229,7 @@ class SessionEventStore(EventStore):
 def scope_per_session(manager: Any, store: Any) -> None:
     """Give each Streamable HTTP session of `manager` its own view of `store` (`view(id)`),
     and tell the store when it ends (`forget`; mcp 2.3 has no public hook: see
-    product_mcp.core.mcp_compat). Works for InMemoryEventStore and shared.RedisEventStore."""
+    product_mcp.core.mcp_compat). Works for InMemoryEventStore and redis_events.RedisEventStore."""
     mcp_compat.wrap_session_lifecycle(
         manager,
         on_admit=lambda transport: mcp_compat.set_event_store(

@@ -33,8 +33,9 @@ from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.server import mcp
 from product_mcp.mcp_server.sessions import SessionRegistry
 
-if TYPE_CHECKING:  # shared.py imports redis: only a server with REDIS_URL loads it
-    from product_mcp.mcp_server.shared import RedisEventStore, RedisLink
+if TYPE_CHECKING:  # these import redis: only a server with REDIS_URL loads them
+    from product_mcp.mcp_server.redis_events import RedisEventStore
+    from product_mcp.mcp_server.redis_link import RedisLink
 
 # Replay window for clients that lost their stream, and how soon they should reconnect (ms).
 MAX_EVENTS = 10_000
@@ -61,7 +62,7 @@ class Config:
     session_idle_timeout: float = 1800.0
     send_timeout: float = 30.0
     replica_tag: str = ""  # behind the balancer: in session ids and the SSE message path
-    redis_url: str = ""  # set: legacy sessions and replay events shared in Redis (shared.py)
+    redis_url: str = ""  # set: sessions and replay events shared in Redis (shared_sessions.py)
     redis_prefix: str = "product-mcp:"
     redis_event_ttl: float = 900.0
     redis_session_event_bytes: int = 8 * 1024 * 1024
@@ -104,7 +105,8 @@ def build_app(cfg: Config) -> Starlette:
     link: RedisLink | None = None
     events: RedisEventStore | None = None
     if cfg.redis_url:
-        from product_mcp.mcp_server.shared import RedisEventStore, RedisLink
+        from product_mcp.mcp_server.redis_events import RedisEventStore
+        from product_mcp.mcp_server.redis_link import RedisLink
 
         link = RedisLink(cfg.redis_url, cfg.redis_prefix)
         if streamable and not cfg.stateless:
@@ -155,8 +157,8 @@ def build_app(cfg: Config) -> Starlette:
 def _sharing(
     cfg: Config, link: RedisLink, events: RedisEventStore, registry: SessionRegistry | None
 ) -> Middleware:
-    """Legacy sessions recorded in Redis and restored from it by any replica (shared.py)."""
-    from product_mcp.mcp_server.shared import SessionSharing, SharedSessions
+    """Sessions recorded in Redis and restored from it by any replica (shared_sessions.py)."""
+    from product_mcp.mcp_server.shared_sessions import SessionSharing, SharedSessions
 
     shared = SharedSessions(link, cfg.session_idle_timeout)
     return Middleware(

@@ -20,7 +20,8 @@ import pytest
 import redis
 from mcp_types import jsonrpc_message_adapter
 
-from product_mcp.mcp_server.shared import RedisEventStore, RedisLink
+from product_mcp.mcp_server.redis_events import RedisEventStore
+from product_mcp.mcp_server.redis_link import RedisLink
 from tests.mcp_helpers import ACCEPT, open_session, rpc
 from tests.servers import Service, free_port, start_api, start_mcp
 from tests.web_helpers import need

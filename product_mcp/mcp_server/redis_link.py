@@ -1,0 +1,73 @@
+"""One Redis connection per process, and the rule for when Redis does not answer.
+
+Why its own module: the session records (shared_sessions.py) and the replay event store
+(redis_events.py) both talk to Redis and must behave alike when it goes away: say so once in
+the log, skip Redis (retrying every second) so this replica keeps serving what it holds, and
+say so again when Redis answers. Keeping that rule in one place keeps the two consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from product_mcp.core.config import mask_url
+
+log = logging.getLogger("mcp.shared")
+T = TypeVar("T")
+RETRY_S = 1.0  # how often a process tries Redis again while it is down
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class RedisLink:
+    """One Redis client for the process, and what to do when Redis does not answer."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.client: aioredis.Redis | None = None
+        self.down = False
+        self._retry_at = 0.0
+
+    def open(self) -> None:
+        self.client = aioredis.Redis.from_url(
+            self.url, socket_timeout=2, socket_connect_timeout=1, health_check_interval=15
+        )
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+    def key(self, kind: str, session_id: str) -> str:
+        return f"{self.prefix}{kind}:{session_id}"
+
+    async def run(self, op: Callable[[aioredis.Redis], Awaitable[T]], default: T) -> T:
+        """`op(client)`, or `default` while Redis is down (said once per outage)."""
+        if self.client is None or (self.down and time.monotonic() < self._retry_at):
+            return default
+        try:
+            result = await op(self.client)
+        except REDIS_ERRORS as e:
+            self._retry_at = time.monotonic() + RETRY_S
+            if not self.down:
+                self.down = True
+                log.warning(
+                    "Redis at %s does not answer (%s): sessions and replay events are not "
+                    "shared with other replicas until it does; this replica keeps serving",
+                    mask_url(self.url),
+                    e,
+                )
+            return default
+        except redis.exceptions.RedisError:
+            log.exception("Redis refused a command")
+            return default
+        if self.down:
+            self.down = False
+            log.warning("Redis at %s answers again: sessions are shared again", mask_url(self.url))
+        return result
