@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,7 +29,7 @@ from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
 from product_mcp.mcp_server.guard import JsonRpcGuard
 from product_mcp.mcp_server.middleware import BearerAuth, SlowReaderCutoff, TrimHeaderValues
-from product_mcp.mcp_server.protocol import ProtocolRules
+from product_mcp.mcp_server.protocol import HandshakeRule
 from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.server import mcp
 from product_mcp.mcp_server.sessions import SessionRegistry
@@ -66,6 +67,7 @@ class Config:
     redis_prefix: str = "product-mcp:"
     redis_event_ttl: float = 900.0
     redis_session_event_bytes: int = 8 * 1024 * 1024
+    require_handshake: bool | None = None  # None: unless redis_url (handshake_required)
 
 
 def security_settings(cfg: Config) -> TransportSecuritySettings:
@@ -97,11 +99,16 @@ async def healthz(_: Request) -> Response:
 
 
 def build_app(cfg: Config) -> Starlette:
-    """The HTTP app: /mcp and/or /sse + /messages/, /healthz, CORS and optional bearer auth."""
+    """The HTTP app: /mcp and/or /sse + /messages/, /healthz, CORS and optional bearer auth.
+
+    Everything per app comes from `cfg` (this app's own session manager, handshake rule), so
+    two apps built in one process do not change each other.
+    """
     security = security_settings(cfg)
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     streamable = cfg.transport in ("both", "streamable-http")
     sessions: SessionRegistry | None = None
+    manager: StreamableHTTPSessionManager | None = None
     link: RedisLink | None = None
     events: RedisEventStore | None = None
     if cfg.redis_url:
@@ -112,14 +119,14 @@ def build_app(cfg: Config) -> Starlette:
         if streamable and not cfg.stateless:
             ttl, size = cfg.redis_event_ttl, cfg.redis_session_event_bytes
             events = RedisEventStore(link, ttl, size, FOLLOW_S)
-    ProtocolRules.require_handshake = link is None  # see ProtocolRules
     if streamable:
-        routes += _streamable_routes(cfg, security, events)
+        more, manager = _streamable_routes(cfg, security, events)
+        routes += more
         if not cfg.stateless:
             sessions = SessionRegistry(
                 cfg.max_sessions_per_client, cfg.max_sessions, cfg.init_timeout
             )
-            sessions.attach(mcp.session_manager)
+            sessions.attach(manager)
     if cfg.transport in ("both", "sse"):
         routes += mcp.sse_app(transport_security=security, host=cfg.host).routes
 
@@ -131,8 +138,8 @@ def build_app(cfg: Config) -> Starlette:
             if link is not None:
                 link.open()
                 stack.push_async_callback(link.close)
-            if streamable:
-                await stack.enter_async_context(mcp.session_manager.run())
+            if manager is not None:
+                await stack.enter_async_context(manager.run())
             async with anyio.create_task_group() as tg:
                 if sessions is not None:
                     tg.start_soon(sessions.sweep_forever)
@@ -143,10 +150,11 @@ def build_app(cfg: Config) -> Starlette:
     if cfg.auth_token:
         middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
     middleware.append(Middleware(TrimHeaderValues))
+    middleware.append(Middleware(HandshakeRule, required=handshake_required(cfg)))
     if cfg.replica_tag:
         middleware.append(Middleware(ReplicaPaths, tag=cfg.replica_tag))
-    if events is not None and link is not None:
-        middleware.append(_sharing(cfg, link, events, sessions))
+    if events is not None and link is not None and manager is not None:
+        middleware.append(_sharing(cfg, link, events, sessions, manager))
     middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
     middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
@@ -154,8 +162,21 @@ def build_app(cfg: Config) -> Starlette:
     return app
 
 
+def handshake_required(cfg: Config) -> bool:
+    """Whether requests before `notifications/initialized` are refused (protocol.py): yes,
+    unless sessions are shared between replicas (REDIS_URL), where a balancer may hand a
+    session's notification to another replica than its next request; `cfg` may say."""
+    if cfg.require_handshake is not None:
+        return cfg.require_handshake
+    return not cfg.redis_url
+
+
 def _sharing(
-    cfg: Config, link: RedisLink, events: RedisEventStore, registry: SessionRegistry | None
+    cfg: Config,
+    link: RedisLink,
+    events: RedisEventStore,
+    registry: SessionRegistry | None,
+    manager: StreamableHTTPSessionManager,
 ) -> Middleware:
     """Sessions recorded in Redis and restored from it by any replica (shared_sessions.py)."""
     from product_mcp.mcp_server.shared_sessions import SessionSharing, SharedSessions
@@ -166,14 +187,16 @@ def _sharing(
         sessions=shared,
         events=events,
         registry=registry,
-        manager=lambda: mcp.session_manager,
+        manager=lambda: manager,
     )
 
 
 def _streamable_routes(
     cfg: Config, security: TransportSecuritySettings, shared: RedisEventStore | None
-) -> list[BaseRoute]:
-    """/mcp, with a replay store (Redis's when shared) scoped per session unless stateless."""
+) -> tuple[list[BaseRoute], StreamableHTTPSessionManager]:
+    """/mcp, with a replay store (Redis's when shared) scoped per session unless stateless,
+    and the session manager this app's /mcp uses (its own: `mcp.session_manager` is only the
+    latest one built)."""
     store: Any = None
     if not cfg.stateless:
         store = shared or InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
@@ -188,12 +211,13 @@ def _streamable_routes(
         session_idle_timeout=cfg.session_idle_timeout,
         max_sessions=cfg.max_sessions,
     )
+    manager = mcp.session_manager
     if not cfg.stateless:
         # First: the lifecycle callbacks installed after it see the final id.
-        mcp_compat.mint_session_ids(mcp.session_manager, session_minter(cfg.replica_tag))
+        mcp_compat.mint_session_ids(manager, session_minter(cfg.replica_tag))
     if store is not None:
-        scope_per_session(mcp.session_manager, store)
-    return list(http_app.routes)
+        scope_per_session(manager, store)
+    return list(http_app.routes), manager
 
 
 def _cors(security: TransportSecuritySettings) -> Middleware:

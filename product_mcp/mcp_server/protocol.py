@@ -6,14 +6,24 @@ handshake finished (`notifications/initialized`) ran on /mcp but was refused on 
 refused everywhere (a request racing its own `initialized` notification gets a moment to let
 it arrive). And a request whose id is already in flight on the connection is refused without
 running, so its answer cannot be confused with the first one's.
+
+The handshake rule is per app, not per process: the server object (and so this middleware)
+is one per process, but each HTTP app built from a `Config` says whether it wants the rule
+(off when sessions are shared between replicas, http_app.py). `HandshakeRule`, an ASGI
+middleware of that app, puts its choice in a context variable for each request; the session
+tasks a request starts (the session's server loop on /mcp, the whole connection on /sse)
+copy their context from it, so every message of a session sees its own app's choice. stdio,
+with no app, keeps the default: required.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
 from mcp.shared.exceptions import MCPError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from product_mcp.core import mcp_compat
 
@@ -24,22 +34,31 @@ EXEMPT = frozenset({"initialize", "ping"})
 # HTTP they travel on separate POSTs, so the request may be read first (by seconds on a
 # loaded machine).
 HANDSHAKE_GRACE_S = 10.0
+_handshake_required: ContextVar[bool] = ContextVar("handshake_required", default=True)
+
+
+class HandshakeRule:
+    """ASGI middleware: this app's choice of the handshake rule, for its requests' messages."""
+
+    def __init__(self, app: ASGIApp, required: bool) -> None:
+        self.app = app
+        self.required = required
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _handshake_required.set(self.required)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _handshake_required.reset(token)
 
 
 class ProtocolRules:
-    """Server middleware: `(ctx, call_next)` for every inbound message.
-
-    `require_handshake` is turned off when sessions are shared between replicas (REDIS_URL):
-    there a balancer may hand a session's `notifications/initialized` to another replica than
-    the one serving its next request, which would then wrongly refuse it.
-    """
-
-    require_handshake = True
+    """Server middleware: `(ctx, call_next)` for every inbound message."""
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
         if ctx.request_id is None or ctx.method in EXEMPT:
             return await call_next(ctx)
-        if self.require_handshake:
+        if _handshake_required.get():
             await self._require_handshake(ctx)
         in_flight: set[str] = mcp_compat.connection_state(ctx.session).setdefault(
             IN_FLIGHT_KEY, set()

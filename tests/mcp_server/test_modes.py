@@ -18,7 +18,9 @@ from mcp import Client, StdioServerParameters
 from starlette.testclient import TestClient
 
 from main import Config, build_app, security_settings
-from tests.mcp_helpers import ACCEPT, INIT, KINDS, Kind, connect, open_session, text_of
+from product_mcp.mcp_server import protocol
+from product_mcp.mcp_server.http_app import handshake_required
+from tests.mcp_helpers import ACCEPT, INIT, KINDS, Kind, connect, open_session, rpc, text_of
 from tests.servers import ROOT, Service, free_port
 from tests.stack import Stack
 
@@ -283,3 +285,34 @@ def test_allowed_hosts_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = parse_args(["--allowed-host", "c.example"])
     assert cfg.port == 9100 and cfg.allowed_hosts == ["a.example", "b.example", "c.example"]
     assert cfg.transport == "both" and cfg.auth_token is None
+
+
+# --- the handshake rule belongs to each app, not to the process --------------------------
+
+
+def _early_tools_list(client: TestClient) -> str:
+    """tools/list on a fresh legacy session before notifications/initialized: the answer."""
+    r = client.post("/mcp", json=INIT, headers={"Accept": ACCEPT})
+    headers = {"Accept": ACCEPT, "Mcp-Session-Id": r.headers["mcp-session-id"]}
+    headers["Mcp-Protocol-Version"] = "2025-11-25"
+    return client.post("/mcp", json=rpc("tools/list", id=2), headers=headers).text
+
+
+def test_two_apps_in_one_process_keep_their_own_handshake_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica's app (sessions shared: rule off) and a single server's app (rule on) built
+    in one process: each keeps its own rule, whichever was built last, and sessions stay with
+    the app that opened them."""
+    monkeypatch.setattr(protocol, "HANDSHAKE_GRACE_S", 0.2)
+    assert handshake_required(Config()) and not handshake_required(Config(redis_url="redis://x"))
+    strict = build_app(Config(port=9001))
+    lenient = build_app(Config(port=9002, require_handshake=False))
+    with (
+        TestClient(strict, base_url="http://localhost:9001") as a,
+        TestClient(lenient, base_url="http://localhost:9002") as b,
+    ):
+        for client, refused in ((a, True), (b, False), (a, True), (b, False)):
+            answer = _early_tools_list(client)
+            assert ("not initialized" in answer) is refused, answer
+            assert ('"get_products"' in answer) is not refused, answer
