@@ -8,7 +8,10 @@ running. Also refused with -32600 Invalid Request: JSON-RPC batches (MCP dropped
 that are not a string or an integer (float and null ids got a 202 and never an answer), and
 ids over `max_id_chars` (a 1 MB id is echoed in every reply and event: hundreds of MiB).
 On the SSE transport the answers travel on the client's GET stream, so the guard follows that
-stream too: it knows which request ids of a session are still unanswered. A reused id is
+stream too: it knows which streams it serves and which request ids of a session are still
+unanswered. A POST for a stream it does not serve gets 404 with a JSON-RPC error saying the
+stream has ended and to reconnect (an SSE session dies with its stream's process: behind a
+balancer, a replica's restart ends the streams it held). A reused id is
 refused, and a session may have at most `max_pending` unanswered requests: a client that does
 not read its stream stops getting its messages accepted (429) instead of piling them up in
 memory, and `SlowReaderCutoff` drops its stream soon after.
@@ -25,6 +28,7 @@ import re
 import time
 from typing import Any
 from urllib.parse import parse_qs
+from uuid import UUID
 
 import anyio
 import pydantic_core
@@ -122,10 +126,13 @@ class JsonRpcGuard:
 
     async def _sse_post(self, scope: Scope, receive: Receive, send: Send, message: Any) -> None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        pending = self._pending.get((query.get("session_id") or [""])[0])
+        session = (query.get("session_id") or [""])[0]
+        pending = self._pending.get(session)
+        if pending is None and _is_uuid(session):
+            return await _refuse(scope, send, 404, _stream_gone(session), _id_of(message))
         is_request = isinstance(message, dict) and "method" in message and "id" in message
         if pending is None or not is_request:
-            return await self.app(scope, receive, send)  # the SDK answers unknown sessions
+            return await self.app(scope, receive, send)  # the SDK answers malformed ids
         rid = _id_key(message["id"])
         if rid in pending:
             why = f"id {message['id']} is already in use by a request in progress in this session"
@@ -230,6 +237,26 @@ _SESSION = re.compile(rb"data: [^\r\n]*[?&]session_id=([0-9a-f]{32})")
 _ANSWER = re.compile(
     rb'data: \{"jsonrpc":"2\.0","id":(-?\d+|"(?:[^"\\]|\\.){0,300}"),"(?:result|error)"'
 )
+
+
+def _is_uuid(session: str) -> bool:
+    """A session id the SDK would accept (others get its own 400)."""
+    try:
+        UUID(hex=session)
+    except ValueError:
+        return False
+    return True
+
+
+def _stream_gone(session: str) -> str:
+    """What a POST for an SSE stream this process does not hold is told: the SDK's bare
+    "Could not find session" read like a routing error, but the stream has ended (an SSE
+    session lives in its stream, which dies with the process that served it)."""
+    return (
+        f"no event stream for session_id {session} here: it has ended (closed, or the "
+        "server or replica that held it stopped or restarted); open GET /sse again and "
+        "post to the endpoint it announces"
+    )
 
 
 def _id_key(rid: Any) -> str:

@@ -77,8 +77,7 @@ def render(listen: str, replicas: Sequence[tuple[str, str]], prefix: str) -> str
         sse_map.append(f'        "~^/r/{tag}/"  mcp_{tag};')
         backups = "".join(f"        server {other} backup;\n" for t, other in replicas if t != tag)
         owners.append(
-            f"    upstream mcp_{tag} {{\n        server {addr} max_fails=1 fail_timeout=5s;\n"
-            f"{backups}    }}"
+            f"    upstream mcp_{tag} {{\n        server {addr} max_fails=0;\n{backups}    }}"
         )
     text = TEMPLATE.read_text(encoding="utf-8")
     for name, value in {
