@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.procs import cpu_seconds
+from bench.procs import cpu_seconds, tree_cpu_seconds
 from bench.sizes import Sizes
 from bench.stats import Row, format_row, pct
 from tests.servers import Service
@@ -47,11 +47,12 @@ class Bench:
 
     @contextmanager
     def cpu(self, row_cpu: dict[str, float], names: list[str], calls: int) -> Iterator[None]:
-        """Record each named server's CPU milliseconds per call over the block."""
-        before = {n: cpu_seconds(self.procs[n].proc.pid) for n in names}
+        """Record each named server's CPU milliseconds per call over the block (with its
+        child processes': API workers, nginx workers)."""
+        before = {n: tree_cpu_seconds(self.procs[n].proc.pid) for n in names}
         yield
         for n in names:
-            used = cpu_seconds(self.procs[n].proc.pid) - before[n]
+            used = tree_cpu_seconds(self.procs[n].proc.pid) - before[n]
             row_cpu[n] = round(used * 1000 / max(calls, 1), 2)
 
     async def latency(

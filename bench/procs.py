@@ -38,6 +38,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its living descendants (api.py's workers, nginx's):
+    a parent's own counters hold its children's only once they have exited."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        with suppress(OSError):
+            total += cpu_seconds(current)
+        todo += [child for child, parent in parents.items() if parent == current]
+    return total
+
+
 def rss_kib(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
 

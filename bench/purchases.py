@@ -1,10 +1,10 @@
 """Row 5: 32 clients buying the last units of one product at once, and a check in the
-database afterwards that nothing was oversold or lost (with SQLite FULL and NORMAL sync)."""
+database afterwards that nothing was oversold or lost (with SQLite FULL and NORMAL sync; on
+PostgreSQL with 1 and 4 API workers, bench/scale.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from bench.measure import Bench
 from bench.stats import Row, pct
@@ -53,21 +54,29 @@ async def buyer(
             tally.other.append(f"{r.status_code} {r.text[:100]}")
 
 
-def in_db(db: Path) -> tuple[int, tuple[int, int]]:
-    """The product's stock left, and (orders, units) of it the database holds."""
-    with sqlite3.connect(db) as conn:
-        left = conn.execute(
-            "SELECT quantity FROM inventory WHERE product_id = ?", (PRODUCT_ID,)
-        ).fetchone()[0]
-        rows = conn.execute(
-            "SELECT COUNT(DISTINCT o.id), COALESCE(SUM(i.quantity), 0) FROM orders o "
-            "JOIN order_items i ON i.order_id = o.id WHERE i.product_id = ?",
-            (PRODUCT_ID,),
-        ).fetchone()
-    return left, rows
+def in_db(db: Path | str) -> tuple[int, tuple[int, int]]:
+    """The product's stock left, and (orders, units) of it the database holds (a SQLite
+    file or a database URL)."""
+    engine = create_engine(f"sqlite:///{db}" if isinstance(db, Path) else db)
+    try:
+        with engine.connect() as conn:
+            product = {"p": PRODUCT_ID}
+            left = conn.execute(
+                text("SELECT quantity FROM inventory WHERE product_id = :p"), product
+            ).scalar_one()
+            found = conn.execute(
+                text(
+                    "SELECT COUNT(DISTINCT o.id), COALESCE(SUM(i.quantity), 0) FROM orders o "
+                    "JOIN order_items i ON i.order_id = o.id WHERE i.product_id = :p"
+                ),
+                product,
+            ).one()
+    finally:
+        engine.dispose()
+    return int(left), (int(found[0]), int(found[1]))
 
 
-def check(attempts: int, stock: int, tally: Tally, db: Path) -> dict[str, Any]:
+def check(attempts: int, stock: int, tally: Tally, db: Path | str) -> dict[str, Any]:
     """The consistency check: answers against what the database holds."""
     left, rows = in_db(db)
     ok, other = tally.ok, tally.other
@@ -88,17 +97,27 @@ def check(attempts: int, stock: int, tally: Tally, db: Path) -> dict[str, Any]:
     }
 
 
-async def purchases(b: Bench, http: httpx.AsyncClient, server: str, db: Path, stock: int) -> None:
-    """5: 32 clients buy one unit each until attempts run out; stock < attempts."""
+async def purchases(
+    b: Bench,
+    http: httpx.AsyncClient,
+    server: str,
+    db: Path | str,
+    stock: int,
+    key: str = "",
+    label: str = "",
+) -> None:
+    """5: 32 clients buy one unit each until attempts run out; stock < attempts. The row
+    and check are `key` (default by server: purchases_32, purchases_32_normal)."""
     api_url = b.procs[server].url
     attempts = b.sizes.purchase_attempts
     queue = iter(range(attempts))
     tally = Tally()
     normal = server == "normal"
-    row = Row(
-        "purchases_32_normal" if normal else "purchases_32",
-        "POST /api/purchase, 32 clients" + (", SQLITE_SYNCHRONOUS=NORMAL" if normal else ""),
+    key = key or ("purchases_32_normal" if normal else "purchases_32")
+    label = label or (
+        "POST /api/purchase, 32 clients" + (", SQLITE_SYNCHRONOUS=NORMAL" if normal else "")
     )
+    row = Row(key, label)
     client_cpu = time.process_time()
     with b.cpu(row.cpu_ms, [server], attempts):
         t0 = time.perf_counter()
@@ -111,4 +130,4 @@ async def purchases(b: Bench, http: httpx.AsyncClient, server: str, db: Path, st
     row.p50_ms, row.p95_ms = round(pct(tally.samples, 50), 2), round(pct(tally.samples, 95), 2)
     row.note = f"{len(tally.ok)} bought, {tally.refused} refused (stock {stock})"
     b.add(row)
-    b.checks["purchase_normal" if normal else "purchase"] = checked
+    b.checks[key.replace("purchases_32", "purchase")] = checked

@@ -11,7 +11,8 @@ over many calls after a warm-up. Server CPU per call is read from /proc for each
 involved.
 
 This module only parses the arguments, sets the services up and runs the measuring modules in
-order: coldstart, layers, throughput, purchases, search, memory.
+order: coldstart, layers, throughput, purchases, search, memory, then scale (PostgreSQL, nginx
+and Redis rows of its own processes; left out where one of those is missing).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bench.procs import (
     wait_web_connected,
 )
 from bench.purchases import purchases
+from bench.scale import scale
 from bench.search import search
 from bench.sizes import FULL, SMOKE
 from bench.stats import HEADER, print_report, result, write
@@ -71,6 +73,9 @@ async def run(b: Bench, work: Path) -> None:
         await purchases(b, http, "normal", dbs.normal, dbs.stock)
         await search(b, http, big_url)
         await memory(b)
+    for svc in b.procs.values():
+        svc.stop()  # the scale rows start their own processes
+    await scale(b)
     # Lines the table would not show: the consistency checks.
     for k, v in b.checks.items():
         print(f"  check {k}: {v}")

@@ -48,7 +48,16 @@ async def search(b: Bench, http: httpx.AsyncClient, big_url: str) -> None:
     await search_mcp(b, pick)
 
 
-async def search_api(b: Bench, http: httpx.AsyncClient, big_url: str, pick: Picker) -> None:
+async def search_api(
+    b: Bench,
+    http: httpx.AsyncClient,
+    big_url: str,
+    pick: Picker,
+    server: str = "big",
+    suffix: str = "",
+    where: str = "",
+) -> None:
+    """The two API rows on `server` (keys search_api, recommend_api + `suffix`)."""
     n = b.sizes.search_calls
 
     async def direct_search() -> None:
@@ -63,12 +72,20 @@ async def search_api(b: Bench, http: httpx.AsyncClient, big_url: str, pick: Pick
         )
         r.raise_for_status()
 
-    products = f"{b.sizes.products:,} products"
+    products = f"{b.sizes.products:,} products{where}"
     await b.latency(
-        "search_api", f"search GET /api/products?q=, {products}", direct_search, ["big"], n=n
+        f"search_api{suffix}",
+        f"search GET /api/products?q=, {products}",
+        direct_search,
+        [server],
+        n=n,
     )
     await b.latency(
-        "recommend_api", f"recommend GET /api/recommendations, {products}", direct_rec, ["big"], n=n
+        f"recommend_api{suffix}",
+        f"recommend GET /api/recommendations, {products}",
+        direct_rec,
+        [server],
+        n=n,
     )
 
 

@@ -24,6 +24,7 @@ class Sizes:
     mem_sessions: int
     mem_sse: int
     cold_starts: int
+    restores: int  # sessions restored by another replica (bench/scale.py)
 
 
 FULL = Sizes(
@@ -39,6 +40,7 @@ FULL = Sizes(
     mem_sessions=1_000,
     mem_sse=500,
     cold_starts=3,
+    restores=200,
 )
 SMOKE = Sizes(
     products=2_000,
@@ -53,4 +55,5 @@ SMOKE = Sizes(
     mem_sessions=40,
     mem_sse=20,
     cold_starts=1,
+    restores=5,
 )

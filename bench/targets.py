@@ -39,6 +39,19 @@ def targets(b: Bench) -> list[dict[str, Any]]:
     v = r["purchases_32"].per_s if "purchases_32" in r else None
     ok = v is not None and v >= 300 and p.get("oversold") == 0 and p.get("lost") == 0
     target("purchases/s, 32 clients, SQLite, 0 oversell, 0 lost", ">= 300", v, ok, "/s")
+    for workers in (1, 4):
+        p = b.checks.get(f"purchase_pg_w{workers}", {})
+        row = r.get(f"purchases_32_pg_w{workers}")
+        v = row.per_s if row else None
+        ok = v is not None and v >= 400 and p.get("oversold") == 0 and p.get("lost") == 0
+        name = f"purchases/s, 32 clients, PostgreSQL, {workers} API worker(s), 0 oversell, 0 lost"
+        target(name, ">= 400", v, ok, "/s")
+    for key, name in [
+        ("search_api_pg", "search p50 (API, PostgreSQL)"),
+        ("recommend_api_pg", "recommend p50 (API, PostgreSQL)"),
+    ]:
+        v = r[key].p50_ms if key in r else None
+        target(f"{name}, {b.sizes.products:,} products", "<= 15", v, at_most(v, 15), "ms")
     for key, name in [
         ("search_api", "search p50 (API)"),
         ("recommend_api", "recommend p50 (API)"),
