@@ -9,6 +9,7 @@ migrations/`); `--no-migrate` refuses an older one with a sentence instead.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from models import (
     MAX_DATE,
@@ -235,6 +237,13 @@ def healthz(shop: ShopDep) -> Health | JSONResponse:
     return Health(database=shop.dialect)
 
 
+DATABASE_LOST = (
+    "database unavailable: the database connection failed during the request (lost or "
+    "locked too long); retry it: a purchase retried with the same Idempotency-Key is placed "
+    "at most once"
+)
+
+
 def create_app(database_url: str | None = None, *, migrate: bool = True) -> FastAPI:
     """The API app; the database opens when it starts (settings are read then, not on import)
     and is migrated to this release's schema then (`migrate=False`: refused if it is not)."""
@@ -268,6 +277,17 @@ def create_app(database_url: str | None = None, *, migrate: bool = True) -> Fast
     @app.exception_handler(ProductMcpError)
     async def _refused(_: Request, exc: ProductMcpError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(OperationalError)
+    async def _database_lost(_: Request, exc: OperationalError) -> JSONResponse:
+        # The database dropped the connection under the request (a failover or restart of
+        # PostgreSQL, an administrator's pg_terminate_backend) or stayed locked too long: the
+        # transaction rolled back, the pool reconnects, the client may retry (a purchase with
+        # its Idempotency-Key cannot be placed twice).
+        logging.getLogger("api").warning("database error, answered 503: %s", exc.orig)
+        return JSONResponse(
+            {"detail": DATABASE_LOST}, status_code=503, headers={"Retry-After": "1"}
+        )
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     return app
