@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,11 +106,12 @@ def test_post_for_an_ended_stream_says_so(api: Service) -> None:
                 lines = stream.iter_lines()
                 path = _endpoint(lines)
                 assert http.post(f"{mcp.url}{path}", json=rpc("ping", id=1)).status_code == 202
-            for _ in range(50):  # the stream's end reaches the server a moment later
-                r = http.post(f"{mcp.url}{path}", json=rpc("ping", id=2))
+            for i in range(50):  # the stream's end reaches the server a moment later
+                r = http.post(f"{mcp.url}{path}", json=rpc("ping", id=2 + i))
                 if r.status_code != 202:
                     break
-            assert r.status_code == 404 and "it has ended" in r.json()["error"]["message"]
+                time.sleep(0.05)
+            assert r.status_code == 404 and "it has ended" in r.json()["error"]["message"], r.text
             bad = http.post(f"{mcp.url}/messages/?session_id=zzz", json=rpc("ping", id=3))
             assert bad.status_code == 400  # not a session id at all: the SDK's own answer
     finally:
