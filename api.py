@@ -42,6 +42,7 @@ from models import (
     Order,
     Product,
     PurchaseRequest,
+    Quote,
     Recommendation,
     SalesReport,
 )
@@ -209,6 +210,21 @@ def create_purchase(
 ) -> Order:
     """Buy: every item's stock is checked and taken in one transaction, or nothing changes."""
     return shop.purchase(request, idempotency_key)
+
+
+@router.post(
+    "/api/purchase/quote",
+    response_model=Quote,
+    tags=["orders"],
+    responses={
+        400: {"description": "Missing name or items"},
+        404: {"description": "Unknown product"},
+        413: {"description": "Body over 64 KiB"},
+    },
+)
+def quote_purchase(shop: ShopDep, request: PurchaseRequest) -> Quote:
+    """Price a purchase body (names, prices, totals, stock now) without buying anything."""
+    return shop.quote(request)
 
 
 @router.get("/api/analytics/sales", response_model=SalesReport, tags=["orders"])

@@ -150,6 +150,23 @@ class PurchaseRequest(BaseModel):
         return [OrderItem.model_construct(productId=p, quantity=q) for p, q in totals.items()]
 
 
+class QuoteItem(BaseModel):
+    productId: int
+    name: str
+    unitPrice: float = Field(description="Price of one unit now")
+    quantity: int = Field(description="Units asked for (repeated productIds merged)")
+    lineTotal: float = Field(description="unitPrice × quantity")
+    available: int = Field(description="Units in stock now")
+
+
+class Quote(BaseModel):
+    """What POST /api/purchase/quote answers: the purchase priced, nothing changed."""
+
+    items: list[QuoteItem]
+    totalAmount: float = Field(description="Sum of the line totals, as the order would have")
+    inStock: bool = Field(description="Whether every item's quantity is in stock now")
+
+
 class Recommendation(BaseModel):
     product: Product
     stock: int = Field(description="Units in stock now")
