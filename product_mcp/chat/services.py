@@ -52,6 +52,7 @@ class ChatServices:
             "llmMessage": None if self.llm.configured else NO_LLM_MESSAGE,
             "model": self.llm.model,
             "toolApproval": self.settings.TOOL_APPROVAL,
+            "currency": self.settings.CURRENCY,
             "maxToolRounds": self.llm.max_tool_rounds,
             "historyLimits": HISTORY_LIMITS,
             "configPath": self.config.path,

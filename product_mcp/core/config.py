@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     LLM_TIMEOUT: Seconds = Field(60, description="seconds web.py waits for the LLM")
     LLM_MAX_RETRIES: int = Field(1, ge=0, le=10, description="retries of a failed LLM request")
     CORS_ORIGINS: str = Field("", description="origins allowed to call web.py (comma list)")
+    CURRENCY: str = Field(
+        "USD",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code prices are shown in (the page, purchase confirmations)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -134,6 +139,8 @@ class Settings(BaseSettings):
     def _normalise(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("TOOL_APPROVAL"), str):
             data = {**data, "TOOL_APPROVAL": data["TOOL_APPROVAL"].strip().lower()}
+        if isinstance(data, dict) and isinstance(data.get("CURRENCY"), str):
+            data = {**data, "CURRENCY": data["CURRENCY"].strip().upper()}
         return data
 
     @staticmethod
@@ -191,6 +198,8 @@ def _sentence(err: dict[str, Any]) -> str:
         return f"{name} must be a number{got}"
     if kind == "literal_error":
         return f"{name} must be one of {str(ctx.get('expected', '')).replace(chr(39), '')}{got}"
+    if kind == "string_pattern_mismatch" and name == "CURRENCY":
+        return f"CURRENCY must be a three-letter ISO 4217 code such as USD or EUR{got}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than"):
         field = Settings.model_fields.get(name)
         low, high = _bounds(field.metadata if field else [])

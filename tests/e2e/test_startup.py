@@ -88,6 +88,13 @@ def test_bad_settings_name_the_variable() -> None:
             load_settings(**{var: value})
         assert str(stop.value) == sentence
 
+    assert load_settings(CURRENCY=" eur ").CURRENCY == "EUR"  # issue 14: codes, any case
+    with pytest.raises(SystemExit) as stop:
+        load_settings(CURRENCY="euros")
+    assert str(stop.value) == (
+        "CURRENCY must be a three-letter ISO 4217 code such as USD or EUR, got 'EUROS'"
+    )
+
 
 def test_empty_variable_means_default_and_env_beats_dotenv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -68,6 +68,7 @@ def test_health_servers_tools_config(web: InProcessWeb) -> None:
     cfg = httpx.get(f"{web.url}/api/config").json()
     assert cfg["llmConfigured"] is True and cfg["toolApproval"] == "ask"
     assert cfg["maxToolRounds"] == 8 and cfg["configErrors"] == []
+    assert cfg["currency"] == "USD"
 
 
 def test_call_tool_direct(web: InProcessWeb) -> None:
