@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 # --- bounds and choices ---------------------------------------------------------------------
 MAX_QUANTITY = 10_000  # units of one product in one purchase
@@ -110,6 +118,24 @@ class Order(OrderBase):
     id: int
     totalAmount: float = Field(description="Sum of price × quantity over the items")
     orderDate: str = Field(description="ISO-8601 UTC timestamp")
+
+
+class PurchaseOutcome(OrderBase):
+    """What create_purchase returns: the order (exactly the Order's fields) when it was placed;
+    when the user declined or cancelled its confirmation, `status` and `message` instead."""
+
+    id: int | None = Field(None, description="Order id; present when the order was placed")
+    totalAmount: float | None = Field(None, description="Sum of price × quantity over the items")
+    orderDate: str | None = Field(None, description="ISO-8601 UTC timestamp")
+    status: Literal["declined", "cancelled"] | None = Field(
+        None, description="Present only when nothing was bought: the user's answer"
+    )
+    message: str | None = Field(None, description="Why nothing was bought, in words")
+
+    # No return annotation on purpose: pydantic would publish it as the output schema.
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class PurchaseRequest(BaseModel):

@@ -12,7 +12,9 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.lowlevel
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
@@ -35,10 +37,12 @@ from models import (
     OrderItem,
     Product,
     ProductId,
+    PurchaseOutcome,
     Recommendation,
     SalesReport,
 )
 from product_mcp.mcp_server.api_client import api
+from product_mcp.mcp_server.confirm import PurchaseConfirmation, confirm_purchase
 from product_mcp.mcp_server.server import log, mcp
 
 Limit = Annotated[
@@ -131,7 +135,8 @@ async def get_orders_tool(
 
 @mcp.tool(
     name="create_purchase",
-    description="Create a new purchase order.",
+    description="Create a new purchase order.",  # the seed's words; confirmation: confirm.py
+    meta={"product-mcp/confirms": "elicitation"},
     annotations=ToolAnnotations(
         title="Create purchase order",
         read_only_hint=False,
@@ -155,6 +160,7 @@ async def create_purchase_tool(
             description="Items to buy, each {productId, quantity}; stock is checked and reduced",
         ),
     ],
+    confirmation: Annotated[ElicitationResult[PurchaseConfirmation], Resolve(confirm_purchase)],
     ctx: Context[Any, Any],
     idempotencyKey: Annotated[
         str | None,
@@ -165,13 +171,22 @@ async def create_purchase_tool(
             "key and items returns the first order instead of buying twice.",
         ),
     ] = None,
-) -> Order:
+) -> PurchaseOutcome:
     """Seed tool with the API's body as flat arguments (the seed wrapped it in `input_data`).
 
     A cancel (`notifications/cancelled`) takes effect only until the purchase is sent: once
     the API has it, it runs to the end, and the client is told the truth in a log message
     ("cancel arrived too late: order N was placed") instead of a cancel that did not happen.
+    With elicitation the user first sees the API's quote (confirm.py); only Accept buys.
     """
+    if not isinstance(confirmation, AcceptedElicitation):
+        action = "declined" if confirmation.action == "decline" else "cancelled"
+        return PurchaseOutcome(
+            customerName=customerName,
+            items=items,
+            status=action,
+            message=f"not bought: {action} (the user did not confirm; nothing was ordered)",
+        )
     # Without the caller's key we still send one of our own, so that a purchase whose
     # connection died before the answer can be sent again without buying twice.
     headers = {"Idempotency-Key": idempotencyKey or f"mcp-{uuid.uuid4().hex}"}
@@ -195,7 +210,7 @@ async def create_purchase_tool(
             await log(ctx, "warning", f"{message} for {customerName}")
         raise
     await log(ctx, "info", f"Order {order.get('id')} created for {customerName}")
-    return order
+    return PurchaseOutcome.model_validate(order)
 
 
 # --- new tools ----------------------------------------------------------------------------

@@ -1,0 +1,131 @@
+"""Issue 14, main.py: create_purchase asks the client to confirm the API's quote through MCP
+elicitation (form mode on sessions, the multi-round-trip form on 2026-07-28) and buys only on
+accept; a client without elicitation buys as before. Modern and legacy in memory, SSE over a
+real main.py with its real api.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from mcp.types import ElicitResult
+
+from tests.inproc import in_memory, shop_in_process
+from tests.mcp_helpers import KINDS, Kind, connect, text_of
+from tests.stack import Stack, stack_fixture
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, None]]:
+    with shop_in_process(tmp_path_factory.mktemp("confirm") / "shop.db") as api:
+        yield api, None
+
+
+@stack_fixture
+def real(s: Stack) -> None:
+    s.mcp(s.api())
+
+
+@pytest.fixture
+def shop(request: pytest.FixtureRequest, kind: Kind) -> tuple[httpx.Client, str | None]:
+    if kind != "sse":
+        return request.getfixturevalue("in_process")
+    real = request.getfixturevalue("real")
+    return httpx.Client(base_url=real["api"].url, timeout=10), real["mcp"].url
+
+
+def _client(kind: Kind, url: str | None, **kw: Any) -> Any:
+    return in_memory(kind, **kw) if url is None else connect(kind, url, **kw)
+
+
+def _stock(api: httpx.Client, product_id: int) -> int:
+    stock = {i["productId"]: i["quantity"] for i in api.get("/api/inventory").json()}
+    return stock[product_id]
+
+
+class Answers:
+    """An elicitation callback that answers `action` and keeps what it was asked."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.asked: list[Any] = []
+
+    async def __call__(self, _ctx: Any, params: Any) -> ElicitResult:
+        self.asked.append(params)
+        content = {} if self.action == "accept" else None
+        return ElicitResult(action=self.action, content=content)  # type: ignore[arg-type]
+
+
+BUY = {"customerName": "Confirm Test", "items": [{"productId": 4, "quantity": 2}]}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_accept_shows_the_quote_then_buys(shop: Any, kind: Kind) -> None:
+    api, url = shop
+    before = _stock(api, 4)
+    answers = Answers("accept")
+    async with _client(kind, url, elicitation_callback=answers) as client:
+        result = await client.call_tool("create_purchase", BUY)
+    assert not result.is_error, text_of(result)
+    assert len(answers.asked) == 1
+    question = answers.asked[0]
+    assert "Confirm Test" in question.message
+    assert "| Huawei MateBook X Pro (#4) | 1,599.00 USD | 2 | 3,198.00 USD |" in question.message
+    assert "**Total: 3,198.00 USD**" in question.message
+    assert question.requested_schema["properties"] == {}
+    order = result.structured_content
+    assert order is not None and order["totalAmount"] == 3198.0 and "status" not in order
+    assert set(order) == {"customerName", "items", "id", "totalAmount", "orderDate"}
+    assert _stock(api, 4) == before - 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("action", "word"), [("decline", "declined"), ("cancel", "cancelled")])
+async def test_decline_or_cancel_buys_nothing(
+    shop: Any, kind: Kind, action: str, word: str
+) -> None:
+    api, url = shop
+    before, orders = _stock(api, 4), len(api.get("/api/orders").json())
+    answers = Answers(action)
+    async with _client(kind, url, elicitation_callback=answers) as client:
+        result = await client.call_tool("create_purchase", BUY)
+    assert not result.is_error
+    assert text_of(result).count(f"not bought: {word}") == 1
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == word
+    assert "id" not in result.structured_content
+    assert len(answers.asked) == 1
+    assert _stock(api, 4) == before
+    assert len(api.get("/api/orders").json()) == orders
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_without_elicitation_it_buys_as_before(shop: Any, kind: Kind) -> None:
+    api, url = shop
+    before = _stock(api, 3)
+    body = {"customerName": "No Elicit", "items": [{"productId": 3, "quantity": 1}]}
+    async with _client(kind, url) as client:
+        result = await client.call_tool("create_purchase", body)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None and result.structured_content["id"] >= 1
+    assert _stock(api, 3) == before - 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_impossible_purchases_are_not_asked(shop: Any, kind: Kind) -> None:
+    _api, url = shop
+    answers = Answers("accept")
+    async with _client(kind, url, elicitation_callback=answers) as client:
+        unknown = await client.call_tool(
+            "create_purchase", {"customerName": "X", "items": [{"productId": 99, "quantity": 1}]}
+        )
+        short = await client.call_tool(
+            "create_purchase", {"customerName": "X", "items": [{"productId": 2, "quantity": 9999}]}
+        )
+    assert unknown.is_error and "Product ID 99 does not exist" in text_of(unknown)
+    assert short.is_error and "Insufficient stock" in text_of(short)
+    assert answers.asked == []
