@@ -2,7 +2,8 @@
 
 Run: `uv run python web.py` (127.0.0.1:8002; `--host/--port` or WEB_HOST/WEB_PORT). The seed's
 routes keep their shapes (`/api/tools`, `/api/call-tool`, `/api/chat`); new are `/api/servers`,
-`/api/config`, `/api/chat/stream` (Server-Sent Events), `/api/chat/approve` and `/healthz`.
+`/api/config`, `/api/chat/stream` (Server-Sent Events), `/api/chat/approve`,
+`/api/chat/elicitation` (answers to a server's question), `/api/chat/stop` and `/healthz`.
 The machinery behind the routes lives in `product_mcp/chat/`.
 """
 
@@ -14,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -25,6 +26,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from models import MAX_BODY_BYTES
 from product_mcp.chat.arguments import validate_arguments
+from product_mcp.chat.elicitation import CallRoute
 from product_mcp.chat.history import ChatRequest
 from product_mcp.chat.media import result_content
 from product_mcp.chat.names import build_table, reverse
@@ -61,6 +63,20 @@ class CallToolRequest(BaseModel):
     server: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=200)
     args: dict[str, Any] = Field(default_factory=dict)
+    # The page sends its "ask before tools that change data" box; without it (scripts, the
+    # seed) the tool runs as it always did.
+    approval: Literal["ask", "auto"] | None = None
+    confirmed: bool = False
+
+
+class ElicitationAnswer(BaseModel):
+    elicitationId: str = Field(min_length=1, max_length=100)
+    action: Literal["accept", "decline", "cancel"]
+    content: dict[str, Any] | None = None
+
+
+class StopRequest(BaseModel):
+    turnId: str = Field(min_length=1, max_length=100)
 
 
 class ApprovalAnswer(BaseModel):
@@ -129,8 +145,22 @@ async def api_call_tool(req: CallToolRequest, chat: Chat) -> Response:
     problem = validate_arguments(entry, req.args)
     if problem:
         raise ProductMcpError(problem, 422)
+    if req.approval == "ask" and not entry.read_only and not req.confirmed:
+        return JSONResponse(
+            {
+                "detail": f"'{req.name}' may change data; confirm it first",
+                "needsConfirmation": True,
+                "server": req.server,
+                "name": req.name,
+                "arguments": req.args,
+            },
+            status_code=409,
+        )
+    # No page listens here: a server's pure yes/no question is accepted for a call the user
+    # let run (confirmed, or no approval asked); any other question is cancelled.
+    route = CallRoute(tool=req.name, let_run=True)
     start = time.monotonic()
-    result = await manager.call_tool(req.server, req.name, req.args)
+    result = await manager.call_tool(req.server, req.name, req.args, route=route)
     body: dict[str, Any] = {
         "result": result_text(result),
         "isError": result.is_error,
@@ -154,7 +184,22 @@ async def api_chat_stream(req: ChatRequest, chat: Chat) -> Response:
     if chat.engine.client is None:
         raise LLMError(chat.public_config()["llmMessage"], 503)
     ask = (req.approval or chat.settings.TOOL_APPROVAL) == "ask"
-    return stream_turn(chat.engine, req, chat.approvals if ask else None)
+    return stream_turn(chat.engine, req, chat.approvals if ask else None, chat.turns)
+
+
+@router.post("/api/chat/stop")
+async def api_chat_stop(req: StopRequest, chat: Chat) -> Response:
+    """End a streaming reply: the model's stream and in-flight tool calls are cancelled; the
+    stream still ends with `done` (stopped: true) carrying what was said."""
+    if not chat.turns.stop(req.turnId):
+        raise ProductMcpError("No reply in progress with that id (already finished)", 404)
+    return JSONResponse({"ok": True})
+
+
+@router.post("/api/chat/elicitation")
+async def api_chat_elicitation(answer: ElicitationAnswer, chat: Chat) -> Response:
+    chat.elicitations.answer(answer.elicitationId, answer.action, answer.content)
+    return JSONResponse({"ok": True, "action": answer.action})
 
 
 @router.post("/api/chat/approve")

@@ -29,7 +29,8 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from starlette.testclient import TestClient
 
-from product_mcp.chat.connection import CLIENT_INFO, ServerConnection
+from product_mcp.chat.connection import ServerConnection
+from product_mcp.chat.elicitation import Elicitations
 from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.chat.services import ChatServices
 from product_mcp.core.config import Settings
@@ -80,19 +81,15 @@ class InMemoryConnection(ServerConnection):
     """web.py's ServerConnection with its session opened in memory to a server object, so
     the manager's own logic (tool list, calls, timeouts) runs unchanged."""
 
-    def __init__(self, config: ServerConfig, server: MCPServer[Any]) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: ServerConfig, server: MCPServer[Any], elicitations: Elicitations
+    ) -> None:
+        super().__init__(config, elicitations=elicitations)
         self.server = server
 
     @asynccontextmanager
     async def _open_client(self, errlog: IO[str] | None) -> AsyncIterator[Client]:
-        client = Client(
-            self.server,
-            mode="legacy",
-            cache=None,
-            message_handler=self._on_message,
-            client_info=CLIENT_INFO,
-        )
+        client = Client(self.server, mode="legacy", cache=None, **self.client_callbacks())
         async with client:
             yield client
 
@@ -144,7 +141,7 @@ def web_app(
     chat = ChatServices.from_settings(pinned)
     for name, server in (in_memory or {}).items():
         conns = chat.manager.connections
-        conns[name] = InMemoryConnection(conns[name].config, server)
+        conns[name] = InMemoryConnection(conns[name].config, server, chat.elicitations)
     lines: list[str] = []
     handler = _Lines(lines)
     logging.getLogger().addHandler(handler)

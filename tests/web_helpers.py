@@ -125,6 +125,17 @@ def approve(web: Service | Client, approval_id: str, approved: bool) -> None:
     assert r.status_code == 200, r.text
 
 
+def answer_elicitation(
+    web: Service | Client, elicitation_id: str, action: str, content: Any = None
+) -> httpx.Response:
+    """POST /api/chat/elicitation (issue 14): the page's answer to a server's question."""
+    body = {"elicitationId": elicitation_id, "action": action}
+    if content is not None:
+        body["content"] = content
+    with http_to(web) as http:
+        return http.post("/api/chat/elicitation", json=body, timeout=10)
+
+
 def stock(api: Service | Client, product_id: int) -> int:
     with http_to(api) as http:
         inventory = http.get("/api/inventory").json()

@@ -47,6 +47,9 @@ class ToolCall:
     content: list[dict[str, Any]] | None = None  # non-text result blocks for the page
     error: str | None = None
     rejected: bool = False
+    stopped: bool = False  # cut by Stop
+    unavailable: bool = False  # its server is down
+    reported: bool = False  # its tool_result was sent
     duration_ms: int = 0
 
     def shown_arguments(self) -> Any:
@@ -70,6 +73,20 @@ class ToolCall:
             "tool": self.entry.name if self.entry else self.shown_name(),
             "arguments": self.shown_arguments(),
         }
+
+    def outcome(self) -> dict[str, Any]:
+        """The `tool_result` event's fields beyond `info()`."""
+        payload: dict[str, Any] = {"durationMs": self.duration_ms}
+        if self.error is None:
+            payload["result"] = self.result
+        else:
+            payload["error"] = self.error
+        if self.content is not None:
+            payload["content"] = self.content
+        for flag in ("rejected", "stopped", "unavailable"):
+            if getattr(self, flag):
+                payload[flag] = True
+        return payload
 
     def record(self) -> dict[str, Any]:
         """The call as /api/chat reports it in `toolCalls`."""

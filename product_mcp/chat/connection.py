@@ -23,13 +23,15 @@ import anyio
 import httpx2
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import Client
+from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp.types import CallToolResult, Implementation, Tool
+from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, Implementation, Tool
 from mcp.types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
 
+from product_mcp.chat.elicitation import CallRoute, Elicitations, unattended
 from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.chat.results import ToolEntry, describe_error
 from product_mcp.core import mcp_compat
@@ -74,8 +76,11 @@ class ServerConnection:
         ping_interval: float = 15.0,
         reconnect_max: float = 30.0,
         ready_wait: float = 5.0,
+        elicitations: Elicitations | None = None,
     ) -> None:
         self.config = config
+        self.elicitations = elicitations or Elicitations()
+        self._routes: list[CallRoute] = []  # calls in flight, oldest first
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self.reconnect_max = reconnect_max
@@ -111,6 +116,8 @@ class ServerConnection:
             "tools": len(self.tools) if self.status == "connected" else 0,
             "attempts": self.attempts,
             "connectedAt": self.connected_at,
+            "available": self.status == "connected",
+            "knownTools": [t.name for t in self.tools],
         }
         if self.server_info is not None:
             info["serverInfo"] = {
@@ -170,10 +177,28 @@ class ServerConnection:
                 mode="legacy",
                 cache=None,
                 read_timeout_seconds=self.connect_timeout,
-                message_handler=self._on_message,
-                client_info=CLIENT_INFO,
+                **self.client_callbacks(),
             )
             yield await stack.enter_async_context(client)
+
+    def client_callbacks(self) -> dict[str, Any]:
+        """What every session of this connection is opened with (declares elicitation)."""
+        return {
+            "message_handler": self._on_message,
+            "elicitation_callback": self._on_elicit,
+            "client_info": CLIENT_INFO,
+        }
+
+    async def _on_elicit(
+        self, _ctx: ClientRequestContext, params: ElicitRequestParams
+    ) -> ElicitResult:
+        """A server's question during a call. Requests carry no link to the call that caused
+        them, so it goes to the most recent call in flight on this server that has a page
+        (with one chat at a time, the only one); with no call in flight it is cancelled."""
+        routes = [r for r in self._routes if r.emit is not None] or self._routes
+        if not routes:
+            return unattended(None, params)
+        return await self.elicitations.ask(routes[-1], self.name, params)
 
     async def _note_response(self, response: httpx2.Response) -> None:
         if response.status_code >= 400:
@@ -319,16 +344,41 @@ class ServerConnection:
     def _is_read_only(self, tool_name: str) -> bool:
         return any(ToolEntry(self.name, t).read_only for t in self.tools if t.name == tool_name)
 
-    async def call_tool(self, name: str, args: dict[str, Any], time_limit: float) -> CallToolResult:
-        """Call on the live session; a stale session is replaced and the call retried once.
+    async def call_tool(
+        self,
+        name: str,
+        args: dict[str, Any],
+        time_limit: float,
+        route: CallRoute | None = None,
+    ) -> CallToolResult:
+        """Call on the live session, with `route` receiving its progress and questions.
 
-        Retrying is safe when the server refused the session outright ("Session not found"),
-        or when the tool is read-only; a possibly-delivered write is reported, not repeated.
+        Cancelling the caller cancels the call (the SDK sends `notifications/cancelled`) and
+        closes its open questions. `route.patience` seconds are added to the time limit for
+        calls that may wait on the user (a question is not the server being slow).
         """
+        route = route or CallRoute(tool=name)
+        self._routes.append(route)
+        try:
+            return await self._call_tool(name, args, time_limit, route)
+        finally:
+            self._routes.remove(route)
+            self.elicitations.close(route)
+
+    async def _call_tool(
+        self, name: str, args: dict[str, Any], time_limit: float, route: CallRoute
+    ) -> CallToolResult:
+        """A stale session is replaced and the call retried once. Retrying is safe when the
+        server refused the session outright ("Session not found"), or when the tool is
+        read-only; a possibly-delivered write is reported, not repeated."""
+        progress = route.progress if route.emit is not None else None
+        time_limit += route.patience
         for attempt in range(2):
             client, generation = await self._live_client()
             try:
-                return await client.call_tool(name, args, read_timeout_seconds=time_limit)
+                return await client.call_tool(
+                    name, args, read_timeout_seconds=time_limit, progress_callback=progress
+                )
             except MCPError as e:
                 if e.code == REQUEST_TIMEOUT:
                     raise ToolTimeout(

@@ -25,12 +25,14 @@ from product_mcp.chat.calls import (
     ids_in,
     parse_arguments,
 )
+from product_mcp.chat.elicitation import CallRoute
 from product_mcp.chat.history import HistoryMessage, fit_for_history, truncate
 from product_mcp.chat.llm import NO_LLM_MESSAGE, LLMSettings, explain_llm_error
 from product_mcp.chat.manager import McpManager
 from product_mcp.chat.media import result_content
 from product_mcp.chat.names import build_table
 from product_mcp.chat.results import ToolEntry, describe_error, model_text, result_text
+from product_mcp.chat.turns import STOPPED, Turn
 from product_mcp.core.errors import LLMError, ProductMcpError, ToolCallError
 
 if TYPE_CHECKING:  # openai (~20 MiB) is imported only once an LLM is configured
@@ -56,6 +58,7 @@ class ChatResult:
     messages: list[dict[str, Any]] = field(default_factory=list)
     rounds: int = 0
     max_rounds_reached: bool = False
+    stopped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +67,23 @@ class ChatResult:
             "messages": self.messages,
             "rounds": self.rounds,
             "maxRoundsReached": self.max_rounds_reached,
+            "stopped": self.stopped,
         }
+
+
+def unavailable_note(down: list[dict[str, Any]]) -> str:
+    """What the model is told about servers that are down: their tools are not offered."""
+    if not down:
+        return ""
+    parts = [
+        f"'{d['name']}'" + (f" (tools: {', '.join(d['tools'][:30])})" if d["tools"] else "")
+        for d in down
+    ]
+    return (
+        "\n\nThese MCP servers are unavailable right now, so their tools cannot be used: "
+        + "; ".join(parts)
+        + ". If the user needs them, say so instead of guessing."
+    )
 
 
 async def _no_emit(_kind: str, _data: dict[str, Any]) -> None:
@@ -93,12 +112,22 @@ class ChatEngine:
         *,
         emit: Emit | None = None,
         approvals: Approvals | None = None,
+        turn: Turn | None = None,
     ) -> ChatResult:
-        """One user turn. With `approvals`, tools that are not read-only wait for a yes."""
+        """One user turn. With `approvals`, tools that are not read-only wait for a yes (unless
+        their server asks the user itself); with `emit`, a page follows it live; `turn.stop()`
+        ends it early, keeping what was said."""
         if self.client is None:
             raise LLMError(NO_LLM_MESSAGE, 503)
+        page = emit is not None
         emit = emit or _no_emit
-        messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM_PROMPT}]
+        turn = turn or Turn()
+        down = self.manager.unavailable()
+        if down:
+            await emit("servers_unavailable", {"servers": down})
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": SYSTEM_PROMPT + unavailable_note(down)}
+        ]
         messages += [m.to_openai() for m in history]
         messages.append({"role": "user", "content": message})
         first_new = len(messages)
@@ -108,7 +137,17 @@ class ChatEngine:
         while True:
             table = build_table(self.manager.tools())
             offer = result.rounds < limit
-            text, calls = await self._complete(messages, table if offer else {}, emit)
+            said: list[str] = []
+            calls: list[ToolCall] = []
+            with turn.stoppable():
+                calls = await self._complete(messages, table if offer else {}, emit, said)
+            text = "".join(said)
+            if turn.stopped:
+                result.stopped = True
+                if text:
+                    messages.append({"role": "assistant", "content": text})
+                result.response = text
+                break
             if not calls or not offer:
                 if not offer:
                     result.max_rounds_reached = True
@@ -123,13 +162,21 @@ class ChatEngine:
             messages.append(assistant_message(text, calls))
             for c in calls:
                 c.entry = table.get(c.function) if c.name_size == len(c.function) else None
-            async with anyio.create_task_group() as tg:
-                for c in calls:
-                    tg.start_soon(self._execute, c, result.rounds, emit, approvals)
+            with turn.stoppable():
+                async with anyio.create_task_group() as tg:
+                    for c in calls:
+                        tg.start_soon(self._execute, c, result.rounds, emit, approvals, page)
             for c in calls:
+                if not c.reported:  # cut by Stop
+                    c.error, c.stopped = STOPPED, True
+                    await emit("tool_result", {**c.info(), **c.outcome()})
                 content = truncate(c.tool_message(), self.settings.max_result_chars)
                 messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
                 result.tool_calls.append(c.record())
+            if turn.stopped:
+                result.stopped = True
+                result.response = text
+                break
 
         # what the page stores and sends back next turn: capped like tool results, so one long
         # reply cannot make every later request too big (ChatRequest's history limits)
@@ -138,26 +185,23 @@ class ChatEngine:
         return result
 
     async def _complete(
-        self, messages: list[dict[str, Any]], table: dict[str, ToolEntry], emit: Emit
-    ) -> tuple[str, list[ToolCall]]:
-        """One streamed completion: text deltas go out as they come; tool calls are assembled
-        (bounded, with unique ids: see calls.py). A stream the client cannot read is a 502."""
+        self,
+        messages: list[dict[str, Any]],
+        table: dict[str, ToolEntry],
+        emit: Emit,
+        text: list[str],
+    ) -> list[ToolCall]:
+        """One streamed completion: text deltas go out as they come and into `text` (so a
+        stopped stream keeps them); tool calls are assembled (bounded, with unique ids: see
+        calls.py). A stream the client cannot read is a 502."""
         assert self.client is not None
         import openai  # loaded with the client (ChatEngine.__init__)
 
-        text: list[str] = []
         assembler = CallAssembler()
         try:
             stream = await self.client.chat.completions.create(**self._request(messages, table))
-            async for chunk in stream:
-                delta = chunk.choices[0].delta if chunk.choices else None
-                if delta is None:
-                    continue
-                if delta.content and isinstance(delta.content, str):
-                    text.append(delta.content)
-                    await emit("token", {"text": delta.content})
-                for tc in delta.tool_calls if isinstance(delta.tool_calls, list) else []:
-                    assembler.add(tc)
+            async with stream:  # closed on Stop: the provider stops generating
+                await self._read(stream, emit, text, assembler)
         except openai.OpenAIError as e:
             raise explain_llm_error(e, self.settings) from e
         except ProductMcpError:
@@ -174,7 +218,19 @@ class ChatEngine:
             note = ("\n\n" if text else "") + note
             text.append(note)
             await emit("token", {"text": note})
-        return "".join(text), assembler.calls(ids_in(messages))
+        return assembler.calls(ids_in(messages))
+
+    @staticmethod
+    async def _read(stream: Any, emit: Emit, text: list[str], assembler: CallAssembler) -> None:
+        async for chunk in stream:
+            delta = chunk.choices[0].delta if chunk.choices else None
+            if delta is None:
+                continue
+            if delta.content and isinstance(delta.content, str):
+                text.append(delta.content)
+                await emit("token", {"text": delta.content})
+            for tc in delta.tool_calls if isinstance(delta.tool_calls, list) else []:
+                assembler.add(tc)
 
     def _request(
         self, messages: list[dict[str, Any]], table: dict[str, ToolEntry]
@@ -200,11 +256,17 @@ class ChatEngine:
         return kwargs
 
     async def _execute(
-        self, call: ToolCall, round_no: int, emit: Emit, approvals: Approvals | None
+        self,
+        call: ToolCall,
+        round_no: int,
+        emit: Emit,
+        approvals: Approvals | None,
+        page: bool = False,
     ) -> None:
         """Run one call and report it; whatever goes wrong becomes the call's error."""
-        needs_approval = call.entry is not None and not call.entry.read_only
-        needs_approval = needs_approval and approvals is not None
+        entry = call.entry
+        needs_approval = entry is not None and not entry.read_only and approvals is not None
+        needs_approval = needs_approval and not (page and entry.confirms_by_elicitation)
         start = time.monotonic()
         try:
             self._check(call)
@@ -217,28 +279,31 @@ class ChatEngine:
                 await self._approve(call, emit, approvals)
                 start = time.monotonic()
             if call.error is None:
-                await self._call(call)
+                await self._call(call, emit if page else None, auto=approvals is None)
         except Exception as e:  # never lose the turn over one call
             log.exception("tool call %s failed", call.id)
             call.error = f"the call could not be run ({describe_error(e)[:300]})"
         call.duration_ms = round((time.monotonic() - start) * 1000)
-        payload = {**call.info(), "durationMs": call.duration_ms}
-        if call.error is None:
-            payload["result"] = call.result
-        else:
-            payload["error"] = call.error
-        if call.content is not None:
-            payload["content"] = call.content
-        if call.rejected:
-            payload["rejected"] = True
-        await emit("tool_result", payload)
+        call.reported = True
+        await emit("tool_result", {**call.info(), **call.outcome()})
 
     def _check(self, call: ToolCall) -> None:
-        """Parse and validate the arguments; name the tool when it is unknown."""
+        """Parse and validate the arguments; name the tool when it is unknown, and its
+        server when that server is down (never "unknown tool" for a known server's tool)."""
         call.arguments, call.error = parse_arguments(call)
         if call.entry is None:
-            known = ", ".join(sorted(build_table(self.manager.tools()))) or "none"
-            call.error = f"unknown tool '{call.shown_name()}' (available: {known})"
+            known = self.manager.known_tool(call.function)
+            if known is not None:
+                call.entry, call.unavailable = known, True
+                conn = self.manager.connections[known.server]
+                why = f": {conn.last_error}" if conn.last_error else ""
+                call.error = (
+                    f"MCP server '{known.server}' is unavailable ({conn.status}{why}); "
+                    f"'{known.name}' was not run"
+                )
+                return
+            names = ", ".join(sorted(build_table(self.manager.tools()))) or "none"
+            call.error = f"unknown tool '{call.shown_name()}' (available: {names})"
         elif call.error is None:
             call.error = validate_arguments(call.entry, call.arguments)
 
@@ -256,10 +321,21 @@ class ChatEngine:
                 else f"nobody approved this call in time; '{name}' was not run"
             )
 
-    async def _call(self, call: ToolCall) -> None:
+    async def _call(self, call: ToolCall, emit: Emit | None, *, auto: bool) -> None:
+        """The MCP call; a page (`emit`) gets its progress and its server's questions."""
         assert call.entry is not None
+        route = CallRoute(
+            call_id=call.id,
+            tool=call.entry.name,
+            emit=emit,
+            let_run=True,  # approved, auto, or confirmed by the server's own question
+            auto=auto,
+            patience=self.settings.approval_timeout if emit and not call.entry.read_only else 0,
+        )
         try:
-            res = await self.manager.call_tool(call.entry.server, call.entry.name, call.arguments)
+            res = await self.manager.call_tool(
+                call.entry.server, call.entry.name, call.arguments, route=route
+            )
         except ToolCallError as e:
             call.error = str(e)
             return

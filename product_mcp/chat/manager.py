@@ -9,7 +9,9 @@ from anyio.abc import TaskGroup
 from mcp.types import CallToolResult
 
 from product_mcp.chat.connection import ServerConnection
+from product_mcp.chat.elicitation import CallRoute, Elicitations
 from product_mcp.chat.mcp_config import McpConfig
+from product_mcp.chat.names import build_table
 from product_mcp.chat.results import ToolEntry
 from product_mcp.core.errors import UnknownTool
 
@@ -26,8 +28,10 @@ class McpManager:
         ping_interval: float = 15.0,
         reconnect_max: float = 30.0,
         startup_wait: float = 10.0,
+        elicitations: Elicitations | None = None,
     ) -> None:
         self.config = config
+        self.elicitations = elicitations or Elicitations()
         self.call_timeout = call_timeout
         self.startup_wait = startup_wait
         self.connections: dict[str, ServerConnection] = {
@@ -36,6 +40,7 @@ class McpManager:
                 connect_timeout=connect_timeout,
                 ping_interval=ping_interval,
                 reconnect_max=reconnect_max,
+                elicitations=self.elicitations,
             )
             for s in config.servers
         }
@@ -75,10 +80,37 @@ class McpManager:
             return None
         return next((ToolEntry(server, t) for t in conn.tools if t.name == name), None)
 
+    def unavailable(self) -> list[dict[str, Any]]:
+        """Servers not connected now, with the tools they had when last connected."""
+        return [
+            {
+                "name": c.name,
+                "status": c.status,
+                "error": c.last_error,
+                "tools": [t.name for t in c.tools],
+            }
+            for c in self.connections.values()
+            if c.status != "connected"
+        ]
+
+    def known_tool(self, function: str) -> ToolEntry | None:
+        """A tool of a server that is down, by the function name the model would know it by
+        (its name with every server connected: the model may remember it from history)."""
+        down = [ToolEntry(c.name, t) for c in self.connections.values() for t in c.tools]
+        entry = build_table(down).get(function)
+        if entry is None or self.connections[entry.server].status == "connected":
+            return None
+        return entry
+
     async def call_tool(
-        self, server: str, name: str, args: dict[str, Any], time_limit: float | None = None
+        self,
+        server: str,
+        name: str,
+        args: dict[str, Any],
+        time_limit: float | None = None,
+        route: CallRoute | None = None,
     ) -> CallToolResult:
         conn = self.connections.get(server)
         if conn is None:
             raise UnknownTool(f"Unknown MCP server '{server}'")
-        return await conn.call_tool(name, args, time_limit or self.call_timeout)
+        return await conn.call_tool(name, args, time_limit or self.call_timeout, route)

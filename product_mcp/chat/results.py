@@ -35,6 +35,13 @@ class ToolEntry:
         return bool(ann is not None and ann.read_only_hint is True)
 
     @property
+    def confirms_by_elicitation(self) -> bool:
+        """The server asks the user itself before this tool changes anything (its `_meta`
+        says so: main.py's create_purchase), so web.py does not ask a second time."""
+        meta = self.tool.meta
+        return isinstance(meta, dict) and meta.get("product-mcp/confirms") == "elicitation"
+
+    @property
     def input_schema(self) -> dict[str, Any]:
         return self.tool.input_schema or {"type": "object", "properties": {}}
 

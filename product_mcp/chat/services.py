@@ -14,10 +14,12 @@ from fastapi import Request
 
 from models import HISTORY_LIMITS
 from product_mcp.chat.approvals import Approvals
+from product_mcp.chat.elicitation import Elicitations
 from product_mcp.chat.llm import NO_LLM_MESSAGE, LLMSettings
 from product_mcp.chat.loop import ChatEngine
 from product_mcp.chat.manager import McpManager
 from product_mcp.chat.mcp_config import McpConfig, load_config
+from product_mcp.chat.turns import Turns
 from product_mcp.core.config import Settings
 
 log = logging.getLogger("web")
@@ -31,18 +33,24 @@ class ChatServices:
     engine: ChatEngine
     llm: LLMSettings
     approvals: Approvals = field(default_factory=Approvals)
+    turns: Turns = field(default_factory=Turns)
+
+    @property
+    def elicitations(self) -> Elicitations:
+        return self.manager.elicitations
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatServices:
         config = load_config(settings.MCP_CONFIG_PATH)
         for err in config.errors:
             log.warning("%s", err)
+        llm = llm_settings(settings)
         manager = McpManager(
             config,
             call_timeout=settings.TOOL_CALL_TIMEOUT,
             ping_interval=settings.MCP_PING_INTERVAL,
+            elicitations=Elicitations(llm.approval_timeout),
         )
-        llm = llm_settings(settings)
         return cls(settings, config, manager, ChatEngine(manager, llm), llm)
 
     def public_config(self) -> dict[str, Any]:

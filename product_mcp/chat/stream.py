@@ -1,4 +1,5 @@
-"""One chat turn as Server-Sent Events: tokens, tool calls, approvals, then `done` or `error`.
+"""One chat turn as Server-Sent Events: `turn` (its id, for Stop) first, then tokens, tool
+calls, approvals, questions and progress, then `done` or `error`.
 
 Why a queue and a worker task: the loop emits events from concurrent tool calls while the
 response body is being written; when the page goes away the worker is cancelled, which stops
@@ -19,6 +20,7 @@ from product_mcp.chat.approvals import Approvals
 from product_mcp.chat.history import ChatRequest
 from product_mcp.chat.loop import ChatEngine
 from product_mcp.chat.results import describe_error
+from product_mcp.chat.turns import Turns
 from product_mcp.core.errors import LLMError
 
 log = logging.getLogger("web")
@@ -30,16 +32,20 @@ def sse(kind: str, data: dict[str, Any]) -> str:
 
 
 def stream_turn(
-    engine: ChatEngine, req: ChatRequest, approvals: Approvals | None
+    engine: ChatEngine, req: ChatRequest, approvals: Approvals | None, turns: Turns
 ) -> StreamingResponse:
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+    turn = turns.open()
+    queue.put_nowait(("turn", {"turnId": turn.id}))
 
     async def emit(kind: str, data: dict[str, Any]) -> None:
         await queue.put((kind, data))
 
     async def worker() -> None:
         try:
-            result = await engine.run(req.message, req.history, emit=emit, approvals=approvals)
+            result = await engine.run(
+                req.message, req.history, emit=emit, approvals=approvals, turn=turn
+            )
             await emit("done", result.as_dict())
         except LLMError as e:
             await emit("error", {"message": e.message, "status": e.status})
@@ -47,6 +53,7 @@ def stream_turn(
             log.exception("chat failed")
             await emit("error", {"message": f"Internal error: {describe_error(e)}", "status": 500})
         finally:
+            turns.close(turn)
             await queue.put(None)
 
     async def body() -> AsyncIterator[str]:
@@ -63,6 +70,7 @@ def stream_turn(
                 yield sse(*item)
         finally:
             task.cancel()  # the page went away: stop the model and drop pending approvals
+            turns.close(turn)
 
     return StreamingResponse(
         body(),

@@ -23,7 +23,7 @@ from tests.fake_llm import Calls, Fail, FakeLLM, Hang, Reply
 from tests.inproc import InProcessWeb, web_app
 from tests.mini_mcp import make_server
 from tests.web.helpers import SHOP_TOOLS, chat, post, tool_messages
-from tests.web_helpers import approve, chat_stream, stock
+from tests.web_helpers import answer_elicitation, approve, chat_stream, stock
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +286,8 @@ def test_stream_events(web: InProcessWeb, fake: FakeLLM) -> None:
     )
     events = chat_stream(web, {"message": q})
     kinds = [k for k, _ in events]
-    assert kinds[0] == "token" and kinds[-1] == "done"
+    assert kinds[:2] == ["turn", "token"] and kinds[-1] == "done"  # turn: its id, for Stop
+    assert len(events[0][1]["turnId"]) == 32
     assert "approval_required" not in kinds  # get_product is read-only
     i_call, i_result = kinds.index("tool_call"), kinds.index("tool_result")
     assert i_call < i_result
@@ -307,32 +308,37 @@ def _purchase_script(fake: FakeLLM, q: str, customer: str, product: int, qty: in
     fake.script(q, Calls(("create_purchase", args)), Reply("Handled your order request."))
 
 
-def test_approve_runs_the_purchase(web: InProcessWeb, fake: FakeLLM, shop_api: TestClient) -> None:
+def test_purchase_is_confirmed_by_the_servers_question(
+    web: InProcessWeb, fake: FakeLLM, shop_api: TestClient
+) -> None:
+    """Issue 14: main.py asks (elicitation, with its quote); web.py does not ask again."""
     q = "Buy two power banks for Ann"
     _purchase_script(fake, q, "Ann", 3, 2)
     before = stock(shop_api, 3)
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
-        if kind == "approval_required":
+        if kind == "elicitation":
             assert data["tool"] == "create_purchase" and data["server"] == "shop"
-            assert data["arguments"]["customerName"] == "Ann"
-            assert stock(shop_api, 3) == before, "must not run before approval"
-            approve(web, data["approvalId"], True)
+            assert "**Ann**" in data["message"] and "598.00 USD" in data["message"]
+            assert stock(shop_api, 3) == before, "must not run before the answer"
+            r = answer_elicitation(web, data["elicitationId"], "accept", {})
+            assert r.json() == {"ok": True, "action": "accept"}
 
     events = chat_stream(web, {"message": q}, on_event)
     kinds = [k for k, _ in events]
-    assert kinds.index("tool_call") < kinds.index("approval_required") < kinds.index("tool_result")
+    assert "approval_required" not in kinds
+    assert next(d for k, d in events if k == "tool_call")["needsApproval"] is False
+    order = [kinds.index(k) for k in ("tool_call", "elicitation", "elicitation_done")]
+    assert order == sorted(order) and order[-1] < kinds.index("tool_result")
     result = next(d for k, d in events if k == "tool_result")
     assert json.loads(result["result"])["customerName"] == "Ann"
     assert stock(shop_api, 3) == before - 2
 
 
-def test_reject_sends_the_refusal_to_the_model(
-    web: InProcessWeb, fake: FakeLLM, shop_api: TestClient
-) -> None:
-    q = "Buy five earbuds for Bob"
-    _purchase_script(fake, q, "Bob", 2, 5)
-    before = stock(shop_api, 2)
+def test_reject_sends_the_refusal_to_the_model(web: InProcessWeb, fake: FakeLLM) -> None:
+    """web.py's own approval, for a tool whose server does not ask (mini's write_note)."""
+    q = "Write a note for Bob"
+    fake.script(q, Calls(("write_note", {"note": "hi"})), Reply("Handled."))
     ids: list[str] = []
 
     def on_event(kind: str, data: dict[str, Any]) -> None:
@@ -343,7 +349,6 @@ def test_reject_sends_the_refusal_to_the_model(
     events = chat_stream(web, {"message": q}, on_event)
     result = next(d for k, d in events if k == "tool_result")
     assert result["rejected"] is True and "rejected" in result["error"]
-    assert stock(shop_api, 2) == before
     [msg] = tool_messages(fake.requests_for(q)[1])
     assert "rejected" in msg["content"] and "not run" in msg["content"]
     assert events[-1][0] == "done"
