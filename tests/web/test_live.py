@@ -1,0 +1,294 @@
+"""Issue 14, web.py's side: server questions (MCP elicitation) passed to the page and
+answered, live progress, Stop, the tool form's confirmation, and servers that are down.
+
+web.py runs in process (tests/inproc.py) with main.py's server and a small `live` test server
+in memory, server-everything over stdio (the third-party server that elicits and reports
+progress), and the scripted LLM (tests/fake_llm.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ElicitRequestFormParams, ToolAnnotations
+from pydantic import BaseModel, Field
+from starlette.testclient import TestClient
+
+from product_mcp.chat.elicitation import CallRoute, Elicitations
+from product_mcp.mcp_server import mcp as shop_server
+from tests.fake_llm import Calls, FakeLLM, Reply
+from tests.inproc import InProcessWeb, web_app
+from tests.mini_mcp import build_app, make_server
+from tests.servers import ThreadServer
+from tests.web_helpers import EVERYTHING, answer_elicitation, approve, chat_stream, need_node, stock
+
+RO = ToolAnnotations(read_only_hint=True)
+CANCELLED: list[str] = []  # what the live server saw cancelled
+
+
+class Colour(BaseModel):
+    colour: str = Field(json_schema_extra={"enum": ["red", "blue"]})
+    count: int = Field(ge=1, le=5)
+
+
+def live_server() -> MCPServer[None]:
+    live: MCPServer[None] = MCPServer("live")
+
+    @live.tool(description="Ask the user for a colour.", annotations=RO)
+    async def ask_colour(ctx: Context) -> str:
+        answer = await ctx.elicit("Which colour, and how many?", Colour)
+        if answer.action == "accept":
+            return f"accept: {answer.data.count} × {answer.data.colour}"
+        return answer.action
+
+    @live.tool(description="Wait until cancelled.", annotations=RO)
+    async def hold(tag: str) -> str:
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            CANCELLED.append(tag)
+            raise
+        return "held"
+
+    return live
+
+
+@pytest.fixture(scope="module")
+def web(
+    shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InProcessWeb]:
+    need_node()
+    servers = {"everything": {"command": "node", "args": [str(EVERYTHING / "index.js"), "stdio"]}}
+    in_memory = {"shop": shop_server, "live": live_server()}
+    settings = {**chat_settings, "TOOL_CALL_TIMEOUT": "10"}
+    with web_app(tmp_path_factory.mktemp("live"), servers, in_memory=in_memory, **settings) as w:
+        yield w
+
+
+def _answering(web: InProcessWeb, action: str, content: Any = None) -> Any:
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "approval_required":
+            approve(web, data["approvalId"], True)
+        if kind == "elicitation":
+            r = answer_elicitation(web, data["elicitationId"], action, content)
+            assert r.status_code == 200, r.text
+
+    return on_event
+
+
+# ------------------------------------------------------------------ questions
+
+
+def test_a_form_question_is_checked_then_answered(web: InProcessWeb, fake: FakeLLM) -> None:
+    q = "Pick a colour"
+    fake.script(q, Calls(("ask_colour", {})), Reply("Done."))
+    seen: list[dict[str, Any]] = []
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind != "elicitation":
+            return
+        seen.append(data)
+        qid = data["elicitationId"]
+        bad = answer_elicitation(web, qid, "accept", {"colour": "green", "count": 9})
+        assert bad.status_code == 422 and bad.json()["detail"].startswith("content.colour: ")
+        assert answer_elicitation(web, qid, "accept", {"colour": "blue"}).status_code == 422
+        assert answer_elicitation(web, qid, "accept", {"colour": "blue", "count": 2}).json() == {
+            "ok": True,
+            "action": "accept",
+        }
+        assert answer_elicitation(web, qid, "decline").status_code == 404  # answered already
+
+    events = chat_stream(web, {"message": q}, on_event)
+    [question] = seen
+    call = next(d for k, d in events if k == "tool_call")
+    assert question["id"] == call["id"] and question["server"] == "live"
+    assert question["tool"] == "ask_colour" and question["mode"] == "form"
+    assert question["message"] == "Which colour, and how many?"
+    assert question["requestedSchema"]["properties"]["colour"]["enum"] == ["red", "blue"]
+    done = next(d for k, d in events if k == "elicitation_done")
+    assert done == {"elicitationId": question["elicitationId"], "action": "accept",
+                    "reason": "answered"}  # fmt: skip
+    result = next(d for k, d in events if k == "tool_result")
+    assert result["result"] == "accept: 2 × blue"
+
+
+def test_server_everything_asks_through_the_page(web: InProcessWeb, fake: FakeLLM) -> None:
+    """A third-party server's question; its tool is not read-only and does not say it asks,
+    so web.py's own approval comes first."""
+    q = "Trigger the elicitation"
+    fake.script(q, Calls(("trigger-elicitation-request", {})), Reply("Ok."))
+    events = chat_stream(web, {"message": q}, _answering(web, "accept", {"name": "Ann Lee"}))
+    kinds = [k for k, _ in events]
+    assert kinds.index("approval_required") < kinds.index("elicitation")
+    question = next(d for k, d in events if k == "elicitation")
+    assert question["server"] == "everything" and question["requestedSchema"]["required"] == [
+        "name"
+    ]
+    result = next(d for k, d in events if k == "tool_result")
+    assert "Ann Lee" in result["result"]
+
+    q2 = "Trigger it and decline"
+    fake.script(q2, Calls(("trigger-elicitation-request", {})), Reply("Ok."))
+    events = chat_stream(web, {"message": q2}, _answering(web, "decline"))
+    result = next(d for k, d in events if k == "tool_result")
+    assert "decline" in result["result"].lower() and "Ann Lee" not in result["result"]
+
+
+def test_without_a_page_questions_are_cancelled(web: InProcessWeb) -> None:
+    """/api/call-tool has nobody to ask: a question that needs answers is cancelled."""
+    r = web.post("/api/call-tool", json={"server": "live", "name": "ask_colour", "args": {}})
+    assert r.status_code == 200 and r.json()["result"] == "cancel"
+
+
+@pytest.mark.anyio
+async def test_an_unanswered_question_times_out_as_cancel() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def emit(kind: str, data: dict[str, Any]) -> None:
+        events.append((kind, data))
+
+    params = ElicitRequestFormParams(message="?", requested_schema={"type": "object",
+                                                                    "properties": {}})  # fmt: skip
+    answer = await Elicitations(time_limit=0.2).ask(CallRoute(emit=emit), "s", params)
+    assert answer.action == "cancel"
+    assert [k for k, _ in events] == ["elicitation", "elicitation_done"]
+    assert events[1][1]["reason"] == "timeout" and events[1][1]["action"] == "cancel"
+
+
+# ------------------------------------------------------------------ the tool form
+
+
+def test_the_tool_form_asks_before_a_purchase(web: InProcessWeb, shop_api: TestClient) -> None:
+    before = stock(shop_api, 1)
+    body = {
+        "server": "shop",
+        "name": "create_purchase",
+        "args": {"customerName": "Form", "items": [{"productId": 1, "quantity": 1}]},
+        "approval": "ask",
+    }
+    r = web.post("/api/call-tool", json=body)
+    assert r.status_code == 409
+    assert r.json()["needsConfirmation"] is True and r.json()["name"] == "create_purchase"
+    assert stock(shop_api, 1) == before
+    r = web.post("/api/call-tool", json={**body, "confirmed": True})
+    assert r.status_code == 200 and r.json()["isError"] is False, r.text
+    assert json.loads(r.json()["result"])["customerName"] == "Form"
+    assert stock(shop_api, 1) == before - 1
+    ro = {"server": "shop", "name": "get_product", "args": {"productId": 1}, "approval": "ask"}
+    assert web.post("/api/call-tool", json=ro).status_code == 200  # read-only: no question
+
+
+# ------------------------------------------------------------------ progress
+
+
+def test_progress_is_live_and_tied_to_the_call(web: InProcessWeb, fake: FakeLLM) -> None:
+    q = "Run the long operation and the sales report"
+    fake.script(
+        q,
+        Calls(
+            ("trigger-long-running-operation", {"duration": 1, "steps": 3}),
+            ("analyze_sales", {"groupBy": "product"}),
+        ),
+        Reply("Both done."),
+    )
+    events = chat_stream(web, {"message": q, "approval": "auto"})
+    calls = {d["tool"]: d["id"] for k, d in events if k == "tool_call"}
+    for tool in ("trigger-long-running-operation", "analyze_sales"):
+        mine = [i for i, (k, d) in enumerate(events) if k == "progress" and d["id"] == calls[tool]]
+        assert mine, tool
+        end = next(i for i, (k, d) in enumerate(events) if k == "tool_result" and d["tool"] == tool)
+        assert max(mine) < end
+    sales = [d for k, d in events if k == "progress" and d["id"] == calls["analyze_sales"]]
+    assert sales[-1] == {"id": calls["analyze_sales"], "progress": 3, "total": 3,
+                         "message": "Done"}  # fmt: skip
+
+
+# ------------------------------------------------------------------ stop
+
+
+def _stop_when(web: InProcessWeb, trigger: str) -> Any:
+    turn: dict[str, str] = {}
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "turn":
+            turn["id"] = data["turnId"]
+        if kind == trigger and "stopped" not in turn:
+            turn["stopped"] = "yes"
+            r = web.post("/api/chat/stop", json={"turnId": turn["id"]})
+            assert r.json() == {"ok": True}
+
+    return on_event, turn
+
+
+def test_stop_ends_the_models_stream_and_keeps_what_was_said(
+    web: InProcessWeb, fake: FakeLLM
+) -> None:
+    q = "Tell me a very long story"
+    story = "once upon a time " * 200
+    fake.script(q, Reply(story, chunks=400))  # ~4 s of tokens
+    on_event, turn = _stop_when(web, "token")
+    events = chat_stream(web, {"message": q}, on_event)
+    done = events[-1]
+    assert done[0] == "done" and done[1]["stopped"] is True
+    said = "".join(d["text"] for k, d in events if k == "token")
+    assert done[1]["response"] == said and 0 < len(said) < len(story) and story.startswith(said)
+    assert done[1]["messages"] == [{"role": "assistant", "content": said}]
+    r = web.post("/api/chat/stop", json={"turnId": turn["id"]})
+    assert r.status_code == 404  # finished
+
+
+def test_stop_cancels_tool_calls_in_flight(web: InProcessWeb, fake: FakeLLM) -> None:
+    q = "Hold on"
+    fake.script(q, Calls(("hold", {"tag": "stop-me"}), text="Holding."), Reply("never"))
+    on_event, _ = _stop_when(web, "tool_call")
+    events = chat_stream(web, {"message": q}, on_event)
+    result = next(d for k, d in events if k == "tool_result")
+    assert result["stopped"] is True and "stopped by the user" in result["error"]
+    done = events[-1][1]
+    assert events[-1][0] == "done" and done["stopped"] is True
+    assert [m["role"] for m in done["messages"]] == ["assistant", "tool"]
+    assert done["messages"][1]["content"].startswith("Error: stopped by the user")
+    assert len(fake.requests_for(q)) == 1  # the model was not asked again
+    for _ in range(100):
+        if "stop-me" in CANCELLED:
+            break
+        threading.Event().wait(0.05)
+    assert "stop-me" in CANCELLED  # the server got notifications/cancelled
+
+
+# ------------------------------------------------------------------ a server that is down
+
+
+def test_a_server_that_is_down(
+    fake: FakeLLM, chat_settings: dict[str, str], tmp_path: Path
+) -> None:
+    mini = ThreadServer(build_app(make_server())).start()
+    with web_app(tmp_path, {"mini": {"type": "http", "url": f"{mini.url}/mcp"}},
+                 in_memory={"live": live_server()}, **chat_settings) as web:  # fmt: skip
+        assert web.get("/api/servers").json()["servers"][0]["available"] is True
+        mini.stop()
+        call = {"server": "mini", "name": "echo", "args": {"text": "hi"}}
+        assert web.post("/api/call-tool", json=call).status_code == 503
+        servers = {s["name"]: s for s in web.get("/api/servers").json()["servers"]}
+        assert servers["mini"]["available"] is False and "echo" in servers["mini"]["knownTools"]
+
+        q = "Echo hi"
+        fake.script(q, Calls(("echo", {"text": "hi"})), Reply("The echo server is down."))
+        events = chat_stream(web, {"message": q})
+        assert events[1][0] == "servers_unavailable"
+        [down] = events[1][1]["servers"]
+        assert down["name"] == "mini" and "echo" in down["tools"]
+        result = next(d for k, d in events if k == "tool_result")
+        assert result["server"] == "mini" and result["tool"] == "echo"
+        assert result["unavailable"] is True and "unknown tool" not in result["error"]
+        assert result["error"].startswith("MCP server 'mini' is unavailable (")
+        first = fake.requests_for(q)[0]
+        offered = {t["function"]["name"] for t in first.get("tools", [])}
+        assert "echo" not in offered and "ask_colour" in offered
+        assert "'mini' (tools: " in first["messages"][0]["content"]
