@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from models import OrderItem
 from product_mcp.core.config import load_settings
-from product_mcp.core.errors import ApiError
-from product_mcp.mcp_server.api_client import api
+from product_mcp.mcp_server.api_client import ApiError, api
 
 
 class PurchaseConfirmation(BaseModel):
