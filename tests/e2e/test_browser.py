@@ -79,35 +79,37 @@ def test_streamed_answer_with_tool_card(page: Any, stack: Stack) -> None:
 
 
 def test_approve_a_purchase_and_stock_falls(page: Any, stack: Stack) -> None:
+    """main.py confirms create_purchase itself (MCP elicitation, issue 14): the page shows the
+    server's quote, names the product and total, and buys only on Confirm."""
     q = "Buy 2 power banks for Ann"
     args = {"customerName": "Ann", "items": [{"productId": 3, "quantity": 2}]}
     stack["fake"].script(q, Calls(("create_purchase", args)), Reply("Order placed for Ann."))
     before = stock(stack["api"], 3)
     send(page, q)
-    card = page.wait_for_selector(".tool-card.approval")
-    assert "create_purchase" in card.inner_text() and "customerName\nAnn" in card.inner_text()
+    card = page.wait_for_selector(".elicit-card[data-elicitation]")
+    text = card.inner_text()
+    assert "create_purchase" in text and "Portable Power Bank" in text and "598" in text
+    assert page.locator(".tool-card.approval").count() == 0  # not asked a second time
     assert stock(stack["api"], 3) == before
-    card.query_selector("button.approve").click()
+    card.query_selector("button.accept").click()
     page.wait_for_selector(".msg.assistant >> text=Order placed for Ann.")
     done = page.locator(".tool-card[data-tool='create_purchase']").last
     assert "ok" in (done.get_attribute("class") or "")
     assert stock(stack["api"], 3) == before - 2
 
 
-def test_reject_a_purchase_and_nothing_is_bought(page: Any, stack: Stack) -> None:
+def test_decline_a_purchase_and_nothing_is_bought(page: Any, stack: Stack) -> None:
     q = "Buy 5 earbuds for Bob"
     args = {"customerName": "Bob", "items": [{"productId": 2, "quantity": 5}]}
     stack["fake"].script(q, Calls(("create_purchase", args)), Reply("Understood, nothing bought."))
     before = stock(stack["api"], 2)
     send(page, q)
-    page.wait_for_selector(".tool-card.approval button.reject").click()
+    page.wait_for_selector(".elicit-card[data-elicitation] button.decline").click()
     page.wait_for_selector(".msg.assistant >> text=Understood, nothing bought.")
-    card = page.locator(".tool-card[data-tool='create_purchase']").last
-    assert "rejected" in (card.get_attribute("class") or "")
-    assert "rejected" in card.inner_text()
+    assert page.locator(".elicit-card.closed").count() >= 1
     assert stock(stack["api"], 2) == before
     tool_msg = [m for m in stack["fake"].requests_for(q)[1]["messages"] if m["role"] == "tool"]
-    assert "rejected" in tool_msg[-1]["content"]
+    assert "not bought: declined" in tool_msg[-1]["content"]
 
 
 def test_xss_payloads_stay_text(page: Any, stack: Stack) -> None:
