@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import TRANSPORTS, Settings, load_settings, mask_url
+from product_mcp.core.logs import setup_logging
 from product_mcp.core.serve import port_arg, serve
 from product_mcp.mcp_server import api, mcp
 from product_mcp.mcp_server.http_app import Config, build_app, security_settings
@@ -111,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings()
     cfg = parse_args(argv, settings)
     api.configure(settings.PRODUCT_API_URL, settings.PRODUCT_API_TIMEOUT)
+    setup_logging()  # plain and bounded, not the SDK's rich handler (core/logs.py says why)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per API call
     if cfg.transport == "stdio":
         # stdout carries the protocol: the banner goes to stderr.

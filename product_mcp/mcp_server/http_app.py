@@ -27,8 +27,13 @@ from product_mcp.core.config import Transport
 from product_mcp.core.middleware import ANY_ADDRESS, LOOPBACK_HOSTS
 from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
-from product_mcp.mcp_server.guard import JsonRpcGuard
-from product_mcp.mcp_server.middleware import BearerAuth, SlowReaderCutoff, TrimHeaderValues
+from product_mcp.mcp_server.guard import PEEKED, JsonRpcGuard
+from product_mcp.mcp_server.middleware import (
+    BearerAuth,
+    FinishResponses,
+    SlowReaderCutoff,
+    TrimHeaderValues,
+)
 from product_mcp.mcp_server.protocol import HandshakeRule
 from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.server import mcp
@@ -157,6 +162,7 @@ def build_app(cfg: Config) -> Starlette:
         middleware.append(_sharing(cfg, link, events, sessions, manager))
     middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
     middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
+    middleware.append(Middleware(FinishResponses, peeked_key=PEEKED))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.sessions = sessions
     return app

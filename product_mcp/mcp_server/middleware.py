@@ -1,4 +1,5 @@
-"""ASGI middleware of the MCP server: bearer auth, header whitespace, clients that stop reading.
+"""ASGI middleware of the MCP server: bearer auth, header whitespace, clients that stop reading,
+responses the SDK leaves unfinished.
 
 Pure ASGI classes (Starlette's style), each fixing one thing the SDK leaves to the host app.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 
 import anyio
@@ -150,3 +152,56 @@ def _caused_by_slow_client(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return any(_caused_by_slow_client(e) for e in exc.exceptions)
     return exc.__cause__ is not None and _caused_by_slow_client(exc.__cause__)
+
+
+class FinishResponses:
+    """Finish every response the SDK leaves half-sent, with a JSON-RPC error in words.
+
+    A session deleted while its own calls run (a tab closed, a retry loop gone wrong) makes the
+    SDK's transport write to a closed stream: it logs the error and returns without finishing
+    the response, so the client got a connection cut mid-stream ("incomplete chunked read") or,
+    before any header, a 500. Here such a request gets 404 with an error naming what happened
+    (the spec's answer for an ended session), or, if its SSE reply had begun, that error as
+    the stream's last event and a proper end.
+    """
+
+    MESSAGE = "Session ended while this request was in flight: start a new session"
+
+    def __init__(self, app: ASGIApp, peeked_key: str) -> None:
+        self.app = app
+        self.peeked_key = peeked_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        state = {"started": False, "done": False, "sse": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+                headers = dict(message.get("headers") or ())
+                state["sse"] = headers.get(b"content-type", b"").startswith(b"text/event-stream")
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                state["done"] = True
+            await send(message)
+
+        await self.app(scope, receive, tracking_send)
+        if state["done"]:
+            return
+        error = {
+            "jsonrpc": "2.0",
+            "id": self._request_id(scope),
+            "error": {"code": -32600, "message": self.MESSAGE},
+        }
+        if not state["started"]:
+            await JSONResponse(error, status_code=404)(scope, receive, send)
+        elif state["sse"] and scope["method"] == "POST":
+            event = f"event: message\ndata: {json.dumps(error)}\n\n".encode()
+            await send({"type": "http.response.body", "body": event, "more_body": False})
+        else:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _request_id(self, scope: Scope) -> object:
+        peeked = scope.get(self.peeked_key)
+        message = peeked[1] if isinstance(peeked, tuple) else None
+        return message.get("id") if isinstance(message, dict) else None
