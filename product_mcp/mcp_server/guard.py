@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
+from product_mcp.core.memory import reclaimer
 from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening_client
 
 INVALID_REQUEST = -32600
@@ -173,8 +174,10 @@ class JsonRpcGuard:
         try:
             await self.app(scope, receive, watching)
         finally:
-            if session:
-                self._pending.pop(session[0], None)
+            if session and self._pending.pop(session[0], None):
+                # It ended with requests unanswered: their cancelled tasks hold the messages
+                # in reference cycles until a garbage collection (core/memory.py).
+                reclaimer.soon()
 
 
 async def read_message(scope: Scope, receive: Receive) -> tuple[bytes, Any, Receive]:

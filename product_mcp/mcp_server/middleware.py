@@ -15,6 +15,8 @@ import anyio
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from product_mcp.core.memory import reclaimer
+
 log = logging.getLogger("mcp.http")
 
 
@@ -64,7 +66,8 @@ class SlowReaderCutoff:
 
     An SSE client that never reads fills its socket buffer; every message for it then waits in
     memory (a test took main.py from 97 to 1,237 MiB with 600 such messages). Cutting the
-    connection ends the session and frees what it held.
+    connection ends the session, and `reclaimer` then gives back what it held (core/memory.py
+    says why that needs a garbage collection).
 
     Why a watch per request and not `anyio.fail_after` around each write: a tools/call makes
     4-5 writes, and a cancel scope per write cost ~60 us of CPU per call; one scope per request
@@ -90,6 +93,7 @@ class SlowReaderCutoff:
                 watch.stop()
         if watch.tripped:
             log.info("dropped %s %s: the client stopped reading", scope["method"], scope["path"])
+            reclaimer.soon()  # what it parked is freed only by the cycle collector (memory.py)
 
 
 class _WriteWatch:
