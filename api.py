@@ -50,7 +50,7 @@ from product_mcp.core.config import load_settings
 from product_mcp.core.errors import ProductMcpError
 from product_mcp.core.middleware import BodyLimit
 from product_mcp.core.serve import bind, port_arg, serve
-from product_mcp.shop import Shop, make_engine, to_utc_naive
+from product_mcp.shop import Shop, make_engine, staff_routes, to_utc_naive
 from product_mcp.shop.migrate import SchemaNotCurrent, require_current
 
 MAX_BODY = 64 * 1024
@@ -192,7 +192,7 @@ def get_orders(
     responses={
         400: {"description": "Missing name or items, or insufficient stock"},
         404: {"description": "Unknown product"},
-        409: {"description": "Idempotency-Key reused with a different body"},
+        409: {"description": "Idempotency-Key reused with a different body, or archived product"},
         413: {"description": "Body over 64 KiB"},
     },
 )
@@ -260,9 +260,12 @@ DATABASE_LOST = (
 )
 
 
-def create_app(database_url: str | None = None, *, migrate: bool = True) -> FastAPI:
+def create_app(
+    database_url: str | None = None, *, migrate: bool = True, admin_token: str | None = None
+) -> FastAPI:
     """The API app; the database opens when it starts (settings are read then, not on import)
-    and is migrated to this release's schema then (`migrate=False`: refused if it is not)."""
+    and is migrated to this release's schema then (`migrate=False`: refused if it is not).
+    `admin_token` overrides ADMIN_TOKEN (the staff routes' token; empty: they are off)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -279,6 +282,9 @@ def create_app(database_url: str | None = None, *, migrate: bool = True) -> Fast
         if before != after:
             print(f"database schema upgraded from {before or 'no revision'} to {after}")
         app.state.shop = shop
+        app.state.admin_token = (
+            settings.ADMIN_TOKEN.get_secret_value() if admin_token is None else admin_token
+        )
         yield
         engine.dispose()
 
@@ -289,6 +295,7 @@ def create_app(database_url: str | None = None, *, migrate: bool = True) -> Fast
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(staff_routes.router)
 
     @app.exception_handler(ProductMcpError)
     async def _refused(_: Request, exc: ProductMcpError) -> JSONResponse:
@@ -339,7 +346,8 @@ def main() -> None:
     print(f"Product & Order Service on http://{args.host}:{args.port}")
     print(
         settings.summary(
-            ["SQLITE_SYNCHRONOUS"], {"DATABASE_URL": args.database_url, "API_WORKERS": args.workers}
+            ["SQLITE_SYNCHRONOUS", "ADMIN_TOKEN"],
+            {"DATABASE_URL": args.database_url, "API_WORKERS": args.workers},
         )
     )
     log = {"access_log": args.access_log, **settings.server_limits()}

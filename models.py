@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,6 +19,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 # --- bounds and choices ---------------------------------------------------------------------
@@ -33,6 +35,15 @@ MAX_OFFSET = 1_000_000_000
 PAGE_MAX = 1000  # the largest page any list route or tool returns
 MAX_TOP = 1000  # analytics groups
 RECOMMEND_DEFAULT, RECOMMEND_MAX = 5, 50
+# The owner's catalogue (issue #13): staff routes and bulk import.
+MAX_PRODUCT_NAME = 200
+MAX_DESCRIPTION = 2000
+MAX_STOCK = 1_000_000_000  # units of one product on hand (and the largest adjustment)
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MAX_IMPORT_ROWS = 10_000
+MAX_IMPORT_BYTES = 4 * 1024 * 1024
+CHANGES_PAGE_DEFAULT, CHANGES_PAGE_MAX = 100, 1000
+ChangeKind = Literal["created", "updated", "restocked", "purchased", "archived", "resync"]
 GroupBy = Literal["product", "customer", "day"]
 GROUP_BY: tuple[str, ...] = get_args(GroupBy)
 
@@ -226,3 +237,132 @@ class SalesReport(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     database: str
+
+
+# --- the owner's catalogue (staff routes, issue #13) ----------------------------------------
+
+
+def _clean_text(value: str, *, single_line: bool) -> str:
+    """Trimmed text both databases can store; names on one line."""
+    value = value.strip()
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    banned = (lambda c: ord(c) < 32 or ord(c) == 127) if single_line else (lambda c: False)
+    if any(banned(c) for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _whole_cents(value: float) -> float:
+    if abs(value * 100 - round(value * 100)) > 1e-6:
+        raise ValueError("must have at most 2 decimal places")
+    return value
+
+
+ProductName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_PRODUCT_NAME, description="Product name, trimmed"),
+    BeforeValidator(lambda v: _clean_text(v, single_line=True) if isinstance(v, str) else v),
+]
+Description = Annotated[
+    str,
+    Field(max_length=MAX_DESCRIPTION, description="Product description"),
+    BeforeValidator(lambda v: _clean_text(v, single_line=False) if isinstance(v, str) else v),
+]
+UnitPrice = Annotated[
+    float,
+    Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, description="Unit price, at most 2 decimals"),
+    BeforeValidator(lambda v: _json_number(v)),
+    AfterValidator(_whole_cents),
+]
+Stock = Annotated[
+    int,
+    Field(ge=0, le=MAX_STOCK, description="Units in stock"),
+    BeforeValidator(_json_number),
+]
+Sku = Annotated[
+    str,
+    Field(pattern=SKU_PATTERN, description="The owner's product key: imports update by it"),
+]
+
+
+class ProductCreate(BaseModel):
+    """Body of POST /api/products."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: ProductName
+    description: Description = ""
+    price: UnitPrice
+    stock: Stock = 0
+    sku: Sku | None = None
+
+
+class ProductUpdate(BaseModel):
+    """Body of PATCH /api/products/{id}: any of name, description, price (at least one)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    name: ProductName | None = None
+    description: Description | None = None
+    price: UnitPrice | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ProductUpdate:
+        if not self.model_fields_set - {k for k, v in self if v is None}:
+            raise ValueError("give at least one of name, description, price (not null)")
+        return self
+
+
+class StockUpdate(BaseModel):
+    """Body of PATCH /api/inventory/{id}: set the stock (`quantity`) or adjust it (`delta`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    quantity: Stock | None = Field(None, description="Set the units in stock to this")
+    delta: (
+        Annotated[
+            int,
+            Field(ge=-MAX_STOCK, le=MAX_STOCK, description="Add (or, negative, take) this many"),
+            BeforeValidator(_json_number),
+        ]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _one(self) -> StockUpdate:
+        if (self.quantity is None) == (self.delta is None):
+            raise ValueError("give exactly one of quantity or delta")
+        return self
+
+
+class CatalogProduct(Product):
+    """A product as the staff routes answer: with its SKU and stock."""
+
+    sku: str | None = None
+    stock: int = Field(description="Units in stock")
+
+
+class Change(BaseModel):
+    """One event of the change feed (GET /api/changes); `resync` means "re-read everything,
+    then follow on after this seq": the events you missed were pruned."""
+
+    seq: int = Field(description="Only grows; resume after the last one you saw")
+    productId: int | None = Field(description="The product (null only for resync)")
+    kind: ChangeKind
+    quantity: int | None = Field(None, description="Units in stock after the change")
+    price: float | None = Field(None, description="Unit price after the change")
+    at: str = Field(description="ISO-8601 UTC timestamp")
+
+
+class ImportReport(BaseModel):
+    """What a bulk import did (all rows, or nothing when any row is invalid)."""
+
+    created: int
+    updated: int
+    unchanged: int
+    products: list[CatalogProduct]

@@ -98,7 +98,9 @@ def fresh_database(kind: str, tmp: Path, label: str) -> Iterator[str]:
 
 
 # Every table the shop's schema has (migrations/versions/0001_baseline.py).
-SHOP_TABLES = "products, inventory, orders, order_items, idempotency_keys"
+SHOP_TABLES = (
+    "products, inventory, orders, order_items, idempotency_keys, product_changes, change_feed"
+)
 
 
 def empty_postgres(url: str) -> None:

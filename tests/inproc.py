@@ -42,13 +42,13 @@ from tests.web_helpers import WEB_SETTINGS, write_config
 
 
 @contextmanager
-def api_app(db: Path | str) -> Iterator[TestClient]:
+def api_app(db: Path | str, **kw: Any) -> Iterator[TestClient]:
     """api.py's app on its own SQLite file (or on a database URL, tests/databases.py),
-    served to a TestClient in this process."""
+    served to a TestClient in this process; `kw` go to `create_app` (e.g. admin_token)."""
     from api import create_app
 
     url = db if isinstance(db, str) else f"sqlite:///{db}"
-    with TestClient(create_app(url)) as client:
+    with TestClient(create_app(url, **kw)) as client:
         yield client
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, literal_column, or_, select, text
+from sqlalchemy import bindparam, case, false, func, literal_column, or_, select, text
 
 from models import InventoryItem, Product, Recommendation
 from product_mcp.core.errors import NotFound
@@ -58,7 +58,11 @@ class CatalogQueries(Database):
 
     def _product_query(self, terms: list[str], top: int | None = None) -> Any:
         cols = [products, inventory.c.quantity]
-        base = select(*cols).join(inventory, inventory.c.product_id == products.c.id)
+        base = (
+            select(*cols)
+            .join(inventory, inventory.c.product_id == products.c.id)
+            .where(products.c.archived == false())
+        )
         match = self._match(terms, top)
         if match is None:
             return base.order_by(products.c.id), None
@@ -122,12 +126,15 @@ class CatalogQueries(Database):
             row = conn.execute(stmt).first()
         if row is None:
             raise NotFound(f"Product ID {product_id} does not exist")
+        if row.archived:
+            raise NotFound(f"Product ID {product_id} was archived: it is no longer sold")
         return product_of(row), row.quantity
 
     def list_inventory(self, *, limit: int | None = None, offset: int = 0) -> list[InventoryItem]:
         stmt = (
             select(products, inventory.c.quantity)
             .join(inventory, inventory.c.product_id == products.c.id)
+            .where(products.c.archived == false())
             .order_by(products.c.id)
             .limit(limit)
             .offset(offset)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from product_mcp.shop import migrate as migrations
+from product_mcp.shop.changes import CHANGED
 from product_mcp.shop.schema import inventory, products
 from product_mcp.shop.seed import seed
 
@@ -37,18 +38,32 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    # Called (from the writer's thread) after a transaction that appended to the change feed
+    # commits: the API's feed (feed.py) wakes its streams without waiting for its next poll.
+    on_change: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        changed = False
         if self.dialect != "sqlite":
             with self.engine.connect().execution_options(write=True) as conn, conn.begin():
-                yield conn
-            return
-        with (
-            self._write_lock,
-            self.engine.connect().execution_options(write=True) as conn,
-            conn.begin(),
-        ):
-            yield conn
+                try:
+                    yield conn
+                finally:
+                    changed = bool(conn.info.pop(CHANGED, False))
+        else:
+            with (
+                self._write_lock,
+                self.engine.connect().execution_options(write=True) as conn,
+                conn.begin(),
+            ):
+                try:
+                    yield conn
+                finally:
+                    changed = bool(conn.info.pop(CHANGED, False))
+        if changed:  # committed: an exception above would have skipped this
+            for wake in self.on_change:
+                wake()
 
     def init(self, *, migrate: bool = True) -> tuple[str | None, str]:
         """Bring the schema to this release's revision (`migrate=False`: refuse with a

@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Order, OrderItem, PurchaseRequest
 from product_mcp.core.errors import Conflict, NotFound, ShopError
+from product_mcp.shop import changes
+from product_mcp.shop.changes import Event
 from product_mcp.shop.database import Database
 from product_mcp.shop.schema import (
     customer_key,
@@ -87,10 +89,17 @@ class OrderQueries(Database):
             for item in items:
                 if item.productId not in found:
                     raise NotFound(f"Product ID {item.productId} does not exist")
+                if found[item.productId].archived:
+                    raise Conflict(
+                        f"{found[item.productId].name} (product ID {item.productId}) was "
+                        "archived and can no longer be bought"
+                    )
             # Rows are locked in product id order, so two purchases of the same products in
             # opposite orders cannot deadlock on PostgreSQL (SQLite has one writer anyway).
-            for item in sorted(items, key=lambda i: i.productId):
-                _take_stock(conn, item, found[item.productId].name)
+            left = {
+                item.productId: _take_stock(conn, item, found[item.productId].name)
+                for item in sorted(items, key=lambda i: i.productId)
+            }
             total = sum(found[i.productId].price_cents * i.quantity for i in items)
             now = datetime.now(UTC).replace(tzinfo=None)
             order_id = conn.execute(
@@ -120,6 +129,13 @@ class OrderQueries(Database):
                 conn.execute(
                     insert(idempotency_keys).values(key=key, request_hash=digest, order_id=order_id)
                 )
+            changes.append(  # last: see changes.py
+                conn,
+                [
+                    Event(pid, "purchased", quantity, found[pid].price_cents)
+                    for pid, quantity in left.items()
+                ],
+            )
         return Order(
             id=order_id,
             customerName=name,
@@ -174,10 +190,11 @@ class OrderQueries(Database):
             return self._orders(conn, stmt)
 
 
-def _take_stock(conn: Connection, item: OrderItem, name: str) -> None:
-    """Take the item's units, or refuse the whole purchase: never below zero, whatever runs
-    alongside, because the check and the decrement are one conditional UPDATE."""
-    taken = conn.execute(
+def _take_stock(conn: Connection, item: OrderItem, name: str) -> int:
+    """Take the item's units and return what is left, or refuse the whole purchase: never
+    below zero, whatever runs alongside, because the check and the decrement are one
+    conditional UPDATE."""
+    left = conn.execute(
         update(inventory)
         .where(
             and_(
@@ -186,12 +203,14 @@ def _take_stock(conn: Connection, item: OrderItem, name: str) -> None:
             )
         )
         .values(quantity=inventory.c.quantity - item.quantity)
-    ).rowcount
-    if taken != 1:
-        available = conn.scalar(
-            select(inventory.c.quantity).where(inventory.c.product_id == item.productId)
-        )
-        raise ShopError(f"Insufficient stock for {name}. Available: {available or 0}")
+        .returning(inventory.c.quantity)
+    ).scalar()
+    if left is not None:
+        return left
+    available = conn.scalar(
+        select(inventory.c.quantity).where(inventory.c.product_id == item.productId)
+    )
+    raise ShopError(f"Insufficient stock for {name}. Available: {available or 0}")
 
 
 def in_window(stmt: Any, since: datetime | None, until: datetime | None) -> Any:

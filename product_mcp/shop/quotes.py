@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from models import PurchaseRequest, Quote, QuoteItem
-from product_mcp.core.errors import NotFound, ShopError
+from product_mcp.core.errors import Conflict, NotFound, ShopError
 from product_mcp.shop.database import Database
 from product_mcp.shop.schema import inventory, products
 from product_mcp.shop.values import money, storable
@@ -29,7 +29,13 @@ class QuoteQueries(Database):
             raise ShopError("Invalid request: customer name is not valid Unicode text")
         ids = [i.productId for i in items]
         stmt = (
-            select(products.c.id, products.c.name, products.c.price_cents, inventory.c.quantity)
+            select(
+                products.c.id,
+                products.c.name,
+                products.c.price_cents,
+                products.c.archived,
+                inventory.c.quantity,
+            )
             .select_from(products.outerjoin(inventory, inventory.c.product_id == products.c.id))
             .where(products.c.id.in_(ids))
         )
@@ -41,6 +47,11 @@ class QuoteQueries(Database):
             row = found.get(item.productId)
             if row is None:
                 raise NotFound(f"Product ID {item.productId} does not exist")
+            if row.archived:  # worded as the purchase words it
+                raise Conflict(
+                    f"{row.name} (product ID {item.productId}) was archived and can no longer "
+                    "be bought"
+                )
             line = row.price_cents * item.quantity
             total += line
             lines.append(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     Connection,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.engine import make_url
 
@@ -45,6 +47,10 @@ products = Table(
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=False),
     Column("price_cents", Integer, CheckConstraint("price_cents >= 0"), nullable=False),
+    # The owner's product key (issue #13): bulk imports update the product with the same SKU.
+    Column("sku", String(64), nullable=True, unique=True, index=True),
+    # Archived products leave listings, search and sale; past orders still point at them.
+    Column("archived", Boolean, nullable=False, server_default=false()),
 )
 inventory = Table(
     "inventory",
@@ -80,6 +86,30 @@ idempotency_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("request_hash", String(64), nullable=False),
     Column("order_id", Integer, ForeignKey("orders.id"), nullable=False),
+)
+
+
+# The change feed's outbox (issue #13): every change to a product or its stock appends a row in
+# the same transaction. `seq` only grows (AUTOINCREMENT on SQLite: never reused after pruning)
+# and rows become visible in seq order: SQLite has one writer, and on PostgreSQL writers take
+# an advisory lock just before they append (`changes.py`).
+product_changes = Table(
+    "product_changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("product_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("quantity", Integer, nullable=True),
+    Column("price_cents", Integer, nullable=True),
+    Column("at", DateTime, nullable=False, index=True),
+    sqlite_autoincrement=True,
+)
+# One row: the highest seq pruning removed, so a consumer older than that is told to resync.
+change_feed = Table(
+    "change_feed",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pruned_through", Integer, nullable=False, server_default="0"),
 )
 
 

@@ -34,8 +34,16 @@ from product_mcp.shop.schema import metadata
 from tests.databases import DATABASES, fresh_database, fresh_postgres
 from tests.servers import free_port, start
 
-HEAD = "0001_baseline"
-TABLES = {"products", "inventory", "orders", "order_items", "idempotency_keys"}
+HEAD = "0002_live_inventory"
+TABLES = {
+    "products",
+    "inventory",
+    "orders",
+    "order_items",
+    "idempotency_keys",
+    "product_changes",
+    "change_feed",
+}
 
 
 @pytest.fixture(params=DATABASES)
@@ -391,3 +399,25 @@ def test_no_migrate_refuses_a_previous_release_file_and_changes_nothing(tmp_path
         assert httpx.get(f"{svc.url}/api/orders?customer=ünal").json()[0]["id"] == 2
     finally:
         svc.stop()
+
+
+def test_baseline_database_upgrades_to_live_inventory_in_place(url: str) -> None:
+    """A database at 0001_baseline with orders (the release before issue #13) gains SKUs,
+    the archived flag and the change feed; its products stay listed and buyable."""
+    shop = _shop(url)
+    try:
+        shop.init()
+        with shop.engine.begin() as conn:
+            command.downgrade(config(conn), "0001_baseline")
+        with shop.engine.connect() as conn:
+            assert "product_changes" not in inspect(conn).get_table_names()
+        with shop.engine.begin() as conn:
+            conn.execute(text("UPDATE inventory SET quantity = 7 WHERE product_id = 2"))
+        assert shop.init() == ("0001_baseline", HEAD)
+        assert [p.id for p in shop.list_products()] == [1, 2, 3, 4]
+        assert _scalar(shop.engine, "SELECT count(*) FROM products WHERE archived") == 0
+        assert _scalar(shop.engine, "SELECT pruned_through FROM change_feed") == 0
+        assert shop.get_product(2)[1] == 7
+        assert [p.id for p in shop.list_products(q="earbuds")] == [2]
+    finally:
+        shop.engine.dispose()

@@ -1,0 +1,137 @@
+"""The change feed's outbox: appended in the writer's transaction, read back in seq order.
+
+Why an outbox and not a message bus: the event and the change it describes commit together or
+not at all, so a consumer that reads the table after its last seq gets exactly what it missed,
+in order, from any number of API workers. Order is commit order: SQLite has one writer at a
+time, and on PostgreSQL every appender first takes one transaction-scoped advisory lock (held
+to commit), so a seq is drawn only when all earlier appenders have committed and no reader can
+see seq 12 before seq 11. The append is the writer's last statement, so holding that lock never
+waits on a row lock (no deadlock). On PostgreSQL the commit also NOTIFYs `CHANNEL` (delivered
+only at commit); readers may wake on it, but the table stays the truth.
+
+Old events are pruned after a retention window; `change_feed.pruned_through` remembers how far,
+so a consumer that asks from before it is told to resync instead of silently missing events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, delete, func, insert, select, text, update
+
+from models import Change
+from product_mcp.shop.schema import change_feed, product_changes
+from product_mcp.shop.values import iso, money
+
+OUTBOX_LOCK = 0x5E0B_C4A9_0E5E  # pg_advisory_xact_lock key of appenders
+CHANNEL = "shop_changes"  # PostgreSQL NOTIFY channel
+CHANGED = "shop_changed"  # conn.info flag: this transaction appended (Database._write wakes)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change to append: the product, what happened, and its state afterwards."""
+
+    product_id: int
+    kind: str
+    quantity: int | None = None
+    price_cents: int | None = None
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def append(conn: Connection, events: list[Event]) -> None:
+    """Append `events` in the caller's transaction; call it as the transaction's last write."""
+    if not events:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": OUTBOX_LOCK})
+    at = now()
+    conn.execute(
+        insert(product_changes),
+        [
+            {
+                "product_id": e.product_id,
+                "kind": e.kind,
+                "quantity": e.quantity,
+                "price_cents": e.price_cents,
+                "at": at,
+            }
+            for e in events
+        ],
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"NOTIFY {CHANNEL}"))
+    conn.info[CHANGED] = True
+
+
+def as_change(row: object) -> Change:
+    price = getattr(row, "price_cents", None)
+    return Change(
+        seq=row.seq,  # type: ignore[attr-defined]
+        productId=row.product_id,  # type: ignore[attr-defined]
+        kind=row.kind,  # type: ignore[attr-defined]
+        quantity=row.quantity,  # type: ignore[attr-defined]
+        price=None if price is None else money(price),
+        at=iso(row.at),  # type: ignore[attr-defined]
+    )
+
+
+def pruned_through(conn: Connection) -> int:
+    return conn.scalar(select(change_feed.c.pruned_through).where(change_feed.c.id == 1)) or 0
+
+
+def latest(conn: Connection) -> int:
+    """The newest seq there is (or the pruning mark, if every event was pruned)."""
+    newest = conn.scalar(select(func.max(product_changes.c.seq))) or 0
+    return max(newest, pruned_through(conn))
+
+
+def read(conn: Connection, after: int, limit: int) -> list[Change]:
+    """Up to `limit` events after seq `after`, oldest first; a single resync event instead if
+    some of the events after `after` were pruned."""
+    if after < pruned_through(conn):
+        return [resync(latest(conn))]
+    rows = conn.execute(
+        select(product_changes)
+        .where(product_changes.c.seq > after)
+        .order_by(product_changes.c.seq)
+        .limit(limit)
+    )
+    return [as_change(r) for r in rows]
+
+
+def resync(seq: int) -> Change:
+    """Tell a consumer it is older than the retention window: re-read the catalogue, then
+    follow on after `seq`."""
+    return Change(seq=seq, productId=None, kind="resync", at=iso(now()))
+
+
+def prune(conn: Connection, retention_seconds: float) -> int:
+    """Delete events older than the retention window (never the newest one, so the seq
+    stays readable); returns how many. Run in a write transaction."""
+    cutoff = now() - timedelta(seconds=retention_seconds)
+    newest = conn.scalar(select(func.max(product_changes.c.seq))) or 0
+    through = conn.scalar(
+        select(func.max(product_changes.c.seq)).where(
+            product_changes.c.at < cutoff, product_changes.c.seq < newest
+        )
+    )
+    if through is None:
+        return 0
+    gone = conn.execute(delete(product_changes).where(product_changes.c.seq <= through)).rowcount
+    marked = conn.execute(
+        update(change_feed)
+        .where(change_feed.c.id == 1)
+        .values(pruned_through=func.max(change_feed.c.pruned_through, through))
+        if conn.dialect.name == "sqlite"
+        else update(change_feed)
+        .where(change_feed.c.id == 1)
+        .values(pruned_through=func.greatest(change_feed.c.pruned_through, through))
+    ).rowcount
+    if not marked:
+        conn.execute(insert(change_feed).values(id=1, pruned_through=through))
+    return gone

@@ -1,0 +1,117 @@
+"""api.py's staff routes: the owner adds, edits, archives and restocks products (issue #13).
+
+Why a router of its own: these routes share one guard, the staff token (`ADMIN_TOKEN`, sent as
+`Authorization: Bearer`, compared in constant time), which the public routes never ask for.
+Without a token configured the staff routes are off and say so (503); a missing token is 401,
+a wrong one 403, each with a sentence.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from models import (
+    MAX_PRODUCT_ID,
+    CatalogProduct,
+    ProductCreate,
+    ProductUpdate,
+    StockUpdate,
+)
+from product_mcp.shop import Shop
+
+bearer = HTTPBearer(auto_error=False, description="The staff token (ADMIN_TOKEN)")
+ProductPath = Annotated[int, Path(ge=1, le=MAX_PRODUCT_ID)]
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Body is not JSON"},
+    401: {"description": "No staff token (Authorization: Bearer)"},
+    403: {"description": "Wrong staff token"},
+    413: {"description": "Body too large"},
+    503: {"description": "Staff routes are off: ADMIN_TOKEN is not set"},
+}
+
+
+def require_staff(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """The staff token guard: 503 when off, 401 without a bearer token, 403 when wrong."""
+    token: str = request.app.state.admin_token
+    if not token:
+        raise HTTPException(
+            503, "Staff routes are off: set ADMIN_TOKEN on api.py to manage the catalogue"
+        )
+    if credentials is None:
+        raise HTTPException(
+            401,
+            "This route needs the staff token: send Authorization: Bearer <ADMIN_TOKEN>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        raise HTTPException(403, "The staff token is wrong")
+
+
+def get_shop(request: Request) -> Shop:
+    return request.app.state.shop
+
+
+ShopDep = Annotated[Shop, Depends(get_shop)]
+router = APIRouter(tags=["staff"], dependencies=[Depends(require_staff)])
+
+
+@router.post(
+    "/api/products",
+    response_model=CatalogProduct,
+    status_code=201,
+    responses={**AUTH_RESPONSES, 409: {"description": "SKU already used"}},
+)
+def create_product(shop: ShopDep, body: ProductCreate) -> CatalogProduct:
+    """Add a product with its opening stock (201 with the product and its new `id`)."""
+    return shop.create_product(body)
+
+
+@router.patch(
+    "/api/products/{product_id}",
+    response_model=CatalogProduct,
+    responses={
+        **AUTH_RESPONSES,
+        404: {"description": "Unknown product"},
+        409: {"description": "Archived product"},
+    },
+)
+def update_product(shop: ShopDep, product_id: ProductPath, body: ProductUpdate) -> CatalogProduct:
+    """Change any of a product's name, description and price."""
+    return shop.update_product(product_id, body)
+
+
+@router.delete(
+    "/api/products/{product_id}",
+    response_model=CatalogProduct,
+    responses={
+        **AUTH_RESPONSES,
+        404: {"description": "Unknown product"},
+        409: {"description": "Already archived"},
+    },
+)
+def archive_product(shop: ShopDep, product_id: ProductPath) -> CatalogProduct:
+    """Archive a product: it leaves listings, search and sale; past orders keep it."""
+    return shop.archive_product(product_id)
+
+
+@router.patch(
+    "/api/inventory/{product_id}",
+    response_model=CatalogProduct,
+    responses={
+        **AUTH_RESPONSES,
+        404: {"description": "Unknown product"},
+        409: {"description": "Archived product, or stock would leave 0..1,000,000,000"},
+    },
+)
+def set_stock(shop: ShopDep, product_id: ProductPath, body: StockUpdate) -> CatalogProduct:
+    """Set the stock (`{"quantity": n}`) or adjust it (`{"delta": n}`), atomically with
+    purchases: it never goes below zero."""
+    return shop.set_stock(product_id, body)
