@@ -219,6 +219,7 @@ def create_purchase(
     responses={
         400: {"description": "Missing name or items"},
         404: {"description": "Unknown product"},
+        409: {"description": "A product was archived"},
         413: {"description": "Body over 64 KiB"},
     },
 )

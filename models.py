@@ -165,9 +165,25 @@ class PurchaseRequest(BaseModel):
     )
     items: list[OrderItem] = Field(
         max_length=MAX_ITEMS,
-        description=f"1..{MAX_ITEMS} items; repeated productIds are merged",
+        description=f"1..{MAX_ITEMS} items; repeated productIds are merged, and a product's "
+        f"merged quantity must stay within 1..{MAX_QUANTITY}",
         json_schema_extra={"minItems": 1},
     )
+
+    @field_validator("items")
+    @classmethod
+    def _merged_within_bounds(cls, v: list[OrderItem]) -> list[OrderItem]:
+        """The order stores merged lines, each bounded like one item (a restocked product
+        could otherwise be bought 16,256 at a time in 13 items of the same id)."""
+        totals: dict[int, int] = {}
+        for item in v:
+            totals[item.productId] = totals.get(item.productId, 0) + item.quantity
+            if totals[item.productId] > MAX_QUANTITY:
+                raise ValueError(
+                    f"product {item.productId} adds up to more than {MAX_QUANTITY} units; "
+                    f"at most {MAX_QUANTITY} of one product per purchase"
+                )
+        return v
 
     @field_validator("customerName")
     @classmethod

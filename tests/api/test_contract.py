@@ -116,6 +116,8 @@ BAD_BODIES = {
                          ["body", "items", 0, "productId"]),
     "productId huge": ({"customerName": "A", "items": [{"productId": 2**40, "quantity": 1}]},
                        ["body", "items", 0, "productId"]),
+    "merged quantity too big": ({"customerName": "A", "items": [
+                                    {"productId": 1, "quantity": 6000}] * 2}, ["body", "items"]),
     "too many items": ({"customerName": "A",
                         "items": [{"productId": 1, "quantity": 1}] * 101}, ["body", "items"]),
     "name too long": ({"customerName": "x" * 201, "items": [{"productId": 1, "quantity": 1}]},
