@@ -11,7 +11,7 @@ over many calls after a warm-up. Server CPU per call is read from /proc for each
 involved.
 
 This module only parses the arguments, sets the services up and runs the measuring modules in
-order: coldstart, layers, throughput, purchases, search, memory, then scale (PostgreSQL, nginx
+order: coldstart, layers, page, throughput, purchases, search, memory, then scale (PostgreSQL, nginx
 and Redis rows of its own processes; left out where one of those is missing).
 """
 
@@ -32,6 +32,7 @@ from bench.coldstart import cold_start
 from bench.layers import layers
 from bench.measure import Bench
 from bench.memory import memory
+from bench.page import page
 from bench.procs import (
     ROOT,
     free_ports,
@@ -68,6 +69,7 @@ async def run(b: Bench, work: Path) -> None:
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=60, limits=limits))
         await layers(b, http, api_url)
+        await page(b)
         await throughput(b, api_url)
         await purchases(b, http, "api", dbs.seed, dbs.stock)
         await purchases(b, http, "normal", dbs.normal, dbs.stock)

@@ -25,6 +25,9 @@ class Sizes:
     mem_sse: int
     cold_starts: int
     restores: int  # sessions restored by another replica (bench/scale.py)
+    page_turns: int  # the long chat's turns (bench/page.py)
+    page_sends: int  # real turns sent through the page on a fresh chat, and again at its end
+    page_renders: int  # new messages timed at the end of that chat
 
 
 FULL = Sizes(
@@ -41,6 +44,9 @@ FULL = Sizes(
     mem_sse=500,
     cold_starts=3,
     restores=200,
+    page_turns=200,
+    page_sends=8,
+    page_renders=30,
 )
 SMOKE = Sizes(
     products=2_000,
@@ -56,4 +62,7 @@ SMOKE = Sizes(
     mem_sse=20,
     cold_starts=1,
     restores=5,
+    page_turns=6,
+    page_sends=2,
+    page_renders=3,
 )

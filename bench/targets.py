@@ -60,6 +60,12 @@ def targets(b: Bench) -> list[dict[str, Any]]:
     ]:
         v = r[key].p50_ms if key in r else None
         target(f"{name}, {b.sizes.products:,} products", "<= 20", v, at_most(v, 20), "ms")
+    v = r["page_first_feedback"].p50_ms if "page_first_feedback" in r else None
+    target("page: Send to first visible feedback, p50", "<= 100", v, at_most(v, 100), "ms")
+    row = r.get("page_render_message")
+    v = row.p50_ms if row else None
+    name = f"page: render a new message after {b.sizes.page_turns} turns, p50"
+    target(name, "<= 16", v, at_most(v, 16), "ms")
     m = b.memory
     v = m.get("per_session_kib")
     target("RSS per idle Streamable HTTP session", "<= 60", v, v is not None and v <= 60, "KiB")

@@ -27,7 +27,7 @@ from product_mcp.chat.calls import (
 )
 from product_mcp.chat.elicitation import CallRoute
 from product_mcp.chat.history import HistoryMessage, fit_for_history, truncate
-from product_mcp.chat.llm import NO_LLM_MESSAGE, LLMSettings, explain_llm_error
+from product_mcp.chat.llm import NO_LLM_MESSAGE, LLMSettings, explain_llm_error, stream_chat
 from product_mcp.chat.manager import McpManager
 from product_mcp.chat.media import result_content
 from product_mcp.chat.names import build_table
@@ -199,7 +199,7 @@ class ChatEngine:
 
         assembler = CallAssembler()
         try:
-            stream = await self.client.chat.completions.create(**self._request(messages, table))
+            stream = await stream_chat(self.client, self._request(messages, table))
             async with stream:  # closed on Stop: the provider stops generating
                 await self._read(stream, emit, text, assembler)
         except openai.OpenAIError as e:

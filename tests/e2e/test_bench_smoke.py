@@ -49,6 +49,8 @@ SCALE_ROWS = {
     "nginx_2_replica",
     "session_restore",
 }
+# Issue #14's page rows (bench/page.py): Chromium and Playwright, required in CI.
+PAGE_ROWS = {"page_weight", "page_first_feedback", "page_render_message"}
 
 
 def test_bench_smoke(tmp_path: Path) -> None:
@@ -66,9 +68,12 @@ def test_bench_smoke(tmp_path: Path) -> None:
     rows = {r["key"]: r for r in result["rows"]}
     skipped = result["checks"].get("scale_skipped")
     assert not (skipped and IN_CI), f"the scale rows need PostgreSQL, Redis and nginx: {skipped}"
-    assert set(rows) == ROWS | (set() if skipped else SCALE_ROWS)
+    no_page = result["checks"].get("page_skipped")
+    assert not (no_page and IN_CI), f"the page rows need Chromium and Playwright: {no_page}"
+    page = set() if no_page else PAGE_ROWS
+    assert set(rows) == ROWS | (set() if skipped else SCALE_ROWS) | page
     for key, row in rows.items():
-        if not key.startswith("mem_"):
+        if not key.startswith("mem_") and key != "page_weight":
             assert row["p50_ms"] is not None and row["p50_ms"] > 0, row
     # Every MCP row really spoke the protocol it claims.
     assert "2026-07-28" in rows["mcp_modern"]["note"]
@@ -88,5 +93,12 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert mem["sessions"] == result["sizes"]["mem_sessions"]
     assert mem["sse_streams"] == result["sizes"]["mem_sse"]
     assert result["cold_start"]["all_answer_s"] > 0
-    assert len(result["targets"]) == 15
+    assert len(result["targets"]) == 17
+    if not no_page:
+        # The page loaded its HTML, CSS and every module, and the long chat was all drawn.
+        weight = result["checks"]["page_weight"]
+        assert weight["files"] >= 3 and weight["gzip_bytes"] < weight["raw_bytes"]
+        chat = result["checks"]["page_chat"]
+        assert chat["tool_cards"] == chat["turns"] == result["sizes"]["page_turns"]
+        assert rows["page_first_feedback"]["n"] == 2 * result["sizes"]["page_sends"]
     assert "targets:" in proc.stdout
