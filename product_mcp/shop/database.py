@@ -47,20 +47,18 @@ class Database:
         changed = False
         if self.dialect != "sqlite":
             with self.engine.connect().execution_options(write=True) as conn, conn.begin():
-                try:
-                    yield conn
-                finally:
-                    changed = bool(conn.info.pop(CHANGED, False))
+                yield conn
+                # Not in a `finally`: after a lost connection `conn.info` raises
+                # PendingRollbackError, which hid the OperationalError the API answers with 503.
+                changed = bool(conn.info.pop(CHANGED, False))
         else:
             with (
                 self._write_lock,
                 self.engine.connect().execution_options(write=True) as conn,
                 conn.begin(),
             ):
-                try:
-                    yield conn
-                finally:
-                    changed = bool(conn.info.pop(CHANGED, False))
+                yield conn
+                changed = bool(conn.info.pop(CHANGED, False))
         if changed:  # committed: an exception above would have skipped this
             for wake in self.on_change:
                 wake()
