@@ -217,7 +217,8 @@ def test_no_purchase_before_initialized_on_mcp(api: Service, mcp: Service) -> No
 def test_no_purchase_before_initialized_on_sse(api: Service, mcp: Service) -> None:
     with sse_session(mcp, initialized=False) as (post, events):
         assert post(purchase("Early Sse", 4)).status_code == 202
-        deadline = time.monotonic() + 10
+        # refused after the handshake grace (HANDSHAKE_GRACE_S, 10 s), so wait well past it
+        deadline = time.monotonic() + 40
         while not [e for e in events if isinstance(e, dict) and e.get("id") == 4]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
