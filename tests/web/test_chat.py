@@ -92,7 +92,7 @@ def test_call_tool_direct(web: InProcessWeb) -> None:
         ({"server": "nope", "name": "x", "args": {}}, 404, "Unknown MCP server 'nope'"),
         ({"server": "shop", "name": "nope", "args": {}}, 404, "has no tool 'nope'"),
         ({"server": "shop", "name": "get_product", "args": {"productId": "1"}}, 422, "productId"),
-        ({"server": "shop", "name": "get_product", "args": {}}, 422, "'productId' is a required"),
+        ({"server": "shop", "name": "get_product", "args": {}}, 422, "productId: is required"),
         ({"server": "mini", "name": "add", "args": {"a": 1, "b": 2, "c": 3}}, 200, "3"),
     ],
 )
