@@ -117,6 +117,7 @@ async def api_tools(chat: Chat) -> dict[str, Any]:
                 "title": e.tool.title,
                 "description": e.tool.description or "No description",
                 "input_schema": e.input_schema,
+                "output_schema": e.tool.output_schema,  # the page picks a result view by it
                 "read_only": e.read_only,
                 "function": names[(e.server, e.name)],
             }
