@@ -333,6 +333,11 @@ class ServerConnection:
             )
         return client, self._generation
 
+    async def session(self) -> Client:
+        """The live session, for requests beyond tool calls (prompts, resources: catalog.py);
+        ServerUnavailable when there is none after a quick reconnect."""
+        return (await self._live_client())[0]
+
     async def ensure_connected(self) -> bool:
         """Reconnect now (skipping the backoff wait) if needed; False if that did not work."""
         try:
