@@ -60,7 +60,18 @@ HISTORY_MAX_TOOL_CALLS = 64
 HISTORY_MAX_ARGUMENTS = 100_000
 HISTORY_MAX_NAME = 128
 HISTORY_MAX_ID = 200
+# The `_meta` key of web.py's correlation id on each tools/call; main.py echoes it in the
+# `_meta` of a question it asks during that call, so web.py shows it in the right chat.
+CALL_META_KEY = "product-mcp/call"
+
+# MCP resources attached to one chat message: web.py reads them from their server and gives
+# their text to the model with that message (text resources only).
+ATTACHMENTS_MAX = 5
+ATTACHMENT_MAX_CHARS = 50_000
+ATTACHMENT_MAX_URI = 2000
 HISTORY_LIMITS = {
+    "maxAttachments": ATTACHMENTS_MAX,
+    "maxAttachmentChars": ATTACHMENT_MAX_CHARS,
     "maxBodyBytes": MAX_BODY_BYTES,
     "maxMessageChars": MESSAGE_MAX_CHARS,
     "maxMessages": HISTORY_MAX_MESSAGES,

@@ -3,7 +3,9 @@
 Run: `uv run python web.py` (127.0.0.1:8002; `--host/--port` or WEB_HOST/WEB_PORT). The seed's
 routes keep their shapes (`/api/tools`, `/api/call-tool`, `/api/chat`); new are `/api/servers`,
 `/api/config`, `/api/chat/stream` (Server-Sent Events), `/api/chat/approve`,
-`/api/chat/elicitation` (answers to a server's question), `/api/chat/stop` and `/healthz`.
+`/api/chat/elicitation` (answers to a server's question), `/api/chat/stop`, the servers' MCP
+prompts (`/api/prompts`, `/api/prompts/get`) and resources (`/api/resources`,
+`/api/resources/read`; a chat message may carry `attachments`) and `/healthz`.
 The machinery behind the routes lives in `product_mcp/chat/`.
 """
 
@@ -24,8 +26,16 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from models import MAX_BODY_BYTES
+from models import ATTACHMENT_MAX_URI, ATTACHMENTS_MAX, MAX_BODY_BYTES, MESSAGE_MAX_CHARS
 from product_mcp.chat.arguments import validate_arguments
+from product_mcp.chat.catalog import (
+    Attachment,
+    attachment_messages,
+    get_prompt,
+    list_prompts,
+    list_resources,
+    read_text,
+)
 from product_mcp.chat.elicitation import CallRoute
 from product_mcp.chat.history import ChatRequest
 from product_mcp.chat.media import result_content
@@ -67,6 +77,27 @@ class CallToolRequest(BaseModel):
     # seed) the tool runs as it always did.
     approval: Literal["ask", "auto"] | None = None
     confirmed: bool = False
+
+
+class ChatTurn(ChatRequest):
+    """A chat message, optionally with MCP resources attached (their text goes to the model
+    with this message only; the page's history keeps the message as typed)."""
+
+    attachments: list[Attachment] = Field(default_factory=list, max_length=ATTACHMENTS_MAX)
+
+
+class PromptRequest(BaseModel):
+    server: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    arguments: dict[
+        Annotated[str, Field(min_length=1, max_length=200)],
+        Annotated[str, Field(max_length=MESSAGE_MAX_CHARS)],
+    ] = Field(default_factory=dict, max_length=50)
+
+
+class ResourceRequest(BaseModel):
+    server: str = Field(min_length=1, max_length=200)
+    uri: str = Field(min_length=1, max_length=ATTACHMENT_MAX_URI)
 
 
 class ElicitationAnswer(BaseModel):
@@ -117,12 +148,36 @@ async def api_tools(chat: Chat) -> dict[str, Any]:
                 "title": e.tool.title,
                 "description": e.tool.description or "No description",
                 "input_schema": e.input_schema,
+                "output_schema": e.tool.output_schema,  # the page picks a result view by it
                 "read_only": e.read_only,
                 "function": names[(e.server, e.name)],
             }
             for e in entries
         ]
     }
+
+
+@router.get("/api/prompts")
+async def api_prompts(chat: Chat) -> dict[str, Any]:
+    """Every connected server's MCP prompts, for the page's prompt picker."""
+    return await list_prompts(chat.manager)
+
+
+@router.post("/api/prompts/get")
+async def api_prompts_get(req: PromptRequest, chat: Chat) -> dict[str, Any]:
+    """One prompt filled in with its arguments: its messages as text for the message box."""
+    return await get_prompt(chat.manager, req.server, req.name, req.arguments)
+
+
+@router.get("/api/resources")
+async def api_resources(chat: Chat) -> dict[str, Any]:
+    """Every connected server's MCP resources (and resource templates), to attach to a message."""
+    return await list_resources(chat.manager)
+
+
+@router.post("/api/resources/read")
+async def api_resources_read(req: ResourceRequest, chat: Chat) -> dict[str, Any]:
+    return await read_text(chat.manager, req.server, req.uri)
 
 
 @router.post("/api/call-tool")
@@ -172,17 +227,28 @@ async def api_call_tool(req: CallToolRequest, chat: Chat) -> Response:
     return JSONResponse(body)
 
 
+async def _attach(req: ChatTurn, chat: ChatServices) -> ChatTurn:
+    """The attached resources' text, read now (a refusal is a 4xx before any stream), goes
+    to the model as messages right before the user's; the page's history never holds it."""
+    if not req.attachments:
+        return req
+    extra = await attachment_messages(chat.manager, req.attachments)
+    return req.model_copy(update={"history": [*req.history, *extra]})
+
+
 @router.post("/api/chat")
-async def api_chat(req: ChatRequest, chat: Chat) -> Response:
+async def api_chat(req: ChatTurn, chat: Chat) -> Response:
     """Script-friendly: one JSON answer, tools run without asking (the seed's behaviour)."""
+    req = await _attach(req, chat)
     result = await chat.engine.run(req.message, req.history)
     return JSONResponse(result.as_dict())
 
 
 @router.post("/api/chat/stream")
-async def api_chat_stream(req: ChatRequest, chat: Chat) -> Response:
+async def api_chat_stream(req: ChatTurn, chat: Chat) -> Response:
     if chat.engine.client is None:
         raise LLMError(chat.public_config()["llmMessage"], 503)
+    req = await _attach(req, chat)
     ask = (req.approval or chat.settings.TOOL_APPROVAL) == "ask"
     return stream_turn(chat.engine, req, chat.approvals if ask else None, chat.turns)
 

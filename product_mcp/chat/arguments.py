@@ -1,6 +1,6 @@
 """Check a model's (or a form's) tool arguments against the tool's input schema first.
 
-Why before the call: a clear "at items/0/quantity: 0 is less than the minimum of 1" lets the
+Why before the call: a clear "items[0].quantity: must be ≥ 1 (got 0)" lets the
 model correct itself in the next round without a round trip to the server. A schema that
 cannot be used (invalid, a dangling $ref) says nothing about the arguments: the server judges.
 """
@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 
 from product_mcp.chat.results import ToolEntry, describe_error
+from product_mcp.chat.schema_errors import first_problem
 
 log = logging.getLogger("chat")
 
@@ -26,7 +27,7 @@ def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
     schema = entry.input_schema
     try:
         cls = jsonschema.validators.validator_for(schema)
-        errors = sorted(cls(schema).iter_errors(args), key=lambda e: list(e.path))
+        errors = list(cls(schema).iter_errors(args))
     except Exception as e:
         # A schema jsonschema cannot use (invalid, a $ref pointing nowhere, an unknown remote
         # reference...) says nothing about the arguments: let the server judge the call.
@@ -42,8 +43,5 @@ def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
                 describe_error(e),
             )
         return None
-    if not errors:
-        return None
-    err = errors[0]
-    where = "/".join(str(p) for p in err.absolute_path) or "(arguments)"
-    return f"invalid arguments for '{entry.name}' at {where}: {err.message}"
+    problem = first_problem(errors)
+    return f"invalid arguments for '{entry.name}': {problem}" if problem else None

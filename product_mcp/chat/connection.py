@@ -14,6 +14,7 @@ import math
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -31,6 +32,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult, Implementation, Tool
 from mcp.types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
 
+from models import CALL_META_KEY
 from product_mcp.chat.elicitation import CallRoute, Elicitations, unattended
 from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.chat.results import ToolEntry, describe_error
@@ -81,6 +83,7 @@ class ServerConnection:
         self.config = config
         self.elicitations = elicitations or Elicitations()
         self._routes: list[CallRoute] = []  # calls in flight, oldest first
+        self._keyed: dict[str, CallRoute] = {}  # the same, by the id sent in their `_meta`
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self.reconnect_max = reconnect_max
@@ -190,11 +193,21 @@ class ServerConnection:
         }
 
     async def _on_elicit(
-        self, _ctx: ClientRequestContext, params: ElicitRequestParams
+        self, ctx: ClientRequestContext, params: ElicitRequestParams
     ) -> ElicitResult:
-        """A server's question during a call. Requests carry no link to the call that caused
-        them, so it goes to the most recent call in flight on this server that has a page
-        (with one chat at a time, the only one); with no call in flight it is cancelled."""
+        """A server's question during a call. Each call's `tools/call` carries an id in its
+        `_meta` (CALL_META_KEY); a server that echoes it in the question's `_meta` (main.py)
+        gets its question shown to that call's chat, and a question for a call that has ended
+        is cancelled. A server that does not echo it (MCP has no standard link) gets the
+        old guess: the most recent call in flight on this server that has a page. With two
+        chats calling such a server at once, a question could reach the wrong chat."""
+        meta = ctx.meta or getattr(params, "meta", None) or {}
+        key = meta.get(CALL_META_KEY) if isinstance(meta, dict) else None
+        if isinstance(key, str):
+            route = self._keyed.get(key)
+            if route is None:
+                return unattended(None, params)
+            return await self.elicitations.ask(route, self.name, params)
         routes = [r for r in self._routes if r.emit is not None] or self._routes
         if not routes:
             return unattended(None, params)
@@ -333,6 +346,11 @@ class ServerConnection:
             )
         return client, self._generation
 
+    async def session(self) -> Client:
+        """The live session, for requests beyond tool calls (prompts, resources: catalog.py);
+        ServerUnavailable when there is none after a quick reconnect."""
+        return (await self._live_client())[0]
+
     async def ensure_connected(self) -> bool:
         """Reconnect now (skipping the backoff wait) if needed; False if that did not work."""
         try:
@@ -358,15 +376,18 @@ class ServerConnection:
         calls that may wait on the user (a question is not the server being slow).
         """
         route = route or CallRoute(tool=name)
+        key = uuid.uuid4().hex
         self._routes.append(route)
+        self._keyed[key] = route
         try:
-            return await self._call_tool(name, args, time_limit, route)
+            return await self._call_tool(name, args, time_limit, route, key)
         finally:
             self._routes.remove(route)
+            del self._keyed[key]
             self.elicitations.close(route)
 
     async def _call_tool(
-        self, name: str, args: dict[str, Any], time_limit: float, route: CallRoute
+        self, name: str, args: dict[str, Any], time_limit: float, route: CallRoute, key: str
     ) -> CallToolResult:
         """A stale session is replaced and the call retried once. Retrying is safe when the
         server refused the session outright ("Session not found"), or when the tool is
@@ -377,7 +398,11 @@ class ServerConnection:
             client, generation = await self._live_client()
             try:
                 return await client.call_tool(
-                    name, args, read_timeout_seconds=time_limit, progress_callback=progress
+                    name,
+                    args,
+                    read_timeout_seconds=time_limit,
+                    progress_callback=progress,
+                    meta={CALL_META_KEY: key},
                 )
             except MCPError as e:
                 if e.code == REQUEST_TIMEOUT:

@@ -20,6 +20,7 @@ import anyio
 import jsonschema
 from mcp.types import ElicitRequestParams, ElicitResult
 
+from product_mcp.chat.schema_errors import first_problem
 from product_mcp.core.errors import ProductMcpError
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -176,11 +177,7 @@ def _misfit(schema: dict[str, Any] | None, content: dict[str, Any]) -> str | Non
         return None
     try:
         cls = jsonschema.validators.validator_for(schema)
-        errors = sorted(cls(schema).iter_errors(content), key=lambda e: list(e.path))
+        errors = list(cls(schema).iter_errors(content))
     except Exception:
         return None  # a schema we cannot use: the server judges the answer
-    if not errors:
-        return None
-    err = errors[0]
-    where = ".".join(str(p) for p in err.absolute_path)
-    return f"content{'.' + where if where else ''}: {err.message}"
+    return first_problem(errors, root="content")

@@ -7,6 +7,12 @@ the client did not declare form elicitation, cannot be sent a request (stateless
 quote says the purchase cannot succeed anyway: the purchase then answers in its own words.
 The question must read the same on every round of 2026-07-28 (its digest is checked), so it
 names prices and totals, never the stock that may move in between.
+
+Which call asked: a handshake-era `elicitation/create` carries no link to the `tools/call` it
+belongs to, so a client running several calls on one session (web.py, one per chat) cannot
+tell whose question it is. When the call's `_meta` had a correlation id (`product-mcp/call`,
+sent by web.py) or a progressToken, the question is sent here with them echoed in its own
+`_meta`, and web.py routes it by them (product_mcp/chat/connection.py).
 """
 
 from __future__ import annotations
@@ -14,12 +20,21 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from mcp.server.elicitation import (
+    AcceptedElicitation,
+    CancelledElicitation,
+    DeclinedElicitation,
+    ElicitationResult,
+    render_elicitation_schema,
+)
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit
+from mcp.shared.message import ServerMessageMetadata
+from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict
 
-from models import OrderItem
+from models import CALL_META_KEY, OrderItem
 from product_mcp.core.config import load_settings
 from product_mcp.mcp_server.api_client import ApiError, api
 
@@ -39,14 +54,21 @@ def currency() -> str:
     return load_settings().CURRENCY
 
 
+_ANSWERS = (AcceptedElicitation, DeclinedElicitation, CancelledElicitation)
+
+
+def _modern(ctx: Context[Any, Any]) -> bool:
+    version = ctx.protocol_version
+    return version is not None and is_version_at_least(version, "2026-07-28")
+
+
 def can_elicit(ctx: Context[Any, Any]) -> bool:
     """Whether this request's client takes a form elicitation now."""
     caps = ctx.client_capabilities
     el = caps.elicitation if caps is not None else None
     if el is None or (el.form is None and el.url is not None):
         return False
-    version = ctx.protocol_version
-    if version is not None and is_version_at_least(version, "2026-07-28"):
+    if _modern(ctx):
         return True  # asked through InputRequiredResult: no back-channel needed
     return ctx.session.can_send_request
 
@@ -77,7 +99,7 @@ def quote_message(customer: str, quote: dict[str, Any]) -> str:
 
 async def confirm_purchase(
     customerName: str, items: list[OrderItem], ctx: Context[Any, Any]
-) -> Elicit[PurchaseConfirmation] | NotAsked:
+) -> Elicit[PurchaseConfirmation] | ElicitationResult[PurchaseConfirmation] | NotAsked:
     """Ask the user to confirm the quoted purchase, when the client can be asked."""
     if not can_elicit(ctx):
         return NotAsked()
@@ -91,4 +113,47 @@ async def confirm_purchase(
         return NotAsked()  # the purchase will refuse it with the same words
     if not quote.get("inStock"):
         return NotAsked()  # it cannot succeed: the purchase says why (insufficient stock)
-    return Elicit(quote_message(customerName.strip(), quote), PurchaseConfirmation)
+    message = quote_message(customerName.strip(), quote)
+    meta = call_ids(ctx)
+    if meta and not _modern(ctx):
+        return await ask_with_ids(ctx, message, meta)
+    return Elicit(message, PurchaseConfirmation)
+
+
+def call_ids(ctx: Context[Any, Any]) -> dict[str, Any]:
+    """What identifies the calling `tools/call` to its client: web.py's correlation id and
+    the call's progressToken, when the request's `_meta` carried them."""
+    meta = ctx.request_context.meta or {}
+    ids: dict[str, Any] = {}
+    if isinstance(meta.get(CALL_META_KEY), str):
+        ids[CALL_META_KEY] = meta[CALL_META_KEY][:200]
+    if meta.get("progress_token") is not None:
+        ids["progressToken"] = meta["progress_token"]
+    return ids
+
+
+async def ask_with_ids(
+    ctx: Context[Any, Any], message: str, ids: dict[str, Any]
+) -> ElicitationResult[PurchaseConfirmation]:
+    """The SDK's `ctx.elicit`, with the calling request's ids in the question's `_meta`."""
+    params = ElicitRequestFormParams(
+        message=message,
+        requested_schema=render_elicitation_schema(PurchaseConfirmation),
+        _meta=ids,  # type: ignore[call-arg]
+    )
+    result = await ctx.session.send_request(
+        ElicitRequest(params=params),
+        ElicitResult,
+        metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+    )
+    if result.action == "accept":
+        return AcceptedElicitation(data=PurchaseConfirmation())
+    return DeclinedElicitation() if result.action == "decline" else CancelledElicitation()
+
+
+def settled(confirmation: Any) -> Any:
+    """The resolver's outcome as the tool reads it: a question asked here (`ask_with_ids`)
+    arrives wrapped as a plain resolved value, i.e. "accepted" with the answer inside."""
+    if isinstance(confirmation, AcceptedElicitation) and isinstance(confirmation.data, _ANSWERS):
+        return confirmation.data
+    return confirmation

@@ -42,7 +42,7 @@ from models import (
     SalesReport,
 )
 from product_mcp.mcp_server.api_client import api
-from product_mcp.mcp_server.confirm import PurchaseConfirmation, confirm_purchase
+from product_mcp.mcp_server.confirm import PurchaseConfirmation, confirm_purchase, settled
 from product_mcp.mcp_server.server import log, mcp
 
 Limit = Annotated[
@@ -179,6 +179,7 @@ async def create_purchase_tool(
     ("cancel arrived too late: order N was placed") instead of a cancel that did not happen.
     With elicitation the user first sees the API's quote (confirm.py); only Accept buys.
     """
+    confirmation = settled(confirmation)
     if not isinstance(confirmation, AcceptedElicitation):
         action = "declined" if confirmation.action == "decline" else "cancelled"
         return PurchaseOutcome(

@@ -4,6 +4,7 @@
  * answers, and owns Send and Stop (Stop, or Escape, ends the reply and keeps what was said). */
 
 import { postJSON } from "./api.js";
+import { attachedLabels, attachments, clearAttachments } from "./attach.js";
 import { historyLimits, loadConfig } from "./config.js";
 import { $ } from "./dom.js";
 import { recentHistory } from "./history.js";
@@ -87,7 +88,9 @@ export async function stop() {
 async function stream(text, limits, me) {
   const approval = askBox.checked ? "ask" : "auto";
   const history = recentHistory(state.history, { message: text, history: [], approval }, limits);
+  const attached = attachments();
   addItem({ kind: "user", text });
+  if (attached.length) addItem({ kind: "note", text: `Attached: ${attachedLabels().join(", ")}` });
   save();
   inputEl.value = "";
   let bubble = null; // the assistant item receiving tokens right now
@@ -213,7 +216,9 @@ async function stream(text, limits, me) {
   };
   try {
     const body = { message: text, history, approval };
+    if (attached.length) body.attachments = attached;
     const response = await postJSON("/api/chat/stream", body, me.controller.signal);
+    if (response.ok) clearAttachments(); // a refused attachment stays, to remove or retry
     if (!response.ok) {
       let detail = response.statusText;
       try {

@@ -6,6 +6,7 @@
  * Untrusted text (model replies, tool results, tool descriptions, server errors) only ever
  * reaches the DOM as Text nodes, via textContent or markdown.js. No innerHTML anywhere. */
 
+import { refreshResources, setupAttach } from "./attach.js";
 import { answer, newChat, replying, send, stop, updateSendButton } from "./chat.js";
 import { historyLimits, loadConfig, onConfig } from "./config.js";
 import { $ } from "./dom.js";
@@ -41,6 +42,7 @@ onAnswer(answer);
 onTools(() => {
   refreshEmpty();
   refreshPrompts();
+  refreshResources();
 });
 onExample((text) => send(text));
 
@@ -67,6 +69,7 @@ document.addEventListener("keydown", (ev) => {
 
 setupDrawer();
 setupPrompts(inputEl);
+setupAttach();
 load();
 renderAll();
 loadConfig();

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from mcp.types import ElicitResult
 
+from models import CALL_META_KEY
 from tests.inproc import in_memory, shop_in_process
 from tests.mcp_helpers import KINDS, Kind, connect, text_of
 from tests.stack import Stack, stack_fixture
@@ -129,3 +130,29 @@ async def test_impossible_purchases_are_not_asked(shop: Any, kind: Kind) -> None
     assert unknown.is_error and "Product ID 99 does not exist" in text_of(unknown)
     assert short.is_error and "Insufficient stock" in text_of(short)
     assert answers.asked == []
+
+
+@pytest.mark.parametrize("action", ["accept", "decline"])
+async def test_the_question_names_the_call_it_belongs_to(in_process: Any, action: str) -> None:
+    """A handshake-era question carries the calling request's correlation id (web.py's
+    `product-mcp/call`) and progressToken in its `_meta`, so a client running several calls
+    on one session knows whose question it is; the answer still decides the purchase."""
+    api, _ = in_process
+    before = _stock(api, 4)
+    answers = Answers(action)
+
+    async def progress(*_: Any) -> None:
+        return None
+
+    async with in_memory("legacy", elicitation_callback=answers) as client:
+        result = await client.call_tool(
+            "create_purchase", BUY, progress_callback=progress, meta={CALL_META_KEY: "call-7"}
+        )
+    [question] = answers.asked
+    assert question.meta[CALL_META_KEY] == "call-7"
+    assert question.meta.get("progress_token") is not None
+    assert "**Total: 3,198.00 USD**" in question.message
+    assert question.requested_schema["properties"] == {}
+    bought = action == "accept"
+    assert _stock(api, 4) == before - (2 if bought else 0)
+    assert (result.structured_content or {}).get("status") == (None if bought else "declined")

@@ -60,6 +60,9 @@ def test_health_servers_tools_config(web: InProcessWeb) -> None:
         assert {"server", "name", "description", "input_schema"} <= t.keys()
         assert isinstance(t["input_schema"], dict)
     assert shop["create_purchase"]["read_only"] is False
+    inventory = shop["get_inventory"]["output_schema"]  # the page picks its view by it
+    assert inventory["type"] == "object" and "productId" in json.dumps(inventory)
+    assert all("output_schema" in t for t in tools)
     assert all(shop[n]["read_only"] for n in SHOP_TOOLS - {"create_purchase"})
     functions = [t["function"] for t in tools]
     assert len(set(functions)) == len(functions)
@@ -92,7 +95,7 @@ def test_call_tool_direct(web: InProcessWeb) -> None:
         ({"server": "nope", "name": "x", "args": {}}, 404, "Unknown MCP server 'nope'"),
         ({"server": "shop", "name": "nope", "args": {}}, 404, "has no tool 'nope'"),
         ({"server": "shop", "name": "get_product", "args": {"productId": "1"}}, 422, "productId"),
-        ({"server": "shop", "name": "get_product", "args": {}}, 422, "'productId' is a required"),
+        ({"server": "shop", "name": "get_product", "args": {}}, 422, "productId: is required"),
         ({"server": "mini", "name": "add", "args": {"a": 1, "b": 2, "c": 3}}, 200, "3"),
     ],
 )

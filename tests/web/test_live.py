@@ -96,7 +96,9 @@ def test_a_form_question_is_checked_then_answered(web: InProcessWeb, fake: FakeL
         seen.append(data)
         qid = data["elicitationId"]
         bad = answer_elicitation(web, qid, "accept", {"colour": "green", "count": 9})
-        assert bad.status_code == 422 and bad.json()["detail"].startswith("content.colour: ")
+        assert bad.status_code == 422
+        assert bad.json()["detail"] == 'content.colour: must be one of "red", "blue" (got "green")'
+
         assert answer_elicitation(web, qid, "accept", {"colour": "blue"}).status_code == 422
         assert answer_elicitation(web, qid, "accept", {"colour": "blue", "count": 2}).json() == {
             "ok": True,
@@ -182,6 +184,12 @@ def test_the_tool_form_asks_before_a_purchase(web: InProcessWeb, shop_api: TestC
     assert stock(shop_api, 1) == before - 1
     ro = {"server": "shop", "name": "get_product", "args": {"productId": 1}, "approval": "ask"}
     assert web.post("/api/call-tool", json=ro).status_code == 200  # read-only: no question
+    bad = {"server": "shop", "name": "search_products", "args": {"query": "x", "minPrice": -5}}
+    r = web.post("/api/call-tool", json=bad)
+    assert r.status_code == 422
+    assert r.json()["detail"] == (
+        "invalid arguments for 'search_products': minPrice: must be ≥ 0 (got -5)"
+    )
 
 
 # ------------------------------------------------------------------ progress

@@ -421,8 +421,9 @@ PROMPTS = {
 
 @pytest.mark.parametrize("size", SIZES)
 def test_prompt_picker_fills_the_message(browser: Any, web: InProcessWeb, size: str) -> None:
-    """GET /api/prompts and POST /api/prompts/get as requested in CONTRACT-14 (answered here
-    by the test: web.py does not serve them yet); without them the button stays hidden."""
+    """GET /api/prompts and POST /api/prompts/get as in CONTRACT-14 (answered here by the test,
+    to look at each state; tests/e2e/test_browser_mcp.py uses web.py's own); an older web.py
+    without the route leaves the button hidden."""
     asked: list[dict[str, Any]] = []
 
     def get_prompt(route: Any) -> None:
@@ -430,9 +431,10 @@ def test_prompt_picker_fills_the_message(browser: Any, web: InProcessWeb, size: 
         text = "You are the shopping assistant. The customer is Ann. They need: earbuds."
         route.fulfill(json={"messages": [{"role": "user", "text": text}]})
 
-    plain = new_page(browser, web.url, size)
+    older = {"**/api/prompts": lambda route: route.fulfill(status=404, json={"detail": "x"})}
+    plain = new_page(browser, web.url, size, routes=older)
     plain.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
-    assert plain.is_hidden("#prompts-btn")  # this web.py has no /api/prompts
+    assert plain.is_hidden("#prompts-btn")  # a web.py without /api/prompts
     plain.context.close()
 
     routes = {

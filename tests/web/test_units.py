@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from models import HISTORY_MAX_CHARS, HISTORY_MAX_CONTENT, MAX_BODY_BYTES
 from product_mcp.chat.arguments import validate_arguments
@@ -304,3 +304,40 @@ def test_chat_request_bodies_need_no_openai_transform() -> None:
         body = engine._request(messages, table)
         sent = anyio.run(async_maybe_transform, body, CompletionCreateParamsStreaming)
         assert sent == body
+
+
+class _Item(BaseModel):
+    quantity: int = Field(ge=1)
+
+
+class _Search(BaseModel):
+    query: str = Field(min_length=1)
+    minPrice: float | None = Field(default=None, ge=0)
+    limit: int = Field(default=10, ge=1, le=100)
+    tags: list[Literal["new", "sale"]] | None = None
+    items: list[_Item] = Field(default_factory=list, max_length=2)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ({"query": "x", "minPrice": -5}, "minPrice: must be ≥ 0 (got -5)"),
+        ({"query": "x", "minPrice": "cheap"}, 'minPrice: must be a number (got "cheap")'),
+        ({"query": "x", "limit": 500}, "limit: must be ≤ 100 (got 500)"),
+        ({"query": ""}, "query: must be at least 1 character long (got 0)"),
+        ({}, "query: is required"),
+        ({"query": "x", "tags": ["old"]}, 'tags[0]: must be one of "new", "sale" (got "old")'),
+        ({"query": "x", "items": [{"quantity": 0}]}, "items[0].quantity: must be ≥ 1 (got 0)"),
+        ({"query": "x", "items": [{}]}, "items[0].quantity: is required"),
+        (
+            {"query": "x", "items": [{"quantity": 1}] * 3},
+            "items: must have at most 2 items (got 3)",
+        ),
+    ],
+)
+def test_schema_errors_say_the_real_reason(args: dict[str, Any], said: str) -> None:
+    """Issue 14: not "at minPrice: -5 is not valid under any of the given schemas"."""
+    tool = Tool(name="search", input_schema=_Search.model_json_schema())
+    entry = ToolEntry("srv", tool)
+    assert validate_arguments(entry, args) == f"invalid arguments for 'search': {said}"
+    assert validate_arguments(entry, {"query": "x", "minPrice": None}) is None
