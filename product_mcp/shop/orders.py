@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from models import Order, OrderItem, PurchaseRequest
+from models import MAX_QUANTITY, Order, OrderItem, PurchaseRequest
 from product_mcp.core.errors import Conflict, NotFound, ShopError
 from product_mcp.shop import changes
 from product_mcp.shop.changes import Event
@@ -45,6 +45,12 @@ class OrderQueries(Database):
         items = req.merged_items()
         if not name or not items:
             raise ShopError("Invalid request: Missing customer name or items")
+        for item in items:  # repeated productIds were merged: the bound holds for the sum
+            if item.quantity > MAX_QUANTITY:
+                raise ShopError(
+                    f"Invalid request: at most {MAX_QUANTITY} units of product ID "
+                    f"{item.productId} per purchase"
+                )
         if not storable(name):
             raise ShopError("Invalid request: customer name is not valid Unicode text")
         digest = self._request_hash(name, items)
@@ -129,12 +135,10 @@ class OrderQueries(Database):
                 conn.execute(
                     insert(idempotency_keys).values(key=key, request_hash=digest, order_id=order_id)
                 )
-            changes.append(  # last: see changes.py
-                conn,
-                [
-                    Event(pid, "purchased", quantity, found[pid].price_cents)
-                    for pid, quantity in left.items()
-                ],
+            # Last (see changes.py). No price: `found` was read without a lock, and an edit
+            # committing meanwhile must stay the last word on the price.
+            changes.append(
+                conn, [Event(pid, "purchased", quantity) for pid, quantity in left.items()]
             )
         return Order(
             id=order_id,
