@@ -226,6 +226,7 @@ def create_purchase(
     responses={
         400: {"description": "Missing name or items"},
         404: {"description": "Unknown product"},
+        409: {"description": "Archived product"},
         413: {"description": "Body over 64 KiB"},
     },
 )

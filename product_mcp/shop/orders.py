@@ -45,12 +45,7 @@ class OrderQueries(Database):
         items = req.merged_items()
         if not name or not items:
             raise ShopError("Invalid request: Missing customer name or items")
-        for item in items:  # repeated productIds were merged: the bound holds for the sum
-            if item.quantity > MAX_QUANTITY:
-                raise ShopError(
-                    f"Invalid request: at most {MAX_QUANTITY} units of product ID "
-                    f"{item.productId} per purchase"
-                )
+        check_merged(items)
         if not storable(name):
             raise ShopError("Invalid request: customer name is not valid Unicode text")
         digest = self._request_hash(name, items)
@@ -192,6 +187,16 @@ class OrderQueries(Database):
         stmt = in_window(stmt, since, until).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return self._orders(conn, stmt)
+
+
+def check_merged(items: list[OrderItem]) -> None:
+    """Repeated productIds were merged: the per-line bound holds for their sum too."""
+    for item in items:
+        if item.quantity > MAX_QUANTITY:
+            raise ShopError(
+                f"Invalid request: at most {MAX_QUANTITY} units of product ID "
+                f"{item.productId} per purchase"
+            )
 
 
 def _take_stock(conn: Connection, item: OrderItem, name: str) -> int:

@@ -197,3 +197,5 @@ def test_repeated_items_are_bounded_after_merging(api: TestClient) -> None:
     assert r.status_code == 400
     assert r.json()["detail"] == "Invalid request: at most 10000 units of product ID 1 per purchase"
     assert stock(api)[1] == 30_000 and orders(api) == []
+    quote = api.post("/api/purchase/quote", json={"customerName": "Bulk", "items": [item, item]})
+    assert quote.status_code == 400 and "at most 10000 units" in quote.json()["detail"]
