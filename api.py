@@ -1,7 +1,8 @@
 """Product & order microservice: the tutorial's REST contract on a real database.
 
 Routes stay thin: validation and bounds live in `models.py`, storage and stock rules in the
-shop wing (`product_mcp/shop/`). Run: `uv run python api.py [--host] [--port 8000] [--workers 1]`.
+shop wing (`product_mcp/shop/`). Run: `uv run python api.py [--host] [--port 8000] [--workers 1]`;
+`uv run python api.py import catalogue.csv` imports a catalogue and exits.
 At start the database is brought to this release's schema (Alembic, `product_mcp/shop/
 migrations/`); `--no-migrate` refuses an older one with a sentence instead.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from functools import partial
-from typing import Annotated
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
@@ -27,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 from models import (
     MAX_DATE,
     MAX_IDEMPOTENCY_KEY,
+    MAX_IMPORT_BYTES,
     MAX_NAME,
     MAX_OFFSET,
     MAX_PRICE,
@@ -49,8 +53,11 @@ from models import (
 from product_mcp.core.config import load_settings
 from product_mcp.core.errors import ProductMcpError
 from product_mcp.core.middleware import BodyLimit
-from product_mcp.core.serve import bind, port_arg, serve
-from product_mcp.shop import Shop, make_engine, staff_routes, to_utc_naive
+from product_mcp.core.serve import HeaderTimeoutProtocol, bind, port_arg, serve
+from product_mcp.shop import Shop, feed_routes, make_engine, staff_routes, to_utc_naive
+from product_mcp.shop.feed import ChangeFeed
+from product_mcp.shop.importer import ImportRejected
+from product_mcp.shop.importer import parse as parse_catalogue
 from product_mcp.shop.migrate import SchemaNotCurrent, require_current
 
 MAX_BODY = 64 * 1024
@@ -262,17 +269,22 @@ DATABASE_LOST = (
 
 
 def create_app(
-    database_url: str | None = None, *, migrate: bool = True, admin_token: str | None = None
+    database_url: str | None = None,
+    *,
+    migrate: bool = True,
+    admin_token: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> FastAPI:
     """The API app; the database opens when it starts (settings are read then, not on import)
     and is migrated to this release's schema then (`migrate=False`: refused if it is not).
-    `admin_token` overrides ADMIN_TOKEN (the staff routes' token; empty: they are off)."""
+    `admin_token` overrides ADMIN_TOKEN (the staff routes' token; empty: they are off),
+    `settings` any other setting (tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings = load_settings()
+        config = load_settings(**(settings or {}))
         engine = make_engine(
-            database_url or settings.DATABASE_URL, sqlite_synchronous=settings.SQLITE_SYNCHRONOUS
+            database_url or config.DATABASE_URL, sqlite_synchronous=config.SQLITE_SYNCHRONOUS
         )
         shop = Shop(engine)
         try:
@@ -284,10 +296,22 @@ def create_app(
             print(f"database schema upgraded from {before or 'no revision'} to {after}")
         app.state.shop = shop
         app.state.admin_token = (
-            settings.ADMIN_TOKEN.get_secret_value() if admin_token is None else admin_token
+            config.ADMIN_TOKEN.get_secret_value() if admin_token is None else admin_token
         )
-        yield
-        engine.dispose()
+        feed = ChangeFeed(
+            shop, retention=config.CHANGE_RETENTION, heartbeat=config.CHANGE_HEARTBEAT
+        )
+        await feed.start()
+        app.state.feed = feed
+        app.state.change_streams = {}
+        app.state.streams_per_client = config.CHANGE_STREAMS_PER_CLIENT
+        HeaderTimeoutProtocol.on_shutdown.append(feed.close_soon)
+        try:
+            yield
+        finally:
+            HeaderTimeoutProtocol.on_shutdown.remove(feed.close_soon)
+            await feed.close()
+            engine.dispose()
 
     app = FastAPI(
         title="Product & Order Service",
@@ -297,10 +321,12 @@ def create_app(
     )
     app.include_router(router)
     app.include_router(staff_routes.router)
+    app.include_router(feed_routes.router)
 
     @app.exception_handler(ProductMcpError)
     async def _refused(_: Request, exc: ProductMcpError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        extra = getattr(exc, "body", None) or {}  # e.g. an import's errors by row and field
+        return JSONResponse({"detail": exc.message, **extra}, status_code=exc.status)
 
     @app.exception_handler(OperationalError)
     async def _database_lost(_: Request, exc: OperationalError) -> JSONResponse:
@@ -313,7 +339,9 @@ def create_app(
             {"detail": DATABASE_LOST}, status_code=503, headers={"Retry-After": "1"}
         )
 
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_middleware(
+        BodyLimit, max_bytes=MAX_BODY, larger={"/api/products/import": MAX_IMPORT_BYTES}
+    )
     return app
 
 
@@ -321,6 +349,8 @@ app = create_app()
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["import"]:
+        return import_file(sys.argv[2:])
     settings = load_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -371,6 +401,39 @@ def main() -> None:
     else:
         app = create_app(args.database_url, migrate=not args.no_migrate)
         serve(app, args.host, args.port, "API_PORT", **log)
+
+
+def import_file(argv: list[str]) -> None:
+    """`api.py import FILE`: the bulk import of POST /api/products/import, straight into the
+    database (migrated first, as api.py's start would); every error printed with its row."""
+    parser = argparse.ArgumentParser(
+        prog="api.py import", description="Import a CSV or JSON catalogue (by SKU)."
+    )
+    parser.add_argument("file", type=FilePath, help="catalogue.csv or catalogue.json")
+    parser.add_argument("--database-url", default=load_settings().DATABASE_URL)
+    args = parser.parse_args(argv)
+    try:
+        data = args.file.read_bytes()
+    except OSError as e:
+        raise SystemExit(f"api.py import: cannot read {args.file}: {e.strerror}") from None
+    if len(data) > MAX_IMPORT_BYTES:
+        raise SystemExit(f"api.py import: {args.file} is over {MAX_IMPORT_BYTES} bytes")
+    kind = "json" if args.file.suffix.lower() == ".json" else "csv"
+    engine = make_engine(args.database_url)
+    try:
+        shop = Shop(engine)
+        shop.init()
+        report = shop.import_products(parse_catalogue(data, kind))
+    except ImportRejected as e:
+        for err in e.errors:
+            print(f"row {err.row}, {err.field}: {err.message}", file=sys.stderr)
+        raise SystemExit(f"api.py import: {e.message}") from None
+    finally:
+        engine.dispose()
+    print(
+        f"imported {args.file}: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged"
+    )
 
 
 def _require_current_schema(database_url: str) -> None:

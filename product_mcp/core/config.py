@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         SecretStr(""),
         description="staff token for api.py's catalogue routes (Bearer); empty: they are off",
     )
+    CHANGE_RETENTION: Seconds = Field(
+        7 * 24 * 3600, description="seconds api.py keeps change-feed events (older: resync)"
+    )
+    CHANGE_HEARTBEAT: Seconds = Field(
+        15, description="seconds between heartbeats on an idle change stream"
+    )
+    CHANGE_STREAMS_PER_CLIENT: int = Field(
+        8, ge=1, description="open GET /api/changes streams one client address may hold"
+    )
     # main.py
     PRODUCT_API_URL: str = Field(
         "http://127.0.0.1:8000/api", description="where main.py finds the API"

@@ -43,6 +43,7 @@ def _probes() -> dict[str, Callable[[], bool]]:
 
     return {
         "MCPServer._lowlevel_server": lambda: _assigns(MCPServer, "_lowlevel_server"),
+        "MCPServer._subscriptions": lambda: _assigns(MCPServer, "_subscriptions"),
         "Server.add_request_handler": lambda: callable(Server.add_request_handler),
         "ServerSession._connection": lambda: _assigns(ServerSession, "_connection"),
         "StreamableHTTPSessionManager._admit_session": lambda: callable(
@@ -120,6 +121,13 @@ def add_request_handler(
     server._lowlevel_server.add_request_handler(method, params_type, handler)
 
 
+def subscription_bus(server: Any) -> Any:
+    """The server's `SubscriptionBus` (2026-07-28 `subscriptions/listen` fan-out): live.py
+    publishes change-feed updates on it, as `Context.notify_resource_updated` would from a
+    request; MCPServer offers no public way to publish outside one."""
+    return server._subscriptions
+
+
 def add_server_middleware(server: Any, middleware: Any) -> None:
     """Wrap every inbound message of every connection (the low-level `Server.middleware`)."""
     server._lowlevel_server.middleware.append(middleware)
@@ -137,6 +145,12 @@ def connection_state(session: Any) -> dict[str, Any]:
     """
     state = getattr(getattr(session, "_connection", None), "state", None)
     return state if isinstance(state, dict) else {}
+
+
+def connection(session: Any) -> Any:
+    """The connection behind a (per-request) ServerSession: the object that lives as long as
+    the client's session, and can notify it outside a request (live.py's subscriptions)."""
+    return session._connection
 
 
 def wrap_session_lifecycle(

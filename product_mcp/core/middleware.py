@@ -21,17 +21,19 @@ ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413 before anything reads them whole."""
+    """Refuse request bodies over `max_bytes` (`larger`: per path) with 413 before anything
+    reads them whole."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
+        self.app, self.max_bytes, self.larger = app, max_bytes, larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.larger.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await self._too_large(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await self._too_large(send, limit)
         seen, refused = 0, False
 
         async def limited() -> Message:
@@ -40,9 +42,9 @@ class BodyLimit:
                 return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 refused = True
-                await self._too_large(send)
+                await self._too_large(send, limit)
                 return {"type": "http.disconnect"}  # the app stops reading and gives up
             return message
 
@@ -56,10 +58,8 @@ class BodyLimit:
             if not refused:
                 raise
 
-    async def _too_large(self, send: Send) -> None:
-        response = JSONResponse(
-            {"detail": f"Request body exceeds {self.max_bytes} bytes"}, status_code=413
-        )
+    async def _too_large(self, send: Send, limit: int) -> None:
+        response = JSONResponse({"detail": f"Request body exceeds {limit} bytes"}, status_code=413)
         await response({"type": "http"}, _no_receive, send)
 
 

@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import socket
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -76,6 +77,14 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     """
 
     header_timeout = 10.0
+    # Called once the server starts shutting down: uvicorn waits for open responses, so an
+    # app with endless streams (api.py's change feed) ends them here.
+    on_shutdown: ClassVar[list[Callable[[], None]]] = []
+
+    def shutdown(self) -> None:
+        for callback in HeaderTimeoutProtocol.on_shutdown:
+            callback()
+        super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -36,6 +36,7 @@ from product_mcp.mcp_server.middleware import (
 )
 from product_mcp.mcp_server.protocol import HandshakeRule
 from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
+from product_mcp.mcp_server.resources import live
 from product_mcp.mcp_server.server import mcp
 from product_mcp.mcp_server.sessions import SessionRegistry
 
@@ -145,6 +146,8 @@ def build_app(cfg: Config) -> Starlette:
                 stack.push_async_callback(link.close)
             if manager is not None:
                 await stack.enter_async_context(manager.run())
+            live.start(api.base_url)  # one change-feed follower per process (live.py)
+            stack.push_async_callback(live.stop)
             async with anyio.create_task_group() as tg:
                 if sessions is not None:
                     tg.start_soon(sessions.sweep_forever)

@@ -1,4 +1,5 @@
-"""The shop's MCP resources, argument completion and the shopping-assistant prompt."""
+"""The shop's MCP resources (with live subscriptions, live.py), argument completion and the
+shopping-assistant prompt."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import Completion, ResourceTemplateReference
 from pydantic import TypeAdapter
 
-from models import PAGE_MAX, Product
+from models import PAGE_MAX, InventoryItemBase, Product
 from product_mcp.mcp_server.api_client import ApiError, api
+from product_mcp.mcp_server.live import INVENTORY_URI, Live
 from product_mcp.mcp_server.server import mcp
 from product_mcp.mcp_server.tools import product_with_stock
 
 _PRODUCTS = TypeAdapter(list[Product])
+_STOCK = TypeAdapter(list[InventoryItemBase])  # productId and quantity only: small to re-read
 
 
 @mcp.resource(
@@ -49,6 +52,29 @@ async def product_resource(id: str) -> str:
         if e.status == 404:
             raise ResourceNotFoundError(str(e)) from e
         raise ResourceError(str(e)) from e
+
+
+@mcp.resource(
+    INVENTORY_URI,
+    name="inventory",
+    title="Live inventory",
+    description=f"Units in stock per product (first {PAGE_MAX}) as JSON; subscribe to it to "
+    "hear of every stock change.",
+    mime_type="application/json",
+)
+async def inventory_resource() -> str:
+    try:
+        items = await api.request(
+            "GET", "/inventory", "product service", params={"limit": PAGE_MAX}
+        )
+    except ApiError as e:
+        raise ResourceError(str(e)) from e
+    return _STOCK.dump_json(_STOCK.validate_python(items)).decode()
+
+
+# Subscriptions to these resources (both protocol eras), fed by api.py's change feed.
+live = Live(mcp)
+live.register()
 
 
 @mcp.completion()

@@ -14,11 +14,19 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, text, update
 
-from models import MAX_STOCK, CatalogProduct, ProductCreate, ProductUpdate, StockUpdate
+from models import (
+    MAX_STOCK,
+    CatalogProduct,
+    ImportReport,
+    ProductCreate,
+    ProductUpdate,
+    StockUpdate,
+)
 from product_mcp.core.errors import Conflict, NotFound
 from product_mcp.shop import changes
 from product_mcp.shop.changes import Event
 from product_mcp.shop.database import Database
+from product_mcp.shop.importer import ImportRejected, ImportRow, RowError
 from product_mcp.shop.schema import inventory, products
 from product_mcp.shop.values import cents, money
 
@@ -50,8 +58,8 @@ def live_row(conn: Connection, product_id: int, *, lock: bool = False) -> Any:
         .join(inventory, inventory.c.product_id == products.c.id)
         .where(products.c.id == product_id)
     )
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=products)
+    if lock and conn.dialect.name == "postgresql":  # both rows: the event's state is exact
+        stmt = stmt.with_for_update()
     row = conn.execute(stmt).first()
     if row is None:
         raise NotFound(f"Product ID {product_id} does not exist")
@@ -61,7 +69,12 @@ def live_row(conn: Connection, product_id: int, *, lock: bool = False) -> Any:
 
 
 class StaffQueries(Database):
-    """Creating, editing, archiving and restocking products."""
+    """Creating, editing, archiving and restocking products (and pruning their events)."""
+
+    def prune_changes(self, retention_seconds: float) -> int:
+        """Delete change-feed events older than the retention window; how many went."""
+        with self._write() as conn:
+            return changes.prune(conn, retention_seconds)
 
     def create_product(self, req: ProductCreate) -> CatalogProduct:
         with self._write() as conn:
@@ -140,7 +153,8 @@ class StaffQueries(Database):
                 raise Conflict(
                     f"Stock of {row.name} cannot go {bound}: {now} in stock, delta {req.delta:+d}"
                 )
-            changes.append(conn, [Event(product_id, "restocked", quantity, row.price_cents)])
+            # No price: the row was read without a lock (an edit may commit meanwhile).
+            changes.append(conn, [Event(product_id, "restocked", quantity)])
         return CatalogProduct(
             id=row.id,
             name=row.name,
@@ -149,3 +163,100 @@ class StaffQueries(Database):
             sku=row.sku,
             stock=quantity,
         )
+
+    def import_products(self, rows: list[ImportRow]) -> ImportReport:
+        """Create or update (by SKU) every row in one transaction: all of them or none.
+        A row whose SKU belongs to an archived product is refused (with its row number)."""
+        with self._write() as conn:
+            start = next_id(conn)  # first: PostgreSQL's id lock before any row lock
+            existing = _by_sku(conn, [r.sku for r in rows])
+            archived = [
+                RowError(
+                    n, "sku", f"{r.sku} is product ID {existing[r.sku].id}, which was archived"
+                )
+                for n, r in enumerate(rows, start=1)
+                if r.sku in existing and existing[r.sku].archived
+            ]
+            if archived:
+                raise ImportRejected(archived)
+            events: list[Event] = []
+            created, updated, out = 0, 0, []
+            new = [r for r in rows if r.sku not in existing]
+            ids = dict(zip([r.sku for r in new], range(start, start + len(new)), strict=True))
+            if new:
+                conn.execute(insert(products), [_product_values(r, ids[r.sku]) for r in new])
+                conn.execute(
+                    insert(inventory),
+                    [{"product_id": ids[r.sku], "quantity": r.stock or 0} for r in new],
+                )
+            for row in sorted(rows, key=lambda r: ids.get(r.sku) or existing[r.sku].id):
+                if row.sku in ids:
+                    created += 1
+                    product = _imported(row, ids[row.sku], row.stock or 0)
+                    events.append(Event(product.id, "created", product.stock, cents(row.price)))
+                else:
+                    product, kind = _update_from(conn, existing[row.sku], row)
+                    if kind is not None:
+                        updated += 1
+                        events.append(Event(product.id, kind, product.stock, cents(row.price)))
+                out.append(product)
+            changes.append(conn, events)
+        out.sort(key=lambda p: p.id)
+        return ImportReport(
+            created=created, updated=updated, unchanged=len(rows) - created - updated, products=out
+        )
+
+
+def _by_sku(conn: Connection, skus: list[str]) -> dict[str, Any]:
+    """The products with these SKUs and their stock; on PostgreSQL their rows are locked in
+    id order (as purchases lock stock), so the events carry exact state and cannot deadlock."""
+    stmt = (
+        select(products, inventory.c.quantity)
+        .join(inventory, inventory.c.product_id == products.c.id)
+        .where(products.c.sku.in_(skus))
+        .order_by(products.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {r.sku: r for r in conn.execute(stmt)}
+
+
+def _product_values(row: ImportRow, product_id: int) -> dict[str, Any]:
+    return {
+        "id": product_id,
+        "name": row.name,
+        "description": row.description,
+        "price_cents": cents(row.price),
+        "sku": row.sku,
+    }
+
+
+def _imported(row: ImportRow, product_id: int, stock: int) -> CatalogProduct:
+    return CatalogProduct(
+        id=product_id,
+        name=row.name,
+        price=money(cents(row.price)),
+        description=row.description,
+        sku=row.sku,
+        stock=stock,
+    )
+
+
+def _update_from(conn: Connection, old: Any, row: ImportRow) -> tuple[CatalogProduct, str | None]:
+    """Bring an existing product to the row; the event kind, or None if nothing changed."""
+    details = (row.name, row.description, cents(row.price)) != (
+        old.name,
+        old.description,
+        old.price_cents,
+    )
+    stock = old.quantity if row.stock is None else row.stock
+    if details:
+        values = _product_values(row, old.id)
+        del values["id"]
+        conn.execute(update(products).where(products.c.id == old.id).values(**values))
+    if stock != old.quantity:
+        conn.execute(
+            update(inventory).where(inventory.c.product_id == old.id).values(quantity=stock)
+        )
+    kind = "updated" if details else "restocked" if stock != old.quantity else None
+    return _imported(row, old.id, stock), kind

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from models import Order, OrderItem, PurchaseRequest
+from models import MAX_QUANTITY, Order, OrderItem, PurchaseRequest
 from product_mcp.core.errors import Conflict, NotFound, ShopError
 from product_mcp.shop import changes
 from product_mcp.shop.changes import Event
@@ -45,6 +45,7 @@ class OrderQueries(Database):
         items = req.merged_items()
         if not name or not items:
             raise ShopError("Invalid request: Missing customer name or items")
+        check_merged(items)
         if not storable(name):
             raise ShopError("Invalid request: customer name is not valid Unicode text")
         digest = self._request_hash(name, items)
@@ -129,12 +130,10 @@ class OrderQueries(Database):
                 conn.execute(
                     insert(idempotency_keys).values(key=key, request_hash=digest, order_id=order_id)
                 )
-            changes.append(  # last: see changes.py
-                conn,
-                [
-                    Event(pid, "purchased", quantity, found[pid].price_cents)
-                    for pid, quantity in left.items()
-                ],
+            # Last (see changes.py). No price: `found` was read without a lock, and an edit
+            # committing meanwhile must stay the last word on the price.
+            changes.append(
+                conn, [Event(pid, "purchased", quantity) for pid, quantity in left.items()]
             )
         return Order(
             id=order_id,
@@ -188,6 +187,16 @@ class OrderQueries(Database):
         stmt = in_window(stmt, since, until).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return self._orders(conn, stmt)
+
+
+def check_merged(items: list[OrderItem]) -> None:
+    """Repeated productIds were merged: the per-line bound holds for their sum too."""
+    for item in items:
+        if item.quantity > MAX_QUANTITY:
+            raise ShopError(
+                f"Invalid request: at most {MAX_QUANTITY} units of product ID "
+                f"{item.productId} per purchase"
+            )
 
 
 def _take_stock(conn: Connection, item: OrderItem, name: str) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from models import PurchaseRequest, Quote, QuoteItem
 from product_mcp.core.errors import Conflict, NotFound, ShopError
 from product_mcp.shop.database import Database
+from product_mcp.shop.orders import check_merged
 from product_mcp.shop.schema import inventory, products
 from product_mcp.shop.values import money, storable
 
@@ -27,6 +28,7 @@ class QuoteQueries(Database):
             raise ShopError("Invalid request: Missing customer name or items")
         if not storable(name):
             raise ShopError("Invalid request: customer name is not valid Unicode text")
+        check_merged(items)
         ids = [i.productId for i in items]
         stmt = (
             select(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -89,6 +90,8 @@ idempotency_keys = Table(
 )
 
 
+# 64-bit on PostgreSQL; SQLite's INTEGER is 64-bit already (and only INTEGER aliases the rowid).
+SEQ = BigInteger().with_variant(Integer, "sqlite")
 # The change feed's outbox (issue #13): every change to a product or its stock appends a row in
 # the same transaction. `seq` only grows (AUTOINCREMENT on SQLite: never reused after pruning)
 # and rows become visible in seq order: SQLite has one writer, and on PostgreSQL writers take
@@ -96,7 +99,7 @@ idempotency_keys = Table(
 product_changes = Table(
     "product_changes",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", SEQ, primary_key=True, autoincrement=True),
     Column("product_id", Integer, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("quantity", Integer, nullable=True),
@@ -109,7 +112,7 @@ change_feed = Table(
     "change_feed",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("pruned_through", Integer, nullable=False, server_default="0"),
+    Column("pruned_through", SEQ, nullable=False, server_default="0"),
 )
 
 

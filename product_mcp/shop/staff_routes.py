@@ -12,16 +12,21 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from models import (
+    MAX_IMPORT_BYTES,
+    MAX_IMPORT_ROWS,
     MAX_PRODUCT_ID,
     CatalogProduct,
+    ImportReport,
     ProductCreate,
     ProductUpdate,
     StockUpdate,
 )
 from product_mcp.shop import Shop
+from product_mcp.shop.importer import FIELDS, parse
 
 bearer = HTTPBearer(auto_error=False, description="The staff token (ADMIN_TOKEN)")
 ProductPath = Annotated[int, Path(ge=1, le=MAX_PRODUCT_ID)]
@@ -115,3 +120,45 @@ def set_stock(shop: ShopDep, product_id: ProductPath, body: StockUpdate) -> Cata
     """Set the stock (`{"quantity": n}`) or adjust it (`{"delta": n}`), atomically with
     purchases: it never goes below zero."""
     return shop.set_stock(product_id, body)
+
+
+IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "text/csv": {"schema": {"type": "string", "description": f"header: {','.join(FIELDS)}"}},
+        "application/json": {
+            "schema": {
+                "type": "array",
+                "maxItems": MAX_IMPORT_ROWS,
+                "items": {
+                    "type": "object",
+                    "required": ["sku", "name", "price"],
+                    "properties": {f: {} for f in FIELDS},
+                },
+            }
+        },
+    },
+}
+
+
+@router.post(
+    "/api/products/import",
+    response_model=ImportReport,
+    openapi_extra={"requestBody": IMPORT_BODY},
+    responses={
+        **AUTH_RESPONSES,
+        413: {"description": f"Body over {MAX_IMPORT_BYTES} bytes"},
+        415: {"description": "Not text/csv or application/json"},
+        422: {"description": "Invalid rows (each with its row and field): nothing imported"},
+    },
+)
+async def import_products(shop: ShopDep, request: Request) -> ImportReport:
+    """Create or update products from a CSV or JSON catalogue, by SKU: every row is checked
+    first and every error reported with its row and field; then all rows are written in one
+    transaction, or none. Importing the same file again changes nothing."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("text/csv", "application/json"):
+        raise HTTPException(415, "Send the catalogue as text/csv or application/json")
+    data = await request.body()
+    rows = await run_in_threadpool(parse, data, "csv" if kind == "text/csv" else "json")
+    return await run_in_threadpool(shop.import_products, rows)

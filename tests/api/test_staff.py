@@ -186,3 +186,16 @@ def test_stock_never_negative_when_restocks_race_purchases(api: TestClient) -> N
     assert left >= 0
     assert purchases + takes + left == 40 + 10
     assert len(orders(api)) == purchases
+
+
+def test_repeated_items_are_bounded_after_merging(api: TestClient) -> None:
+    """Found by schemathesis once stock could be raised: two lines of one product, each within
+    10,000 units, made an order line of 16,635 (over the documented maximum)."""
+    api.patch("/api/inventory/1", json={"quantity": 30_000}, headers=STAFF)
+    item = {"productId": 1, "quantity": 6000}
+    r = buy(api, {"customerName": "Bulk", "items": [item, item]})
+    assert r.status_code == 400
+    assert r.json()["detail"] == "Invalid request: at most 10000 units of product ID 1 per purchase"
+    assert stock(api)[1] == 30_000 and orders(api) == []
+    quote = api.post("/api/purchase/quote", json={"customerName": "Bulk", "items": [item, item]})
+    assert quote.status_code == 400 and "at most 10000 units" in quote.json()["detail"]

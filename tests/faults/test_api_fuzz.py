@@ -66,7 +66,7 @@ def test_schemathesis_every_operation(fuzz_api: Service) -> None:
         timeout=180,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "Selected: 14/14" in run.stdout
+    assert "Selected: 16/16" in run.stdout
     assert "Server error" not in fuzz_api.log()
 
 

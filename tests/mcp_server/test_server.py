@@ -149,7 +149,7 @@ async def test_resources_prompts_and_capabilities(in_process: Shop) -> None:
         caps = client.session.server_capabilities
         assert caps is not None and caps.logging is not None and caps.tools is not None
         resources = (await client.list_resources()).resources
-        assert [str(r.uri) for r in resources] == ["shop://products"]
+        assert [str(r.uri) for r in resources] == ["shop://products", "shop://inventory"]
         assert all(r.description for r in resources)
         templates = (await client.list_resource_templates()).resource_templates
         assert [t.uri_template for t in templates] == ["shop://products/{id}"]

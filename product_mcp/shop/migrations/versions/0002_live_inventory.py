@@ -20,6 +20,7 @@ revision = "0002_live_inventory"
 down_revision = "0001_baseline"
 branch_labels = None
 depends_on = None
+SEQ = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite: INTEGER is the rowid
 
 
 def upgrade() -> None:
@@ -32,7 +33,7 @@ def upgrade() -> None:
     op.create_index("ix_products_sku", "products", ["sku"], unique=True)
     op.create_table(
         "product_changes",
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("seq", SEQ, primary_key=True, autoincrement=True),
         sa.Column("product_id", sa.Integer, nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("quantity", sa.Integer, nullable=True),
@@ -44,7 +45,7 @@ def upgrade() -> None:
     op.create_table(
         "change_feed",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("pruned_through", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("pruned_through", SEQ, nullable=False, server_default="0"),
     )
     op.execute("INSERT INTO change_feed (id, pruned_through) VALUES (1, 0)")
 

@@ -1,0 +1,184 @@
+"""Live inventory for MCP clients: api.py's change feed turned into resource notifications.
+
+Why one follower per process: every change is read once from `GET /api/changes` (SSE, resumed
+with Last-Event-ID after an API outage, from the seq it last saw) and fanned out in memory to
+this process's subscribers, so each subscriber, on whichever replica its session lives, gets
+each change once. Two eras, one source:
+- handshake era (/mcp legacy sessions, /sse): `resources/subscribe` / `resources/unsubscribe`
+  (registered here, so `resources.subscribe` is advertised) and
+  `notifications/resources/updated` to the sessions that subscribed to the URI;
+- 2026-07-28: the server's `SubscriptionBus` (`subscriptions/listen` streams), published
+  through mcp_compat.
+URIs: `shop://products/{id}` and `shop://inventory` (any stock change); products created or
+archived also send `notifications/resources/list_changed`. Bursts are coalesced per URI within
+`WINDOW` seconds: a URI changed ten times in a flash sale is announced once, after the last
+change, so the client re-reads the last state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import weakref
+from typing import Any
+
+import httpx
+from mcp.server.context import ServerRequestContext
+from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated
+from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+
+from product_mcp.core import mcp_compat
+
+log = logging.getLogger("mcp.live")
+INVENTORY_URI = "shop://inventory"
+WINDOW = 0.1  # seconds a burst of changes to one URI is gathered into one notification
+MAX_URIS_PER_SESSION = 1000
+RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def product_uri(product_id: int) -> str:
+    return f"shop://products/{product_id}"
+
+
+class Subscribers:
+    """Handshake-era connections and the URIs each subscribed to (held weakly: a closed one
+    just disappears)."""
+
+    def __init__(self) -> None:
+        self._uris: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+    def add(self, session: Any, uri: str) -> None:
+        uris = self._uris.setdefault(session, set())
+        if len(uris) >= MAX_URIS_PER_SESSION and uri not in uris:
+            raise ValueError(f"at most {MAX_URIS_PER_SESSION} subscriptions per session")
+        uris.add(uri)
+
+    def remove(self, session: Any, uri: str) -> None:
+        self._uris.get(session, set()).discard(uri)
+
+    def sessions(self, uri: str | None = None) -> list[Any]:
+        return [s for s, uris in list(self._uris.items()) if uri is None or uri in uris]
+
+    async def send(self, uris: set[str], list_changed: bool) -> None:
+        for session in self.sessions():
+            mine = self._uris.get(session, set())
+            try:
+                for uri in sorted(uris & mine):
+                    await session.send_resource_updated(uri)
+                if list_changed and mine:
+                    await session.send_resource_list_changed()
+            except Exception as e:  # a gone session: forget it, keep the others
+                log.warning("dropping a subscriber: %r", e)
+                self._uris.pop(session, None)
+
+
+class Live:
+    """The follower, the coalescer and both eras' delivery, for one MCP server object."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.subscribers = Subscribers()
+        self.after: int | None = None  # the last seq handled (None: not started)
+        self._pending: set[str] = set()
+        self._list_changed = False
+        self._flush: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0  # notifications flushed (tests and the bench read it)
+
+    # --- handshake-era requests ------------------------------------------------------------
+
+    def register(self) -> None:
+        mcp_compat.add_request_handler(
+            self.server, "resources/subscribe", SubscribeRequestParams, self._subscribe
+        )
+        mcp_compat.add_request_handler(
+            self.server, "resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe
+        )
+
+    async def _subscribe(
+        self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams
+    ) -> EmptyResult:
+        self.subscribers.add(mcp_compat.connection(ctx.session), str(params.uri))
+        return EmptyResult()
+
+    async def _unsubscribe(
+        self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams
+    ) -> EmptyResult:
+        self.subscribers.remove(mcp_compat.connection(ctx.session), str(params.uri))
+        return EmptyResult()
+
+    # --- following the feed ----------------------------------------------------------------
+
+    def start(self, api_base: str) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(api_base.rstrip("/")))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self, base: str) -> None:
+        """Follow the feed forever: from the newest seq at first, then from the last seen."""
+        failures = 0
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as http:
+            while True:
+                try:
+                    if self.after is None:
+                        r = await http.get(f"{base}/changes", params={"limit": 1})
+                        r.raise_for_status()
+                        self.after = int(r.headers["x-change-head"])
+                    await self._stream(http, base)
+                    failures = 0
+                except (httpx.HTTPError, KeyError, ValueError) as e:
+                    delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                    failures += 1
+                    log.info("change feed unavailable (%s); retrying in %gs", e, delay)
+                    await asyncio.sleep(delay)
+
+    async def _stream(self, http: httpx.AsyncClient, base: str) -> None:
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.after)}
+        async with http.stream("GET", f"{base}/changes", headers=headers) as r:
+            r.raise_for_status()
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    self.handle(json.loads(line[6:]))
+
+    def handle(self, change: dict[str, Any]) -> None:
+        """One feed event: mark what it changed (sent once the burst window closes)."""
+        self.after = max(self.after or 0, int(change["seq"]))
+        if change["kind"] == "resync":  # events were pruned: everything may have changed
+            self._mark({INVENTORY_URI}, list_changed=True)
+            return
+        self._mark(
+            {product_uri(change["productId"]), INVENTORY_URI},
+            list_changed=change["kind"] in ("created", "archived"),
+        )
+
+    # --- coalescing and delivery -----------------------------------------------------------
+
+    def _mark(self, uris: set[str], *, list_changed: bool) -> None:
+        self._pending |= uris
+        self._list_changed |= list_changed
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(WINDOW, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush = None
+        uris, self._pending = self._pending, set()
+        list_changed, self._list_changed = self._list_changed, False
+        task = asyncio.create_task(self._deliver(uris, list_changed))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _deliver(self, uris: set[str], list_changed: bool) -> None:
+        bus = mcp_compat.subscription_bus(self.server)
+        for uri in sorted(uris):
+            await bus.publish(ResourceUpdated(uri=uri))
+        if list_changed:
+            await bus.publish(ResourcesListChanged())
+        await self.subscribers.send(uris, list_changed)
+        self.delivered += len(uris)
