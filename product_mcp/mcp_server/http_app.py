@@ -146,8 +146,8 @@ def build_app(cfg: Config) -> Starlette:
                 stack.push_async_callback(link.close)
             if manager is not None:
                 await stack.enter_async_context(manager.run())
-            live.start(api.base_url)  # one change-feed follower per process (live.py)
-            stack.push_async_callback(live.stop)
+            if live.start(api.base_url):  # one change-feed follower per process (live.py)
+                stack.push_async_callback(live.stop)
             async with anyio.create_task_group() as tg:
                 if sessions is not None:
                     tg.start_soon(sessions.sweep_forever)

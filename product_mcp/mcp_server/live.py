@@ -111,9 +111,13 @@ class Live:
 
     # --- following the feed ----------------------------------------------------------------
 
-    def start(self, api_base: str) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._follow(api_base.rstrip("/")))
+    def start(self, api_base: str) -> bool:
+        """Start following (once per process: False if already following, e.g. a second app
+        built in the same process, whose lifespan must then leave it alone)."""
+        if self._task is not None and not self._task.done():
+            return False
+        self._task = asyncio.create_task(self._follow(api_base.rstrip("/")))
+        return True
 
     async def stop(self) -> None:
         if self._task is not None:
