@@ -20,7 +20,6 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 
-import psycopg
 from anyio import to_thread
 from sqlalchemy.engine import make_url
 
@@ -124,6 +123,8 @@ class ChangeFeed:
 
     def _listen(self) -> None:
         """PostgreSQL: wake the watcher on each NOTIFY (reconnecting after an outage)."""
+        import psycopg  # here, not atop: on SQLite the API never loads the driver
+
         url = make_url(str(self.shop.engine.url.render_as_string(hide_password=False)))
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         while not self._stop_listen.is_set():
