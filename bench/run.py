@@ -50,12 +50,24 @@ from bench.targets import targets
 from bench.throughput import throughput
 
 
-async def run(b: Bench, work: Path) -> None:
+async def run(b: Bench, work: Path, part: str = "all") -> None:
+    """`part`: "core" (every row but the scale rows), "scale" (only those: PostgreSQL, nginx,
+    Redis, with processes of their own) or "all"; the tests run the two halves side by side."""
     print(f"setting up in {work} ...", flush=True)
+    if part in ("all", "core"):
+        await core(b, work)
+    for svc in b.procs.values():
+        svc.stop()  # the scale rows start their own processes
+    if part in ("all", "scale"):
+        await scale(b)
+    # Lines the table would not show: the consistency checks.
+    for k, v in b.checks.items():
+        print(f"  check {k}: {v}")
 
+
+async def core(b: Bench, work: Path) -> None:
     # 8. cold start first, while nothing else runs
     cold_start(b, work)
-
     dbs = make_databases(work, b.sizes)
     ports = free_ports()
     t = time.perf_counter()
@@ -63,7 +75,6 @@ async def run(b: Bench, work: Path) -> None:
     await wait_web_connected(b.procs["web"].url)
     print(f"services up in {time.perf_counter() - t:.1f}s\n", flush=True)
     print(HEADER)
-
     api_url, big_url = b.procs["api"].url, b.procs["big"].url
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with AsyncExitStack() as stack:
@@ -75,12 +86,6 @@ async def run(b: Bench, work: Path) -> None:
         await purchases(b, http, "normal", dbs.normal, dbs.stock)
         await search(b, http, big_url)
         await memory(b)
-    for svc in b.procs.values():
-        svc.stop()  # the scale rows start their own processes
-    await scale(b)
-    # Lines the table would not show: the consistency checks.
-    for k, v in b.checks.items():
-        print(f"  check {k}: {v}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,6 +96,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="JSON result path (default bench/results/latest.json; none for --smoke)",
+    )
+    p.add_argument(
+        "--part",
+        choices=["all", "core", "scale"],
+        default="all",
+        help="core: all rows but PostgreSQL/nginx/Redis; scale: only those (default all)",
     )
     return p.parse_args(argv)
 
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="product-mcp-bench-") as tmp:
         try:
-            asyncio.run(run(b, Path(tmp)))
+            asyncio.run(run(b, Path(tmp), a.part))
         finally:
             for svc in b.procs.values():
                 svc.stop()
