@@ -5,7 +5,8 @@ routes keep their shapes (`/api/tools`, `/api/call-tool`, `/api/chat`); new are 
 `/api/config`, `/api/chat/stream` (Server-Sent Events), `/api/chat/approve`,
 `/api/chat/elicitation` (answers to a server's question), `/api/chat/stop`, the servers' MCP
 prompts (`/api/prompts`, `/api/prompts/get`) and resources (`/api/resources`,
-`/api/resources/read`; a chat message may carry `attachments`) and `/healthz`.
+`/api/resources/read`; a chat message may carry `attachments`), `/api/events` (the page's
+live stock stream: chat/live.py, chat/events.py) and `/healthz`.
 The machinery behind the routes lives in `product_mcp/chat/`.
 """
 
@@ -47,7 +48,7 @@ from product_mcp.core import mcp_compat
 from product_mcp.core.config import Settings, load_settings
 from product_mcp.core.errors import LLMError, ProductMcpError, ServerUnavailable, UnknownTool
 from product_mcp.core.middleware import LOOPBACK, LOOPBACK_HOSTS, BodyLimit, SameOriginWrites
-from product_mcp.core.serve import port_arg, serve
+from product_mcp.core.serve import HeaderTimeoutProtocol, port_arg, serve
 
 PUBLIC = Path(__file__).resolve().parent / "public"
 SUMMARY = [
@@ -155,6 +156,13 @@ async def api_tools(chat: Chat) -> dict[str, Any]:
             for e in entries
         ]
     }
+
+
+@router.get("/api/events")
+async def api_events(request: Request, chat: Chat) -> Response:
+    """Server-Sent Events for open pages: `live` (a server's stock subscription up or down)
+    and `stock` (changed stock lines), each server's state first. Heartbeats when idle."""
+    return chat.events.open(request)
 
 
 @router.get("/api/prompts")
@@ -287,8 +295,13 @@ def create_app(settings: Settings | None = None, chat: ChatServices | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with chat.manager:
-            yield
+        HeaderTimeoutProtocol.on_shutdown.append(chat.events.close_soon)
+        try:
+            async with chat.manager:
+                yield
+        finally:
+            HeaderTimeoutProtocol.on_shutdown.remove(chat.events.close_soon)
+            chat.events.close_soon()
 
     app = FastAPI(title="product-mcp web chat", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.chat = chat

@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx2
@@ -38,6 +38,9 @@ from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.chat.results import ToolEntry, describe_error
 from product_mcp.core import mcp_compat
 from product_mcp.core.errors import ServerUnavailable, ToolCallError, ToolTimeout
+
+if TYPE_CHECKING:
+    from product_mcp.chat.live import StockWatch
 
 log = logging.getLogger("mcp_manager")
 
@@ -95,6 +98,7 @@ class ServerConnection:
         self.connected_at: float | None = None
         self.attempts = 0
         self._client: Client | None = None
+        self.watch: StockWatch | None = None  # live stock for the page (chat/live.py)
         self._http_error: str | None = None
         self._generation = 0
         self._changed = anyio.Event()
@@ -221,6 +225,9 @@ class ServerConnection:
         if getattr(message, "method", None) == "notifications/tools/list_changed":
             log.info("%s: tools/list_changed", self.name)
             self._signal("refresh")
+        elif getattr(message, "method", None) == "notifications/resources/updated":
+            if self.watch is not None:
+                self.watch.updated(self.name, str(message.params.uri))
         elif isinstance(message, Exception):
             log.debug("%s: transport reported %s", self.name, describe_error(message))
             self._signal("check")
@@ -259,6 +266,8 @@ class ServerConnection:
                     self._set_status("connected")
                     self._settled.set()
                     log.info("%s: connected, %d tools", self.name, len(self.tools))
+                    if self.watch is not None:
+                        await self.watch.connected(self, client)
                     await self._supervise(client)
                     log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
             except Exception as e:
@@ -272,6 +281,8 @@ class ServerConnection:
                 log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
             finally:
                 self._client = None
+                if self.watch is not None:
+                    self.watch.disconnected(self.name)
                 if errlog is not None:
                     tail = _tail(errlog)
                     errlog.close()

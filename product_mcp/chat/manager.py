@@ -10,6 +10,7 @@ from mcp.types import CallToolResult
 
 from product_mcp.chat.connection import ServerConnection
 from product_mcp.chat.elicitation import CallRoute, Elicitations
+from product_mcp.chat.live import StockWatch
 from product_mcp.chat.mcp_config import McpConfig
 from product_mcp.chat.names import build_table
 from product_mcp.chat.results import ToolEntry
@@ -29,8 +30,10 @@ class McpManager:
         reconnect_max: float = 30.0,
         startup_wait: float = 10.0,
         elicitations: Elicitations | None = None,
+        watch: StockWatch | None = None,
     ) -> None:
         self.config = config
+        self.watch = watch  # live stock: one upstream subscription per server, for the page
         self.elicitations = elicitations or Elicitations()
         self.call_timeout = call_timeout
         self.startup_wait = startup_wait
@@ -50,7 +53,10 @@ class McpManager:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         for conn in self.connections.values():
+            conn.watch = self.watch
             self._tg.start_soon(conn.run, name=f"mcp:{conn.name}")
+            if self.watch is not None:
+                self._tg.start_soon(self.watch.follow, conn, name=f"live:{conn.name}")
         # Give servers a moment so the first page load sees their tools; never block longer.
         with anyio.move_on_after(self.startup_wait):
             for conn in self.connections.values():

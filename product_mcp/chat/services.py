@@ -15,6 +15,8 @@ from fastapi import Request
 from models import HISTORY_LIMITS
 from product_mcp.chat.approvals import Approvals
 from product_mcp.chat.elicitation import Elicitations
+from product_mcp.chat.events import PageEvents
+from product_mcp.chat.live import StockWatch
 from product_mcp.chat.llm import NO_LLM_MESSAGE, LLMSettings
 from product_mcp.chat.loop import ChatEngine
 from product_mcp.chat.manager import McpManager
@@ -34,6 +36,7 @@ class ChatServices:
     llm: LLMSettings
     approvals: Approvals = field(default_factory=Approvals)
     turns: Turns = field(default_factory=Turns)
+    events: PageEvents = field(default_factory=PageEvents)
 
     @property
     def elicitations(self) -> Elicitations:
@@ -45,13 +48,15 @@ class ChatServices:
         for err in config.errors:
             log.warning("%s", err)
         llm = llm_settings(settings)
+        events = PageEvents()
         manager = McpManager(
             config,
             call_timeout=settings.TOOL_CALL_TIMEOUT,
             ping_interval=settings.MCP_PING_INTERVAL,
             elicitations=Elicitations(llm.approval_timeout),
+            watch=StockWatch(events),
         )
-        return cls(settings, config, manager, ChatEngine(manager, llm), llm)
+        return cls(settings, config, manager, ChatEngine(manager, llm), llm, events=events)
 
     def public_config(self) -> dict[str, Any]:
         """What the page needs to know: LLM state, approval default, every limit it obeys."""
