@@ -1,7 +1,7 @@
 /* The chat page's entry point (index.html loads only this): wires the composer, Stop and
  * Escape, New chat, the approval checkbox and the phone's servers drawer to the modules,
- * shows the config (model, currency, banner), redraws the saved conversation and polls the
- * servers panel.
+ * shows the config (model, currency, banner), redraws the saved conversation, polls the
+ * servers panel and starts live stock (js/live.js).
  *
  * Untrusted text (model replies, tool results, tool descriptions, server errors) only ever
  * reaches the DOM as Text nodes, via textContent or markdown.js. No innerHTML anywhere. */
@@ -12,6 +12,7 @@ import { historyLimits, loadConfig, onConfig } from "./config.js";
 import { $ } from "./dom.js";
 import { closeDrawer, drawerOpen, setupDrawer } from "./drawer.js";
 import { onExample } from "./empty.js";
+import { startLive } from "./live.js";
 import { setCurrency } from "./money.js";
 import { refreshPrompts, setupPrompts } from "./prompts.js";
 import { onAnswer, refreshEmpty, renderAll } from "./render.js";
@@ -74,6 +75,7 @@ load();
 renderAll();
 loadConfig();
 refreshServers();
+startLive();
 setInterval(() => {
   refreshServers();
   if (historyLimits() === null) loadConfig();

@@ -124,6 +124,7 @@ export function openRunner(tool) {
   const required = new Set(root.required || []);
   $("runner").hidden = false;
   $("runner-title").textContent = `${tool.server} › ${tool.name}`;
+  $("runner-view").dataset.server = tool.server; // whose live stock its badges show (js/live.js)
   $("runner-desc").textContent = tool.description || "";
   $("runner-output").hidden = true;
   showMedia(null);

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fake_llm import Calls, Reply
@@ -296,3 +297,38 @@ def test_long_chats_and_huge_replies_keep_working(page: Any, stack: Stack) -> No
     assert len(page.input_value("#input")) == 20_001
     page.click("#new-chat")
     assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+BADGE = "#runner-view span.stock[data-product-id='{id}']"
+
+
+def _inventory_in_form(pg: Any) -> None:
+    pg.click("button.tool-btn[data-tool='get_inventory']")
+    pg.click("#runner-form button[type=submit]")
+    pg.wait_for_selector(BADGE.format(id=1))
+
+
+def test_two_pages_see_a_purchase_made_elsewhere(page: Any, stack: Stack) -> None:
+    """Issue 13: stock moves by itself. Both pages show the inventory in the tool form; a
+    purchase made through the API by another client changes both pages' badge (no reload, no
+    polling: web.py's one subscription to main.py, fanned out over /api/events)."""
+    other = page.context.new_page()
+    errors: list[str] = []
+    other.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        other.set_default_timeout(15_000)
+        other.goto(stack["web"].url + "/")
+        for pg in (page, other):
+            pg.wait_for_selector("#live[data-on='true']")  # the indicator says updates flow
+            _inventory_in_form(pg)
+        before = stock(stack["api"], 1)
+        body = {"customerName": "Elsewhere", "items": [{"productId": 1, "quantity": 1}]}
+        with httpx.Client(base_url=stack["api"].url) as http:
+            assert http.post("/api/purchase", json=body).status_code == 200
+        moved = "([sel, n]) => document.querySelector(sel)?.dataset.stock === String(n)"
+        for pg in (page, other):  # generous bound, not a speed assertion (bench/ has numbers)
+            pg.wait_for_function(moved, arg=[BADGE.format(id=1), before - 1], timeout=20_000)
+            assert pg.is_visible("#live") and pg.get_attribute("#live", "data-on") == "true"
+        assert errors == [] and page.js_errors == []  # type: ignore[attr-defined]
+    finally:
+        other.close()
