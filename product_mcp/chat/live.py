@@ -7,8 +7,8 @@ subscribes once; each notification marks the server dirty and its reader re-read
 resource once (notifications that arrive during a read cause one more read, not one each),
 compares it with what it last saw and publishes only the changed lines to every open page
 (chat/events.py): `stock {"server", "items": [{"productId", "quantity"}]}`. `live {"server",
-"on"}` says whether a server's subscription is up. A page that opens its stream gets every
-server's live state and last known stock first, so a reconnecting page catches up.
+"on"}` says whether a server's subscription is up; a page that opens its stream gets every
+server's live state first.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ class StockWatch:
         return state is not None and state.client is not None
 
     def snapshot(self) -> list[Event]:
-        """What a new page stream starts with: each server's state and last known stock."""
-        out: list[Event] = []
-        for name, state in self._servers.items():
-            out.append(("live", {"server": name, "on": state.client is not None}))
-            if state.stock:
-                out.append(("stock", {"server": name, "items": _items(state.stock)}))
-        return out
+        """What a new page stream starts with: each server's live state. (Not the stock: a
+        page's own results are newer than what was last heard whenever a server's
+        notifications stall, and a page drawn from its history re-reads by asking again.)"""
+        return [
+            ("live", {"server": name, "on": state.client is not None})
+            for name, state in self._servers.items()
+        ]
 
     # --- called by ServerConnection ----------------------------------------------------------
 
