@@ -63,8 +63,11 @@ class PageEvents:
 
     @staticmethod
     def _end(queue: asyncio.Queue[Event | None]) -> None:
-        while not queue.empty():
-            queue.get_nowait()
+        """Its stream ends after what it holds (or at once, when it is full: a page that
+        does not read)."""
+        if queue.full():
+            while not queue.empty():
+                queue.get_nowait()
         queue.put_nowait(None)
 
     def open(self, request: Request) -> StreamingResponse:

@@ -7,14 +7,19 @@ the change as main.py's change-feed follower would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from mcp.server.mcpserver import MCPServer
+from starlette.requests import Request
 
+from product_mcp.chat.events import PageEvents
+from product_mcp.core.errors import ProductMcpError
 from product_mcp.mcp_server.live import INVENTORY_URI, Live
 from tests.inproc import web_app
 
@@ -78,3 +83,29 @@ def test_one_subscription_fans_out_to_every_page(tmp_path: Path) -> None:
             )
             assert data["server"] == "shop"
         assert len(live.subscribers.sessions(INVENTORY_URI)) == 1  # one upstream, two pages
+
+
+def test_page_streams_are_bounded_per_client_and_end_on_shutdown() -> None:
+    hub = PageEvents(per_client=2)
+
+    def req(host: str) -> Request:
+        return Request({"type": "http", "client": (host, 1), "headers": []})
+
+    first, _ = hub.open(req("10.0.0.1")), hub.open(req("10.0.0.1"))
+    with pytest.raises(ProductMcpError) as refused:
+        hub.open(req("10.0.0.1"))
+    assert refused.value.status == 429 and "at most 2" in refused.value.message
+    hub.open(req("10.0.0.2"))  # another client has its own allowance
+
+    async def read_all() -> list[str]:
+        chunks: list[str] = []
+        hub.publish("live", {"server": "shop", "on": True})
+        hub.close_soon()  # what uvicorn's shutdown calls
+        async for chunk in first.body_iterator:
+            chunks.append(str(chunk))
+        return chunks
+
+    chunks = asyncio.run(read_all())  # returns: the stream ended
+    assert chunks[1] == 'event: live\ndata: {"server": "shop", "on": true}\n\n'
+    with pytest.raises(ProductMcpError):
+        hub.open(req("10.0.0.3"))  # shutting down: 503
