@@ -13,6 +13,13 @@ URIs: `shop://products/{id}` and `shop://inventory` (any stock change); products
 archived also send `notifications/resources/list_changed`. Bursts are coalesced per URI within
 `WINDOW` seconds: a URI changed ten times in a flash sale is announced once, after the last
 change, so the client re-reads the last state.
+
+Missed while away (main.py restarted, or the client reconnected): the feed's seq is the
+bookmark, held by the client, so main.py keeps no state. A subscribe answers
+`_meta: {"shop/seq": S}` (the feed position it has handled) and each update carries
+`_meta: {"shop/seq": S}`; a client that subscribes again with `_meta: {"shop/after": S}` is
+sent `notifications/resources/updated` at once if that URI changed after S (read from
+`GET /api/changes?after=S`; pruned history or a very long gap counts as changed).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ INVENTORY_URI = "shop://inventory"
 WINDOW = 0.1  # seconds a burst of changes to one URI is gathered into one notification
 MAX_URIS_PER_SESSION = 1000
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+SEQ_KEY, AFTER_KEY = "shop/seq", "shop/after"  # _meta keys: the feed position, the hint
+CATCH_UP_PAGES = 10  # pages of 1000 events read for a hint; a longer gap counts as changed
 
 
 def product_uri(product_id: int) -> str:
@@ -61,12 +70,13 @@ class Subscribers:
     def sessions(self, uri: str | None = None) -> list[Any]:
         return [s for s, uris in list(self._uris.items()) if uri is None or uri in uris]
 
-    async def send(self, uris: set[str], list_changed: bool) -> None:
+    async def send(self, uris: set[str], list_changed: bool, seq: int | None = None) -> None:
+        meta = {SEQ_KEY: seq} if seq is not None else None
         for session in self.sessions():
             mine = self._uris.get(session, set())
             try:
                 for uri in sorted(uris & mine):
-                    await session.send_resource_updated(uri)
+                    await session.send_resource_updated(uri, meta=meta)
                 if list_changed and mine:
                     await session.send_resource_list_changed()
             except Exception as e:  # a gone session: forget it, keep the others
@@ -85,6 +95,8 @@ class Live:
         self._list_changed = False
         self._flush: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._base = ""  # api.py's base URL, once following
+        self._http: httpx.AsyncClient | None = None
         self.delivered = 0  # notifications flushed (tests and the bench read it)
 
     # --- handshake-era requests ------------------------------------------------------------
@@ -100,14 +112,50 @@ class Live:
     async def _subscribe(
         self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams
     ) -> EmptyResult:
-        self.subscribers.add(mcp_compat.connection(ctx.session), str(params.uri))
-        return EmptyResult()
+        connection, uri = mcp_compat.connection(ctx.session), str(params.uri)
+        self.subscribers.add(connection, uri)
+        seq = self.after
+        after = (params.meta or {}).get(AFTER_KEY)
+        if isinstance(after, int) and not isinstance(after, bool) and after >= 0:
+            head = await self._changed_since(after, uri)
+            if head is not None:  # it changed while this client was away: tell it now
+                await connection.send_resource_updated(uri, meta={SEQ_KEY: head})
+                seq = max(seq or 0, head)
+        return EmptyResult(_meta={SEQ_KEY: seq} if seq is not None else None)
 
     async def _unsubscribe(
         self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams
     ) -> EmptyResult:
         self.subscribers.remove(mcp_compat.connection(ctx.session), str(params.uri))
         return EmptyResult()
+
+    async def _changed_since(self, after: int, uri: str) -> int | None:
+        """The newest seq after `after` that touched `uri` (None: unchanged, or unknown
+        because api.py is not reachable: then the follower's own notifications follow)."""
+        if self._http is None:
+            return None
+        newest: int | None = None
+        try:
+            for _ in range(CATCH_UP_PAGES):
+                r = await self._http.get(
+                    f"{self._base}/changes", params={"after": after, "limit": 1000}, timeout=10
+                )
+                r.raise_for_status()
+                page = r.json()
+                for change in page:
+                    after = int(change["seq"])
+                    if change["kind"] == "resync" or uri in self._uris_of(change):
+                        newest = after
+                if len(page) < 1000:
+                    return newest
+            return after  # too long a gap to read: count it as changed
+        except (httpx.HTTPError, KeyError, ValueError, TypeError) as e:
+            log.info("could not read the changes after seq %d: %s", after, e)
+            return newest
+
+    @staticmethod
+    def _uris_of(change: dict[str, Any]) -> set[str]:
+        return {product_uri(change["productId"]), INVENTORY_URI}
 
     # --- following the feed ----------------------------------------------------------------
 
@@ -116,7 +164,9 @@ class Live:
         built in the same process, whose lifespan must then leave it alone)."""
         if self._task is not None and not self._task.done():
             return False
-        self._task = asyncio.create_task(self._follow(api_base.rstrip("/")))
+        self._base = api_base.rstrip("/")
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(10, read=None))
+        self._task = asyncio.create_task(self._follow(self._http, self._base))
         return True
 
     async def stop(self) -> None:
@@ -125,24 +175,26 @@ class Live:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
-    async def _follow(self, base: str) -> None:
+    async def _follow(self, http: httpx.AsyncClient, base: str) -> None:
         """Follow the feed forever: from the newest seq at first, then from the last seen."""
         failures = 0
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as http:
-            while True:
-                try:
-                    if self.after is None:
-                        r = await http.get(f"{base}/changes", params={"limit": 1})
-                        r.raise_for_status()
-                        self.after = int(r.headers["x-change-head"])
-                    await self._stream(http, base)
-                    failures = 0
-                except (httpx.HTTPError, KeyError, ValueError) as e:
-                    delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                    failures += 1
-                    log.info("change feed unavailable (%s); retrying in %gs", e, delay)
-                    await asyncio.sleep(delay)
+        while True:
+            try:
+                if self.after is None:
+                    r = await http.get(f"{base}/changes", params={"limit": 1})
+                    r.raise_for_status()
+                    self.after = int(r.headers["x-change-head"])
+                await self._stream(http, base)
+                failures = 0
+            except (httpx.HTTPError, KeyError, ValueError) as e:
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                log.info("change feed unavailable (%s); retrying in %gs", e, delay)
+                await asyncio.sleep(delay)
 
     async def _stream(self, http: httpx.AsyncClient, base: str) -> None:
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.after)}
@@ -159,7 +211,7 @@ class Live:
             self._mark({INVENTORY_URI}, list_changed=True)
             return
         self._mark(
-            {product_uri(change["productId"]), INVENTORY_URI},
+            self._uris_of(change),
             list_changed=change["kind"] in ("created", "archived"),
         )
 
@@ -175,14 +227,14 @@ class Live:
         self._flush = None
         uris, self._pending = self._pending, set()
         list_changed, self._list_changed = self._list_changed, False
-        task = asyncio.create_task(self._deliver(uris, list_changed))
+        task = asyncio.create_task(self._deliver(uris, list_changed, self.after))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    async def _deliver(self, uris: set[str], list_changed: bool) -> None:
+    async def _deliver(self, uris: set[str], list_changed: bool, seq: int | None) -> None:
         bus = mcp_compat.subscription_bus(self.server)
         for uri in sorted(uris):
             await bus.publish(ResourceUpdated(uri=uri))
         if list_changed:
             await bus.publish(ResourcesListChanged())
-        await self.subscribers.send(uris, list_changed)
+        await self.subscribers.send(uris, list_changed, seq)
         self.delivered += len(uris)

@@ -2,7 +2,8 @@
 reaches the clients that subscribed, over /mcp with the handshake (resources/subscribe), over
 /sse, and over /mcp at 2026-07-28 (subscriptions/listen); unsubscribed clients hear nothing;
 restock, edit, archive and import each notify; an API restart loses nothing (the follower
-resumes from its last seq)."""
+resumes from its last seq); a restarted main.py tells a re-subscribing client what changed
+since the seq it last saw."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated
 
 from tests.mcp_helpers import Kind, connect
+from tests.servers import start
 from tests.stack import Stack, stack_fixture
 
 pytestmark = pytest.mark.anyio
@@ -38,12 +40,14 @@ class Heard:
     def __init__(self) -> None:
         self.updated: list[str] = []
         self.list_changed = 0
+        self.seqs: list[int] = []  # the feed seq each update carried (_meta "shop/seq")
         self.changed = anyio.Event()
 
     async def __call__(self, message: Any) -> None:
         method = getattr(message, "method", None)
         if method == "notifications/resources/updated":
             self.updated.append(str(message.params.uri))
+            self.seqs += [(message.params.meta or {}).get("shop/seq", -1)]
         elif method == "notifications/resources/list_changed":
             self.list_changed += 1
         else:
@@ -167,3 +171,34 @@ async def test_api_restart_loses_no_change(live: Stack) -> None:
         api = live.restart("api")
         await _buy(api.url, 3)
         await heard.until(lambda: "shop://products/3" in heard.updated)
+
+
+async def test_main_restart_announces_what_changed_while_it_was_down(live: Stack) -> None:
+    """The client keeps the feed seq (`_meta["shop/seq"]` of subscribe answers and updates);
+    re-subscribing to a restarted main.py with `_meta["shop/after"]` tells it what it missed,
+    and only that: an unchanged URI is not announced until it really changes."""
+    api, old = live["api"].url, live["mcp"]
+    seen: list[int] = []
+    async with subscribed("legacy", old.url) as (client, heard):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            answer = await client.subscribe_resource("shop://products/2")
+        assert answer.meta is not None
+        seen.append(answer.meta["shop/seq"])
+        await _buy(api, 2)
+        await heard.until(lambda: "shop://products/2" in heard.updated)
+        seen.append(max(heard.seqs))
+    assert seen[1] > seen[0]
+    old.stop()
+    await _buy(api, 2)  # main.py is down: nobody is told now
+    new = live.add("mcp", start(old.args, port=old.port, env=old.env))
+    async with subscribed("legacy", new.url) as (client, heard):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            for uri in ("shop://products/5", "shop://products/2"):
+                await client.subscribe_resource(uri, meta={"shop/after": seen[1]})
+        await heard.until(lambda: "shop://products/2" in heard.updated)
+        assert min(heard.seqs) > seen[1]
+        await _buy(api, 5)
+        await heard.until(lambda: "shop://products/5" in heard.updated)
+        assert heard.updated.count("shop://products/5") == 1  # not announced by the hint
