@@ -1,18 +1,19 @@
-"""Two main.py replicas behind nginx, sessions and events in Redis, the shop on PostgreSQL,
-web.py chatting through the balancer with a scripted LLM (issue #12), all started by the one
-command `launch.py --mcp-replicas 2`.
+"""Two main.py replicas behind nginx, sessions and events in Redis, the shop on PostgreSQL
+with 2 api.py workers, web.py chatting through the balancer with a scripted LLM (issue #12),
+all started by the one command `launch.py --mcp-replicas 2 --api-workers 2`.
 
 What is shown: 200 tool calls each (a purchase every fifth) from the official SDK client in
 both protocol eras over /mcp, the TypeScript SDK client over /mcp and an SSE client over /sse,
-at once: 0 failures, 0 lost orders, 0 oversell, both replicas used; kill -9 of the replica
-holding a legacy session, then the same session's next call answered by the other replica
-(restored from Redis, the client never re-initializes); a `Last-Event-ID` replay from the
-replica that did not store the events; an idempotent purchase retried through the other
-replica returns the same order; concurrent purchases through both replicas and every
-transport, SSE included, while the killed replica is still coming back: 0 lost orders, 0
-oversell; a rolling restart of every replica (SIGTERM, wait until it serves again, next)
-while web.py chats: no failed turn, no failed tool call. Each module run has its own Redis key
-prefix and its own database (dropped after).
+at once: 0 failures, 0 lost orders, 0 oversell, both replicas used; sessions subscribed on
+both replicas hear each purchase made through the API exactly once (issue #13); kill -9 of
+the replica holding a legacy session, then the same session's next call answered by the
+other replica (restored from Redis, the client never re-initializes); a `Last-Event-ID`
+replay from the replica that did not store the events; an idempotent purchase retried
+through the other replica returns the same order; concurrent purchases through both replicas
+and every transport, SSE included, while the killed replica is still coming back: 0 lost
+orders, 0 oversell; a rolling restart of every replica (SIGTERM, wait until it serves again,
+next) while web.py chats: no failed turn, no failed tool call. Each module run has its own
+Redis key prefix and its own database (dropped after).
 
 Skipped on a laptop without nginx, Redis, node or PostgreSQL (SQLite is used without
 PostgreSQL outside CI); required when CI=true.
@@ -20,6 +21,7 @@ PostgreSQL outside CI); required when CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -171,7 +173,8 @@ def cluster_of_two(tmp: Path, llm: FakeLLM) -> Iterator[Cluster]:
         "COLUMNS": "400",  # the SDK logs through rich, which wraps at 80 columns otherwise
         "PYTHONUNBUFFERED": "1",
     }
-    args = ["--mcp-replicas", "2", "--redis-url", REDIS, "--database-url", database]
+    args = ["--mcp-replicas", "2", "--api-workers", "2"]
+    args += ["--redis-url", REDIS, "--database-url", database]
     args += ["--api-port", str(api_port), "--mcp-port", str(mcp_port), "--web-port", str(web_port)]
     proc = subprocess.Popen(
         [sys.executable, "launch.py", *args],
@@ -210,10 +213,15 @@ def cluster_of_two(tmp: Path, llm: FakeLLM) -> Iterator[Cluster]:
 
 
 @asynccontextmanager
-async def sdk_client(kind: str, base: str, seen: list[str] | None = None) -> AsyncIterator[Client]:
-    """The SDK's client; `seen` collects the Mcp-Session-Id of every HTTP request it sends."""
+async def sdk_client(
+    kind: str, base: str, seen: list[str] | None = None, handler: Any = None
+) -> AsyncIterator[Client]:
+    """The SDK's client; `seen` collects the Mcp-Session-Id of every HTTP request it sends;
+    `handler` gets its notifications."""
     if kind == "sse":
-        async with Client(sse_client(f"{base}/sse")) as client:
+        async with Client(
+            sse_client(f"{base}/sse"), mode="legacy", message_handler=handler
+        ) as client:
             yield client
         return
 
@@ -223,7 +231,8 @@ async def sdk_client(kind: str, base: str, seen: list[str] | None = None) -> Asy
 
     async with httpx2.AsyncClient(timeout=30, event_hooks={"request": [note]}) as http:
         transport = streamable_http_client(f"{base}/mcp", http_client=http)
-        async with Client(transport, mode="legacy" if kind == "legacy" else "auto") as client:
+        mode = "legacy" if kind == "legacy" else "auto"
+        async with Client(transport, mode=mode, message_handler=handler) as client:
             yield client
 
 
@@ -471,6 +480,50 @@ async def rolling_restart_while_web_chats(cluster: Cluster) -> None:
     print(f"\nrolling restart of {len(cluster.replicas)} replicas: {len(turns)} chat turns")
 
 
+async def each_change_notified_once_per_session(cluster: Cluster) -> None:
+    """Issue 13: sessions subscribed through the balancer (legacy /mcp and /sse, on both
+    replicas), purchases through api.py's 2 workers, one at a time: every session hears
+    each one exactly once per URI (each replica follows the feed and tells only its own)."""
+    sessions, purchases = 6, 4
+    counts = [dict.fromkeys(("shop://products/2", "shop://inventory"), 0) for _ in range(sessions)]
+    changed = anyio.Event()
+
+    def handler_for(mine: dict[str, int]) -> Any:
+        async def handle(message: Any) -> None:
+            nonlocal changed
+            if getattr(message, "method", None) == "notifications/resources/updated":
+                mine[str(message.params.uri)] += 1
+                changed.set()
+
+        return handle
+
+    async def until(done: Any) -> None:
+        nonlocal changed
+        with anyio.fail_after(20):
+            while not done():
+                changed = anyio.Event()
+                if not done():
+                    await changed.wait()
+
+    async with contextlib.AsyncExitStack() as stack:
+        for i, mine in enumerate(counts):
+            kind = "sse" if i % 3 == 2 else "legacy"
+            client = await stack.enter_async_context(
+                sdk_client(kind, cluster.url, handler=handler_for(mine))
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                for uri in mine:
+                    await client.subscribe_resource(uri)
+        async with httpx.AsyncClient(base_url=cluster.api) as http:
+            for k in range(1, purchases + 1):
+                body = {"customerName": "live", "items": [{"productId": 2, "quantity": 1}]}
+                assert (await http.post("/api/purchase", json=body)).status_code == 200
+                await until(lambda k=k: all(min(c.values()) >= k for c in counts))
+                assert all(set(c.values()) == {k} for c in counts), counts
+    print(f"\nlive: {sessions} sessions x {purchases} purchases, each heard once: {counts[0]}")
+
+
 async def test_two_replicas_behind_nginx(tmp_path: Path) -> None:
     """One cluster, the checks in order (one test: a 15 s start is paid once, whatever the
     xdist scheduling; each check says what failed)."""
@@ -480,6 +533,7 @@ async def test_two_replicas_behind_nginx(tmp_path: Path) -> None:
         with cluster_of_two(tmp_path, llm) as cluster:
             for check in (
                 each_client_through_the_balancer,
+                each_change_notified_once_per_session,
                 kill_the_replica_holding_a_session,
                 concurrent_purchases_no_oversell_no_lost_order,
                 replay_from_the_other_replica,
