@@ -35,7 +35,8 @@ class Bench:
         self.direct_p50: float | None = None
 
     def add(self, row: Row) -> Row:
-        sequential = row.key != "direct_1" and not row.key.startswith(("purchases", "mcp_sessions"))
+        concurrent = ("purchases", "mcp_sessions", "live")  # no ratio to one direct call
+        sequential = row.key != "direct_1" and not row.key.startswith(concurrent)
         if self.direct_p50 and row.p50_ms is not None and sequential and row.key != "direct_8":
             row.x_direct = round(row.p50_ms / self.direct_p50, 2)
         self.rows.append(row)

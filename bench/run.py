@@ -11,8 +11,10 @@ over many calls after a warm-up. Server CPU per call is read from /proc for each
 involved.
 
 This module only parses the arguments, sets the services up and runs the measuring modules in
-order: coldstart, layers, page, throughput, purchases, search, memory, then scale (PostgreSQL, nginx
-and Redis rows of its own processes; left out where one of those is missing).
+order: coldstart, layers, page, throughput, purchases, search, memory, then live (issue #13's
+change-to-notification rows, on an api.py and a main.py of their own; part of "core"), then
+scale (PostgreSQL, nginx and Redis rows of its own processes; left out where one of those is
+missing).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import httpx
 
 from bench.coldstart import cold_start
 from bench.layers import layers
+from bench.live import live
 from bench.measure import Bench
 from bench.memory import memory
 from bench.page import page
@@ -57,7 +60,9 @@ async def run(b: Bench, work: Path, part: str = "all") -> None:
     if part in ("all", "core"):
         await core(b, work)
     for svc in b.procs.values():
-        svc.stop()  # the scale rows start their own processes
+        svc.stop()  # the live and scale rows start their own processes
+    if part in ("all", "core"):
+        await live(b)
     if part in ("all", "scale"):
         await scale(b)
     # Lines the table would not show: the consistency checks.

@@ -28,6 +28,9 @@ class Sizes:
     page_turns: int  # the long chat's turns (bench/page.py)
     page_sends: int  # real turns sent through the page on a fresh chat, and again at its end
     page_renders: int  # new messages timed at the end of that chat
+    live_changes: int  # purchases timed until the subscribed client hears (bench/live.py)
+    live_sessions: int  # subscribed sessions one change fans out to
+    live_fanouts: int  # changes timed until the last of them hears
 
 
 FULL = Sizes(
@@ -47,6 +50,9 @@ FULL = Sizes(
     page_turns=200,
     page_sends=8,
     page_renders=30,
+    live_changes=100,
+    live_sessions=500,
+    live_fanouts=5,
 )
 SMOKE = Sizes(
     products=2_000,
@@ -65,4 +71,7 @@ SMOKE = Sizes(
     page_turns=6,
     page_sends=2,
     page_renders=3,
+    live_changes=5,
+    live_sessions=20,
+    live_fanouts=2,
 )

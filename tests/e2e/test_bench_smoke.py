@@ -43,6 +43,11 @@ ROWS = {
     "mem_second_round",
     "mem_sse",
     "mem_after",
+    # Issue #13's live-inventory rows (bench/live.py).
+    "purchases_32_live",
+    "live_feed_rate",
+    "live_latency",
+    "live_fanout",
 }
 # Issue #12's rows (bench/scale.py): PostgreSQL, nginx and Redis, required in CI.
 SCALE_ROWS = {
@@ -71,7 +76,7 @@ def run_smoke(tmp_path: Path, part: str) -> tuple[subprocess.CompletedProcess[st
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["smoke"] is True
-    assert len(result["targets"]) == 17
+    assert len(result["targets"]) == 18
     assert "targets:" in proc.stdout
     return proc, result
 
@@ -84,13 +89,15 @@ def test_bench_smoke(tmp_path: Path) -> None:
     page = set() if no_page else PAGE_ROWS
     assert set(rows) == ROWS | page
     for key, row in rows.items():
-        if not key.startswith("mem_") and key != "page_weight":
+        if not key.startswith("mem_") and key not in ("page_weight", "live_feed_rate"):
             assert row["p50_ms"] is not None and row["p50_ms"] > 0, row
     # Every MCP row really spoke the protocol it claims.
     assert "2026-07-28" in rows["mcp_modern"]["note"]
     assert "2025-11-25" in rows["mcp_legacy"]["note"]
 
-    for check in ("purchase", "purchase_normal"):
+    live = result["checks"]["live_feed"]
+    assert live["events"] == live["purchases"] == result["checks"]["purchase_live"]["succeeded"]
+    for check in ("purchase", "purchase_normal", "purchase_live"):
         assert_consistent(result["checks"][check])
 
     mem = result["memory"]
