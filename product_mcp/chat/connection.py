@@ -54,6 +54,8 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024  # largest tool result (one SSE event) taken 
 # server's side: reusing one the server is closing loses the request (a tools/call cannot
 # safely be sent twice).
 KEEPALIVE_EXPIRY = 4.0
+QUICK_ATTEMPTS = 2  # connection attempts a call makes (skipping the backoff) before giving up
+QUICK_RETRY_PAUSE = 0.3  # seconds between them
 
 
 def _stderr_file() -> IO[str]:
@@ -342,12 +344,20 @@ class ServerConnection:
             # it, so replacing it before the call is safe even for tools that write.
             await self._drop(client, self._generation, "the transport closed")
         if self._client is None:
+            # Two quick attempts, not one: behind a balancer, the first may meet a replica that
+            # is shutting down (nginx answers 502 for a POST it cannot resend), the next one
+            # another replica. A failed `initialize` is safe to repeat.
             first_attempt = self.attempts
+            kicks = 1
             self._signal("kick")
             with anyio.move_on_after(self.ready_wait):
                 while self._client is None:
-                    if self.status == "failed" and self.attempts > first_attempt:
-                        break
+                    if self.status == "failed" and self.attempts >= first_attempt + kicks:
+                        if kicks == QUICK_ATTEMPTS:
+                            break
+                        kicks += 1
+                        await anyio.sleep(QUICK_RETRY_PAUSE)  # let a closing replica close
+                        self._signal("kick")
                     await self._changed.wait()
         client = self._client
         if client is None:
