@@ -98,8 +98,10 @@ class ChangeFeed:
             self._loop.create_task(self.close())
 
     def poke_threadsafe(self) -> None:
-        """A change committed in this process: look now (any thread may call this)."""
-        self._loop.call_soon_threadsafe(self._poke.set)
+        """A change committed in this process: look now (any thread may call this). Without
+        a stream nobody needs to know: a purchase then costs no wake-up of the loop."""
+        if self.listeners:
+            self._loop.call_soon_threadsafe(self._poke.set)
 
     def _read_latest(self) -> int:
         with self.shop.engine.connect() as conn:
