@@ -27,7 +27,6 @@ from product_mcp.shop.values import iso, money
 OUTBOX_LOCK = 0x5E0B_C4A9_0E5E  # pg_advisory_xact_lock key of appenders
 CHANNEL = "shop_changes"  # PostgreSQL NOTIFY channel
 CHANGED = "shop_changed"  # conn.info flag: this transaction appended (Database._write wakes)
-LOCK_AND_NOTIFY = text("SELECT pg_advisory_xact_lock(:k), pg_notify(:c, '')")
 
 
 @dataclass(frozen=True)
@@ -49,9 +48,7 @@ def append(conn: Connection, events: list[Event]) -> None:
     if not events:
         return
     if conn.dialect.name == "postgresql":
-        # One round trip for both: the lock, and the notification PostgreSQL queues until
-        # this transaction commits (dropped if it rolls back).
-        conn.execute(LOCK_AND_NOTIFY, {"k": OUTBOX_LOCK, "c": CHANNEL})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": OUTBOX_LOCK})
     at = now()
     conn.execute(
         insert(product_changes),
@@ -66,6 +63,8 @@ def append(conn: Connection, events: list[Event]) -> None:
             for e in events
         ],
     )
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"NOTIFY {CHANNEL}"))
     conn.info[CHANGED] = True
 
 

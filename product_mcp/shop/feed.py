@@ -8,23 +8,14 @@ wait on one `asyncio.Condition`; only this watcher asks the database whether any
 - within `POLL_SECONDS`, when another worker (SQLite) did, by polling,
 - at once on PostgreSQL through LISTEN (a NOTIFY that `changes.append` sends at commit), with
   a slower poll as the fallback: the table stays the truth, a lost notification only delays.
-The watcher reads the new events itself, once for all streams, into a short window of recent
-events (each already written as its SSE text), at most once per `BATCH_SECONDS`: a stream that
-is up to date takes its next events from that window, so N followers and a busy shop cost one
-query per batch, not N per purchase (4 MCP servers following the feed had doubled api.py's CPU
-per purchase). A stream behind the window (a slow client, a resume) reads its own pages from the
-table, so a slow client costs a cursor, not memory. The window is complete for the seqs it
-covers: it holds every event read after the seq it starts from, and a read after seq S sees
-every event up to the last one returned (commit order, see changes.py).
+Streams then read their own pages from the table, so a slow client costs a cursor, not memory.
 The watcher also prunes events older than the retention window, once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -39,15 +30,6 @@ log = logging.getLogger("api.feed")
 POLL_SECONDS = 0.1  # SQLite: how stale another worker's change may be
 PG_POLL_SECONDS = 1.0  # PostgreSQL: LISTEN wakes us; this is the fallback
 PRUNE_SECONDS = 60.0
-BATCH_SECONDS = 0.05  # at most one look per this, however busy: changes in between go together
-RECENT_MAX = 2000  # events kept in memory for streams that are up to date
-
-
-def sse(change: Change) -> str:
-    """One event as Server-Sent Events text: its seq is the SSE id (resume by Last-Event-ID)."""
-    data = json.dumps(change.model_dump(), ensure_ascii=False)
-    kind = "resync" if change.kind == "resync" else "change"
-    return f"id: {change.seq}\nevent: {kind}\ndata: {data}\n\n"
 
 
 class ChangeFeed:
@@ -65,13 +47,9 @@ class ChangeFeed:
         self._loop = asyncio.get_running_loop()
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_listen = threading.Event()
-        # The window: every event with base < seq <= latest, oldest first, and its SSE text.
-        self._base = 0
-        self._seqs: list[int] = []
-        self._texts: list[str] = []
 
     async def start(self) -> None:
-        self.latest = self._base = await to_thread.run_sync(self._read_latest)
+        self.latest = await to_thread.run_sync(self._read_latest)
         self.shop.on_change.append(self.poke_threadsafe)
         self._tasks.append(asyncio.create_task(self._watch()))
         self._tasks.append(asyncio.create_task(self._prune()))
@@ -98,10 +76,8 @@ class ChangeFeed:
             self._loop.create_task(self.close())
 
     def poke_threadsafe(self) -> None:
-        """A change committed in this process: look now (any thread may call this). Without
-        a stream nobody needs to know: a purchase then costs no wake-up of the loop."""
-        if self.listeners:
-            self._loop.call_soon_threadsafe(self._poke.set)
+        """A change committed in this process: look now (any thread may call this)."""
+        self._loop.call_soon_threadsafe(self._poke.set)
 
     def _read_latest(self) -> int:
         with self.shop.engine.connect() as conn:
@@ -125,48 +101,15 @@ class ChangeFeed:
             if not self.listeners:
                 continue
             try:
-                more = await self._look()
+                newest = await to_thread.run_sync(self._read_latest)
             except Exception as e:  # the database is away: streams wait, we retry
-                log.warning("change feed: cannot read the newest events: %s", e)
+                log.warning("change feed: cannot read the newest seq: %s", e)
                 await asyncio.sleep(1)
                 continue
-            if more:
-                self._poke.set()  # a full page: read on at once
-            else:
-                await asyncio.sleep(BATCH_SECONDS)  # pokes meanwhile wait for the next look
-
-    async def _look(self) -> bool:
-        """Read the events after `latest` into the window and wake the streams; True if
-        there may be more at once."""
-        after = self.latest
-        batch = await to_thread.run_sync(self.read, after, RECENT_MAX)
-        if not batch:
-            return False
-        if batch[-1].kind == "resync":  # pruned past us (no listener for a long while)
-            self._base = self.latest = batch[-1].seq
-            self._seqs, self._texts = [], []
-        else:
-            self._seqs += [c.seq for c in batch]
-            self._texts += [sse(c) for c in batch]
-            if len(self._seqs) > RECENT_MAX:
-                cut = len(self._seqs) - RECENT_MAX
-                self._base = self._seqs[cut - 1]
-                del self._seqs[:cut], self._texts[:cut]
-            self.latest = batch[-1].seq
-        async with self._changed:
-            self._changed.notify_all()
-        return len(batch) == RECENT_MAX
-
-    def recent(self, after: int, page: int) -> tuple[str, int, int] | None:
-        """Up to `page` events after `after` from the window: their SSE text, the seq of the
-        last one and how many; None if the window does not reach back to `after`."""
-        if not self._base <= after <= self.latest:
-            return None
-        start = bisect.bisect_right(self._seqs, after)
-        end = min(start + page, len(self._seqs))
-        if start == end:
-            return "", after, 0
-        return "".join(self._texts[start:end]), self._seqs[end - 1], end - start
+            if newest != self.latest:
+                self.latest = newest
+                async with self._changed:
+                    self._changed.notify_all()
 
     async def _prune(self) -> None:
         while True:
@@ -212,29 +155,21 @@ class ChangeFeed:
                 )
         return self.latest > seq
 
-    async def stream(self, after: int, page: int) -> AsyncIterator[str | None]:
-        """Every event after `after`, in order, as they come, as SSE text (one chunk per
-        batch); None when a heartbeat is due. Ends when the feed closes."""
+    async def stream(self, after: int, page: int) -> AsyncIterator[Change | None]:
+        """Every event after `after`, in order, as they come; None when a heartbeat is due.
+        Ends when the feed closes."""
         self.listeners += 1
         try:
             while not self.closed.is_set():
-                window = self.recent(after, page)
-                if window is not None:
-                    text, after, n = window
-                    if n:
-                        yield text
-                    full = n == page
+                batch = await to_thread.run_sync(self.read, after, page)
+                for change in batch:
+                    yield change
+                if batch:
+                    after = batch[-1].seq
+                    if len(batch) == page and batch[-1].kind != "resync":
+                        continue
                 else:
-                    batch = await to_thread.run_sync(self.read, after, page)
-                    if batch:
-                        yield "".join(sse(c) for c in batch)
-                        after = batch[-1].seq
-                        full = len(batch) == page and batch[-1].kind != "resync"
-                    else:
-                        full = False
-                        await asyncio.sleep(POLL_SECONDS)  # never spin, whatever `latest` says
-                if full:
-                    continue
+                    await asyncio.sleep(POLL_SECONDS)  # never spin, whatever `latest` says
                 if not await self.wait_past(after) and not self.closed.is_set():
                     yield None
         finally:

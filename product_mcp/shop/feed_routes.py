@@ -10,6 +10,7 @@ follow on after its seq) instead of a silent gap. Streams per client are bounded
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -44,6 +45,12 @@ def _start_after(after: int, last_event_id: str | None) -> int:
             ]
         )
     return int(value)
+
+
+def _sse(change: Change) -> str:
+    data = json.dumps(change.model_dump(), ensure_ascii=False)
+    kind = "resync" if change.kind == "resync" else "change"
+    return f"id: {change.seq}\nevent: {kind}\ndata: {data}\n\n"
 
 
 @router.get(
@@ -94,8 +101,8 @@ async def get_changes(
 
     async def body() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
-        async for chunk in feed.stream(start, limit):
-            yield ": heartbeat\n\n" if chunk is None else chunk
+        async for change in feed.stream(start, limit):
+            yield ": heartbeat\n\n" if change is None else _sse(change)
 
     return CountedStream(
         body(),
