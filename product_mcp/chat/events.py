@@ -16,9 +16,9 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from product_mcp.core.errors import ProductMcpError
+from product_mcp.core.streams import CountedStream
 
 STREAMS_PER_CLIENT = 8  # tabs one browser may keep open at once
 QUEUE_EVENTS = 64  # events a slow page may fall behind before it is dropped
@@ -92,7 +92,7 @@ class PageEvents:
             if not self._clients[client]:
                 del self._clients[client]
 
-        return _Stream(
+        return CountedStream(
             self._body(queue),
             release,
             media_type="text/event-stream",
@@ -110,17 +110,3 @@ class PageEvents:
             if item is None:
                 return
             yield sse(*item)
-
-
-class _Stream(StreamingResponse):
-    """A stream that calls `release` when it ends, however it ends (even unstarted)."""
-
-    def __init__(self, body: AsyncIterator[str], release: Callable[[], None], **kw: Any) -> None:
-        super().__init__(body, **kw)
-        self.release = release
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.release()

@@ -11,16 +11,16 @@ follow on after its seq) instead of a silent gap. Streams per client are bounded
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from models import CHANGES_PAGE_DEFAULT, CHANGES_PAGE_MAX, Change
+from product_mcp.core.streams import CountedStream
 from product_mcp.shop.feed import ChangeFeed
 
 MAX_SEQ = 2**62
@@ -110,17 +110,3 @@ async def get_changes(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-class CountedStream(StreamingResponse):
-    """A stream that calls `release` when it ends, however it ends (even unstarted)."""
-
-    def __init__(self, body: AsyncIterator[str], release: Callable[[], None], **kw: Any) -> None:
-        super().__init__(body, **kw)
-        self.release = release
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.release()
