@@ -14,7 +14,6 @@ once the window after the first change of a burst closes, so p50 sits just above
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import tempfile
@@ -23,11 +22,10 @@ from pathlib import Path
 
 import httpx
 
-from bench.measure import Bench
+from bench.measure import Bench, run_alone
 from bench.procs import api_spec, make_db, mcp_spec, start_many
 from bench.purchases import purchases
-from bench.sizes import FULL, SMOKE
-from bench.stats import HEADER, Row, pct
+from bench.stats import Row, pct
 from tests.mcp_helpers import ACCEPT, INIT, rpc
 from tests.servers import free_port
 
@@ -198,18 +196,7 @@ async def live(b: Bench) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description="the live-inventory rows of the bench alone")
-    p.add_argument("--smoke", action="store_true", help="tiny N: checks the rows run")
-    a = p.parse_args()
-    b = Bench(SMOKE if a.smoke else FULL, a.smoke)
-    print(HEADER)
-    try:
-        asyncio.run(live(b))
-    finally:
-        for svc in b.procs.values():
-            svc.stop()
-    for k, v in b.checks.items():
-        print(f"  check {k}: {v}")
+    run_alone(live, "the live-inventory rows of the bench alone")
 
 
 if __name__ == "__main__":

@@ -154,3 +154,24 @@ class Bench:
         row.per_s = round(count / elapsed, 1)
         row.p50_ms, row.p95_ms = round(pct(samples, 50), 2), round(pct(samples, 95), 2)
         return self.add(row)
+
+
+def run_alone(section: Callable[[Bench], Awaitable[None]], description: str) -> None:
+    """`python -m bench.<section> [--smoke]`: one section's rows without the rest of the run."""
+    import argparse
+
+    from bench.sizes import FULL, SMOKE
+    from bench.stats import HEADER
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--smoke", action="store_true", help="tiny N: checks the rows run")
+    a = p.parse_args()
+    b = Bench(SMOKE if a.smoke else FULL, a.smoke)
+    print(HEADER)
+    try:
+        asyncio.run(section(b))
+    finally:
+        for svc in b.procs.values():
+            svc.stop()
+    for k, v in b.checks.items():
+        print(f"  check {k}: {v}")

@@ -16,7 +16,6 @@ spread, not how far more machines would scale (that needs a core or a host per r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import re
@@ -36,12 +35,11 @@ import redis
 
 from bench.catalog import fill
 from bench.clients import mcp_client, tool
-from bench.measure import Bench
+from bench.measure import Bench, run_alone
 from bench.procs import start_many
 from bench.purchases import purchases
 from bench.search import Picker, search_api
-from bench.sizes import FULL, SMOKE
-from bench.stats import HEADER, Row, pct
+from bench.stats import Row, pct
 from product_mcp.mcp_server.replicas import render
 from product_mcp.shop import Shop, make_engine
 from tests.mcp_helpers import ACCEPT, open_session, rpc
@@ -248,18 +246,7 @@ def _drop_keys(prefix: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description="the running-at-scale rows of the bench alone")
-    p.add_argument("--smoke", action="store_true", help="tiny N: checks the rows run")
-    a = p.parse_args()
-    b = Bench(SMOKE if a.smoke else FULL, a.smoke)
-    print(HEADER)
-    try:
-        asyncio.run(scale(b))
-    finally:
-        for svc in b.procs.values():
-            svc.stop()
-    for k, v in b.checks.items():
-        print(f"  check {k}: {v}")
+    run_alone(scale, "the running-at-scale rows of the bench alone")
 
 
 if __name__ == "__main__":
