@@ -26,7 +26,8 @@ SERVER_NAME = "product-mcp"  # the entry of mcp.json the launcher points at its 
 COLOURS = {"api": "\033[36m", "mcp": "\033[35m", "web": "\033[32m", "lb": "\033[33m"}
 RESET = "\033[0m"
 TAIL = 20
-RESTARTS = 5  # times the launcher starts a dead replica again before it gives up
+RESTARTS = 5  # a replica that dies this many times within RESTART_WINDOW is left dead
+RESTART_WINDOW = 30.0  # seconds; a crash loop stops, a rare death is always healed
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Child:
     reach: str = "127.0.0.1"
     host: str = "127.0.0.1"  # the address it binds (checked free before anything starts)
     command: list[str] | None = None  # a program other than `python <args>` (nginx)
-    restarts: int = 0
+    restarts: deque[float] = field(default_factory=lambda: deque(maxlen=RESTARTS))
     proc: asyncio.subprocess.Process | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
     reader: asyncio.Task[None] | None = None
@@ -48,6 +49,14 @@ def _colour(name: str) -> tuple[str, str]:
     if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
         return "", ""
     return COLOURS.get(name.rstrip("0123456789"), ""), RESET
+
+
+def may_restart(child: Child) -> bool:
+    """Only replicas behind the balancer are healed, and not in a crash loop."""
+    if "MCP_REPLICA_TAG" not in child.env:
+        return False
+    recent = child.restarts
+    return len(recent) < RESTARTS or time.monotonic() - recent[0] > RESTART_WINDOW
 
 
 class Launcher:
@@ -152,7 +161,8 @@ class Launcher:
 
     async def _supervise(self) -> int:
         """Wait for Ctrl-C (exit 0) or the first child to die (exit 1); a replica behind
-        the balancer that dies is started again instead (at most RESTARTS times)."""
+        the balancer that dies is started again instead (unless it died RESTARTS times within
+        RESTART_WINDOW seconds: a crash loop)."""
         waits = {asyncio.create_task(c.proc.wait()): c for c in self.children if c.proc}
         stop = asyncio.create_task(self.stopping.wait())
         ready = self.ready() if callable(self.ready) else self.ready
@@ -161,7 +171,7 @@ class Launcher:
         while True:
             done, _ = await asyncio.wait({stop, *waits}, return_when=asyncio.FIRST_COMPLETED)
             died = [waits.pop(t) for t in done if t in waits]
-            if stop in done or not all(self._may_restart(c) for c in died):
+            if stop in done or not all(may_restart(c) for c in died):
                 break
             for child in died:
                 await self._restart(child)
@@ -173,12 +183,9 @@ class Launcher:
         stop.cancel()
         raise ChildDied(died[0])
 
-    def _may_restart(self, child: Child) -> bool:
-        return "MCP_REPLICA_TAG" in child.env and child.restarts < RESTARTS
-
     async def _restart(self, child: Child) -> None:
         code = child.proc.returncode if child.proc else None
-        child.restarts += 1
+        child.restarts.append(time.monotonic())
         sys.stderr.write(
             f"launcher: {child.name} (main.py {child.env['MCP_REPLICA_TAG']}) exited with code "
             f"{code}; the other replicas take its sessions; starting it again\n"

@@ -69,13 +69,15 @@ def render(listen: str, replicas: Sequence[tuple[str, str]], prefix: str) -> str
     for tag, _ in replicas:
         if not TAG.match(tag):
             raise ValueError(f"replica tag {tag!r}: 1 to 16 lowercase letters or digits")
-    line = "        server {} max_fails=1 fail_timeout=5s;"
+    line = "        server {} max_fails=0;"
     servers = "\n".join(line.format(addr) for _, addr in replicas)
     session_map, sse_map, owners = [], [], []
     for tag, addr in replicas:
         session_map.append(f'        "~^{tag}-"  mcp_{tag};')
         sse_map.append(f'        "~^/r/{tag}/"  mcp_{tag};')
-        backups = "".join(f"        server {other} backup;\n" for t, other in replicas if t != tag)
+        backups = "".join(
+            f"        server {other} max_fails=0 backup;\n" for t, other in replicas if t != tag
+        )
         owners.append(
             f"    upstream mcp_{tag} {{\n        server {addr} max_fails=0;\n{backups}    }}"
         )

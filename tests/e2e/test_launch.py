@@ -215,3 +215,18 @@ def test_env_example_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"`{name}`" in readme, f"{name} missing from the README settings table"
+
+
+def test_a_replica_is_healed_however_often_it_dies_but_a_crash_loop_is_not() -> None:
+    """A replica behind the balancer that dies now and then is always started again (the
+    launcher once gave up after its 5th restart, whenever those were: the 3rd rolling restart
+    of two replicas left one dead); 5 deaths within 30 s is a crash loop and ends it."""
+    from product_mcp.core import supervisor
+
+    replica = supervisor.Child("mcp1", ["main.py"], 1, env={"MCP_REPLICA_TAG": "r1"})
+    now = time.monotonic()
+    replica.restarts.extend(now - 600 + 70 * i for i in range(supervisor.RESTARTS))
+    assert supervisor.may_restart(replica)
+    replica.restarts.extend(now - 5 + i for i in range(supervisor.RESTARTS))
+    assert not supervisor.may_restart(replica)
+    assert not supervisor.may_restart(supervisor.Child("api", ["api.py"], 2))

@@ -28,7 +28,7 @@ import pytest
 
 from product_mcp.mcp_server.replicas import render
 from tests.e2e.test_replicas import NGINX, REDIS, _redis_up
-from tests.mcp_helpers import rpc
+from tests.mcp_helpers import ACCEPT, INIT, rpc
 from tests.servers import Service, free_port, start_api, start_mcp, wait_http
 from tests.web_helpers import need
 
@@ -116,3 +116,38 @@ def test_post_for_an_ended_stream_says_so(api: Service) -> None:
             assert bad.status_code == 400  # not a session id at all: the SDK's own answer
     finally:
         mcp.stop()
+
+
+def test_next_replica_down_right_after_the_last_came_back(api: Service, tmp_path: Path) -> None:
+    """A rolling restart: r1 down, then back, then r2 down at once. Requests without a
+    session (initialize, the stateless protocol) must reach r1 all along. With nginx's
+    `max_fails=1 fail_timeout=5s`, r1 stayed marked failed for 5 s after it came back, r2
+    refused, and nginx answered 502 "no live upstreams" (seen in the rolling restart of
+    tests/e2e/test_replicas.py, where web.py's reconnect met it twice and the turn failed)."""
+    need(NGINX is not None, "nginx not installed (apt-get install nginx)")
+    need(_redis_up(), f"Redis not reachable at {REDIS}")
+    lb, p1 = free_port(), free_port()
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}:"}
+    env["MCP_ALLOWED_HOSTS"] = f"127.0.0.1:{lb}"
+    r2: Service | None = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "r2"})
+    r1: Service | None = None
+    proc = _nginx(tmp_path, lb, [("r1", f"127.0.0.1:{p1}"), ("r2", f"127.0.0.1:{r2.port}")])
+    url = f"http://127.0.0.1:{lb}/mcp"
+    try:
+        with httpx.Client(timeout=10, headers={"Accept": ACCEPT}) as http:
+            for _ in range(8):  # r1 refuses; each nginx worker sends these on to r2
+                r = http.post(url, json=INIT)
+                assert r.status_code == 200, r.text
+            r1 = start_mcp(api.url, port=p1, env={**env, "MCP_REPLICA_TAG": "r1"})
+            r2.stop()
+            r2 = None
+            for _ in range(8):
+                r = http.post(url, json=INIT)
+                assert r.status_code == 200, r.text
+                assert r.headers["mcp-session-id"].startswith("r1-")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+        for svc in (r1, r2):
+            if svc is not None:
+                svc.stop()
