@@ -181,13 +181,13 @@ class FinishResponses:
         state = {"started": False, "done": False, "sse": False}
 
         async def tracking_send(message: Message) -> None:
+            await send(message)  # first: a start that never went out (cancelled) is not "started"
             if message["type"] == "http.response.start":
                 state["started"] = True
                 headers = dict(message.get("headers") or ())
                 state["sse"] = headers.get(b"content-type", b"").startswith(b"text/event-stream")
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 state["done"] = True
-            await send(message)
 
         await self.app(scope, receive, tracking_send)
         if state["done"]:

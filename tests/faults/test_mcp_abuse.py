@@ -520,3 +520,35 @@ async def test_calls_racing_the_delete_of_their_session_never_get_a_500(server: 
                     ended += not said or "error" in said[0]
     assert all(isinstance(s, int) and s < 500 for s in statuses), sorted(set(map(str, statuses)))
     assert ended > 0  # the race was met: some calls ended with their session
+
+
+async def test_a_reply_whose_head_never_went_out_is_answered_whole() -> None:
+    """The SDK swallows a failed send (here: its `http.response.start` cancelled as main.py
+    shuts down) and returns. FinishResponses then finished the reply with a body alone, and
+    uvicorn raised "Expected ASGI message 'http.response.start', but got 'http.response.body'"
+    (seen in the rolling-restart run). A head that never went out is not a started reply."""
+    from product_mcp.mcp_server.middleware import FinishResponses
+
+    sent: list[dict[str, Any]] = []
+    refuse_first = [True]
+
+    async def server_send(message: Any) -> None:
+        if refuse_first.pop() if refuse_first else False:
+            raise OSError("cancelled before it went out")
+        if not sent and message["type"] != "http.response.start":
+            raise RuntimeError(f"Expected 'http.response.start', got {message['type']!r}")
+        sent.append(message)
+
+    async def sdk(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        except OSError:
+            return  # what the SDK's transport does: log and return
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": []}
+    await FinishResponses(sdk, "peeked")(scope, receive, server_send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 404 and b"Session ended" in sent[1]["body"]
