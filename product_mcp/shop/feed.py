@@ -30,6 +30,7 @@ log = logging.getLogger("api.feed")
 POLL_SECONDS = 0.1  # SQLite: how stale another worker's change may be
 PG_POLL_SECONDS = 1.0  # PostgreSQL: LISTEN wakes us; this is the fallback
 PRUNE_SECONDS = 60.0
+CLOSE_SECONDS = 2.0  # at most this long to stop the watcher and the pruner
 
 
 class ChangeFeed:
@@ -64,9 +65,10 @@ class ChangeFeed:
             self._changed.notify_all()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: a watcher stuck in a database call (a lock, a dead server) must not
+            # hold the shutdown; its thread is abandoned and ends on its own.
+            await asyncio.wait(self._tasks, timeout=CLOSE_SECONDS)
         self._tasks.clear()
 
     def close_soon(self) -> None:
@@ -101,7 +103,7 @@ class ChangeFeed:
             if not self.listeners:
                 continue
             try:
-                newest = await to_thread.run_sync(self._read_latest)
+                newest = await to_thread.run_sync(self._read_latest, abandon_on_cancel=True)
             except Exception as e:  # the database is away: streams wait, we retry
                 log.warning("change feed: cannot read the newest seq: %s", e)
                 await asyncio.sleep(1)
@@ -114,7 +116,9 @@ class ChangeFeed:
     async def _prune(self) -> None:
         while True:
             try:
-                gone = await to_thread.run_sync(self.shop.prune_changes, self.retention)
+                gone = await to_thread.run_sync(
+                    self.shop.prune_changes, self.retention, abandon_on_cancel=True
+                )
                 if gone:
                     log.info("change feed: pruned %d events older than %gs", gone, self.retention)
             except Exception as e:

@@ -136,10 +136,13 @@ def test_stream_follows_live_and_resumes_from_last_event_id(database: ModuleData
 def test_streams_per_client_are_bounded(database: ModuleDatabase) -> None:
     with served(database.fresh(), CHANGE_STREAMS_PER_CLIENT=1) as api:
         with api.stream("GET", "/api/changes", headers=SSE) as first:
-            next(first.iter_lines())
-            second = api.get("/api/changes", headers=SSE)
-            assert second.status_code == 429
-            assert "Too many change streams" in second.json()["detail"]
+            # Kept: a line iterator that is dropped closes its response, and the server then
+            # rightly let the next stream in (this test hung on that, 1 run in ~10).
+            lines = first.iter_lines()
+            assert next(lines) == "retry: 1000"
+            with api.stream("GET", "/api/changes", headers=SSE) as second:
+                assert second.status_code == 429  # a stream let in would never end: not read
+                assert "Too many change streams" in json.loads(second.read())["detail"]
             assert api.get("/api/changes").status_code == 200  # JSON pages are not streams
         for _ in range(100):  # the closed stream is released once the server sees it go
             with api.stream("GET", "/api/changes", headers=SSE) as again:
@@ -172,3 +175,41 @@ def test_stream_from_before_the_window_starts_with_resync(database: ModuleDataba
             lines = r.iter_lines()
             assert next(line for line in lines if line.startswith("event:")) == "event: resync"
             assert _data(lines)["kind"] == "resync"
+
+
+def test_shutdown_is_not_held_by_a_stuck_database_call() -> None:
+    """The feed's pruner (or watcher) stuck in a database call, e.g. behind another writer's
+    lock for SQLite's 30 s busy timeout, once held the API's shutdown until the call ended
+    (a hang seen in a test's teardown): closing the feed is bounded, the thread abandoned."""
+    import asyncio
+    import threading
+
+    from product_mcp.shop.feed import CLOSE_SECONDS, ChangeFeed
+
+    gate = threading.Event()
+    entered = threading.Event()
+
+    class StuckShop:
+        dialect = "sqlite"
+
+        def __init__(self) -> None:
+            self.on_change: list[object] = []
+
+        def prune_changes(self, retention: float) -> int:
+            entered.set()
+            gate.wait(30)
+            return 0
+
+    async def run() -> float:
+        feed = ChangeFeed(StuckShop(), retention=60, heartbeat=1)  # type: ignore[arg-type]
+        feed._read_latest = lambda: 0  # type: ignore[method-assign]
+        await feed.start()
+        await asyncio.to_thread(entered.wait, 10)
+        started = time.monotonic()
+        await feed.close()
+        return time.monotonic() - started
+
+    try:
+        assert asyncio.run(run()) < CLOSE_SECONDS + 1
+    finally:
+        gate.set()
