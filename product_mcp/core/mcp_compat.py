@@ -121,13 +121,6 @@ def add_request_handler(
     server._lowlevel_server.add_request_handler(method, params_type, handler)
 
 
-def subscription_bus(server: Any) -> Any:
-    """The server's `SubscriptionBus` (2026-07-28 `subscriptions/listen` fan-out): live.py
-    publishes change-feed updates on it, as `Context.notify_resource_updated` would from a
-    request; MCPServer offers no public way to publish outside one."""
-    return server._subscriptions
-
-
 def add_server_middleware(server: Any, middleware: Any) -> None:
     """Wrap every inbound message of every connection (the low-level `Server.middleware`)."""
     server._lowlevel_server.middleware.append(middleware)
