@@ -43,7 +43,6 @@ def _probes() -> dict[str, Callable[[], bool]]:
 
     return {
         "MCPServer._lowlevel_server": lambda: _assigns(MCPServer, "_lowlevel_server"),
-        "MCPServer._subscriptions": lambda: _assigns(MCPServer, "_subscriptions"),
         "Server.add_request_handler": lambda: callable(Server.add_request_handler),
         "ServerSession._connection": lambda: _assigns(ServerSession, "_connection"),
         "StreamableHTTPSessionManager._admit_session": lambda: callable(
