@@ -163,7 +163,7 @@ class ShopBus:
                     if message is not None and message.get("type") == "message":
                         self._received(message["data"])
             except REDIS_ERRORS as e:
-                link.failed(e)  # says "does not answer" once per outage
+                link.failed(e, pause=False)  # says "does not answer" once per outage
                 await asyncio.sleep(RETRY_S)
             finally:
                 with anyio.CancelScope(shield=True):

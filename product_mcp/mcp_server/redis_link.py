@@ -62,9 +62,11 @@ class RedisLink:
         self.answered()
         return result
 
-    def failed(self, error: Exception) -> None:
-        """Redis did not answer: skip it for RETRY_S, and say so once per outage."""
-        self._retry_at = time.monotonic() + RETRY_S
+    def failed(self, error: Exception, *, pause: bool = True) -> None:
+        """Redis did not answer: say so once per outage and (`pause`) skip it for RETRY_S.
+        The subscription relay (bus.py) keeps its own pace, so it does not pause the rest."""
+        if pause:
+            self._retry_at = time.monotonic() + RETRY_S
         if not self.down:
             self.down = True
             log.warning(
