@@ -7,8 +7,9 @@ each change once. Two eras, one source:
 - handshake era (/mcp legacy sessions, /sse): `resources/subscribe` / `resources/unsubscribe`
   (registered here, so `resources.subscribe` is advertised) and
   `notifications/resources/updated` to the sessions that subscribed to the URI;
-- 2026-07-28: the server's `SubscriptionBus` (`subscriptions/listen` streams), published
-  through mcp_compat.
+- 2026-07-28: the server's `SubscriptionBus` (bus.py; `subscriptions/listen` streams), on
+  this process only (`publish_here`: every replica follows the feed itself). Events a tool
+  publishes on the bus reach this process's handshake-era subscribers too (`_bridged`).
 URIs: `shop://products/{id}` and `shop://inventory` (any stock change); products created or
 archived also send `notifications/resources/list_changed`. Bursts are coalesced per URI within
 `WINDOW` seconds: a URI changed ten times in a flash sale is announced once, after the last
@@ -19,7 +20,8 @@ bookmark, held by the client, so main.py keeps no state. A subscribe answers
 `_meta: {"shop/seq": S}` (the feed position it has handled) and each update carries
 `_meta: {"shop/seq": S}`; a client that subscribes again with `_meta: {"shop/after": S}` is
 sent `notifications/resources/updated` at once if that URI changed after S (read from
-`GET /api/changes?after=S`; pruned history or a very long gap counts as changed).
+`GET /api/changes?after=S`; pruned history or a very long gap counts as changed). Listen
+streams get the same from listen.py, through `changes_after`.
 """
 
 from __future__ import annotations
