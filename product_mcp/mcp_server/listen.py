@@ -101,8 +101,7 @@ class _StreamBus:
             task = asyncio.create_task(self._catch_up(stream, deliver))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        unsubscribe = self.bus.subscribe(deliver)
-        return unsubscribe
+        return self.bus.subscribe(deliver)
 
     async def _catch_up(self, stream: _Stream, deliver: Callable[[ServerEvent], None]) -> None:
         """Announce what changed after the client's seq (read after subscribing, so nothing
