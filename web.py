@@ -161,7 +161,9 @@ async def api_tools(chat: Chat) -> dict[str, Any]:
 @router.get("/api/events")
 async def api_events(request: Request, chat: Chat) -> Response:
     """Server-Sent Events for open pages: `live` (a server's stock subscription up or down)
-    and `stock` (changed stock lines), each server's state first. Heartbeats when idle."""
+    and `stock` (changed stock lines, with an id), each server's state first. Heartbeats when
+    idle. A page that names the last id it saw (`Last-Event-ID` or `?after=`) first gets the
+    stock it missed (chat/events.py)."""
     return chat.events.open(request)
 
 

@@ -1,6 +1,7 @@
 """Rows of issue #13, live inventory: how soon a purchase made through api.py reaches an MCP
-client subscribed to it, how long one change takes to reach 500 subscribed sessions, and how
-many change-feed events per second api.py streams during the 32-client purchase run.
+client subscribed to it and the stock shown in a page (bench/live_page.py), how long one change
+takes to reach 500 subscribed sessions, and how many change-feed events per second api.py
+streams during the 32-client purchase run.
 
 Why its own processes (one api.py on SQLite, one main.py allowing 1000 sessions from one
 address): the sessions held open here would weigh on every other row's numbers, so these run
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.live_page import page_latency
 from bench.measure import Bench, run_alone
 from bench.procs import api_spec, make_db, mcp_spec, start_many
 from bench.purchases import purchases
@@ -183,6 +185,7 @@ async def live(b: Bench) -> None:
             row.p50_ms, row.p95_ms = round(pct(samples, 50), 2), round(pct(samples, 95), 2)
             row.note = "1 legacy session; includes the 100 ms coalescing window"
             b.add(row)
+            await page_latency(b, mcp_url, GADGET, lambda: buy(http, api_url))
             async with contextlib.AsyncExitStack() as stack:
                 t = time.perf_counter()
                 many = await open_watchers(mcp_url, s.live_sessions, stack)

@@ -31,6 +31,7 @@ class Sizes:
     live_changes: int  # purchases timed until the subscribed client hears (bench/live.py)
     live_sessions: int  # subscribed sessions one change fans out to
     live_fanouts: int  # changes timed until the last of them hears
+    live_page_changes: int  # purchases timed until a page's stock changes (bench/live_page.py)
 
 
 FULL = Sizes(
@@ -53,6 +54,7 @@ FULL = Sizes(
     live_changes=100,
     live_sessions=500,
     live_fanouts=5,
+    live_page_changes=30,
 )
 SMOKE = Sizes(
     products=2_000,
@@ -74,4 +76,5 @@ SMOKE = Sizes(
     live_changes=5,
     live_sessions=20,
     live_fanouts=2,
+    live_page_changes=3,
 )

@@ -97,10 +97,11 @@ class InMemoryConnection(ServerConnection):
 class InProcessWeb(httpx.Client):
     """A client on web.py's app served in this process, with a Service's `url` and `log()`."""
 
-    def __init__(self, url: str, log: list[str]) -> None:
+    def __init__(self, url: str, log: list[str], chat: ChatServices | None = None) -> None:
         super().__init__(base_url=url, timeout=30)
         self.url = url
         self._log = log
+        self.chat = chat  # the app's services (read-only from the test's thread)
 
     def log(self) -> str:
         """What web.py logged while it ran (as web.py formats it)."""
@@ -148,7 +149,7 @@ def web_app(
     try:
         with (
             ThreadServer(create_app(pinned, chat=chat)) as served,
-            InProcessWeb(served.url, lines) as client,
+            InProcessWeb(served.url, lines, chat) as client,
         ):
             yield client
     finally:

@@ -5,12 +5,23 @@ update out to every open page, so a hundred tabs cost the shop one subscription.
 has a small queue; a page that stops reading is dropped (its EventSource reconnects and gets
 the current state again) instead of growing memory. Streams are bounded per client address,
 send a comment line as a heartbeat when idle, and end when the server shuts down.
+
+Nothing missed while a page's stream was down (web.py restarted, the network blinked, a slow
+page dropped): events published with `keep=True` (stock) carry an SSE `id:` (`<epoch>.<n>`,
+the epoch new in each web.py process) and the last KEEP_EVENTS of them are kept. A page that
+reconnects sends the last id it saw (`Last-Event-ID`, which EventSource sends by itself, or
+`?after=` when the page opens a new EventSource) and first gets what it missed, handed to
+`catch_up` (live.py merges it into one stock event per server). An id this process cannot
+answer for (another epoch, or older than what is kept) gets `catch_up(None)`: the whole
+state (every server's stock as last heard). A page without an id (a fresh load) gets neither.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,12 +34,16 @@ from product_mcp.core.streams import CountedStream
 STREAMS_PER_CLIENT = 8  # tabs one browser may keep open at once
 QUEUE_EVENTS = 64  # events a slow page may fall behind before it is dropped
 HEARTBEAT_S = 15.0
+KEEP_EVENTS = 256  # kept (stock) events a reconnecting page may be sent again
+MAX_ID = 64  # characters of a Last-Event-ID looked at
 
 Event = tuple[str, dict[str, Any]]
+Item = tuple[str, dict[str, Any], str | None]  # an event and its SSE id
 
 
-def sse(kind: str, data: dict[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def sse(kind: str, data: dict[str, Any], event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 class PageEvents:
@@ -40,7 +55,12 @@ class PageEvents:
         self.per_client = per_client
         self.heartbeat = heartbeat
         self.opening: Callable[[], list[Event]] = list  # the state a new page starts from
-        self._queues: set[asyncio.Queue[Event | None]] = set()
+        # What a reconnecting page missed (None: unknown, send the whole state), as events.
+        self.catch_up: Callable[[list[Event] | None], list[Event]] = lambda missed: missed or []
+        self.epoch = uuid.uuid4().hex[:8]
+        self._seq = 0
+        self._kept: deque[tuple[int, Event]] = deque(maxlen=KEEP_EVENTS)
+        self._queues: set[asyncio.Queue[Item | None]] = set()
         self._clients: dict[str, int] = {}
         self.closed = False
 
@@ -48,12 +68,36 @@ class PageEvents:
     def streams(self) -> int:
         return len(self._queues)
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
+    @property
+    def last_id(self) -> str:
+        return f"{self.epoch}.{self._seq}"
+
+    def publish(self, kind: str, data: dict[str, Any], *, keep: bool = False) -> None:
+        """To every open page; `keep`: with an id, and sent again to a page that missed it."""
+        event_id = None
+        if keep:
+            self._seq += 1
+            self._kept.append((self._seq, (kind, data)))
+            event_id = self.last_id
         for queue in list(self._queues):
             try:
-                queue.put_nowait((kind, data))
+                queue.put_nowait((kind, data, event_id))
             except asyncio.QueueFull:  # not reading: end its stream, it reconnects
                 self._end(queue)
+
+    def missed(self, last_id: str | None) -> list[Item]:
+        """What a page that last saw `last_id` missed (nothing without an id)."""
+        if not last_id:
+            return []
+        epoch, _, n = last_id[:MAX_ID].partition(".")
+        missed: list[Event] | None = None
+        if epoch == self.epoch and n.isdigit():
+            after = int(n)
+            if after >= self._seq:
+                return []
+            if self._kept and self._kept[0][0] <= after + 1:  # nothing it missed was dropped
+                missed = [event for seq, event in self._kept if seq > after]
+        return [(kind, data, self.last_id) for kind, data in self.catch_up(missed)]
 
     def close_soon(self) -> None:
         """The server is shutting down: end every stream (uvicorn waits for open ones)."""
@@ -62,7 +106,7 @@ class PageEvents:
             self._end(queue)
 
     @staticmethod
-    def _end(queue: asyncio.Queue[Event | None]) -> None:
+    def _end(queue: asyncio.Queue[Item | None]) -> None:
         """Its stream ends after what it holds (or at once, when it is full: a page that
         does not read)."""
         if queue.full():
@@ -81,9 +125,11 @@ class PageEvents:
                 429,
             )
         self._clients[client] = self._clients.get(client, 0) + 1
-        queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_EVENTS)
-        for event in self.opening()[:QUEUE_EVENTS]:
-            queue.put_nowait(event)
+        queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_EVENTS)
+        last_id = request.headers.get("last-event-id") or request.query_params.get("after")
+        opening = [(kind, data, None) for kind, data in self.opening()]
+        for item in [*opening, *self.missed(last_id)][:QUEUE_EVENTS]:
+            queue.put_nowait(item)
         self._queues.add(queue)
 
         def release() -> None:
@@ -99,7 +145,7 @@ class PageEvents:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def _body(self, queue: asyncio.Queue[Event | None]) -> AsyncIterator[str]:
+    async def _body(self, queue: asyncio.Queue[Item | None]) -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         while True:
             try:

@@ -8,7 +8,7 @@ resource once (notifications that arrive during a read cause one more read, not 
 compares it with what it last saw and publishes only the changed lines to every open page
 (chat/events.py): `stock {"server", "items": [{"productId", "quantity"}]}`. `live {"server",
 "on"}` says whether a server's subscription is up; a page that opens its stream gets every
-server's live state first.
+server's live state first; one that reconnects also gets the stock it missed (events.py).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class StockWatch:
     def __init__(self, events: PageEvents) -> None:
         self.events = events
         self.events.opening = self.snapshot
+        self.events.catch_up = self.catch_up
         self._servers: dict[str, _Server] = {}
         self.reads = 0  # resource reads made (tests check coalescing)
 
@@ -62,6 +63,21 @@ class StockWatch:
             ("live", {"server": name, "on": state.client is not None})
             for name, state in self._servers.items()
         ]
+
+    def catch_up(self, missed: list[Event] | None) -> list[Event]:
+        """For a page that reconnected: the stock events it missed merged into one per server,
+        or (None: it missed more than web.py kept, or it was another web.py) every live
+        server's whole stock as last heard."""
+        merged: dict[str, dict[int, int]] = {}
+        if missed is None:
+            for name, state in self._servers.items():
+                if state.client is not None and state.stock:
+                    merged[name] = dict(state.stock)
+        for kind, data in missed or []:
+            if kind == "stock":
+                lines = merged.setdefault(data["server"], {})
+                lines.update({i["productId"]: i["quantity"] for i in data["items"]})
+        return [("stock", {"server": name, "items": _items(s)}) for name, s in merged.items()]
 
     # --- called by ServerConnection ----------------------------------------------------------
 
@@ -120,7 +136,8 @@ class StockWatch:
             changed = {p: q for p, q in fresh.items() if state.stock.get(p) != q}
             state.stock = fresh
             if changed:
-                self.events.publish("stock", {"server": conn.name, "items": _items(changed)})
+                stock = {"server": conn.name, "items": _items(changed)}
+                self.events.publish("stock", stock, keep=True)
 
 
 def _items(stock: dict[int, int]) -> list[dict[str, int]]:

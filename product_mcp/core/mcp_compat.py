@@ -43,7 +43,6 @@ def _probes() -> dict[str, Callable[[], bool]]:
 
     return {
         "MCPServer._lowlevel_server": lambda: _assigns(MCPServer, "_lowlevel_server"),
-        "MCPServer._subscriptions": lambda: _assigns(MCPServer, "_subscriptions"),
         "Server.add_request_handler": lambda: callable(Server.add_request_handler),
         "ServerSession._connection": lambda: _assigns(ServerSession, "_connection"),
         "StreamableHTTPSessionManager._admit_session": lambda: callable(
@@ -119,13 +118,6 @@ def add_request_handler(
 ) -> None:
     """Register a request method MCPServer has no decorator for (e.g. logging/setLevel)."""
     server._lowlevel_server.add_request_handler(method, params_type, handler)
-
-
-def subscription_bus(server: Any) -> Any:
-    """The server's `SubscriptionBus` (2026-07-28 `subscriptions/listen` fan-out): live.py
-    publishes change-feed updates on it, as `Context.notify_resource_updated` would from a
-    request; MCPServer offers no public way to publish outside one."""
-    return server._subscriptions
 
 
 def add_server_middleware(server: Any, middleware: Any) -> None:

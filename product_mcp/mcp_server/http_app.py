@@ -37,7 +37,7 @@ from product_mcp.mcp_server.middleware import (
 from product_mcp.mcp_server.protocol import HandshakeRule
 from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.resources import live
-from product_mcp.mcp_server.server import mcp
+from product_mcp.mcp_server.server import bus, mcp
 from product_mcp.mcp_server.sessions import SessionRegistry
 
 if TYPE_CHECKING:  # these import redis: only a server with REDIS_URL loads them
@@ -151,6 +151,9 @@ def build_app(cfg: Config) -> Starlette:
             async with anyio.create_task_group() as tg:
                 if sessions is not None:
                     tg.start_soon(sessions.sweep_forever)
+                if link is not None and bus.attach(link):  # listen events to every replica
+                    stack.callback(bus.detach)
+                    tg.start_soon(bus.relay)
                 yield
                 tg.cancel_scope.cancel()
 

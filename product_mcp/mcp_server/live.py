@@ -7,8 +7,9 @@ each change once. Two eras, one source:
 - handshake era (/mcp legacy sessions, /sse): `resources/subscribe` / `resources/unsubscribe`
   (registered here, so `resources.subscribe` is advertised) and
   `notifications/resources/updated` to the sessions that subscribed to the URI;
-- 2026-07-28: the server's `SubscriptionBus` (`subscriptions/listen` streams), published
-  through mcp_compat.
+- 2026-07-28: the server's `SubscriptionBus` (bus.py; `subscriptions/listen` streams), on
+  this process only (`publish_here`: every replica follows the feed itself). Events a tool
+  publishes on the bus reach this process's handshake-era subscribers too (`_bridged`).
 URIs: `shop://products/{id}` and `shop://inventory` (any stock change); products created or
 archived also send `notifications/resources/list_changed`. Bursts are coalesced per URI within
 `WINDOW` seconds: a URI changed ten times in a flash sale is announced once, after the last
@@ -19,7 +20,8 @@ bookmark, held by the client, so main.py keeps no state. A subscribe answers
 `_meta: {"shop/seq": S}` (the feed position it has handled) and each update carries
 `_meta: {"shop/seq": S}`; a client that subscribes again with `_meta: {"shop/after": S}` is
 sent `notifications/resources/updated` at once if that URI changed after S (read from
-`GET /api/changes?after=S`; pruned history or a very long gap counts as changed).
+`GET /api/changes?after=S`; pruned history or a very long gap counts as changed). Listen
+streams get the same from listen.py, through `changes_after`.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ import contextlib
 import json
 import logging
 import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from mcp.server.context import ServerRequestContext
-from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated
+from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
 from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
 from product_mcp.core import mcp_compat
+from product_mcp.mcp_server.bus import FeedListChanged, FeedUpdated, ShopBus
 
 log = logging.getLogger("mcp.live")
 INVENTORY_URI = "shop://inventory"
@@ -49,6 +53,29 @@ CATCH_UP_PAGES = 10  # pages of 1000 events read for a hint; a longer gap counts
 
 def product_uri(product_id: int) -> str:
     return f"shop://products/{product_id}"
+
+
+@dataclass
+class Changes:
+    """What the feed says changed after some seq: URI -> the newest seq that touched it."""
+
+    touched: dict[str, int] = field(default_factory=dict)
+    list_changed: int | None = None  # newest seq that created or archived a product
+    everything: int | None = None  # pruned history or too long a gap: all may have changed
+    failed: bool = False  # api.py could not be read (what is here is partial)
+
+    def add(self, seq: int, change: dict[str, Any]) -> None:
+        if change["kind"] == "resync":
+            self.everything = seq
+            return
+        for uri in Live._uris_of(change):
+            self.touched[uri] = seq
+        if change["kind"] in ("created", "archived"):
+            self.list_changed = seq
+
+    def newest(self, uri: str) -> int | None:
+        seqs = [s for s in (self.touched.get(uri), self.everything) if s is not None]
+        return max(seqs) if seqs else None
 
 
 class Subscribers:
@@ -71,6 +98,8 @@ class Subscribers:
         return [s for s, uris in list(self._uris.items()) if uri is None or uri in uris]
 
     async def send(self, uris: set[str], list_changed: bool, seq: int | None = None) -> None:
+        if not uris and not list_changed:
+            return
         meta = {SEQ_KEY: seq} if seq is not None else None
         for session in self.sessions():
             mine = self._uris.get(session, set())
@@ -87,8 +116,10 @@ class Subscribers:
 class Live:
     """The follower, the coalescer and both eras' delivery, for one MCP server object."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, bus: ShopBus) -> None:
         self.server = server
+        self.bus = bus
+        self._sending: set[asyncio.Task[None]] = set()  # bridged sends under way
         self.subscribers = Subscribers()
         self.after: int | None = None  # the last seq handled (None: not started)
         self._pending: set[str] = set()
@@ -102,6 +133,7 @@ class Live:
     # --- handshake-era requests ------------------------------------------------------------
 
     def register(self) -> None:
+        self.bus.bridge(self._bridged)
         mcp_compat.add_request_handler(
             self.server, "resources/subscribe", SubscribeRequestParams, self._subscribe
         )
@@ -132,9 +164,15 @@ class Live:
     async def _changed_since(self, after: int, uri: str) -> int | None:
         """The newest seq after `after` that touched `uri` (None: unchanged, or unknown
         because api.py is not reachable: then the follower's own notifications follow)."""
+        return (await self.changes_after(after)).newest(uri)
+
+    async def changes_after(self, after: int) -> Changes:
+        """What changed after seq `after`, read from `GET /api/changes` (at most
+        CATCH_UP_PAGES pages; a longer gap, or pruned history, counts as everything)."""
+        changes = Changes()
         if self._http is None:
-            return None
-        newest: int | None = None
+            changes.failed = True
+            return changes
         try:
             for _ in range(CATCH_UP_PAGES):
                 r = await self._http.get(
@@ -144,18 +182,31 @@ class Live:
                 page = r.json()
                 for change in page:
                     after = int(change["seq"])
-                    if change["kind"] == "resync" or uri in self._uris_of(change):
-                        newest = after
+                    changes.add(after, change)
                 if len(page) < 1000:
-                    return newest
-            return after  # too long a gap to read: count it as changed
+                    return changes
+            changes.everything = after  # too long a gap to read: count it as changed
         except (httpx.HTTPError, KeyError, ValueError, TypeError) as e:
             log.info("could not read the changes after seq %d: %s", after, e)
-            return newest
+            changes.failed = True
+        return changes
 
     @staticmethod
     def _uris_of(change: dict[str, Any]) -> set[str]:
         return {product_uri(change["productId"]), INVENTORY_URI}
+
+    def _bridged(self, event: ServerEvent) -> None:
+        """An event a tool published on the bus (here or on another replica): the legacy
+        subscribers of this replica hear it too."""
+        if isinstance(event, ResourceUpdated):
+            uris, list_changed = {event.uri}, False
+        elif isinstance(event, ResourcesListChanged):
+            uris, list_changed = set(), True
+        else:
+            return
+        task = asyncio.create_task(self.subscribers.send(uris, list_changed))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     # --- following the feed ----------------------------------------------------------------
 
@@ -231,10 +282,9 @@ class Live:
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _deliver(self, uris: set[str], list_changed: bool, seq: int | None) -> None:
-        bus = mcp_compat.subscription_bus(self.server)
-        for uri in sorted(uris):
-            await bus.publish(ResourceUpdated(uri=uri))
+        events: list[ServerEvent] = [FeedUpdated(uri=uri, seq=seq) for uri in sorted(uris)]
         if list_changed:
-            await bus.publish(ResourcesListChanged())
+            events.append(FeedListChanged(seq=seq))
+        self.bus.publish_here(events)  # every replica follows the feed: not through Redis
         await self.subscribers.send(uris, list_changed, seq)
         self.delivered += len(uris)

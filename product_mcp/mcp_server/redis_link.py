@@ -54,20 +54,30 @@ class RedisLink:
         try:
             result = await op(self.client)
         except REDIS_ERRORS as e:
-            self._retry_at = time.monotonic() + RETRY_S
-            if not self.down:
-                self.down = True
-                log.warning(
-                    "Redis at %s does not answer (%s): sessions and replay events are not "
-                    "shared with other replicas until it does; this replica keeps serving",
-                    mask_url(self.url),
-                    e,
-                )
+            self.failed(e)
             return default
         except redis.exceptions.RedisError:
             log.exception("Redis refused a command")
             return default
+        self.answered()
+        return result
+
+    def failed(self, error: Exception, *, pause: bool = True) -> None:
+        """Redis did not answer: say so once per outage and (`pause`) skip it for RETRY_S.
+        The subscription relay (bus.py) keeps its own pace, so it does not pause the rest."""
+        if pause:
+            self._retry_at = time.monotonic() + RETRY_S
+        if not self.down:
+            self.down = True
+            log.warning(
+                "Redis at %s does not answer (%s): sessions, replay events and subscription "
+                "events are not shared with other replicas until it does; this replica keeps "
+                "serving",
+                mask_url(self.url),
+                error,
+            )
+
+    def answered(self) -> None:
         if self.down:
             self.down = False
             log.warning("Redis at %s answers again: sessions are shared again", mask_url(self.url))
-        return result

@@ -11,8 +11,9 @@ from pydantic import TypeAdapter
 
 from models import PAGE_MAX, InventoryItemBase, Product
 from product_mcp.mcp_server.api_client import ApiError, api
+from product_mcp.mcp_server.listen import ShopListen
 from product_mcp.mcp_server.live import INVENTORY_URI, Live
-from product_mcp.mcp_server.server import mcp
+from product_mcp.mcp_server.server import bus, mcp
 from product_mcp.mcp_server.tools import product_with_stock
 
 _PRODUCTS = TypeAdapter(list[Product])
@@ -73,8 +74,9 @@ async def inventory_resource() -> str:
 
 
 # Subscriptions to these resources (both protocol eras), fed by api.py's change feed.
-live = Live(mcp)
+live = Live(mcp, bus)
 live.register()
+ShopListen(bus, live).register(mcp)  # subscriptions/listen with seqs and catch-up
 
 
 @mcp.completion()

@@ -20,6 +20,7 @@ from mcp.types import EmptyResult, LoggingLevel, SetLevelRequestParams
 
 from product_mcp.core import mcp_compat
 from product_mcp.mcp_server.api_client import api
+from product_mcp.mcp_server.bus import ShopBus
 from product_mcp.mcp_server.protocol import ProtocolRules
 from product_mcp.mcp_server.shop_server import ShopServer
 
@@ -40,6 +41,8 @@ Shop assistant tools over a live product, inventory and order service.
 - get_orders and analyze_sales answer questions about past orders and revenue.
 Errors come back as tool errors quoting the service; read them and correct the arguments."""
 
+# Events for `subscriptions/listen` streams, shared by replicas through Redis (bus.py).
+bus = ShopBus()
 # ShopServer: -32602 for bad prompt requests and tool schemas without $ref (shop_server.py).
 mcp: ShopServer = ShopServer(
     name="Product MCP Server",
@@ -48,6 +51,7 @@ mcp: ShopServer = ShopServer(
     instructions=INSTRUCTIONS,
     version="0.1.0",
     lifespan=lifespan,
+    subscriptions=bus,
 )
 
 # Log levels a client may ask for on handshake-era protocol versions, least severe first.

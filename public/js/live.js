@@ -4,7 +4,9 @@
  * the server of the nearest [data-server] around it; badges drawn later keep their own result's
  * number (newer than any update heard before it). #live says whether updates are flowing: on
  * while the stream is open and a server's subscription is up; hidden while no server offers
- * it. After web.py refuses or ends the stream the page reconnects (EventSource, or a timer). */
+ * it. After web.py refuses or ends the stream the page reconnects (EventSource, or a timer),
+ * naming the last stock event it saw (Last-Event-ID, or ?after= on a new EventSource), so web.py
+ * first sends what changed meanwhile. */
 
 import { $ } from "./dom.js";
 import { setStock } from "./views.js";
@@ -12,6 +14,7 @@ import { setStock } from "./views.js";
 const RECONNECT_MS = 10000; // after web.py refused or ended the stream for good
 const serversLive = new Map(); // server -> whether its subscription is up
 let streaming = false;
+let lastId = ""; // the id of the last stock event heard (web.py's events.py)
 
 const BADGE = "span.stock[data-product-id]";
 
@@ -52,7 +55,8 @@ function parse(ev) {
 }
 
 function connect() {
-  const source = new EventSource("/api/events");
+  const url = lastId ? `/api/events?after=${encodeURIComponent(lastId)}` : "/api/events";
+  const source = new EventSource(url);
   source.addEventListener("open", () => {
     streaming = true;
     showIndicator();
@@ -70,6 +74,7 @@ function connect() {
   });
   source.addEventListener("stock", (ev) => {
     const d = parse(ev);
+    if (ev.lastEventId) lastId = ev.lastEventId;
     if (d) onStock(d);
   });
 }

@@ -60,7 +60,7 @@ SCALE_ROWS = {
     "session_restore",
 }
 # Issue #14's page rows (bench/page.py): Chromium and Playwright, required in CI.
-PAGE_ROWS = {"page_weight", "page_first_feedback", "page_render_message"}
+PAGE_ROWS = {"page_weight", "page_first_feedback", "page_render_message", "live_page_latency"}
 
 
 def run_smoke(tmp_path: Path, part: str) -> tuple[subprocess.CompletedProcess[str], dict]:
@@ -76,7 +76,7 @@ def run_smoke(tmp_path: Path, part: str) -> tuple[subprocess.CompletedProcess[st
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["smoke"] is True
-    assert len(result["targets"]) == 18
+    assert len(result["targets"]) == 19
     assert "targets:" in proc.stdout
     return proc, result
 

@@ -7,6 +7,7 @@ since the seq it last saw."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -202,3 +203,100 @@ async def test_main_restart_announces_what_changed_while_it_was_down(live: Stack
         await _buy(api, 5)
         await heard.until(lambda: "shop://products/5" in heard.updated)
         assert heard.updated.count("shop://products/5") == 1  # not announced by the hint
+
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "listen-test", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+class RawListen:
+    """A `subscriptions/listen` stream over raw HTTP, to send and see `_meta` (Client.listen
+    hides both)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self) -> dict[str, Any]:
+        """The next JSON-RPC frame (its params)."""
+        with anyio.fail_after(WAIT):
+            async for line in self.lines:
+                if line.startswith("data: ") and line[6:].strip():
+                    return json.loads(line[6:])
+        raise AssertionError("the listen stream ended")
+
+    async def updates(self, count: int) -> list[tuple[str, int]]:
+        """The next `count` resource updates as (uri, shop/seq)."""
+        out: list[tuple[str, int]] = []
+        while len(out) < count:
+            frame = await self.next()
+            if frame.get("method") == "notifications/resources/updated":
+                out.append((frame["params"]["uri"], frame["params"]["_meta"]["shop/seq"]))
+        return out
+
+
+@asynccontextmanager
+async def raw_listen(
+    mcp: str, uris: list[str], after: int | None = None
+) -> AsyncIterator[RawListen]:
+    meta: dict[str, Any] = dict(MODERN_META)
+    if after is not None:
+        meta["shop/after"] = after
+    body = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "subscriptions/listen",
+        "params": {"notifications": {"resourceSubscriptions": uris}, "_meta": meta},
+    }
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Mcp-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "subscriptions/listen",
+    }
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as http,
+        http.stream("POST", f"{mcp}/mcp", json=body, headers=headers) as r,
+    ):
+        assert r.status_code == 200, await r.aread()
+        yield RawListen(r)
+
+
+async def _ack(mcp: str, uris: list[str]) -> dict[str, Any]:
+    async with raw_listen(mcp, uris) as stream:
+        return await stream.next()
+
+
+async def test_listen_stream_catches_up_from_the_last_seq_it_saw(live: Stack) -> None:
+    """2026-07-28: the ack and each update carry `_meta["shop/seq"]`; a new stream asked with
+    `_meta["shop/after"]` first hears each subscribed URI changed since (once, with its seq),
+    and not the ones that did not change."""
+    api, mcp = live["api"].url, live["mcp"].url
+    uris = ["shop://products/2", "shop://products/1"]
+    with anyio.fail_after(WAIT):
+        for _ in range(1000):  # until main.py has read the feed's head
+            if "shop/seq" in (await _ack(mcp, uris))["params"]["_meta"]:
+                break
+            await anyio.sleep(0.1)
+    async with raw_listen(mcp, uris) as stream:
+        ack = await stream.next()
+        assert ack["method"] == "notifications/subscriptions/acknowledged"
+        start = ack["params"]["_meta"]["shop/seq"]
+        await _buy(api, 2)
+        [(uri, seen)] = await stream.updates(1)
+        assert uri == "shop://products/2" and seen > start
+    await _buy(api, 2, 2)  # no stream open: missed
+    async with raw_listen(mcp, uris, after=seen) as stream:
+        ack = await stream.next()
+        assert ack["params"]["_meta"]["shop/seq"] == seen  # not past what it has yet to hear
+        [(uri, caught)] = await stream.updates(1)
+        assert uri == "shop://products/2" and caught > seen
+        await _buy(api, 1)
+        [(uri, later)] = await stream.updates(1)
+        assert uri == "shop://products/1" and later > caught  # 1 was not announced before
+    async with raw_listen(mcp, uris, after=later) as stream:  # nothing missed: nothing said
+        await stream.next()
+        await _buy(api, 3)
+        await _buy(api, 2)
+        assert await stream.updates(1) == [("shop://products/2", later + 2)]

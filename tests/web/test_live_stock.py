@@ -8,7 +8,9 @@ the change as main.py's change-feed follower would."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,20 +18,24 @@ from typing import Any
 import httpx
 import pytest
 from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
 from starlette.requests import Request
 
 from product_mcp.chat.events import PageEvents
 from product_mcp.core.errors import ProductMcpError
+from product_mcp.mcp_server.bus import ShopBus
 from product_mcp.mcp_server.live import INVENTORY_URI, Live
 from tests.inproc import web_app
 
 Data = dict[str, Any]
+RO = ToolAnnotations(read_only_hint=True)
 
 
 def stock_server() -> tuple[MCPServer[None], Live]:
-    server: MCPServer[None] = MCPServer("stockshop")
+    bus = ShopBus()
+    server: MCPServer[None] = MCPServer("stockshop", subscriptions=bus)
     stock = {1: 10, 2: 5}
-    live = Live(server)
+    live = Live(server, bus)
     live.register()
 
     @server.resource(INVENTORY_URI, name="inventory", mime_type="application/json")
@@ -42,16 +48,26 @@ def stock_server() -> tuple[MCPServer[None], Live]:
         live.handle({"seq": 1, "productId": product_id, "kind": "purchased"})
         return "sold"
 
+    @server.tool(description="Stock of every product.", annotations=RO)
+    async def get_inventory() -> list[dict[str, int]]:
+        return [{"productId": p, "quantity": q} for p, q in stock.items()]
+
     return server, live
 
 
-def events(r: httpx.Response) -> Iterator[tuple[str, Data]]:
-    kind = ""
+def events(r: httpx.Response, ids: list[str] | None = None) -> Iterator[tuple[str, Data]]:
+    """(kind, data) of each event; each event's SSE id ("" if none) appended to `ids`."""
+    kind, event_id = "", ""
     for line in r.iter_lines():
-        if line.startswith("event: "):
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
             kind = line[7:]
         elif line.startswith("data: "):
+            if ids is not None:
+                ids.append(event_id)
             yield kind, json.loads(line[6:])
+            kind, event_id = "", ""
 
 
 def until(stream: Iterator[tuple[str, Data]], want: Callable[[str, Data], bool]) -> Data:
@@ -89,7 +105,7 @@ def test_page_streams_are_bounded_per_client_and_end_on_shutdown() -> None:
     hub = PageEvents(per_client=2)
 
     def req(host: str) -> Request:
-        return Request({"type": "http", "client": (host, 1), "headers": []})
+        return Request({"type": "http", "client": (host, 1), "headers": [], "query_string": b""})
 
     first, _ = hub.open(req("10.0.0.1")), hub.open(req("10.0.0.1"))
     with pytest.raises(ProductMcpError) as refused:
@@ -109,3 +125,55 @@ def test_page_streams_are_bounded_per_client_and_end_on_shutdown() -> None:
     assert chunks[1] == 'event: live\ndata: {"server": "shop", "on": true}\n\n'
     with pytest.raises(ProductMcpError):
         hub.open(req("10.0.0.3"))  # shutting down: 503
+
+
+def _sell(web: Any, product_id: int) -> None:
+    r = web.post(
+        "/api/call-tool",
+        json={"server": "shop", "name": "sell", "args": {"product_id": product_id}},
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_a_page_that_reconnects_gets_what_it_missed(tmp_path: Path) -> None:
+    """Stock events carry an id; a stream opened with the last one (Last-Event-ID, or ?after=)
+    first gets the stock that changed since, merged; an id web.py cannot answer for (another
+    process's, or older than it keeps) gets the whole stock; no id, nothing."""
+    server, _ = stock_server()
+    want = lambda *lines: lambda k, d: k == "stock" and all(x in d["items"] for x in lines)  # noqa: E731
+    with web_app(tmp_path, in_memory={"shop": server}) as web:
+        ids: list[str] = []
+        with web.stream("GET", "/api/events") as a:
+            page = events(a, ids)
+            until(page, lambda k, d: k == "live" and d["on"])
+            _sell(web, 1)
+            until(page, want({"productId": 1, "quantity": 9}))
+        seen = ids[-1]
+        assert seen.startswith(web.chat.events.epoch + ".")
+        _sell(web, 2)
+        _sell(web, 1)
+        hub = web.chat.events
+        heard = [{"productId": 1, "quantity": 8}, {"productId": 2, "quantity": 4}]
+        for _ in range(400):  # until web.py has heard both sales (no page is listening)
+            [(_, whole)] = hub.catch_up(None)
+            if all(line in whole["items"] for line in heard):
+                break
+            time.sleep(0.05)
+        for headers, url in (
+            ({"Last-Event-ID": seen}, "/api/events"),
+            ({}, f"/api/events?after={seen}"),
+        ):
+            ids.clear()
+            with web.stream("GET", url, headers=headers) as b:
+                kind, data = [(k, d) for k, d in itertools.islice(events(b, ids), 2)][-1]
+            assert kind == "stock" and ids[-1] == hub.last_id != seen
+            assert sorted(data["items"], key=str) == sorted(heard, key=str)
+        for stale in ("0123abcd.1", "garbage"):  # not this web.py's: the whole stock
+            with web.stream("GET", "/api/events", headers={"Last-Event-ID": stale}) as c:
+                kind, data = list(itertools.islice(events(c), 2))[-1]
+            assert kind == "stock" and len(data["items"]) == 2
+        with web.stream("GET", "/api/events", headers={"Last-Event-ID": hub.last_id}) as d:
+            first = events(d)
+            assert next(first)[0] == "live"  # up to date: nothing to catch up
+            _sell(web, 2)
+            assert until(first, want({"productId": 2, "quantity": 3}))
