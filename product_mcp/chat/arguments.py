@@ -4,8 +4,8 @@ Why before the call: a clear "items[0].quantity: must be ≥ 1 (got 0)" lets the
 model correct itself in the next round without a round trip to the server. A schema that
 cannot be used (invalid, a dangling $ref) says nothing about the arguments: the server judges.
 
-The compiled validator is kept per schema object (a tool list refresh brings new ones), since
-building it cost as much as the check itself on every call.
+The compiled validator is kept per schema object (a tool list refresh brings new ones): building
+it for every call was ~10 of the ~50 µs a check costs.
 """
 
 from __future__ import annotations
