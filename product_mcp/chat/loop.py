@@ -222,14 +222,17 @@ class ChatEngine:
 
     @staticmethod
     async def _read(stream: Any, emit: Emit, text: list[str], assembler: CallAssembler) -> None:
-        async for chunk in stream:
-            delta = chunk.choices[0].delta if chunk.choices else None
+        async for chunk in stream:  # each field read once: a long reply is hundreds of chunks
+            choices = chunk.choices
+            delta = choices[0].delta if choices else None
             if delta is None:
                 continue
-            if delta.content and isinstance(delta.content, str):
-                text.append(delta.content)
-                await emit("token", {"text": delta.content})
-            for tc in delta.tool_calls if isinstance(delta.tool_calls, list) else []:
+            content = delta.content
+            if content and isinstance(content, str):
+                text.append(content)
+                await emit("token", {"text": content})
+            tool_calls = delta.tool_calls
+            for tc in tool_calls if isinstance(tool_calls, list) else []:
                 assembler.add(tc)
 
     def _request(
