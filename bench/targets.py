@@ -31,6 +31,9 @@ def targets(b: Bench) -> list[dict[str, Any]]:
     target("MCP call, 2025-11-25 session, p50 / direct p50", "<= 4", v, at_most(v, 4), "x")
     v = x("web_call_tool")
     target("web.py /api/call-tool p50 / direct p50", "<= 4", v, v is not None and v <= 4, "x")
+    row = r.get("chat_turn")
+    v = row.cpu_ms.get("web") if row else None
+    target("web.py CPU per chat turn (1 tool round)", "<= 4", v, at_most(v, 4), "ms")
     direct8 = r["direct_8"].per_s if "direct_8" in r else None
     mcp8 = r["mcp_sessions_8"].per_s if "mcp_sessions_8" in r else None
     v = round(mcp8 * 100 / direct8, 1) if mcp8 and direct8 else None

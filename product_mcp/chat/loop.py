@@ -30,8 +30,7 @@ from product_mcp.chat.history import HistoryMessage, fit_for_history, truncate
 from product_mcp.chat.llm import NO_LLM_MESSAGE, LLMSettings, explain_llm_error, stream_chat
 from product_mcp.chat.manager import McpManager
 from product_mcp.chat.media import result_content
-from product_mcp.chat.names import build_table
-from product_mcp.chat.results import ToolEntry, describe_error, model_text, result_text
+from product_mcp.chat.results import describe_error, model_text, result_text
 from product_mcp.chat.turns import STOPPED, Turn
 from product_mcp.core.errors import LLMError, ProductMcpError, ToolCallError
 
@@ -135,12 +134,13 @@ class ChatEngine:
         limit = self.settings.max_tool_rounds
 
         while True:
-            table = build_table(self.manager.tools())
+            tools = self.manager.offer()
+            table = tools.table
             offer = result.rounds < limit
             said: list[str] = []
             calls: list[ToolCall] = []
             with turn.stoppable():
-                calls = await self._complete(messages, table if offer else {}, emit, said)
+                calls = await self._complete(messages, tools.functions if offer else [], emit, said)
             text = "".join(said)
             if turn.stopped:
                 result.stopped = True
@@ -187,7 +187,7 @@ class ChatEngine:
     async def _complete(
         self,
         messages: list[dict[str, Any]],
-        table: dict[str, ToolEntry],
+        functions: list[dict[str, Any]],
         emit: Emit,
         text: list[str],
     ) -> list[ToolCall]:
@@ -199,7 +199,7 @@ class ChatEngine:
 
         assembler = CallAssembler()
         try:
-            stream = await stream_chat(self.client, self._request(messages, table))
+            stream = await stream_chat(self.client, self._request(messages, functions))
             async with stream:  # closed on Stop: the provider stops generating
                 await self._read(stream, emit, text, assembler)
         except openai.OpenAIError as e:
@@ -222,36 +222,29 @@ class ChatEngine:
 
     @staticmethod
     async def _read(stream: Any, emit: Emit, text: list[str], assembler: CallAssembler) -> None:
-        async for chunk in stream:
-            delta = chunk.choices[0].delta if chunk.choices else None
+        async for chunk in stream:  # each field read once: a long reply is hundreds of chunks
+            choices = chunk.choices
+            delta = choices[0].delta if choices else None
             if delta is None:
                 continue
-            if delta.content and isinstance(delta.content, str):
-                text.append(delta.content)
-                await emit("token", {"text": delta.content})
-            for tc in delta.tool_calls if isinstance(delta.tool_calls, list) else []:
+            content = delta.content
+            if content and isinstance(content, str):
+                text.append(content)
+                await emit("token", {"text": content})
+            tool_calls = delta.tool_calls
+            for tc in tool_calls if isinstance(tool_calls, list) else []:
                 assembler.add(tc)
 
     def _request(
-        self, messages: list[dict[str, Any]], table: dict[str, ToolEntry]
+        self, messages: list[dict[str, Any]], functions: list[dict[str, Any]]
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.settings.model,
             "messages": messages,
             "stream": True,
         }
-        if table:
-            kwargs["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": name,
-                        "description": f"[{e.server}] {e.tool.description or e.name}"[:4000],
-                        "parameters": {"type": "object", "properties": {}, **e.input_schema},
-                    },
-                }
-                for name, e in table.items()
-            ]
+        if functions:
+            kwargs["tools"] = functions
             kwargs["tool_choice"] = "auto"
         return kwargs
 
@@ -302,7 +295,7 @@ class ChatEngine:
                     f"'{known.name}' was not run"
                 )
                 return
-            names = ", ".join(sorted(build_table(self.manager.tools()))) or "none"
+            names = ", ".join(sorted(self.manager.offer().table)) or "none"
             call.error = f"unknown tool '{call.shown_name()}' (available: {names})"
         elif call.error is None:
             call.error = validate_arguments(call.entry, call.arguments)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -12,9 +13,18 @@ from product_mcp.chat.connection import ServerConnection
 from product_mcp.chat.elicitation import CallRoute, Elicitations
 from product_mcp.chat.live import StockWatch
 from product_mcp.chat.mcp_config import McpConfig
-from product_mcp.chat.names import build_table
+from product_mcp.chat.names import build_table, functions
 from product_mcp.chat.results import ToolEntry
 from product_mcp.core.errors import UnknownTool
+
+
+@dataclass(frozen=True)
+class Offer:
+    """The tools a model is offered now: function name → tool, and the request's `tools`.
+    Shared by every request until a tool list or a server's status changes: never mutate."""
+
+    table: dict[str, ToolEntry]
+    functions: list[dict[str, Any]]
 
 
 class McpManager:
@@ -48,6 +58,7 @@ class McpManager:
             for s in config.servers
         }
         self._tg: TaskGroup | None = None
+        self._offer: tuple[tuple[object, ...], Offer] | None = None
 
     async def __aenter__(self) -> McpManager:
         self._tg = anyio.create_task_group()
@@ -79,6 +90,18 @@ class McpManager:
             if c.status == "connected"
             for t in c.tools
         ]
+
+    def offer(self) -> Offer:
+        """The tools of every connected server as the model is offered them, built again only
+        when a server's tool list (a new list on every load) or its status has changed."""
+        key = tuple(c.tools if c.status == "connected" else None for c in self.connections.values())
+        cached = self._offer
+        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+            return cached[1]
+        table = build_table(self.tools())
+        offer = Offer(table, functions(table))
+        self._offer = (key, offer)
+        return offer
 
     def find(self, server: str, name: str) -> ToolEntry | None:
         conn = self.connections.get(server)

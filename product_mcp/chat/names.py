@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from product_mcp.chat.results import ToolEntry
 
@@ -55,3 +56,18 @@ def build_table(entries: Iterable[ToolEntry]) -> dict[str, ToolEntry]:
 
 def reverse(table: dict[str, ToolEntry]) -> dict[tuple[str, str], str]:
     return {(e.server, e.name): name for name, e in table.items()}
+
+
+def functions(table: dict[str, ToolEntry]) -> list[dict[str, Any]]:
+    """The tools as a Chat Completions request offers them (`tools`), under their table names."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": name,
+                "description": f"[{e.server}] {e.tool.description or e.name}"[:4000],
+                "parameters": {"type": "object", "properties": {}, **e.input_schema},
+            },
+        }
+        for name, e in table.items()
+    ]

@@ -16,6 +16,10 @@ from mcp.types import CallToolResult, Tool
 
 from product_mcp.chat.media import stand_in
 
+# The schema of a tool that declares none (one object, so its compiled validator is reused:
+# arguments.py). Never mutated.
+NO_ARGUMENTS: dict[str, Any] = {"type": "object", "properties": {}}
+
 
 @dataclass(frozen=True)
 class ToolEntry:
@@ -43,7 +47,7 @@ class ToolEntry:
 
     @property
     def input_schema(self) -> dict[str, Any]:
-        return self.tool.input_schema or {"type": "object", "properties": {}}
+        return self.tool.input_schema or NO_ARGUMENTS
 
 
 def describe_error(exc: BaseException) -> str:

@@ -3,7 +3,7 @@ calls, approvals, questions and progress, then `done` or `error`.
 
 Why a queue and a worker task: the loop emits events from concurrent tool calls while the
 response body is being written; when the page goes away the worker is cancelled, which stops
-the model and drops pending approvals.
+the model and drops pending approvals. Events already queued go out together, in one write.
 """
 
 from __future__ import annotations
@@ -61,13 +61,16 @@ def stream_turn(
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE_S)
+                    async with asyncio.timeout(KEEP_ALIVE_S):
+                        item = await queue.get()
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if item is None:
+                text, ended = _drain(queue, item)
+                if text:
+                    yield text
+                if ended:
                     break
-                yield sse(*item)
         finally:
             task.cancel()  # the page went away: stop the model and drop pending approvals
             turns.close(turn)
@@ -77,3 +80,18 @@ def stream_turn(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _drain(
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None], item: tuple[str, dict[str, Any]] | None
+) -> tuple[str, bool]:
+    """`item` and every event already queued behind it as one piece of SSE text (one write,
+    not one per event: a tool call's start, result and the next tokens often come together),
+    and whether the stream's end was among them."""
+    parts: list[str] = []
+    while item is not None:
+        parts.append(sse(*item))
+        if queue.empty():
+            return "".join(parts), False
+        item = queue.get_nowait()
+    return "".join(parts), True

@@ -14,7 +14,7 @@ from models import HISTORY_MAX_CHARS, HISTORY_MAX_CONTENT, MAX_BODY_BYTES
 from product_mcp.chat.arguments import validate_arguments
 from product_mcp.chat.history import ChatRequest, HistoryMessage, check_history, fit_for_history
 from product_mcp.chat.mcp_config import load_config, parse_config
-from product_mcp.chat.names import VALID, build_table
+from product_mcp.chat.names import VALID, build_table, functions
 from product_mcp.chat.results import ToolEntry, result_text
 from tests.servers import ROOT
 
@@ -300,8 +300,8 @@ def test_chat_request_bodies_need_no_openai_transform() -> None:
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     messages += [m.to_openai() for m in history] + [{"role": "user", "content": "and now?"}]
     engine = ChatEngine(None, LLMSettings())  # type: ignore[arg-type]
-    for table in (build_table(tools), {}):
-        body = engine._request(messages, table)
+    for offered in (functions(build_table(tools)), []):
+        body = engine._request(messages, offered)
         sent = anyio.run(async_maybe_transform, body, CompletionCreateParamsStreaming)
         assert sent == body
 

@@ -1,0 +1,115 @@
+"""The per-turn work web.py does once instead: compiled argument validators per tool schema,
+and the tool table and request `tools` payload per tool-list generation (issue #14's CPU)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import jsonschema
+import pytest
+from mcp.types import Tool, ToolAnnotations
+
+from product_mcp.chat import arguments
+from product_mcp.chat.arguments import validate_arguments
+from product_mcp.chat.manager import McpManager
+from product_mcp.chat.mcp_config import McpConfig, ServerConfig
+from product_mcp.chat.results import ToolEntry
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"quantity": {"type": "integer", "minimum": 1}},
+    "required": ["quantity"],
+}
+
+
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    built: list[Any] = []
+    real = jsonschema.validators.validator_for
+
+    def counting(schema: Any, *a: Any, **kw: Any) -> Any:
+        built.append(schema)
+        return real(schema, *a, **kw)
+
+    monkeypatch.setattr(jsonschema.validators, "validator_for", counting)
+    return built
+
+
+def test_validator_built_once_per_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = _count_builds(monkeypatch)
+    entry = ToolEntry("shop", Tool(name="buy", input_schema=SCHEMA))
+    schema = entry.input_schema  # the tool's own copy
+    for _ in range(5):
+        assert validate_arguments(entry, {"quantity": 2}) is None
+        said = validate_arguments(entry, {"quantity": 0})
+        assert said == "invalid arguments for 'buy': quantity: must be ≥ 1 (got 0)"
+    assert sum(s is schema for s in built) == 1  # (jsonschema also calls it for subschemas)
+    # A tool list refresh brings a new schema object, which gets its own validator and rules.
+    changed = {**SCHEMA, "properties": {"quantity": {"type": "integer", "maximum": 3}}}
+    fresh = ToolEntry("shop", Tool(name="buy", input_schema=changed))
+    assert validate_arguments(fresh, {"quantity": 0}) is None
+    assert "must be ≤ 3" in (validate_arguments(fresh, {"quantity": 9}) or "")
+    assert sum(s is fresh.input_schema for s in built) == 1
+    # A tool without a schema shares one (so one validator), and takes any object.
+    bare = ToolEntry("shop", Tool.model_construct(name="ping", input_schema=None))
+    assert bare.input_schema is ToolEntry("x", bare.tool).input_schema
+    assert validate_arguments(bare, {"anything": 1}) is None
+
+
+def test_validator_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arguments, "CACHE_MAX", 3)
+    monkeypatch.setattr(arguments, "_validators", {})
+    schemas = [{"type": "object", "properties": {f"p{i}": {"type": "string"}}} for i in range(10)]
+    for s in schemas:
+        assert validate_arguments(ToolEntry("s", Tool(name="t", input_schema=s)), {}) is None
+    assert len(arguments._validators) <= 3
+
+
+def test_unusable_schema_still_lets_the_server_judge() -> None:
+    schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
+    entry = ToolEntry("s", Tool(name="dangling", input_schema=schema))
+    for _ in range(2):  # the cached validator fails again at check time: still no verdict
+        assert validate_arguments(entry, {"a": 1}) is None
+
+
+def _tool(name: str, read_only: bool = True) -> Tool:
+    return Tool(
+        name=name,
+        description=f"{name} tool",
+        input_schema={"type": "object", "properties": {"q": {"type": "string"}}},
+        annotations=ToolAnnotations(read_only_hint=read_only),
+    )
+
+
+def test_offer_built_once_per_tool_list_generation() -> None:
+    async def main() -> None:
+        config = McpConfig(
+            servers=[
+                ServerConfig(name="a", transport="http", url="http://127.0.0.1:1/mcp"),
+                ServerConfig(name="b", transport="http", url="http://127.0.0.1:2/mcp"),
+            ]
+        )
+        manager = McpManager(config)
+        a, b = manager.connections["a"], manager.connections["b"]
+        a.tools, b.tools = [_tool("search")], [_tool("search"), _tool("buy", False)]
+        a.status = b.status = "connected"
+        first = manager.offer()
+        assert manager.offer() is first  # nothing changed: the same table and payload
+        assert sorted(first.table) == ["a__search", "b__search", "buy"]
+        by_name = {f["function"]["name"]: f["function"] for f in first.functions}
+        assert by_name["buy"]["description"] == "[b] buy tool"
+        assert by_name["buy"]["parameters"]["properties"] == {"q": {"type": "string"}}
+
+        b.tools = [_tool("search")]  # a refresh: a new list
+        second = manager.offer()
+        assert second is not first and sorted(second.table) == ["a__search", "b__search"]
+
+        b.status = "failed"  # its tools are no longer offered
+        third = manager.offer()
+        assert sorted(third.table) == ["search"] and [
+            f["function"]["name"] for f in third.functions
+        ] == ["search"]
+        b.status = "connected"
+        assert sorted(manager.offer().table) == ["a__search", "b__search"]
+
+    anyio.run(main)
