@@ -76,7 +76,7 @@ def run_smoke(tmp_path: Path, part: str) -> tuple[subprocess.CompletedProcess[st
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["smoke"] is True
-    assert len(result["targets"]) == 19
+    assert len(result["targets"]) == 20
     assert "targets:" in proc.stdout
     return proc, result
 
