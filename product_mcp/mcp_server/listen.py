@@ -59,6 +59,8 @@ class _Stream:
     after: int | None  # the client's `shop/after`
     start: int | None = None  # the seq the acknowledgement carries
     catching_up: bool = False
+    covered: int = -1  # feed events up to this seq were announced by the catch-up
+    held: list[ServerEvent] = dataclasses.field(default_factory=list)  # feed events meanwhile
     seqs: deque[int | None] = dataclasses.field(default_factory=deque)
 
     def accepts(self, event: ServerEvent) -> bool:
@@ -90,30 +92,49 @@ class _StreamBus:
         if stream is None:  # not through ShopListen: nothing to add
             return self.bus.subscribe(listener)
 
-        def deliver(event: ServerEvent) -> None:
+        def send(event: ServerEvent) -> None:
             if stream.accepts(event):
                 stream.seqs.append(stream.seq_of(event))
             listener(event)
 
+        def deliver(event: ServerEvent) -> None:
+            # A feed event the catch-up accounts for is not said twice: main.py's follower
+            # may lag behind what the catch-up read from api.py (seen under load).
+            seq = getattr(event, "seq", None)
+            if seq is not None and stream.catching_up:
+                stream.held.append(event)
+            elif seq is None or seq > stream.covered:
+                send(event)
+
         stream.start = self.live.after
         if stream.after is not None:
             stream.start, stream.catching_up = stream.after, True
-            task = asyncio.create_task(self._catch_up(stream, deliver))
+            task = asyncio.create_task(self._catch_up(stream, send, deliver))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return self.bus.subscribe(deliver)
 
-    async def _catch_up(self, stream: _Stream, deliver: Callable[[ServerEvent], None]) -> None:
+    async def _catch_up(
+        self,
+        stream: _Stream,
+        send: Callable[[ServerEvent], None],
+        deliver: Callable[[ServerEvent], None],
+    ) -> None:
         """Announce what changed after the client's seq (read after subscribing, so nothing
-        falls between what is read and what the stream hears)."""
+        falls between what is read and what the stream hears), then the feed events held
+        meanwhile that the catch-up did not cover."""
         assert stream.after is not None
         try:
             changes = await self.live.changes_after(stream.after)
         except Exception:
             changes = Changes(failed=True)
         events = missed(stream.params, changes, stream.after)
+        stream.covered = -1 if changes.failed else changes.head
         stream.catching_up = False
         for event in events:
+            send(event)
+        held, stream.held = stream.held, []
+        for event in held:
             deliver(event)
 
 

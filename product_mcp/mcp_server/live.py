@@ -63,6 +63,7 @@ class Changes:
     list_changed: int | None = None  # newest seq that created or archived a product
     everything: int | None = None  # pruned history or too long a gap: all may have changed
     failed: bool = False  # api.py could not be read (what is here is partial)
+    head: int = 0  # the newest seq read: the feed's events up to it are accounted for
 
     def add(self, seq: int, change: dict[str, Any]) -> None:
         if change["kind"] == "resync":
@@ -181,7 +182,7 @@ class Live:
                 r.raise_for_status()
                 page = r.json()
                 for change in page:
-                    after = int(change["seq"])
+                    after = changes.head = int(change["seq"])
                     changes.add(after, change)
                 if len(page) < 1000:
                     return changes

@@ -300,3 +300,58 @@ async def test_listen_stream_catches_up_from_the_last_seq_it_saw(live: Stack) ->
         await _buy(api, 3)
         await _buy(api, 2)
         assert await stream.updates(1) == [("shop://products/2", later + 2)]
+
+
+async def test_catch_up_and_a_lagging_follower_announce_a_change_once() -> None:
+    """A listen stream catching up from seq 3 reads api.py's feed up to seq 5, while main.py's
+    own follower, behind under load, delivers seq 5 only now: the stream heard products/2
+    twice (seen in a full run). What the catch-up covered is said once; newer news still is."""
+    from mcp.types import SubscriptionsListenRequestParams
+
+    from product_mcp.mcp_server.bus import FeedUpdated
+    from product_mcp.mcp_server.listen import _STREAM, _Stream, _StreamBus
+    from product_mcp.mcp_server.live import Changes
+
+    reading = anyio.Event()
+    release = anyio.Event()
+
+    class LaggingLive:
+        after = 3
+
+        async def changes_after(self, after: int) -> Changes:
+            reading.set()
+            await release.wait()
+            changes = Changes(head=5)
+            changes.add(5, {"kind": "purchased", "productId": 2})
+            return changes
+
+    class LocalBus:
+        def __init__(self) -> None:
+            self.listeners: list[Any] = []
+
+        def subscribe(self, listener: Any) -> Any:
+            self.listeners.append(listener)
+            return lambda: None
+
+    bus = LocalBus()
+    heard: list[tuple[str, int | None]] = []
+    said = anyio.Event()
+    params = SubscriptionsListenRequestParams.model_validate(
+        {"notifications": {"resourceSubscriptions": ["shop://products/2"]}}
+    )
+    token = _STREAM.set(_Stream(params, after=3))
+    try:
+        _StreamBus(bus, LaggingLive()).subscribe(  # type: ignore[arg-type]
+            lambda e: (heard.append((str(e.uri), e.seq)), said.set())
+        )
+    finally:
+        _STREAM.reset(token)
+    await reading.wait()
+    [follower] = bus.listeners
+    follower(FeedUpdated(uri="shop://products/2", seq=5))  # the lagging follower's copy
+    release.set()
+    with anyio.fail_after(5):
+        await said.wait()
+    follower(FeedUpdated(uri="shop://products/2", seq=5))  # still late: already said
+    follower(FeedUpdated(uri="shop://products/2", seq=6))  # news
+    assert heard == [("shop://products/2", 5), ("shop://products/2", 6)]
