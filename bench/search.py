@@ -110,12 +110,16 @@ async def _timed(b: Bench, pg_url: str | None, n: int, timing: Awaitable[Row]) -
 
 
 def _postgres_cpu(url: str) -> float:
-    """CPU seconds used so far by the server processes connected to `url`'s database."""
+    """CPU seconds used so far by the server processes serving queries on `url`'s database
+    (client backends and their parallel workers; not autovacuum, which a freshly written
+    catalogue sets off)."""
     database = make_url(url).database
     admin = make_url(url).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
         pids = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+            " AND backend_type IN ('client backend', 'parallel worker')",
+            (database,),
         ).fetchall()
     total = 0.0
     for (pid,) in pids:
