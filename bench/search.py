@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable
 from contextlib import suppress
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from sqlalchemy.engine import make_url
 from bench.clients import mcp_client, tool
 from bench.measure import Bench, run_alone
 from bench.procs import api_spec, cpu_seconds, make_db, mcp_spec, start_many
-from bench.stats import Row, format_row
+from bench.stats import format_row
 from tests.servers import free_port
 
 SEARCH_QUERIES = [
@@ -97,16 +96,13 @@ async def search_api(
         ("search_api", f"search GET /api/products?q=, {products}", direct_search),
         ("recommend_api", f"recommend GET /api/recommendations, {products}", direct_rec),
     ]:
-        await _timed(b, pg_url, n, b.latency(key + suffix, label, call, [server], n=n))
-
-
-async def _timed(b: Bench, pg_url: str | None, n: int, timing: Awaitable[Row]) -> None:
-    """Await `timing` (not started yet), adding the PostgreSQL backends' CPU per call."""
-    before = _postgres_cpu(pg_url) if pg_url else 0.0
-    row = await timing
-    if pg_url:
-        row.cpu_ms["postgres"] = round((_postgres_cpu(pg_url) - before) * 1000 / n, 2)
-        print(f"  {format_row(row)}  (with the PostgreSQL backends' CPU)", flush=True)
+        for _ in range(b.sizes.warmup):  # here, so the backends' CPU below is the timed calls'
+            await call()
+        before = _postgres_cpu(pg_url) if pg_url else 0.0
+        row = await b.latency(key + suffix, label, call, [server], n=n, warmup=0)
+        if pg_url:
+            row.cpu_ms["postgres"] = round((_postgres_cpu(pg_url) - before) * 1000 / n, 2)
+            print(f"  {format_row(row)}  (with the PostgreSQL backends' CPU)", flush=True)
 
 
 def _postgres_cpu(url: str) -> float:
