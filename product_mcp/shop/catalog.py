@@ -4,9 +4,9 @@ Full-text search is per dialect with one meaning, any query term as a word prefi
 stemming: SQLite's FTS5 ranked by bm25, PostgreSQL's tsvector column (GIN index) ranked by
 ts_rank, a portable LIKE ranking elsewhere. Names weigh ten times descriptions in both
 rankers (bm25 saturates that); where their orders differ, and why, is stated and tested in
-tests/api/test_search_dialects.py. The rest is portable SQL. Why the `top` pre-ranking:
-joining every match of a common word with products and inventory before sorting costs more
-than ranking them first (see `_match`).
+tests/api/test_search_dialects.py. The rest is portable SQL. Why the `top` pre-ranking, on
+both databases: joining every match of a common word with products and inventory before
+sorting costs more than ranking them first (see `_match`).
 """
 
 from __future__ import annotations
