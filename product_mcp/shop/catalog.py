@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import bindparam, case, false, func, literal_column, or_, select, text
+from sqlalchemy import Connection, bindparam, case, false, func, literal_column, or_, select, text
 
 from models import InventoryItem, Product, Recommendation
 from product_mcp.core.errors import NotFound
@@ -34,6 +34,14 @@ ROW_COLUMNS = (
 
 class CatalogQueries(Database):
     """Listing, looking up, searching and recommending products."""
+
+    def _read(self) -> Connection:
+        """A connection for reads. On PostgreSQL each statement is its own transaction
+        (autocommit): one round trip per query instead of BEGIN, query and ROLLBACK."""
+        conn = self.engine.connect()
+        if self.dialect == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
 
     def _match(self, terms: list[str], top: int | None, narrow: list[Any]) -> Any | None:
         """The products matching any term, as a subquery (id, rank; lower ranks first).
@@ -114,7 +122,7 @@ class CatalogQueries(Database):
             return stmt.limit(limit).offset(offset)
 
         top = self._top(terms, limit, offset)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = list(conn.execute(query(top)))
             if top is not None and len(rows) < (limit or 0):
                 rows = list(conn.execute(query(None)))  # filters left too few: rank them all
@@ -136,7 +144,7 @@ class CatalogQueries(Database):
             .join(inventory, inventory.c.product_id == products.c.id)
             .where(products.c.id == product_id)
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(stmt).first()
         if row is None:
             raise NotFound(f"Product ID {product_id} does not exist")
@@ -153,7 +161,7 @@ class CatalogQueries(Database):
             .limit(limit)
             .offset(offset)
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [
                 InventoryItem(productId=r.id, quantity=r.quantity, product=product_of(r))
                 for r in conn.execute(stmt)
@@ -174,7 +182,7 @@ class CatalogQueries(Database):
             return stmt.add_columns(score).limit(limit)
 
         top = self._top(terms, limit, 0)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = list(conn.execute(query(top)))
             if top is not None and len(rows) < limit:
                 rows = list(conn.execute(query(None)))

@@ -1,4 +1,5 @@
-"""PostgreSQL search and recommendations stay cheap under the plans the server really uses.
+"""PostgreSQL search and recommendations stay cheap under the plans the server really uses,
+and cost one round trip each.
 
 psycopg prepares a statement after its 5th run, and PostgreSQL then plans it once for any
 parameters (a generic plan). In such a plan a bare `to_tsquery(config, $1)` is computed again
@@ -109,3 +110,22 @@ def test_generic_plan_computes_the_tsquery_once_and_ranks_before_joining(
         below = {n["Node Type"] for n, _ in _nodes(sort)}
         assert "Limit" in up, up
         assert not below & {"Hash Join", "Nested Loop", "Merge Join"}, below
+
+
+def test_reads_are_one_round_trip(shop: Shop) -> None:
+    """Searches, recommendations and look-ups run in autocommit: no BEGIN and ROLLBACK
+    round trips around their one statement."""
+    autocommit: list[bool] = []
+
+    def capture(conn: Any, *_: Any) -> None:
+        autocommit.append(conn.connection.dbapi_connection.autocommit)
+
+    event.listen(shop.engine, "before_cursor_execute", capture)
+    try:
+        shop.list_products(q="wireless", limit=3)
+        shop.recommend("gift for a runner", budget=50.0)
+        shop.get_product(1)
+        shop.list_inventory(limit=2)
+    finally:
+        event.remove(shop.engine, "before_cursor_execute", capture)
+    assert autocommit and all(autocommit), autocommit
