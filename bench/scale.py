@@ -136,7 +136,7 @@ async def scale(b: Bench) -> None:
                 db = dbs[f"w{workers}"]
                 await purchases(b, http, f"pg{workers}", db, stock, key, label)
             big = b.procs["pgbig"].url
-            await search_api(b, http, big, Picker(), "pgbig", "_pg", ", PG")
+            await search_api(b, http, big, Picker(), "pgbig", "_pg", ", PG", pg_url=dbs["big"])
         await replicas(b, b.procs["pg1"].url, stack)
 
 

@@ -1,12 +1,29 @@
 """Row 6: search and recommendations on the generated 100k-product catalogue, straight from
-the API and as MCP tools, since these are the calls whose cost grows with the catalogue."""
+the API and as MCP tools, since these are the calls whose cost grows with the catalogue.
+
+    uv run python -m bench.search [--smoke]    # these rows alone, SQLite and PostgreSQL
+
+On PostgreSQL the work is in the server's processes, not api.py's: their CPU per call is
+read too (column "postgres"), from the backends serving the benchmark's database.
+"""
 
 from __future__ import annotations
 
+import logging
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+
 import httpx
+import psycopg
+from sqlalchemy.engine import make_url
 
 from bench.clients import mcp_client, tool
-from bench.measure import Bench
+from bench.measure import Bench, run_alone
+from bench.procs import api_spec, cpu_seconds, make_db, mcp_spec, start_many
+from bench.stats import format_row
+from tests.servers import free_port
 
 SEARCH_QUERIES = [
     "wireless earbuds",
@@ -56,8 +73,10 @@ async def search_api(
     server: str = "big",
     suffix: str = "",
     where: str = "",
+    pg_url: str | None = None,
 ) -> None:
-    """The two API rows on `server` (keys search_api, recommend_api + `suffix`)."""
+    """The two API rows on `server` (keys search_api, recommend_api + `suffix`); with
+    `pg_url`, the PostgreSQL backends' CPU per call for that database as well."""
     n = b.sizes.search_calls
 
     async def direct_search() -> None:
@@ -73,20 +92,36 @@ async def search_api(
         r.raise_for_status()
 
     products = f"{b.sizes.products:,} products{where}"
-    await b.latency(
-        f"search_api{suffix}",
-        f"search GET /api/products?q=, {products}",
-        direct_search,
-        [server],
-        n=n,
-    )
-    await b.latency(
-        f"recommend_api{suffix}",
-        f"recommend GET /api/recommendations, {products}",
-        direct_rec,
-        [server],
-        n=n,
-    )
+    for key, label, call in [
+        ("search_api", f"search GET /api/products?q=, {products}", direct_search),
+        ("recommend_api", f"recommend GET /api/recommendations, {products}", direct_rec),
+    ]:
+        for _ in range(b.sizes.warmup):  # here, so the backends' CPU below is the timed calls'
+            await call()
+        before = _postgres_cpu(pg_url) if pg_url else 0.0
+        row = await b.latency(key + suffix, label, call, [server], n=n, warmup=0)
+        if pg_url:
+            row.cpu_ms["postgres"] = round((_postgres_cpu(pg_url) - before) * 1000 / n, 2)
+            print(f"  {format_row(row)}  (with the PostgreSQL backends' CPU)", flush=True)
+
+
+def _postgres_cpu(url: str) -> float:
+    """CPU seconds used so far by the server processes serving queries on `url`'s database
+    (client backends and their parallel workers; not autovacuum, which a freshly written
+    catalogue sets off)."""
+    database = make_url(url).database
+    admin = make_url(url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+            " AND backend_type IN ('client backend', 'parallel worker')",
+            (database,),
+        ).fetchall()
+    total = 0.0
+    for (pid,) in pids:
+        with suppress(OSError):  # ended meanwhile, or the server is on another host
+            total += cpu_seconds(pid)
+    return total
 
 
 async def search_mcp(b: Bench, pick: Picker) -> None:
@@ -109,3 +144,44 @@ async def search_mcp(b: Bench, pick: Picker) -> None:
         await b.latency(
             "recommend_mcp", "recommend_products tool (2026-07-28)", rec, ["mcpbig", "big"], n=n
         )
+
+
+async def alone(b: Bench) -> None:
+    """These rows by themselves: the big catalogue in SQLite (API and MCP rows) and, where
+    the server is reachable, in PostgreSQL (API rows), each written just before."""
+    from bench.scale import POSTGRES, make_shop, pg_database  # bench.scale imports this module
+
+    for name in ("httpx", "httpx2", "alembic"):  # the server wing logs at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="product-mcp-search-") as tmp:
+        t = time.perf_counter()
+        big = Path(tmp) / "big.db"
+        make_db(big, b.sizes.products, [])
+        ports = {name: free_port() for name in ("big", "mcpbig", "pgbig")}
+        b.procs |= start_many({"big": api_spec(ports["big"], big)})
+        big_url = b.procs["big"].url
+        b.procs |= start_many({"mcpbig": mcp_spec(ports["mcpbig"], big_url)})
+        print(f"  SQLite catalogue and services ready in {time.perf_counter() - t:.1f}s")
+        async with httpx.AsyncClient(timeout=60) as http:
+            await search(b, http, big_url)
+            try:
+                psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3).close()
+            except psycopg.Error as e:
+                print(f"  (PostgreSQL rows skipped: {e})")
+                return
+            with pg_database("search") as pg:
+                make_shop(pg, b.sizes.products, [])
+                args = ["api.py", "--host", "127.0.0.1", "--port", str(ports["pgbig"])]
+                spec = (args, ports["pgbig"], {"DATABASE_URL": pg}, "/healthz")
+                b.procs |= start_many({"pgbig": spec})
+                url = b.procs["pgbig"].url
+                await search_api(b, http, url, Picker(), "pgbig", "_pg", ", PG", pg_url=pg)
+                b.procs.pop("pgbig").stop()  # before its database is dropped
+
+
+def main() -> None:
+    run_alone(alone, "the search and recommendation rows of the bench alone")
+
+
+if __name__ == "__main__":
+    main()

@@ -34,7 +34,7 @@ from product_mcp.shop.schema import metadata
 from tests.databases import DATABASES, fresh_database, fresh_postgres
 from tests.servers import free_port, start
 
-HEAD = "0002_live_inventory"
+HEAD = "0004_search_speed"
 TABLES = {
     "products",
     "inventory",
@@ -419,5 +419,26 @@ def test_baseline_database_upgrades_to_live_inventory_in_place(url: str) -> None
         assert _scalar(shop.engine, "SELECT pruned_through FROM change_feed") == 0
         assert shop.get_product(2)[1] == 7
         assert [p.id for p in shop.list_products(q="earbuds")] == [2]
+    finally:
+        shop.engine.dispose()
+
+
+def test_live_inventory_database_upgrades_to_search_speed(url: str) -> None:
+    """A database at 0002_live_inventory: on PostgreSQL the search index's pending list is
+    capped at 256 kB (searches read it whole), on SQLite nothing changes; search still works."""
+    shop = _shop(url)
+    reloptions = "SELECT reloptions FROM pg_class WHERE relname = 'ix_products_search_vector'"
+    try:
+        shop.init()
+        with shop.engine.begin() as conn:
+            command.downgrade(config(conn), "0002_live_inventory")
+        postgresql = shop.engine.dialect.name == "postgresql"
+        if postgresql:
+            assert _scalar(shop.engine, reloptions) is None
+        assert shop.init() == ("0002_live_inventory", HEAD)
+        if postgresql:
+            assert _scalar(shop.engine, reloptions) == ["gin_pending_list_limit=256"]
+        shop.add_products([("Trail Earbuds", 1_000, "sweat-proof", 3)])
+        assert [p.id for p in shop.list_products(q="earbuds", limit=10)] == [5, 2]
     finally:
         shop.engine.dispose()

@@ -1,14 +1,17 @@
-"""Ranking only the best text matches before filters (db.Shop._top) never changes an answer."""
+"""Ranking only the best text matches before filters (Shop._top) never changes an answer, on
+SQLite and on PostgreSQL: the same pages and recommendations as ranking every match."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench.catalog import fill
 from product_mcp.shop import Shop, make_engine
+from tests.databases import fresh_database
 
 
 class FullRanking(Shop):
@@ -22,11 +25,16 @@ class TinyTop(Shop):
 
 
 @pytest.fixture(scope="module")
-def shops(tmp_path_factory: pytest.TempPathFactory) -> list[Shop]:
-    path: Path = tmp_path_factory.mktemp("topk") / "shop.db"
-    engine = make_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
-    fill(Shop(engine), 3_000)
-    return [Shop(engine), FullRanking(engine), TinyTop(engine)]
+def shops(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Shop]]:
+    """The three rankings on one database of each kind (FTS5 and bm25; tsvector and ts_rank)."""
+    tmp: Path = tmp_path_factory.mktemp("topk")
+    with fresh_database(db_kind, tmp, "search_topk") as url:
+        engine = make_engine(url, sqlite_synchronous="OFF")
+        try:
+            fill(Shop(engine), 3_000)
+            yield [Shop(engine), FullRanking(engine), TinyTop(engine)]
+        finally:
+            engine.dispose()
 
 
 QUERIES = ["wireless", "smart watch", "noise cancellation headphones", "4K", "zzz-none"]
