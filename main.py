@@ -20,6 +20,7 @@ from product_mcp.core.logs import setup_logging
 from product_mcp.core.serve import port_arg, serve
 from product_mcp.mcp_server import api, mcp
 from product_mcp.mcp_server.http_app import Config, build_app, security_settings
+from product_mcp.mcp_server.resources import live
 
 __all__ = ["Config", "build_app", "main", "parse_args", "security_settings"]
 
@@ -96,6 +97,7 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
         access_log=a.access_log,
         max_sessions=settings.MCP_MAX_SESSIONS,
         max_sessions_per_client=settings.MCP_MAX_SESSIONS_PER_CLIENT,
+        max_subscriptions=settings.MCP_MAX_SUBSCRIPTIONS,
         init_timeout=settings.MCP_INIT_TIMEOUT,
         session_idle_timeout=settings.MCP_SESSION_IDLE_TIMEOUT,
         send_timeout=settings.MCP_SEND_TIMEOUT,
@@ -117,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cfg.transport == "stdio":
         # stdout carries the protocol: the banner goes to stderr.
         sys.stderr.write(banner(cfg, settings))
+        live.subscribers.limit = cfg.max_subscriptions
         mcp.run("stdio")
         return
     if isinstance(sys.stdout, io.TextIOWrapper):

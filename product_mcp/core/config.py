@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         ge=1,
         description="sessions one client (token or address) may hold; more close its oldest",
     )
+    MCP_MAX_SUBSCRIPTIONS: int = Field(
+        1000,
+        ge=1,
+        description="resources/subscribe URIs one legacy session may hold (and keep in Redis)",
+    )
     MCP_INIT_TIMEOUT: Seconds = Field(
         30, description="seconds a new session has to finish its handshake"
     )

@@ -79,6 +79,7 @@ def _probes() -> dict[str, Callable[[], bool]]:
             "connection" in inspect.signature(serve_connection).parameters
         ),
         "Connection.for_loop": lambda: callable(Connection.for_loop),
+        "Connection.session_id": lambda: _assigns(Connection, "session_id"),
         "JSONRPCDispatcher(inline_methods=)": lambda: (
             "inline_methods" in inspect.signature(JSONRPCDispatcher.__init__).parameters
         ),
@@ -143,6 +144,12 @@ def connection(session: Any) -> Any:
     """The connection behind a (per-request) ServerSession: the object that lives as long as
     the client's session, and can notify it outside a request (live.py's subscriptions)."""
     return session._connection
+
+
+def session_id_of(connection: Any) -> str | None:
+    """The Streamable HTTP session id a connection serves (None: SSE, stdio, stateless)."""
+    session_id = getattr(connection, "session_id", None)
+    return session_id if isinstance(session_id, str) else None
 
 
 def wrap_session_lifecycle(

@@ -43,6 +43,7 @@ from product_mcp.mcp_server.sessions import SessionRegistry
 if TYPE_CHECKING:  # these import redis: only a server with REDIS_URL loads them
     from product_mcp.mcp_server.redis_events import RedisEventStore
     from product_mcp.mcp_server.redis_link import RedisLink
+    from product_mcp.mcp_server.shared_sessions import SharedSessions
 
 # Replay window for clients that lost their stream, and how soon they should reconnect (ms).
 MAX_EVENTS = 10_000
@@ -65,6 +66,7 @@ class Config:
     access_log: bool = False
     max_sessions: int = 10_000
     max_sessions_per_client: int = 100
+    max_subscriptions: int = 1000  # resources/subscribe URIs per legacy session (live.py)
     init_timeout: float = 30.0
     session_idle_timeout: float = 1800.0
     send_timeout: float = 30.0
@@ -117,6 +119,8 @@ def build_app(cfg: Config) -> Starlette:
     manager: StreamableHTTPSessionManager | None = None
     link: RedisLink | None = None
     events: RedisEventStore | None = None
+    shared: SharedSessions | None = None
+    live.subscribers.limit = cfg.max_subscriptions  # per process, as the follower
     if cfg.redis_url:
         from product_mcp.mcp_server.redis_events import RedisEventStore
         from product_mcp.mcp_server.redis_link import RedisLink
@@ -148,6 +152,8 @@ def build_app(cfg: Config) -> Starlette:
                 await stack.enter_async_context(manager.run())
             if live.start(api.base_url):  # one change-feed follower per process (live.py)
                 stack.push_async_callback(live.stop)
+            if shared is not None and live.keep(shared):  # subscriptions in session records
+                stack.callback(live.unkeep)
             async with anyio.create_task_group() as tg:
                 if sessions is not None:
                     tg.start_soon(sessions.sweep_forever)
@@ -165,7 +171,8 @@ def build_app(cfg: Config) -> Starlette:
     if cfg.replica_tag:
         middleware.append(Middleware(ReplicaPaths, tag=cfg.replica_tag))
     if events is not None and link is not None and manager is not None:
-        middleware.append(_sharing(cfg, link, events, sessions, manager))
+        shared = _shared(cfg, link)
+        middleware.append(_sharing(shared, events, sessions, manager))
     middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
     middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
     middleware.append(Middleware(FinishResponses, peeked_key=PEEKED))
@@ -183,23 +190,29 @@ def handshake_required(cfg: Config) -> bool:
     return not cfg.redis_url
 
 
+def _shared(cfg: Config, link: RedisLink) -> SharedSessions:
+    from product_mcp.mcp_server.shared_sessions import SharedSessions
+
+    return SharedSessions(link, cfg.session_idle_timeout)
+
+
 def _sharing(
-    cfg: Config,
-    link: RedisLink,
+    shared: SharedSessions,
     events: RedisEventStore,
     registry: SessionRegistry | None,
     manager: StreamableHTTPSessionManager,
 ) -> Middleware:
-    """Sessions recorded in Redis and restored from it by any replica (shared_sessions.py)."""
-    from product_mcp.mcp_server.shared_sessions import SessionSharing, SharedSessions
+    """Sessions recorded in Redis and restored from it by any replica (shared_sessions.py),
+    their subscriptions back with this process's follower (live.py)."""
+    from product_mcp.mcp_server.shared_sessions import SessionSharing
 
-    shared = SharedSessions(link, cfg.session_idle_timeout)
     return Middleware(
         SessionSharing,
         sessions=shared,
         events=events,
         registry=registry,
         manager=lambda: manager,
+        subscribers=live.subscribers,
     )
 
 

@@ -15,6 +15,10 @@ archived also send `notifications/resources/list_changed`. Bursts are coalesced 
 `WINDOW` seconds: a URI changed ten times in a flash sale is announced once, after the last
 change, so the client re-reads the last state.
 
+With REDIS_URL a legacy session's URIs are also kept in its Redis record (a `SubscriptionKeeper`,
+shared_sessions.py), and a replica that restores the session re-adds them (`Subscribers.restore`),
+so after its replica's death the session keeps hearing updates without subscribing again.
+
 Missed while away (main.py restarted, or the client reconnected): the feed's seq is the
 bookmark, held by the client, so main.py keeps no state. A subscribe answers
 `_meta: {"shop/seq": S}` (the feed position it has handled) and each update carries
@@ -32,12 +36,13 @@ import json
 import logging
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
-from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+from mcp.types import INVALID_PARAMS, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
 from product_mcp.core import mcp_compat
 from product_mcp.mcp_server.bus import FeedListChanged, FeedUpdated, ShopBus
@@ -45,7 +50,8 @@ from product_mcp.mcp_server.bus import FeedListChanged, FeedUpdated, ShopBus
 log = logging.getLogger("mcp.live")
 INVENTORY_URI = "shop://inventory"
 WINDOW = 0.1  # seconds a burst of changes to one URI is gathered into one notification
-MAX_URIS_PER_SESSION = 1000
+MAX_URIS_PER_SESSION = 1000  # default of MCP_MAX_SUBSCRIPTIONS
+MAX_URI_CHARS = 2048  # a subscribed URI's length at most (it is kept per session, maybe in Redis)
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 SEQ_KEY, AFTER_KEY = "shop/seq", "shop/after"  # _meta keys: the feed position, the hint
 CATCH_UP_PAGES = 10  # pages of 1000 events read for a hint; a longer gap counts as changed
@@ -79,18 +85,38 @@ class Changes:
         return max(seqs) if seqs else None
 
 
+class SubscriptionKeeper(Protocol):
+    """Where a legacy session's subscriptions outlive its replica (shared_sessions.py)."""
+
+    async def subscribed(self, session_id: str, uri: str, limit: int) -> None: ...
+
+    async def unsubscribed(self, session_id: str, uri: str) -> None: ...
+
+
 class Subscribers:
     """Handshake-era connections and the URIs each subscribed to (held weakly: a closed one
     just disappears)."""
 
     def __init__(self) -> None:
         self._uris: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+        self.limit = MAX_URIS_PER_SESSION  # URIs per session (MCP_MAX_SUBSCRIPTIONS)
 
     def add(self, session: Any, uri: str) -> None:
+        if len(uri) > MAX_URI_CHARS:
+            raise MCPError(INVALID_PARAMS, f"uri: at most {MAX_URI_CHARS} characters")
         uris = self._uris.setdefault(session, set())
-        if len(uris) >= MAX_URIS_PER_SESSION and uri not in uris:
-            raise ValueError(f"at most {MAX_URIS_PER_SESSION} subscriptions per session")
+        if len(uris) >= self.limit and uri not in uris:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"uri: at most {self.limit} subscriptions per session (unsubscribe one first)",
+            )
         uris.add(uri)
+
+    def restore(self, session: Any, uris: list[str]) -> None:
+        """A restored session's recorded URIs (within today's bounds)."""
+        kept = [u for u in sorted(uris) if len(u) <= MAX_URI_CHARS][: self.limit]
+        if kept:
+            self._uris[session] = set(kept)
 
     def remove(self, session: Any, uri: str) -> None:
         self._uris.get(session, set()).discard(uri)
@@ -130,6 +156,7 @@ class Live:
         self._base = ""  # api.py's base URL, once following
         self._http: httpx.AsyncClient | None = None
         self.delivered = 0  # notifications flushed (tests and the bench read it)
+        self.keeper: SubscriptionKeeper | None = None  # with REDIS_URL: the session records
 
     # --- handshake-era requests ------------------------------------------------------------
 
@@ -142,11 +169,25 @@ class Live:
             self.server, "resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe
         )
 
+    def keep(self, keeper: SubscriptionKeeper) -> bool:
+        """Record legacy subscriptions with `keeper` too (False if one already does: a second
+        app built in the same process leaves it alone)."""
+        if self.keeper is not None:
+            return False
+        self.keeper = keeper
+        return True
+
+    def unkeep(self) -> None:
+        self.keeper = None
+
     async def _subscribe(
         self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams
     ) -> EmptyResult:
         connection, uri = mcp_compat.connection(ctx.session), str(params.uri)
         self.subscribers.add(connection, uri)
+        session_id = mcp_compat.session_id_of(connection)
+        if self.keeper is not None and session_id:  # before the answer: a restore sees it
+            await self.keeper.subscribed(session_id, uri, self.subscribers.limit)
         seq = self.after
         after = (params.meta or {}).get(AFTER_KEY)
         if isinstance(after, int) and not isinstance(after, bool) and after >= 0:
@@ -159,7 +200,11 @@ class Live:
     async def _unsubscribe(
         self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams
     ) -> EmptyResult:
-        self.subscribers.remove(mcp_compat.connection(ctx.session), str(params.uri))
+        connection, uri = mcp_compat.connection(ctx.session), str(params.uri)
+        self.subscribers.remove(connection, uri)
+        session_id = mcp_compat.session_id_of(connection)
+        if self.keeper is not None and session_id:
+            await self.keeper.unsubscribed(session_id, uri)
         return EmptyResult()
 
     async def _changed_since(self, after: int, uri: str) -> int | None:

@@ -4,11 +4,14 @@ Why: a legacy (handshake) session lived in the memory of the process that opened
 replica's death or restart cost every client its session (404, re-initialize). With
 `REDIS_URL` set, `SessionSharing` (ASGI middleware on /mcp) writes each session's state when
 it is opened (id, negotiated protocol version, the client's `initialize` params: capabilities
-and info), when its handshake completes and when `logging/setLevel` changes its log level; the
+and info), when its handshake completes, when `logging/setLevel` changes its log level and when
+`resources/subscribe` / `resources/unsubscribe` change its subscriptions (live.py; at most
+MCP_MAX_SUBSCRIPTIONS URIs, fields of the same record, so they expire and go with it); the
 record lives `MCP_SESSION_IDLE_TIMEOUT` seconds after the session's last request. A request
 for a session this process does not hold is served by restoring it from that record (same id,
-handshake done: `mcp_compat.restore_session`) instead of the SDK's 404. A DELETE removes it
-(and its replay events, redis_events.py).
+handshake done, its subscriptions back with this process's feed follower:
+`mcp_compat.restore_session`) instead of the SDK's 404. A DELETE removes it (and its replay
+events, redis_events.py).
 
 Redis down (redis_link.py): sessions this process holds, new sessions and the stateless
 protocol work as before; only restoring another replica's session fails (404).
@@ -30,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from product_mcp.core import mcp_compat
 from product_mcp.mcp_server.guard import _header, _parse, read_message
+from product_mcp.mcp_server.live import Subscribers
 from product_mcp.mcp_server.redis_events import RedisEventStore
 from product_mcp.mcp_server.redis_link import RedisLink
 from product_mcp.mcp_server.server import _LEVELS, LEVEL_KEY
@@ -37,6 +41,23 @@ from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening
 
 log = logging.getLogger("mcp.shared")
 MAX_CLIENT_PARAMS = 64 * 1024  # bytes of `initialize` params kept for a session
+SUB = "sub:"  # a record's field per subscribed URI: `sub:<uri>`; `subs` counts them
+# Add a URI to a recorded session (-1: no record; 0: at the limit; 1: recorded).
+_SUBSCRIBE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local field = ARGV[1] .. ARGV[2]
+if redis.call('HEXISTS', KEYS[1], field) == 1 then return 1 end
+if tonumber(redis.call('HGET', KEYS[1], 'subs') or '0') >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], field, '1')
+redis.call('HINCRBY', KEYS[1], 'subs', 1)
+return 1
+"""
+_UNSUBSCRIBE = """
+if redis.call('HDEL', KEYS[1], ARGV[1] .. ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'subs', -1)
+end
+return 0
+"""
 
 
 class SharedSessions:
@@ -77,6 +98,22 @@ class SharedSessions:
     async def delete(self, session_id: str) -> None:
         await self.link.run(lambda r: r.delete(self.link.key("session", session_id)), 0)
 
+    async def subscribed(self, session_id: str, uri: str, limit: int) -> None:
+        """Record a `resources/subscribe` (live.py's SubscriptionKeeper)."""
+        key = self.link.key("session", session_id)
+        result = await self.link.run(lambda r: r.eval(_SUBSCRIBE, 1, key, SUB, uri, limit), -1)
+        if result == 0:
+            log.warning("session %s: subscription not recorded (limit)", session_id[:12])
+
+    async def unsubscribed(self, session_id: str, uri: str) -> None:
+        key = self.link.key("session", session_id)
+        await self.link.run(lambda r: r.eval(_UNSUBSCRIBE, 1, key, SUB, uri), 0)
+
+
+def subscriptions(record: dict[str, str]) -> list[str]:
+    """The URIs a session record says it subscribed to."""
+    return [name[len(SUB) :] for name in record if name.startswith(SUB)]
+
 
 def opening_record(params: Any) -> dict[str, str]:
     """What an `initialize` request's params make of a new session's record."""
@@ -90,8 +127,11 @@ def opening_record(params: Any) -> dict[str, str]:
     return record
 
 
-def prepare_connection(record: dict[str, str]) -> Callable[[Any], None]:
-    """Set on a restored session's connection what its handshake had set."""
+def prepare_connection(
+    record: dict[str, str], subscribers: Subscribers | None = None
+) -> Callable[[Any], None]:
+    """Set on a restored session's connection what its handshake (and `resources/subscribe`)
+    had set."""
 
     def prepare(connection: Any) -> None:
         connection.protocol_version = record.get("version") or LATEST_HANDSHAKE_VERSION
@@ -108,6 +148,8 @@ def prepare_connection(record: dict[str, str]) -> Callable[[Any], None]:
         connection.initialized.set()
         if record.get("level") in _LEVELS:
             connection.state[LEVEL_KEY] = record["level"]
+        if subscribers is not None:  # before any request: the follower tells it from now on
+            subscribers.restore(connection, subscriptions(record))
 
     return prepare
 
@@ -122,8 +164,10 @@ class SessionSharing:
         events: RedisEventStore | None,
         registry: SessionRegistry | None,
         manager: Callable[[], Any],
+        subscribers: Subscribers | None = None,
     ) -> None:
         self.app = app
+        self.subscribers = subscribers
         self.shared = sessions
         self.events = events
         self.registry = registry
@@ -218,7 +262,7 @@ class SessionSharing:
                 token = opening_client.set(client)
                 try:
                     ok = await mcp_compat.restore_session(
-                        manager, session_id, prepare_connection(record)
+                        manager, session_id, prepare_connection(record, self.subscribers)
                     )
                 finally:
                     opening_client.reset(token)

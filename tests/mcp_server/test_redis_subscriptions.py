@@ -1,0 +1,166 @@
+"""Issue 13 with REDIS_URL: a legacy session's `resources/subscribe` URIs are part of its
+record in Redis, so the replica that restores the session after its own replica died keeps
+notifying it, once, without the client subscribing again; and the record stays bounded
+(MCP_MAX_SUBSCRIPTIONS), loses what is unsubscribed and goes with the session.
+
+Two main.py on one key prefix, no balancer: the raw client names the replica it talks to.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.mcp_helpers import ACCEPT, open_session, rpc, sse_events
+from tests.mcp_server.test_redis_sessions import HEADERS, REDIS, _drop, _up
+from tests.servers import Service, start_api, start_mcp
+from tests.web_helpers import need
+
+WAIT = 20  # seconds: a generous bound for a notification, never a speed assertion
+QUIET = 1.5  # seconds to wait for a duplicate that must not come
+UPDATED = "notifications/resources/updated"
+
+
+class GetStream:
+    """A session's standalone GET stream, read in a thread: the URIs it is told changed."""
+
+    def __init__(self, url: str, session: str) -> None:
+        self.updated: list[str] = []
+        self.status = 0
+        self._opened = threading.Event()
+        self._http = httpx.Client(timeout=httpx.Timeout(10, read=None))
+        headers = {**HEADERS, "Accept": "text/event-stream", "Mcp-Session-Id": session}
+        args = (f"{url}/mcp", headers)
+        threading.Thread(target=self._read, args=args, daemon=True).start()
+        assert self._opened.wait(10), "the GET stream did not open"
+        assert self.status == 200, self.status
+
+    def _read(self, url: str, headers: dict[str, str]) -> None:
+        try:
+            with self._http.stream("GET", url, headers=headers) as r:
+                self.status = r.status_code
+                self._opened.set()  # headers out: the SDK has registered the stream
+                for event in sse_events(r):
+                    data = event.get("data")
+                    if isinstance(data, dict) and data.get("method") == UPDATED:
+                        self.updated.append(data["params"]["uri"])
+        except (httpx.HTTPError, RuntimeError):
+            pass  # its replica died, or the test closed the client
+        finally:
+            self._opened.set()
+
+    def until(self, uri: str, count: int = 1) -> None:
+        deadline = time.monotonic() + WAIT
+        while self.updated.count(uri) < count:
+            assert time.monotonic() < deadline, f"no update for {uri}: heard {self.updated}"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def post(http: httpx.Client, url: str, session: str, message: dict[str, object]) -> str:
+    headers = {**HEADERS, "Mcp-Session-Id": session}
+    r = http.post(f"{url}/mcp", json=message, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def buy(http: httpx.Client, api: Service, product: int) -> None:
+    body = {"customerName": "Subs", "items": [{"productId": product, "quantity": 1}]}
+    r = http.post(f"{api.url}/api/purchase", json=body)
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    need(_up(REDIS), f"Redis not reachable at {REDIS}")
+    p = f"test-{uuid.uuid4().hex[:10]}:"
+    yield p
+    _drop(REDIS, p)
+
+
+def test_subscriptions_survive_the_death_of_their_replica(tmp_path: Path, prefix: str) -> None:
+    """Subscribed on r1 (products 2 and 3, then 3 unsubscribed), r1 killed -9, the session's
+    GET stream reopened on r2 (which restores it): a purchase of 2 is heard there exactly once,
+    a purchase of 3 not at all, and the client never subscribed again."""
+    api = start_api(tmp_path / "shop.db")
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
+    r1 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "s1"})
+    r2 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "s2"})
+    streams: list[GetStream] = []
+    try:
+        with httpx.Client(timeout=10) as http:
+            session = open_session(http, f"{r1.url}/mcp")
+            for rid, uri in enumerate(("shop://products/2", "shop://products/3"), start=2):
+                post(http, r1.url, session, rpc("resources/subscribe", {"uri": uri}, id=rid))
+            unsub = rpc("resources/unsubscribe", {"uri": "shop://products/3"}, id=4)
+            post(http, r1.url, session, unsub)
+            streams.append(on_r1 := GetStream(r1.url, session))
+            buy(http, api, 2)
+            on_r1.until("shop://products/2")  # subscribed where it was opened
+            r1.stop(signal.SIGKILL)
+            streams.append(on_r2 := GetStream(r2.url, session))
+            assert "restored from Redis" in r2.log()
+            buy(http, api, 3)  # unsubscribed before the kill: stays unheard
+            buy(http, api, 2)
+            on_r2.until("shop://products/2")
+            time.sleep(QUIET)
+            assert on_r2.updated == ["shop://products/2"], on_r2.updated
+            # The session goes on there: a request without initialize is answered.
+            assert '"result"' in post(http, r2.url, session, rpc("ping", id=5))
+    finally:
+        for stream in streams:
+            stream.close()
+        r2.stop()
+        r1.stop()
+        api.stop()
+
+
+def test_subscriptions_in_the_record_are_bounded_and_go_with_the_session(
+    tmp_path: Path, prefix: str
+) -> None:
+    """At most MCP_MAX_SUBSCRIPTIONS URIs (beyond: an error naming `uri`, nothing recorded);
+    unsubscribe removes one; the URIs live in the session's own record (same TTL); DELETE
+    takes them away."""
+    api = start_api(tmp_path / "shop.db")
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix, "MCP_MAX_SUBSCRIPTIONS": "2"}
+    mcp = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "t1"})
+    r = redis.Redis.from_url(REDIS, decode_responses=True)
+    try:
+        with httpx.Client(timeout=10) as http:
+            session = open_session(http, f"{mcp.url}/mcp")
+            key = f"{prefix}session:{session}"
+
+            def subscribe(uri: str, rid: int) -> str:
+                return post(http, mcp.url, session, rpc("resources/subscribe", {"uri": uri}, rid))
+
+            for rid, uri in enumerate(("shop://inventory", "shop://products/1"), start=2):
+                assert '"result"' in subscribe(uri, rid)
+            assert '"result"' in subscribe("shop://inventory", 4)  # again: no new URI
+            refused = subscribe("shop://products/2", 5)
+            assert '"error"' in refused and "uri: at most 2 subscriptions" in refused
+            assert "uri: at most 2048 characters" in subscribe("shop://" + "x" * 2050, 6)
+            record = r.hgetall(key)
+            subs = sorted(k for k in record if k.startswith("sub:"))
+            assert subs == ["sub:shop://inventory", "sub:shop://products/1"]
+            assert record["subs"] == "2" and 0 < r.ttl(key) <= 1800
+            unsub = rpc("resources/unsubscribe", {"uri": "shop://inventory"}, id=7)
+            post(http, mcp.url, session, unsub)
+            record = r.hgetall(key)
+            assert "sub:shop://inventory" not in record and record["subs"] == "1"
+            assert '"result"' in subscribe("shop://products/2", 8)  # room again
+            headers = {"Accept": ACCEPT, "Mcp-Session-Id": session}
+            assert http.delete(f"{mcp.url}/mcp", headers=headers).status_code == 200
+            assert not r.exists(key)
+    finally:
+        mcp.stop()
+        api.stop()
