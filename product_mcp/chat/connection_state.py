@@ -1,0 +1,100 @@
+"""The state one MCP server's connection keeps, shared by the parts that act on it.
+
+connection.py's ServerConnection is assembled from mixins, one per concern (server messages,
+opening a session, the supervise/reconnect loop, the call path); each is short enough to read
+on its own, and this base holds what they share: the status the page shows, the live client,
+the calls in flight and the signal stream that wakes the supervisor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp import Client
+from mcp.types import Implementation, Tool
+
+from product_mcp.chat.elicitation import CallRoute, Elicitations
+from product_mcp.chat.mcp_config import ServerConfig
+
+if TYPE_CHECKING:
+    from product_mcp.chat.live import StockWatch
+
+Status = Literal["connecting", "connected", "failed"]
+
+
+class ConnectionState:
+    """What one server's connection knows; no I/O here."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        connect_timeout: float = 10.0,
+        ping_interval: float = 15.0,
+        reconnect_max: float = 30.0,
+        ready_wait: float = 5.0,
+        elicitations: Elicitations | None = None,
+    ) -> None:
+        self.config = config
+        self.elicitations = elicitations or Elicitations()
+        self._routes: list[CallRoute] = []  # calls in flight, oldest first
+        self._keyed: dict[str, CallRoute] = {}  # the same, by the id sent in their `_meta`
+        self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.reconnect_max = reconnect_max
+        self.ready_wait = ready_wait
+        self.status: Status = "connecting"
+        self.last_error: str | None = None
+        self.tools: list[Tool] = []
+        self.server_info: Implementation | None = None
+        self.connected_at: float | None = None
+        self.attempts = 0
+        self._client: Client | None = None
+        self.watch: StockWatch | None = None  # live stock for the page (chat/live.py)
+        self._http_error: str | None = None
+        self._generation = 0
+        self._changed = anyio.Event()
+        self._settled = anyio.Event()
+        self._send: MemoryObjectSendStream[tuple[str, int]]
+        self._recv: MemoryObjectReceiveStream[tuple[str, int]]
+        self._send, self._recv = anyio.create_memory_object_stream(math.inf)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def snapshot(self) -> dict[str, Any]:
+        cfg = self.config
+        info: dict[str, Any] = {
+            "name": cfg.name,
+            "transport": cfg.transport,
+            "url": cfg.url,
+            "command": cfg.target() if cfg.transport == "stdio" else None,
+            "status": self.status,
+            "error": self.last_error,
+            "tools": len(self.tools) if self.status == "connected" else 0,
+            "attempts": self.attempts,
+            "connectedAt": self.connected_at,
+            "available": self.status == "connected",
+            "knownTools": [t.name for t in self.tools],
+        }
+        if self.server_info is not None:
+            info["serverInfo"] = {
+                "name": self.server_info.name,
+                "version": self.server_info.version,
+            }
+        return info
+
+    def _set_status(self, status: Status) -> None:
+        self.status = status
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    def _signal(self, kind: str, generation: int | None = None) -> None:
+        self._send.send_nowait((kind, self._generation if generation is None else generation))
+
+    async def wait_settled(self) -> None:
+        await self._settled.wait()

@@ -1,0 +1,126 @@
+"""The supervise/reconnect loop: one task per server owns its session for its lifetime.
+
+anyio needs the task that enters a transport to be the one that leaves it, so one supervisor
+task opens the session, loads the tools, pings to notice outages, reloads tools on
+`notifications/tools/list_changed`, and after a failure waits (backoff, cut short by a caller's
+"kick") and connects again. Other tasks only borrow the live session (connection.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+from mcp import Client
+from mcp.types import Tool
+
+from product_mcp.chat.results import describe_error
+from product_mcp.chat.session_open import SessionOpener, _stderr_file, _tail
+from product_mcp.core import mcp_compat
+
+log = logging.getLogger("mcp_manager")
+
+
+class Supervision(SessionOpener):
+    """run() is the supervisor task; _drop() is how a caller reports a dead session."""
+
+    async def _load_tools(self, client: Client) -> None:
+        tools: list[Tool] = []
+        cursor: str | None = None
+        for _ in range(100):
+            page = await client.list_tools(cursor=cursor)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        self.tools = tools
+
+    async def run(self) -> None:
+        """Forever: connect, supervise, and after a failure wait (backoff) and try again."""
+        delay = 0.0
+        while True:
+            self.attempts += 1
+            self._set_status("connecting")
+            # A stdio server's stderr goes to a file, so a crash can be explained by its last words.
+            errlog = _stderr_file() if self.config.transport == "stdio" else None
+            self._http_error = None
+            connected = False
+            try:
+                async with self._open_client(errlog) as client:
+                    await self._load_tools(client)
+                    self._generation += 1
+                    self._client = client
+                    self.server_info = client.server_info
+                    self.last_error = None
+                    self.connected_at = time.time()
+                    delay = 0.0
+                    connected = True
+                    self._set_status("connected")
+                    self._settled.set()
+                    log.info("%s: connected, %d tools", self.name, len(self.tools))
+                    if self.watch is not None:
+                        await self.watch.connected(self, client)
+                    await self._supervise(client)
+                    log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
+            except Exception as e:
+                if connected and self.last_error:
+                    # Closing a broken transport raises too; why it broke is the real news.
+                    log.debug("%s: closing the lost session: %s", self.name, describe_error(e))
+                else:
+                    self.last_error = describe_error(e)
+                    if self._http_error and self._http_error not in self.last_error:
+                        self.last_error += f" ({self._http_error})"
+                log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
+            finally:
+                self._client = None
+                if self.watch is not None:
+                    self.watch.disconnected(self.name)
+                if errlog is not None:
+                    tail = _tail(errlog)
+                    errlog.close()
+                    if tail and self.last_error:
+                        self.last_error += f" (stderr: {tail})"
+            self._set_status("failed")
+            self._settled.set()
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    while (await self._recv.receive())[0] != "kick":
+                        pass
+            delay = min(max(delay * 2, 0.5), self.reconnect_max)
+
+    async def _supervise(self, client: Client) -> None:
+        """Return when the session is gone (failed ping, or a caller saw it die)."""
+        generation = self._generation
+        while True:
+            signal: tuple[str, int] | None = None
+            with anyio.move_on_after(self.ping_interval):
+                signal = await self._recv.receive()
+            if signal is None:
+                try:
+                    with anyio.fail_after(self.connect_timeout):
+                        await client.send_ping()
+                except Exception as e:
+                    self.last_error = f"lost connection: {describe_error(e)}"
+                    return
+                continue
+            kind, gen = signal
+            if kind == "dead" and gen == generation:
+                return
+            if kind == "check" and mcp_compat.client_stream_closed(client):
+                self.last_error = "lost connection: the transport closed"
+                return
+            if kind == "refresh":
+                try:
+                    await self._load_tools(client)
+                except Exception as e:
+                    self.last_error = f"tools/list failed: {describe_error(e)}"
+                    return
+
+    async def _drop(self, client: Client, generation: int, problem: str) -> None:
+        """Tell the supervisor this session is dead and wait until it has let go of it."""
+        self.last_error = f"lost connection: {problem}"
+        self._signal("dead", generation)
+        with anyio.move_on_after(self.ready_wait):
+            while self._client is client:
+                await self._changed.wait()
