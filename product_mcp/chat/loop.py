@@ -121,6 +121,22 @@ class ChatEngine:
         page = emit is not None
         emit = emit or _no_emit
         turn = turn or Turn()
+        messages = await self._opening(message, history, emit)
+        first_new = len(messages)
+        result = ChatResult(response="")
+        while await self._round(messages, result, emit, approvals, turn, page):
+            pass
+
+        # what the page stores and sends back next turn: capped like tool results, so one long
+        # reply cannot make every later request too big (ChatRequest's history limits)
+        cap = self.settings.max_result_chars
+        result.messages = [fit_for_history(m, cap) for m in messages[first_new:]]
+        return result
+
+    async def _opening(
+        self, message: str, history: list[HistoryMessage], emit: Emit
+    ) -> list[dict[str, Any]]:
+        """The system prompt (naming the servers that are down), the history, the message."""
         down = self.manager.unavailable()
         if down:
             await emit("servers_unavailable", {"servers": down})
@@ -129,60 +145,63 @@ class ChatEngine:
         ]
         messages += [m.to_openai() for m in history]
         messages.append({"role": "user", "content": message})
-        first_new = len(messages)
-        result = ChatResult(response="")
+        return messages
+
+    async def _round(
+        self,
+        messages: list[dict[str, Any]],
+        result: ChatResult,
+        emit: Emit,
+        approvals: Approvals | None,
+        turn: Turn,
+        page: bool,
+    ) -> bool:
+        """One round: the model speaks and may call tools, which run concurrently. False when
+        the turn is over (a plain answer, Stop, or MAX_TOOL_ROUNDS reached)."""
         limit = self.settings.max_tool_rounds
-
-        while True:
-            tools = self.manager.offer()
-            table = tools.table
-            offer = result.rounds < limit
-            said: list[str] = []
-            calls: list[ToolCall] = []
-            with turn.stoppable():
-                calls = await self._complete(messages, tools.functions if offer else [], emit, said)
-            text = "".join(said)
-            if turn.stopped:
-                result.stopped = True
-                if text:
-                    messages.append({"role": "assistant", "content": text})
-                result.response = text
-                break
-            if not calls or not offer:
-                if not offer:
-                    result.max_rounds_reached = True
-                    note = f"(Stopped after {limit} rounds of tool calls: MAX_TOOL_ROUNDS={limit}.)"
-                    sep = "\n\n" if text else ""
-                    await emit("token", {"text": sep + note})
-                    text = text + sep + note
+        tools = self.manager.offer()
+        offer = result.rounds < limit
+        said: list[str] = []
+        calls: list[ToolCall] = []
+        with turn.stoppable():
+            calls = await self._complete(messages, tools.functions if offer else [], emit, said)
+        text = "".join(said)
+        if turn.stopped:
+            result.stopped = True
+            if text:
                 messages.append({"role": "assistant", "content": text})
-                result.response = text
-                break
-            result.rounds += 1
-            messages.append(assistant_message(text, calls))
-            for c in calls:
-                c.entry = table.get(c.function) if c.name_size == len(c.function) else None
-            with turn.stoppable():
-                async with anyio.create_task_group() as tg:
-                    for c in calls:
-                        tg.start_soon(self._execute, c, result.rounds, emit, approvals, page)
-            for c in calls:
-                if not c.reported:  # cut by Stop
-                    c.error, c.stopped = STOPPED, True
-                    await emit("tool_result", {**c.info(), **c.outcome()})
-                content = truncate(c.tool_message(), self.settings.max_result_chars)
-                messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
-                result.tool_calls.append(c.record())
-            if turn.stopped:
-                result.stopped = True
-                result.response = text
-                break
-
-        # what the page stores and sends back next turn: capped like tool results, so one long
-        # reply cannot make every later request too big (ChatRequest's history limits)
-        cap = self.settings.max_result_chars
-        result.messages = [fit_for_history(m, cap) for m in messages[first_new:]]
-        return result
+            result.response = text
+            return False
+        if not calls or not offer:
+            if not offer:
+                result.max_rounds_reached = True
+                note = f"(Stopped after {limit} rounds of tool calls: MAX_TOOL_ROUNDS={limit}.)"
+                sep = "\n\n" if text else ""
+                await emit("token", {"text": sep + note})
+                text = text + sep + note
+            messages.append({"role": "assistant", "content": text})
+            result.response = text
+            return False
+        result.rounds += 1
+        messages.append(assistant_message(text, calls))
+        for c in calls:
+            c.entry = tools.table.get(c.function) if c.name_size == len(c.function) else None
+        with turn.stoppable():
+            async with anyio.create_task_group() as tg:
+                for c in calls:
+                    tg.start_soon(self._execute, c, result.rounds, emit, approvals, page)
+        for c in calls:
+            if not c.reported:  # cut by Stop
+                c.error, c.stopped = STOPPED, True
+                await emit("tool_result", {**c.info(), **c.outcome()})
+            content = truncate(c.tool_message(), self.settings.max_result_chars)
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
+            result.tool_calls.append(c.record())
+        if turn.stopped:
+            result.stopped = True
+            result.response = text
+            return False
+        return True
 
     async def _complete(
         self,

@@ -7,8 +7,8 @@ protection stays on for any bind address (the SDK turns it off off loopback).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +140,21 @@ def build_app(cfg: Config) -> Starlette:
     if cfg.transport in ("both", "sse"):
         routes += mcp.sse_app(transport_security=security, host=cfg.host).routes
 
+    middleware = _middleware(cfg, security, link, events, sessions, manager)
+    lifespan = _lifespan(link, manager, sessions)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.sessions = sessions
+    return app
+
+
+def _lifespan(
+    link: RedisLink | None,
+    manager: StreamableHTTPSessionManager | None,
+    sessions: SessionRegistry | None,
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """What the app opens at start and closes at exit: the API client, the Redis link, the
+    session manager, the change-feed follower, the session sweeper and the listen relay."""
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # A mounted app's lifespan never runs, so the session manager is entered here.
@@ -163,6 +178,18 @@ def build_app(cfg: Config) -> Starlette:
                 yield
                 tg.cancel_scope.cancel()
 
+    return lifespan
+
+
+def _middleware(
+    cfg: Config,
+    security: TransportSecuritySettings,
+    link: RedisLink | None,
+    events: RedisEventStore | None,
+    sessions: SessionRegistry | None,
+    manager: StreamableHTTPSessionManager | None,
+) -> list[Middleware]:
+    """The middleware stack, outermost first."""
     middleware = [_cors(security)]
     if cfg.auth_token:
         middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
@@ -176,9 +203,7 @@ def build_app(cfg: Config) -> Starlette:
     middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
     middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
     middleware.append(Middleware(FinishResponses, peeked_key=PEEKED))
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
-    app.state.sessions = sessions
-    return app
+    return middleware
 
 
 def handshake_required(cfg: Config) -> bool:

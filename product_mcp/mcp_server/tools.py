@@ -133,6 +133,29 @@ async def get_orders_tool(
     )
 
 
+CustomerName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_NAME, description=f"Customer name (1..{MAX_NAME} chars)"),
+]
+PurchaseItems = Annotated[
+    list[OrderItem],
+    Field(
+        min_length=1,
+        max_length=MAX_ITEMS,
+        description="Items to buy, each {productId, quantity}; stock is checked and reduced",
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        description="Any unique string for this order (e.g. a UUID). Retrying with the same "
+        "key and items returns the first order instead of buying twice.",
+    ),
+]
+
+
 @mcp.tool(
     name="create_purchase",
     description="Create a new purchase order.",  # the seed's words; confirmation: confirm.py
@@ -146,31 +169,11 @@ async def get_orders_tool(
     ),
 )
 async def create_purchase_tool(
-    customerName: Annotated[
-        str,
-        Field(
-            min_length=1, max_length=MAX_NAME, description=f"Customer name (1..{MAX_NAME} chars)"
-        ),
-    ],
-    items: Annotated[
-        list[OrderItem],
-        Field(
-            min_length=1,
-            max_length=MAX_ITEMS,
-            description="Items to buy, each {productId, quantity}; stock is checked and reduced",
-        ),
-    ],
+    customerName: CustomerName,
+    items: PurchaseItems,
     confirmation: Annotated[ElicitationResult[PurchaseConfirmation], Resolve(confirm_purchase)],
     ctx: Context[Any, Any],
-    idempotencyKey: Annotated[
-        str | None,
-        Field(
-            min_length=1,
-            max_length=MAX_IDEMPOTENCY_KEY,
-            description="Any unique string for this order (e.g. a UUID). Retrying with the same "
-            "key and items returns the first order instead of buying twice.",
-        ),
-    ] = None,
+    idempotencyKey: IdempotencyKey = None,
 ) -> PurchaseOutcome:
     """Seed tool with the API's body as flat arguments (the seed wrapped it in `input_data`).
 
@@ -192,6 +195,15 @@ async def create_purchase_tool(
     # connection died before the answer can be sent again without buying twice.
     headers = {"Idempotency-Key": idempotencyKey or f"mcp-{uuid.uuid4().hex}"}
     body = {"customerName": customerName, "items": [i.model_dump() for i in items]}
+    order = await _send_purchase(ctx, customerName, body, headers)
+    await log(ctx, "info", f"Order {order.get('id')} created for {customerName}")
+    return PurchaseOutcome.model_validate(order)
+
+
+async def _send_purchase(
+    ctx: Context[Any, Any], customerName: str, body: dict[str, Any], headers: dict[str, str]
+) -> dict[str, Any]:
+    """POST /purchase, shielded once sent: a cancel that comes after is logged, not faked."""
     await anyio.lowlevel.checkpoint_if_cancelled()  # cancelled before sending: nothing bought
     with anyio.CancelScope(shield=True):
         order = await api.request(
@@ -210,8 +222,7 @@ async def create_purchase_tool(
             message = f"cancel arrived too late: order {order.get('id')} was placed"
             await log(ctx, "warning", f"{message} for {customerName}")
         raise
-    await log(ctx, "info", f"Order {order.get('id')} created for {customerName}")
-    return PurchaseOutcome.model_validate(order)
+    return order
 
 
 # --- new tools ----------------------------------------------------------------------------
