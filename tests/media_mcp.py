@@ -5,6 +5,13 @@ tool returns one kind of non-text content, some of it safe to show on a page and
 a PNG label on HTML, a mislabelled or oversized picture), so web.py's pass-through can be
 tested without depending on main.py's data; `echo` and `add` give the model something plain
 to call.
+
+`python -m tests.media_mcp --hostile` is its hostile twin over stdio ("hostile-media"): tool
+results that try to get markup or script into the page through non-text content (links with
+javascript:, data:, vbscript: and file: URIs, names and embedded text that look like HTML, an
+SVG picture with script, a resource whose blob claims to be SVG); tests/web/test_page_media.py
+checks the page shows them as inert text. One module for both, as they share their content
+builders. Run it as a module (so the SDK and not tests/mcp/ is `mcp`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 
 RO = ToolAnnotations(read_only_hint=True)
 mcp = MCPServer(name="media")
+hostile = MCPServer(name="hostile-media")
 
 
 def png(width: int = 2, height: int = 2) -> bytes:
@@ -67,6 +75,16 @@ PNG = png()
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
 HTML = b"<html><script>alert(document.cookie)</script></html>"
 BIG_PNG = png(1500, 1500)  # about 2.2 MB: over the page's per-item limit
+HOSTILE_HTML = "<img src=x onerror=alert('html')><script>alert('script')</script>"
+SAFE_LINK = "https://example.com/ok?q=1"
+# (uri, name): none of these may become a clickable link
+BAD_LINKS = [
+    ("javascript:alert('js')", "javascript link"),
+    ("JaVaScRiPt:alert('mixed case')", "mixed case link"),
+    ("data:text/html,<script>alert('data')</script>", "data link"),
+    ("vbscript:msgbox('vb')", "vbscript link"),
+    ("file:///etc/passwd", "file link"),
+]
 
 
 def result(*blocks: object) -> CallToolResult:
@@ -143,6 +161,31 @@ def chart() -> CallToolResult:
     )
 
 
+@hostile.tool(description="Resource links, most of which must not be clickable.", annotations=RO)
+def links() -> CallToolResult:
+    blocks: list[object] = [
+        ResourceLink(type="resource_link", uri=uri, name=name) for uri, name in BAD_LINKS
+    ]
+    blocks.append(ResourceLink(type="resource_link", uri=SAFE_LINK, name=f"safe {HOSTILE_HTML}"))
+    return result(*blocks)
+
+
+@hostile.tool(description="Markup and SVG in embedded resources and pictures.", annotations=RO)
+def markup() -> CallToolResult:
+    html = TextResourceContents(uri="memo://html", mime_type="text/html", text=HOSTILE_HTML)
+    return result(
+        TextContent(type="text", text="Hostile content follows."),
+        EmbeddedResource(type="resource", resource=html),
+        ImageContent(type="image", data=b64(SVG), mime_type="image/svg+xml"),
+        EmbeddedResource(
+            type="resource",
+            resource=BlobResourceContents(
+                uri="file:///evil.svg", mime_type="image/svg+xml", blob=b64(SVG)
+            ),
+        ),
+    )
+
+
 def build_app():  # type: ignore[no-untyped-def]
     app = mcp.streamable_http_app()
 
@@ -156,6 +199,12 @@ def build_app():  # type: ignore[no-untyped-def]
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--hostile", action="store_true", help="the hostile twin, over stdio")
     ns = parser.parse_args()
-    uvicorn.run(build_app(), host=ns.host, port=ns.port, log_level="warning")
+    if ns.hostile:
+        hostile.run("stdio")
+    elif ns.port is None:
+        parser.error("--port is required (or --hostile)")
+    else:
+        uvicorn.run(build_app(), host=ns.host, port=ns.port, log_level="warning")

@@ -20,6 +20,15 @@ _PRODUCTS = TypeAdapter(list[Product])
 _STOCK = TypeAdapter(list[InventoryItemBase])  # productId and quantity only: small to re-read
 
 
+async def _first_page(path: str, rows: TypeAdapter[Any]) -> str:
+    """The first PAGE_MAX rows of an API listing as JSON; an API failure is a ResourceError."""
+    try:
+        found = await api.request("GET", path, "product service", params={"limit": PAGE_MAX})
+    except ApiError as e:
+        raise ResourceError(str(e)) from e
+    return rows.dump_json(rows.validate_python(found)).decode()
+
+
 @mcp.resource(
     "shop://products",
     name="products",
@@ -28,13 +37,7 @@ _STOCK = TypeAdapter(list[InventoryItemBase])  # productId and quantity only: sm
     mime_type="application/json",
 )
 async def products_resource() -> str:
-    try:
-        products = await api.request(
-            "GET", "/products", "product service", params={"limit": PAGE_MAX}
-        )
-    except ApiError as e:
-        raise ResourceError(str(e)) from e
-    return _PRODUCTS.dump_json(_PRODUCTS.validate_python(products)).decode()
+    return await _first_page("/products", _PRODUCTS)
 
 
 @mcp.resource(
@@ -64,13 +67,7 @@ async def product_resource(id: str) -> str:
     mime_type="application/json",
 )
 async def inventory_resource() -> str:
-    try:
-        items = await api.request(
-            "GET", "/inventory", "product service", params={"limit": PAGE_MAX}
-        )
-    except ApiError as e:
-        raise ResourceError(str(e)) from e
-    return _STOCK.dump_json(_STOCK.validate_python(items)).decode()
+    return await _first_page("/inventory", _STOCK)
 
 
 # Subscriptions to these resources (both protocol eras), fed by api.py's change feed.

@@ -8,6 +8,7 @@
 import { getJSON } from "./api.js";
 import { historyLimits } from "./config.js";
 import { $, h } from "./dom.js";
+import { choiceItem, placeForm, setupPicker, showForm, showList, str } from "./picker.js";
 
 const button = $("attach-btn");
 const picker = $("attach-picker");
@@ -17,7 +18,7 @@ let resources = [];
 let templates = [];
 let attached = []; // [{server, uri, label}]
 
-const str = (v) => (typeof v === "string" ? v : "");
+let close = () => {}; // set by setupAttach (picker.js)
 const maxAttachments = () => (historyLimits() || {}).maxAttachments || DEFAULT_MAX;
 
 /* Asks web.py again what can be attached (at start, and when the servers' tools change). */
@@ -79,87 +80,48 @@ function add(server, uri, label) {
   $("input").focus();
 }
 
-function close() {
-  picker.hidden = true;
-  picker.textContent = "";
-  button.setAttribute("aria-expanded", "false");
-}
-
 function choice(item, onclick) {
-  return h(
-    "li",
-    {},
-    h(
-      "button",
-      { type: "button", class: "prompt-choice attach-choice", "data-uri": str(item.uri || item.uriTemplate), onclick },
-      h("strong", { text: str(item.title) || str(item.name) || str(item.uri || item.uriTemplate) }),
-      h("span", { class: "muted", text: ` ${str(item.server)} · ${str(item.uri || item.uriTemplate)}` }),
-      item.description ? h("span", { class: "desc", text: str(item.description) }) : null
-    )
-  );
+  const uri = str(item.uri || item.uriTemplate);
+  const attrs = { class: "prompt-choice attach-choice", "data-uri": uri };
+  const title = str(item.title) || str(item.name) || uri;
+  return choiceItem(attrs, title, ` ${str(item.server)} · ${uri}`, item.description, onclick);
 }
 
 function list() {
-  picker.textContent = "";
-  picker.appendChild(h("h2", { text: "Attach a resource" }));
   const full = attached.length >= maxAttachments();
-  if (full) picker.appendChild(h("p", { class: "muted", text: `At most ${maxAttachments()} per message.` }));
-  const ul = h("ul", { class: "prompt-list" });
-  if (!full) {
-    for (const r of resources) ul.appendChild(choice(r, () => add(r.server, r.uri, str(r.title) || str(r.name))));
-    for (const t of templates) ul.appendChild(choice(t, () => fillTemplate(t)));
-  }
-  picker.appendChild(ul);
-  picker.appendChild(h("button", { type: "button", onclick: close, text: "Close" }));
-  picker.querySelector("button")?.focus();
+  const items = full
+    ? []
+    : [
+        ...resources.map((r) => choice(r, () => add(r.server, r.uri, str(r.title) || str(r.name)))),
+        ...templates.map((t) => choice(t, () => fillTemplate(t))),
+      ];
+  const note = full ? `At most ${maxAttachments()} per message.` : "";
+  showList(picker, "Attach a resource", note, items, close);
 }
 
 /* A template's parts ({id} in shop://products/{id}) as fields; Attach builds the URI. */
 function fillTemplate(t) {
   const template = str(t.uriTemplate);
   const names = [...new Set([...template.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]))];
-  picker.textContent = "";
-  picker.appendChild(h("h2", { text: str(t.title) || str(t.name) || template }));
-  if (t.description) picker.appendChild(h("p", { class: "muted", text: str(t.description) }));
-  const form = h("form", { class: "prompt-form" });
+  const title = str(t.title) || str(t.name) || template;
+  const { form, actions } = showForm(picker, title, t.description, "Attach", list);
   const inputs = names.map((name) => {
     const id = `attach-arg-${name.replace(/[^\w-]/g, "_")}`;
     const field = h("input", { id, type: "text", required: true, name });
     form.appendChild(h("div", { class: "field" }, h("label", { for: id, text: name }), field));
     return field;
   });
-  form.appendChild(
-    h(
-      "div",
-      { class: "elicit-actions" },
-      h("button", { type: "submit", class: "primary", text: "Attach" }),
-      h("button", { type: "button", text: "Back", onclick: list })
-    )
-  );
+  form.appendChild(actions);
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const values = Object.fromEntries(inputs.map((f) => [f.name, f.value.trim()]));
     const uri = template.replace(/\{([^}]+)\}/g, (_, k) => encodeURIComponent(values[k] || ""));
     add(t.server, uri, `${str(t.name) || template} ${Object.values(values).join(", ")}`.trim());
   });
-  picker.appendChild(form);
-  (inputs[0] || form.querySelector("button")).focus();
+  placeForm(picker, form, inputs);
 }
 
 export function setupAttach() {
-  button.addEventListener("click", () => {
-    if (!picker.hidden) return close();
-    picker.hidden = false;
-    button.setAttribute("aria-expanded", "true");
-    list();
-  });
-  picker.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape") {
-      ev.preventDefault();
-      ev.stopPropagation();
-      close();
-      button.focus();
-    }
-  });
+  close = setupPicker(button, picker, list);
   refreshResources();
 }

@@ -5,13 +5,13 @@
 
 import { getJSON, postJSON } from "./api.js";
 import { $, h } from "./dom.js";
+import { choiceItem, placeForm, setupPicker, showForm, showList, str } from "./picker.js";
 
 const button = $("prompts-btn");
 const picker = $("prompt-picker");
 let prompts = [];
 let input = null;
-
-const str = (v) => (typeof v === "string" ? v : "");
+let close = () => {}; // set by setupPrompts (picker.js)
 
 /* Asks web.py for its prompts again (at start, and when the servers' tools change). */
 export async function refreshPrompts() {
@@ -24,42 +24,19 @@ export async function refreshPrompts() {
   button.hidden = prompts.length === 0;
 }
 
-function close() {
-  picker.hidden = true;
-  picker.textContent = "";
-  button.setAttribute("aria-expanded", "false");
-}
-
 function list() {
-  picker.textContent = "";
-  picker.appendChild(h("h2", { text: "Start from a prompt" }));
-  const ul = h("ul", { class: "prompt-list" });
-  for (const p of prompts) {
-    ul.appendChild(
-      h(
-        "li",
-        {},
-        h(
-          "button",
-          { type: "button", class: "prompt-choice", "data-prompt": str(p.name), onclick: () => fill(p) },
-          h("strong", { text: str(p.title) || str(p.name) }),
-          h("span", { class: "muted", text: ` ${str(p.server)}` }),
-          p.description ? h("span", { class: "desc", text: str(p.description) }) : null
-        )
-      )
-    );
-  }
-  picker.appendChild(ul);
-  picker.appendChild(h("button", { type: "button", onclick: close, text: "Close" }));
-  picker.querySelector("button")?.focus();
+  const items = prompts.map((p) => {
+    const attrs = { class: "prompt-choice", "data-prompt": str(p.name) };
+    const title = str(p.title) || str(p.name);
+    return choiceItem(attrs, title, ` ${str(p.server)}`, p.description, () => fill(p));
+  });
+  showList(picker, "Start from a prompt", "", items, close);
 }
 
 /* The form of one prompt's arguments; Use puts the prompt's text into the message box. */
 function fill(p) {
-  picker.textContent = "";
-  picker.appendChild(h("h2", { text: str(p.title) || str(p.name) }));
-  if (p.description) picker.appendChild(h("p", { class: "muted", text: str(p.description) }));
-  const form = h("form", { class: "prompt-form" });
+  const title = str(p.title) || str(p.name);
+  const { form, actions } = showForm(picker, title, p.description, "Use prompt", list);
   const inputs = [];
   for (const a of Array.isArray(p.arguments) ? p.arguments : []) {
     const id = `prompt-arg-${str(a.name).replace(/[^\w-]/g, "_")}`;
@@ -76,14 +53,7 @@ function fill(p) {
     );
   }
   const problem = h("p", { class: "elicit-error", role: "alert", hidden: true });
-  form.appendChild(
-    h(
-      "div",
-      { class: "elicit-actions" },
-      h("button", { type: "submit", class: "primary", text: "Use prompt" }),
-      h("button", { type: "button", text: "Back", onclick: list })
-    )
-  );
+  form.appendChild(actions);
   form.appendChild(problem);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -102,24 +72,11 @@ function fill(p) {
       problem.hidden = false;
     }
   });
-  picker.appendChild(form);
-  (inputs[0] || form.querySelector("button")).focus();
+  placeForm(picker, form, inputs);
 }
 
 export function setupPrompts(inputEl) {
   input = inputEl;
-  button.addEventListener("click", () => {
-    if (!picker.hidden) return close();
-    picker.hidden = false;
-    button.setAttribute("aria-expanded", "true");
-    list();
-  });
-  picker.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape") {
-      ev.preventDefault();
-      close();
-      button.focus();
-    }
-  });
+  close = setupPicker(button, picker, list);
   refreshPrompts();
 }

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from product_mcp.mcp_server import mcp as shop_server
+from tests.inproc import InProcessWeb, web_app
 from tests.servers import ROOT
 from tests.web_helpers import CHROMIUM, CHROMIUM_ARGS, need
 
@@ -136,6 +139,27 @@ def new_page(
     page.set_default_timeout(15_000)
     page.goto(url + "/")
     return page
+
+
+@contextmanager
+def pages_by_size(browser: Any, url: str, *, mock: bool = False) -> Iterator[dict[str, Any]]:
+    """One page per size (new_page), kept while the caller runs (a module's conversation); at
+    the end none may have logged a script error."""
+    opened = {size: new_page(browser, url, size, mock=mock) for size in SIZES}
+    yield opened
+    for page in opened.values():
+        assert page.js_errors == [], page.js_errors
+        page.context.close()
+
+
+@contextmanager
+def shop_web(
+    tmp: Path, chat_settings: dict[str, str], servers: dict[str, Any] | None = None
+) -> Iterator[InProcessWeb]:
+    """web.py's app for the page tests: main.py's server in memory as "shop" (its API in
+    process: the `shop_api` fixture), the scripted LLM, and any other `servers` configured."""
+    with web_app(tmp, servers, in_memory={"shop": shop_server}, **chat_settings) as client:
+        yield client
 
 
 def shot(page: Any, name: str) -> None:

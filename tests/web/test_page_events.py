@@ -17,11 +17,19 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from product_mcp.mcp_server import mcp as shop_server
-from tests.inproc import InProcessWeb, web_app
+from tests.inproc import InProcessWeb
 from tests.media_mcp import PNG
 from tests.servers import free_port
-from tests.web.page_harness import SIZES, assert_readable, chromium, new_page, posts, push, shot
+from tests.web.page_harness import (
+    SIZES,
+    assert_readable,
+    new_page,
+    pages_by_size,
+    posts,
+    push,
+    shop_web,
+    shot,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -65,30 +73,17 @@ def web(
     shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcessWeb]:
     down = {"url": f"http://127.0.0.1:{free_port()}/mcp"}  # nobody listens there
-    with web_app(
-        tmp_path_factory.mktemp("page-events"),
-        {"down": down},
-        in_memory={"shop": shop_server},
-        **chat_settings,
-    ) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
+    with shop_web(tmp_path_factory.mktemp("page-events"), chat_settings, {"down": down}) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")
 def pages(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
-    opened = {size: new_page(browser, web.url, size, mock=True) for size in SIZES}
-    for page in opened.values():
-        page.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
-        page.evaluate("window.__mock = true")
-    yield opened
-    for page in opened.values():
-        assert page.js_errors == [], page.js_errors
+    with pages_by_size(browser, web.url, mock=True) as opened:
+        for page in opened.values():
+            page.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
+            page.evaluate("window.__mock = true")
+        yield opened
 
 
 def start_turn(page: Any, text: str) -> None:

@@ -1,5 +1,5 @@
 """Pictures, sounds and resources of tool results on the page (issue #11), in Chromium against
-a real web.py: tests/media_mcp.py over Streamable HTTP, tests/hostile_media_mcp.py and the
+a real web.py: tests/media_mcp.py over Streamable HTTP, its --hostile twin over stdio and the
 reference server over stdio, the scripted LLM for a chat turn.
 
 What must hold: the hand-run form and a chat tool card show an <img> that really decodes and
@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from tests.fake_llm import Calls, FakeLLM, Reply
-from tests.hostile_media_mcp import BAD_LINKS, HTML, SAFE_LINK, SVG
-from tests.media_mcp import PNG, wav
+from tests.media_mcp import BAD_LINKS, PNG, SAFE_LINK, SVG, wav
+from tests.media_mcp import HOSTILE_HTML as HTML
 from tests.servers import ROOT, Service, start
 from tests.stack import Stack, stack_fixture
 from tests.web_helpers import CHROMIUM, EVERYTHING, need, need_node, watched_page
@@ -70,7 +70,7 @@ def b64(data: bytes) -> str:
 
 @stack_fixture
 def media(s: Stack) -> None:
-    """web.py with tests/media_mcp.py (Streamable HTTP) and tests/hostile_media_mcp.py (stdio),
+    """web.py with tests/media_mcp.py (Streamable HTTP) and its --hostile twin (stdio),
     and the scripted LLM."""
     need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
     port = s.port("media_mcp")
@@ -78,7 +78,7 @@ def media(s: Stack) -> None:
     fake = s.fake_llm()
     hostile = {
         "command": sys.executable,
-        "args": ["-m", "tests.hostile_media_mcp"],
+        "args": ["-m", "tests.media_mcp", "--hostile"],
         "cwd": str(ROOT),
     }
     s.web(

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from product_mcp.mcp_server import mcp as shop_server
 from tests.fake_llm import Calls, FakeLLM, Reply
-from tests.inproc import InProcessWeb, web_app
-from tests.web.page_harness import SIZES, assert_readable, chromium, new_page, shot
+from tests.inproc import InProcessWeb
+from tests.web.page_harness import SIZES, assert_readable, new_page, pages_by_size, shop_web, shot
 from tests.web_helpers import stock
 
 pytestmark = pytest.mark.browser
@@ -31,36 +30,22 @@ MONEY = r"\$\d{1,3}(,\d{3})*\.\d{2}"
 def web(
     shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcessWeb]:
-    with web_app(
-        tmp_path_factory.mktemp("page-ux"), in_memory={"shop": shop_server}, **chat_settings
-    ) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
+    with shop_web(tmp_path_factory.mktemp("page-ux"), chat_settings) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")
 def pages(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
     """One page per size against the real web.py, kept for the whole module (a conversation)."""
-    opened = {size: new_page(browser, web.url, size) for size in SIZES}
-    yield opened
-    for page in opened.values():
-        assert page.js_errors == [], page.js_errors
-        page.context.close()
+    with pages_by_size(browser, web.url) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")
 def mocked(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
     """One page per size whose reply stream the test writes (page_harness.MOCK_STREAM)."""
-    opened = {size: new_page(browser, web.url, size, mock=True) for size in SIZES}
-    yield opened
-    for page in opened.values():
-        assert page.js_errors == [], page.js_errors
-        page.context.close()
+    with pages_by_size(browser, web.url, mock=True) as opened:
+        yield opened
 
 
 def send(page: Any, text: str) -> None:
