@@ -20,6 +20,7 @@ from product_mcp.core.logs import setup_logging
 from product_mcp.core.serve import port_arg, serve
 from product_mcp.mcp_server import api, mcp
 from product_mcp.mcp_server.http_app import Config, build_app, security_settings
+from product_mcp.mcp_server.protocol import use_handshake_grace
 from product_mcp.mcp_server.resources import live
 
 __all__ = ["Config", "build_app", "main", "parse_args", "security_settings"]
@@ -99,6 +100,7 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
         max_sessions_per_client=settings.MCP_MAX_SESSIONS_PER_CLIENT,
         max_subscriptions=settings.MCP_MAX_SUBSCRIPTIONS,
         init_timeout=settings.MCP_INIT_TIMEOUT,
+        handshake_grace=settings.MCP_HANDSHAKE_GRACE,
         session_idle_timeout=settings.MCP_SESSION_IDLE_TIMEOUT,
         send_timeout=settings.MCP_SEND_TIMEOUT,
         replica_tag=settings.MCP_REPLICA_TAG,
@@ -120,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # stdout carries the protocol: the banner goes to stderr.
         sys.stderr.write(banner(cfg, settings))
         live.subscribers.limit = cfg.max_subscriptions
+        use_handshake_grace(cfg.handshake_grace)
         mcp.run("stdio")
         return
     if isinstance(sys.stdout, io.TextIOWrapper):

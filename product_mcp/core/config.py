@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     MCP_INIT_TIMEOUT: Seconds = Field(
         30, description="seconds a new session has to finish its handshake"
     )
+    MCP_HANDSHAKE_GRACE: Seconds = Field(
+        10,
+        description="seconds a request sent before notifications/initialized waits for it "
+        "before it is refused",
+    )
     MCP_SESSION_IDLE_TIMEOUT: Seconds = Field(
         1800, description="seconds an unused session stays open"
     )

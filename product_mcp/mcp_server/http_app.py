@@ -34,7 +34,7 @@ from product_mcp.mcp_server.middleware import (
     SlowReaderCutoff,
     TrimHeaderValues,
 )
-from product_mcp.mcp_server.protocol import HandshakeRule
+from product_mcp.mcp_server.protocol import HANDSHAKE_GRACE_S, HandshakeRule
 from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.resources import live
 from product_mcp.mcp_server.server import bus, mcp
@@ -68,6 +68,7 @@ class Config:
     max_sessions_per_client: int = 100
     max_subscriptions: int = 1000  # resources/subscribe URIs per legacy session (live.py)
     init_timeout: float = 30.0
+    handshake_grace: float = HANDSHAKE_GRACE_S  # a request's wait for a late `initialized`
     session_idle_timeout: float = 1800.0
     send_timeout: float = 30.0
     replica_tag: str = ""  # behind the balancer: in session ids and the SSE message path
@@ -194,7 +195,8 @@ def _middleware(
     if cfg.auth_token:
         middleware.append(Middleware(BearerAuth, token=cfg.auth_token))
     middleware.append(Middleware(TrimHeaderValues))
-    middleware.append(Middleware(HandshakeRule, required=handshake_required(cfg)))
+    required = handshake_required(cfg)
+    middleware.append(Middleware(HandshakeRule, required=required, grace=cfg.handshake_grace))
     if cfg.replica_tag:
         middleware.append(Middleware(ReplicaPaths, tag=cfg.replica_tag))
     if events is not None and link is not None and manager is not None:

@@ -13,7 +13,9 @@ is one per process, but each HTTP app built from a `Config` says whether it want
 middleware of that app, puts its choice in a context variable for each request; the session
 tasks a request starts (the session's server loop on /mcp, the whole connection on /sse)
 copy their context from it, so every message of a session sees its own app's choice. stdio,
-with no app, keeps the default: required.
+with no app, keeps the default: required. How long a request waits for a late
+`initialized` (MCP_HANDSHAKE_GRACE) travels the same way; stdio sets it once at start
+(`use_handshake_grace`).
 """
 
 from __future__ import annotations
@@ -32,23 +34,32 @@ IN_FLIGHT_KEY = "product_mcp.in_flight"
 EXEMPT = frozenset({"initialize", "ping"})
 # A client sends `notifications/initialized` just before its first request; on Streamable
 # HTTP they travel on separate POSTs, so the request may be read first (by seconds on a
-# loaded machine).
+# loaded machine). The default of MCP_HANDSHAKE_GRACE (core/config.py).
 HANDSHAKE_GRACE_S = 10.0
 _handshake_required: ContextVar[bool] = ContextVar("handshake_required", default=True)
+_handshake_grace: ContextVar[float] = ContextVar("handshake_grace", default=HANDSHAKE_GRACE_S)
+
+
+def use_handshake_grace(seconds: float) -> None:
+    """The grace for sessions with no app to say it (stdio): set before the server runs."""
+    _handshake_grace.set(seconds)
 
 
 class HandshakeRule:
     """ASGI middleware: this app's choice of the handshake rule, for its requests' messages."""
 
-    def __init__(self, app: ASGIApp, required: bool) -> None:
+    def __init__(self, app: ASGIApp, required: bool, grace: float = HANDSHAKE_GRACE_S) -> None:
         self.app = app
         self.required = required
+        self.grace = grace
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = _handshake_required.set(self.required)
+        grace = _handshake_grace.set(self.grace)
         try:
             await self.app(scope, receive, send)
         finally:
+            _handshake_grace.reset(grace)
             _handshake_required.reset(token)
 
 
@@ -80,7 +91,7 @@ class ProtocolRules:
         initialized = mcp_compat.initialized(ctx.session)
         if initialized is None or initialized.is_set():
             return
-        with anyio.move_on_after(HANDSHAKE_GRACE_S):
+        with anyio.move_on_after(_handshake_grace.get()):
             await initialized.wait()
         if not initialized.is_set():
             raise MCPError(

@@ -35,6 +35,7 @@ from tests.stack import Stack
 
 PV = "2025-11-25"
 BUY = {"name": "create_purchase"}
+GRACE = 0.5  # MCP_HANDSHAKE_GRACE of the `impatient` main.py
 
 
 def purchase(customer: str, rid: Any) -> dict[str, Any]:
@@ -54,6 +55,13 @@ def orders_of(api: Service, customer: str) -> list[dict[str, Any]]:
 def mcp(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     with Stack(tmp_path_factory.mktemp("mcp")) as s:
         yield s.mcp(api)
+
+
+@pytest.fixture(scope="module")
+def impatient(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """main.py that waits only 0.5 s for a late `notifications/initialized` (not 10 s)."""
+    with Stack(tmp_path_factory.mktemp("impatient")) as s:
+        yield s.mcp(api, env={"MCP_HANDSHAKE_GRACE": str(GRACE)})
 
 
 @pytest.fixture(scope="module")
@@ -203,21 +211,25 @@ def test_reused_id_on_sse_is_refused(api: Service, slow_buy: Service) -> None:
 # --- the handshake -----------------------------------------------------------------------
 
 
-def test_no_purchase_before_initialized_on_mcp(api: Service, mcp: Service) -> None:
+def test_no_purchase_before_initialized_on_mcp(api: Service, impatient: Service) -> None:
+    mcp = impatient
     with httpx.Client(timeout=30) as http:
         r = http.post(f"{mcp.url}/mcp", json=INIT, headers={"Accept": ACCEPT})
         sid = r.headers["mcp-session-id"]
+        started = time.monotonic()
         r = http.post(f"{mcp.url}/mcp", json=purchase("Early Bird", 2), headers=headers(sid))
         assert "not initialized" in r.text and "-32600" in r.text
+        # refused after MCP_HANDSHAKE_GRACE (not the default 10 s)
+        assert GRACE <= time.monotonic() - started < 8, time.monotonic() - started
         ping = http.post(f"{mcp.url}/mcp", json=rpc("ping", id=3), headers=headers(sid))
         assert '"result"' in ping.text  # ping is always allowed
     assert orders_of(api, "Early Bird") == []
 
 
-def test_no_purchase_before_initialized_on_sse(api: Service, mcp: Service) -> None:
-    with sse_session(mcp, initialized=False) as (post, events):
+def test_no_purchase_before_initialized_on_sse(api: Service, impatient: Service) -> None:
+    with sse_session(impatient, initialized=False) as (post, events):
         assert post(purchase("Early Sse", 4)).status_code == 202
-        # refused after the handshake grace (HANDSHAKE_GRACE_S, 10 s), so wait well past it
+        # refused after the handshake grace (MCP_HANDSHAKE_GRACE), so wait well past it
         deadline = time.monotonic() + 40
         while not [e for e in events if isinstance(e, dict) and e.get("id") == 4]:
             assert time.monotonic() < deadline

@@ -18,7 +18,6 @@ from mcp import Client, StdioServerParameters
 from starlette.testclient import TestClient
 
 from main import Config, build_app, security_settings
-from product_mcp.mcp_server import protocol
 from product_mcp.mcp_server.http_app import handshake_required
 from tests.mcp_helpers import ACCEPT, INIT, KINDS, Kind, connect, open_session, rpc, text_of
 from tests.servers import ROOT, Service, free_port
@@ -287,6 +286,19 @@ def test_allowed_hosts_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.transport == "both" and cfg.auth_token is None
 
 
+def test_handshake_grace_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MCP_HANDSHAKE_GRACE reaches the app's handshake rule; 10 s unless set."""
+    from main import parse_args
+    from product_mcp.mcp_server.protocol import HandshakeRule
+
+    assert parse_args([]).handshake_grace == 10
+    monkeypatch.setenv("MCP_HANDSHAKE_GRACE", "2.5")
+    cfg = parse_args([])
+    assert cfg.handshake_grace == 2.5
+    rule = next(m for m in build_app(cfg).user_middleware if m.cls is HandshakeRule)
+    assert rule.kwargs["grace"] == 2.5
+
+
 # --- the handshake rule belongs to each app, not to the process --------------------------
 
 
@@ -298,16 +310,13 @@ def _early_tools_list(client: TestClient) -> str:
     return client.post("/mcp", json=rpc("tools/list", id=2), headers=headers).text
 
 
-def test_two_apps_in_one_process_keep_their_own_handshake_rule(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_two_apps_in_one_process_keep_their_own_handshake_rule() -> None:
     """A replica's app (sessions shared: rule off) and a single server's app (rule on) built
     in one process: each keeps its own rule, whichever was built last, and sessions stay with
     the app that opened them."""
-    monkeypatch.setattr(protocol, "HANDSHAKE_GRACE_S", 0.2)
     assert handshake_required(Config()) and not handshake_required(Config(redis_url="redis://x"))
-    strict = build_app(Config(port=9001))
-    lenient = build_app(Config(port=9002, require_handshake=False))
+    strict = build_app(Config(port=9001, handshake_grace=0.2))
+    lenient = build_app(Config(port=9002, require_handshake=False, handshake_grace=0.2))
     with (
         TestClient(strict, base_url="http://localhost:9001") as a,
         TestClient(lenient, base_url="http://localhost:9002") as b,
