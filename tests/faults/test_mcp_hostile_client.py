@@ -148,6 +148,13 @@ def sse_session(server: Service, initialized: bool = True) -> Iterator[tuple[Any
     stop = threading.Event()
 
     def read() -> None:
+        try:
+            listen()
+        except httpx.TransportError:
+            if not stop.is_set():  # the server stopping after the session ended is no news
+                raise
+
+    def listen() -> None:
         with (
             httpx.Client(timeout=60) as http,
             http.stream("GET", f"{server.url}/sse") as stream,
