@@ -126,7 +126,19 @@ def test_down_server_banner_from_the_servers_poll(pages: dict[str, Any], size: s
 
 @pytest.mark.parametrize("size", SIZES)
 def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> None:
+    """One scripted turn, step by step on one page (each step below)."""
     page = pages[size]
+    _turn_with_servers_down(page, size)
+    _progress(page)
+    _shop_confirmation(page, size)
+    _schema_form_and_decline(page)
+    _order_summary(page)
+    _lost_server_cards(page)
+    _picture_and_done(page, size)
+
+
+def _turn_with_servers_down(page: Any, size: str) -> None:
+    """Start the turn; a server down is named in the banner with its tools."""
     start_turn(page, f"Buy two watches for Ann ({size})")
     page.wait_for_selector(".thinking")
     push(page, "turn", {"turnId": "t1"})
@@ -147,7 +159,9 @@ def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> Non
     page.wait_for_selector("#chat-banner >> text=warehouse is not connected")
     assert "count_boxes" in page.inner_text("#chat-banner")
 
-    # live progress of a running call
+
+def _progress(page: Any) -> None:
+    """Live progress of a running call."""
     call(page, "c1", "shop", "analyze_sales", groupBy="product")
     page.wait_for_selector(".tool-card.running[data-tool='analyze_sales']")
     assert page.locator(".thinking").count() == 0
@@ -162,7 +176,9 @@ def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> Non
         ".value === 2"
     )
 
-    # main.py's confirmation: the quote in Markdown, Accept / Decline only
+
+def _shop_confirmation(page: Any, size: str) -> None:
+    """Main.py's confirmation: the quote in Markdown, Accept / Decline only."""
     call(
         page,
         "c2",
@@ -205,7 +221,9 @@ def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> Non
         page, "elicitation_done", {"elicitationId": "e1", "action": "accept", "reason": "answered"}
     )
 
-    # another server's form: fields from the requested schema, a quote as a table
+
+def _schema_form_and_decline(page: Any) -> None:
+    """Another server's form: fields from the requested schema, a quote as a table."""
     push(
         page,
         "elicitation",
@@ -261,7 +279,9 @@ def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> Non
     page.wait_for_selector(".elicit-card.closed.decline >> text=You declined")
     assert posts(page, "/api/chat/elicitation")[-1] == {"elicitationId": "e3", "action": "decline"}
 
-    # the order, summed up with the quote's product name
+
+def _order_summary(page: Any) -> None:
+    """The order, summed up with the quote's product name."""
     order = {
         "id": 77,
         "customerName": "Ann",
@@ -285,7 +305,9 @@ def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> Non
     summary.wait_for()
     assert summary.inner_text() == "Order #77 · 2 × Galaxy Smart Watch · $2,598.00"
 
-    # a server that went down mid-turn, and an older web.py's "unknown tool"
+
+def _lost_server_cards(page: Any) -> None:
+    """A server that went down mid-turn, and an older web.py's "unknown tool"."""
     push(
         page,
         "tool_result",
@@ -322,7 +344,9 @@ def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> Non
     lost.locator(".tool-head").click()
     assert "unknown tool" not in page.inner_text("#messages")
 
-    # a picture shows without opening the card
+
+def _picture_and_done(page: Any, size: str) -> None:
+    """A picture shows without opening the card."""
     call(page, "c4", "shop", "picture")
     push(
         page,
