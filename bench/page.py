@@ -22,21 +22,13 @@ from __future__ import annotations
 
 import gzip
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.llm import PAGE_MESSAGE
 from bench.measure import Bench
 from bench.stats import Row, pct
+from tests.web_helpers import CHROMIUM, CHROMIUM_ARGS  # the page tests' Chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 KINDS = {"document", "script", "stylesheet"}
 
 # Records, for every Send click, the time to just after the next painted frame.

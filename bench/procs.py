@@ -92,15 +92,23 @@ class Databases:
 
 
 def make_db(path: Path, products: int, extra: list[tuple[str, int, str, int]]) -> None:
-    engine = make_engine(f"sqlite:///{path}", sqlite_synchronous="NORMAL")
-    shop = Shop(engine)
+    """A SQLite shop file (synchronous=NORMAL: building it is not what is measured)."""
+    make_shop(f"sqlite:///{path}", products, extra, sqlite_synchronous="NORMAL")
+
+
+def make_shop(
+    url: str, products: int, extra: list[tuple[str, int, str, int]], **engine: Any
+) -> None:
+    """A shop database at `url`: `products` generated ones, else the seed, plus `extra`."""
+    shop_engine = make_engine(url, **engine)
+    shop = Shop(shop_engine)
     if products:
         fill(shop, products)
     else:
         shop.init()
     if extra:
         shop.add_products(extra)
-    engine.dispose()
+    shop_engine.dispose()
 
 
 def make_databases(work: Path, s: Sizes) -> Databases:

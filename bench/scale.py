@@ -33,15 +33,13 @@ import httpx
 import psycopg
 import redis
 
-from bench.catalog import fill
 from bench.clients import mcp_client, tool
 from bench.measure import Bench, run_alone
-from bench.procs import start_many
+from bench.procs import make_shop, start_many
 from bench.purchases import purchases
 from bench.search import Picker, search_api
 from bench.stats import Row, pct
 from product_mcp.mcp_server.replicas import render
-from product_mcp.shop import Shop, make_engine
 from tests.mcp_helpers import ACCEPT, open_session, rpc
 from tests.servers import Service, free_port, wait_http, wait_workers
 
@@ -81,18 +79,6 @@ def pg_database(label: str) -> Iterator[str]:
     finally:
         with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-
-
-def make_shop(url: str, products: int, extra: list[tuple[str, int, str, int]]) -> None:
-    engine = make_engine(url)
-    shop = Shop(engine)
-    if products:
-        fill(shop, products)
-    else:
-        shop.init()
-    if extra:
-        shop.add_products(extra)
-    engine.dispose()
 
 
 def api(port: int, url: str, workers: int = 1) -> tuple[list[str], int, dict[str, str], str]:

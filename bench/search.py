@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from bench.clients import mcp_client, tool
 from bench.measure import Bench, run_alone
-from bench.procs import api_spec, cpu_seconds, make_db, mcp_spec, start_many
+from bench.procs import api_spec, cpu_seconds, make_db, make_shop, mcp_spec, start_many
 from bench.stats import format_row
 from tests.servers import free_port
 
@@ -149,7 +149,7 @@ async def search_mcp(b: Bench, pick: Picker) -> None:
 async def alone(b: Bench) -> None:
     """These rows by themselves: the big catalogue in SQLite (API and MCP rows) and, where
     the server is reachable, in PostgreSQL (API rows), each written just before."""
-    from bench.scale import POSTGRES, make_shop, pg_database  # bench.scale imports this module
+    from bench.scale import POSTGRES, pg_database  # bench.scale imports this module
 
     for name in ("httpx", "httpx2", "alembic"):  # the server wing logs at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
