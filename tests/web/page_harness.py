@@ -153,6 +153,26 @@ def pages_by_size(browser: Any, url: str, *, mock: bool = False) -> Iterator[dic
 
 
 @contextmanager
+def scripted_pages(browser: Any, url: str) -> Iterator[dict[str, Any]]:
+    """pages_by_size with the scripted stream switched on once the page has its tools."""
+    with pages_by_size(browser, url, mock=True) as opened:
+        for page in opened.values():
+            page.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
+            page.evaluate("window.__mock = true")
+        yield opened
+
+
+def start_turn(page: Any, text: str) -> None:
+    """Send `text`; the scripted stream is open when this returns."""
+    before = len(posts(page, "/api/chat/stream"))
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+    page.wait_for_function(
+        "n => window.__posts.filter(p => p[0] === '/api/chat/stream').length > n", arg=before
+    )
+
+
+@contextmanager
 def shop_web(
     tmp: Path, chat_settings: dict[str, str], servers: dict[str, Any] | None = None
 ) -> Iterator[InProcessWeb]:
