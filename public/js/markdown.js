@@ -1,6 +1,6 @@
 /* Safe Markdown → DOM for chat replies. A module of its own because it is the one place where
  * untrusted text (model output, tool results) becomes elements: it imports nothing, and
- * tests/test_page_markdown.py loads it alone in a blank page.
+ * tests/web/test_page_markdown.py (and _hostile) load it alone in a blank page.
  *
  * export render(source) → DocumentFragment
  *

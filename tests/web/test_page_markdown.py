@@ -2,116 +2,25 @@
 by a static server on 127.0.0.1, a blank page loads the module as a module script under a
 script policy like web.py's (no inline script), and each test renders Markdown and reads back
 the DOM it built. Every construct of the subset documented at the top of the module is checked;
-hostile input (raw HTML, javascript: links, 1 MB strings shaped to make a regular expression
-backtrack) must come out as inert text, quickly."""
+hostile input: test_page_markdown_hostile.py. Shared harness: markdown_harness.py."""
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from tests.servers import ROOT
-from tests.web_helpers import watched_page
+from tests.web.markdown_harness import MODULE, blank_page, link, md
 
 pytestmark = pytest.mark.browser
-
-PUBLIC = ROOT / "public"
-MODULE = PUBLIC / "js" / "markdown.js"
-# A blank page that imports the module the way index.html does, under the same script policy
-# (no inline script): only then does window.markdown exist.
-BLANK = b"""<!doctype html>
-<html><head><meta charset="utf-8"><title>markdown.js</title>
-<script type="module" src="/__test__/harness.js"></script></head><body></body></html>"""
-HARNESS = b'import * as markdown from "/js/markdown.js";\nwindow.markdown = markdown;\n'
-SYNTHETIC = {
-    "/__test__/blank.html": ("text/html; charset=utf-8", BLANK),
-    "/__test__/harness.js": ("text/javascript", HARNESS),
-}
-CSP = "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'"
-
-# What the module's header comment promises: the only elements and attributes it creates.
-ELEMENTS = set(
-    "p br wbr h3 h4 h5 h6 strong em del code pre blockquote ul ol li hr div table thead tbody "
-    "tr th td a".split()
-)
-ATTRIBUTES = {"class", "start", "href", "target", "rel"}
-REL = "noopener noreferrer nofollow"
-
-
-class _Static(SimpleHTTPRequestHandler):
-    """public/ as files, plus the two synthetic test files; every response carries the CSP."""
-
-    extensions_map: ClassVar[dict[str, str]] = {
-        **SimpleHTTPRequestHandler.extensions_map,
-        ".js": "text/javascript",
-    }
-
-    def end_headers(self) -> None:
-        self.send_header("Content-Security-Policy", CSP)
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-    def do_GET(self) -> None:
-        if self.path not in SYNTHETIC:
-            return super().do_GET()
-        kind, body = SYNTHETIC[self.path]
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        return None
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[Any]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Static, directory=str(PUBLIC)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/__test__/blank.html"
-        with watched_page(url, 15_000) as pg:
-            pg.wait_for_function("() => window.markdown !== undefined")
-            yield pg
-            assert pg.js_errors == [], pg.js_errors
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-# The rendered fragment as JSON: a text node is its string (adjacent ones merged), an element
-# is [tag, {attributes}, ...children] with the attributes left out when there are none.
-TREE = """src => {
-    const box = document.createElement('div');
-    box.appendChild(window.markdown.render(src));
-    box.normalize();
-    const tree = n => {
-        if (n.nodeType === Node.TEXT_NODE) return n.data;
-        const kids = [...n.childNodes].map(tree);
-        if (!n.attributes.length) return [n.localName, ...kids];
-        const attrs = Object.fromEntries([...n.attributes].map(a => [a.name, a.value]));
-        return [n.localName, attrs, ...kids];
-    };
-    return [...box.childNodes].map(tree);
-}"""
-
-
-def md(page: Any, src: str) -> list[Any]:
-    return page.evaluate(TREE, src)
-
-
-def link(href: str, *children: Any) -> list[Any]:
-    return ["a", {"href": href, "target": "_blank", "rel": REL}, *children]
+    with blank_page() as pg:
+        yield pg
 
 
 # ------------------------------------------------------------------ the module itself
@@ -351,134 +260,3 @@ def test_long_words_get_break_points(page: Any) -> None:
         ["p", "a " + "x" * 64, ["wbr"], "x" * 64, ["wbr"], "x" * 64, ["wbr"], "yz b"]
     ]
     assert md(page, "y" * 63) == [["p", "y" * 63]]
-
-
-# ------------------------------------------------------------------ hostile input
-
-HOSTILE = [
-    "<script>alert('script')</script>",
-    "<img src=x onerror=alert('img')>",
-    "<svg onload=alert('svg')></svg>",
-    "<iframe src=\"javascript:alert('iframe')\"></iframe>",
-    "<a href=\"javascript:alert('a')\">html link</a>",
-    "<body onload=alert('body')>",
-    "<style>*{display:none}</style>",
-    '" onmouseover="alert(\'attr\')" x="',
-    "[md link](javascript:alert('md'))",
-    "[md mixed case](JaVaScRiPt:alert('md2'))",
-    "[md data](data:text/html,<script>alert('data')</script>)",
-    "![md image](javascript:alert('image'))",
-    "[quote](https://example.com/\"onmouseover=\"alert('q'))",
-    '[title](https://example.com/ "x" onmouseover="alert(\'t\')")',
-    "`<img src=x onerror=alert('code')>`",
-    "```html\n<script>alert('fence')</script>\n```",
-    "| <img src=x onerror=alert('cell')> |\n|---|\n| <script>alert('td')</script> |",
-    "# <script>alert('heading')</script>",
-    "- <img src=x onerror=alert('li')>",
-    "> <iframe src=javascript:alert('quote')>",
-    "javascript:alert('bare')",
-]
-
-# Every element and attribute under the box, and each link target.
-INERT = """src => {
-    const box = document.createElement('div');
-    box.appendChild(window.markdown.render(src));
-    document.body.appendChild(box);  // live in the document, where a handler could fire
-    const all = [...box.querySelectorAll('*')];
-    return {
-        tags: [...new Set(all.map(e => e.localName))],
-        attributes: [...new Set(all.flatMap(e => [...e.attributes].map(a => a.name)))],
-        hrefs: [...box.querySelectorAll('a')].map(a => a.getAttribute('href')),
-        text: box.textContent,
-        scripts: document.scripts.length,
-    };
-}"""
-
-
-def test_hostile_markup_stays_inert_text(page: Any) -> None:
-    page.evaluate("() => { document.body.textContent = '' }")
-    shape = page.evaluate(INERT, "\n\n".join(HOSTILE))
-    page.wait_for_timeout(300)  # give any (wrongly) injected handler a chance to fire
-    assert set(shape["tags"]) <= ELEMENTS, shape["tags"]
-    assert set(shape["attributes"]) <= ATTRIBUTES, shape["attributes"]
-    assert not {"script", "img", "svg", "iframe", "style", "body"} & set(shape["tags"])
-    assert shape["hrefs"] == [
-        "https://example.com/%22onmouseover=%22alert('q'",
-        "https://example.com/",
-    ]
-    assert shape["scripts"] == 1  # the test harness only
-    for raw in (
-        "<script>alert('script')</script>",
-        "<img src=x onerror=alert('img')>",
-        "<svg onload=alert('svg')></svg>",
-        "<a href=\"javascript:alert('a')\">html link</a>",
-        "md link (javascript:alert('md')",
-        "[md data](data:text/html,<script>alert('data')</script>)",  # ">" ends the URL
-        "<img src=x onerror=alert('code')>",
-        "<script>alert('fence')</script>",
-        "<img src=x onerror=alert('cell')>",
-        "<script>alert('heading')</script>",
-        "javascript:alert('bare')",
-    ):
-        assert raw in shape["text"], raw
-    assert page.dialogs == []
-    assert page.js_errors == []
-
-
-# Each case: (what, prefix, repeated unit, suffix). Several froze the page for minutes before
-# the module's scans were made linear (a regular expression retrying a long run from every
-# position); any such regression fails at the first size over budget instead of hanging.
-MEGABYTE_CASES = [
-    ("one long word", "", "A", ""),
-    ("script tags", "", "<script>alert(1)</script>", ""),
-    ("image tags", "", "<img src=x onerror=alert(1)>", ""),
-    ("unclosed [", "", "[", ""),
-    ("[label](url without )", "", "[a](x", ""),
-    ("[label](<url without )", "", "[a](<", ""),
-    ("__ never closed", "", "__a", ""),
-    ("bare URLs", "", "https://x.y/(", ""),
-    ("heading ending in spaces", "# a", " ", "b"),
-    ("heading ending in #", "# ", "#", "x"),
-    ("list item after spaces", "- ", " ", "a\u2028b"),
-    ("table separator of spaces", "a|b\n", " ", "x"),
-    ("table separator ending in spaces", "a|b\n|-", " ", "x"),
-]
-SIZES = [2_048, 16_384, 131_072, 1_048_576]
-
-# Renders prefix + unit * n + suffix (built in the page: no megabyte crosses the wire) and
-# returns the time render() took and whether the text came through: all of it, less only the
-# block marker that was applied ("# ", "- ") and the line breaks.
-MEGABYTE = """([prefix, unit, suffix, size]) => {
-    const n = Math.ceil((size - prefix.length - suffix.length) / unit.length);
-    const src = prefix + unit.repeat(n) + suffix;
-    const t0 = performance.now();
-    const fragment = window.markdown.render(src);
-    const ms = performance.now() - t0;
-    const box = document.createElement('div');
-    box.appendChild(fragment);
-    const want = src.replace(/^[-#] /, '').replace(/\\n/g, '').trim();
-    return {
-        ms,
-        size: src.length,
-        textIntact: box.textContent === want,
-        tags: [...new Set([...box.querySelectorAll('*')].map(e => e.localName))],
-    };
-}"""
-
-
-@pytest.mark.parametrize(
-    ("prefix", "unit", "suffix"),
-    [case[1:] for case in MEGABYTE_CASES],
-    ids=[case[0] for case in MEGABYTE_CASES],
-)
-def test_megabyte_inputs_render_fast_as_text(
-    page: Any, prefix: str, unit: str, suffix: str
-) -> None:
-    for size in SIZES:
-        budget_ms = 500 + 5 * size / 1024  # linear: 0.5 s for 2 KB, 5.6 s for 1 MB
-        shape = page.evaluate(MEGABYTE, [prefix, unit, suffix, size])
-        assert shape["size"] >= size
-        assert shape["ms"] < budget_ms, f"{size} characters took {shape['ms']:.0f} ms"
-        assert shape["textIntact"], shape
-        assert set(shape["tags"]) <= ELEMENTS - {"img", "script"}, shape["tags"]
-    assert page.dialogs == []
