@@ -140,9 +140,11 @@ def build_app(cfg: Config) -> Starlette:
             sessions.attach(manager)
     if cfg.transport in ("both", "sse"):
         routes += mcp.sse_app(transport_security=security, host=cfg.host).routes
+    if events is not None and link is not None and manager is not None:
+        shared = _shared(cfg, link)
 
-    middleware = _middleware(cfg, security, link, events, sessions, manager)
-    lifespan = _lifespan(link, manager, sessions)
+    middleware = _middleware(cfg, security, shared, events, sessions, manager)
+    lifespan = _lifespan(link, manager, sessions, shared)
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.sessions = sessions
     return app
@@ -152,9 +154,11 @@ def _lifespan(
     link: RedisLink | None,
     manager: StreamableHTTPSessionManager | None,
     sessions: SessionRegistry | None,
+    shared: SharedSessions | None,
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """What the app opens at start and closes at exit: the API client, the Redis link, the
-    session manager, the change-feed follower, the session sweeper and the listen relay."""
+    session manager, the change-feed follower (and the subscriptions kept in shared session
+    records), the session sweeper and the listen relay."""
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -185,7 +189,7 @@ def _lifespan(
 def _middleware(
     cfg: Config,
     security: TransportSecuritySettings,
-    link: RedisLink | None,
+    shared: SharedSessions | None,
     events: RedisEventStore | None,
     sessions: SessionRegistry | None,
     manager: StreamableHTTPSessionManager | None,
@@ -199,8 +203,7 @@ def _middleware(
     middleware.append(Middleware(HandshakeRule, required=required, grace=cfg.handshake_grace))
     if cfg.replica_tag:
         middleware.append(Middleware(ReplicaPaths, tag=cfg.replica_tag))
-    if events is not None and link is not None and manager is not None:
-        shared = _shared(cfg, link)
+    if shared is not None and events is not None and manager is not None:
         middleware.append(_sharing(shared, events, sessions, manager))
     middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
     middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
