@@ -10,7 +10,6 @@ follow on after its seq) instead of a silent gap. Streams per client are bounded
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -45,12 +44,6 @@ def _start_after(after: int, last_event_id: str | None) -> int:
             ]
         )
     return int(value)
-
-
-def _sse(change: Change) -> str:
-    data = json.dumps(change.model_dump(), ensure_ascii=False)
-    kind = "resync" if change.kind == "resync" else "change"
-    return f"id: {change.seq}\nevent: {kind}\ndata: {data}\n\n"
 
 
 @router.get(
@@ -101,8 +94,8 @@ async def get_changes(
 
     async def body() -> AsyncIterator[str]:
         yield "retry: 1000\n\n"
-        async for change in feed.stream(start, limit):
-            yield ": heartbeat\n\n" if change is None else _sse(change)
+        async for chunk in feed.stream(start, limit):
+            yield ": heartbeat\n\n" if chunk is None else chunk
 
     return CountedStream(
         body(),

@@ -40,7 +40,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def require_staff(
+async def require_staff(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
@@ -60,7 +60,7 @@ def require_staff(
         raise HTTPException(403, "The staff token is wrong")
 
 
-def get_shop(request: Request) -> Shop:
+async def get_shop(request: Request) -> Shop:  # async: no thread hop
     return request.app.state.shop
 
 
