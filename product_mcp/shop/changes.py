@@ -41,6 +41,7 @@ from product_mcp.shop.values import iso, money
 OUTBOX_LOCK = 0x5E0B_C4A9_0E5E  # PostgreSQL advisory lock: appenders shared, readers exclusive
 APPENDING = text("SELECT pg_advisory_xact_lock_shared(:k)")
 SETTLING = text("SELECT pg_advisory_xact_lock(:k)")
+APPEND = insert(product_changes)  # built once (see orders.py)
 CHANGED = "shop_changed"  # conn.info flag: this transaction appended (Database._write wakes)
 
 
@@ -66,7 +67,7 @@ def append(conn: Connection, events: list[Event]) -> None:
         conn.execute(APPENDING, {"k": OUTBOX_LOCK})  # before the seq is drawn (see above)
     at = now()
     conn.execute(
-        insert(product_changes),
+        APPEND,
         [
             {
                 "product_id": e.product_id,

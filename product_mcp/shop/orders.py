@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from models import MAX_QUANTITY, Order, OrderItem, PurchaseRequest
@@ -29,6 +29,26 @@ from product_mcp.shop.schema import (
     products,
 )
 from product_mcp.shop.values import iso, money, storable
+
+# A purchase's statements, built once with bind parameters: building each statement and its
+# cache key on every call was a quarter of a purchase's CPU in process.
+KEY_LOOKUP = select(idempotency_keys).where(idempotency_keys.c.key == bindparam("key"))
+PRODUCTS_BY_ID = select(products).where(products.c.id.in_(bindparam("ids", expanding=True)))
+TAKE_STOCK = (
+    update(inventory)
+    .where(
+        and_(
+            inventory.c.product_id == bindparam("pid"),
+            inventory.c.quantity >= bindparam("qty"),
+        )
+    )
+    .values(quantity=inventory.c.quantity - bindparam("qty"))
+    .returning(inventory.c.quantity)
+)
+STOCK_OF = select(inventory.c.quantity).where(inventory.c.product_id == bindparam("pid"))
+NEW_ORDER = insert(orders).returning(orders.c.id)
+NEW_LINES = insert(order_items)
+NEW_KEY = insert(idempotency_keys)
 
 
 class OrderQueries(Database):
@@ -49,12 +69,6 @@ class OrderQueries(Database):
         if not storable(name):
             raise ShopError("Invalid request: customer name is not valid Unicode text")
         digest = self._request_hash(name, items)
-        if idempotency_key is not None and self.dialect != "sqlite":
-            # On SQLite the write transaction looks the key up itself, under the write lock:
-            # a separate read first would only cost a connection and a query per purchase.
-            previous = self._replay(idempotency_key, digest)
-            if previous is not None:
-                return previous
         try:
             return self._purchase(name, items, idempotency_key, digest)
         except IntegrityError:
@@ -72,7 +86,7 @@ class OrderQueries(Database):
 
     def _replay_in(self, conn: Connection, key: str, digest: str) -> Order | None:
         """The order a key already made (None if unused); 409 if it came with another body."""
-        row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.key == key)).first()
+        row = conn.execute(KEY_LOOKUP, {"key": key}).first()
         if row is None:
             return None
         if row.request_hash != digest:
@@ -82,11 +96,15 @@ class OrderQueries(Database):
     def _purchase(self, name: str, items: list[OrderItem], key: str | None, digest: str) -> Order:
         ids = [i.productId for i in items]
         with self._write() as conn:
-            if key is not None:  # on SQLite, under the write lock: the winner has committed
+            # The key is looked up in the write transaction itself (a read before it would cost
+            # a connection, a ping and a query more per purchase): on SQLite under the write
+            # lock, so an earlier request with the key has committed; on PostgreSQL one still
+            # running makes our INSERT of the key wait, then fail, and `purchase` replays.
+            if key is not None:
                 previous = self._replay_in(conn, key, digest)
                 if previous is not None:
                     return previous
-            found = {r.id: r for r in conn.execute(select(products).where(products.c.id.in_(ids)))}
+            found = {r.id: r for r in conn.execute(PRODUCTS_BY_ID, {"ids": ids})}
             for item in items:
                 if item.productId not in found:
                     raise NotFound(f"Product ID {item.productId} does not exist")
@@ -104,17 +122,16 @@ class OrderQueries(Database):
             total = sum(found[i.productId].price_cents * i.quantity for i in items)
             now = datetime.now(UTC).replace(tzinfo=None)
             order_id = conn.execute(
-                insert(orders)
-                .values(
-                    customer_name=name,
-                    customer_key=customer_key(name),
-                    total_cents=total,
-                    created_at=now,
-                )
-                .returning(orders.c.id)
+                NEW_ORDER,
+                {
+                    "customer_name": name,
+                    "customer_key": customer_key(name),
+                    "total_cents": total,
+                    "created_at": now,
+                },
             ).scalar_one()
             conn.execute(
-                insert(order_items),
+                NEW_LINES,
                 [
                     {
                         "order_id": order_id,
@@ -127,9 +144,7 @@ class OrderQueries(Database):
                 ],
             )
             if key is not None:
-                conn.execute(
-                    insert(idempotency_keys).values(key=key, request_hash=digest, order_id=order_id)
-                )
+                conn.execute(NEW_KEY, {"key": key, "request_hash": digest, "order_id": order_id})
             # Last (see changes.py). No price: `found` was read without a lock, and an edit
             # committing meanwhile must stay the last word on the price.
             changes.append(
@@ -203,22 +218,10 @@ def _take_stock(conn: Connection, item: OrderItem, name: str) -> int:
     """Take the item's units and return what is left, or refuse the whole purchase: never
     below zero, whatever runs alongside, because the check and the decrement are one
     conditional UPDATE."""
-    left = conn.execute(
-        update(inventory)
-        .where(
-            and_(
-                inventory.c.product_id == item.productId,
-                inventory.c.quantity >= item.quantity,
-            )
-        )
-        .values(quantity=inventory.c.quantity - item.quantity)
-        .returning(inventory.c.quantity)
-    ).scalar()
+    left = conn.execute(TAKE_STOCK, {"pid": item.productId, "qty": item.quantity}).scalar()
     if left is not None:
         return left
-    available = conn.scalar(
-        select(inventory.c.quantity).where(inventory.c.product_id == item.productId)
-    )
+    available = conn.scalar(STOCK_OF, {"pid": item.productId})
     raise ShopError(f"Insufficient stock for {name}. Available: {available or 0}")
 
 
