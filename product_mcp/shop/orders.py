@@ -105,14 +105,7 @@ class OrderQueries(Database):
                 if previous is not None:
                     return previous
             found = {r.id: r for r in conn.execute(PRODUCTS_BY_ID, {"ids": ids})}
-            for item in items:
-                if item.productId not in found:
-                    raise NotFound(f"Product ID {item.productId} does not exist")
-                if found[item.productId].archived:
-                    raise Conflict(
-                        f"{found[item.productId].name} (product ID {item.productId}) was "
-                        "archived and can no longer be bought"
-                    )
+            _check_buyable(found, items)
             # Rows are locked in product id order, so two purchases of the same products in
             # opposite orders cannot deadlock on PostgreSQL (SQLite has one writer anyway).
             left = {
@@ -211,6 +204,18 @@ def check_merged(items: list[OrderItem]) -> None:
             raise ShopError(
                 f"Invalid request: at most {MAX_QUANTITY} units of product ID "
                 f"{item.productId} per purchase"
+            )
+
+
+def _check_buyable(found: dict[int, Any], items: list[OrderItem]) -> None:
+    """Every item's product exists and is not archived (404 / 409 naming it)."""
+    for item in items:
+        if item.productId not in found:
+            raise NotFound(f"Product ID {item.productId} does not exist")
+        if found[item.productId].archived:
+            raise Conflict(
+                f"{found[item.productId].name} (product ID {item.productId}) was "
+                "archived and can no longer be bought"
             )
 
 

@@ -94,8 +94,8 @@ idempotency_keys = Table(
 SEQ = BigInteger().with_variant(Integer, "sqlite")
 # The change feed's outbox (issue #13): every change to a product or its stock appends a row in
 # the same transaction. `seq` only grows (AUTOINCREMENT on SQLite: never reused after pruning)
-# and rows become visible in seq order: SQLite has one writer, and on PostgreSQL writers take
-# an advisory lock just before they append (`changes.py`).
+# and readers never pass a seq whose writer is still running: SQLite has one writer, and on
+# PostgreSQL readers wait for running appenders through an advisory lock (`changes.py`).
 product_changes = Table(
     "product_changes",
     metadata,
