@@ -38,8 +38,8 @@ POLL_SECONDS = 0.1  # how stale another worker's change may be
 BATCH_SECONDS = 0.05  # at most one read per this: changes in between go together
 RECENT_MAX = 2000  # events the window keeps for streams that are up to date
 PRUNE_SECONDS = 60.0
-T = TypeVar("T")
 CLOSE_SECONDS = 2.0  # at most this long to stop the watcher and the pruner
+T = TypeVar("T")
 
 
 def sse(change: Change) -> str:
