@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from functools import partial
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import uvicorn
@@ -54,11 +53,8 @@ from product_mcp.core.config import load_settings
 from product_mcp.core.errors import ProductMcpError
 from product_mcp.core.middleware import BodyLimit
 from product_mcp.core.serve import HeaderTimeoutProtocol, bind, port_arg, serve
-from product_mcp.shop import Shop, feed_routes, make_engine, staff_routes, to_utc_naive
+from product_mcp.shop import Shop, commands, feed_routes, make_engine, staff_routes, to_utc_naive
 from product_mcp.shop.feed import ChangeFeed
-from product_mcp.shop.importer import ImportRejected
-from product_mcp.shop.importer import parse as parse_catalogue
-from product_mcp.shop.migrate import SchemaNotCurrent, require_current
 
 MAX_BODY = 64 * 1024
 WORKER_HEALTHCHECK_SECONDS = 30
@@ -355,7 +351,7 @@ app = create_app()
 
 def main() -> None:
     if sys.argv[1:2] == ["import"]:
-        return import_file(sys.argv[2:])
+        return commands.import_file(sys.argv[2:])
     settings = load_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -377,7 +373,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.no_migrate:
-        _require_current_schema(args.database_url)
+        commands.require_current_schema(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url  # worker processes read it when they start
     print(f"Product & Order Service on http://{args.host}:{args.port}")
     print(
@@ -406,51 +402,6 @@ def main() -> None:
     else:
         app = create_app(args.database_url, migrate=not args.no_migrate)
         serve(app, args.host, args.port, "API_PORT", **log)
-
-
-def import_file(argv: list[str]) -> None:
-    """`api.py import FILE`: the bulk import of POST /api/products/import, straight into the
-    database (migrated first, as api.py's start would); every error printed with its row."""
-    parser = argparse.ArgumentParser(
-        prog="api.py import", description="Import a CSV or JSON catalogue (by SKU)."
-    )
-    parser.add_argument("file", type=FilePath, help="catalogue.csv or catalogue.json")
-    parser.add_argument("--database-url", default=load_settings().DATABASE_URL)
-    args = parser.parse_args(argv)
-    try:
-        data = args.file.read_bytes()
-    except OSError as e:
-        raise SystemExit(f"api.py import: cannot read {args.file}: {e.strerror}") from None
-    if len(data) > MAX_IMPORT_BYTES:
-        raise SystemExit(f"api.py import: {args.file} is over {MAX_IMPORT_BYTES} bytes")
-    kind = "json" if args.file.suffix.lower() == ".json" else "csv"
-    engine = make_engine(args.database_url)
-    try:
-        shop = Shop(engine)
-        shop.init()
-        report = shop.import_products(parse_catalogue(data, kind))
-    except ImportRejected as e:
-        for err in e.errors:
-            print(f"row {err.row}, {err.field}: {err.message}", file=sys.stderr)
-        raise SystemExit(f"api.py import: {e.message}") from None
-    finally:
-        engine.dispose()
-    print(
-        f"imported {args.file}: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged"
-    )
-
-
-def _require_current_schema(database_url: str) -> None:
-    """--no-migrate: exit with a sentence naming both revisions unless the schema is current."""
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            require_current(conn)
-    except SchemaNotCurrent as e:
-        raise SystemExit(f"api.py --no-migrate: {e.message}") from None
-    finally:
-        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from product_mcp.shop.schema import metadata
 from tests.databases import DATABASES, fresh_database, fresh_postgres
 from tests.servers import free_port, start
 
-HEAD = "0004_search_speed"
+HEAD = "0003_search_speed"
 TABLES = {
     "products",
     "inventory",

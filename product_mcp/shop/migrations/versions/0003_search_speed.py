@@ -8,7 +8,7 @@ about a thousand entries (~0.3 ms per search) and is merged as often as that; bu
 as fast (100,000 products in 9-12 s either way, where `fastupdate = off`, no list at all, took
 14-23 s). What is pending now is merged at once. SQLite's FTS5 index has no such list.
 
-Revision ID: 0004_search_speed
+Revision ID: 0003_search_speed
 Revises: 0002_live_inventory
 Create Date: 2026-11-27
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0004_search_speed"
+revision = "0003_search_speed"
 down_revision = "0002_live_inventory"
 branch_labels = None
 depends_on = None
