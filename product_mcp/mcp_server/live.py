@@ -302,8 +302,12 @@ class Live:
                     self.handle(json.loads(line[6:]))
 
     def handle(self, change: dict[str, Any]) -> None:
-        """One feed event: mark what it changed (sent once the burst window closes)."""
-        self.after = max(self.after or 0, int(change["seq"]))
+        """One feed event: mark what it changed (sent once the burst window closes). An event
+        at or before the last seq handled (a stream re-sending it) is not news."""
+        seq = int(change["seq"])
+        if self.after is not None and seq <= self.after:
+            return
+        self.after = seq
         if change["kind"] == "resync":  # events were pruned: everything may have changed
             self._mark({INVENTORY_URI}, list_changed=True)
             return

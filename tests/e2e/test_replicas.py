@@ -483,15 +483,21 @@ async def rolling_restart_while_web_chats(cluster: Cluster) -> None:
 async def each_change_notified_once_per_session(cluster: Cluster) -> None:
     """Issue 13: sessions subscribed through the balancer (legacy /mcp and /sse, on both
     replicas), purchases through api.py's 2 workers, one at a time: every session hears
-    each one exactly once per URI (each replica follows the feed and tells only its own)."""
+    each one exactly once per URI (each replica follows the feed and tells only its own).
+    Only updates for changes after the feed's head at the start count: a replica still
+    working through the earlier checks' purchases rightly tells a new subscriber of those."""
     sessions, purchases = 6, 4
     counts = [dict.fromkeys(("shop://products/2", "shop://inventory"), 0) for _ in range(sessions)]
     changed = anyio.Event()
+    async with httpx.AsyncClient(base_url=cluster.api) as http:
+        r = await http.get("/api/changes", params={"limit": 1})
+        head = int(r.headers["x-change-head"])
 
     def handler_for(mine: dict[str, int]) -> Any:
         async def handle(message: Any) -> None:
             nonlocal changed
-            if getattr(message, "method", None) == "notifications/resources/updated":
+            updated = getattr(message, "method", None) == "notifications/resources/updated"
+            if updated and (message.params.meta or {}).get("shop/seq", head + 1) > head:
                 mine[str(message.params.uri)] += 1
                 changed.set()
 
