@@ -355,3 +355,20 @@ async def test_catch_up_and_a_lagging_follower_announce_a_change_once() -> None:
     follower(FeedUpdated(uri="shop://products/2", seq=5))  # still late: already said
     follower(FeedUpdated(uri="shop://products/2", seq=6))  # news
     assert heard == [("shop://products/2", 5), ("shop://products/2", 6)]
+
+
+async def test_the_follower_does_not_take_a_resent_event_for_news() -> None:
+    """An event at or before the last seq handled (the feed re-sending it) marks nothing:
+    it was told already."""
+    from product_mcp.mcp_server.bus import ShopBus
+    from product_mcp.mcp_server.live import Live
+
+    live = Live(object(), ShopBus())
+    live.after = 7
+    live.handle({"seq": 7, "kind": "purchased", "productId": 2})
+    live.handle({"seq": 5, "kind": "purchased", "productId": 3})
+    assert live._pending == set() and live.after == 7
+    live.handle({"seq": 8, "kind": "purchased", "productId": 2})
+    assert live._pending == {"shop://products/2", "shop://inventory"} and live.after == 8
+    if live._flush is not None:
+        live._flush.cancel()
