@@ -91,7 +91,7 @@ class PageEvents:
             return []
         epoch, _, n = last_id[:MAX_ID].partition(".")
         missed: list[Event] | None = None
-        if epoch == self.epoch and n.isdigit():
+        if epoch == self.epoch and n.isascii() and n.isdigit():  # int() refuses "²"
             after = int(n)
             if after >= self._seq:
                 return []
@@ -124,12 +124,13 @@ class PageEvents:
                 "close a tab first",
                 429,
             )
-        self._clients[client] = self._clients.get(client, 0) + 1
         queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_EVENTS)
         last_id = request.headers.get("last-event-id") or request.query_params.get("after")
         opening = [(kind, data, None) for kind, data in self.opening()]
         for item in [*opening, *self.missed(last_id)][:QUEUE_EVENTS]:
             queue.put_nowait(item)
+        # Counted only now: a stream that failed to open must not hold a slot.
+        self._clients[client] = self._clients.get(client, 0) + 1
         self._queues.add(queue)
 
         def release() -> None:

@@ -150,6 +150,8 @@ class ShopBus:
     async def relay(self) -> None:
         """Deliver the other replicas' events here, forever; reconnects after a Redis outage
         (redis_link.py's retry pace; said once per outage, by the link)."""
+        from redis.exceptions import RedisError
+
         from product_mcp.mcp_server.redis_link import REDIS_ERRORS, RETRY_S
 
         while self.link is not None and self.link.client is not None:
@@ -164,6 +166,9 @@ class ShopBus:
                         self._received(message["data"])
             except REDIS_ERRORS as e:
                 link.failed(e, pause=False)  # says "does not answer" once per outage
+                await asyncio.sleep(RETRY_S)
+            except RedisError as e:  # e.g. an ACL without this channel: log, retry, serve on
+                log.warning("bus relay: Redis refused the subscription: %s", e)
                 await asyncio.sleep(RETRY_S)
             finally:
                 with anyio.CancelScope(shield=True):

@@ -129,7 +129,9 @@ class _StreamBus:
         except Exception:
             changes = Changes(failed=True)
         events = missed(stream.params, changes, stream.after)
-        stream.covered = -1 if changes.failed else changes.head
+        # What it announced covers the feed up to what it read, and never less than the
+        # client's own bookmark (a catch-up that found nothing still covers that).
+        stream.covered = stream.after if changes.failed else max(stream.after, changes.head)
         stream.catching_up = False
         for event in events:
             send(event)

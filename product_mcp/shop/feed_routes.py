@@ -32,7 +32,7 @@ def _start_after(after: int, last_event_id: str | None) -> int:
     if last_event_id is None or not last_event_id.strip():
         return after
     value = last_event_id.strip()
-    if not value.isdigit() or int(value) > MAX_SEQ:
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_SEQ:  # int() refuses "²"
         raise RequestValidationError(
             [
                 {

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from models import MAX_QUANTITY, Order, OrderItem, PurchaseRequest
@@ -49,6 +49,10 @@ STOCK_OF = select(inventory.c.quantity).where(inventory.c.product_id == bindpara
 NEW_ORDER = insert(orders).returning(orders.c.id)
 NEW_LINES = insert(order_items)
 NEW_KEY = insert(idempotency_keys)
+# PostgreSQL: requests with the same Idempotency-Key queue here (two-key advisory locks are a
+# space of their own), so a retry waits for the first and replays its order instead of
+# meeting the stock that order took ("Insufficient stock" for the same purchase).
+KEY_LOCK = text("SELECT pg_advisory_xact_lock(20241, hashtext(:key))")
 
 
 class OrderQueries(Database):
@@ -98,9 +102,11 @@ class OrderQueries(Database):
         with self._write() as conn:
             # The key is looked up in the write transaction itself (a read before it would cost
             # a connection, a ping and a query more per purchase): on SQLite under the write
-            # lock, so an earlier request with the key has committed; on PostgreSQL one still
-            # running makes our INSERT of the key wait, then fail, and `purchase` replays.
+            # lock, on PostgreSQL under the key's lock, so an earlier request with the key has
+            # committed (or rolled back) and its order is replayed.
             if key is not None:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(KEY_LOCK, {"key": key})
                 previous = self._replay_in(conn, key, digest)
                 if previous is not None:
                     return previous

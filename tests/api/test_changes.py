@@ -213,3 +213,9 @@ def test_shutdown_is_not_held_by_a_stuck_database_call() -> None:
         assert asyncio.run(run()) < CLOSE_SECONDS + 1
     finally:
         gate.set()
+
+
+def test_a_unicode_digit_last_event_id_is_a_422_not_a_500(api: TestClient) -> None:
+    """ "²" passes str.isdigit() but int() refuses it: a 500 before."""
+    r = api.get("/api/changes", headers={"Last-Event-ID": "\xb2".encode("latin-1")})
+    assert r.status_code == 422 and "last-event-id" in r.text

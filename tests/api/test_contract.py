@@ -241,6 +241,28 @@ def test_idempotent_retries_racing(api: TestClient) -> None:
     assert stock(api)[1] == 99
 
 
+def test_idempotent_retries_racing_for_the_last_unit(api: TestClient) -> None:
+    """Retries of one purchase of the last unit: every one gets the first order. On
+    PostgreSQL a retry that missed the first's key (not yet committed) waited on the stock row,
+    found it empty and answered "Insufficient stock" for a purchase that had succeeded."""
+    assert api.post("/api/purchase", json={"customerName": "Eve", "items": [
+        {"productId": 1, "quantity": stock(api)[1] - 1}]}).status_code == 200  # fmt: skip
+    body = {"customerName": "Dan", "items": [{"productId": 1, "quantity": 1}]}
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=api.app)
+        async with httpx.AsyncClient(transport=transport, base_url=str(api.base_url)) as c:
+            headers = {"Idempotency-Key": "last-unit"}
+            return await asyncio.gather(
+                *[c.post("/api/purchase", json=body, headers=headers) for _ in range(20)]
+            )
+
+    rs = asyncio.run(go())
+    assert {r.status_code for r in rs} == {200}, [r.text for r in rs if r.status_code != 200]
+    assert len({r.json()["id"] for r in rs}) == 1
+    assert stock(api)[1] == 0
+
+
 def test_search_ranking_and_filters(api: TestClient) -> None:
     def names(query: str) -> list[str]:
         r = api.get(f"/api/products?{query}")

@@ -302,10 +302,15 @@ async def test_listen_stream_catches_up_from_the_last_seq_it_saw(live: Stack) ->
         assert await stream.updates(1) == [("shop://products/2", later + 2)]
 
 
-async def test_catch_up_and_a_lagging_follower_announce_a_change_once() -> None:
+@pytest.mark.parametrize("read_up_to", [5, None])
+async def test_catch_up_and_a_lagging_follower_announce_a_change_once(
+    read_up_to: int | None,
+) -> None:
     """A listen stream catching up from seq 3 reads api.py's feed up to seq 5, while main.py's
     own follower, behind under load, delivers seq 5 only now: the stream heard products/2
-    twice (seen in a full run). What the catch-up covered is said once; newer news still is."""
+    twice (seen in a full run). What the catch-up covered is said once; newer news still is.
+    `None`: the client's bookmark is already 5 (its last stream heard it from another replica)
+    and the catch-up finds nothing: the follower's late 5 is still not news."""
     from mcp.types import SubscriptionsListenRequestParams
 
     from product_mcp.mcp_server.bus import FeedUpdated
@@ -321,8 +326,10 @@ async def test_catch_up_and_a_lagging_follower_announce_a_change_once() -> None:
         async def changes_after(self, after: int) -> Changes:
             reading.set()
             await release.wait()
-            changes = Changes(head=5)
-            changes.add(5, {"kind": "purchased", "productId": 2})
+            if read_up_to is None:
+                return Changes()  # nothing after the client's bookmark
+            changes = Changes(head=read_up_to)
+            changes.add(read_up_to, {"kind": "purchased", "productId": 2})
             return changes
 
     class LocalBus:
@@ -339,7 +346,7 @@ async def test_catch_up_and_a_lagging_follower_announce_a_change_once() -> None:
     params = SubscriptionsListenRequestParams.model_validate(
         {"notifications": {"resourceSubscriptions": ["shop://products/2"]}}
     )
-    token = _STREAM.set(_Stream(params, after=3))
+    token = _STREAM.set(_Stream(params, after=3 if read_up_to else 5))
     try:
         _StreamBus(bus, LaggingLive()).subscribe(  # type: ignore[arg-type]
             lambda e: (heard.append((str(e.uri), e.seq)), said.set())
@@ -350,6 +357,12 @@ async def test_catch_up_and_a_lagging_follower_announce_a_change_once() -> None:
     [follower] = bus.listeners
     follower(FeedUpdated(uri="shop://products/2", seq=5))  # the lagging follower's copy
     release.set()
+    if read_up_to is None:
+        follower(FeedUpdated(uri="shop://products/2", seq=6))  # news
+        with anyio.fail_after(5):
+            await said.wait()
+        assert heard == [("shop://products/2", 6)]
+        return
     with anyio.fail_after(5):
         await said.wait()
     follower(FeedUpdated(uri="shop://products/2", seq=5))  # still late: already said
