@@ -47,6 +47,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def dead_port() -> Iterator[int]:
+    """A port that refuses connections for as long as the block runs: bound, never listening,
+    so no other test's server can take it meanwhile (a free_port() for "nobody listens there"
+    was once taken by another worker's server, and a test expecting "connection refused" got
+    that server's 404)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
 @dataclass
 class Service:
     """A running child process with the address it answers on."""

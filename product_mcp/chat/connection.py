@@ -23,7 +23,7 @@ import httpx2
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.types import CallToolResult
-from mcp.types.jsonrpc import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
+from mcp.types.jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUEST_TIMEOUT
 
 from models import CALL_META_KEY
 from product_mcp.chat.connection_state import Status
@@ -51,6 +51,9 @@ warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 QUICK_ATTEMPTS = 2  # connection attempts a call makes (skipping the backoff) before giving up
 QUICK_RETRY_PAUSE = 0.3  # seconds between them
+
+
+HTTP_ERROR_STAND_IN = "Server returned an error response"  # mcp/client/streamable_http.py
 
 
 class ServerConnection(Supervision):
@@ -151,7 +154,10 @@ class ServerConnection(Supervision):
                         f"did not answer within {time_limit:g}s"
                     ) from e
                 stale = e.code == INVALID_REQUEST and "session" in e.message.lower()
-                if not stale and e.code != CONNECTION_CLOSED:
+                # The SDK's stand-in for an HTTP error without a JSON-RPC body: a gateway's 502
+                # (a replica going down behind nginx), not the server answering the call.
+                gateway = e.code == INTERNAL_ERROR and e.message == HTTP_ERROR_STAND_IN
+                if not stale and not gateway and e.code != CONNECTION_CLOSED:
                     raise ToolCallError(
                         f"Server '{self.name}' rejected '{name}': {e.message}"
                     ) from e

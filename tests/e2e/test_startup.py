@@ -19,7 +19,7 @@ import pytest
 
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import Settings, load_settings
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, dead_port
 from tests.stack import Stack
 from tests.web_helpers import write_config
 
@@ -136,8 +136,8 @@ def test_unreachable_api_is_named_in_tool_errors(tmp_path: Path) -> None:
     """main.py with nothing at PRODUCT_API_URL says where it looked."""
     from tests.mcp_helpers import connect, text_of
 
-    dead = f"http://127.0.0.1:{free_port()}/api"
-    with Stack(tmp_path) as s:
+    with dead_port() as port, Stack(tmp_path) as s:
+        dead = f"http://127.0.0.1:{port}/api"
         svc = s.mcp(dead.removesuffix("/api"))  # PRODUCT_API_URL = dead
         import anyio
 
@@ -150,8 +150,8 @@ def test_unreachable_api_is_named_in_tool_errors(tmp_path: Path) -> None:
 
 
 def test_web_warns_with_the_url_it_tried(tmp_path: Path) -> None:
-    dead = f"http://127.0.0.1:{free_port()}/mcp"
-    with Stack(tmp_path) as s:
+    with dead_port() as port, Stack(tmp_path) as s:
+        dead = f"http://127.0.0.1:{port}/mcp"
         web = s.web({"shop": {"url": dead}})
         deadline = time.monotonic() + 20
         while dead not in web.log() and time.monotonic() < deadline:

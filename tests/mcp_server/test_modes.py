@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from main import Config, build_app, security_settings
 from product_mcp.mcp_server.http_app import handshake_required
 from tests.mcp_helpers import ACCEPT, INIT, KINDS, Kind, connect, open_session, rpc, text_of
-from tests.servers import ROOT, Service, free_port
+from tests.servers import ROOT, Service, dead_port
 from tests.stack import Stack
 
 pytestmark = pytest.mark.anyio
@@ -100,8 +100,8 @@ TOKEN = "s3cret-token"
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    dead_api = f"http://shop:api-password@127.0.0.1:{free_port()}"
-    with Stack(tmp_path_factory.mktemp("auth")) as s:
+    with dead_port() as port, Stack(tmp_path_factory.mktemp("auth")) as s:
+        dead_api = f"http://shop:api-password@127.0.0.1:{port}"
         yield s.mcp(dead_api, env={"MCP_AUTH_TOKEN": TOKEN})
 
 

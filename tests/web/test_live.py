@@ -300,3 +300,49 @@ def test_a_server_that_is_down(
         offered = {t["function"]["name"] for t in first.get("tools", [])}
         assert "echo" not in offered and "ask_colour" in offered
         assert "'mini' (tools: " in first["messages"][0]["content"]
+
+
+def test_a_gateway_error_during_a_read_only_call_is_retried(tmp_path: Path) -> None:
+    """A balancer answering 502 (a replica going down behind nginx) for a `tools/call`: the
+    SDK turns that into "Server returned an error response", which web.py took for the server
+    rejecting the call (seen in the rolling-restart check). A read-only tool is retried on a
+    fresh session; a tool that writes is reported as a lost connection, never sent twice."""
+    failures = {"echo": 1, "write_note": 1}
+    inner = build_app(make_server())
+
+    async def gateway(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            tool = next((t for t in failures if f'"name":"{t}"' in body.decode()), None)
+            if b'"tools/call"' in body and tool and failures[tool]:
+                failures[tool] -= 1
+                html = b"<html><body>502 Bad Gateway</body></html>"
+                headers = [(b"content-type", b"text/html")]
+                await send({"type": "http.response.start", "status": 502, "headers": headers})
+                await send({"type": "http.response.body", "body": html})
+                return
+            replayed = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def replay() -> Any:
+                return replayed.pop() if replayed else await receive()
+
+            return await inner(scope, replay, send)
+        await inner(scope, receive, send)
+
+    mini = ThreadServer(gateway).start()
+    try:
+        with web_app(tmp_path, {"mini": {"type": "http", "url": f"{mini.url}/mcp"}}) as web:
+            r = web.post("/api/call-tool", json={"server": "mini", "name": "echo",
+                                                 "args": {"text": "hi"}})  # fmt: skip
+            assert r.status_code == 200 and r.json()["result"] == "echo: hi", r.text
+            assert failures["echo"] == 0  # the 502 was met, then retried
+            call = {"server": "mini", "name": "write_note", "args": {"note": "n"}}
+            r = web.post("/api/call-tool", json=call)
+            assert r.status_code == 503 and "Lost the connection" in r.text, r.text
+    finally:
+        mini.stop()

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from tests.inproc import InProcessWeb
 from tests.media_mcp import PNG
-from tests.servers import free_port
+from tests.servers import dead_port
 from tests.web.page_harness import (
     SIZES,
     assert_readable,
@@ -72,9 +72,10 @@ QUOTE = {
 def web(
     shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcessWeb]:
-    down = {"url": f"http://127.0.0.1:{free_port()}/mcp"}  # nobody listens there
-    with shop_web(tmp_path_factory.mktemp("page-events"), chat_settings, {"down": down}) as w:
-        yield w
+    with dead_port() as port:
+        down = {"url": f"http://127.0.0.1:{port}/mcp"}  # nobody listens there
+        with shop_web(tmp_path_factory.mktemp("page-events"), chat_settings, {"down": down}) as w:
+            yield w
 
 
 @pytest.fixture(scope="module")
