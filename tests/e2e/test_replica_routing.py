@@ -58,42 +58,64 @@ def _endpoint(lines: Iterator[str]) -> str:
     raise AssertionError("no endpoint event")
 
 
-def test_sse_posts_reach_a_replica_that_just_came_back(api: Service, tmp_path: Path) -> None:
-    need(NGINX is not None, "nginx not installed (apt-get install nginx)")
-    need(_redis_up(), f"Redis not reachable at {REDIS}")
-    lb, p1 = free_port(), free_port()
-    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}:"}
-    env["MCP_ALLOWED_HOSTS"] = f"127.0.0.1:{lb}"
-    r2 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "r2"})
-    r1: Service | None = None
-    proc = _nginx(tmp_path, lb, [("r1", f"127.0.0.1:{p1}"), ("r2", f"127.0.0.1:{r2.port}")])
-    try:
-        with httpx.Client(timeout=10) as http:
-            # r1 is down: POSTs for its (dead) streams fall to r2, which says the stream ended.
-            for i in range(6):  # enough to reach every nginx worker
-                gone = uuid.uuid4().hex
-                r = http.post(f"http://127.0.0.1:{lb}/r/r1/messages/?session_id={gone}",
-                              json=rpc("ping", id=i))  # fmt: skip
-                assert r.status_code == 404, r.text
-                error = r.json()["error"]
-                assert r.json()["id"] == i and error["code"] == -32600
-                assert f"no event stream for session_id {gone}" in error["message"]
-                assert "open GET /sse again" in error["message"]
-            # r1 back (within nginx's fail_timeout): a new stream on it gets its POSTs.
-            r1 = start_mcp(api.url, port=p1, env={**env, "MCP_REPLICA_TAG": "r1"})
-            with http.stream("GET", f"{r1.url}/sse") as stream:
-                lines = stream.iter_lines()
-                path = _endpoint(lines)
-                assert path.startswith("/r/r1/messages/?session_id="), path
-                for i in range(6):
-                    r = http.post(f"http://127.0.0.1:{lb}{path}", json=rpc("ping", id=i))
-                    assert r.status_code == 202, r.text
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-        for svc in (r1, r2):
+class Pair:
+    """nginx before r1 (down: its port is free) and r2 (running), sharing one Redis prefix;
+    the test starts r1 and stops r2 when it wants. Everything is stopped at the end."""
+
+    def __init__(self, api: Service, tmp_path: Path) -> None:
+        need(NGINX is not None, "nginx not installed (apt-get install nginx)")
+        need(_redis_up(), f"Redis not reachable at {REDIS}")
+        self.api = api
+        self.lb, self.p1 = free_port(), free_port()
+        self.env = {"REDIS_URL": REDIS, "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}:"}
+        self.env["MCP_ALLOWED_HOSTS"] = f"127.0.0.1:{self.lb}"
+        self.r1: Service | None = None
+        self.r2: Service | None = start_mcp(api.url, env={**self.env, "MCP_REPLICA_TAG": "r2"})
+        ups = [("r1", f"127.0.0.1:{self.p1}"), ("r2", f"127.0.0.1:{self.r2.port}")]
+        self.proc = _nginx(tmp_path, self.lb, ups)
+
+    def start_r1(self) -> Service:
+        self.r1 = start_mcp(self.api.url, port=self.p1, env={**self.env, "MCP_REPLICA_TAG": "r1"})
+        return self.r1
+
+    def stop_r2(self) -> None:
+        if self.r2 is not None:
+            self.r2.stop()
+            self.r2 = None
+
+    def __enter__(self) -> Pair:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(10)
+        for svc in (self.r1, self.r2):
             if svc is not None:
                 svc.stop()
+
+
+def test_sse_posts_reach_a_replica_that_just_came_back(api: Service, tmp_path: Path) -> None:
+    with Pair(api, tmp_path) as pair, httpx.Client(timeout=10) as http:
+        lb = pair.lb
+        # r1 is down: POSTs for its (dead) streams fall to r2, which says the stream ended.
+        for i in range(6):  # enough to reach every nginx worker
+            gone = uuid.uuid4().hex
+            r = http.post(f"http://127.0.0.1:{lb}/r/r1/messages/?session_id={gone}",
+                          json=rpc("ping", id=i))  # fmt: skip
+            assert r.status_code == 404, r.text
+            error = r.json()["error"]
+            assert r.json()["id"] == i and error["code"] == -32600
+            assert f"no event stream for session_id {gone}" in error["message"]
+            assert "open GET /sse again" in error["message"]
+        # r1 back (within nginx's fail_timeout): a new stream on it gets its POSTs.
+        r1 = pair.start_r1()
+        with http.stream("GET", f"{r1.url}/sse") as stream:
+            lines = stream.iter_lines()
+            path = _endpoint(lines)
+            assert path.startswith("/r/r1/messages/?session_id="), path
+            for i in range(6):
+                r = http.post(f"http://127.0.0.1:{lb}{path}", json=rpc("ping", id=i))
+                assert r.status_code == 202, r.text
 
 
 def test_post_for_an_ended_stream_says_so(api: Service) -> None:
@@ -124,30 +146,14 @@ def test_next_replica_down_right_after_the_last_came_back(api: Service, tmp_path
     `max_fails=1 fail_timeout=5s`, r1 stayed marked failed for 5 s after it came back, r2
     refused, and nginx answered 502 "no live upstreams" (seen in the rolling restart of
     tests/e2e/test_replicas.py, where web.py's reconnect met it twice and the turn failed)."""
-    need(NGINX is not None, "nginx not installed (apt-get install nginx)")
-    need(_redis_up(), f"Redis not reachable at {REDIS}")
-    lb, p1 = free_port(), free_port()
-    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}:"}
-    env["MCP_ALLOWED_HOSTS"] = f"127.0.0.1:{lb}"
-    r2: Service | None = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "r2"})
-    r1: Service | None = None
-    proc = _nginx(tmp_path, lb, [("r1", f"127.0.0.1:{p1}"), ("r2", f"127.0.0.1:{r2.port}")])
-    url = f"http://127.0.0.1:{lb}/mcp"
-    try:
-        with httpx.Client(timeout=10, headers={"Accept": ACCEPT}) as http:
-            for _ in range(8):  # r1 refuses; each nginx worker sends these on to r2
-                r = http.post(url, json=INIT)
-                assert r.status_code == 200, r.text
-            r1 = start_mcp(api.url, port=p1, env={**env, "MCP_REPLICA_TAG": "r1"})
-            r2.stop()
-            r2 = None
-            for _ in range(8):
-                r = http.post(url, json=INIT)
-                assert r.status_code == 200, r.text
-                assert r.headers["mcp-session-id"].startswith("r1-")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-        for svc in (r1, r2):
-            if svc is not None:
-                svc.stop()
+    with Pair(api, tmp_path) as pair, httpx.Client(timeout=10, headers={"Accept": ACCEPT}) as http:
+        url = f"http://127.0.0.1:{pair.lb}/mcp"
+        for _ in range(8):  # r1 refuses; each nginx worker sends these on to r2
+            r = http.post(url, json=INIT)
+            assert r.status_code == 200, r.text
+        pair.start_r1()
+        pair.stop_r2()
+        for _ in range(8):
+            r = http.post(url, json=INIT)
+            assert r.status_code == 200, r.text
+            assert r.headers["mcp-session-id"].startswith("r1-")
