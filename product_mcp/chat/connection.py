@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-import warnings
 from typing import Any
 
 import anyio
 import httpx2
 from mcp import Client
-from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 from mcp.types.jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUEST_TIMEOUT
 
@@ -45,9 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("mcp_manager")
-
-# Only handshake-era sessions have ping; we pin that era on purpose (see session_open.py).
-warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 
 QUICK_ATTEMPTS = 2  # connection attempts a call makes (skipping the backoff) before giving up
 QUICK_RETRY_PAUSE = 0.3  # seconds between them

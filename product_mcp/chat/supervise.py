@@ -99,7 +99,9 @@ class Supervision(SessionOpener):
             if signal is None:
                 try:
                     with anyio.fail_after(self.connect_timeout):
-                        await client.send_ping()
+                        # The session's ping: web.py's clients are legacy-mode, where ping is
+                        # part of the protocol; Client.send_ping warns for 2026-07-28 users.
+                        await client.session.send_ping()
                 except Exception as e:
                     self.last_error = f"lost connection: {describe_error(e)}"
                     return

@@ -118,30 +118,7 @@ class OrderQueries(Database):
                 item.productId: _take_stock(conn, item, found[item.productId].name)
                 for item in sorted(items, key=lambda i: i.productId)
             }
-            total = sum(found[i.productId].price_cents * i.quantity for i in items)
-            now = datetime.now(UTC).replace(tzinfo=None)
-            order_id = conn.execute(
-                NEW_ORDER,
-                {
-                    "customer_name": name,
-                    "customer_key": customer_key(name),
-                    "total_cents": total,
-                    "created_at": now,
-                },
-            ).scalar_one()
-            conn.execute(
-                NEW_LINES,
-                [
-                    {
-                        "order_id": order_id,
-                        "product_id": i.productId,
-                        "quantity": i.quantity,
-                        "unit_price_cents": found[i.productId].price_cents,
-                        "line": n,
-                    }
-                    for n, i in enumerate(items)
-                ],
-            )
+            order_id, total, now = _write_order(conn, name, items, found)
             if key is not None:
                 conn.execute(NEW_KEY, {"key": key, "request_hash": digest, "order_id": order_id})
             # Last (see changes.py). No price: `found` was read without a lock, and an edit
@@ -223,6 +200,37 @@ def _check_buyable(found: dict[int, Any], items: list[OrderItem]) -> None:
                 f"{found[item.productId].name} (product ID {item.productId}) was "
                 "archived and can no longer be bought"
             )
+
+
+def _write_order(
+    conn: Connection, name: str, items: list[OrderItem], found: dict[int, Any]
+) -> tuple[int, int, datetime]:
+    """Insert the order and its lines at the prices read: (order id, total cents, time)."""
+    total = sum(found[i.productId].price_cents * i.quantity for i in items)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    order_id = conn.execute(
+        NEW_ORDER,
+        {
+            "customer_name": name,
+            "customer_key": customer_key(name),
+            "total_cents": total,
+            "created_at": now,
+        },
+    ).scalar_one()
+    conn.execute(
+        NEW_LINES,
+        [
+            {
+                "order_id": order_id,
+                "product_id": i.productId,
+                "quantity": i.quantity,
+                "unit_price_cents": found[i.productId].price_cents,
+                "line": n,
+            }
+            for n, i in enumerate(items)
+        ],
+    )
+    return order_id, total, now
 
 
 def _take_stock(conn: Connection, item: OrderItem, name: str) -> int:
