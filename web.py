@@ -38,7 +38,7 @@ from product_mcp.chat.catalog import (
     read_text,
 )
 from product_mcp.chat.elicitation import CallRoute
-from product_mcp.chat.history import ChatRequest
+from product_mcp.chat.history import ChatRequest, HistoryMessage
 from product_mcp.chat.media import result_content
 from product_mcp.chat.names import build_table, reverse
 from product_mcp.chat.results import result_text
@@ -82,7 +82,7 @@ class CallToolRequest(BaseModel):
 
 class ChatTurn(ChatRequest):
     """A chat message, optionally with MCP resources attached (their text goes to the model
-    with this message only; the page's history keeps the message as typed)."""
+    right before the message, and comes back as `attached` for the history)."""
 
     attachments: list[Attachment] = Field(default_factory=list, max_length=ATTACHMENTS_MAX)
 
@@ -237,20 +237,20 @@ async def api_call_tool(req: CallToolRequest, chat: Chat) -> Response:
     return JSONResponse(body)
 
 
-async def _attach(req: ChatTurn, chat: ChatServices) -> ChatTurn:
-    """The attached resources' text, read now (a refusal is a 4xx before any stream), goes
-    to the model as messages right before the user's; the page's history never holds it."""
+async def _attached(req: ChatTurn, chat: ChatServices) -> list[HistoryMessage]:
+    """The attached resources' text, read now (a refusal is a 4xx before any stream): the model
+    gets it right before the message, and the turn's answer hands it back as `attached` for the
+    page to keep in its history, so later turns still see it."""
     if not req.attachments:
-        return req
-    extra = await attachment_messages(chat.manager, req.attachments)
-    return req.model_copy(update={"history": [*req.history, *extra]})
+        return []
+    return await attachment_messages(chat.manager, req.attachments)
 
 
 @router.post("/api/chat")
 async def api_chat(req: ChatTurn, chat: Chat) -> Response:
     """Script-friendly: one JSON answer, tools run without asking (the seed's behaviour)."""
-    req = await _attach(req, chat)
-    result = await chat.engine.run(req.message, req.history)
+    attached = await _attached(req, chat)
+    result = await chat.engine.run(req.message, req.history, attached=attached)
     return JSONResponse(result.as_dict())
 
 
@@ -258,9 +258,9 @@ async def api_chat(req: ChatTurn, chat: Chat) -> Response:
 async def api_chat_stream(req: ChatTurn, chat: Chat) -> Response:
     if chat.engine.client is None:
         raise LLMError(chat.public_config()["llmMessage"], 503)
-    req = await _attach(req, chat)
+    attached = await _attached(req, chat)
     ask = (req.approval or chat.settings.TOOL_APPROVAL) == "ask"
-    return stream_turn(chat.engine, req, chat.approvals if ask else None, chat.turns)
+    return stream_turn(chat.engine, req, chat.approvals if ask else None, chat.turns, attached)
 
 
 @router.post("/api/chat/stop")

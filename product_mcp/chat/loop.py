@@ -55,6 +55,9 @@ class ChatResult:
     response: str
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    # The attached resources' messages, for the page to keep right before the user's message,
+    # so later turns still see what was attached.
+    attached: list[dict[str, Any]] = field(default_factory=list)
     rounds: int = 0
     max_rounds_reached: bool = False
     stopped: bool = False
@@ -64,6 +67,7 @@ class ChatResult:
             "response": self.response,
             "toolCalls": self.tool_calls,
             "messages": self.messages,
+            "attached": self.attached,
             "rounds": self.rounds,
             "maxRoundsReached": self.max_rounds_reached,
             "stopped": self.stopped,
@@ -112,18 +116,22 @@ class ChatEngine:
         emit: Emit | None = None,
         approvals: Approvals | None = None,
         turn: Turn | None = None,
+        attached: list[HistoryMessage] | None = None,
     ) -> ChatResult:
         """One user turn. With `approvals`, tools that are not read-only wait for a yes (unless
         their server asks the user itself); with `emit`, a page follows it live; `turn.stop()`
-        ends it early, keeping what was said."""
+        ends it early, keeping what was said. `attached`: resources' text, told right before
+        the message."""
         if self.client is None:
             raise LLMError(NO_LLM_MESSAGE, 503)
         page = emit is not None
         emit = emit or _no_emit
         turn = turn or Turn()
+        kept = [m.to_openai() for m in attached or []]
         messages = await self._opening(message, history, emit)
+        messages[-1:-1] = kept
         first_new = len(messages)
-        result = ChatResult(response="")
+        result = ChatResult(response="", attached=kept)
         while await self._round(messages, result, emit, approvals, turn, page):
             pass
 

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from product_mcp.chat.approvals import Approvals
-from product_mcp.chat.history import ChatRequest
+from product_mcp.chat.history import ChatRequest, HistoryMessage
 from product_mcp.chat.loop import ChatEngine
 from product_mcp.chat.results import describe_error
 from product_mcp.chat.turns import Turns
@@ -32,7 +32,11 @@ def sse(kind: str, data: dict[str, Any]) -> str:
 
 
 def stream_turn(
-    engine: ChatEngine, req: ChatRequest, approvals: Approvals | None, turns: Turns
+    engine: ChatEngine,
+    req: ChatRequest,
+    approvals: Approvals | None,
+    turns: Turns,
+    attached: list[HistoryMessage] | None = None,
 ) -> StreamingResponse:
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
     turn = turns.open()
@@ -44,7 +48,12 @@ def stream_turn(
     async def worker() -> None:
         try:
             result = await engine.run(
-                req.message, req.history, emit=emit, approvals=approvals, turn=turn
+                req.message,
+                req.history,
+                emit=emit,
+                approvals=approvals,
+                turn=turn,
+                attached=attached,
             )
             await emit("done", result.as_dict())
         except LLMError as e:

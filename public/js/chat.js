@@ -203,7 +203,10 @@ async function stream(text, limits, me) {
       closeBubble();
       if (!textSinceTools && d.response) addItem({ kind: "assistant", text: d.response });
       if (d.stopped) addItem({ kind: "note", text: "Stopped. What was said so far is kept." });
-      state.history = history.concat([{ role: "user", content: text }], d.messages || []);
+      // attached resources stay in the history right before their message, so later turns
+      // still see them (recentHistory drops the oldest first when the limits are reached)
+      const kept = Array.isArray(d.attached) ? d.attached : [];
+      state.history = history.concat(kept, [{ role: "user", content: text }], d.messages || []);
       save();
     },
     error(d) {

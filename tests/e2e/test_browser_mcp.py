@@ -99,6 +99,17 @@ def test_an_attached_resource_reaches_the_model(page: Any, stack: Stack) -> None
     product = json.loads(attached["content"].split("\n")[2])
     assert product["id"] == 2 and "stock" in product
     assert request["messages"][-1] == {"role": "user", "content": q}
+    # The attachment stays in the page's history: a follow-up's request still carries it.
+    follow = "And how much is it?"
+    stack["fake"].script(follow, Reply("It costs $899.00."))
+    page.fill("#input", follow)
+    page.press("#input", "Enter")
+    page.wait_for_selector(".msg.assistant:not(.streaming) >> text=It costs $899.00.")
+    [again] = stack["fake"].requests_for(follow)
+    assert attached in again["messages"]
+    assert again["messages"].index(attached) + 1 == again["messages"].index(
+        {"role": "user", "content": q}
+    )
 
 
 def test_server_everythings_form_is_answered_in_the_page(page: Any, stack: Stack) -> None:

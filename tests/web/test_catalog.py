@@ -163,6 +163,15 @@ def test_an_attached_resource_reaches_the_model(web: InProcessWeb, fake: FakeLLM
     text = product["content"].split("\n")[2]
     assert json.loads(text)["id"] == 1 and "stock" in text
     assert "Returns are free within 30 days." in note["content"]
+    # The page keeps them before its message, so a follow-up still has them.
+    assert done["attached"] == [product, note]
+    follow = "And product 2?"
+    fake.script(follow, Reply("Also yes."))
+    history = [*done["attached"], question, *done["messages"]]
+    events = chat_stream(web, {"message": follow, "history": history})
+    assert events[-1][1]["attached"] == []
+    [request] = fake.requests_for(follow)
+    assert request["messages"][1:] == [*history, {"role": "user", "content": follow}]
 
 
 @pytest.mark.parametrize(
