@@ -5,6 +5,9 @@ Scripts are keyed by the conversation's latest user message, and the turn played
 of assistant messages after it, so concurrent conversations never disturb each other:
 
     fake.script("what do you sell?", Calls(("get_products", {})), Reply("We sell watches."))
+
+`Raw` streams deltas exactly as given (what no well-behaved model sends: repeated or missing
+tool-call ids, chunks that are not JSON), for the tests of absurd model output.
 """
 
 from __future__ import annotations
@@ -63,7 +66,30 @@ class Hang:
     seconds: float
 
 
-Turn = Union[Reply, Calls, Fail, Hang, Callable[[dict[str, Any]], "Turn"]]  # noqa: UP007
+@dataclass
+class Raw:
+    """One assistant turn streamed exactly as given: a dict is one chunk's `delta`, a str is
+    sent as the raw `data:` of an SSE event (to send what is not even JSON). Streamed only."""
+
+    deltas: list[dict[str, Any] | str] = field(default_factory=list)
+    finish: str = "tool_calls"
+
+
+def tc(index: int | None, id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:
+    """One tool-call delta for `Raw`; None leaves a field out."""
+    call: dict[str, Any] = {"type": "function", "function": {}}
+    if index is not None:
+        call["index"] = index
+    if id is not None:
+        call["id"] = id
+    if name is not None:
+        call["function"]["name"] = name
+    if arguments is not None:
+        call["function"]["arguments"] = arguments
+    return {"tool_calls": [call]}
+
+
+Turn = Union[Reply, Calls, Fail, Hang, Raw, Callable[[dict[str, Any]], "Turn"]]  # noqa: UP007
 
 
 def _resolve(selector: str, tools: list[dict[str, Any]]) -> str:
@@ -122,7 +148,7 @@ class FakeLLM:
         else:
             idx = _assistants_after_last_user(messages)
             turn = turns[idx] if idx < len(turns) else Reply("(script exhausted)")
-        while callable(turn) and not isinstance(turn, Reply | Calls | Fail | Hang):
+        while callable(turn) and not isinstance(turn, Reply | Calls | Fail | Hang | Raw):
             turn = turn(body)
         if isinstance(turn, Hang):
             await asyncio.sleep(turn.seconds)
@@ -135,8 +161,16 @@ class FakeLLM:
             return StreamingResponse(self._stream(turn, tools), media_type="text/event-stream")
         return JSONResponse(self._whole(turn, tools))
 
-    async def _stream(self, turn: Reply | Calls, tools: list[dict[str, Any]]) -> AsyncIterator[str]:
+    async def _stream(
+        self, turn: Reply | Calls | Raw, tools: list[dict[str, Any]]
+    ) -> AsyncIterator[str]:
         yield _chunk({"role": "assistant", "content": ""})
+        if isinstance(turn, Raw):
+            for delta in turn.deltas:
+                yield _chunk(delta) if isinstance(delta, dict) else f"data: {delta}\n\n"
+            yield _chunk({}, turn.finish)
+            yield "data: [DONE]\n\n"
+            return
         text = turn.text
         if text:
             n = max(1, turn.chunks if isinstance(turn, Reply) else 1)

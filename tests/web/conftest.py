@@ -1,4 +1,9 @@
-"""Fixtures of the web.py tests: the scripted LLM, the shop in process, one Chromium."""
+"""Fixtures of the web.py tests: the scripted LLM, the shop in process, web.py's app with
+main.py in memory (`web`, its other servers from `web_servers`), web.py as a process with the
+media server (`media_web`), one Chromium and the scripted pages of the page tests.
+
+A module whose web.py needs other servers overrides `web_servers`; one that needs other
+settings or transports overrides `web` itself."""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from product_mcp.mcp_server import mcp as shop_server
 from tests.fake_llm import FakeLLM
-from tests.inproc import shop_in_process
-from tests.web.page_harness import chromium
+from tests.inproc import InProcessWeb, shop_in_process, web_app
+from tests.servers import Service, free_port, start
+from tests.stack import Stack
+from tests.web.page_harness import chromium, scripted_pages
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +47,54 @@ def shop_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="module")
+def web_servers() -> dict[str, Any]:
+    """The servers a module's `web` has besides main.py's "shop": an MCP server object is
+    reached in memory, a dict is its mcp.json entry. None, unless the module overrides this."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def web(
+    shop_api: TestClient,
+    chat_settings: dict[str, str],
+    web_servers: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[InProcessWeb]:
+    """web.py's app in process for one module: main.py's server in memory as "shop" (its API
+    in process: `shop_api`), the scripted LLM (`chat_settings`) and `web_servers`."""
+    entries = {name: s for name, s in web_servers.items() if isinstance(s, dict)}
+    in_memory = {name: s for name, s in web_servers.items() if not isinstance(s, dict)}
+    tmp = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    with web_app(
+        tmp, entries, in_memory={"shop": shop_server, **in_memory}, **chat_settings
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def media_web(fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """web.py as a process with tests/media_mcp.py (Streamable HTTP) as "media", the scripted
+    LLM, and tool approval off."""
+    with Stack(tmp_path_factory.mktemp("media-web")) as s:
+        port = free_port()  # media_mcp as a module: the repo root, not tests/, on its path
+        media = s.add("media", start(["-m", "tests.media_mcp", "--port", str(port)], port=port))
+        yield s.web(
+            {"media": {"url": f"{media.url}/mcp"}},
+            {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url, "TOOL_APPROVAL": "auto"},
+        )
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for a module's page tests (page_harness.chromium)."""
     with chromium() as b:
         yield b
+
+
+@pytest.fixture(scope="module")
+def scripted(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
+    """One page per size against `web`, kept for the module, whose reply stream the test
+    writes step by step (page_harness.scripted_pages)."""
+    with scripted_pages(browser, web.url) as opened:
+        yield opened

@@ -1,17 +1,15 @@
 """What the page tests of issue #14 share: one Chromium per module with a desktop (1280×800)
 and a phone (390×844) context, screenshots under test-artifacts/, a scripted stand-in for
 web.py's reply stream (so the page's handling of every stream event can be driven step by
-step), the in-browser contrast check and axe-core (node_modules, test-only)."""
+step), the in-browser contrast check and axe-core (node_modules, test-only). The fixtures
+built on it (`browser`, `web`, `scripted`) are in conftest.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from product_mcp.mcp_server import mcp as shop_server
-from tests.inproc import InProcessWeb, web_app
 from tests.servers import ROOT
 from tests.web_helpers import CHROMIUM, CHROMIUM_ARGS, need
 
@@ -170,16 +168,6 @@ def start_turn(page: Any, text: str) -> None:
     page.wait_for_function(
         "n => window.__posts.filter(p => p[0] === '/api/chat/stream').length > n", arg=before
     )
-
-
-@contextmanager
-def shop_web(
-    tmp: Path, chat_settings: dict[str, str], servers: dict[str, Any] | None = None
-) -> Iterator[InProcessWeb]:
-    """web.py's app for the page tests: main.py's server in memory as "shop" (its API in
-    process: the `shop_api` fixture), the scripted LLM, and any other `servers` configured."""
-    with web_app(tmp, servers, in_memory={"shop": shop_server}, **chat_settings) as client:
-        yield client
 
 
 def shot(page: Any, name: str) -> None:

@@ -6,19 +6,16 @@ the model gets with that message). web.py runs in process with main.py's server 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import AssistantMessage, UserMessage
 from mcp.types import ImageContent
-from starlette.testclient import TestClient
 
 from models import ATTACHMENT_MAX_CHARS
-from product_mcp.mcp_server import mcp as shop_server
 from tests.fake_llm import FakeLLM, Reply
-from tests.inproc import InProcessWeb, web_app
+from tests.inproc import InProcessWeb
 from tests.web_helpers import chat_stream
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
@@ -51,12 +48,9 @@ def docs_server() -> MCPServer[None]:
 
 
 @pytest.fixture(scope="module")
-def web(
-    shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[InProcessWeb]:
-    in_memory = {"shop": shop_server, "docs": docs_server()}
-    with web_app(tmp_path_factory.mktemp("catalog"), in_memory=in_memory, **chat_settings) as w:
-        yield w
+def web_servers() -> dict[str, Any]:
+    """The `docs` server beside main.py, both in memory (conftest.web)."""
+    return {"docs": docs_server()}
 
 
 # ------------------------------------------------------------------ prompts

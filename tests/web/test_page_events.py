@@ -15,21 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
-from tests.inproc import InProcessWeb
 from tests.media_mcp import PNG
 from tests.servers import dead_port
-from tests.web.page_harness import (
-    SIZES,
-    assert_readable,
-    posts,
-    push,
-    scripted_pages,
-    shop_web,
-    shot,
-    start_turn,
-)
+from tests.web.page_harness import SIZES, assert_readable, posts, push, shot, start_turn
 
 pytestmark = pytest.mark.browser
 
@@ -69,19 +58,10 @@ QUOTE = {
 
 
 @pytest.fixture(scope="module")
-def web(
-    shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[InProcessWeb]:
+def web_servers() -> Iterator[dict[str, Any]]:
+    """A configured server that is down (conftest.web adds main.py in memory)."""
     with dead_port() as port:
-        down = {"url": f"http://127.0.0.1:{port}/mcp"}  # nobody listens there
-        with shop_web(tmp_path_factory.mktemp("page-events"), chat_settings, {"down": down}) as w:
-            yield w
-
-
-@pytest.fixture(scope="module")
-def pages(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
-    with scripted_pages(browser, web.url) as opened:
-        yield opened
+        yield {"down": {"url": f"http://127.0.0.1:{port}/mcp"}}  # nobody listens there
 
 
 def card(page: Any, tool: str) -> Any:
@@ -105,17 +85,17 @@ def call(page: Any, call_id: str, server: str | None, tool: str, **args: Any) ->
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_down_server_banner_from_the_servers_poll(pages: dict[str, Any], size: str) -> None:
-    page = pages[size]
+def test_down_server_banner_from_the_servers_poll(scripted: dict[str, Any], size: str) -> None:
+    page = scripted[size]
     banner = page.wait_for_selector("#chat-banner p[data-server='down']")
     assert "down is not connected" in banner.inner_text()
     assert page.is_visible("#chat-banner")
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_progress_questions_and_results(pages: dict[str, Any], size: str) -> None:
+def test_progress_questions_and_results(scripted: dict[str, Any], size: str) -> None:
     """One scripted turn, step by step on one page (each step below)."""
-    page = pages[size]
+    page = scripted[size]
     _turn_with_servers_down(page, size)
     _progress(page)
     _shop_confirmation(page, size)

@@ -8,45 +8,19 @@ memory."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
 from tests.inproc import InProcessWeb
-from tests.web.page_harness import (
-    SIZES,
-    assert_readable,
-    new_page,
-    posts,
-    push,
-    scripted_pages,
-    shop_web,
-    shot,
-    start_turn,
-)
+from tests.web.page_harness import SIZES, assert_readable, new_page, posts, push, shot, start_turn
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def web(
-    shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[InProcessWeb]:
-    with shop_web(tmp_path_factory.mktemp("page-stop"), chat_settings) as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
-def pages(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
-    with scripted_pages(browser, web.url) as opened:
-        yield opened
-
-
 @pytest.mark.parametrize("size", SIZES)
-def test_stop_asks_web_py_and_keeps_its_history(pages: dict[str, Any], size: str) -> None:
-    page = pages[size]
+def test_stop_asks_web_py_and_keeps_its_history(scripted: dict[str, Any], size: str) -> None:
+    page = scripted[size]
     page.click("#new-chat")
     q = f"Write a long poem ({size})"
     start_turn(page, q)

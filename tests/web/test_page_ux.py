@@ -18,20 +18,12 @@ from starlette.testclient import TestClient
 
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.inproc import InProcessWeb
-from tests.web.page_harness import SIZES, assert_readable, new_page, pages_by_size, shop_web, shot
+from tests.web.page_harness import SIZES, assert_readable, new_page, pages_by_size, shot
 from tests.web_helpers import stock
 
 pytestmark = pytest.mark.browser
 
 MONEY = r"\$\d{1,3}(,\d{3})*\.\d{2}"
-
-
-@pytest.fixture(scope="module")
-def web(
-    shop_api: TestClient, chat_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[InProcessWeb]:
-    with shop_web(tmp_path_factory.mktemp("page-ux"), chat_settings) as w:
-        yield w
 
 
 @pytest.fixture(scope="module")
