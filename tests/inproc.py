@@ -36,6 +36,7 @@ from product_mcp.chat.services import ChatServices
 from product_mcp.core.config import Settings
 from product_mcp.mcp_server import api as product_api
 from product_mcp.mcp_server import mcp as shop_server
+from tests.databases import fresh_database
 from tests.mcp_helpers import Kind
 from tests.servers import ThreadServer
 from tests.web_helpers import WEB_SETTINGS, write_config
@@ -49,6 +50,14 @@ def api_app(db: Path | str, **kw: Any) -> Iterator[TestClient]:
 
     url = db if isinstance(db, str) else f"sqlite:///{db}"
     with TestClient(create_app(url, **kw)) as client:
+        yield client
+
+
+@contextmanager
+def api_on_fresh_database(kind: str, tmp: Path, label: str) -> Iterator[TestClient]:
+    """api_app on a database of `kind` of its own (tests/databases.py `fresh_database`: a new
+    SQLite file, or a PostgreSQL database dropped afterwards)."""
+    with fresh_database(kind, tmp, label) as url, api_app(url) as client:
         yield client
 
 

@@ -1,8 +1,14 @@
-"""What the API tests share: the seed catalogue as the API returns it, and short calls."""
+"""What the API tests share: the seed catalogue as the API returns it, short calls, and the
+schema revision and tables the migration tests expect."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
+
+from product_mcp.shop import Shop, make_engine
 
 SEED_PRODUCTS = [
     {
@@ -43,3 +49,28 @@ def orders(api: httpx.Client) -> list[dict]:
 
 def buy(api: httpx.Client, body: object, **kw: object) -> httpx.Response:
     return api.post("/api/purchase", json=body, **kw)  # type: ignore[arg-type]
+
+
+# --- schema migrations (test_migrations*.py) -----------------------------------------------
+
+HEAD = "0003_search_speed"  # a new revision: update HEAD and add its upgrade test
+TABLES = {
+    "products",
+    "inventory",
+    "orders",
+    "order_items",
+    "idempotency_keys",
+    "product_changes",
+    "change_feed",
+}
+
+
+@contextmanager
+def shop_on(url: str) -> Iterator[Shop]:
+    """A Shop on the database at `url`, not initialised (the test migrates it), SQLite without
+    fsync; its engine disposed of at the end."""
+    shop = Shop(make_engine(url, sqlite_synchronous="OFF"))
+    try:
+        yield shop
+    finally:
+        shop.engine.dispose()

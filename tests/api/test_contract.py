@@ -14,8 +14,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.api.helpers import SEED_PRODUCTS, SEED_STOCK, buy, orders, stock
-from tests.databases import ModuleDatabase, fresh_database
-from tests.inproc import api_app
+from tests.databases import ModuleDatabase
+from tests.inproc import api_app, api_on_fresh_database
 
 
 @pytest.fixture
@@ -137,10 +137,8 @@ BAD_BODIES = {
 @pytest.fixture(scope="module")
 def shared_api(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """One app for the tests that change nothing, on a database of its own."""
-    with (
-        fresh_database(db_kind, tmp_path_factory.mktemp("shared"), "contract_shared") as url,
-        api_app(url) as client,
-    ):
+    tmp = tmp_path_factory.mktemp("shared")
+    with api_on_fresh_database(db_kind, tmp, "contract_shared") as client:
         yield client
 
 

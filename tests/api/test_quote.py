@@ -11,18 +11,14 @@ from starlette.testclient import TestClient
 
 from tests.api.helpers import SEED_STOCK, buy, orders, stock
 from tests.api.test_contract import BAD_BODIES
-from tests.databases import fresh_database
-from tests.inproc import api_app
+from tests.inproc import api_on_fresh_database
 
 QUOTE = "/api/purchase/quote"
 
 
 @pytest.fixture(scope="module")
 def api(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with (
-        fresh_database(db_kind, tmp_path_factory.mktemp("quote"), "quote") as url,
-        api_app(url) as client,
-    ):
+    with api_on_fresh_database(db_kind, tmp_path_factory.mktemp("quote"), "quote") as client:
         yield client
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from tests.databases import fresh_database
-from tests.inproc import api_app
+from tests.inproc import api_on_fresh_database
 from tests.servers import ROOT, Service
 from tests.stack import Stack
 
@@ -78,10 +78,7 @@ items = st.lists(
 
 @pytest.fixture(scope="module")
 def prop_api(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with (
-        fresh_database(db_kind, tmp_path_factory.mktemp("prop"), "prop") as url,
-        api_app(url) as client,
-    ):
+    with api_on_fresh_database(db_kind, tmp_path_factory.mktemp("prop"), "prop") as client:
         yield client
 
 
