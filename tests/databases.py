@@ -1,10 +1,14 @@
-"""Databases for tests: SQLite files and PostgreSQL databases of their own.
+"""Databases for tests: SQLite files and PostgreSQL databases of their own, and Redis key
+prefixes of their own.
 
 PostgreSQL is the server on 127.0.0.1:5432 (`TEST_POSTGRES_URL` names another: a URL whose
 user may CREATE DATABASE). `fresh_database("postgresql", ...)` creates a database of its own
 (`t_<label>_<random>`) and drops it afterwards, so tests never share tables, sequences or
 search configurations. An unreachable server skips the test on a laptop and fails it when
 `CI=true` (`need`).
+
+Redis is the server on 127.0.0.1:6379 (`REDIS`); `redis_prefix()` gives a test keys of its own
+(`test-<random>:`) and deletes them afterwards, skipping (or, in CI, failing) without Redis.
 
 The fixtures (registered for every test by tests/conftest.py):
 - `db_kind`: "sqlite" or "postgresql"; a test that asks for it, directly or through the
@@ -31,10 +35,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from sqlalchemy.engine import make_url
 
 from tests.web_helpers import need
 
+REDIS = "redis://127.0.0.1:6379/0"
 ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -147,3 +153,28 @@ def database(
     tmp = tmp_path_factory.mktemp(f"{label}-{db_kind}")
     with fresh_database(db_kind, tmp, label) as url:
         yield ModuleDatabase(db_kind, tmp, label, url)
+
+
+def redis_up(url: str = REDIS) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def drop_redis_keys(prefix: str, url: str = REDIS) -> None:
+    r = redis.Redis.from_url(url)
+    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        r.delete(*keys)
+
+
+@contextmanager
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of its own on `REDIS`, its keys deleted at the end."""
+    need(redis_up(), f"Redis not reachable at {REDIS}")
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    try:
+        yield prefix
+    finally:
+        drop_redis_keys(prefix)

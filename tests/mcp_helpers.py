@@ -51,6 +51,7 @@ def text_of(result: Any) -> str:
 # --- raw Streamable HTTP, for what the SDK client hides (headers, event ids, replays) --------
 
 ACCEPT = "application/json, text/event-stream"
+PROTOCOL_VERSION = "2025-11-25"  # of a legacy session (the initialize handshake)
 
 
 def rpc(method: str, params: dict[str, Any] | None = None, id: int | None = 1) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def rpc(method: str, params: dict[str, Any] | None = None, id: int | None = 1) -
 INIT = rpc(
     "initialize",
     {
-        "protocolVersion": "2025-11-25",
+        "protocolVersion": PROTOCOL_VERSION,
         "capabilities": {},
         "clientInfo": {"name": "raw-test", "version": "0"},
     },
@@ -91,12 +92,17 @@ def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
             event[name] = value
 
 
+def session_headers(sid: str) -> dict[str, str]:
+    """The headers of a request in the legacy session `sid`, over raw Streamable HTTP."""
+    return {"Accept": ACCEPT, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": PROTOCOL_VERSION}
+
+
 def open_session(client: httpx.Client, url: str) -> str:
     """Initialize a legacy session over raw HTTP; returns its Mcp-Session-Id."""
     r = client.post(url, json=INIT, headers={"Accept": ACCEPT})
     r.raise_for_status()
     sid = r.headers["mcp-session-id"]
-    headers = {"Accept": ACCEPT, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+    headers = session_headers(sid)
     r = client.post(url, json=rpc("notifications/initialized", id=None), headers=headers)
     assert r.status_code == 202, r.text
     return sid

@@ -10,6 +10,8 @@ stream's POSTs to the backup replica, which answered the SDK's bare "Could not f
 Reproduced here deterministically: the replicas start from the pre-imported fork server in
 well under the 5 s.
 
+The template itself, rendered for 3 replicas, passes `nginx -t`.
+
 Skipped on a laptop without nginx or Redis; required when CI=true.
 """
 
@@ -23,11 +25,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
 from product_mcp.mcp_server.replicas import render
-from tests.e2e.test_replicas import NGINX, REDIS, _redis_up
+from tests.databases import REDIS, redis_up
+from tests.e2e.replica_harness import NGINX
 from tests.mcp_helpers import ACCEPT, INIT, rpc
 from tests.servers import Service, free_port, start_api, start_mcp, wait_http
 from tests.web_helpers import need
@@ -64,7 +68,7 @@ class Pair:
 
     def __init__(self, api: Service, tmp_path: Path) -> None:
         need(NGINX is not None, "nginx not installed (apt-get install nginx)")
-        need(_redis_up(), f"Redis not reachable at {REDIS}")
+        need(redis_up(), f"Redis not reachable at {REDIS}")
         self.api = api
         self.lb, self.p1 = free_port(), free_port()
         self.env = {"REDIS_URL": REDIS, "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}:"}
@@ -157,3 +161,21 @@ def test_next_replica_down_right_after_the_last_came_back(api: Service, tmp_path
             r = http.post(url, json=INIT)
             assert r.status_code == 200, r.text
             assert r.headers["mcp-session-id"].startswith("r1-")
+
+
+@pytest.mark.anyio
+async def test_rendered_nginx_config_is_valid(tmp_path: Path) -> None:
+    """deploy/nginx.conf.template, rendered for 3 replicas, passes `nginx -t`."""
+    need(NGINX is not None, "nginx not installed (apt-get install nginx)")
+    await anyio.to_thread.run_sync(_check_config, tmp_path)
+
+
+def _check_config(tmp_path: Path) -> None:
+    ups = [(f"r{i}", f"127.0.0.1:{free_port()}") for i in (1, 2, 3)]
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render(f"127.0.0.1:{free_port()}", ups, str(tmp_path)))
+    text = conf.read_text()
+    assert "@@" not in text and '"~^r3-"  mcp_r3;' in text and "proxy_buffering off;" in text
+    args = [str(NGINX), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)]
+    checked = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr

@@ -15,7 +15,6 @@ from mcp.types import ElicitResult
 from models import CALL_META_KEY
 from tests.inproc import in_memory, shop_in_process
 from tests.mcp_helpers import KINDS, Kind, connect, text_of
-from tests.stack import Stack, stack_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -24,11 +23,6 @@ pytestmark = pytest.mark.anyio
 def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, None]]:
     with shop_in_process(tmp_path_factory.mktemp("confirm") / "shop.db") as api:
         yield api, None
-
-
-@stack_fixture
-def real(s: Stack) -> None:
-    s.mcp(s.api())
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ key prefix; no balancer is needed: each client talks to the replica it names.
 from __future__ import annotations
 
 import time
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,11 +23,10 @@ from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
 
+from tests.databases import REDIS
 from tests.mcp_helpers import connect
 from tests.mcp_server.test_live import Heard
-from tests.mcp_server.test_redis_sessions import REDIS, _drop, _up
 from tests.servers import Service, free_port, start, start_api
-from tests.web_helpers import need
 
 pytestmark = pytest.mark.anyio
 QUIET = 1.5  # seconds to wait for a duplicate that must not come
@@ -36,9 +34,7 @@ CUSTOM = "shop://custom/1"  # a URI only the tool announces
 
 
 @pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[tuple[Service, Service, Service, str]]:
-    need(_up(REDIS), f"Redis not reachable at {REDIS}")
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+def replicas(tmp_path: Path, prefix: str) -> Iterator[tuple[Service, Service, Service, str]]:
     api = start_api(tmp_path / "shop.db")
     env = {"PRODUCT_API_URL": f"{api.url}/api", "REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
     started: list[Service] = [api]
@@ -55,7 +51,6 @@ def replicas(tmp_path: Path) -> Iterator[tuple[Service, Service, Service, str]]:
     finally:
         for svc in reversed(started):
             svc.stop()
-        _drop(REDIS, prefix)
 
 
 def _wait_subscribed(channel: str, count: int) -> None:

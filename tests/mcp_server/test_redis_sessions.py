@@ -11,8 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,26 +20,12 @@ from mcp_types import jsonrpc_message_adapter
 
 from product_mcp.mcp_server.redis_events import RedisEventStore
 from product_mcp.mcp_server.redis_link import RedisLink
+from tests.databases import REDIS, redis_up
 from tests.mcp_helpers import ACCEPT, open_session, rpc
 from tests.servers import Service, free_port, start_api, start_mcp
 from tests.web_helpers import need
 
-REDIS = "redis://127.0.0.1:6379/0"
 HEADERS = {"Accept": ACCEPT, "Mcp-Protocol-Version": "2025-11-25"}
-
-
-def _up(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-def _drop(url: str, prefix: str) -> None:
-    r = redis.Redis.from_url(url)
-    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        r.delete(*keys)
 
 
 def call(http: httpx.Client, url: str, session: str, rid: int) -> httpx.Response:
@@ -51,14 +35,6 @@ def call(http: httpx.Client, url: str, session: str, rid: int) -> httpx.Response
 
 def answered(r: httpx.Response) -> bool:
     return r.status_code == 200 and '"result"' in r.text and "Galaxy" in r.text
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    need(_up(REDIS), f"Redis not reachable at {REDIS}")
-    p = f"test-{uuid.uuid4().hex[:10]}:"
-    yield p
-    _drop(REDIS, p)
 
 
 def test_sessions_survive_a_restart_of_main_py(tmp_path: Path, prefix: str) -> None:
@@ -103,7 +79,7 @@ class RedisServer:
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.tmp)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not _up(self.url):
+        while not redis_up(self.url):
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 
+from tests.databases import REDIS
 from tests.mcp_helpers import ACCEPT, open_session, rpc, sse_events
-from tests.mcp_server.test_redis_sessions import HEADERS, REDIS, _drop, _up
+from tests.mcp_server.test_redis_sessions import HEADERS
 from tests.servers import Service, start_api, start_mcp
-from tests.web_helpers import need
 
 WAIT = 20  # seconds: a generous bound for a notification, never a speed assertion
 QUIET = 1.5  # seconds to wait for a duplicate that must not come
@@ -78,14 +75,6 @@ def buy(http: httpx.Client, api: Service, product: int) -> None:
     body = {"customerName": "Subs", "items": [{"productId": product, "quantity": 1}]}
     r = http.post(f"{api.url}/api/purchase", json=body)
     assert r.status_code == 200, r.text
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    need(_up(REDIS), f"Redis not reachable at {REDIS}")
-    p = f"test-{uuid.uuid4().hex[:10]}:"
-    yield p
-    _drop(REDIS, p)
 
 
 def test_subscriptions_survive_the_death_of_their_replica(tmp_path: Path, prefix: str) -> None:
