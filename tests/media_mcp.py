@@ -37,6 +37,8 @@ from mcp.types import (
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tests.mini_mcp import add_plain_tools
+
 RO = ToolAnnotations(read_only_hint=True)
 mcp = MCPServer(name="media")
 hostile = MCPServer(name="hostile-media")
@@ -91,14 +93,7 @@ def result(*blocks: object) -> CallToolResult:
     return CallToolResult(content=list(blocks))  # type: ignore[arg-type]
 
 
-@mcp.tool(description="Echo the text back.", annotations=RO)
-def echo(text: str) -> str:
-    return f"echo: {text}"
-
-
-@mcp.tool(description="Add two integers.", annotations=RO)
-def add(a: int, b: int) -> str:
-    return str(a + b)
+add_plain_tools(mcp)
 
 
 @mcp.tool(description="A text line, a small PNG, another text line.", annotations=RO)

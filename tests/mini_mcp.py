@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
@@ -26,9 +27,8 @@ BROKEN_SCHEMA = {
 }
 
 
-def make_server(broken_schema: bool = False) -> MCPServer[None]:
-    """A fresh mini server (in-process tests each get their own: `grow` changes it)."""
-    mcp: MCPServer[None] = MCPServer(name="mini")
+def add_plain_tools(mcp: MCPServer[Any]) -> None:
+    """`echo` and `add`: something plain for a model to call (tests/media_mcp.py has them too)."""
 
     @mcp.tool(description="Echo the text back.", annotations=RO)
     def echo(text: str) -> str:
@@ -37,6 +37,13 @@ def make_server(broken_schema: bool = False) -> MCPServer[None]:
     @mcp.tool(description="Add two integers.", annotations=RO)
     def add(a: int, b: int) -> str:
         return str(a + b)
+
+
+def make_server(broken_schema: bool = False) -> MCPServer[None]:
+    """A fresh mini server (in-process tests each get their own: `grow` changes it)."""
+    mcp: MCPServer[None] = MCPServer(name="mini")
+
+    add_plain_tools(mcp)
 
     @mcp.tool(description="Sleep for the given seconds, then answer.", annotations=RO)
     async def slow(seconds: float) -> str:

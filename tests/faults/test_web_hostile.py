@@ -15,26 +15,11 @@ import httpx
 import pytest
 
 from tests.fake_llm import Calls, Reply
+from tests.hostile import HOSTILE_MARKUP as HOSTILE
 from tests.servers import Service
 from tests.stack import Stack, stack_fixture
 from tests.web_helpers import stock, watched_page
 
-HOSTILE = [
-    "<script>alert('script')</script>",
-    "<img src=x onerror=alert('img')>",
-    "<svg onload=alert('svg')></svg>",
-    "<iframe src=\"javascript:alert('iframe')\"></iframe>",
-    "<a href=\"javascript:alert('a')\">html link</a>",
-    "<body onload=alert('body')>",
-    '" onmouseover="alert(\'attr\')" x="',
-    "[md link](javascript:alert('md'))",
-    "[md mixed case](JaVaScRiPt:alert('md2'))",
-    "[md data](data:text/html,<script>alert('data')</script>)",
-    "[md vbscript](vbscript:msgbox('vb'))",
-    "![md image](javascript:alert('image'))",
-    "<object data=\"javascript:alert('object')\"></object>",
-    "`<img src=x onerror=alert('code')>`",
-]
 PAYLOAD = "\n\n".join(HOSTILE)
 MEGA = "A" * 1_000_000  # a 1 MB string
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.hostile import HOSTILE_MARKUP as HOSTILE
 from tests.web.markdown_harness import ATTRIBUTES, ELEMENTS, blank_page
 
 pytestmark = pytest.mark.browser
@@ -22,29 +23,6 @@ def page() -> Iterator[Any]:
 
 # ------------------------------------------------------------------ hostile input
 
-HOSTILE = [
-    "<script>alert('script')</script>",
-    "<img src=x onerror=alert('img')>",
-    "<svg onload=alert('svg')></svg>",
-    "<iframe src=\"javascript:alert('iframe')\"></iframe>",
-    "<a href=\"javascript:alert('a')\">html link</a>",
-    "<body onload=alert('body')>",
-    "<style>*{display:none}</style>",
-    '" onmouseover="alert(\'attr\')" x="',
-    "[md link](javascript:alert('md'))",
-    "[md mixed case](JaVaScRiPt:alert('md2'))",
-    "[md data](data:text/html,<script>alert('data')</script>)",
-    "![md image](javascript:alert('image'))",
-    "[quote](https://example.com/\"onmouseover=\"alert('q'))",
-    '[title](https://example.com/ "x" onmouseover="alert(\'t\')")',
-    "`<img src=x onerror=alert('code')>`",
-    "```html\n<script>alert('fence')</script>\n```",
-    "| <img src=x onerror=alert('cell')> |\n|---|\n| <script>alert('td')</script> |",
-    "# <script>alert('heading')</script>",
-    "- <img src=x onerror=alert('li')>",
-    "> <iframe src=javascript:alert('quote')>",
-    "javascript:alert('bare')",
-]
 
 # Every element and attribute under the box, and each link target.
 INERT = """src => {
