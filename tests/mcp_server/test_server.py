@@ -53,6 +53,9 @@ def in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
 def over_http(real: Stack) -> Iterator[Shop]:
     with httpx.Client(base_url=real["api"].url, timeout=10) as api:
         yield Shop(api, real["mcp"].url)
+    # whatever the test sent, main.py is still serving afterwards
+    assert real["mcp"].proc.poll() is None, real["mcp"].log()[-2000:]
+    assert httpx.get(f"{real['mcp'].url}/healthz", timeout=10).status_code == 200
 
 
 @pytest.fixture
