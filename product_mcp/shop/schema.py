@@ -32,7 +32,7 @@ from sqlalchemy import (
     event,
     false,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 metadata = MetaData()
 
@@ -121,16 +121,40 @@ def customer_key(name: str) -> str:
     return name.strip().casefold()
 
 
+def postgres_url(url: URL) -> URL:
+    """psycopg 3 for `postgresql://` and `postgres://` (SQLAlchemy would look for psycopg2),
+    and a URL naming several servers made to follow a failover.
+
+    With `?host=h1:p1&host=h2:p2` libpq tries the servers in order and keeps the first that
+    answers; with the primary down that is the standby, read-only until promoted, where every
+    purchase failed (a 500, not a 503). So unless the URL says otherwise, several hosts get
+    `target_session_attrs=read-write`: connections go only to the server that takes writes;
+    while there is none they fail (503), and once the standby is promoted they land on it
+    (tests/faults/test_postgres_failover_standby.py). `host=h1:p1,h2:p2` is split into that
+    form too (SQLAlchemy would pass "h1:p1,h2:p2" to libpq as one host name).
+    """
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    hosts = url.query.get("host")
+    if isinstance(hosts, str) and "," in hosts and ":" in hosts and "port" not in url.query:
+        hosts = hosts.split(",")
+        url = url.update_query_dict({"host": hosts})
+    several = len(hosts) > 1 if isinstance(hosts, (list, tuple)) else "," in (hosts or "")
+    if several and "target_session_attrs" not in url.query:
+        url = url.update_query_dict({"target_session_attrs": "read-write"})
+    return url
+
+
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     """An engine with SQLite made safe for many threads and processes (WAL, busy wait).
 
-    `postgresql://` and `postgres://` mean psycopg 3 (SQLAlchemy would look for psycopg2).
+    PostgreSQL URLs go through `postgres_url` (psycopg 3; several hosts: the writable one).
     Each process keeps at most 15 PostgreSQL connections, so 4 API workers stay well inside
     the server's default max_connections of 100; requests beyond that wait for one.
     """
     parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        parsed = postgres_url(parsed)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
     engine = create_engine(

@@ -43,13 +43,15 @@ def kill_connections(url: str) -> int:
 
 class Buyers:
     """Threads buying one or two units at a time; a purchase is sent again under the same
-    Idempotency-Key while the API answers 503 or not at all. Every status is counted."""
+    Idempotency-Key while the API answers 503 or not at all. Every status is counted, every
+    key sent kept (with the order it got, if any)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.seen: dict[int, dict[str, Any]] = {}
         self.statuses: Counter[int] = Counter()
         self.retried_ok = 0
+        self.keys: dict[str, int | None] = {}  # Idempotency-Key -> the order id it answered
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._buy, args=(n,)) for n in range(CLIENTS)]
@@ -69,6 +71,9 @@ class Buyers:
                 self._until_answered(http, body, {"Idempotency-Key": str(uuid.uuid4())})
 
     def _until_answered(self, http: httpx.Client, body: Any, headers: dict[str, str]) -> None:
+        key = headers["Idempotency-Key"]
+        with self._lock:
+            self.keys[key] = None
         for attempt in range(100):
             try:
                 r = http.post("/api/purchase", json=body, headers=headers)
@@ -79,6 +84,7 @@ class Buyers:
                 self.statuses[r.status_code] += 1
                 if r.status_code == 200:
                     self.seen[r.json()["id"]] = r.json()
+                    self.keys[key] = r.json()["id"]
                     self.retried_ok += attempt > 0
             if r.status_code != 503:
                 return
