@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from models import (
     MAX_DATE,
@@ -330,7 +330,7 @@ def create_app(
         return JSONResponse({"detail": exc.message, **extra}, status_code=exc.status)
 
     @app.exception_handler(OperationalError)
-    async def _database_lost(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _database_lost(_: Request, exc: DBAPIError) -> JSONResponse:
         # The database dropped the connection under the request (a failover or restart of
         # PostgreSQL, an administrator's pg_terminate_backend) or stayed locked too long: the
         # transaction rolled back, the pool reconnects, the client may retry (a purchase with
@@ -339,6 +339,14 @@ def create_app(
         return JSONResponse(
             {"detail": DATABASE_LOST}, status_code=503, headers={"Retry-After": "1"}
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _connection_dropped(_: Request, exc: DBAPIError) -> JSONResponse:
+        # Any other database error that cost the connection (e.g. a server that turned
+        # read-only in a failover, shop/schema.py): the same 503; anything else stays a 500.
+        if not exc.connection_invalidated:
+            raise exc
+        return await _database_lost(_, exc)
 
     app.add_middleware(
         BodyLimit, max_bytes=MAX_BODY, larger={"/api/products/import": MAX_IMPORT_BYTES}

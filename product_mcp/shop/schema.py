@@ -32,7 +32,7 @@ from sqlalchemy import (
     event,
     false,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 
 metadata = MetaData()
 
@@ -145,6 +145,17 @@ def postgres_url(url: URL) -> URL:
     return url
 
 
+READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction
+
+
+def _read_only_is_lost(ctx: ExceptionContext) -> None:
+    """A server that refuses writes (a demoted primary, a standby reached through a name or a
+    proxy) is as good as gone for this API: the pool drops its connections, the request gets
+    503 (api.py), and the next connections find the server that takes writes."""
+    if getattr(ctx.original_exception, "sqlstate", None) == READ_ONLY_SQLSTATE:
+        ctx.is_disconnect = True
+
+
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     """An engine with SQLite made safe for many threads and processes (WAL, busy wait).
 
@@ -156,7 +167,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     if parsed.get_backend_name() in ("postgresql", "postgres"):
         parsed = postgres_url(parsed)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        engine = create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        event.listen(engine, "handle_error", _read_only_is_lost)
+        return engine
     engine = create_engine(
         url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=16
     )

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from tests.databases import _conninfo, fresh_database, need_postgres
 from tests.faults.test_crash import assert_nothing_lost, inventory
+from tests.inproc import api_on_fresh_database
 from tests.servers import wait_workers
 from tests.stack import Stack
 
@@ -124,3 +125,29 @@ def test_api_reconnects_after_postgres_kills_its_connections(tmp_path: Path) -> 
         f"\n{KILLS} x pg_terminate_backend ({killed} connections) under {CLIENTS} buyers: "
         f"{dict(statuses)}, {buyers.retried_ok} answered on a retry"
     )
+
+
+def test_a_server_that_turned_read_only_is_a_503_and_is_left(tmp_path: Path) -> None:
+    """A failover through a name or a proxy can hand api.py's pool a server that refuses writes
+    (a demoted primary, a standby): each purchase there is a 503 to retry, never a 500, and once
+    writes are taken again the very next purchase succeeds, with no restart (the pool dropped
+    the read-only connections instead of keeping them)."""
+    need_postgres()
+    with api_on_fresh_database("postgresql", tmp_path, "readonly") as api:
+        database = make_url(str(api.app.state.shop.engine.url)).database
+        buy = {"customerName": "Ro", "items": [{"productId": 1, "quantity": 1}]}
+        assert api.post("/api/purchase", json=buy).status_code == 200
+        admin = psycopg.connect(_conninfo("postgres"), autocommit=True)
+        try:
+            admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+            kill_connections(str(api.app.state.shop.engine.url))
+            assert api.get("/api/products/1").status_code == 200  # reads still work there
+            for _ in range(3):
+                r = api.post("/api/purchase", json=buy)
+                assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+            admin.close()
+        assert api.post("/api/purchase", json=buy).status_code == 200
+        orders = api.get("/api/orders", params={"customer": "Ro"}).json()
+        assert len(orders) == 2  # the refused purchases left nothing behind
