@@ -136,7 +136,7 @@ async def feed_rate(b: Bench, http: httpx.AsyncClient, api_url: str, db: Path, s
     await asyncio.wait_for(ready.wait(), WAIT)
     t0 = time.perf_counter()
     label = "POST /api/purchase, 32 clients, feed followed by main.py and an SSE client"
-    await purchases(b, http, "liveapi", db, stock, "purchases_32_live", label)
+    await purchases(b, "liveapi", db, stock, "purchases_32_live", label)
     bought = b.checks["purchase_live"]["succeeded"]
     async with asyncio.timeout(WAIT):
         while len(seen) < bought:

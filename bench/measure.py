@@ -8,6 +8,7 @@ server CPU per call are worked out the same way for all of them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -16,11 +17,24 @@ from typing import Any
 from bench.procs import cpu_seconds, tree_cpu_seconds
 from bench.sizes import Sizes
 from bench.stats import Row, format_row, pct
+from product_mcp.core.logs import setup_logging
 from tests.servers import Service
 
 Call = Callable[[], Awaitable[Any]]
 # key, label, call, servers whose CPU is counted, note
 Spec = tuple[str, str, Call, list[str], str]
+
+
+def quiet_logging() -> None:
+    """The bench process logs warnings only, in the services' plain format.
+
+    Importing the server wing (product_mcp.mcp_server builds its MCPServer on import) installs
+    the SDK's rich handler on the root logger at INFO, so every request the bench's httpx and
+    MCP clients sent was logged, rendered by rich: ~0.7 ms of the bench's CPU per request in
+    the full run's purchase rows (a sixth of the client's CPU, py-spy), time the measured
+    servers could not use on this 2-core machine. Called by every entry point (bench.run and
+    `python -m bench.<section>`) before any row."""
+    setup_logging(logging.WARNING)
 
 
 class Bench:
@@ -166,6 +180,7 @@ def run_alone(section: Callable[[Bench], Awaitable[None]], description: str) -> 
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--smoke", action="store_true", help="tiny N: checks the rows run")
     a = p.parse_args()
+    quiet_logging()
     b = Bench(SMOKE if a.smoke else FULL, a.smoke)
     print(HEADER)
     try:

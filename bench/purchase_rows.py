@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import tempfile
 from pathlib import Path
 
@@ -58,10 +57,8 @@ async def row(b: Bench, name: str, url: str, db: Path | str, stock: int, **kw: i
     )
     if url.startswith("postgresql"):
         label += f", PG, {workers} worker" + ("s" if workers > 1 else "")
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     try:
-        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
-            await purchases(b, http, name, db, stock, f"purchases_ab_{name}", label)
+        await purchases(b, name, db, stock, f"purchases_ab_{name}", label)
         await asyncio.sleep(1.0)  # the followers' last batch
     finally:
         for t in tasks:
@@ -74,8 +71,6 @@ async def row(b: Bench, name: str, url: str, db: Path | str, stock: int, **kw: i
 
 
 async def purchase_rows(b: Bench) -> None:
-    for name in ("httpx", "httpx2", "alembic"):  # the server wing sets logging up at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
     stock = b.sizes.purchase_attempts * 3 // 4
     widget = [("Bench Widget", 100, "the purchase benchmark's product", stock)]
     work = Path(tempfile.mkdtemp(prefix="product-mcp-purchases-"))

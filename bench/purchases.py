@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,16 +99,17 @@ def check(attempts: int, stock: int, tally: Tally, db: Path | str) -> dict[str, 
 
 
 async def purchases(
-    b: Bench,
-    http: httpx.AsyncClient,
-    server: str,
-    db: Path | str,
-    stock: int,
-    key: str = "",
-    label: str = "",
+    b: Bench, server: str, db: Path | str, stock: int, key: str = "", label: str = ""
 ) -> None:
     """5: 32 clients buy one unit each until attempts run out; stock < attempts. The row
-    and check are `key` (default by server: purchases_32, purchases_32_normal)."""
+    and check are `key` (default by server: purchases_32, purchases_32_normal).
+
+    Each client has an httpx client of its own (one keep-alive connection, as 32 real
+    clients), opened here before the clock starts, so every purchase row (the full run's,
+    bench.purchase_rows', the live and PostgreSQL ones) starts alike whatever the process ran
+    before. Not one pool for all 32: httpcore's pool hands every request queued at a moment to
+    the same idle connection, and all but one then retry (3-4 retries per purchase, counted;
+    the pool's scans were 30-43 % of the bench's samples), more the slower its event loop."""
     api_url = b.procs[server].url
     attempts = b.sizes.purchase_attempts
     queue = iter(range(attempts))
@@ -118,12 +120,18 @@ async def purchases(
         "POST /api/purchase, 32 clients" + (", SQLITE_SYNCHRONOUS=NORMAL" if normal else "")
     )
     row = Row(key, label)
-    client_cpu = time.process_time()
-    with b.cpu(row.cpu_ms, [server], attempts):
-        t0 = time.perf_counter()
-        await asyncio.gather(*(buyer(http, api_url, k, queue, tally) for k in range(CLIENTS)))
-        elapsed = time.perf_counter() - t0
-    row.cpu_ms["bench-client"] = round((time.process_time() - client_cpu) * 1000 / attempts, 2)
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(timeout=60)) for _ in range(CLIENTS)
+        ]
+        client_cpu = time.process_time()
+        with b.cpu(row.cpu_ms, [server], attempts):
+            t0 = time.perf_counter()
+            await asyncio.gather(
+                *(buyer(http, api_url, k, queue, tally) for k, http in enumerate(clients))
+            )
+            elapsed = time.perf_counter() - t0
+        row.cpu_ms["bench-client"] = round((time.process_time() - client_cpu) * 1000 / attempts, 2)
     checked = check(attempts, stock, tally, db)
     row.n = attempts
     row.per_s = round(len(tally.ok) / elapsed, 1)

@@ -26,7 +26,6 @@ import signal
 import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
@@ -34,7 +33,7 @@ import httpx
 from bench.coldstart import cold_start
 from bench.layers import layers
 from bench.live import live
-from bench.measure import Bench
+from bench.measure import Bench, quiet_logging
 from bench.memory import memory
 from bench.page import page
 from bench.procs import (
@@ -82,14 +81,13 @@ async def core(b: Bench, work: Path) -> None:
     print(f"services up in {time.perf_counter() - t:.1f}s\n", flush=True)
     print(HEADER)
     api_url, big_url = b.procs["api"].url, b.procs["big"].url
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=60, limits=limits))
+    # One request at a time on this client; the purchase rows open their own clients.
+    async with httpx.AsyncClient(timeout=60) as http:
         await layers(b, http, api_url)
         await page(b)
         await throughput(b, api_url)
-        await purchases(b, http, "api", dbs.seed, dbs.stock)
-        await purchases(b, http, "normal", dbs.normal, dbs.stock)
+        await purchases(b, "api", dbs.seed, dbs.stock)
+        await purchases(b, "normal", dbs.normal, dbs.stock)
         await search(b, http, big_url)
         await memory(b)
 
@@ -119,6 +117,7 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     a = parse_args(argv)
+    quiet_logging()
     sizes = SMOKE if a.smoke else FULL
     out = a.out or (None if a.smoke else ROOT / "bench" / "results" / "latest.json")
     b = Bench(sizes, a.smoke)

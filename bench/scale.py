@@ -17,7 +17,6 @@ spread, not how far more machines would scale (that needs a core or a host per r
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import shutil
 import socket
@@ -88,8 +87,6 @@ def api(port: int, url: str, workers: int = 1) -> tuple[list[str], int, dict[str
 
 async def scale(b: Bench) -> None:
     """Every row of this module, or a line saying why not."""
-    for name in ("httpx", "httpx2", "alembic"):  # the server wing sets logging up at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
     why = missing()
     if why:
         print(f"  (scale rows skipped: {why})", flush=True)
@@ -113,14 +110,13 @@ async def scale(b: Bench) -> None:
         }
         b.procs |= start_many(specs)
         wait_workers(b.procs["pg4"], 4)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        async with httpx.AsyncClient(timeout=60) as http:
             for workers in (1, 4):
                 label = f"POST /api/purchase, 32 clients, PG, {workers} worker"
                 label += "s" if workers > 1 else ""
                 key = f"purchases_32_pg_w{workers}"
                 db = dbs[f"w{workers}"]
-                await purchases(b, http, f"pg{workers}", db, stock, key, label)
+                await purchases(b, f"pg{workers}", db, stock, key, label)
             big = b.procs["pgbig"].url
             await search_api(b, http, big, Picker(), "pgbig", "_pg", ", PG", pg_url=dbs["big"])
         await replicas(b, b.procs["pg1"].url, stack)

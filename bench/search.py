@@ -9,7 +9,6 @@ read too (column "postgres"), from the backends serving the benchmark's database
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from contextlib import suppress
@@ -151,8 +150,6 @@ async def alone(b: Bench) -> None:
     the server is reachable, in PostgreSQL (API rows), each written just before."""
     from bench.scale import POSTGRES, pg_database  # bench.scale imports this module
 
-    for name in ("httpx", "httpx2", "alembic"):  # the server wing logs at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="product-mcp-search-") as tmp:
         t = time.perf_counter()
         big = Path(tmp) / "big.db"
