@@ -3,6 +3,8 @@
 A purchase is one transaction: each item's stock is taken with a conditional UPDATE (never
 below zero, under any interleaving of threads or processes), the order and its lines are
 written, and an Idempotency-Key is recorded with the order, so a retry returns the first order.
+On PostgreSQL the clean case runs as one statement first (pg_purchase.py); the transaction
+here decides everything else.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import MAX_QUANTITY, Order, OrderItem, PurchaseRequest
 from product_mcp.core.errors import Conflict, NotFound, ShopError
-from product_mcp.shop import changes
+from product_mcp.shop import changes, pg_purchase
 from product_mcp.shop.changes import Event
 from product_mcp.shop.database import Database
 from product_mcp.shop.schema import (
@@ -98,6 +100,10 @@ class OrderQueries(Database):
         return self._orders(conn, select(orders).where(orders.c.id == row.order_id))[0]
 
     def _purchase(self, name: str, items: list[OrderItem], key: str | None, digest: str) -> Order:
+        if self.dialect == "postgresql":
+            done = self._purchase_at_once(name, items, key, digest)
+            if done is not None:
+                return done
         ids = [i.productId for i in items]
         with self._write() as conn:
             # The key is looked up in the write transaction itself (a read before it would cost
@@ -126,15 +132,33 @@ class OrderQueries(Database):
             changes.append(
                 conn, [Event(pid, "purchased", quantity) for pid, quantity in left.items()]
             )
-        return Order(
-            id=order_id,
-            customerName=name,
-            items=[
-                OrderItem.model_construct(productId=i.productId, quantity=i.quantity) for i in items
-            ],
-            totalAmount=money(total),
-            orderDate=iso(now),
-        )
+        return _order(order_id, name, items, total, now)
+
+    def _purchase_at_once(
+        self, name: str, items: list[OrderItem], key: str | None, digest: str
+    ) -> Order | None:
+        """PostgreSQL: the purchase as one statement and its commit (pg_purchase.py); None
+        when it wrote nothing and the transaction below must decide."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                done = pg_purchase.buy(conn, name, customer_key(name), items, key, digest, now)
+                if done.short_name is not None and key is not None:
+                    # Short of stock, maybe because a request with this key took it while the
+                    # statement waited for the row: then that order is the answer.
+                    previous = self._replay_in(conn, key, digest)
+                    if previous is not None:
+                        return previous
+        except IntegrityError:
+            return None  # undone: a racing request wrote the key first
+        if done.short_name is not None:
+            raise _short(done.short_name, done.available)
+        if done.order_id is None:
+            return None
+        for wake in self.on_change:
+            wake()
+        return _order(done.order_id, name, items, done.total_cents, now)
 
     @staticmethod
     def _orders(conn: Connection, stmt: Any) -> list[Order]:
@@ -178,6 +202,18 @@ class OrderQueries(Database):
         stmt = in_window(stmt, since, until).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return self._orders(conn, stmt)
+
+
+def _order(order_id: int, name: str, items: list[OrderItem], total: int, now: datetime) -> Order:
+    return Order(
+        id=order_id,
+        customerName=name,
+        items=[
+            OrderItem.model_construct(productId=i.productId, quantity=i.quantity) for i in items
+        ],
+        totalAmount=money(total),
+        orderDate=iso(now),
+    )
 
 
 def check_merged(items: list[OrderItem]) -> None:
@@ -240,8 +276,11 @@ def _take_stock(conn: Connection, item: OrderItem, name: str) -> int:
     left = conn.execute(TAKE_STOCK, {"pid": item.productId, "qty": item.quantity}).scalar()
     if left is not None:
         return left
-    available = conn.scalar(STOCK_OF, {"pid": item.productId})
-    raise ShopError(f"Insufficient stock for {name}. Available: {available or 0}")
+    raise _short(name, conn.scalar(STOCK_OF, {"pid": item.productId}) or 0)
+
+
+def _short(name: str, available: int) -> ShopError:
+    return ShopError(f"Insufficient stock for {name}. Available: {available}")
 
 
 def in_window(stmt: Any, since: datetime | None, until: datetime | None) -> Any:
