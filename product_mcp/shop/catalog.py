@@ -12,9 +12,22 @@ sorting costs more than ranking them first (see `_match`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, false, func, literal_column, or_, select, text
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    bindparam,
+    case,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 
 from models import InventoryItem, Product, Recommendation
 from product_mcp.core.errors import NotFound
@@ -30,6 +43,15 @@ ROW_COLUMNS = (
     products.c.price_cents,
     inventory.c.quantity,
 )
+# Values reach the statements as these parameters, so one statement per shape (which filters,
+# whether pre-ranked) serves every call: building a select and its cache key per call was a
+# fifth of a search's CPU in api.py.
+TOP = bindparam("top", type_=Integer)
+LIMIT = bindparam("limit", type_=Integer)
+OFFSET = bindparam("offset", type_=Integer)
+MIN_CENTS = bindparam("min_cents", type_=Integer)
+MAX_CENTS = bindparam("max_cents", type_=Integer)
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
 class CatalogQueries(Database):
@@ -43,7 +65,31 @@ class CatalogQueries(Database):
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn
 
-    def _match(self, terms: list[str], top: int | None, narrow: list[Any]) -> Any | None:
+    def _rows(
+        self,
+        conn: Connection,
+        shape: tuple[Any, ...],
+        build: Callable[[bool], Any],
+        params: dict[str, Any],
+    ) -> list[Any]:
+        """Run the statement of this shape (its last item: pre-ranked or not), built once:
+        SQLite and PostgreSQL match through a parameter; the LIKE fallback writes its terms
+        into the statement, so it is built each time."""
+        key = (self.dialect, *shape)
+        stmt = _STATEMENTS.get(key)
+        if stmt is None:
+            stmt = build(shape[-1])
+            if self.dialect in ("sqlite", "postgresql"):
+                _STATEMENTS[key] = stmt
+        return list(conn.execute(stmt, params))
+
+    def _match_params(self, terms: list[str]) -> dict[str, Any]:
+        """The match's parameter for `terms`: FTS5's query (q) or the tsquery's text."""
+        if self.dialect == "sqlite":
+            return {"q": " OR ".join('"' + t.replace('"', '""') + '"*' for t in terms)}
+        return {"tsquery": " | ".join(f"'{t}':*" for t in terms)}
+
+    def _match(self, terms: list[str], top: bool, narrow: list[Any]) -> Any | None:
         """The products matching any term, as a subquery (id, rank; lower ranks first).
 
         With `top`, only the `top` best matches by (rank, id) leave it: joining every match of
@@ -56,29 +102,28 @@ class CatalogQueries(Database):
         if not terms:
             return None
         if self.dialect == "sqlite":
-            query = " OR ".join('"' + t.replace('"', '""') + '"*' for t in terms)
             rank = literal_column("bm25(products_fts, 10.0, 1.0)")
             rowid = literal_column("rowid")
             hits = (
                 select(rowid.label("id"), rank.label("rank"))
                 .select_from(text("products_fts"))
-                .where(text("products_fts MATCH :q").bindparams(q=query))
+                .where(text("products_fts MATCH :q").bindparams(bindparam("q", type_=String)))
             )
             order = [rank, rowid]  # the expression: FTS5 has a hidden column named "rank"
         else:
             if self.dialect == "postgresql":
-                where, rank = _tsquery_match(terms)
+                where, rank = _tsquery_match()
             else:
                 where, rank = _like_match(terms)
             ranked = rank.label("rank")
             hits = select(products.c.id, ranked).where(where, *narrow)
             order = [ranked, products.c.id]
-        if top is not None:
-            hits = hits.order_by(*order).limit(top)
+        if top:
+            hits = hits.order_by(*order).limit(TOP)
         return hits.subquery("hits")
 
     def _product_query(
-        self, terms: list[str], top: int | None = None, narrow: list[Any] | None = None
+        self, terms: list[str], top: bool = False, narrow: list[Any] | None = None
     ) -> tuple[Any, Any]:
         """(products with their stock, matching `terms`, best first; the rank column or None)."""
         narrow = [products.c.archived == false(), *(narrow or [])]
@@ -108,25 +153,61 @@ class CatalogQueries(Database):
             return []
 
         narrow = []
+        params: dict[str, Any] = {"limit": limit, "offset": offset, **self._match_params(terms)}
         if min_price is not None:
-            narrow.append(products.c.price_cents >= cents(min_price))
+            narrow.append(products.c.price_cents >= MIN_CENTS)
+            params["min_cents"] = cents(min_price)
         if max_price is not None:
-            narrow.append(products.c.price_cents <= cents(max_price))
+            narrow.append(products.c.price_cents <= MAX_CENTS)
+            params["max_cents"] = cents(max_price)
 
-        def query(top: int | None) -> Any:
+        def query(top: bool) -> Any:
             stmt, _ = self._product_query(terms, top, narrow)
             if in_stock is True:
                 stmt = stmt.where(inventory.c.quantity > 0)
             elif in_stock is False:
                 stmt = stmt.where(inventory.c.quantity == 0)
-            return stmt.limit(limit).offset(offset)
+            return stmt.limit(None if limit is None else LIMIT).offset(OFFSET)
 
-        top = self._top(terms, limit, offset)
+        shape = ("list", bool(terms), min_price is not None, max_price is not None, in_stock)
+        shape += (limit is None,)
+        top = params["top"] = self._top(terms, limit, offset)
         with self._read() as conn:
-            rows = list(conn.execute(query(top)))
+            rows = self._rows(conn, (*shape, top is not None), query, params)
             if top is not None and len(rows) < (limit or 0):
-                rows = list(conn.execute(query(None)))  # filters left too few: rank them all
+                rows = self._rows(conn, (*shape, False), query, params)  # too few: rank all
         return [product_of(r) for r in rows]
+
+    def _recommended(
+        self, conn: Connection, terms: list[str], budget: float | None, limit: int
+    ) -> list[Any]:
+        """Rows for `recommend`: the best in-stock matches within budget, else (nothing
+        matched) what is in stock, most plentiful first; each with its score."""
+        narrow = [] if budget is None else [products.c.price_cents <= MAX_CENTS]
+        params = {"limit": limit, **self._match_params(terms)}
+        if budget is not None:
+            params["max_cents"] = cents(budget)
+
+        def query(top: bool) -> Any:
+            stmt, rank = self._product_query(terms, top, narrow)
+            stmt = stmt.where(inventory.c.quantity > 0)
+            score = (rank if rank is not None else literal_column("0")).label("score")
+            return stmt.add_columns(score).limit(LIMIT)
+
+        def fallback(_top: bool) -> Any:
+            stmt, _ = self._product_query([], False, narrow)
+            stmt = stmt.where(inventory.c.quantity > 0).order_by(None)
+            stmt = stmt.order_by(inventory.c.quantity.desc(), products.c.id)
+            return stmt.add_columns(literal_column("0").label("score")).limit(LIMIT)
+
+        shape = ("recommend", bool(terms), budget is not None)
+        top = params["top"] = self._top(terms, limit, 0)
+        rows = self._rows(conn, (*shape, top is not None), query, params)
+        if top is not None and len(rows) < limit:
+            rows = self._rows(conn, (*shape, False), query, params)
+        if not rows:
+            rows = self._rows(conn, ("fallback", *shape[2:]), fallback, params)
+        return rows
 
     def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
         """How many best text matches to rank before filters, or None for all of them.
@@ -173,30 +254,8 @@ class CatalogQueries(Database):
         """In-stock products within budget, best preference match first, each with its reason."""
         terms = search_terms(preferences, drop_stopwords=True)
 
-        narrow = [] if budget is None else [products.c.price_cents <= cents(budget)]
-
-        def query(top: int | None) -> Any:
-            stmt, rank = self._product_query(terms, top, narrow)
-            stmt = stmt.where(inventory.c.quantity > 0)
-            score = (rank if rank is not None else literal_column("0")).label("score")
-            return stmt.add_columns(score).limit(limit)
-
-        top = self._top(terms, limit, 0)
         with self._read() as conn:
-            rows = list(conn.execute(query(top)))
-            if top is not None and len(rows) < limit:
-                rows = list(conn.execute(query(None)))
-            if not rows:  # nothing matched: still offer what is in stock, most plentiful first
-                fallback, _ = self._product_query([], None, narrow)
-                fallback = fallback.where(inventory.c.quantity > 0)
-                fallback = fallback.order_by(None).order_by(
-                    inventory.c.quantity.desc(), products.c.id
-                )
-                rows = list(
-                    conn.execute(
-                        fallback.add_columns(literal_column("0").label("score")).limit(limit)
-                    )
-                )
+            rows = self._recommended(conn, terms, budget, limit)
         within = f" and within the budget of {budget:g}" if budget is not None else ""
         out = []
         for r in rows:
@@ -215,7 +274,7 @@ class CatalogQueries(Database):
         return out
 
 
-def _tsquery_match(terms: list[str]) -> tuple[Any, Any]:
+def _tsquery_match() -> tuple[Any, Any]:
     """PostgreSQL: (match, rank) over the GIN-indexed tsvector column, FTS5's meaning.
 
     Each term becomes a quoted prefix ('term':*) normalised by the same configuration as the
@@ -229,9 +288,9 @@ def _tsquery_match(terms: list[str]) -> tuple[Any, Any]:
     to_tsquery(config, $1) is evaluated again for every matching row, twice (recheck and
     rank): 42 ms instead of 11 ms for the 14,000 matches of "wireless" in 100,000 products.
     """
-    query = " | ".join(f"'{t}':*" for t in terms)
     config = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
-    tsquery = select(func.to_tsquery(config, bindparam("tsquery", query))).scalar_subquery()
+    tsquery = select(func.to_tsquery(config, bindparam("tsquery", type_=String)))
+    tsquery = tsquery.scalar_subquery()
     vector = literal_column(f"products.{SEARCH_COLUMN}")
     weights = literal_column("'{0, 0, 0.1, 1.0}'::float4[]")
     return vector.op("@@")(tsquery), -func.ts_rank(weights, vector, tsquery, 1)
