@@ -49,6 +49,8 @@ ROW_COLUMNS = (
 TOP = bindparam("top", type_=Integer)
 LIMIT = bindparam("limit", type_=Integer)
 OFFSET = bindparam("offset", type_=Integer)
+# The most best matches ranked first (a bound parameter: an int4 on PostgreSQL).
+TOP_MAX = 1_000_000
 MIN_CENTS = bindparam("min_cents", type_=Integer)
 MAX_CENTS = bindparam("max_cents", type_=Integer)
 _STATEMENTS: dict[tuple[Any, ...], Any] = {}
@@ -217,7 +219,8 @@ class CatalogQueries(Database):
         """
         if not terms or limit is None:
             return None
-        return max(200, 8 * (limit + offset))
+        top = max(200, 8 * (limit + offset))
+        return top if top <= TOP_MAX else None  # a page that deep: rank them all
 
     def get_product(self, product_id: int) -> tuple[Product, int]:
         stmt = (
