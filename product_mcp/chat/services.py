@@ -84,6 +84,7 @@ def llm_settings(settings: Settings) -> LLMSettings:
     )
 
 
-def services(request: Request) -> ChatServices:
-    """FastAPI dependency: the app's ChatServices."""
+async def services(request: Request) -> ChatServices:
+    """FastAPI dependency: the app's ChatServices. Async on purpose: FastAPI runs a plain
+    `def` dependency in its thread pool, a thread hop (and two loop wake-ups) per request."""
     return request.app.state.chat
