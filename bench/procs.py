@@ -125,13 +125,17 @@ def make_databases(work: Path, s: Sizes) -> Databases:
     return Databases(seed_db, normal_db, big_db, stock)
 
 
+# Fresh interpreters, as a user runs them: one forked from the tests' forkserver would hold
+# every service's libraries (main.py's idle RSS read 136 instead of ~100 MiB). The smoke run
+# measures nothing, so it forks (each fresh start costs a second of CPU in the test suite).
+FRESH = True
+
+
 def start_many(specs: dict[str, Spec]) -> dict:
-    """Start several services at once (their start-up overlaps), then wait for each. Fresh
-    interpreters, as a user runs them: one forked from the tests' forkserver would hold every
-    service's libraries (main.py's idle RSS read 136 instead of ~100 MiB)."""
+    """Start several services at once (their start-up overlaps), then wait for each."""
     out: dict[str, Service] = {}
     for name, (args, port, env, _health) in specs.items():
-        out[name] = start(args, port=port, env=env, health_path=None, fresh=True)
+        out[name] = start(args, port=port, env=env, health_path=None, fresh=FRESH)
     try:
         for name, (_, _, _, health) in specs.items():
             if health is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import procs
 from bench.coldstart import cold_start
 from bench.layers import layers
 from bench.live import live
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     quiet_logging()
     sizes = SMOKE if a.smoke else FULL
+    procs.FRESH = not a.smoke
     out = a.out or (None if a.smoke else ROOT / "bench" / "results" / "latest.json")
     b = Bench(sizes, a.smoke)
     info = machine()
