@@ -184,6 +184,11 @@ def test_stale_session_after_a_quick_restart(env: Stack) -> None:
     assert r.status_code == 200, r.text
     # a tool that writes works too: the dead session is replaced before anything is sent
     env.restart("mcp")
+    # The SSE connection broke with the restart and reconnects in the background; a call
+    # racing that reconnect can wait past web.py's 5 s ready wait (an open SDK SSE handshake
+    # with a closing server hangs until the connect timeout: seen 1 run in ~6), so this waits
+    # for it: what is checked here is the Streamable HTTP session's stale id.
+    wait_for(lambda: servers(web)["shop-sse"]["status"] == "connected", what="shop-sse back")
     for i, server in enumerate(("shop-sse", "shop-http")):
         order = {"customerName": f"After restart {i}", "items": [{"productId": 4, "quantity": 1}]}
         r = call(web, server, "create_purchase", order)
