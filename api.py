@@ -329,24 +329,19 @@ def create_app(
         extra = getattr(exc, "body", None) or {}  # e.g. an import's errors by row and field
         return JSONResponse({"detail": exc.message, **extra}, status_code=exc.status)
 
-    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
     async def _database_lost(_: Request, exc: DBAPIError) -> JSONResponse:
         # The database dropped the connection under the request (a failover or restart of
-        # PostgreSQL, an administrator's pg_terminate_backend) or stayed locked too long: the
-        # transaction rolled back, the pool reconnects, the client may retry (a purchase with
-        # its Idempotency-Key cannot be placed twice).
+        # PostgreSQL, an administrator's pg_terminate_backend, a server turned read-only:
+        # shop/schema.py) or stayed locked too long: the transaction rolled back, the pool
+        # reconnects, the client may retry (a purchase with its Idempotency-Key cannot be
+        # placed twice). Any other database error stays a 500.
+        if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+            raise exc
         logging.getLogger("api").warning("database error, answered 503: %s", exc.orig)
         return JSONResponse(
             {"detail": DATABASE_LOST}, status_code=503, headers={"Retry-After": "1"}
         )
-
-    @app.exception_handler(DBAPIError)
-    async def _connection_dropped(_: Request, exc: DBAPIError) -> JSONResponse:
-        # Any other database error that cost the connection (e.g. a server that turned
-        # read-only in a failover, shop/schema.py): the same 503; anything else stays a 500.
-        if not exc.connection_invalidated:
-            raise exc
-        return await _database_lost(_, exc)
 
     app.add_middleware(
         BodyLimit, max_bytes=MAX_BODY, larger={"/api/products/import": MAX_IMPORT_BYTES}
