@@ -20,6 +20,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 
+from product_mcp.chat.keepalive import KeepAliveTransport
 from product_mcp.chat.server_messages import ServerMessages
 
 CLIENT_INFO = Implementation(name="product-mcp-web", version="0.1.0")
@@ -56,12 +57,17 @@ class SessionOpener(ServerMessages):
                 assert cfg.url is not None
                 # Our own client (not create_mcp_http_client) for the response hook: the SDK
                 # reports a refused request as "Server returned an error response" without
-                # the status, which is what a user needs to fix (401 → missing token).
+                # the status, which is what a user needs to fix (401 → missing token); and
+                # for the transport that keeps a tool call's connection (chat/keepalive.py).
                 http = await stack.enter_async_context(
                     httpx2.AsyncClient(
                         headers=cfg.headers or None,
                         timeout=httpx2.Timeout(self.connect_timeout, read=300.0),
-                        limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+                        transport=KeepAliveTransport(
+                            httpx2.AsyncHTTPTransport(
+                                limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+                            )
+                        ),
                         event_hooks={"response": [self._note_response]},
                     )
                 )

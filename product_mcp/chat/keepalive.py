@@ -1,0 +1,80 @@
+"""Keeping the HTTP connection of a reply the MCP SDK closes early.
+
+The SDK stops reading a `tools/call` SSE reply at its result and closes it, a moment before
+the server ends the stream. httpcore keeps a connection only once a reply was read to its end,
+so every tool call opened a new TCP connection (web.py and main.py each paid the connect,
+accept and close). Like Go's HTTP client, this transport reads what is left of such a reply,
+if it ends soon and is small, so the connection goes back to the pool; otherwise it closes
+it, as before. It uses only httpx's public transport and stream interfaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import anyio
+import httpx2
+
+DRAIN_MAX_BYTES = 64 * 1024  # more than the end of a reply: not worth a connection
+DRAIN_SECONDS = 0.25  # a stream the server does not end at once is closed, as before
+
+
+class _DrainOnClose(httpx2.AsyncByteStream):
+    """A reply body that, closed before its end, first reads the rest if it comes at once."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream) -> None:
+        self._stream = stream
+        self._chunks = stream.__aiter__()  # one iterator over the body, the reader's and ours
+        self._ended = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Not `async for`: the reader dropping this generator must leave the body's iterator
+        # open for aclose (an abandoned generator is closed later, by the garbage collector).
+        while True:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            if not self._ended:
+                await self._drain()
+        finally:
+            try:
+                if isinstance(self._chunks, AsyncGenerator):
+                    await self._chunks.aclose()  # not at the end: the connection is closed
+            finally:
+                await self._stream.aclose()
+
+    async def _drain(self) -> None:
+        left = DRAIN_MAX_BYTES
+        with anyio.move_on_after(DRAIN_SECONDS):
+            try:
+                while left >= 0:
+                    left -= len(await self._chunks.__anext__())
+            except StopAsyncIteration:
+                self._ended = True
+            except httpx2.TransportError:
+                pass  # the connection is gone anyway: closing it is all that is left
+
+
+class KeepAliveTransport(httpx2.AsyncBaseTransport):
+    """httpx's own transport, with POST replies closed early read to their end first.
+
+    Only POST replies: a GET is the server's long-lived event stream, which never ends soon.
+    """
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method == "POST" and isinstance(response.stream, httpx2.AsyncByteStream):
+            response.stream = _DrainOnClose(response.stream)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,175 @@
+"""web.py's MCP connections keep their TCP connection across tool calls (chat/keepalive.py).
+
+The SDK closes each `tools/call` SSE reply at its result, before the server ends it; without
+KeepAliveTransport every call opened a new connection. Counted the way the network sees it:
+TCP connects (httpcore's trace), or the client ports the server saw (tests/mini_mcp.py). The hostile
+side: a reply that never ends, or sends a lot after the point where the client stopped, is
+closed as before, and the next request works on a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from product_mcp.chat.keepalive import DRAIN_MAX_BYTES, KeepAliveTransport
+from tests.inproc import web_app
+from tests.mini_mcp import build_app, make_server
+from tests.servers import ThreadServer
+
+pytestmark = pytest.mark.anyio
+
+
+class PortLog:
+    """ASGI middleware noting the client port of every POST (one port = one connection)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.ports: list[int] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            self.ports.append(scope["client"][1])
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def mini() -> Iterator[tuple[ThreadServer, PortLog]]:
+    """tests/mini_mcp.py's server in a thread, its POSTs' client ports noted."""
+    log = PortLog(build_app(make_server()))
+    with ThreadServer(log) as server:
+        yield server, log
+
+
+def _counting_client(transport: httpx2.AsyncBaseTransport, connects: list[str]) -> Any:
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name == "connection.connect_tcp.complete":
+            connects.append(name)
+
+    async def add_trace(request: httpx2.Request) -> None:
+        request.extensions["trace"] = trace
+
+    return httpx2.AsyncClient(transport=transport, event_hooks={"request": [add_trace]})
+
+
+async def _connects_for_calls(url: str, transport: httpx2.AsyncBaseTransport, calls: int) -> int:
+    connects: list[str] = []
+    async with (
+        _counting_client(transport, connects) as http,
+        Client(streamable_http_client(url, http_client=http), mode="legacy") as c,
+    ):
+        before = len(connects)
+        for _ in range(calls):
+            result = await c.call_tool("echo", {"text": "hi"})
+            assert not result.is_error, result.content
+        return len(connects) - before
+
+
+async def test_the_sdk_needs_it(mini: tuple[ThreadServer, PortLog]) -> None:
+    """Through the SDK's client alone: a connection per call as shipped, one with ours."""
+    url = f"{mini[0].url}/mcp"
+    kept = await _connects_for_calls(url, KeepAliveTransport(httpx2.AsyncHTTPTransport()), 6)
+    plain = await _connects_for_calls(url, httpx2.AsyncHTTPTransport(), 6)
+    assert kept <= 2, f"{kept} new connections for 6 calls"  # calls + the GET stream
+    assert plain >= 5, f"without KeepAliveTransport only {plain} connections: still needed?"
+
+
+def test_web_py_calls_share_one_connection(
+    mini: tuple[ThreadServer, PortLog], tmp_path: Path
+) -> None:
+    server, log = mini
+    with web_app(tmp_path, {"mini": {"url": f"{server.url}/mcp"}}) as web:
+        body = {"server": "mini", "name": "echo", "args": {"text": "hi"}}
+        assert web.post("/api/call-tool", json=body).json()["isError"] is False
+        first = len(log.ports)
+        for _ in range(6):
+            assert web.post("/api/call-tool", json=body).json()["isError"] is False
+        ports = set(log.ports[first:])
+    assert len(ports) == 1, f"6 calls from web.py came on {len(ports)} connections"
+
+
+# --- a server's replies after the point where the client stopped reading -------------------
+
+
+async def _reply(send: Any, first: bytes, rest: AsyncIterator[bytes]) -> None:
+    head = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"text/event-stream")],
+    }
+    await send(head)
+    await send({"type": "http.response.body", "body": first, "more_body": True})
+    async for chunk in rest:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _soon() -> AsyncIterator[bytes]:
+    await asyncio.sleep(0.02)
+    yield b"data: end\n\n"
+
+
+async def _never() -> AsyncIterator[bytes]:
+    while True:
+        await asyncio.sleep(0.01)
+        yield b": still here\n\n"
+
+
+async def _flood() -> AsyncIterator[bytes]:
+    for _ in range(4 * DRAIN_MAX_BYTES // 1024):
+        yield b"x" * 1024
+
+
+async def tail_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """`/soon` ends 20 ms after its first event, `/never` never ends, `/flood` sends 256 KiB
+    more; each reply's first event names the client port (one port = one connection)."""
+    if scope["type"] != "http":
+        return
+    first = f"data: {scope['client'][1]}\n\n".encode()
+    tails = {"/soon": _soon, "/never": _never, "/flood": _flood}
+    await _reply(send, first, tails[scope["path"]]())
+
+
+@pytest.fixture(scope="module")
+def tails() -> Iterator[ThreadServer]:
+    with ThreadServer(tail_app) as server:
+        yield server
+
+
+async def _first_event(http: httpx2.AsyncClient, method: str, url: str) -> str:
+    """The client port the server saw, read from the first event; the reply closed there."""
+    async with http.stream(method, url) as response:
+        async for line in response.aiter_lines():
+            return line.removeprefix("data: ")
+    raise AssertionError("no event")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kept"),
+    [
+        ("POST", "/soon", True),
+        ("POST", "/never", False),
+        ("POST", "/flood", False),
+        ("GET", "/soon", False),
+    ],
+)
+async def test_a_reply_closed_early(
+    tails: ThreadServer, method: str, path: str, kept: bool
+) -> None:
+    """Kept only when the rest is small and comes at once, and only for POST (a GET is an
+    event stream); otherwise closed, and the next request works on a new connection."""
+    async with httpx2.AsyncClient(
+        transport=KeepAliveTransport(httpx2.AsyncHTTPTransport())
+    ) as http:
+        with anyio.fail_after(10):  # a hang guard, not a timing check
+            first = await _first_event(http, method, tails.url + path)
+            second = await _first_event(http, method, tails.url + path)
+    assert (first == second) is kept, (first, second)
