@@ -1,12 +1,12 @@
 """Products, stock, search and recommendations: the read side of the catalogue.
 
 Full-text search is per dialect with one meaning, any query term as a word prefix after
-stemming: SQLite's FTS5 ranked by bm25, PostgreSQL's tsvector column (GIN index) ranked by
-ts_rank, a portable LIKE ranking elsewhere. Names weigh ten times descriptions in both
-rankers (bm25 saturates that); where their orders differ, and why, is stated and tested in
-tests/api/test_search_dialects.py. The rest is portable SQL. Why the `top` pre-ranking, on
-both databases: joining every match of a common word with products and inventory before
-sorting costs more than ranking them first (see `_match`).
+stemming: SQLite's FTS5 ranked by bm25, PostgreSQL's tsvectors (GIN index, in the narrow
+`product_search` table) ranked by ts_rank, a portable LIKE ranking elsewhere. Names weigh ten
+times descriptions in both rankers (bm25 saturates that); where their orders differ, and why,
+is stated and tested in tests/api/test_search_dialects.py. The rest is portable SQL. Why the
+`top` pre-ranking, on both databases: joining every match of a common word with products and
+inventory before sorting costs more than ranking them first (see `_match`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     String,
+    Table,
     bindparam,
     case,
     false,
@@ -32,7 +33,7 @@ from sqlalchemy import (
 from models import InventoryItem, Product, Recommendation
 from product_mcp.core.errors import NotFound
 from product_mcp.shop.database import Database
-from product_mcp.shop.schema import SEARCH_COLUMN, SEARCH_CONFIG, inventory, products
+from product_mcp.shop.schema import SEARCH_CONFIG, inventory, product_search, products
 from product_mcp.shop.values import cents, product_of, search_terms
 
 # What a listing or a recommendation reads: no SKU, no archived flag (both filtered already).
@@ -54,6 +55,8 @@ TOP_MAX = 1_000_000
 MIN_CENTS = bindparam("min_cents", type_=Integer)
 MAX_CENTS = bindparam("max_cents", type_=Integer)
 _STATEMENTS: dict[tuple[Any, ...], Any] = {}
+# Which price bounds a call gives: (minimum?, maximum?).
+Prices = tuple[bool, bool]
 
 
 class CatalogQueries(Database):
@@ -91,15 +94,16 @@ class CatalogQueries(Database):
             return {"q": " OR ".join('"' + t.replace('"', '""') + '"*' for t in terms)}
         return {"tsquery": " | ".join(f"'{t}':*" for t in terms)}
 
-    def _match(self, terms: list[str], top: bool, narrow: list[Any]) -> Any | None:
+    def _match(self, terms: list[str], top: bool, prices: Prices) -> Any | None:
         """The products matching any term, as a subquery (id, rank; lower ranks first).
 
         With `top`, only the `top` best matches by (rank, id) leave it: joining every match of
         a common word with products and inventory before sorting costs more than ranking them
         first (14,000 matches of "wireless" in 100,000 products: on SQLite 27 ms vs 16 ms; on
-        PostgreSQL a hash join of all of them with inventory, 33 ms vs 11 ms). `narrow` are
-        conditions on products alone (archived, price): PostgreSQL applies them before ranking,
-        so fewer pages come back short; FTS5's table has no such columns.
+        PostgreSQL a hash join of all of them with inventory, 33 ms vs 11 ms). The conditions
+        on products alone (`_narrow`: archived, price) are applied before ranking on
+        PostgreSQL, from `product_search`'s own copies, so fewer pages come back short; FTS5's
+        table has no such columns.
         """
         if not terms:
             return None
@@ -114,27 +118,28 @@ class CatalogQueries(Database):
             order = [rank, rowid]  # the expression: FTS5 has a hidden column named "rank"
         else:
             if self.dialect == "postgresql":
+                table, key = product_search, product_search.c.product_id
                 where, rank = _tsquery_match()
             else:
+                table, key = products, products.c.id
                 where, rank = _like_match(terms)
             ranked = rank.label("rank")
-            hits = select(products.c.id, ranked).where(where, *narrow)
-            order = [ranked, products.c.id]
+            hits = select(key.label("id"), ranked).where(where, *_narrow(table, prices))
+            order = [ranked, key]
         if top:
             hits = hits.order_by(*order).limit(TOP)
         return hits.subquery("hits")
 
     def _product_query(
-        self, terms: list[str], top: bool = False, narrow: list[Any] | None = None
+        self, terms: list[str], top: bool = False, prices: Prices = (False, False)
     ) -> tuple[Any, Any]:
         """(products with their stock, matching `terms`, best first; the rank column or None)."""
-        narrow = [products.c.archived == false(), *(narrow or [])]
         base = (
             select(*ROW_COLUMNS)
             .join(inventory, inventory.c.product_id == products.c.id)
-            .where(*narrow)
+            .where(*_narrow(products, prices))
         )
-        hits = self._match(terms, top, narrow)
+        hits = self._match(terms, top, prices)
         if hits is None:
             return base.order_by(products.c.id), None
         base = base.join(hits, hits.c.id == products.c.id)
@@ -154,24 +159,22 @@ class CatalogQueries(Database):
         if q and not terms:
             return []
 
-        narrow = []
         params: dict[str, Any] = {"limit": limit, "offset": offset, **self._match_params(terms)}
         if min_price is not None:
-            narrow.append(products.c.price_cents >= MIN_CENTS)
             params["min_cents"] = cents(min_price)
         if max_price is not None:
-            narrow.append(products.c.price_cents <= MAX_CENTS)
             params["max_cents"] = cents(max_price)
+        prices = (min_price is not None, max_price is not None)
 
         def query(top: bool) -> Any:
-            stmt, _ = self._product_query(terms, top, narrow)
+            stmt, _ = self._product_query(terms, top, prices)
             if in_stock is True:
                 stmt = stmt.where(inventory.c.quantity > 0)
             elif in_stock is False:
                 stmt = stmt.where(inventory.c.quantity == 0)
             return stmt.limit(None if limit is None else LIMIT).offset(OFFSET)
 
-        shape = ("list", bool(terms), min_price is not None, max_price is not None, in_stock)
+        shape = ("list", bool(terms), *prices, in_stock)
         shape += (limit is None,)
         top = params["top"] = self._top(terms, limit, offset)
         with self._read() as conn:
@@ -185,19 +188,19 @@ class CatalogQueries(Database):
     ) -> list[Any]:
         """Rows for `recommend`: the best in-stock matches within budget, else (nothing
         matched) what is in stock, most plentiful first; each with its score."""
-        narrow = [] if budget is None else [products.c.price_cents <= MAX_CENTS]
+        prices = (False, budget is not None)
         params = {"limit": limit, **self._match_params(terms)}
         if budget is not None:
             params["max_cents"] = cents(budget)
 
         def query(top: bool) -> Any:
-            stmt, rank = self._product_query(terms, top, narrow)
+            stmt, rank = self._product_query(terms, top, prices)
             stmt = stmt.where(inventory.c.quantity > 0)
             score = (rank if rank is not None else literal_column("0")).label("score")
             return stmt.add_columns(score).limit(LIMIT)
 
         def fallback(_top: bool) -> Any:
-            stmt, _ = self._product_query([], False, narrow)
+            stmt, _ = self._product_query([], False, prices)
             stmt = stmt.where(inventory.c.quantity > 0).order_by(None)
             stmt = stmt.order_by(inventory.c.quantity.desc(), products.c.id)
             return stmt.add_columns(literal_column("0").label("score")).limit(LIMIT)
@@ -277,11 +280,22 @@ class CatalogQueries(Database):
         return out
 
 
+def _narrow(table: Table, prices: Prices) -> list[Any]:
+    """The conditions on a product alone, on `table`'s columns (products, or product_search's
+    copies): not archived, and the price bounds that `prices` (min?, max?) says are given."""
+    out = [table.c.archived == false()]
+    if prices[0]:
+        out.append(table.c.price_cents >= MIN_CENTS)
+    if prices[1]:
+        out.append(table.c.price_cents <= MAX_CENTS)
+    return out
+
+
 def _tsquery_match() -> tuple[Any, Any]:
-    """PostgreSQL: (match, rank) over the GIN-indexed tsvector column, FTS5's meaning.
+    """PostgreSQL: (match, rank) over product_search's GIN-indexed tsvectors, FTS5's meaning.
 
     Each term becomes a quoted prefix ('term':*) normalised by the same configuration as the
-    column, ORed, as the SQLite query is; `search_terms` keeps only word characters, so no
+    vectors, ORed, as the SQLite query is; `search_terms` keeps only word characters, so no
     term can carry tsquery syntax. ts_rank weights names (A) 1.0 and descriptions (B) 0.1
     (bm25's 10 to 1) and divides by 1 + log(words in the product), as bm25 favours shorter
     products; ts_rank has no term rarity (IDF) and counts repeats differently (see the test).
@@ -294,7 +308,7 @@ def _tsquery_match() -> tuple[Any, Any]:
     config = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
     tsquery = select(func.to_tsquery(config, bindparam("tsquery", type_=String)))
     tsquery = tsquery.scalar_subquery()
-    vector = literal_column(f"products.{SEARCH_COLUMN}")
+    vector = product_search.c.search_vector
     weights = literal_column("'{0, 0, 0.1, 1.0}'::float4[]")
     return vector.op("@@")(tsquery), -func.ts_rank(weights, vector, tsquery, 1)
 

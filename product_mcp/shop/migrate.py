@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, inspect, text
 
 from product_mcp.core.errors import ProductMcpError
-from product_mcp.shop.schema import SEARCH_COLUMN, SEARCH_INDEX, SEARCH_TABLE
+from product_mcp.shop.schema import PG_SEARCH_TABLE, SEARCH_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -48,14 +48,11 @@ class SchemaNotCurrent(ProductMcpError):
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """What autogenerate compares: not the full-text index, which the baseline made by hand
-    (FTS5 on SQLite, a generated tsvector column on PostgreSQL) and `metadata` leaves out."""
+    """What autogenerate compares: not the full-text index, which the migrations made by hand
+    (FTS5 on SQLite, the `product_search` table on PostgreSQL) and `metadata` leaves out."""
     if type_ == "table":
-        return not str(name).startswith(SEARCH_TABLE)  # with FTS5's shadow tables
-    if type_ == "column":
-        return name != SEARCH_COLUMN
-    if type_ == "index":
-        return name != SEARCH_INDEX
+        # with FTS5's shadow tables
+        return not str(name).startswith(SEARCH_TABLE) and name != PG_SEARCH_TABLE
     return True
 
 

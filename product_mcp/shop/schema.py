@@ -2,8 +2,10 @@
 
 `metadata` describes the tables as the queries see them; the database itself is created and
 changed only by the Alembic migrations in `migrations/` (run at start by `migrate.py`). The
-full-text index is not in `metadata`: it is per dialect (an FTS5 table on SQLite, a generated
-`tsvector` column on PostgreSQL), made by the migrations and read through the names below.
+full-text index is not in `metadata`: it is per dialect (an FTS5 table on SQLite; on
+PostgreSQL `product_search`, a narrow table of each product's `tsvector` kept in step by
+triggers), made by the migrations and read through the names below (`product_search` is
+described in a MetaData of its own, so nothing creates or compares it on SQLite).
 
 Money is stored as integer cents so totals add up exactly; the JSON API converts to the seed's
 float prices at the edge. Stock can only go down through a conditional UPDATE (`orders.py`), and
@@ -32,6 +34,7 @@ from sqlalchemy import (
     event,
     false,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 
 metadata = MetaData()
@@ -43,8 +46,7 @@ metadata = MetaData()
 PG_POOL = 8
 
 SEARCH_TABLE = "products_fts"  # SQLite: the FTS5 table over products (and its shadow tables)
-SEARCH_COLUMN = "search_vector"  # PostgreSQL: products' generated tsvector column
-SEARCH_INDEX = "ix_products_search_vector"  # PostgreSQL: the column's GIN index
+PG_SEARCH_TABLE = "product_search"  # PostgreSQL: the table of tsvectors (0004_search_table)
 SEARCH_CONFIG = "shop_search"  # PostgreSQL: its text search configuration
 
 products = Table(
@@ -95,6 +97,16 @@ idempotency_keys = Table(
     Column("order_id", Integer, ForeignKey("orders.id"), nullable=False),
 )
 
+# PostgreSQL only: what ranking and its filters read, one row per product (GIN-indexed
+# `search_vector`: names weight A, descriptions B), written by triggers on `products`.
+product_search = Table(
+    PG_SEARCH_TABLE,
+    MetaData(),
+    Column("product_id", Integer, primary_key=True),
+    Column("archived", Boolean, nullable=False),
+    Column("price_cents", Integer, nullable=False),
+    Column("search_vector", TSVECTOR, nullable=False),
+)
 
 # 64-bit on PostgreSQL; SQLite's INTEGER is 64-bit already (and only INTEGER aliases the rowid).
 SEQ = BigInteger().with_variant(Integer, "sqlite")

@@ -146,17 +146,67 @@ def test_baseline_database_upgrades_to_live_inventory_in_place(url: str) -> None
 
 def test_live_inventory_database_upgrades_to_search_speed(url: str) -> None:
     """A database at 0002_live_inventory: on PostgreSQL the search index's pending list is
-    capped at 256 kB (searches read it whole), on SQLite nothing changes; search still works."""
-    reloptions = "SELECT reloptions FROM pg_class WHERE relname = 'ix_products_search_vector'"
+    capped at 256 kB (searches read it whole; since 0004 the index is product_search's), on
+    SQLite nothing changes; search still works."""
+    reloptions = "SELECT reloptions FROM pg_class WHERE relname = '{}'"
     with shop_on(url) as shop:
         shop.init()
         with shop.engine.begin() as conn:
             command.downgrade(config(conn), "0002_live_inventory")
         postgresql = shop.engine.dialect.name == "postgresql"
         if postgresql:
-            assert _scalar(shop.engine, reloptions) is None
+            assert _scalar(shop.engine, reloptions.format("ix_products_search_vector")) is None
         assert shop.init() == ("0002_live_inventory", HEAD)
         if postgresql:
-            assert _scalar(shop.engine, reloptions) == ["gin_pending_list_limit=256"]
+            limit = _scalar(shop.engine, reloptions.format("ix_product_search_vector"))
+            assert limit == ["gin_pending_list_limit=256"]
         shop.add_products([("Trail Earbuds", 1_000, "sweat-proof", 3)])
         assert [p.id for p in shop.list_products(q="earbuds", limit=10)] == [5, 2]
+
+
+WIRELESS = "to_tsquery('shop_search', 'wireless:* | earbuds:*')"
+
+
+def _ranks(engine: Engine, table: str, key: str) -> dict[int, float]:
+    """Each product matching "wireless earbuds" in `table`'s tsvectors, with its ts_rank."""
+    weights = "'{0, 0, 0.1, 1.0}'::float4[]"
+    sql = (
+        f"SELECT {key}, ts_rank({weights}, search_vector, {WIRELESS}, 1) FROM {table} "
+        f"WHERE search_vector @@ {WIRELESS}"
+    )
+    with engine.connect() as conn:
+        return {key: rank for key, rank in conn.execute(text(sql))}
+
+
+def test_search_speed_database_upgrades_to_search_table(url: str) -> None:
+    """A database at 0003_search_speed whose products were added, renamed, repriced and
+    archived: on PostgreSQL the tsvectors move from products' column to product_search (a row
+    per product, the same matches and ts_rank scores, the column gone) and search answers as
+    before; on SQLite nothing changes."""
+    with shop_on(url) as shop:
+        shop.init()
+        with shop.engine.begin() as conn:
+            command.downgrade(config(conn), "0003_search_speed")
+        shop.add_products([("Trail Earbuds", 1_000, "sweat-proof", 3), ("Desk Lamp", 2_500, "", 1)])
+        with shop.engine.begin() as conn:
+            conn.execute(text("UPDATE products SET name = 'Wireless Lamp' WHERE id = 6"))
+            conn.execute(text("UPDATE products SET price_cents = 500 WHERE id = 5"))
+            conn.execute(text("UPDATE products SET archived = true WHERE id = 1"))
+        postgresql = shop.engine.dialect.name == "postgresql"
+        if postgresql:
+            before = _ranks(shop.engine, "products", "id")
+            assert set(before) == {2, 5, 6}
+        assert shop.init() == ("0003_search_speed", HEAD)
+        if postgresql:
+            assert _ranks(shop.engine, "product_search", "product_id") == before
+            copies = "SELECT product_id, archived, price_cents FROM product_search ORDER BY 1"
+            products = "SELECT id, archived, price_cents FROM products ORDER BY 1"
+            with shop.engine.connect() as conn:
+                assert conn.execute(text(copies)).all() == conn.execute(text(products)).all()
+                columns = {c["name"] for c in inspect(conn).get_columns("products")}
+            assert "search_vector" not in columns
+        found = [p.id for p in shop.list_products(q="wireless earbuds", limit=10)]
+        assert sorted(found) == [2, 5, 6]
+        if postgresql:
+            assert found == sorted(before, key=lambda i: (-before[i], i))
+        assert [p.id for p in shop.list_products(q="earbuds", max_price=5.0)] == [5]

@@ -216,7 +216,7 @@ POSTGRES_PREVIOUS = [
 
 def test_previous_release_postgresql_database_is_adopted(tmp_path: Path) -> None:
     """A database the previous release made on PostgreSQL (tried by hand then) gets the
-    search column and its GIN index, keeps its rows, and has a fresh database's shape."""
+    search table and its GIN index, keeps its rows, and has a fresh database's shape."""
     with (
         fresh_postgres("previous") as old_url,
         fresh_postgres("fresh") as fresh_url,
@@ -235,11 +235,11 @@ def test_previous_release_postgresql_database_is_adopted(tmp_path: Path) -> None
             conn.execute(text("SET LOCAL enable_seqscan = off"))
             plan = conn.execute(
                 text(
-                    "EXPLAIN SELECT id FROM products WHERE search_vector @@ "
+                    "EXPLAIN SELECT product_id FROM product_search WHERE search_vector @@ "
                     "to_tsquery('shop_search', 'lamp:*')"
                 )
             ).all()
-        assert "ix_products_search_vector" in " ".join(r[0] for r in plan)
+        assert "ix_product_search_vector" in " ".join(r[0] for r in plan)
 
 
 # --- api.py --no-migrate, as a process ------------------------------------------------------
