@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, inspect, text
 
 from product_mcp.core.errors import ProductMcpError
-from product_mcp.shop.schema import PG_SEARCH_TABLE, SEARCH_TABLE
+from product_mcp.shop.schema import PG_SEARCH_TABLE, PG_SEARCH_WORDS, SEARCH_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
+PG_SEARCH = (PG_SEARCH_TABLE, PG_SEARCH_WORDS)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 _REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
@@ -49,10 +50,11 @@ class SchemaNotCurrent(ProductMcpError):
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     """What autogenerate compares: not the full-text index, which the migrations made by hand
-    (FTS5 on SQLite, the `product_search` table on PostgreSQL) and `metadata` leaves out."""
+    (FTS5 on SQLite; on PostgreSQL the `product_search` table and its words) and `metadata`
+    leaves out."""
     if type_ == "table":
         # with FTS5's shadow tables
-        return not str(name).startswith(SEARCH_TABLE) and name != PG_SEARCH_TABLE
+        return not str(name).startswith(SEARCH_TABLE) and name not in PG_SEARCH
     return True
 
 

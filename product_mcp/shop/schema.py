@@ -47,6 +47,7 @@ PG_POOL = 8
 
 SEARCH_TABLE = "products_fts"  # SQLite: the FTS5 table over products (and its shadow tables)
 PG_SEARCH_TABLE = "product_search"  # PostgreSQL: the table of tsvectors (0004_search_table)
+PG_SEARCH_WORDS = "search_words"  # PostgreSQL: every word those vectors hold (0004)
 SEARCH_CONFIG = "shop_search"  # PostgreSQL: its text search configuration
 
 products = Table(

@@ -181,8 +181,8 @@ def _ranks(engine: Engine, table: str, key: str) -> dict[int, float]:
 def test_search_speed_database_upgrades_to_search_table(url: str) -> None:
     """A database at 0003_search_speed whose products were added, renamed, repriced and
     archived: on PostgreSQL the tsvectors move from products' column to product_search (a row
-    per product, the same matches and ts_rank scores, the column gone) and search answers as
-    before; on SQLite nothing changes."""
+    per product, the same matches and ts_rank scores, their words listed, the column gone) and
+    search answers as before; on SQLite nothing changes."""
     with shop_on(url) as shop:
         shop.init()
         with shop.engine.begin() as conn:
@@ -199,6 +199,8 @@ def test_search_speed_database_upgrades_to_search_table(url: str) -> None:
         assert shop.init() == ("0003_search_speed", HEAD)
         if postgresql:
             assert _ranks(shop.engine, "product_search", "product_id") == before
+            words = "SELECT count(*) FROM search_words WHERE word IN ('wireless', 'earbud', 'lamp')"
+            assert _scalar(shop.engine, words) == 3
             copies = "SELECT product_id, archived, price_cents FROM product_search ORDER BY 1"
             products = "SELECT id, archived, price_cents FROM products ORDER BY 1"
             with shop.engine.connect() as conn:

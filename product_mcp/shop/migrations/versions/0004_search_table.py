@@ -31,32 +31,42 @@ down_revision = "0003_search_speed"
 branch_labels = None
 depends_on = None
 TABLE = "product_search"
+WORDS = "search_words"
 INDEX = "ix_product_search_vector"
 OLD_INDEX = "ix_products_search_vector"  # the column's index, made by 0001_baseline
 PENDING_KB = 256  # as 0003_search_speed
+MAX_WORDS = 16  # a prefix covering more words is left to the index's own prefix scan
 VECTOR = (  # 0001_baseline's PG_VECTOR, over a function's arguments
     "setweight(to_tsvector('shop_search', name), 'A')"
     " || setweight(to_tsvector('shop_search', description), 'B')"
 )
+# A word as tsquery input: quoted, its quotes and backslashes escaped.
+QUOTED = "'''' || replace(replace(word, '\\', '\\\\'), '''', '''''') || ''''"
 UPGRADE = [
     f"""CREATE TABLE {TABLE} (
         product_id INTEGER PRIMARY KEY REFERENCES products (id) ON DELETE CASCADE,
         archived BOOLEAN NOT NULL,
         price_cents INTEGER NOT NULL,
         search_vector TSVECTOR NOT NULL)""",
+    f'CREATE TABLE {WORDS} (word TEXT COLLATE "C" PRIMARY KEY)',
     f"""CREATE FUNCTION product_search_vector(name TEXT, description TEXT) RETURNS TSVECTOR
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {VECTOR} $$""",
     f"""CREATE FUNCTION product_search_sync() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+    DECLARE
+        vector TSVECTOR := product_search_vector(NEW.name, NEW.description);
     BEGIN
         IF TG_OP = 'INSERT' THEN
             INSERT INTO {TABLE} (product_id, archived, price_cents, search_vector)
-            VALUES (NEW.id, NEW.archived, NEW.price_cents,
-                    product_search_vector(NEW.name, NEW.description));
+            VALUES (NEW.id, NEW.archived, NEW.price_cents, vector);
         ELSE
             UPDATE {TABLE} SET archived = NEW.archived, price_cents = NEW.price_cents,
-                search_vector = product_search_vector(NEW.name, NEW.description)
+                search_vector = vector
             WHERE product_id = NEW.id;
         END IF;
+        INSERT INTO {WORDS} (word)
+        SELECT w FROM unnest(tsvector_to_array(vector)) AS w
+        WHERE NOT EXISTS (SELECT FROM {WORDS} AS known WHERE known.word = w COLLATE "C")
+        ON CONFLICT DO NOTHING;
         RETURN NULL;
     END $$""",
     """CREATE TRIGGER product_search_insert AFTER INSERT ON products
@@ -66,9 +76,32 @@ UPGRADE = [
         WHEN ((OLD.name, OLD.description, OLD.price_cents, OLD.archived)
               IS DISTINCT FROM (NEW.name, NEW.description, NEW.price_cents, NEW.archived))
         EXECUTE FUNCTION product_search_sync()""",
+    # The query the GIN index is asked, for terms each meant as a prefix: a term that is one
+    # word whose prefix covers 1 to MAX_WORDS known words becomes those words, exactly (the
+    # known words are the first ones >= it in byte order: all that start with it come
+    # first); any other term stays the prefix to_tsquery makes of it.
+    f"""CREATE FUNCTION product_search_query(terms TEXT[]) RETURNS TSQUERY
+        LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+    BEGIN
+        RETURN (SELECT CAST(string_agg('(' || part || ')', ' | ') AS TSQUERY) FROM (
+            SELECT CASE WHEN CAST(prefix AS TEXT) = quote_literal(lexeme) || ':*'
+                             AND covered.n BETWEEN 1 AND {MAX_WORDS}
+                        THEN covered.words ELSE CAST(prefix AS TEXT) END AS part
+            FROM unnest(terms) AS term,
+            LATERAL (SELECT to_tsquery('shop_search', quote_literal(term) || ':*') AS prefix,
+                            (tsvector_to_array(to_tsvector('shop_search', term)))[1] AS lexeme
+                    ) AS parsed,
+            LATERAL (SELECT count(*) AS n, string_agg({QUOTED}, ' | ') AS words
+                     FROM (SELECT word FROM {WORDS} WHERE word >= parsed.lexeme COLLATE "C"
+                           ORDER BY word LIMIT {MAX_WORDS + 1}) AS next_words
+                     WHERE starts_with(word, parsed.lexeme)) AS covered
+        ) AS parts WHERE part <> '');
+    END $$""",
     f"""INSERT INTO {TABLE} (product_id, archived, price_cents, search_vector)
         SELECT id, archived, price_cents, product_search_vector(name, description)
         FROM products""",
+    f"""INSERT INTO {WORDS} (word)
+        SELECT DISTINCT w FROM {TABLE}, unnest(tsvector_to_array(search_vector)) AS w""",
     f"CREATE INDEX {INDEX} ON {TABLE} USING gin (search_vector)"
     f" WITH (gin_pending_list_limit = {PENDING_KB})",
     "ALTER TABLE products DROP COLUMN search_vector",  # and its index
@@ -79,8 +112,10 @@ DOWNGRADE = [
     f" WITH (gin_pending_list_limit = {PENDING_KB})",
     "DROP TRIGGER product_search_update ON products",
     "DROP TRIGGER product_search_insert ON products",
+    "DROP FUNCTION product_search_query(TEXT[])",
     "DROP FUNCTION product_search_sync()",
     f"DROP TABLE {TABLE}",
+    f"DROP TABLE {WORDS}",
     "DROP FUNCTION product_search_vector(TEXT, TEXT)",
 ]
 
