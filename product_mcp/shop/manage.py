@@ -25,7 +25,7 @@ from models import (
 from product_mcp.core.errors import Conflict, NotFound
 from product_mcp.shop import changes
 from product_mcp.shop.changes import Event
-from product_mcp.shop.database import Database
+from product_mcp.shop.database import Database, insert_rows
 from product_mcp.shop.importer import ImportRejected, ImportRow, RowError
 from product_mcp.shop.schema import inventory, products
 from product_mcp.shop.values import cents, money
@@ -184,7 +184,7 @@ class StaffQueries(Database):
             new = [r for r in rows if r.sku not in existing]
             ids = dict(zip([r.sku for r in new], range(start, start + len(new)), strict=True))
             if new:
-                conn.execute(insert(products), [_product_values(r, ids[r.sku]) for r in new])
+                insert_rows(conn, products, [_product_values(r, ids[r.sku]) for r in new])
                 conn.execute(
                     insert(inventory),
                     [{"product_id": ids[r.sku], "quantity": r.stock or 0} for r in new],

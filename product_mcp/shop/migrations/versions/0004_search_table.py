@@ -1,4 +1,5 @@
-"""Search table (issue #12): PostgreSQL ranks matches from a narrow table of its own.
+"""Search table (issue #12): PostgreSQL ranks matches from a narrow table of its own, and asks
+the GIN index for words rather than prefixes.
 
 Ranking the ~14,000 prefix matches of a common word reads nearly every heap page they sit on
 (3,490 of the 3,584 pages of 100,000 products for "wireless earbuds"), and most of a search's
@@ -7,15 +8,23 @@ ts_rank. The `tsvector` was a generated column of `products`, so those pages als
 name, description and SKU, and each row was unpacked past them to reach the vector. Now the
 vector lives in `product_search` (product id, archived, price in cents, vector: all that
 ranking and its filters read), ~30 % fewer pages for the same matches, and `products` loses
-the column and its GIN index.
+the column and its GIN index. The vector is the one the column held (same configuration,
+names weight A, descriptions B), so every match and every ts_rank score is unchanged.
 
-The vector is the one the column held (same configuration, names weight A, descriptions B),
-so every match and every ts_rank score is unchanged. Triggers on `products` keep the table in
-step in the writer's own transaction: a new product gets its row, a change of name,
-description, price or archived flag rewrites it; its foreign key (ON DELETE CASCADE) removes
-it with its product, and lets `TRUNCATE products ... CASCADE` empty it too. The GIN index
-keeps 0003's 256 kB pending list. An existing database is filled from its products in the
-upgrade. SQLite's FTS5 table stays as it is.
+A prefix ('wireless':*) costs the GIN index about twice what a word does: it gathers the
+posting lists of every word it covers into a bitmap before the scan can read them. So
+`search_words` lists every word the vectors hold, and `product_search_query(terms)` asks the
+index for the words a term covers (when there are 1 to 16; otherwise the prefix): the same
+matches, since every word of every vector is listed. Words are never removed (one no product
+has any more matches nothing); the list has no unique key, so writers never wait for each
+other on a new word (two may list it twice, which the query reads past).
+
+Statement-level triggers on `products` keep both in step in the writer's own transaction: new
+products get their rows (bulk inserts send one statement per 1,000 products, so this is one
+INSERT ... SELECT per batch), a change of name, description, price or archived flag rewrites
+the row; the foreign key (ON DELETE CASCADE) removes it with its product and lets `TRUNCATE
+products ... CASCADE` empty the table. The GIN index keeps 0003's 256 kB pending list. An
+existing database is filled from its products. SQLite's FTS5 table stays as it is.
 
 Revision ID: 0004_search_table
 Revises: 0003_search_speed
@@ -42,44 +51,53 @@ VECTOR = (  # 0001_baseline's PG_VECTOR, over a function's arguments
 )
 # A word as tsquery input: quoted, its quotes and backslashes escaped.
 QUOTED = "'''' || replace(replace(word, '\\', '\\\\'), '''', '''''') || ''''"
+# The words of the vectors `written` (a CTE) that are not listed yet, listed.
+LIST_WORDS = f"""INSERT INTO {WORDS} (word)
+        SELECT DISTINCT w FROM written, unnest(tsvector_to_array(written.search_vector)) AS w
+        WHERE NOT EXISTS (SELECT FROM {WORDS} AS known WHERE known.word = w COLLATE "C")"""
 UPGRADE = [
     f"""CREATE TABLE {TABLE} (
         product_id INTEGER PRIMARY KEY REFERENCES products (id) ON DELETE CASCADE,
         archived BOOLEAN NOT NULL,
         price_cents INTEGER NOT NULL,
         search_vector TSVECTOR NOT NULL)""",
-    f'CREATE TABLE {WORDS} (word TEXT COLLATE "C" PRIMARY KEY)',
+    f'CREATE TABLE {WORDS} (word TEXT COLLATE "C" NOT NULL)',
+    f"CREATE INDEX ix_{WORDS}_word ON {WORDS} (word)",
     f"""CREATE FUNCTION product_search_vector(name TEXT, description TEXT) RETURNS TSVECTOR
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {VECTOR} $$""",
-    f"""CREATE FUNCTION product_search_sync() RETURNS TRIGGER LANGUAGE plpgsql AS $$
-    DECLARE
-        vector TSVECTOR := product_search_vector(NEW.name, NEW.description);
+    f"""CREATE FUNCTION product_search_added() RETURNS TRIGGER LANGUAGE plpgsql AS $$
     BEGIN
-        IF TG_OP = 'INSERT' THEN
+        WITH written AS (
             INSERT INTO {TABLE} (product_id, archived, price_cents, search_vector)
-            VALUES (NEW.id, NEW.archived, NEW.price_cents, vector);
-        ELSE
-            UPDATE {TABLE} SET archived = NEW.archived, price_cents = NEW.price_cents,
-                search_vector = vector
-            WHERE product_id = NEW.id;
-        END IF;
-        INSERT INTO {WORDS} (word)
-        SELECT w FROM unnest(tsvector_to_array(vector)) AS w
-        WHERE NOT EXISTS (SELECT FROM {WORDS} AS known WHERE known.word = w COLLATE "C")
-        ON CONFLICT DO NOTHING;
+            SELECT id, archived, price_cents, product_search_vector(name, description)
+            FROM new_products
+            RETURNING search_vector)
+        {LIST_WORDS};
+        RETURN NULL;
+    END $$""",
+    f"""CREATE FUNCTION product_search_changed() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+    BEGIN
+        WITH written AS (
+            UPDATE {TABLE} AS s SET archived = n.archived, price_cents = n.price_cents,
+                search_vector = product_search_vector(n.name, n.description)
+            FROM new_products AS n JOIN old_products AS o ON o.id = n.id
+            WHERE s.product_id = n.id
+              AND (o.name, o.description, o.price_cents, o.archived)
+                  IS DISTINCT FROM (n.name, n.description, n.price_cents, n.archived)
+            RETURNING s.search_vector)
+        {LIST_WORDS};
         RETURN NULL;
     END $$""",
     """CREATE TRIGGER product_search_insert AFTER INSERT ON products
-        FOR EACH ROW EXECUTE FUNCTION product_search_sync()""",
-    """CREATE TRIGGER product_search_update
-        AFTER UPDATE OF name, description, price_cents, archived ON products FOR EACH ROW
-        WHEN ((OLD.name, OLD.description, OLD.price_cents, OLD.archived)
-              IS DISTINCT FROM (NEW.name, NEW.description, NEW.price_cents, NEW.archived))
-        EXECUTE FUNCTION product_search_sync()""",
-    # The query the GIN index is asked, for terms each meant as a prefix: a term that is one
-    # word whose prefix covers 1 to MAX_WORDS known words becomes those words, exactly (the
-    # known words are the first ones >= it in byte order: all that start with it come
-    # first); any other term stays the prefix to_tsquery makes of it.
+        REFERENCING NEW TABLE AS new_products
+        FOR EACH STATEMENT EXECUTE FUNCTION product_search_added()""",
+    """CREATE TRIGGER product_search_update AFTER UPDATE ON products
+        REFERENCING OLD TABLE AS old_products NEW TABLE AS new_products
+        FOR EACH STATEMENT EXECUTE FUNCTION product_search_changed()""",
+    # What the GIN index is asked for terms each meant as a prefix: a term that is one word
+    # whose prefix covers 1 to MAX_WORDS listed words becomes those words (the first distinct
+    # words >= it in byte order: all that start with it come first); any other term stays
+    # the prefix to_tsquery makes of it. NULL when no term has a word (matches nothing).
     f"""CREATE FUNCTION product_search_query(terms TEXT[]) RETURNS TSQUERY
         LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
     BEGIN
@@ -92,16 +110,18 @@ UPGRADE = [
                             (tsvector_to_array(to_tsvector('shop_search', term)))[1] AS lexeme
                     ) AS parsed,
             LATERAL (SELECT count(*) AS n, string_agg({QUOTED}, ' | ') AS words
-                     FROM (SELECT word FROM {WORDS} WHERE word >= parsed.lexeme COLLATE "C"
+                     FROM (SELECT DISTINCT word FROM {WORDS}
+                           WHERE word >= parsed.lexeme COLLATE "C"
                            ORDER BY word LIMIT {MAX_WORDS + 1}) AS next_words
                      WHERE starts_with(word, parsed.lexeme)) AS covered
         ) AS parts WHERE part <> '');
     END $$""",
-    f"""INSERT INTO {TABLE} (product_id, archived, price_cents, search_vector)
-        SELECT id, archived, price_cents, product_search_vector(name, description)
-        FROM products""",
-    f"""INSERT INTO {WORDS} (word)
-        SELECT DISTINCT w FROM {TABLE}, unnest(tsvector_to_array(search_vector)) AS w""",
+    f"""WITH written AS (
+            INSERT INTO {TABLE} (product_id, archived, price_cents, search_vector)
+            SELECT id, archived, price_cents, product_search_vector(name, description)
+            FROM products
+            RETURNING search_vector)
+        {LIST_WORDS}""",
     f"CREATE INDEX {INDEX} ON {TABLE} USING gin (search_vector)"
     f" WITH (gin_pending_list_limit = {PENDING_KB})",
     "ALTER TABLE products DROP COLUMN search_vector",  # and its index
@@ -113,7 +133,8 @@ DOWNGRADE = [
     "DROP TRIGGER product_search_update ON products",
     "DROP TRIGGER product_search_insert ON products",
     "DROP FUNCTION product_search_query(TEXT[])",
-    "DROP FUNCTION product_search_sync()",
+    "DROP FUNCTION product_search_changed()",
+    "DROP FUNCTION product_search_added()",
     f"DROP TABLE {TABLE}",
     f"DROP TABLE {WORDS}",
     "DROP FUNCTION product_search_vector(TEXT, TEXT)",
