@@ -18,7 +18,8 @@ from tests.fake_llm import FakeLLM
 from tests.inproc import InProcessWeb, shop_in_process, web_app
 from tests.servers import Service, free_port, start
 from tests.stack import Stack
-from tests.web.page_harness import chromium, scripted_pages
+from tests.web.page_harness import scripted_pages
+from tests.web_helpers import chromium
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,8 @@ def media_web(fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for a module's page tests (page_harness.chromium)."""
+    """One headless Chromium for a module's page tests (web_helpers.chromium); each page gets
+    a context of its own."""
     with chromium() as b:
         yield b
 

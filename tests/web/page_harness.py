@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tests.servers import ROOT
-from tests.web_helpers import CHROMIUM, CHROMIUM_ARGS, need
+from tests.web_helpers import need
 
 ARTIFACTS = ROOT / "test-artifacts"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -103,28 +103,13 @@ AXE_RUN = """async () => {
 }"""
 
 
-@contextmanager
-def chromium() -> Iterator[Any]:
-    need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
-    need(AXE.exists(), "axe-core not installed (npm ci)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def new_page(
     browser: Any, url: str, size: str, *, mock: bool = False, routes: dict[str, Any] | None = None
 ) -> Any:
     """A page at `size` in a fresh context (its own localStorage), recording script errors;
     axe-core loaded before the page's scripts (an init script is not bound by the page's
     CSP), the scripted stream when `mock`, and `routes` (glob → Playwright route handler)."""
+    need(AXE.exists(), "axe-core not installed (npm ci)")
     ctx = browser.new_context(viewport=SIZES[size])
     ctx.add_init_script(path=str(AXE))
     if mock:

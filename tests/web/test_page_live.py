@@ -18,8 +18,9 @@ import pytest
 
 from product_mcp.chat.events import PageEvents
 from tests.inproc import InProcessWeb, web_app
-from tests.web.page_harness import chromium, new_page
+from tests.web.page_harness import new_page
 from tests.web.test_live_stock import stock_server
+from tests.web_helpers import chromium
 
 pytestmark = pytest.mark.browser
 BADGE = "span.stock[data-product-id='1']"

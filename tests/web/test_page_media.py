@@ -97,13 +97,14 @@ def fake(media: Stack) -> FakeLLM:
     return media["fake"]
 
 
-def open_page(url: str) -> Any:
-    return watched_page(url + "/", 15_000)
+def open_page(url: str, browser: Any) -> Any:
+    """A page of its own (a new context: its own storage) in the module's Chromium."""
+    return watched_page(url + "/", 15_000, browser)
 
 
 @pytest.fixture
-def page(web: Service) -> Iterator[Any]:
-    with open_page(web.url) as pg:
+def page(web: Service, browser: Any) -> Iterator[Any]:
+    with open_page(web.url, browser) as pg:
         pg.wait_for_selector(".server[data-server='media'] .dot.connected")
         pg.wait_for_selector(".server[data-server='hostile'] .dot.connected")
         pg.evaluate(WATCH_CSP)
@@ -355,8 +356,7 @@ def test_chat_tool_card_plays_sound_and_keeps_hostile_links_text(page: Any, fake
 
 
 @pytest.mark.node
-def test_reference_server_tiny_image_over_stdio(tmp_path: Path) -> None:
-    need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
+def test_reference_server_tiny_image_over_stdio(tmp_path: Path, browser: Any) -> None:
     need_node()
     with Stack(tmp_path) as s:
         fake = s.fake_llm()
@@ -364,7 +364,7 @@ def test_reference_server_tiny_image_over_stdio(tmp_path: Path) -> None:
         web = s.web(
             {"everything": everything}, {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url}
         )
-        with open_page(web.url) as page:
+        with open_page(web.url, browser) as page:
             page.wait_for_selector(".server[data-server='everything'] .dot.connected")
             page.evaluate(WATCH_CSP)
             snap = run_tool(page, "everything", "get-tiny-image")
