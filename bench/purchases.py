@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from bench.clients import SSL_CONTEXT
 from bench.measure import Bench
 from bench.stats import Row, pct
 
@@ -122,7 +123,8 @@ async def purchases(
     row = Row(key, label)
     async with AsyncExitStack() as stack:
         clients = [
-            await stack.enter_async_context(httpx.AsyncClient(timeout=60)) for _ in range(CLIENTS)
+            await stack.enter_async_context(httpx.AsyncClient(timeout=60, verify=SSL_CONTEXT))
+            for _ in range(CLIENTS)
         ]
         client_cpu = time.process_time()
         with b.cpu(row.cpu_ms, [server], attempts):

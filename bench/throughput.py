@@ -7,14 +7,17 @@ from contextlib import AsyncExitStack
 
 import httpx
 
-from bench.clients import direct_products, mcp_client, tool
+from bench.clients import SSL_CONTEXT, direct_products, mcp_client, tool
 from bench.measure import Bench
 
 
 async def throughput(b: Bench, api_url: str) -> None:
     """4: calls/s with 1, 8, 64 concurrent MCP sessions against 8 direct clients."""
     async with AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(httpx.AsyncClient(timeout=60)) for _ in range(8)]
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(timeout=60, verify=SSL_CONTEXT))
+            for _ in range(8)
+        ]
         await b.throughput(
             "direct_8",
             "direct GET /api/products, 8 clients",
