@@ -187,8 +187,10 @@ def test_stale_session_after_a_quick_restart(env: Stack) -> None:
     # The SSE connection broke with the restart and reconnects in the background; a call
     # racing that reconnect can wait past web.py's 5 s ready wait (an open SDK SSE handshake
     # with a closing server hangs until the connect timeout: seen 1 run in ~6), so this waits
-    # for it: what is checked here is the Streamable HTTP session's stale id.
-    wait_for(lambda: servers(web)["shop-sse"]["status"] == "connected", what="shop-sse back")
+    # for it: what is checked here is the Streamable HTTP session's stale id. The wait covers
+    # one hung handshake (web.py's 10 s connect timeout) plus the backoff after it, on a
+    # loaded machine (15 s was too short once in CI, with the load at 12).
+    wait_for(lambda: servers(web)["shop-sse"]["status"] == "connected", 45, what="shop-sse back")
     for i, server in enumerate(("shop-sse", "shop-http")):
         order = {"customerName": f"After restart {i}", "items": [{"productId": 4, "quantity": 1}]}
         r = call(web, server, "create_purchase", order)
