@@ -120,7 +120,10 @@ def test_megabyte_inputs_render_fast_as_text(
     page: Any, prefix: str, unit: str, suffix: str
 ) -> None:
     for size in SIZES:
-        budget_ms = 500 + 5 * size / 1024  # linear: 0.5 s for 2 KB, 5.6 s for 1 MB
+        # A guard against super-linear work, not a speed target (that is bench/page.py's):
+        # 25 s for 1 MB, where a quadratic renderer takes minutes; ~5 s was seen on a 2-core
+        # machine at load 13, so a tighter budget failed for load alone.
+        budget_ms = 500 + 25 * size / 1024
         shape = page.evaluate(MEGABYTE, [prefix, unit, suffix, size])
         assert shape["size"] >= size
         assert shape["ms"] < budget_ms, f"{size} characters took {shape['ms']:.0f} ms"
