@@ -11,13 +11,13 @@ feature failing silently later. `pyproject.toml` pins `mcp` to the range the tes
 
 from __future__ import annotations
 
-import functools
+import dis
 import inspect
 import logging
-import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from importlib.metadata import version
+from types import CodeType
 from typing import Any
 
 import anyio
@@ -26,17 +26,31 @@ SUPPORTED = ">=2.3,<2.4"
 log = logging.getLogger("mcp.sessions")
 
 
-@functools.cache
-def _source(cls: type) -> str:
-    """A class's source, read once per check (`missing` clears it): getsource parses the
-    class's whole module each time, and most probes read one of the same few classes, so
-    this halves the check's CPU (~0.4 -> 0.2 s at every start of main.py and web.py)."""
-    return inspect.getsource(cls)
+def _codes(code: CodeType) -> Iterator[CodeType]:
+    """A code object and every one nested in it (closures, comprehensions)."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _codes(const)
 
 
 def _assigns(cls: type, attr: str) -> bool:
-    """Whether the class's source still assigns `self.<attr>` somewhere (annotated or not)."""
-    return re.search(rf"self\.{attr}\s*(:[^=\n]*)?=[^=]", _source(cls)) is not None
+    """Whether one of the class's own functions still stores `<obj>.<attr>` (annotated or
+    not). Read from the bytecode, not the source: parsing each class's module cost every
+    start of main.py and web.py 0.25-0.5 s of CPU; this is a few milliseconds."""
+    for member in vars(cls).values():
+        func = getattr(member, "__func__", member)  # staticmethod / classmethod
+        funcs = [func, *(getattr(func, a, None) for a in ("fget", "fset"))]  # property
+        for f in funcs:
+            code = getattr(f, "__code__", None)
+            if code is None:
+                continue
+            for c in _codes(code):
+                if attr in c.co_names and any(
+                    i.opname == "STORE_ATTR" and i.argval == attr for i in dis.get_instructions(c)
+                ):
+                    return True
+    return False
 
 
 def _probes() -> dict[str, Callable[[], bool]]:
@@ -100,16 +114,13 @@ def _probes() -> dict[str, Callable[[], bool]]:
 def missing() -> list[str]:
     """Names of the private SDK parts we rely on that the installed SDK lacks."""
     gone = []
-    try:
-        for name, probe in _probes().items():
-            try:
-                ok = probe()
-            except (AttributeError, ImportError, OSError, TypeError):
-                ok = False
-            if not ok:
-                gone.append(name)
-    finally:
-        _source.cache_clear()  # the sources are not kept in the running service
+    for name, probe in _probes().items():
+        try:
+            ok = probe()
+        except (AttributeError, ImportError, OSError, TypeError):
+            ok = False
+        if not ok:
+            gone.append(name)
     return gone
 
 

@@ -132,6 +132,35 @@ def test_sdk_internals_check_names_what_changed(monkeypatch: pytest.MonkeyPatch)
     assert "mcp>=2.3,<2.4" in str(stop.value)
 
 
+def test_sdk_check_sees_an_attribute_assignment_go() -> None:
+    """The check reads the SDK's bytecode: an attribute stored in a method, a closure or a
+    property setter counts; a class that stopped storing it is caught."""
+
+    class Before:
+        def __init__(self) -> None:
+            self._closed: bool = False
+
+        @property
+        def state(self) -> int:
+            return 0
+
+        @state.setter
+        def state(self, value: int) -> None:
+            def later() -> None:
+                self._task_group = value
+
+            later()
+
+    class After:
+        def __init__(self) -> None:
+            self.closed = False  # renamed: what we read is gone
+
+    assert mcp_compat._assigns(Before, "_closed")
+    assert mcp_compat._assigns(Before, "_task_group")
+    assert not mcp_compat._assigns(After, "_closed")
+    assert not mcp_compat._assigns(Before, "closed")
+
+
 def test_unreachable_api_is_named_in_tool_errors(tmp_path: Path) -> None:
     """main.py with nothing at PRODUCT_API_URL says where it looked."""
     from tests.mcp_helpers import connect, text_of

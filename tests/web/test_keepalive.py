@@ -93,7 +93,9 @@ def test_web_py_calls_share_one_connection(
         for _ in range(6):
             assert web.post("/api/call-tool", json=body).json()["isError"] is False
         ports = set(log.ports[first:])
-    assert len(ports) == 1, f"6 calls from web.py came on {len(ports)} connections"
+    # One connection; a second when a loaded machine delays a reply's end past the drain
+    # window or web.py's ping overlaps a call. Without KeepAliveTransport: one per call.
+    assert len(ports) <= 2, f"6 calls from web.py came on {len(ports)} connections"
 
 
 # --- a server's replies after the point where the client stopped reading -------------------
