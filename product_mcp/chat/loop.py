@@ -27,8 +27,14 @@ from product_mcp.chat.calls import (
 )
 from product_mcp.chat.elicitation import CallRoute
 from product_mcp.chat.history import HistoryMessage, fit_for_history, truncate
-from product_mcp.chat.llm import NO_LLM_MESSAGE, LLMSettings, explain_llm_error, stream_chat
-from product_mcp.chat.manager import McpManager
+from product_mcp.chat.llm import (
+    NO_LLM_MESSAGE,
+    LLMSettings,
+    encode_body,
+    explain_llm_error,
+    stream_chat,
+)
+from product_mcp.chat.manager import McpManager, Offer
 from product_mcp.chat.media import result_content
 from product_mcp.chat.results import describe_error, model_text, result_text
 from product_mcp.chat.turns import STOPPED, Turn
@@ -172,7 +178,7 @@ class ChatEngine:
         said: list[str] = []
         calls: list[ToolCall] = []
         with turn.stoppable():
-            calls = await self._complete(messages, tools.functions if offer else [], emit, said)
+            calls = await self._complete(messages, tools if offer else None, emit, said)
         text = "".join(said)
         if turn.stopped:
             result.stopped = True
@@ -214,19 +220,21 @@ class ChatEngine:
     async def _complete(
         self,
         messages: list[dict[str, Any]],
-        functions: list[dict[str, Any]],
+        tools: Offer | None,
         emit: Emit,
         text: list[str],
     ) -> list[ToolCall]:
-        """One streamed completion: text deltas go out as they come and into `text` (so a
-        stopped stream keeps them); tool calls are assembled (bounded, with unique ids: see
-        calls.py). A stream the client cannot read is a 502."""
+        """One streamed completion offering `tools` (None: no tools): text deltas go out as
+        they come and into `text` (so a stopped stream keeps them); tool calls are assembled
+        (bounded, with unique ids: see calls.py). A stream the client cannot read is a 502."""
         assert self.client is not None
         import openai  # loaded with the client (ChatEngine.__init__)
 
         assembler = CallAssembler()
         try:
-            stream = await stream_chat(self.client, self._request(messages, functions))
+            body = self._request(messages, tools.functions if tools else [])
+            content = encode_body(body, tools.functions_json if tools else None)
+            stream = await stream_chat(self.client, content)
             async with stream:  # closed on Stop: the provider stops generating
                 await self._read(stream, emit, text, assembler)
         except openai.OpenAIError as e:

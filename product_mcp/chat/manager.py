@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ from mcp.types import CallToolResult
 from product_mcp.chat.connection import ServerConnection
 from product_mcp.chat.elicitation import CallRoute, Elicitations
 from product_mcp.chat.live import StockWatch
+from product_mcp.chat.llm import encode_json
 from product_mcp.chat.mcp_config import McpConfig
 from product_mcp.chat.names import build_table, functions
 from product_mcp.chat.results import ToolEntry
@@ -25,6 +27,12 @@ class Offer:
 
     table: dict[str, ToolEntry]
     functions: list[dict[str, Any]]
+
+    @cached_property
+    def functions_json(self) -> str:
+        """`functions` encoded for a request body, once (ValueError for a schema that is not
+        JSON, such as one holding NaN, as openai would raise; then it is not kept)."""
+        return encode_json(self.functions)
 
 
 class McpManager:

@@ -1,8 +1,10 @@
 """The per-turn work web.py does once instead: compiled argument validators per tool schema,
-and the tool table and request `tools` payload per tool-list generation (issue #14's CPU)."""
+and the tool table and request `tools` payload (and its JSON) per tool-list generation
+(issue #14's CPU)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -12,7 +14,9 @@ from mcp.types import Tool, ToolAnnotations
 
 from product_mcp.chat import arguments
 from product_mcp.chat.arguments import validate_arguments
-from product_mcp.chat.manager import McpManager
+from product_mcp.chat.llm import LLMSettings, encode_body
+from product_mcp.chat.loop import ChatEngine
+from product_mcp.chat.manager import McpManager, Offer
 from product_mcp.chat.mcp_config import McpConfig, ServerConfig
 from product_mcp.chat.results import ToolEntry
 
@@ -113,6 +117,30 @@ def test_offer_built_once_per_tool_list_generation() -> None:
         assert sorted(manager.offer().table) == ["a__search", "b__search"]
 
     anyio.run(main)
+
+
+def test_request_body_is_the_json_openai_would_send() -> None:
+    """The body is sent encoded (the tools' JSON once per tool list): the same JSON as
+    openai's own encoder writes, UTF-8 as it is, and a schema that is not JSON still fails."""
+    from openai._utils._json import openapi_dumps
+
+    manager = McpManager(McpConfig(servers=[]))
+    table = {"buy": ToolEntry("shop", _tool("buy", False)), "vérifier": ToolEntry("s", _tool("x"))}
+    offer = Offer(table, [{"type": "function", "function": {"name": n}} for n in table])
+    engine = ChatEngine(manager, LLMSettings())
+    messages = [{"role": "user", "content": "Grüße, ünïcode ✓"}]
+    body = engine._request(messages, offer.functions)
+    sent = encode_body(body, offer.functions_json)
+    assert json.loads(sent) == json.loads(openapi_dumps(body)) == body  # "tools" comes last
+    assert len(sent) == len(openapi_dumps(body))  # the same spacing, UTF-8 as it is
+    assert offer.functions_json is offer.functions_json  # encoded once
+    plain = engine._request(messages, [])
+    assert encode_body(plain) == encode_body(plain, offer.functions_json) == openapi_dumps(plain)
+    nan = Offer({}, [{"type": "function", "function": {"parameters": {"maximum": float("nan")}}}])
+    with pytest.raises(ValueError):
+        nan.functions_json  # noqa: B018
+    with pytest.raises(ValueError):
+        openapi_dumps(nan.functions)
 
 
 def test_the_services_dependency_runs_on_the_event_loop() -> None:
