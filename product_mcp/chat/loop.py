@@ -30,6 +30,7 @@ from product_mcp.chat.history import HistoryMessage, fit_for_history, truncate
 from product_mcp.chat.llm import (
     NO_LLM_MESSAGE,
     LLMSettings,
+    completions_url,
     encode_body,
     explain_llm_error,
     stream_chat,
@@ -104,6 +105,7 @@ class ChatEngine:
         self.manager = manager
         self.settings = settings
         self.client: AsyncOpenAI | None = None
+        self.url = ""
         if settings.configured:
             from openai import AsyncOpenAI
 
@@ -113,6 +115,7 @@ class ChatEngine:
                 timeout=settings.timeout,
                 max_retries=settings.max_retries,
             )
+            self.url = completions_url(self.client)
 
     async def run(
         self,
@@ -234,7 +237,7 @@ class ChatEngine:
         try:
             body = self._request(messages, tools.functions if tools else [])
             content = encode_body(body, tools.functions_json if tools else None)
-            stream = await stream_chat(self.client, content)
+            stream = await stream_chat(self.client, self.url, content)
             async with stream:  # closed on Stop: the provider stops generating
                 await self._read(stream, emit, text, assembler)
         except openai.OpenAIError as e:

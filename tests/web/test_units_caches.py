@@ -143,6 +143,18 @@ def test_request_body_is_the_json_openai_would_send() -> None:
         openapi_dumps(nan.functions)
 
 
+@pytest.mark.parametrize(
+    "base", [None, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1/", "https://llm.example/api/v2"]
+)
+def test_completions_url_is_the_one_openai_builds(base: str | None) -> None:
+    """web.py hands openai the whole URL (openai parses the relative path and the base URL
+    again for every request otherwise): the same URL openai would build."""
+    engine = ChatEngine(McpManager(McpConfig(servers=[])), LLMSettings(api_key="k", base_url=base))
+    assert engine.client is not None
+    assert engine.url == str(engine.client._prepare_url("/chat/completions"))
+    assert engine.url.endswith("/chat/completions") and "//chat" not in engine.url
+
+
 def test_the_services_dependency_runs_on_the_event_loop() -> None:
     """FastAPI runs a plain `def` dependency in its thread pool: a thread hop and two loop
     wake-ups for every request web.py serves (~0.15 ms of CPU per request, issue #14)."""
