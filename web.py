@@ -48,7 +48,7 @@ from product_mcp.core import mcp_compat
 from product_mcp.core.config import Settings, load_settings
 from product_mcp.core.errors import LLMError, ProductMcpError, ServerUnavailable, UnknownTool
 from product_mcp.core.middleware import LOOPBACK, LOOPBACK_HOSTS, BodyLimit, SameOriginWrites
-from product_mcp.core.serve import HeaderTimeoutProtocol, port_arg, serve
+from product_mcp.core.serve import HeaderTimeoutProtocol, asyncio_named, port_arg, serve
 
 PUBLIC = Path(__file__).resolve().parent / "public"
 SUMMARY = [
@@ -299,8 +299,9 @@ def create_app(settings: Settings | None = None, chat: ChatServices | None = Non
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         HeaderTimeoutProtocol.on_shutdown.append(chat.events.close_soon)
         try:
-            async with chat.manager:
-                yield
+            with asyncio_named():
+                async with chat.manager:
+                    yield
         finally:
             HeaderTimeoutProtocol.on_shutdown.remove(chat.events.close_soon)
             chat.events.close_soon()

@@ -12,7 +12,8 @@ import argparse
 import asyncio
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import uvicorn
@@ -128,3 +129,26 @@ def serve(app: Any, host: str, port: int, setting: str, **options: Any) -> None:
         sock.close()
     if not server.started:
         sys.exit(3)  # the lifespan failed: uvicorn has already logged why (as uvicorn.run)
+
+
+@contextmanager
+def asyncio_named() -> Iterator[None]:
+    """While the block runs (an app's lifespan: the server's life), the event loop's thread
+    tells sniffio it runs asyncio, through sniffio's own setting for that (`thread_local`).
+
+    anyio asks sniffio which event loop it runs on for every cancel scope, timeout and
+    checkpoint, and httpx, httpcore, openai and the MCP SDK make those for every read and
+    write: ~100 times per chat turn in web.py. Without the setting, sniffio finds out each time
+    by importing asyncio again and asking for the current task (on Python 3.11, a `getpid`
+    system call). The answer is the same for the whole life of the thread."""
+    try:
+        import sniffio
+    except ImportError:  # anyio then asks asyncio itself
+        yield
+        return
+    previous = sniffio.thread_local.name
+    sniffio.thread_local.name = "asyncio"
+    try:
+        yield
+    finally:
+        sniffio.thread_local.name = previous

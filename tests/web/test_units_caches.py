@@ -155,6 +155,25 @@ def test_completions_url_is_the_one_openai_builds(base: str | None) -> None:
     assert engine.url.endswith("/chat/completions") and "//chat" not in engine.url
 
 
+def test_the_event_loop_thread_names_asyncio_for_sniffio() -> None:
+    """anyio asks sniffio for the event loop at every cancel scope; web.py's lifespan names it
+    once for the loop's thread (no import and `getpid` each time), and only for its life."""
+    import sniffio
+
+    from product_mcp.core.serve import asyncio_named
+
+    def library() -> str | None:
+        try:
+            return sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            return None
+
+    assert library() is None  # no event loop here
+    with asyncio_named():
+        assert library() == "asyncio" and sniffio.thread_local.name == "asyncio"
+    assert library() is None and sniffio.thread_local.name is None
+
+
 def test_the_services_dependency_runs_on_the_event_loop() -> None:
     """FastAPI runs a plain `def` dependency in its thread pool: a thread hop and two loop
     wake-ups for every request web.py serves (~0.15 ms of CPU per request, issue #14)."""
