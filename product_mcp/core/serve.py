@@ -140,7 +140,8 @@ def asyncio_named() -> Iterator[None]:
     checkpoint, and httpx, httpcore, openai and the MCP SDK make those for every read and
     write: ~100 times per chat turn in web.py. Without the setting, sniffio finds out each time
     by importing asyncio again and asking for the current task (on Python 3.11, a `getpid`
-    system call). The answer is the same for the whole life of the thread."""
+    system call). The answer is the same for the whole life of the thread. web.py's and
+    main.py's lifespans use it."""
     try:
         import sniffio
     except ImportError:  # anyio then asks asyncio itself

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import Transport
 from product_mcp.core.middleware import ANY_ADDRESS, LOOPBACK_HOSTS
+from product_mcp.core.serve import asyncio_named
 from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
 from product_mcp.mcp_server.guard import PEEKED, JsonRpcGuard
@@ -164,6 +165,7 @@ def _lifespan(
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # A mounted app's lifespan never runs, so the session manager is entered here.
         async with AsyncExitStack() as stack:
+            stack.enter_context(asyncio_named())  # anyio's loop lookups (core/serve.py)
             await stack.enter_async_context(api.open())
             if link is not None:
                 link.open()
