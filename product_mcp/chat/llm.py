@@ -123,6 +123,17 @@ class Chunk(dict):  # type: ignore[type-arg]
         return Chunk.of(self.get(name))
 
 
+def _field(name: str) -> property:
+    return property(lambda chunk: Chunk.of(chunk.get(name)), doc=f"the `{name}` field, or None")
+
+
+# The fields the chat reads, found on the class: `__getattr__` runs only after Python has
+# built (and formatted the message of) an AttributeError, ~45 times per chat turn.
+_READ = "choices delta content tool_calls index id function name arguments".split()
+for _name in _READ:
+    setattr(Chunk, _name, _field(_name))
+
+
 def explain_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
     """Turn openai's exceptions into a sentence a user can act on."""
     import openai  # only ever called with one of its errors, so it is loaded already

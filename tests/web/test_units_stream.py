@@ -1,5 +1,6 @@
 """The chat stream's writes: events already queued go out in one write, in order, and an idle
-stream still gets its keep-alive comments (chat/stream.py)."""
+stream still gets its keep-alive comments (chat/stream.py); the model's streamed chunks read
+like openai's chunk objects (chat/llm.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from product_mcp.chat import stream
 from product_mcp.chat.history import ChatRequest
+from product_mcp.chat.llm import Chunk
 from product_mcp.chat.turns import Turns
 
 
@@ -53,3 +55,26 @@ def test_idle_stream_sends_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
     chunks = asyncio.run(_chunks(_Engine(pause=0.3)))
     assert ": keep-alive\n\n" in chunks
     assert chunks[-1].endswith("\n\n") and "event: done" in chunks[-1]
+
+
+def test_a_chunk_reads_like_openais_chunk_objects() -> None:
+    raw = {
+        "choices": [
+            {
+                "delta": {
+                    "content": "hi",
+                    "tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f"}}],
+                },
+                "finish_reason": None,
+            }
+        ],
+        "usage": {"total_tokens": 3},
+    }
+    chunk = Chunk.of(raw)
+    delta = chunk.choices[0].delta
+    call = delta.tool_calls[0]
+    assert (delta.content, call.index, call.id, call.function.name) == ("hi", 0, "c1", "f")
+    assert call.function.arguments is None and delta.role is None  # missing: None
+    assert chunk.usage.total_tokens == 3 and chunk.choices[0].finish_reason is None
+    assert Chunk.of({"choices": []}).choices == [] and Chunk.of({}).choices is None
+    assert chunk == raw  # still the JSON object
