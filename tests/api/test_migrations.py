@@ -212,3 +212,28 @@ def test_search_speed_database_upgrades_to_search_table(url: str) -> None:
         if postgresql:
             assert found == sorted(before, key=lambda i: (-before[i], i))
         assert [p.id for p in shop.list_products(q="earbuds", max_price=5.0)] == [5]
+
+
+def test_search_table_database_upgrades_to_search_names(url: str) -> None:
+    """A database at 0004_search_table with products: on PostgreSQL the names' GIN index and
+    the bound function are added, and searches rank as ts_rank says (name matches first where
+    the bound allows it); on SQLite nothing changes."""
+    with shop_on(url) as shop:
+        shop.init()
+        with shop.engine.begin() as conn:
+            command.downgrade(config(conn), "0004_search_table")
+        shop.add_products([("Trail Earbuds", 1_000, "sweat-proof", 3), ("Lamp", 900, "earbuds", 1)])
+        postgresql = shop.engine.dialect.name == "postgresql"
+        index = "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_product_search_names'"
+        if postgresql:
+            assert _scalar(shop.engine, index) == 0
+            ranks = _ranks(shop.engine, "product_search", "product_id")
+        assert shop.init() == ("0004_search_table", HEAD)
+        found = [p.id for p in shop.list_products(q="wireless earbuds", limit=10)]
+        assert sorted(found) == [2, 5, 6]
+        assert [p.id for p in shop.list_products(q="wireless earbuds", limit=1)] == found[:1]
+        if postgresql:
+            assert _scalar(shop.engine, index) == 1
+            bound = "SELECT product_search_other_bound(ARRAY['wireless', 'earbuds'])"
+            assert 0 < _scalar(shop.engine, bound) < 0.1
+            assert found == sorted(ranks, key=lambda i: (-ranks[i], i))
