@@ -111,8 +111,10 @@ class CatalogQueries(Database):
         if not terms:
             return None
         if self.dialect == "postgresql":
-            narrow = _narrow(product_search, prices)
-            return pg_search.ranked_hits(narrow) if top else pg_search.all_hits(narrow)
+            if top:
+                bounds = (MIN_CENTS if prices[0] else None, MAX_CENTS if prices[1] else None)
+                return pg_search.ranked_hits(*bounds)
+            return pg_search.all_hits(_narrow(product_search, prices))
         if self.dialect == "sqlite":
             rank = literal_column("bm25(products_fts, 10.0, 1.0)")
             rowid = literal_column("rowid")
@@ -182,7 +184,7 @@ class CatalogQueries(Database):
         # than planning each call for its values, so every search was planned anew (~0.5 ms).
         shape = ("list", bool(terms), *prices, in_stock)
         shape += (limit is None, offset == 0)
-        top = params["top"] = self._top(terms, limit, offset)
+        top = params["top"] = self._top(terms, limit, offset, in_stock)
         with self._read() as conn:
             rows = self._rows(conn, (*shape, top is not None), query, params)
             if top is not None and len(rows) < (limit or 0):
@@ -212,7 +214,7 @@ class CatalogQueries(Database):
             return stmt.add_columns(literal_column("0").label("score")).limit(LIMIT)
 
         shape = ("recommend", bool(terms), budget is not None)
-        top = params["top"] = self._top(terms, limit, 0)
+        top = params["top"] = self._top(terms, limit, 0, True)  # in stock only
         rows = self._rows(conn, (*shape, top is not None), query, params)
         if top is not None and len(rows) < limit:
             rows = self._rows(conn, (*shape, False), query, params)
@@ -220,15 +222,26 @@ class CatalogQueries(Database):
             rows = self._rows(conn, ("fallback", *shape[2:]), fallback, params)
         return rows
 
-    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
         """How many best text matches to rank before filters, or None for all of them.
 
         Exact: if the page comes back full, every row of it is among the first `top` by
         (rank, id), so ranking the rest could not change it; a short page is retried on all.
+        On PostgreSQL only the stock filter (`in_stock`) comes after the ranking, so without
+        it the page itself is enough; with it, a margin for the products it drops: twice the
+        page and 10 when in stock is asked (most are), else at least 200. Fewer makes the
+        shortcut (pg_search.py) stop sooner: the last of the page scores higher. FTS5's
+        ranking knows no archived flag or price either: at least 200 there.
         """
         if not terms or limit is None:
             return None
-        top = max(200, 8 * (limit + offset))
+        page = limit + offset
+        if self.dialect != "postgresql" or in_stock is False:
+            top = max(200, 8 * page)
+        else:
+            top = page if in_stock is None else 2 * page + 10
         return top if top <= TOP_MAX else None  # a page that deep: rank them all
 
     def get_product(self, product_id: int) -> tuple[Product, int]:

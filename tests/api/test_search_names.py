@@ -1,21 +1,21 @@
-"""PostgreSQL ranks name matches first (migration 0005_search_names, pg_search.py) and that
-never changes an answer.
+"""PostgreSQL ranks the shortest name matches first (migration 0005_search_names,
+`product_search_best`) and that never changes an answer.
 
-On a catalogue made to strain the shortcut (names with no word at all, long and short
-descriptions, words repeated, words that are prefixes of others, so that a description-only
-match can outrank a name match):
-- `product_search_other_bound(terms)` is never below the ts_rank of a match without a name
-  match, and is NULL where its reasoning does not hold (a term that parses into a phrase) or
-  would bound nothing useful (a prefix covering more than 64 known words);
-- searches and recommendations answer exactly what ranking every match answers, whether the
-  shortcut was taken or not, and both happen here (read from the plan: whether the ranking of
-  every match ran).
+On a catalogue made to strain the shortcut (names with no word at all, descriptions of 0 to
+300 words, words repeated, words that are prefixes of others, so that a description-only
+match can outrank a name match and a long product a short one):
+- `product_search_bounds(terms)` is never below what it bounds: `other` above the ts_rank of
+  every match without a name match, `per_length / log2(1 + length)` above the ts_rank of
+  every match; NULL where its reasoning does not hold (a term that parses into a phrase) or
+  would bound nothing useful (a term covering more than 64 known words);
+- searches and recommendations answer exactly what ranking every match answers, and the
+  function answers both ways here: from the name matches of a few lengths, from all of
+  them, and from every match (its `tier` column says which).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,17 +44,22 @@ QUERIES = [
     "zzz",
 ]
 RANK = "ts_rank('{0, 0, 0.1, 1.0}'::float4[], search_vector, to_tsquery('shop_search', :q), 1)"
+MATCH = "search_vector @@ to_tsquery('shop_search', :q)"
 NAMELESS = "NOT (ts_filter(search_vector, '{a}') @@ to_tsquery('shop_search', :q))"
 
 
 class FullRanking(Shop):
-    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
         return None
 
 
-class TinyTop(Shop):
-    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
-        return None if not terms or limit is None else limit + offset
+class BigTop(Shop):
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
+        return None if not terms or limit is None else 200 + limit + offset
 
 
 def _catalogue(n: int, seed: int = 12) -> list[tuple[str, int, str, int]]:
@@ -66,7 +71,7 @@ def _catalogue(n: int, seed: int = 12) -> list[tuple[str, int, str, int]]:
         name = " ".join(rnd.choices(words, k=rnd.randint(1, 4)))
         if rnd.random() < 0.1:
             name = "***"  # no word at all: its length is its description's
-        size = rnd.choice([0, 1, 2, 3, 8, 40, 300])
+        size = rnd.choice([0, 1, 2, 3, 8, 12, 40, 300])
         description = " ".join(rnd.choices(words + filler, k=size))
         rows.append((name, 100 * (1 + i % 50), description, i % 7))
     return rows
@@ -80,47 +85,53 @@ def shops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Shop]]:
         try:
             Shop(engine).init()
             Shop(engine).add_products(_catalogue(1_500))
-            yield [Shop(engine), FullRanking(engine), TinyTop(engine)]
+            yield [Shop(engine), FullRanking(engine), BigTop(engine)]
         finally:
             engine.dispose()
 
 
-def _bound(shop: Shop, terms: list[str]) -> float | None:
+def _bounds(shop: Shop, terms: list[str]) -> Any:
     with shop.engine.connect() as conn:
-        sql = text("SELECT product_search_other_bound(CAST(:terms AS text[]))")
-        return conn.scalar(sql, {"terms": terms})
+        sql = text("SELECT * FROM product_search_bounds(CAST(:terms AS text[]))")
+        return conn.execute(sql, {"terms": terms}).one()
 
 
-def test_no_match_without_a_name_match_scores_above_the_bound(shops: list[Shop]) -> None:
+def test_no_match_scores_above_the_bounds(shops: list[Shop]) -> None:
     shop = shops[0]
     bounded = 0
     for query in QUERIES:
         terms = query.split()
-        bound = _bound(shop, terms)
+        bounds = _bounds(shop, terms)
         if "_" in query or query == "zzz":
-            assert bound is None, query  # a phrase; no known word
+            assert bounds.other is None and bounds.words is None, query  # a phrase; no word
             continue
-        assert bound is not None, query
-        prefixes = " | ".join(f"'{t}':*" for t in terms)
-        sql = f"SELECT max({RANK}) FROM product_search WHERE {NAMELESS}"
-        sql += " AND search_vector @@ to_tsquery('shop_search', :q)"
+        assert bounds.other is not None and bounds.per_length is not None, query
+        prefixes = {"q": " | ".join(f"'{t}':*" for t in terms)}
+        nameless = f"SELECT max({RANK}) FROM product_search WHERE {NAMELESS} AND {MATCH}"
+        scaled = f"SELECT max({RANK} * log(2.0, word_count + 1)) FROM product_search WHERE {MATCH}"
         with shop.engine.connect() as conn:
-            best = conn.scalar(text(sql), {"q": prefixes})
-        if best is not None:
-            assert best <= bound, (query, best, bound)
+            best_nameless = conn.scalar(text(nameless), prefixes)
+            best_scaled = conn.scalar(text(scaled), prefixes)
+        assert best_scaled <= bounds.per_length, (query, best_scaled, bounds.per_length)
+        if best_nameless is not None:
+            assert best_nameless <= bounds.other, (query, best_nameless, bounds.other)
             bounded += 1
     assert bounded >= 5
     soup = [f"zq{i:02}" for i in range(70)]
     shop.add_products([("Soup", 100, " ".join(soup), 1)])
-    assert _bound(shop, ["zq"]) is None  # 70 known words start with it
-    assert _bound(shop, ["zq0"]) is not None
+    assert _bounds(shop, ["zq"]).other is None  # 70 known words start with it
+    assert _bounds(shop, ["zq0"]).other is not None
+    assert _bounds(shop, ["zq"]).words is None
+    assert _bounds(shop, ["zq0"]).words is not None  # 10 words
+    assert _bounds(shop, ["zq", "lamp"]).words is None  # one term covers more than 16
 
 
-def _statement(shop: Shop, call: Callable[[], Any]) -> tuple[str, dict[str, Any]]:
-    sent: list[tuple[str, dict[str, Any]]] = []
+def _statement(shop: Shop, call: Callable[[], Any]) -> dict[str, Any]:
+    """The parameters of the first statement `call` sends."""
+    sent: list[dict[str, Any]] = []
 
-    def capture(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
-        sent.append((statement, params))
+    def capture(_c: Any, _cur: Any, _statement: str, params: Any, *_: Any) -> None:
+        sent.append(params)
 
     event.listen(shop.engine, "before_cursor_execute", capture)
     try:
@@ -130,28 +141,21 @@ def _statement(shop: Shop, call: Callable[[], Any]) -> tuple[str, dict[str, Any]
     return sent[0]
 
 
-def _ranked_every_match(shop: Shop, **search: Any) -> bool:
-    """Whether the first statement of this search ran the ranking of every match (the scan of
-    the whole-vector index), read from EXPLAIN ANALYZE."""
-    statement, params = _statement(shop, lambda: shop.list_products(**search))
+def _tier(shop: Shop, **search: Any) -> int:
+    """Which way `product_search_best` answered this search: 0 from every match, else after
+    how many steps through the name matches."""
+    params = _statement(shop, lambda: shop.list_products(**search))
+    sql = "SELECT DISTINCT tier FROM product_search_best(CAST(:terms AS text[]), :tsquery, :top,"
+    sql += " CAST(:min_cents AS integer), CAST(:max_cents AS integer))"
+    bounds = {"min_cents": params.get("min_cents"), "max_cents": params.get("max_cents")}
     with shop.engine.connect() as conn:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params)
-        doc = cursor.fetchone()[0]
-    plan = (json.loads(doc) if isinstance(doc, str) else doc)[0]["Plan"]
-
-    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    scans = [n for n in nodes(plan) if n.get("Index Name") == "ix_product_search_vector"]
-    assert scans
-    return any(n["Actual Loops"] > 0 for n in scans)
+        tiers = conn.scalars(text(sql), {**params, **bounds}).all()
+    assert len(tiers) <= 1, tiers
+    return tiers[0] if tiers else 0
 
 
-def test_answers_match_full_ranking_with_and_without_the_shortcut(shops: list[Shop]) -> None:
-    taken = {True: 0, False: 0}
+def test_answers_match_full_ranking_whichever_way_they_are_found(shops: list[Shop]) -> None:
+    tiers: dict[str, int] = {"every match": 0, "first lengths": 0, "more lengths": 0}
     filters: list[dict[str, Any]] = [{}, {"max_price": 20.0}, {"in_stock": True}]
     for q, f, (limit, offset) in itertools.product(QUERIES, filters, [(10, 0), (3, 4)]):
         answers = [
@@ -160,10 +164,13 @@ def test_answers_match_full_ranking_with_and_without_the_shortcut(shops: list[Sh
         assert answers[0] == answers[1] == answers[2], (q, f, limit, offset)
         for s in (shops[0], shops[2]):
             if q != "zzz":
-                taken[not _ranked_every_match(s, q=q, limit=limit, offset=offset, **f)] += 1
+                tier = _tier(s, q=q, limit=limit, offset=offset, **f)
+                tiers[
+                    "every match" if tier == 0 else "first lengths" if tier <= 2 else "more lengths"
+                ] += 1
     for q, budget in itertools.product(QUERIES, [None, 10.0]):
         answers = [
             [(r.product.id, r.score) for r in s.recommend(q, budget=budget, limit=5)] for s in shops
         ]
         assert answers[0] == answers[1] == answers[2], (q, budget)
-    assert taken[True] >= 10 and taken[False] >= 10, taken
+    assert min(tiers.values()) >= 3, tiers

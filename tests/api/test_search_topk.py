@@ -15,12 +15,16 @@ from tests.databases import fresh_database
 
 
 class FullRanking(Shop):
-    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
         return None
 
 
 class TinyTop(Shop):
-    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
         return None if not terms or limit is None else limit + offset  # forces the retry path
 
 
