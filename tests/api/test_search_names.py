@@ -38,7 +38,8 @@ QUERIES = [
     "smart watch lamp",
     "earbud case cable value",
     "lamp",
-    "cable",  # in descriptions only
+    "cable",
+    "filler1 filler2",  # words found in descriptions only: ranked by length as well
     "desk_lamp wireless",  # a phrase: no shortcut
     "w",  # covers many words, but fewer than 64
     "zzz",

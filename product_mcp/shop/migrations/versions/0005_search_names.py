@@ -22,16 +22,19 @@ alone. Two bounds follow, each computed per query from `search_words`:
 
 So `product_search_best(terms, prefixes, top, min_cents, max_cents)` ranks the products
 whose name matches a term by length: those of at most 8 words, then of 9, 10, ... 16 words,
-then up to 20, 24, 32, 48 and more (`ix_product_search_tags`: each name word tagged with its
-product's length range, from `product_search.word_count`; a search asks for the tags of one
-range at a time). As soon as it holds `top` of them and the last scores above both bounds for
-the lengths not read yet (strictly: nothing else can even tie), they are the answer; once it
-holds `top`, it goes straight to the length that settles it, and past a few ranges it reads
-all the longer name matches at once (`ix_product_search_names`, the name words alone).
-Otherwise it ranks every match as before. For "wireless earbuds" that ranks the 969 earbuds
-of 11 words instead of 14,031 matches. No shortcut where a bound is NULL: a term that parses
-into several words (a phrase, ranked another way), a term covering more than 16 known words
-(more than 64 for `other`), or no covered word ever seen in a name.
+then up to 20, 24, 32, 48 and more (`ix_product_search_tags`: each word of a product tagged
+with where it stands, A name or B description, and its product's length range, from
+`product_search.word_count`; a search asks for the tags of a range at a time). As soon as it
+holds `top` of them and the last scores above both bounds for what it has not read
+(strictly: nothing else can even tie), they are the answer; once it holds `top`, it goes
+straight to the length that settles it, and when that takes more than 32 tags it reads all
+the longer name matches at once (`ix_product_search_names`, the name words alone).
+Otherwise it ranks every match as before. When no product has these words in its name
+(shares all below 0.5: a name occurrence alone is worth 1/(pi^2/6) ~ 0.61), every match is
+a description match, and it goes through the B tags by length the same way. For "wireless
+earbuds" that ranks the 969 earbuds of 11 words instead of 14,031 matches. No shortcut
+where a bound is NULL: a term that parses into several words (a phrase, ranked another way),
+a term covering more than 16 known words (more than 64 for `other`).
 
 The triggers of 0004_search_table now also write `word_count` and the shares; an existing
 database gets both from its vectors. SQLite's FTS5 ranking is unchanged.
@@ -61,7 +64,7 @@ PENDING_KB = 256  # as 0003_search_speed and 0004_search_table
 # per count up to 16, then wider; the last is "more than 48". A search asks for few at once:
 # GIN checks each match against every tag asked for.
 EDGES = [8, *range(9, 17), 20, 24, 32, 48, 64]
-WIDEST_STEP = 3  # more ranges at once are read through the names' own index instead
+MOST_TAGS = 32  # more tags at once: the longer name matches are read through their own index
 WEIGHTS = "'{0, 0, 0.1, 1.0}'::float4[]"  # catalog.py's ranking: D, C, B (descriptions), A
 # Above each true bound by more than ts_rank's float rounding could push a score.
 MARGIN = 1.0001
@@ -76,13 +79,21 @@ RANGE = (
     + "".join(f" WHEN word_count <= {edge} THEN {edge}" for edge in EDGES[:-1])
     + f" ELSE {EDGES[-1]} END"
 )
-# Each name word of a product tagged with its length's range: 'earbud 11'. The stripped
-# A-part as text is 'w1' 'w2' ...; a closing quote is one followed by a space or the end
-# (a quote inside a word is doubled, and words hold no spaces).
-TAGS = (
-    "CAST(regexp_replace(CAST(strip(ts_filter(search_vector, '{a}')) AS TEXT),"
-    f" '''( |$)', ' ' || CAST({RANGE} AS TEXT) || '''\\1', 'g') AS TSVECTOR)"
-)
+
+
+def _tagged(weight: str, mark: str) -> str:
+    """The words of a weight (a: names, b: descriptions) as text, each tagged 'word MARK range'.
+    The stripped part as text is 'w1' 'w2' ...; a closing quote is one followed by a space or
+    the end (a quote inside a word is doubled, and words hold no spaces)."""
+    return (
+        f"regexp_replace(CAST(strip(ts_filter(search_vector, '{{{weight}}}')) AS TEXT),"
+        f" '''( |$)', ' {mark} ' || CAST({RANGE} AS TEXT) || '''\\1', 'g')"
+    )
+
+
+# Each word of a product tagged with where it stands (A: in the name, B: in the description)
+# and its product's length range: 'earbud A 11', 'charg B 14'.
+TAGS = f"CAST({_tagged('a', 'A')} || ' ' || {_tagged('b', 'B')} AS TSVECTOR)"
 NAMES = "ts_filter(search_vector, '{a}')"  # a product's name words (weight A)
 P_TAGS = TAGS.replace("search_vector", "p.search_vector").replace("word_count", "p.word_count")
 P_NAMES = NAMES.replace("search_vector", "p.search_vector")
@@ -180,7 +191,7 @@ MERGE = f"""SELECT array_agg(m.i ORDER BY m.r, m.i), array_agg(m.r ORDER BY m.r,
                       AND (min_cents IS NULL OR p.price_cents >= min_cents)
                       AND (max_cents IS NULL OR p.price_cents <= max_cents)
                     ORDER BY 2, 1 LIMIT top) AS m"""
-TAG = QUOTED.format(w="(w || ' ' || CAST(e AS TEXT))")
+TAG = QUOTED.format(w="(w || ' ' || mark || ' ' || CAST(e AS TEXT))")
 EDGE_ARRAY = "ARRAY[" + ", ".join(map(str, EDGES)) + "]"
 # The tags of the covered words for the ranges in (lo, hi], as a tsquery.
 TAG_QUERY = (
@@ -189,7 +200,7 @@ TAG_QUERY = (
 )
 # Ranks name matches by length, one range at a time while it holds fewer than `top`; then
 # straight to the length beyond which nothing can reach the last of them (that rank only
-# grows as more are ranked); more than WIDEST_STEP ranges: every longer name match at once.
+# grows as more are ranked); more than MOST_TAGS tags: every longer match at once.
 BEST = f"""CREATE FUNCTION product_search_best(terms TEXT[], prefixes TEXT, top INTEGER,
         min_cents INTEGER, max_cents INTEGER) RETURNS TABLE (id INTEGER, rank REAL, tier INTEGER)
     LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 200 SET plan_cache_mode = force_generic_plan
@@ -207,16 +218,26 @@ BEST = f"""CREATE FUNCTION product_search_best(terms TEXT[], prefixes TEXT, top 
         target FLOAT8;
         steps INTEGER := 0;
         rest FLOAT8;
+        mark TEXT := 'A';
+        other FLOAT8;
     BEGIN
         SELECT * INTO bounds FROM product_search_bounds(terms);
-        IF bounds.words IS NOT NULL AND bounds.named THEN
+        other := bounds.other;
+        IF NOT bounds.named THEN  -- no product has these words in its name: all match as B
+            mark := 'B';
+            other := 0;
+        END IF;
+        IF bounds.words IS NOT NULL AND (bounds.named OR bounds.per_length IS NOT NULL) THEN
             IF bounds.per_length IS NULL THEN
                 hi := NULL;
             END IF;
             LOOP
                 steps := steps + 1;
-                IF hi IS NULL THEN
+                IF hi IS NULL AND mark = 'A' THEN
                     {MERGE.replace("@cond", P_NAMES + " @@ asked AND p.word_count > lo")};
+                    rest := 0;
+                ELSIF hi IS NULL THEN
+                    {MERGE.replace("@cond", "p.search_vector @@ asked AND p.word_count > lo")};
                     rest := 0;
                 ELSE
                     {TAG_QUERY} INTO tags;
@@ -224,19 +245,19 @@ BEST = f"""CREATE FUNCTION product_search_best(terms TEXT[], prefixes TEXT, top 
                     rest := CASE WHEN hi = {EDGES[-1]} THEN 0
                             ELSE bounds.per_length / (ln(CAST(hi + 2 AS FLOAT8)) / ln(2.0)) END;
                 END IF;
-                IF cardinality(ids) = top AND -ranks[top] > GREATEST(bounds.other, rest) THEN
+                IF cardinality(ids) = top AND -ranks[top] > GREATEST(other, rest) THEN
                     RETURN QUERY SELECT kept.i, kept.r, steps FROM unnest(ids, ranks) AS kept(i, r);
                     RETURN;
                 END IF;
                 EXIT WHEN hi IS NULL OR hi = {EDGES[-1]};
                 lo := hi;
                 -- per_length / log2(2 + L) < rank[top] from L = 2^(per_length / rank) - 1 on
-                target := CASE WHEN cardinality(ids) = top AND -ranks[top] > bounds.other
+                target := CASE WHEN cardinality(ids) = top AND -ranks[top] > other
                           THEN power(2.0, LEAST(bounds.per_length / -ranks[top], 30)) - 1
                           ELSE lo + 1 END;
                 hi := (SELECT min(e) FROM unnest(edges) AS e WHERE e >= target);
-                IF hi IS NULL OR (SELECT count(*) FROM unnest(edges) AS e
-                                  WHERE e > lo AND e <= hi) > {WIDEST_STEP} THEN
+                IF hi IS NULL OR cardinality(bounds.words) * (SELECT count(*) FROM unnest(edges)
+                                  AS e WHERE e > lo AND e <= hi) > {MOST_TAGS} THEN
                     hi := NULL;
                 END IF;
             END LOOP;
