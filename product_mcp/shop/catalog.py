@@ -6,7 +6,8 @@ stemming: SQLite's FTS5 ranked by bm25, PostgreSQL's tsvectors (GIN index, in th
 times descriptions in both rankers (bm25 saturates that); where their orders differ, and why,
 is stated and tested in tests/api/test_search_dialects.py. The rest is portable SQL. Why the
 `top` pre-ranking, on both databases: joining every match of a common word with products and
-inventory before sorting costs more than ranking them first (see `_match`).
+inventory before sorting costs more than ranking them first (see `_match`); PostgreSQL's
+statements, and its shortcut for that pre-ranking (name matches first), are in pg_search.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    Text,
     bindparam,
     case,
     false,
@@ -30,12 +30,13 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from models import InventoryItem, Product, Recommendation
 from product_mcp.core.errors import NotFound
+from product_mcp.shop import pg_search
 from product_mcp.shop.database import Database
-from product_mcp.shop.schema import SEARCH_CONFIG, inventory, product_search, products
+from product_mcp.shop.pg_search import TOP
+from product_mcp.shop.schema import inventory, product_search, products
 from product_mcp.shop.values import cents, product_of, search_terms
 
 # What a listing or a recommendation reads: no SKU, no archived flag (both filtered already).
@@ -49,12 +50,10 @@ ROW_COLUMNS = (
 # Values reach the statements as these parameters, so one statement per shape (which filters,
 # whether pre-ranked) serves every call: building a select and its cache key per call was a
 # fifth of a search's CPU in api.py.
-TOP = bindparam("top", type_=Integer)
 LIMIT = bindparam("limit", type_=Integer)
 OFFSET = bindparam("offset", type_=Integer)
 # The most best matches ranked first (a bound parameter: an int4 on PostgreSQL).
 TOP_MAX = 1_000_000
-TERMS = bindparam("terms", type_=ARRAY(Text))  # PostgreSQL: the search terms, a text[]
 MIN_CENTS = bindparam("min_cents", type_=Integer)
 MAX_CENTS = bindparam("max_cents", type_=Integer)
 _STATEMENTS: dict[tuple[Any, ...], Any] = {}
@@ -93,7 +92,7 @@ class CatalogQueries(Database):
 
     def _match_params(self, terms: list[str]) -> dict[str, Any]:
         """The match's parameters for `terms`: FTS5's query (q), or the tsquery's text and
-        (PostgreSQL) the terms themselves, which the index is asked for (`_tsquery_match`)."""
+        (PostgreSQL) the terms themselves, which the index is asked for (pg_search.py)."""
         if self.dialect == "sqlite":
             return {"q": " OR ".join('"' + t.replace('"', '""') + '"*' for t in terms)}
         return {"tsquery": " | ".join(f"'{t}':*" for t in terms), "terms": terms}
@@ -107,10 +106,15 @@ class CatalogQueries(Database):
         PostgreSQL a hash join of all of them with inventory, 33 ms vs 11 ms). The conditions
         on products alone (`_narrow`: archived, price) are applied before ranking on
         PostgreSQL, from `product_search`'s own copies, so fewer pages come back short; FTS5's
-        table has no such columns.
+        table has no such columns. PostgreSQL ranks name matches first (pg_search.py).
         """
         if not terms:
             return None
+        if self.dialect == "postgresql":
+            if top:
+                bounds = (MIN_CENTS if prices[0] else None, MAX_CENTS if prices[1] else None)
+                return pg_search.ranked_hits(*bounds)
+            return pg_search.all_hits(_narrow(product_search, prices))
         if self.dialect == "sqlite":
             rank = literal_column("bm25(products_fts, 10.0, 1.0)")
             rowid = literal_column("rowid")
@@ -121,15 +125,11 @@ class CatalogQueries(Database):
             )
             order = [rank, rowid]  # the expression: FTS5 has a hidden column named "rank"
         else:
-            if self.dialect == "postgresql":
-                table, key = product_search, product_search.c.product_id
-                where, rank = _tsquery_match()
-            else:
-                table, key = products, products.c.id
-                where, rank = _like_match(terms)
+            where, rank = _like_match(terms)
             ranked = rank.label("rank")
-            hits = select(key.label("id"), ranked).where(where, *_narrow(table, prices))
-            order = [ranked, key]
+            hits = select(products.c.id.label("id"), ranked)
+            hits = hits.where(where, *_narrow(products, prices))
+            order = [ranked, products.c.id]
         if top:
             hits = hits.order_by(*order).limit(TOP)
         return hits.subquery("hits")
@@ -176,11 +176,15 @@ class CatalogQueries(Database):
                 stmt = stmt.where(inventory.c.quantity > 0)
             elif in_stock is False:
                 stmt = stmt.where(inventory.c.quantity == 0)
-            return stmt.limit(None if limit is None else LIMIT).offset(OFFSET)
+            stmt = stmt.limit(None if limit is None else LIMIT)
+            return stmt.offset(OFFSET) if offset else stmt
 
+        # No OFFSET clause for a first page: with one, PostgreSQL's plan for any parameters
+        # (psycopg prepares a statement after 5 runs) guessed it skips rows and cost more
+        # than planning each call for its values, so every search was planned anew (~0.5 ms).
         shape = ("list", bool(terms), *prices, in_stock)
-        shape += (limit is None,)
-        top = params["top"] = self._top(terms, limit, offset)
+        shape += (limit is None, offset == 0)
+        top = params["top"] = self._top(terms, limit, offset, in_stock)
         with self._read() as conn:
             rows = self._rows(conn, (*shape, top is not None), query, params)
             if top is not None and len(rows) < (limit or 0):
@@ -210,7 +214,7 @@ class CatalogQueries(Database):
             return stmt.add_columns(literal_column("0").label("score")).limit(LIMIT)
 
         shape = ("recommend", bool(terms), budget is not None)
-        top = params["top"] = self._top(terms, limit, 0)
+        top = params["top"] = self._top(terms, limit, 0, True)  # in stock only
         rows = self._rows(conn, (*shape, top is not None), query, params)
         if top is not None and len(rows) < limit:
             rows = self._rows(conn, (*shape, False), query, params)
@@ -218,15 +222,26 @@ class CatalogQueries(Database):
             rows = self._rows(conn, ("fallback", *shape[2:]), fallback, params)
         return rows
 
-    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
         """How many best text matches to rank before filters, or None for all of them.
 
         Exact: if the page comes back full, every row of it is among the first `top` by
         (rank, id), so ranking the rest could not change it; a short page is retried on all.
+        On PostgreSQL only the stock filter (`in_stock`) comes after the ranking, so without
+        it the page itself is enough; with it, a margin for the products it drops: twice the
+        page and 10 when in stock is asked (most are), else at least 200. Fewer makes the
+        shortcut (pg_search.py) stop sooner: the last of the page scores higher. FTS5's
+        ranking knows no archived flag or price either: at least 200 there.
         """
         if not terms or limit is None:
             return None
-        top = max(200, 8 * (limit + offset))
+        page = limit + offset
+        if self.dialect != "postgresql" or in_stock is False:
+            top = max(200, 8 * page)
+        else:
+            top = page if in_stock is None else 2 * page + 10
         return top if top <= TOP_MAX else None  # a page that deep: rank them all
 
     def get_product(self, product_id: int) -> tuple[Product, int]:
@@ -293,35 +308,6 @@ def _narrow(table: Table, prices: Prices) -> list[Any]:
     if prices[1]:
         out.append(table.c.price_cents <= MAX_CENTS)
     return out
-
-
-def _tsquery_match() -> tuple[Any, Any]:
-    """PostgreSQL: (match, rank) over product_search's GIN-indexed tsvectors, FTS5's meaning.
-
-    Each term becomes a quoted prefix ('term':*) normalised by the same configuration as the
-    vectors, ORed, as the SQLite query is; `search_terms` keeps only word characters, so no
-    term can carry tsquery syntax. ts_rank weights names (A) 1.0 and descriptions (B) 0.1
-    (bm25's 10 to 1) and divides by 1 + log(words in the product), as bm25 favours shorter
-    products; ts_rank has no term rarity (IDF) and counts repeats differently (see the test).
-
-    The GIN index is asked `product_search_query(terms)` instead (migration 0004): the same
-    matches, with each term that covers at most 16 known words as those words, which the
-    index reads straight from their lists; a prefix it has to gather into a bitmap first
-    (about twice the work). ts_rank still gets the prefixes: its scale divides by the number
-    of query items, so the scores are unchanged.
-
-    Both tsqueries are scalar subqueries, computed once per statement: psycopg prepares a
-    statement after 5 runs and PostgreSQL then plans it once for any parameter, where a bare
-    to_tsquery(config, $1) is evaluated again for every matching row, twice (recheck and
-    rank): 42 ms instead of 11 ms for the 14,000 matches of "wireless" in 100,000 products.
-    """
-    config = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
-    tsquery = select(func.to_tsquery(config, bindparam("tsquery", type_=String)))
-    tsquery = tsquery.scalar_subquery()
-    asked = select(func.product_search_query(TERMS)).scalar_subquery()
-    vector = product_search.c.search_vector
-    weights = literal_column("'{0, 0, 0.1, 1.0}'::float4[]")
-    return vector.op("@@")(asked), -func.ts_rank(weights, vector, tsquery, 1)
 
 
 def _like_match(terms: list[str]) -> tuple[Any, Any]:

@@ -199,7 +199,8 @@ def test_search_speed_database_upgrades_to_search_table(url: str) -> None:
         assert shop.init() == ("0003_search_speed", HEAD)
         if postgresql:
             assert _ranks(shop.engine, "product_search", "product_id") == before
-            words = "SELECT count(*) FROM search_words WHERE word IN ('wireless', 'earbud', 'lamp')"
+            words = "SELECT count(DISTINCT word) FROM search_words"
+            words += " WHERE word IN ('wireless', 'earbud', 'lamp')"
             assert _scalar(shop.engine, words) == 3
             copies = "SELECT product_id, archived, price_cents FROM product_search ORDER BY 1"
             products = "SELECT id, archived, price_cents FROM products ORDER BY 1"
@@ -212,3 +213,30 @@ def test_search_speed_database_upgrades_to_search_table(url: str) -> None:
         if postgresql:
             assert found == sorted(before, key=lambda i: (-before[i], i))
         assert [p.id for p in shop.list_products(q="earbuds", max_price=5.0)] == [5]
+
+
+def test_search_table_database_upgrades_to_search_names(url: str) -> None:
+    """A database at 0004_search_table with products: on PostgreSQL each product gets its word
+    count and each word its largest share (the bounds that let a search rank the shortest name
+    matches first), and searches rank as ts_rank says; on SQLite nothing changes."""
+    with shop_on(url) as shop:
+        shop.init()
+        with shop.engine.begin() as conn:
+            command.downgrade(config(conn), "0004_search_table")
+        shop.add_products([("Trail Earbuds", 1_000, "sweat-proof", 3), ("Lamp", 900, "earbuds", 1)])
+        postgresql = shop.engine.dialect.name == "postgresql"
+        if postgresql:
+            ranks = _ranks(shop.engine, "product_search", "product_id")
+        assert shop.init() == ("0004_search_table", HEAD)
+        found = [p.id for p in shop.list_products(q="wireless earbuds", limit=10)]
+        assert sorted(found) == [2, 5, 6]
+        assert [p.id for p in shop.list_products(q="wireless earbuds", limit=1)] == found[:1]
+        if postgresql:
+            assert found == sorted(ranks, key=lambda i: (-ranks[i], i))
+            lengths = "SELECT word_count FROM product_search WHERE product_id IN (5, 6) ORDER BY 1"
+            with shop.engine.connect() as conn:  # "lamp earbud", "trail earbud sweat proof"
+                assert conn.scalars(text(lengths)).all() == [2, 4]
+            share = "SELECT max(share) FROM search_words WHERE word = 'earbud'"
+            assert _scalar(shop.engine, share) == pytest.approx(1 / 1.64493406685, rel=1e-6)
+            bounds = "SELECT words FROM product_search_bounds(ARRAY['wireless', 'earbuds'])"
+            assert sorted(_scalar(shop.engine, bounds)) == ["earbud", "wireless"]

@@ -1,9 +1,10 @@
 """PostgreSQL's search table (`product_search`, migration 0004_search_table) follows every
 write to products in the writer's own transaction: each product has exactly one row, with its
-archived flag, its price and the tsvector products' old generated column held (names A,
-descriptions B), and every word of it is in `search_words`, whichever way the product was
-written (bulk insert, staff create, edit, archive, import by SKU, delete, TRUNCATE ...
-CASCADE), and search answers from it at once.
+archived flag, its price, the tsvector products' old generated column held (names A,
+descriptions B) and its length in words, and every word of it is in `search_words` with its
+largest share of ts_rank (0005), whichever way the product was written (bulk insert, staff
+create, edit, archive, import by SKU, delete, TRUNCATE ... CASCADE), and search answers from
+it at once.
 
 `product_search_query(terms)`, what the GIN index is asked, matches exactly what the terms as
 prefixes match: a term covering at most 16 known words as those words, any other as a prefix.
@@ -39,6 +40,17 @@ WHERE p.id IS NULL OR s.product_id IS NULL OR s.archived <> p.archived
    OR s.price_cents <> p.price_cents
    OR s.search_vector <> setweight(to_tsvector('shop_search', p.name), 'A')
                          || setweight(to_tsvector('shop_search', p.description), 'B')
+   OR s.word_count <> (SELECT COALESCE(sum(GREATEST(cardinality(u.positions), 1)), 0)
+                       FROM unnest(s.search_vector) AS u)
+"""
+# Words of a vector whose share of ts_rank there is above the largest search_words holds for
+# them (the bound migration 0005 ranks by would not hold).
+UNDER_SHARED = """
+SELECT count(*) FROM product_search AS s, unnest(s.search_vector) AS u
+WHERE ts_rank('{0, 0, 0.1, 1.0}'::float4[], s.search_vector,
+              CAST('''' || replace(replace(u.lexeme, '\\', '\\\\'), '''', '''''') || ''''
+                   AS tsquery))
+      > (SELECT max(share) FROM search_words AS k WHERE k.word = u.lexeme)
 """
 
 
@@ -59,6 +71,7 @@ def _in_step(shop: Shop) -> int:
     with shop.engine.connect() as conn:
         assert conn.scalar(text(OUT_OF_STEP)) == 0
         assert conn.scalar(text(UNKNOWN_WORDS)) == 0
+        assert conn.scalar(text(UNDER_SHARED)) == 0
         return int(conn.scalar(text("SELECT count(*) FROM product_search")) or 0)
 
 

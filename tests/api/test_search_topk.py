@@ -15,12 +15,16 @@ from tests.databases import fresh_database
 
 
 class FullRanking(Shop):
-    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
         return None
 
 
 class TinyTop(Shop):
-    def _top(self, terms: list[str], limit: int | None, offset: int) -> int | None:
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
         return None if not terms or limit is None else limit + offset  # forces the retry path
 
 
@@ -70,11 +74,14 @@ def test_recommendations_match_full_ranking(shops: list[Shop]) -> None:
 
 def test_statements_are_built_once_per_shape(shops: list[Shop]) -> None:
     """Other words, prices and pages reuse the statement of their shape (values are passed as
-    parameters): building a select and its cache key per call was a fifth of a search's CPU."""
+    parameters): building a select and its cache key per call was a fifth of a search's CPU.
+    (A first page is a shape of its own: no OFFSET, see `list_products`.)"""
     shop = shops[0]
     assert len(shop.list_products(q="wireless", min_price=1.0, limit=10)) == 10
+    assert len(shop.list_products(q="wireless", min_price=1.0, limit=10, offset=10)) == 10
     assert len(shop.recommend("wireless earbuds", budget=5000.0, limit=5)) == 5
     built = {key: id(stmt) for key, stmt in catalog._STATEMENTS.items()}
+    assert len(shop.list_products(q="smart watch", min_price=2.0, limit=5)) == 5
     assert len(shop.list_products(q="smart watch", min_price=2.0, limit=5, offset=2)) == 5
     assert len(shop.recommend("smart watch", budget=4000.0, limit=3)) == 3
     assert {key: id(stmt) for key, stmt in catalog._STATEMENTS.items()} == built
