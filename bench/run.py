@@ -115,6 +115,22 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # so `finally` stops the services instead of orphaning them
 
 
+def leaves(e: BaseException) -> list[BaseException]:
+    """The exceptions inside `e`'s groups, however deep."""
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in leaves(sub)]
+    return [e]
+
+
+def print_causes(e: BaseException) -> None:
+    """Name what failed in one line each, on stdout: Python prints a task group's traceback
+    only 10 groups deep, and the SDK's clients nest deeper, so the cause itself can be cut."""
+    for leaf in leaves(e):
+        if not isinstance(leaf, KeyboardInterrupt | SystemExit):
+            print(f"bench failed: {type(leaf).__module__}.{type(leaf).__qualname__}: {leaf}")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     a = parse_args(argv)
@@ -129,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="product-mcp-bench-") as tmp:
         try:
             asyncio.run(run(b, Path(tmp), a.part))
+        except BaseException as e:
+            print_causes(e)
+            raise
         finally:
             for svc in b.procs.values():
                 svc.stop()
