@@ -139,7 +139,11 @@ def start_many(specs: dict[str, Spec]) -> dict:
     try:
         for name, (_, _, _, health) in specs.items():
             if health is not None:
-                wait_http(out[name].url + health, out[name].proc, timeout=60)
+                try:
+                    wait_http(out[name].url + health, out[name].proc, timeout=60)
+                except Exception as e:
+                    log = out[name].log()[-3000:]
+                    raise RuntimeError(f"{name} did not start: {e}\n{log}") from e
     except Exception:
         for svc in out.values():
             svc.stop()

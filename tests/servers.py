@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import random
 import runpy
 import signal
 import socket
@@ -40,8 +41,36 @@ import uvicorn
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_low() -> int:
+    """Where the range the OS gives outgoing connections their ports starts (Linux)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_PICK = random.SystemRandom()  # not `random`: Hypothesis seeds that one alike in every worker
+_handed: set[int] = set()
+
+
 def free_port() -> int:
-    """A port nobody listens on right now (the OS picks it)."""
+    """A port nobody listens on right now, below the OS's ephemeral range: a port from
+    bind(0) comes from the same pool as every outgoing connection's, and with the run's
+    thousands of client connections one took a port between its pick and the service's
+    bind (the service stopped: "port in use"). Never the same port twice in a process."""
+    low = max(1024, _EPHEMERAL_LOW - 12_000)
+    for _ in range(100 if _EPHEMERAL_LOW - low >= 1000 else 0):
+        port = _PICK.randrange(low, _EPHEMERAL_LOW)
+        if port in _handed:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # someone listens (or is bound) there
+        _handed.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
