@@ -1,5 +1,5 @@
-"""What the API tests share: the seed catalogue as the API returns it, short calls, and the
-schema revision and tables the migration tests expect."""
+"""What the API tests share: the seed catalogue as the API returns it, short calls, the
+schema revision and tables the migration tests expect, and a Shop that ranks every match."""
 
 from __future__ import annotations
 
@@ -74,3 +74,13 @@ def shop_on(url: str) -> Iterator[Shop]:
         yield shop
     finally:
         shop.engine.dispose()
+
+
+class FullRanking(Shop):
+    """A Shop that ranks every text match (no `top` pre-ranking, no shortcut): the answer the
+    faster paths must give."""
+
+    def _top(
+        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
+    ) -> int | None:
+        return None

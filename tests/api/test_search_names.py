@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import event, text
 
 from product_mcp.shop import Shop, make_engine
+from tests.api.helpers import FullRanking
 from tests.databases import fresh_database
 
 NAME_WORDS = "wire wireless wirelessly earbud earbuds charger charging smart smartphone".split()
@@ -47,13 +48,6 @@ QUERIES = [
 RANK = "ts_rank('{0, 0, 0.1, 1.0}'::float4[], search_vector, to_tsquery('shop_search', :q), 1)"
 MATCH = "search_vector @@ to_tsquery('shop_search', :q)"
 NAMELESS = "NOT (ts_filter(search_vector, '{a}') @@ to_tsquery('shop_search', :q))"
-
-
-class FullRanking(Shop):
-    def _top(
-        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
-    ) -> int | None:
-        return None
 
 
 class BigTop(Shop):
@@ -175,3 +169,16 @@ def test_answers_match_full_ranking_whichever_way_they_are_found(shops: list[Sho
         ]
         assert answers[0] == answers[1] == answers[2], (q, budget)
     assert min(tiers.values()) >= 3, tiers
+
+
+def test_names_with_quotes_and_backslashes_are_tagged_and_found(shops: list[Shop]) -> None:
+    """The tags index writes each word into tsquery text: a word holding a quote or a
+    backslash must neither break a write nor go missing from a search."""
+    hostile = ["O'Brien's lamp", "back\\slash lamp", "'quoted' it''s lamp", "end' lamp '"]
+    shops[0].add_products([(name, 500, f"{name} cable", 3) for name in hostile])
+    for q in ["brien", "back", "slash", "quoted", "lamp", "end"]:
+        answers = [[p.id for p in s.list_products(q=q, limit=10)] for s in shops]
+        assert answers[0] == answers[1] == answers[2], q
+        assert answers[0], q
+    found = {p.name for p in shops[0].list_products(q="brien back quoted end", limit=50)}
+    assert set(hostile) <= found, found

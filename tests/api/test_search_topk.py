@@ -11,14 +11,8 @@ import pytest
 
 from bench.catalog import fill
 from product_mcp.shop import Shop, catalog, make_engine
+from tests.api.helpers import FullRanking
 from tests.databases import fresh_database
-
-
-class FullRanking(Shop):
-    def _top(
-        self, terms: list[str], limit: int | None, offset: int, in_stock: bool | None = None
-    ) -> int | None:
-        return None
 
 
 class TinyTop(Shop):
