@@ -43,6 +43,9 @@ class ConnectionState:
         self._routes: list[CallRoute] = []  # calls in flight, oldest first
         self._keyed: dict[str, CallRoute] = {}  # the same, by the id sent in their `_meta`
         self.connect_timeout = connect_timeout
+        # A whole handshake (connect, initialize, tools/list: a few round trips, each of which
+        # may take up to connect_timeout) before it is abandoned and tried again.
+        self.handshake_timeout = 2 * connect_timeout
         self.ping_interval = ping_interval
         self.reconnect_max = reconnect_max
         self.ready_wait = ready_wait

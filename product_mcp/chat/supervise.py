@@ -9,6 +9,7 @@ task opens the session, loads the tools, pings to notice outages, reloads tools 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import anyio
@@ -46,22 +47,37 @@ class Supervision(SessionOpener):
             errlog = _stderr_file() if self.config.transport == "stdio" else None
             self._http_error = None
             connected = False
+            # The handshake (connect, initialize, tools/list) gets a deadline of its own: the
+            # SDK's SSE client waits for the `endpoint` event, and for response headers, with
+            # the read timeout of a stream (300 s), so a server that accepts and then says
+            # nothing (e.g. one stopping mid-handshake) held the connection "connecting" for
+            # minutes. The scope wraps the whole session, so the transport's task groups nest
+            # in it; once connected, the deadline is lifted.
+            handshake = anyio.CancelScope(deadline=anyio.current_time() + self.handshake_timeout)
             try:
-                async with self._open_client(errlog) as client:
-                    await self._load_tools(client)
-                    self._generation += 1
-                    self._client = client
-                    self.server_info = client.server_info
-                    self.last_error = None
-                    self.connected_at = time.time()
-                    delay = 0.0
-                    connected = True
-                    self._set_status("connected")
-                    self._settled.set()
-                    log.info("%s: connected, %d tools", self.name, len(self.tools))
-                    if self.watch is not None:
-                        await self.watch.connected(self, client)
-                    await self._supervise(client)
+                with handshake:
+                    async with self._open_client(errlog) as client:
+                        await self._load_tools(client)
+                        handshake.deadline = math.inf
+                        self._generation += 1
+                        self._client = client
+                        self.server_info = client.server_info
+                        self.last_error = None
+                        self.connected_at = time.time()
+                        delay = 0.0
+                        connected = True
+                        self._set_status("connected")
+                        self._settled.set()
+                        log.info("%s: connected, %d tools", self.name, len(self.tools))
+                        if self.watch is not None:
+                            await self.watch.connected(self, client)
+                        await self._supervise(client)
+                        log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
+                if handshake.cancelled_caught:
+                    self.last_error = (
+                        f"the handshake did not finish within {self.handshake_timeout:g}s "
+                        "(the server accepted the connection but did not answer)"
+                    )
                     log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
             except Exception as e:
                 if connected and self.last_error:
