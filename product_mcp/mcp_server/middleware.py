@@ -181,6 +181,12 @@ class FinishResponses:
         state = {"started": False, "done": False, "sse": False}
 
         async def tracking_send(message: Message) -> None:
+            if state["done"] or (state["started"] and message["type"] == "http.response.start"):
+                # The SDK's /sse route returns an empty Response once its stream has ended
+                # (at every shutdown): a second response to one request, which uvicorn
+                # logged as "Exception in ASGI application" for each open stream. Its start
+                # is dropped; its empty last body ends the stream, as the end below would.
+                return
             await send(message)  # first: a start that never went out (cancelled) is not "started"
             if message["type"] == "http.response.start":
                 state["started"] = True

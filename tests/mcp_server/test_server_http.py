@@ -5,6 +5,8 @@ refused, CORS for allowed origins only, and the process still serving after all 
 tools as clients meet them: test_server.py.
 """
 
+import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -202,3 +204,23 @@ def test_server_keeps_serving(server: Service) -> None:
     """After all the errors above the process is still up and answering."""
     assert server.proc.poll() is None
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_stopping_with_sse_clients_attached_is_clean(real: Stack, tmp_path: Path) -> None:
+    """SIGTERM while SSE clients are attached: their streams end, main.py exits, and its log
+    holds no error (the SDK's /sse route sent a second response once its stream had ended:
+    uvicorn logged "Exception in ASGI application" for every open stream at each stop)."""
+    with Stack(tmp_path) as s:
+        mcp = s.mcp(real["api"])
+        with httpx.Client(timeout=10) as http, http.stream("GET", f"{mcp.url}/sse") as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert next(line for line in lines if line) == "event: endpoint"
+            # a client that keeps reading, as every SSE client does, till the stream ends
+            reader = threading.Thread(target=lambda: [*lines])
+            reader.start()
+            mcp.stop()  # SIGTERM (uvicorn exits by the same signal, once shut down)
+            reader.join(10)
+        assert "Shutting down" in mcp.log() and "Finished server process" in mcp.log()
+    assert "Exception in ASGI application" not in mcp.log(), mcp.log()[-3000:]
+    assert "Traceback" not in mcp.log(), mcp.log()[-3000:]
