@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests import servers
 from tests.servers import ROOT, Service, stop_forgotten
 from tests.stack import Stack
 from tests.web_helpers import CHROMIUM, IN_CI
@@ -123,6 +124,11 @@ def _serial(
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _service_logs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    servers.LOG_DIR = tmp_path_factory.mktemp("service-logs")
 
 
 @pytest.fixture(scope="module")

@@ -141,6 +141,12 @@ def wait_http(
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
 
 
+# Where services' output goes: the test run's own temp folder (tests/conftest.py sets it;
+# pytest keeps the last 3 runs' folders), else the system's (the bench): a suite run starts
+# ~250 services, and their logs were left in /tmp.
+LOG_DIR: Path | None = None
+
+
 def start(
     args: Sequence[str],
     *,
@@ -154,7 +160,7 @@ def start(
     (forked from the pre-imported forkserver unless `fresh` or TESTS_FRESH_PROCESSES=1; the
     bench wants fresh ones: a forked service holds every library the forkserver imported)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    log = Path(tempfile.mkstemp(prefix="svc-", suffix=".log")[1])
+    log = Path(tempfile.mkstemp(prefix="svc-", suffix=".log", dir=LOG_DIR)[1])
     proc: subprocess.Popen[bytes] | Forked
     if fresh or os.environ.get("TESTS_FRESH_PROCESSES") == "1":
         with log.open("wb") as out:

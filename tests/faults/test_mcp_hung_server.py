@@ -28,11 +28,6 @@ HEADERS = (
 SILENCES = {"no answer": b"", "headers then nothing": HEADERS}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.parametrize("transport", ["sse", "http"])
 @pytest.mark.parametrize("silence", list(SILENCES))
 async def test_a_silent_handshake_is_abandoned_and_retried(transport: str, silence: str) -> None:
