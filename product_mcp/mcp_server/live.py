@@ -53,8 +53,23 @@ WINDOW = 0.1  # seconds a burst of changes to one URI is gathered into one notif
 MAX_URIS_PER_SESSION = 1000  # default of MCP_MAX_SUBSCRIPTIONS
 MAX_URI_CHARS = 2048  # a subscribed URI's length at most (it is kept per session, maybe in Redis)
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# A feed stream that said nothing, not even its heartbeat, for this many of its heartbeat
+# periods (`X-Change-Heartbeat`; api.py's default when absent) is taken for dead: a connection
+# whose far end vanished without a FIN (a host gone, a proxy that dropped it) would otherwise
+# be waited on forever, and live notifications would stop without a word.
+SILENT_HEARTBEATS = 3
+DEFAULT_HEARTBEAT = 15.0
 SEQ_KEY, AFTER_KEY = "shop/seq", "shop/after"  # _meta keys: the feed position, the hint
 CATCH_UP_PAGES = 10  # pages of 1000 events read for a hint; a longer gap counts as changed
+
+
+def _heartbeat(header: str | None) -> float:
+    """The feed's heartbeat period from its header: api.py's default if absent or absurd."""
+    try:
+        seconds = float(header) if header else DEFAULT_HEARTBEAT
+    except ValueError:
+        return DEFAULT_HEARTBEAT
+    return seconds if 0 < seconds <= 3600 else DEFAULT_HEARTBEAT
 
 
 def product_uri(product_id: int) -> str:
@@ -287,19 +302,27 @@ class Live:
                     self.after = int(r.headers["x-change-head"])
                 await self._stream(http, base)
                 failures = 0
-            except (httpx.HTTPError, KeyError, ValueError) as e:
+            except (httpx.HTTPError, KeyError, ValueError, TimeoutError) as e:
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
-                log.info("change feed unavailable (%s); retrying in %gs", e, delay)
+                why = str(e) or type(e).__name__
+                log.info("change feed unavailable (%s); retrying in %gs", why, delay)
                 await asyncio.sleep(delay)
 
     async def _stream(self, http: httpx.AsyncClient, base: str) -> None:
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.after)}
         async with http.stream("GET", f"{base}/changes", headers=headers) as r:
             r.raise_for_status()
-            async for line in r.aiter_lines():
-                if line.startswith("data: "):
-                    self.handle(json.loads(line[6:]))
+            quiet = SILENT_HEARTBEATS * _heartbeat(r.headers.get("x-change-heartbeat"))
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(quiet) as deadline:
+                    async for line in r.aiter_lines():
+                        deadline.reschedule(loop.time() + quiet)
+                        if line.startswith("data: "):
+                            self.handle(json.loads(line[6:]))
+            except TimeoutError:
+                raise TimeoutError(f"the stream was silent for {quiet:g}s") from None
 
     def handle(self, change: dict[str, Any]) -> None:
         """One feed event: mark what it changed (sent once the burst window closes). An event

@@ -101,5 +101,10 @@ async def get_changes(
         body(),
         release,
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # The heartbeat's period, so a follower knows how long a silence means a dead stream.
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "X-Change-Heartbeat": f"{feed.heartbeat:g}",
+        },
     )

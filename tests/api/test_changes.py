@@ -117,6 +117,8 @@ def test_stream_follows_live_and_resumes_from_last_event_id(database: ModuleData
         buy(api, {"customerName": "A", "items": [{"productId": 1, "quantity": 1}]})
         with api.stream("GET", "/api/changes", headers=SSE) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
+            # the period a follower may expect a line in (main.py drops a stream silent for 3)
+            assert r.headers["x-change-heartbeat"] == "0.2"
             lines = r.iter_lines()
             assert _data(lines)["seq"] == 1
             with httpx.Client(base_url=str(api.base_url)) as other:  # another connection

@@ -193,7 +193,7 @@ def test_stale_session_after_a_quick_restart(env: Stack) -> None:
     env.restart("mcp")
     # The SSE connection broke with the restart and reconnects in the background; a call
     # racing that reconnect can wait past web.py's 5 s ready wait (a handshake begun with the
-    # main.py being stopped stalls until web.py gives it up: tests/faults/test_mcp_hung_server),
+    # main.py being stopped stalls until web.py gives it up: tests/faults/test_silent_peers),
     # so this waits for it: what is checked here is the Streamable HTTP session's stale id. The
     # wait covers one stalled handshake (2 x web.py's 10 s connect timeout) plus the backoff
     # after it, on a loaded machine.

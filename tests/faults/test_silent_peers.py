@@ -1,0 +1,119 @@
+"""Peers that accept a connection and then say nothing: web.py's handshake with an MCP server
+is abandoned and retried, never waited on for the 300 s an SSE stream may stay quiet; main.py
+takes api.py's change feed for dead after a few missed heartbeats and resumes it.
+
+Seen in tests/web/test_multi.py under load: main.py restarted while web.py's SSE handshake
+with it was under way, and web.py's connection stayed "connecting" for minutes (the SDK's SSE
+client waits for the `endpoint` event, and for any response's headers, with its read timeout
+for streams). main.py followed the feed with no read timeout at all: a stream whose far end
+vanished without a FIN would have stopped live notifications for good. Here the silent peer
+is a raw socket in the test's own event loop, so each way of saying nothing is exact.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from anyio.abc import SocketStream
+
+from product_mcp.chat.connection import ServerConnection
+from product_mcp.chat.mcp_config import ServerConfig
+from product_mcp.mcp_server.bus import ShopBus
+from product_mcp.mcp_server.live import Live
+
+pytestmark = pytest.mark.anyio
+
+HEADERS = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+    b"cache-control: no-store\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+# What the silent server does once a request arrived: answer nothing at all, or the headers of
+# an event stream and then nothing (no `endpoint` event, no reply to `initialize`).
+SILENCES = {"no answer": b"", "headers then nothing": HEADERS}
+
+
+@pytest.mark.parametrize("transport", ["sse", "http"])
+@pytest.mark.parametrize("silence", list(SILENCES))
+async def test_a_silent_handshake_is_abandoned_and_retried(transport: str, silence: str) -> None:
+    accepted = 0
+
+    async def serve(stream: SocketStream) -> None:
+        nonlocal accepted
+        accepted += 1
+        async with stream:
+            await stream.receive()  # the request (or its start)
+            if SILENCES[silence]:
+                await stream.send(SILENCES[silence])
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    path = "/sse" if transport == "sse" else "/mcp"
+    conn = ServerConnection(
+        ServerConfig(name="silent", transport=transport, url=f"http://127.0.0.1:{port}{path}"),
+        connect_timeout=0.3,
+        reconnect_max=0.2,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        tg.start_soon(conn.run)
+        # Three attempts: each handshake given up within its deadline, then tried again.
+        with anyio.fail_after(10):
+            while conn.attempts < 3 or conn.status != "failed":
+                await conn._changed.wait()  # set at every status change
+        assert accepted >= 2
+        error = conn.last_error or ""
+        if transport == "sse":  # waiting for the `endpoint` event (or headers): our deadline
+            assert f"did not finish within {conn.handshake_timeout:g}s" in error, error
+        else:  # the SDK's own timeout for the `initialize` request comes first
+            assert "'initialize' timed out" in error, error
+        tg.cancel_scope.cancel()
+
+
+def chunk(text: str) -> bytes:
+    data = text.encode()
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@pytest.mark.parametrize("heartbeats", [False, True])
+async def test_a_silent_change_feed_is_resumed(heartbeats: bool) -> None:
+    """A feed stream that announces a 0.1 s heartbeat and then says nothing is dropped after
+    3 periods and resumed from the last seq; one whose heartbeats keep coming is kept."""
+    streams: list[bytes] = []
+
+    async def serve(stream: SocketStream) -> None:
+        async with stream:
+            request = await stream.receive()
+            if b"text/event-stream" not in request:  # the head: GET /changes?limit=1
+                await stream.send(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"x-change-head: 7\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]"
+                )
+                return
+            streams.append(request)
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"x-change-heartbeat: 0.1\r\ntransfer-encoding: chunked\r\n\r\n"
+                + chunk("retry: 1000\n\n")
+            )
+            while heartbeats:
+                await anyio.sleep(0.05)
+                await stream.send(chunk(": heartbeat\n\n"))
+            await anyio.sleep_forever()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    live = Live(object(), ShopBus())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        live.start(f"http://127.0.0.1:{port}/api")
+        try:
+            await anyio.sleep(1.5)  # 0.3 s of silence, then 0.2 s before the next try
+        finally:
+            await live.stop()
+        tg.cancel_scope.cancel()
+    if heartbeats:
+        assert len(streams) == 1
+    else:
+        assert len(streams) >= 2
+        assert all(b"last-event-id: 7" in r.lower() for r in streams)  # resumed where it was
