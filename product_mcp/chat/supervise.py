@@ -59,19 +59,9 @@ class Supervision(SessionOpener):
                     async with self._open_client(errlog) as client:
                         await self._load_tools(client)
                         handshake.deadline = math.inf
-                        self._generation += 1
-                        self._client = client
-                        self.server_info = client.server_info
-                        self.last_error = None
-                        self.connected_at = time.time()
                         delay = 0.0
                         connected = True
-                        self._set_status("connected")
-                        self._settled.set()
-                        log.info("%s: connected, %d tools", self.name, len(self.tools))
-                        if self.watch is not None:
-                            await self.watch.connected(self, client)
-                        await self._supervise(client)
+                        await self._serve(client)
                         log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
                 if handshake.cancelled_caught:
                     self.last_error = (
@@ -104,6 +94,20 @@ class Supervision(SessionOpener):
                     while (await self._recv.receive())[0] != "kick":
                         pass
             delay = min(max(delay * 2, 0.5), self.reconnect_max)
+
+    async def _serve(self, client: Client) -> None:
+        """A session is up: lend it out, and supervise it until it is gone."""
+        self._generation += 1
+        self._client = client
+        self.server_info = client.server_info
+        self.last_error = None
+        self.connected_at = time.time()
+        self._set_status("connected")
+        self._settled.set()
+        log.info("%s: connected, %d tools", self.name, len(self.tools))
+        if self.watch is not None:
+            await self.watch.connected(self, client)
+        await self._supervise(client)
 
     async def _supervise(self, client: Client) -> None:
         """Return when the session is gone (failed ping, or a caller saw it die)."""
