@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, cast, func, select
 
 from models import GroupBy, SalesGroup, SalesReport, SalesTotals
 from product_mcp.shop.database import Database
@@ -25,7 +25,8 @@ class SalesQueries(Database):
         top: int | None = None,
     ) -> SalesReport:
         """Units, revenue and order count per group, biggest revenue first, plus totals."""
-        line = order_items.c.quantity * order_items.c.unit_price_cents
+        # In 64 bits: a line may exceed PostgreSQL's 32-bit integer (10,000 × $10,000,000).
+        line = cast(order_items.c.quantity, BigInteger) * order_items.c.unit_price_cents
         if group_by == "product":
             key, label = order_items.c.product_id, products.c.name
         elif group_by == "customer":
@@ -49,7 +50,7 @@ class SalesQueries(Database):
         stmt, totals = in_window(stmt, since, until), in_window(totals, since, until)
         with self.engine.connect() as conn:
             groups = [
-                SalesGroup(key=str(k), label=str(lbl), units=u, revenue=money(rv), orders=n)
+                SalesGroup(key=str(k), label=str(lbl), units=u, revenue=money(int(rv)), orders=n)
                 for k, lbl, u, rv, n in conn.execute(stmt)
             ]
             tu, tr, tn = conn.execute(totals).one()
@@ -58,5 +59,5 @@ class SalesQueries(Database):
             since=iso(since) if since else None,
             until=iso(until) if until else None,
             groups=groups,
-            totals=SalesTotals(units=tu or 0, revenue=money(tr or 0), orders=tn or 0),
+            totals=SalesTotals(units=tu or 0, revenue=money(int(tr or 0)), orders=tn or 0),
         )

@@ -82,7 +82,7 @@ WITH v AS (
     INSERT INTO orders (customer_name, customer_key, total_cents, created_at)
     SELECT CAST(:name AS varchar), CAST(:ckey AS varchar),
         CASE WHEN (SELECT count(*) FROM take) = cardinality(CAST(:pids AS int[]))
-            THEN (SELECT sum(p.price_cents * v.qty) FROM p JOIN v ON v.pid = p.id)
+            THEN (SELECT sum(CAST(p.price_cents AS bigint) * v.qty) FROM p JOIN v ON v.pid = p.id)
         END,
         CAST(:now AS timestamp)
     WHERE (SELECT count(*) FROM take) > 0

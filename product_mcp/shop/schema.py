@@ -78,7 +78,8 @@ orders = Table(
     # The default only let the baseline migration add it to a filled table; every purchase
     # writes it.
     Column("customer_key", String(600), nullable=False, server_default="", index=True),
-    Column("total_cents", Integer, nullable=False),
+    # 64-bit (PostgreSQL's integer is 32): up to 100 × 10,000 units × $10,000,000 (0006).
+    Column("total_cents", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
     Column("created_at", DateTime, nullable=False, index=True),
 )
 order_items = Table(

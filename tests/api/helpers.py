@@ -53,7 +53,7 @@ def buy(api: httpx.Client, body: object, **kw: object) -> httpx.Response:
 
 # --- schema migrations (test_migrations*.py) -----------------------------------------------
 
-HEAD = "0005_search_names"  # a new revision: update HEAD and add its upgrade test
+HEAD = "0006_order_totals"  # a new revision: update HEAD and add its upgrade test
 TABLES = {
     "products",
     "inventory",

@@ -240,3 +240,34 @@ def test_search_table_database_upgrades_to_search_names(url: str) -> None:
             assert _scalar(shop.engine, share) == pytest.approx(1 / 1.64493406685, rel=1e-6)
             bounds = "SELECT words FROM product_search_bounds(ARRAY['wireless', 'earbuds'])"
             assert sorted(_scalar(shop.engine, bounds)) == ["earbud", "wireless"]
+
+
+def test_search_names_database_upgrades_to_order_totals(url: str) -> None:
+    """A database at 0005_search_names with an order: on PostgreSQL the order total becomes a
+    64-bit column and keeps its value (a purchase over 2^31 cents then fits); on SQLite
+    nothing changes (its INTEGER is 64-bit)."""
+    with shop_on(url) as shop:
+        shop.init()
+        with shop.engine.begin() as conn:
+            command.downgrade(config(conn), "0005_search_names")
+        type_of = (
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'orders' AND column_name = 'total_cents'"
+        )
+        postgresql = shop.engine.dialect.name == "postgresql"
+        if postgresql:
+            assert _scalar(shop.engine, type_of) == "integer"
+        with shop.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO orders (customer_name, customer_key, total_cents, created_at) "
+                    "VALUES ('Old', 'old', 2147483647, '2026-11-01 10:00:00')"
+                )
+            )
+        assert shop.init() == ("0005_search_names", HEAD)
+        if postgresql:
+            assert _scalar(shop.engine, type_of) == "bigint"
+        assert _scalar(shop.engine, "SELECT total_cents FROM orders") == 2147483647
+        with shop.engine.begin() as conn:
+            conn.execute(text("UPDATE orders SET total_cents = total_cents * 1000"))
+        assert _scalar(shop.engine, "SELECT total_cents FROM orders") == 2147483647000
