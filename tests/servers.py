@@ -54,14 +54,32 @@ _PICK = random.SystemRandom()  # not `random`: Hypothesis seeds that one alike i
 _handed: set[int] = set()
 
 
-def free_port() -> int:
-    """A port nobody listens on right now, below the OS's ephemeral range: a port from
-    bind(0) comes from the same pool as every outgoing connection's, and with the run's
-    thousands of client connections one took a port between its pick and the service's
-    bind (the service stopped: "port in use"). Never the same port twice in a process."""
+_SLICES = 8  # the pool's shares: the xdist controller's and up to 7 workers'
+
+
+def port_pool(worker: str | None = None) -> range:
+    """Where this process picks ports: below the OS's ephemeral range, a share of its own per
+    xdist worker (`PYTEST_XDIST_WORKER`, "gw0", ...), so two workers never pick the same port
+    between one's pick and its service's bind (a bench run's main.py once found its port
+    taken: "port in use"). What a worker starts and waits for (the bench) shares its share."""
+    if worker is None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    n = int(worker[2:]) + 1 if worker[:2] == "gw" and worker[2:].isdigit() else 0
     low = max(1024, _EPHEMERAL_LOW - 12_000)
-    for _ in range(100 if _EPHEMERAL_LOW - low >= 1000 else 0):
-        port = _PICK.randrange(low, _EPHEMERAL_LOW)
+    size = (_EPHEMERAL_LOW - low) // _SLICES
+    start = low + (n % _SLICES) * size
+    return range(start, start + size)
+
+
+def free_port() -> int:
+    """A port nobody listens on right now, from this process's share of the pool below the
+    OS's ephemeral range (port_pool): a port from bind(0) comes from the same pool as every
+    outgoing connection's, and with the run's thousands of client connections one took a
+    port between its pick and the service's bind (the service stopped: "port in use").
+    Never the same port twice in a process."""
+    pool = port_pool()
+    for _ in range(100 if len(pool) >= 100 else 0):
+        port = _PICK.choice(pool)
         if port in _handed:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
