@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated, Serv
 from mcp.types import INVALID_PARAMS, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
 from product_mcp.core import mcp_compat
+from product_mcp.core.config import Settings
 from product_mcp.mcp_server.bus import FeedListChanged, FeedUpdated, ShopBus
 
 log = logging.getLogger("mcp.live")
@@ -58,18 +60,19 @@ RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # whose far end vanished without a FIN (a host gone, a proxy that dropped it) would otherwise
 # be waited on forever, and live notifications would stop without a word.
 SILENT_HEARTBEATS = 3
-DEFAULT_HEARTBEAT = 15.0
+DEFAULT_HEARTBEAT: float = Settings.model_fields["CHANGE_HEARTBEAT"].default
 SEQ_KEY, AFTER_KEY = "shop/seq", "shop/after"  # _meta keys: the feed position, the hint
 CATCH_UP_PAGES = 10  # pages of 1000 events read for a hint; a longer gap counts as changed
 
 
 def _heartbeat(header: str | None) -> float:
-    """The feed's heartbeat period from its header: api.py's default if absent or absurd."""
+    """The feed's heartbeat period from its header (any CHANGE_HEARTBEAT api.py accepts);
+    api.py's default if absent (an older api.py) or not a positive number."""
     try:
         seconds = float(header) if header else DEFAULT_HEARTBEAT
     except ValueError:
         return DEFAULT_HEARTBEAT
-    return seconds if 0 < seconds <= 3600 else DEFAULT_HEARTBEAT
+    return seconds if 0 < seconds < math.inf else DEFAULT_HEARTBEAT
 
 
 def product_uri(product_id: int) -> str:

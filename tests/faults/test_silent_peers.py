@@ -19,7 +19,7 @@ from anyio.abc import SocketStream
 from product_mcp.chat.connection import ServerConnection
 from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.mcp_server.bus import ShopBus
-from product_mcp.mcp_server.live import Live
+from product_mcp.mcp_server.live import DEFAULT_HEARTBEAT, Live, _heartbeat
 
 pytestmark = pytest.mark.anyio
 
@@ -117,3 +117,12 @@ async def test_a_silent_change_feed_is_resumed(heartbeats: bool) -> None:
     else:
         assert len(streams) >= 2
         assert all(b"last-event-id: 7" in r.lower() for r in streams)  # resumed where it was
+
+
+def test_the_heartbeat_header_is_read_as_api_py_may_set_it() -> None:
+    """Any positive CHANGE_HEARTBEAT is taken as stated (a 2-hour heartbeat must not make
+    main.py drop a healthy stream every 45 s); anything else means api.py's default."""
+    assert _heartbeat("7200") == 7200 and _heartbeat("0.2") == 0.2
+    assert DEFAULT_HEARTBEAT == 15
+    for bad in (None, "", "0", "-1", "nan", "inf", "soon"):
+        assert _heartbeat(bad) == DEFAULT_HEARTBEAT, bad
