@@ -3,8 +3,14 @@
 Why a hub: web.py holds one upstream subscription per MCP server (chat/live.py) and fans each
 update out to every open page, so a hundred tabs cost the shop one subscription. Each stream
 has a small queue; a page that stops reading is dropped (its EventSource reconnects and gets
-the current state again) instead of growing memory. Streams are bounded per client address,
-send a comment line as a heartbeat when idle, and end when the server shuts down.
+the current state again) instead of growing memory. Streams are bounded per client address
+and end when the server shuts down.
+
+A stream that died without closing (a laptop slept, a NAT or proxy forgot the connection)
+looks to the page like one with nothing to say: EventSource never notices. So each stream
+starts with a `ping` event stating its heartbeat period and sends one whenever it has been
+idle that long; the page takes a stream silent for three periods for dead and opens a new
+one (public/js/live.js). An event, not an SSE comment: comments never reach the page's code.
 
 Nothing missed while a page's stream was down (web.py restarted, the network blinked, a slow
 page dropped): events published with `keep=True` (stock) carry an SSE `id:` (`<epoch>.<n>`,
@@ -147,12 +153,13 @@ class PageEvents:
         )
 
     async def _body(self, queue: asyncio.Queue[Item | None]) -> AsyncIterator[str]:
-        yield "retry: 2000\n\n"
+        ping = sse("ping", {"heartbeat": self.heartbeat})
+        yield "retry: 2000\n\n" + ping
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), self.heartbeat)
             except TimeoutError:
-                yield ": heartbeat\n\n"
+                yield ping
                 continue
             if item is None:
                 return

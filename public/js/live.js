@@ -6,12 +6,17 @@
  * while the stream is open and a server's subscription is up; hidden while no server offers
  * it. After web.py refuses or ends the stream the page reconnects (EventSource, or a timer),
  * naming the last stock event it saw (Last-Event-ID, or ?after= on a new EventSource), so web.py
- * first sends what changed meanwhile. */
+ * first sends what changed meanwhile. A stream can also die without an error (a laptop slept, a
+ * NAT or proxy forgot the connection): EventSource would wait forever. Every stream says its
+ * heartbeat period in a `ping` event and pings whenever it is idle that long; one silent for
+ * SILENT_BEATS periods is closed and a new one opened, which catches up as above. */
 
 import { $ } from "./dom.js";
 import { setStock } from "./views.js";
 
 const RECONNECT_MS = 10000; // after web.py refused or ended the stream for good
+const SILENT_BEATS = 3; // heartbeat periods without a byte before a stream is taken for dead
+const HEARTBEAT_S = 15; // until the stream's first ping says its own (web.py's events.py)
 const serversLive = new Map(); // server -> whether its subscription is up
 let streaming = false;
 let lastId = ""; // the id of the last stock event heard (web.py's events.py)
@@ -57,22 +62,46 @@ function parse(ev) {
 function connect() {
   const url = lastId ? `/api/events?after=${encodeURIComponent(lastId)}` : "/api/events";
   const source = new EventSource(url);
+  let heartbeat = HEARTBEAT_S;
+  let watchdog = 0;
+  // Every event proves the stream alive; silence for SILENT_BEATS periods ends it.
+  const alive = () => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => {
+      source.close();
+      streaming = false;
+      showIndicator();
+      connect();
+    }, heartbeat * SILENT_BEATS * 1000);
+  };
+  alive(); // also bounds a connection that never opens
   source.addEventListener("open", () => {
     streaming = true;
     showIndicator();
+    alive();
   });
   source.addEventListener("error", () => {
     streaming = false;
     showIndicator();
-    if (source.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
+    if (source.readyState === EventSource.CLOSED) {
+      clearTimeout(watchdog);
+      setTimeout(connect, RECONNECT_MS);
+    }
+  });
+  source.addEventListener("ping", (ev) => {
+    const d = parse(ev);
+    if (d && Number.isFinite(d.heartbeat)) heartbeat = Math.min(Math.max(d.heartbeat, 0.1), 3600);
+    alive();
   });
   source.addEventListener("live", (ev) => {
+    alive();
     const d = parse(ev);
     if (!d || typeof d.server !== "string") return;
     serversLive.set(d.server, d.on === true);
     showIndicator();
   });
   source.addEventListener("stock", (ev) => {
+    alive();
     const d = parse(ev);
     if (ev.lastEventId) lastId = ev.lastEventId;
     if (d) onStock(d);

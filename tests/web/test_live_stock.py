@@ -56,13 +56,16 @@ def stock_server() -> tuple[MCPServer[None], Live]:
 
 
 def events(r: httpx.Response, ids: list[str] | None = None) -> Iterator[tuple[str, Data]]:
-    """(kind, data) of each event; each event's SSE id ("" if none) appended to `ids`."""
+    """(kind, data) of each event but the stream's heartbeat pings; each event's SSE id ("" if
+    none) appended to `ids`."""
     kind, event_id = "", ""
     for line in r.iter_lines():
         if line.startswith("id: "):
             event_id = line[4:]
         elif line.startswith("event: "):
             kind = line[7:]
+        elif line.startswith("data: ") and kind == "ping":
+            kind = ""
         elif line.startswith("data: "):
             if ids is not None:
                 ids.append(event_id)
@@ -125,6 +128,8 @@ def test_page_streams_are_bounded_per_client_and_end_on_shutdown() -> None:
         return chunks
 
     chunks = asyncio.run(read_all())  # returns: the stream ended
+    # The first says the heartbeat period: the page takes 3 silent periods for a dead stream.
+    assert chunks[0] == 'retry: 2000\n\nevent: ping\ndata: {"heartbeat": 15.0}\n\n'
     assert chunks[1] == 'event: live\ndata: {"server": "shop", "on": true}\n\n'
     with pytest.raises(ProductMcpError):
         hub.open(req("10.0.0.3"))  # shutting down: 503

@@ -1,6 +1,7 @@
 """Issue 13, in Chromium: a page whose event stream was down while stock changed catches up
 when it reconnects (it names the last stock event it saw; web.py sends what it missed), with
-no reload and no tool call.
+no reload and no tool call; also when the stream died without closing (a `Blackhole` relay
+drops its bytes), which only the stream's own pings can tell.
 
 web.py runs in process with the small stock server of test_live_stock.py (main.py's `Live`;
 its `sell` tool marks a change as main.py's feed follower would) and a `pages` tool that ends
@@ -9,8 +10,11 @@ connection would, then lets them in again (`open: true`)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,6 @@ from product_mcp.chat.events import PageEvents
 from tests.inproc import InProcessWeb, web_app
 from tests.web.page_harness import new_page
 from tests.web.test_live_stock import stock_server
-from tests.web_helpers import chromium
 
 pytestmark = pytest.mark.browser
 BADGE = "span.stock[data-product-id='1']"
@@ -51,28 +54,98 @@ def _call(web: InProcessWeb, name: str, **args: Any) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_a_page_catches_up_after_its_stream_was_down(web: InProcessWeb) -> None:
+def show_stock(page: Any) -> None:
+    """The tool form's inventory result: badges the page keeps live."""
+    page.wait_for_selector("#live[data-on='true']")
+    page.click("button.tool-btn[data-tool='get_inventory']")
+    page.click("#runner-form button[type=submit]")
+    page.wait_for_selector(f"{BADGE}[data-stock='10']")
+
+
+def test_a_page_catches_up_after_its_stream_was_down(web: InProcessWeb, browser: Any) -> None:
     hub = HUBS[-1]
-    with chromium() as browser:
-        page = new_page(browser, web.url, "desktop")
-        page.wait_for_selector("#live[data-on='true']")
-        page.click("button.tool-btn[data-tool='get_inventory']")
-        page.click("#runner-form button[type=submit]")
-        page.wait_for_selector(f"{BADGE}[data-stock='10']")
-        _call(web, "sell", product_id=1)  # heard live: the page holds this event's id
+    page = new_page(browser, web.url, "desktop")
+    show_stock(page)
+    _call(web, "sell", product_id=1)  # heard live: the page holds this event's id
+    page.wait_for_selector(f"{BADGE}[data-stock='9']")
+    _call(web, "pages", open=False)
+    page.wait_for_selector("#live[data-on='false']")
+    before = hub.last_id
+    _call(web, "sell", product_id=1)
+    _call(web, "sell", product_id=1)
+    deadline = time.monotonic() + 20
+    while hub.last_id == before:  # web.py heard it; no page stream was open
+        assert time.monotonic() < deadline, "web.py never heard the sales"
+        time.sleep(0.05)
+    assert hub.streams == 0 and page.get_attribute(BADGE, "data-stock") == "9"
+    _call(web, "pages", open=True)
+    # Reconnects by itself (EventSource retry, or the page's timer), then catches up.
+    page.wait_for_selector(f"{BADGE}[data-stock='7']", timeout=30_000)
+    page.wait_for_selector("#live[data-on='true']")
+    assert page.js_errors == []
+
+
+class Blackhole:
+    """A TCP relay to a port whose open connections all go dead at once, without closing
+    (`cut`): their bytes are read and dropped both ways, as when a NAT forgets a connection
+    or a laptop sleeps. Connections made later relay again. Counts event streams opened."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.generation = 0
+        self.event_streams = 0
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        self.generation += 1
+
+    def close(self) -> None:
+        for s in [self.server, *self.sockets]:
+            s.close()
+
+    def _accept(self) -> None:
+        with suppress(OSError):
+            while True:
+                client, _ = self.server.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.port))
+                self.sockets += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    args = (a, b, self.generation, a is client)
+                    threading.Thread(target=self._pipe, args=args, daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, generation: int, up: bool) -> None:
+        with suppress(OSError):
+            while data := src.recv(65536):
+                if up and data.startswith(b"GET /api/events"):
+                    self.event_streams += 1
+                if generation == self.generation:
+                    dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+
+
+def test_a_stream_gone_silent_is_replaced_and_catches_up(web: InProcessWeb, browser: Any) -> None:
+    """The page's stream dies without closing; the page hears no ping for 3 periods, opens a
+    new one and catches up. A stream that keeps pinging is kept."""
+    hub = HUBS[-1]
+    hub.heartbeat = 0.3  # each stream says so in its first ping: dead after 0.9 s of silence
+    relay = Blackhole(int(web.url.rsplit(":", 1)[1]))
+    try:
+        page = new_page(browser, relay.url, "desktop")
+        show_stock(page)
+        _call(web, "sell", product_id=1)
         page.wait_for_selector(f"{BADGE}[data-stock='9']")
-        _call(web, "pages", open=False)
-        page.wait_for_selector("#live[data-on='false']")
-        before = hub.last_id
+        assert relay.event_streams == 1
+        time.sleep(1.5)  # 5 heartbeats: a stream that pings is not replaced
+        assert relay.event_streams == 1
+        relay.cut()
         _call(web, "sell", product_id=1)
-        _call(web, "sell", product_id=1)
-        deadline = time.monotonic() + 20
-        while hub.last_id == before:  # web.py heard it; no page stream was open
-            assert time.monotonic() < deadline, "web.py never heard the sales"
-            time.sleep(0.05)
-        assert hub.streams == 0 and page.get_attribute(BADGE, "data-stock") == "9"
-        _call(web, "pages", open=True)
-        # Reconnects by itself (EventSource retry, or the page's timer), then catches up.
-        page.wait_for_selector(f"{BADGE}[data-stock='7']", timeout=30_000)
+        _call(web, "sell", product_id=1)  # sent into the dead stream
+        page.wait_for_selector(f"{BADGE}[data-stock='7']", timeout=10_000)
         page.wait_for_selector("#live[data-on='true']")
+        assert relay.event_streams >= 2  # more if a new request went out on a dead connection
         assert page.js_errors == []
+    finally:
+        relay.close()
