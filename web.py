@@ -46,7 +46,13 @@ from product_mcp.chat.services import ChatServices, services
 from product_mcp.chat.stream import stream_turn
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import Settings, load_settings
-from product_mcp.core.errors import LLMError, ProductMcpError, ServerUnavailable, UnknownTool
+from product_mcp.core.errors import (
+    LLMError,
+    ProductMcpError,
+    ServerUnavailable,
+    UnknownTool,
+    error_response,
+)
 from product_mcp.core.middleware import LOOPBACK, LOOPBACK_HOSTS, BodyLimit, SameOriginWrites
 from product_mcp.core.serve import HeaderTimeoutProtocol, asyncio_named, port_arg, serve
 
@@ -285,11 +291,6 @@ async def api_chat_approve(answer: ApprovalAnswer, chat: Chat) -> Response:
     return JSONResponse({"ok": True, "approved": answer.approved})
 
 
-async def _refused(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProductMcpError)
-    return JSONResponse({"detail": exc.message}, status_code=exc.status)
-
-
 def create_app(settings: Settings | None = None, chat: ChatServices | None = None) -> FastAPI:
     """The chat app; `chat` lets tests bring their own MCP manager."""
     settings = settings or load_settings()
@@ -309,7 +310,7 @@ def create_app(settings: Settings | None = None, chat: ChatServices | None = Non
     app = FastAPI(title="product-mcp web chat", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.chat = chat
     app.include_router(router)
-    app.add_exception_handler(ProductMcpError, _refused)
+    app.add_exception_handler(ProductMcpError, error_response)
     # Innermost, so the 413 still gets the CORS and security headers. MAX_BODY_BYTES fits the
     # largest chat request the history limits allow (models.py).
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -10,6 +10,8 @@ into api.py and web.py's start-up for nothing (tests/e2e/test_service_imports.py
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ProductMcpError(Exception):
     """Base: `status` is the HTTP status to answer with, `message` the user-facing sentence."""
@@ -30,6 +32,17 @@ class ProductMcpError(Exception):
     @property
     def status_code(self) -> int:
         return self.status
+
+
+async def error_response(_: Any, exc: Exception) -> Any:
+    """The exception handler api.py and web.py register for ProductMcpError: `{"detail":
+    message}` (and any `body` the error carries, e.g. an import's errors by row) at its status.
+    Starlette is imported here, not at the top: main.py's tools import this module too."""
+    from starlette.responses import JSONResponse
+
+    assert isinstance(exc, ProductMcpError)
+    extra = getattr(exc, "body", None) or {}
+    return JSONResponse({"detail": exc.message, **extra}, status_code=exc.status)
 
 
 # --- the shop (api.py) -------------------------------------------------------------------
