@@ -53,10 +53,20 @@ from product_mcp.core.errors import (
     UnknownTool,
     error_response,
 )
-from product_mcp.core.middleware import LOOPBACK, LOOPBACK_HOSTS, BodyLimit, SameOriginWrites
+from product_mcp.core.middleware import (
+    LOOPBACK,
+    LOOPBACK_HOSTS,
+    BodyLimit,
+    PerClientLimit,
+    SameOriginWrites,
+)
 from product_mcp.core.serve import HeaderTimeoutProtocol, asyncio_named, port_arg, serve
 
 PUBLIC = Path(__file__).resolve().parent / "public"
+# The routes that reach the LLM or an MCP server: WEB_CALLS_PER_CLIENT at once per client.
+CALLS_LIMITED_PER_CLIENT = frozenset(
+    {"/api/chat", "/api/chat/stream", "/api/call-tool", "/api/prompts/get", "/api/resources/read"}
+)
 SUMMARY = [
     "MCP_CONFIG_PATH",
     "OPENAI_API_KEY",
@@ -314,6 +324,9 @@ def create_app(settings: Settings | None = None, chat: ChatServices | None = Non
     # Innermost, so the 413 still gets the CORS and security headers. MAX_BODY_BYTES fits the
     # largest chat request the history limits allow (models.py).
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        PerClientLimit, limit=settings.WEB_CALLS_PER_CLIENT, paths=CALLS_LIMITED_PER_CLIENT
+    )
     if settings.WEB_HOST in LOOPBACK:
         # Bound to loopback: refuse other Host names so DNS rebinding cannot reach the API.
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS))

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     WEB_HOST: str = Field("127.0.0.1", description="web.py bind address")
     WEB_PORT: Port = Field(8002, description="web.py port")
     MCP_CONFIG_PATH: str = Field("mcp.json", description="MCP servers web.py connects to")
+    WEB_CALLS_PER_CLIENT: int = Field(
+        8, ge=1, description="chats and tool calls one client address may run at once; more: 429"
+    )
     OPENAI_API_KEY: SecretStr = Field(
         SecretStr(""), description="LLM key; without it chat is off, tools still work"
     )

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware the services share: body limit, security headers, same-origin writes.
+"""Pure ASGI middleware the services share: body limit, security headers, same-origin writes,
+requests in flight per client.
 
 Why plain ASGI classes (Starlette's style) and not `@app.middleware("http")`: those run each
 request through an extra task and memory streams; web.py's CPU per /api/call-tool went from
@@ -65,6 +66,43 @@ class BodyLimit:
 
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
+
+
+class PerClientLimit:
+    """At most `limit` requests in flight per client address on `paths`; more get 429 at once.
+
+    Why: each of web.py's chats holds an LLM stream and tool calls for seconds, so one client
+    sending many at once would take the connections the service accepts (MAX_CONNECTIONS), the
+    MCP servers' attention and the owner's LLM budget from everyone else. A streamed reply
+    counts until its last byte is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int, paths: frozenset[str]) -> None:
+        self.app, self.limit, self.paths = app, limit, paths
+        self.in_flight: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            return await self.app(scope, receive, send)
+        client = scope["client"][0] if scope.get("client") else "?"
+        held = self.in_flight.get(client, 0)
+        if held >= self.limit:
+            refused = JSONResponse(
+                {
+                    "detail": f"Too many requests running for {client} (at most {self.limit} "
+                    "chats and tool calls at once): wait for one to finish"
+                },
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )
+            return await refused(scope, receive, send)
+        self.in_flight[client] = held + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if self.in_flight[client] > 1:
+                self.in_flight[client] -= 1
+            else:
+                del self.in_flight[client]
 
 
 SECURITY_HEADERS = {
