@@ -10,11 +10,8 @@ migrations/`); `--no-migrate` refuses an older one with a sentence instead.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, datetime
 from functools import partial
 from typing import Annotated, Any
@@ -24,7 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from models import (
     MAX_DATE,
@@ -52,9 +49,9 @@ from models import (
 from product_mcp.core.config import load_settings
 from product_mcp.core.errors import ProductMcpError, error_response
 from product_mcp.core.middleware import BodyLimit
-from product_mcp.core.serve import HeaderTimeoutProtocol, bind, port_arg, serve
-from product_mcp.shop import Shop, commands, feed_routes, make_engine, staff_routes, to_utc_naive
-from product_mcp.shop.feed import ChangeFeed
+from product_mcp.core.serve import bind, port_arg, serve
+from product_mcp.shop import Shop, commands, feed_routes, staff_routes, to_utc_naive
+from product_mcp.shop.lifespan import database_lost, running
 
 MAX_BODY = 64 * 1024
 WORKER_HEALTHCHECK_SECONDS = 30
@@ -262,67 +259,6 @@ def healthz(shop: ShopDep) -> Health | JSONResponse:
     return Health(database=shop.dialect)
 
 
-DATABASE_LOST = (
-    "database unavailable: the database connection failed during the request (lost or "
-    "locked too long); retry it: a purchase retried with the same Idempotency-Key is placed "
-    "at most once"
-)
-
-
-async def _database_lost(_: Request, exc: Exception) -> JSONResponse:
-    """The database dropped the connection under the request (a failover or restart of
-    PostgreSQL, an administrator's pg_terminate_backend, a server turned read-only:
-    shop/schema.py) or stayed locked too long: the transaction rolled back, the pool
-    reconnects, the client may retry (a purchase with its Idempotency-Key cannot be placed
-    twice). Any other database error stays a 500."""
-    assert isinstance(exc, DBAPIError)
-    if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
-        raise exc
-    logging.getLogger("api").warning("database error, answered 503: %s", exc.orig)
-    return JSONResponse({"detail": DATABASE_LOST}, status_code=503, headers={"Retry-After": "1"})
-
-
-@asynccontextmanager
-async def _lifespan(
-    app: FastAPI,
-    *,
-    database_url: str | None,
-    migrate: bool,
-    admin_token: str | None,
-    settings: dict[str, Any] | None,
-) -> AsyncIterator[None]:
-    """Settings are read, the database opened and migrated, and the change feed started when
-    the app starts, not on import; all closed when it stops."""
-    config = load_settings(**(settings or {}))
-    engine = make_engine(
-        database_url or config.DATABASE_URL, sqlite_synchronous=config.SQLITE_SYNCHRONOUS
-    )
-    shop = Shop(engine)
-    try:
-        before, after = await run_in_threadpool(partial(shop.init, migrate=migrate))
-    except BaseException:
-        engine.dispose()
-        raise
-    if before != after:
-        print(f"database schema upgraded from {before or 'no revision'} to {after}")
-    app.state.shop = shop
-    app.state.admin_token = (
-        config.ADMIN_TOKEN.get_secret_value() if admin_token is None else admin_token
-    )
-    feed = ChangeFeed(shop, retention=config.CHANGE_RETENTION, heartbeat=config.CHANGE_HEARTBEAT)
-    await feed.start()
-    app.state.feed = feed
-    app.state.change_streams = {}
-    app.state.streams_per_client = config.CHANGE_STREAMS_PER_CLIENT
-    HeaderTimeoutProtocol.on_shutdown.append(feed.close_soon)
-    try:
-        yield
-    finally:
-        HeaderTimeoutProtocol.on_shutdown.remove(feed.close_soon)
-        await feed.close()
-        engine.dispose()
-
-
 def create_app(
     database_url: str | None = None,
     *,
@@ -339,7 +275,7 @@ def create_app(
         description="Products, inventory, orders and sales analytics for the MCP shop assistant.",
         version="1.0.0",
         lifespan=partial(
-            _lifespan,
+            running,
             database_url=database_url,
             migrate=migrate,
             admin_token=admin_token,
@@ -350,7 +286,7 @@ def create_app(
     app.include_router(staff_routes.router)
     app.include_router(feed_routes.router)
     app.add_exception_handler(ProductMcpError, error_response)
-    app.add_exception_handler(DBAPIError, _database_lost)
+    app.add_exception_handler(DBAPIError, database_lost)
     app.add_middleware(
         BodyLimit, max_bytes=MAX_BODY, larger={"/api/products/import": MAX_IMPORT_BYTES}
     )
