@@ -9,9 +9,11 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from tests.api.helpers import buy
@@ -193,6 +195,7 @@ def test_shutdown_is_not_held_by_a_stuck_database_call() -> None:
 
     class StuckShop:
         dialect = "sqlite"
+        engine = SimpleNamespace(url=make_url("sqlite://"))  # in memory: no data_version probe
 
         def __init__(self) -> None:
             self.on_change: list[object] = []

@@ -1,13 +1,16 @@
 """The change feed's window of recent events (product_mcp/shop/feed.py): a stream takes events
 from it only for seqs it covers completely, pages through it in order, and anything older or
-newer than the window goes to the table."""
+newer than the window goes to the table. And the watcher's look for other writers' events on
+SQLite, which reads the table only after some connection committed."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 
-from models import Change
+from models import Change, PurchaseRequest
+from product_mcp.shop import Shop, make_engine
 from product_mcp.shop.feed import ChangeFeed, sse
 
 
@@ -53,3 +56,42 @@ def test_a_reset_window_sends_older_streams_to_the_table() -> None:
     feed._reset(40)  # pruned past the window, or the watcher caught up after nobody listened
     assert feed.recent(12, 100) is None
     assert feed.recent(40, 100) == ("", 40, 0)
+
+
+def test_an_idle_watch_on_sqlite_reads_nothing_and_still_hears_another_writer(
+    tmp_path: Path,
+) -> None:
+    """With a listener, the watcher looks 6-7 times a second; on a SQLite file it asks
+    `PRAGMA data_version` first and reads the table only after some connection committed.
+    A purchase by another process's connections (a second Shop on the same file) is heard
+    without a poke."""
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    shop = Shop(make_engine(url))
+    shop.init()
+    other = Shop(make_engine(url))  # another API worker: its commits poke nobody here
+
+    async def run() -> tuple[int, int, int]:
+        feed = ChangeFeed(shop, retention=60, heartbeat=15)
+        await feed.start()
+        reads, newest = [], feed._newest
+        feed._newest = lambda: reads.append(1) or newest()  # type: ignore[method-assign]
+        feed.listeners = 1  # someone follows the feed
+        try:
+            await asyncio.sleep(1.0)  # idle: 6-7 looks
+            idle = len(reads)
+            before = feed.latest
+            buy = PurchaseRequest(customerName="Ann", items=[{"productId": 1, "quantity": 1}])
+            await asyncio.to_thread(other.purchase, buy)
+            for _ in range(100):
+                if feed.latest > before:
+                    break
+                await asyncio.sleep(0.05)
+            return idle, before, feed.latest
+        finally:
+            await feed.close()
+
+    idle, before, latest = asyncio.run(run())
+    assert idle <= 1  # the first look only (nothing to compare with yet)
+    assert latest > before  # heard within ~0.15 s of the other writer's commit
+    for s in (shop, other):
+        s.engine.dispose()
