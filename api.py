@@ -47,7 +47,7 @@ from models import (
     SalesReport,
 )
 from product_mcp.core.config import load_settings
-from product_mcp.core.errors import ProductMcpError, error_response
+from product_mcp.core.errors import ProductMcpError, error_response, validation_response
 from product_mcp.core.middleware import BodyLimit
 from product_mcp.core.serve import bind, port_arg, serve
 from product_mcp.shop import Shop, commands, feed_routes, staff_routes, to_utc_naive
@@ -286,6 +286,7 @@ def create_app(
     app.include_router(staff_routes.router)
     app.include_router(feed_routes.router)
     app.add_exception_handler(ProductMcpError, error_response)
+    app.add_exception_handler(RequestValidationError, validation_response)
     app.add_exception_handler(DBAPIError, database_lost)
     app.add_middleware(
         BodyLimit, max_bytes=MAX_BODY, larger={"/api/products/import": MAX_IMPORT_BYTES}

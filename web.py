@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -52,6 +53,7 @@ from product_mcp.core.errors import (
     ServerUnavailable,
     UnknownTool,
     error_response,
+    validation_response,
 )
 from product_mcp.core.middleware import (
     LOOPBACK,
@@ -321,6 +323,7 @@ def create_app(settings: Settings | None = None, chat: ChatServices | None = Non
     app.state.chat = chat
     app.include_router(router)
     app.add_exception_handler(ProductMcpError, error_response)
+    app.add_exception_handler(RequestValidationError, validation_response)
     # Innermost, so the 413 still gets the CORS and security headers. MAX_BODY_BYTES fits the
     # largest chat request the history limits allow (models.py).
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -4,6 +4,10 @@ Why before the call: a clear "items[0].quantity: must be ≥ 1 (got 0)" lets the
 model correct itself in the next round without a round trip to the server. A schema that
 cannot be used (invalid, a dangling $ref) says nothing about the arguments: the server judges.
 
+Numbers JSON cannot carry (NaN, an infinity: Python's JSON parser takes `NaN`, `Infinity` and
+`1e400` from a model or a form) are refused first, whatever the schema: sent on, they would
+reach the server as null.
+
 The compiled validator is kept per schema object (a tool list refresh brings new ones): building
 it for every call was ~10 of the ~50 µs a check costs.
 """
@@ -11,6 +15,7 @@ it for every call was ~10 of the ~50 µs a check costs.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import jsonschema
@@ -28,7 +33,11 @@ _validators: dict[int, tuple[dict[str, Any], Validator]] = {}
 
 
 def validator(schema: dict[str, Any]) -> Validator:
-    """The compiled validator for `schema`, built once per schema object."""
+    """Numbers JSON cannot carry (NaN, an infinity: Python's JSON parser takes `NaN`, `Infinity` and
+    `1e400` from a model or a form) are refused first, whatever the schema: sent on, they would
+    reach the server as null.
+
+    The compiled validator for `schema`, built once per schema object."""
     cached = _validators.get(id(schema))
     if cached is not None and cached[0] is schema:
         return cached[1]
@@ -43,6 +52,12 @@ def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
     """The first schema violation as a sentence, or None when args fit the input schema."""
     if not isinstance(args, dict):
         return "arguments must be a JSON object"
+    where = _non_finite(args)
+    if where is not None:
+        path, number = where
+        return (
+            f"invalid arguments for '{entry.name}': {path}: must be a finite number (got {number})"
+        )
     schema = entry.input_schema
     try:
         errors = list(validator(schema).iter_errors(args))
@@ -63,3 +78,18 @@ def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
         return None
     problem = first_problem(errors)
     return f"invalid arguments for '{entry.name}': {problem}" if problem else None
+
+
+def _non_finite(args: dict[str, Any]) -> tuple[str, float] | None:
+    """Where in `args` the first NaN or infinite number is (`items[0].quantity`), if any.
+    A loop, not recursion: arguments may nest as deep as the body limit allows."""
+    stack: list[tuple[str, Any]] = [(str(k), v) for k, v in reversed(args.items())]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return path, value
+        if isinstance(value, dict):
+            stack += [(f"{path}.{k}", v) for k, v in reversed(value.items())]
+        elif isinstance(value, list):
+            stack += [(f"{path}[{n}]", v) for n, v in reversed(list(enumerate(value)))]
+    return None

@@ -10,6 +10,7 @@ into api.py and web.py's start-up for nothing (tests/e2e/test_service_imports.py
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -43,6 +44,29 @@ async def error_response(_: Any, exc: Exception) -> Any:
     assert isinstance(exc, ProductMcpError)
     extra = getattr(exc, "body", None) or {}
     return JSONResponse({"detail": exc.message, **extra}, status_code=exc.status)
+
+
+async def validation_response(_: Any, exc: Exception) -> Any:
+    """The 422 api.py and web.py answer a request that failed validation with (FastAPI's own:
+    `{"detail": [{loc, msg, type, input, ...}]}`), with what JSON cannot carry written as text.
+    Python's JSON parser takes NaN, Infinity and 1e400 (an infinity) in a body; echoing such an
+    input back could not be encoded: a 500 where the client deserved to hear which field."""
+    from fastapi.encoders import jsonable_encoder
+    from starlette.responses import JSONResponse
+
+    errors = exc.errors()  # type: ignore[attr-defined]
+    return JSONResponse({"detail": _as_json(jsonable_encoder(errors))}, status_code=422)
+
+
+def _as_json(value: Any) -> Any:
+    """`value` with every NaN or infinite number replaced by its text ("nan", "inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    return value
 
 
 # --- the shop (api.py) -------------------------------------------------------------------

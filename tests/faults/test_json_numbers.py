@@ -1,0 +1,104 @@
+"""Numbers JSON cannot carry, in any request body: Python's JSON parser (which FastAPI uses)
+takes `NaN`, `Infinity`, `-Infinity` and `1e400` (an overflow to infinity), and a 422 that
+echoed such an input back failed to encode: a 500 from api.py's purchase route, which needs no
+token, and from web.py's routes (found trying the services as a new user would). Each is a 422
+naming the field now, and nothing changes. In process: the app's own error handling is the
+point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp.server.mcpserver import MCPServer
+
+from tests.inproc import api_app, web_app
+
+TOKEN = "staff-token-for-number-tests"
+NUMBERS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
+JSON = {"Content-Type": "application/json"}
+
+
+def body(template: str, number: str) -> bytes:
+    return template.replace("X", number).encode()
+
+
+def assert_named_422(r: Any, field: str) -> None:
+    assert r.status_code == 422, (r.status_code, r.text[:300])
+    detail = json.loads(r.text)["detail"]  # valid JSON: no bare NaN or Infinity in it
+    assert field in json.dumps(detail), detail
+
+
+BUY_X = '{"customerName": "A", "items": [{"productId": 1, "quantity": X}]}'
+BUY_ID_X = '{"customerName": "A", "items": [{"productId": X, "quantity": 1}]}'
+API_BODIES = [  # method, path, body (X: the number), the field the error must name
+    ("POST", "/api/purchase", BUY_X, "quantity"),
+    ("POST", "/api/purchase", BUY_ID_X, "productId"),
+    ("POST", "/api/purchase/quote", BUY_X, "quantity"),
+    ("POST", "/api/products", '{"name": "Lamp", "price": X}', "price"),
+    ("PATCH", "/api/products/1", '{"price": X}', "price"),
+    ("PATCH", "/api/inventory/1", '{"quantity": X}', "quantity"),
+]
+
+
+def test_api_refuses_numbers_json_cannot_carry(tmp_path: Path) -> None:
+    with api_app(tmp_path / "shop.db", admin_token=TOKEN) as api:
+        auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        before = api.get("/api/inventory").json(), api.get("/api/products").json()
+        for method, path, template, field in API_BODIES:
+            for number in NUMBERS:
+                r = api.request(method, path, content=body(template, number), headers=auth)
+                assert_named_422(r, field)
+        assert (api.get("/api/inventory").json(), api.get("/api/products").json()) == before
+        assert api.get("/api/orders").json() == []
+
+
+WEB_BODIES = [
+    ("/api/call-tool", '{"server": X, "name": "t", "args": {}}', "server"),
+    ("/api/chat", '{"message": X}', "message"),
+    ("/api/chat/stream", '{"message": X}', "message"),
+    ("/api/chat/approve", '{"approvalId": "a", "approved": X}', "approved"),
+    ("/api/chat/elicitation", '{"elicitationId": X, "action": "accept"}', "elicitationId"),
+    ("/api/chat/stop", '{"turnId": X}', "turnId"),
+    ("/api/prompts/get", '{"server": "s", "name": "p", "arguments": {"budget": X}}', "budget"),
+    ("/api/resources/read", '{"server": X, "uri": "shop://products"}', "server"),
+]
+
+
+@pytest.mark.parametrize(("path", "template", "field"), WEB_BODIES)
+def test_web_refuses_numbers_json_cannot_carry(
+    tmp_path: Path, path: str, template: str, field: str
+) -> None:
+    with web_app(tmp_path, {}) as web:
+        for number in NUMBERS:
+            r = web.post(
+                path, content=body(template, number), headers={"Content-Type": "application/json"}
+            )
+            assert_named_422(r, field)
+
+
+def test_tool_arguments_json_cannot_carry_never_reach_the_server(tmp_path: Path) -> None:
+    """`args` of /api/call-tool are any JSON object: a NaN there passed the schema check (a
+    float) and reached the server as null ("input_value=None"). Refused first, by path."""
+    server: MCPServer[None] = MCPServer("numbers")
+    seen: list[Any] = []
+
+    @server.tool(description="Take a list of numbers.")
+    async def total(values: list[float]) -> float:
+        seen.append(values)
+        return sum(values)
+
+    with web_app(tmp_path, in_memory={"numbers": server}) as web:
+        for number in NUMBERS:
+            call = '{"server": "numbers", "name": "total", "args": {"values": [1, X]}}'
+            r = web.post("/api/call-tool", content=body(call, number), headers=JSON)
+            assert r.status_code == 422, r.text
+            assert "values[1]: must be a finite number" in r.json()["detail"]
+        ok = web.post(
+            "/api/call-tool",
+            json={"server": "numbers", "name": "total", "args": {"values": [1, 2.5]}},
+        )
+        assert ok.status_code == 200 and ok.json()["result"] == "3.5", ok.text
+    assert seen == [[1, 2.5]]
