@@ -14,10 +14,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import anyio
+
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import TRANSPORTS, Settings, load_settings, mask_url
 from product_mcp.core.logs import setup_logging
-from product_mcp.core.serve import port_arg, serve
+from product_mcp.core.serve import asyncio_named, port_arg, serve
 from product_mcp.mcp_server import api, mcp
 from product_mcp.mcp_server.http_app import Config, build_app, security_settings
 from product_mcp.mcp_server.protocol import use_handshake_grace
@@ -111,6 +113,18 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
     )
 
 
+async def serve_stdio() -> None:
+    """One session on stdin/stdout, with the change-feed follower the HTTP app's lifespan
+    starts for its sessions (live.py): a stdio client's subscriptions hear stock changes too."""
+    with asyncio_named():
+        following = live.start(api.base_url)
+        try:
+            await mcp.run_stdio_async()
+        finally:
+            if following:
+                await live.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     mcp_compat.check()
     settings = load_settings()
@@ -123,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.write(banner(cfg, settings))
         live.subscribers.limit = cfg.max_subscriptions
         use_handshake_grace(cfg.handshake_grace)
-        mcp.run("stdio")
+        anyio.run(serve_stdio)
         return
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="replace")  # the banner's emoji on a non-UTF-8 console

@@ -9,16 +9,21 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.testclient import TestClient
 
 from main import Config, build_app, security_settings
 from product_mcp.mcp_server.http_app import handshake_required
+from product_mcp.mcp_server.live import INVENTORY_URI as INVENTORY
 from tests.mcp_helpers import ACCEPT, INIT, KINDS, Kind, connect, open_session, rpc, text_of
 from tests.servers import ROOT, Service, dead_port
 from tests.stack import Stack
@@ -237,13 +242,30 @@ async def test_stdio_transport(api: Service) -> None:
         # A token guards HTTP only; stdio is the local user's own process.
         env={**os.environ, "PRODUCT_API_URL": f"{api.url}/api", "MCP_AUTH_TOKEN": "x"},
     )
-    async with Client(params, mode="legacy") as client:
+    inventory_updated = anyio.Event()
+
+    async def heard(message: Any) -> None:
+        method = getattr(message, "method", None)
+        if method == "notifications/resources/updated" and message.params.uri == INVENTORY:
+            inventory_updated.set()
+
+    async with Client(params, mode="legacy", message_handler=heard) as client:
         names = [t.name for t in (await client.list_tools()).tools]
         assert "create_purchase" in names and len(names) == 8
         result = await client.call_tool("get_products", {})
         assert not result.is_error and len(result.content) == 4
         result = await client.call_tool("get_product", {"productId": 999})
         assert result.is_error and "Product ID 999 does not exist" in text_of(result)
+        # Live stock over stdio too: the process follows api.py's change feed as the HTTP app
+        # does (it did not: subscribed, a stdio client heard nothing while web.py said "live").
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await client.subscribe_resource(INVENTORY)
+        buy = {"customerName": "Stdio", "items": [{"productId": 2, "quantity": 1}]}
+        async with httpx.AsyncClient() as http:
+            assert (await http.post(f"{api.url}/api/purchase", json=buy)).status_code == 200
+        with anyio.fail_after(20):  # a bound, not a speed check
+            await inventory_updated.wait()
     async with Client(params) as client:  # the 2026-07-28 era over stdio too
         result = await client.call_tool("search_products", {"query": "power bank"})
         assert not result.is_error and result.structured_content["result"][0]["id"] == 3  # type: ignore[index]
