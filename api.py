@@ -320,6 +320,7 @@ def main() -> None:
         "instead of upgrading it",
     )
     args = parser.parse_args()
+    commands.check_database(args.database_url)
     if args.no_migrate:
         commands.require_current_schema(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url  # worker processes read it when they start

@@ -1,4 +1,5 @@
-"""api.py's commands besides serving: `api.py import FILE` and the `--no-migrate` check.
+"""api.py's commands besides serving: `api.py import FILE`, the `--no-migrate` check, and the
+check that the database can be used at all before anything starts.
 
 Why apart: api.py is the readable front of the REST routes; these run once and exit, and
 share nothing with a request but the shop.
@@ -10,8 +11,10 @@ import argparse
 import sys
 from pathlib import Path as FilePath
 
+from sqlalchemy.exc import DBAPIError
+
 from models import MAX_IMPORT_BYTES
-from product_mcp.core.config import load_settings
+from product_mcp.core.config import load_settings, mask_url
 from product_mcp.shop import Shop, make_engine
 from product_mcp.shop.importer import ImportRejected
 from product_mcp.shop.importer import parse as parse_catalogue
@@ -34,6 +37,7 @@ def import_file(argv: list[str]) -> None:
     if len(data) > MAX_IMPORT_BYTES:
         raise SystemExit(f"api.py import: {args.file} is over {MAX_IMPORT_BYTES} bytes")
     kind = "json" if args.file.suffix.lower() == ".json" else "csv"
+    check_database(args.database_url)
     engine = make_engine(args.database_url)
     try:
         shop = Shop(engine)
@@ -61,3 +65,26 @@ def require_current_schema(database_url: str) -> None:
         raise SystemExit(f"api.py --no-migrate: {e.message}") from None
     finally:
         engine.dispose()
+
+
+def check_database(database_url: str) -> None:
+    """Exit with one sentence naming DATABASE_URL when the URL cannot be used (not a URL, a
+    database SQLAlchemy has no driver for) or the database does not answer: else each worker's
+    start printed a traceback of its own. A password in the URL is masked."""
+    shown = mask_url(database_url)
+    try:
+        engine = make_engine(database_url)
+    except Exception as e:  # ArgumentError, NoSuchModuleError, a driver that will not import
+        raise SystemExit(f"DATABASE_URL {shown!r} cannot be used: {_first_line(e)}") from None
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as e:
+        reason = _first_line(e.orig or e)
+        raise SystemExit(f"cannot reach the database at {shown} (DATABASE_URL): {reason}") from None
+    finally:
+        engine.dispose()
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

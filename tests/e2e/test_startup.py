@@ -19,7 +19,7 @@ import pytest
 
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import Settings, load_settings
-from tests.servers import ROOT, dead_port
+from tests.servers import ROOT, dead_port, free_port
 from tests.stack import Stack
 from tests.web_helpers import write_config
 
@@ -188,3 +188,25 @@ def test_web_warns_with_the_url_it_tried(tmp_path: Path) -> None:
         assert f"shop ({dead})" in web.log()
         servers = httpx.get(f"{web.url}/api/servers").json()["servers"]
         assert servers[0]["url"] == dead and servers[0]["status"] != "connected"
+
+
+def test_a_database_api_py_cannot_use_is_a_sentence(tmp_path: Path) -> None:
+    """Not a traceback from the start-up of each worker (found trying it from outside)."""
+    with dead_port() as port:
+        for url, sentence in (
+            ("foo://", "DATABASE_URL 'foo://' cannot be used"),
+            ("not a url", "DATABASE_URL 'not a url' cannot be used"),
+            (
+                f"postgresql+psycopg://shop:secret@127.0.0.1:{port}/shop",
+                f"cannot reach the database at postgresql+psycopg://shop:***@127.0.0.1:{port}/shop",
+            ),
+            (
+                f"sqlite:///{tmp_path / 'no-such-dir' / 'shop.db'}",
+                "cannot reach the database at sqlite:///",
+            ),
+        ):
+            out = run(["api.py", "--port", str(free_port())], env={"DATABASE_URL": url})
+            assert sentence in out, out
+            assert "secret" not in out and len(out.splitlines()) <= 3, out
+            out = run(["api.py", "import", "deploy/sample-catalog.csv", "--database-url", url])
+            assert sentence in out, out
