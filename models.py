@@ -90,10 +90,11 @@ TOOL_SEARCH_DEFAULT, TOOL_SEARCH_MAX = 10, 100  # search_products results
 TOOL_RECOMMEND_MAX = 20  # recommend_products: each comes with a sentence of reasons
 
 
-def _json_number(value: object) -> object:
-    """JSON Schema's integer admits 3.0 but never "3" or true: pydantic's lax int would."""
+def _json_number(value: object, kind: str = "integer") -> object:
+    """JSON Schema's integer admits 3.0 but never "3" or true: pydantic's lax int would (and
+    its lax float "1.5"); `kind` says which the field wants."""
     if isinstance(value, str | bool):
-        raise ValueError("must be a JSON integer, not a string or boolean")
+        raise ValueError(f"must be a JSON {kind}, not a string or boolean")
     return value
 
 
@@ -303,7 +304,7 @@ Description = Annotated[
 UnitPrice = Annotated[
     float,
     Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, description="Unit price, at most 2 decimals"),
-    BeforeValidator(lambda v: _json_number(v)),
+    BeforeValidator(lambda v: _json_number(v, "number")),
     AfterValidator(_whole_cents),
 ]
 Stock = Annotated[

@@ -34,6 +34,10 @@ class ApiError(ProductMcpError, ToolError):
 
     status = 502
 
+    def __init__(self, message: str, status: int | None = None, api_said: str = "") -> None:
+        super().__init__(message, status)
+        self.api_said = api_said  # the API's own sentence, when it answered with an error
+
 
 # Failures that mean "the connection died before an answer", never "the API said no".
 STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
@@ -118,6 +122,7 @@ class ProductApi:
                 f"{failed or f'Failed to call {service}'} ({e.response.status_code}): "
                 f"{_detail(e.response)}",
                 e.response.status_code,
+                api_said=_detail(e.response),
             ) from e
         except httpx.RequestError as e:
             reason = str(e) or type(e).__name__

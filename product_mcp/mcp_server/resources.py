@@ -9,7 +9,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import Completion, ResourceTemplateReference
 from pydantic import TypeAdapter
 
-from models import PAGE_MAX, InventoryItemBase, Product
+from models import MAX_PRODUCT_ID, PAGE_MAX, InventoryItemBase, Product
 from product_mcp.mcp_server.api_client import ApiError, api
 from product_mcp.mcp_server.listen import ShopListen
 from product_mcp.mcp_server.live import INVENTORY_URI, Live
@@ -48,13 +48,15 @@ async def products_resource() -> str:
     mime_type="application/json",
 )
 async def product_resource(id: str) -> str:
-    if not id.isdigit() or int(id) < 1:
-        raise ResourceNotFoundError(f"Product ID {id} does not exist")
+    # Any id no product can have is not found here, in the same words as the API's, and
+    # never sent on ("1" * 30 came back as the API's 422 about a path parameter).
+    if not (id.isascii() and id.isdigit() and len(id) <= 10 and 1 <= int(id) <= MAX_PRODUCT_ID):
+        raise ResourceNotFoundError(f"Product ID {id[:40]} does not exist")
     try:
         return (await product_with_stock(int(id))).model_dump_json()
     except ApiError as e:
-        if e.status == 404:
-            raise ResourceNotFoundError(str(e)) from e
+        if e.status == 404:  # unknown or archived: the API's own sentence
+            raise ResourceNotFoundError(e.api_said or str(e)) from e
         raise ResourceError(str(e)) from e
 
 

@@ -110,6 +110,18 @@ def test_bad_staff_input_is_422_and_changes_nothing(
     assert api.get("/api/products/1").json()["price"] == 1299.0
 
 
+def test_a_string_says_which_kind_of_number_the_field_wants(api: TestClient) -> None:
+    """A price is any number (a string's error said "integer"); a stock count an integer."""
+    for body, field, kind in (
+        ({"name": "Lamp", "price": "abc"}, "price", "must be a JSON number"),
+        ({"name": "Lamp", "price": 5, "stock": "5"}, "stock", "must be a JSON integer"),
+    ):
+        r = api.post("/api/products", json=body, headers=STAFF)
+        assert r.status_code == 422, r.text
+        [error] = r.json()["detail"]
+        assert error["loc"] == ["body", field] and kind in error["msg"], error
+
+
 def test_archive_hides_but_keeps_history(api: TestClient) -> None:
     buy(api, {"customerName": "Bo", "items": [{"productId": 2, "quantity": 1}]})
     r = api.delete("/api/products/2", headers=STAFF)

@@ -258,6 +258,7 @@ INVALID = [
     ),
     ("resources/read", {"uri": "shop://nope"}, "Unknown resource: shop://nope"),
     ("resources/read", {"uri": "shop://products/abc"}, "Product ID abc does not exist"),
+    ("resources/read", {"uri": "shop://products/" + "9" * 30}, "Product ID 999"),
 ]
 
 
