@@ -6,6 +6,9 @@ Why a subclass, overriding only public methods (no private SDK attribute is touc
   ValueError there, which goes out as code 0 on session-based connections and as -32603
   "Internal server error" on 2026-07-28, each with a traceback in the log. (Unknown resources
   are already -32602 in the SDK: `ResourceNotFoundError`, which resources.py raises too.)
+- A tool call whose arguments fail validation is an error naming each field and its problem
+  in a sentence ("productId: input should be greater than or equal to 1 (got -1)"), not
+  pydantic's report with its model name and documentation links.
 - Every tool's input and output schema is self-contained: pydantic writes nested models as
   `$ref` into `$defs`, which OpenAI's strict mode and several other providers refuse, so
   `tools/list` inlines them, once per schema, for all tools alike.
@@ -17,8 +20,9 @@ import logging
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
+from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
@@ -104,6 +108,19 @@ class ShopServer(MCPServer[None]):
             for tool in await super().list_tools()
         ]
 
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[None, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """The tool's result; arguments that do not fit its input schema are one sentence per
+        field (the SDK raises a ToolError whose cause is the arguments' ValidationError)."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as e:
+            invalid = e.__cause__
+            if type(e) is not ToolError or not isinstance(invalid, ValidationError):
+                raise
+            raise ToolError(f"Invalid arguments for {name}: {_problems(invalid)}") from invalid
+
     async def get_prompt(
         self,
         name: str,
@@ -156,3 +173,28 @@ def _validation_error(exc: BaseException | None) -> ValidationError | None:
             return exc
         exc = exc.__cause__
     return None
+
+
+def _problems(invalid: ValidationError, most: int = 5) -> str:
+    """`items[0].quantity: input should be ... (got 0); ...`: the first `most` problems."""
+    errors = invalid.errors(include_url=False)
+    parts = []
+    for err in errors[:most]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        # A validator's own ValueError reads "Value error, <its sentence>": its sentence only.
+        msg = (
+            str(err.get("ctx", {}).get("error", err["msg"]))
+            if err["type"] == "value_error"
+            else err["msg"]
+        )
+        msg = msg[:1].lower() + msg[1:]
+        got = "" if err["type"] == "missing" else f" (got {_shown(err.get('input'))})"
+        parts.append(f"{where.lstrip('.') or 'arguments'}: {msg}{got}")
+    if len(errors) > most:
+        parts.append(f"and {len(errors) - most} more")
+    return "; ".join(parts)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
