@@ -3,13 +3,13 @@ shopping-assistant prompt."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import Completion, ResourceTemplateReference
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
-from models import MAX_PRODUCT_ID, PAGE_MAX, InventoryItemBase, Product
+from models import MAX_NAME, MAX_PRODUCT_ID, MAX_QUERY, PAGE_MAX, InventoryItemBase, Product
 from product_mcp.mcp_server.api_client import ApiError, api
 from product_mcp.mcp_server.listen import ShopListen
 from product_mcp.mcp_server.live import INVENTORY_URI, Live
@@ -102,13 +102,21 @@ async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
     return Completion(values=ids[:100], total=len(ids), has_more=len(ids) > 100)
 
 
+MAX_BUDGET_TEXT = 40  # "under $500", "about 1,200 EUR"
+
+
 @mcp.prompt(
     name="shopping_assistant",
     title="Shopping assistant",
     description="Start a conversation as the shop's assistant helping a customer find and buy "
     "products with the shop tools.",
 )
-def shopping_assistant(customerName: str = "", need: str = "", budget: str = "") -> str:
+def shopping_assistant(
+    customerName: Annotated[str, Field(max_length=MAX_NAME)] = "",
+    need: Annotated[str, Field(max_length=MAX_QUERY)] = "",
+    budget: Annotated[str, Field(max_length=MAX_BUDGET_TEXT)] = "",
+) -> str:
+    # Bounded as the tools bound the same things: the text goes into the model's context.
     who = f"The customer is {customerName}. " if customerName else ""
     wants = f"They are looking for: {need}. " if need else ""
     money = f"Their budget is {budget}. " if budget else ""

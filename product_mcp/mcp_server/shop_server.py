@@ -155,10 +155,10 @@ class ShopServer(MCPServer[None]):
             invalid = _validation_error(e)
             if invalid is None:
                 raise  # the prompt itself failed: a server error, logged as one
-            fields = sorted({".".join(str(p) for p in err["loc"]) for err in invalid.errors()})
+            fields = {err["loc"] for err in invalid.errors()}
             raise MCPError(
                 INVALID_PARAMS,
-                f"Invalid {_argument(fields)} for prompt {name}: {', '.join(fields)}",
+                f"Invalid {_argument(list(fields))} for prompt {name}: {_problems(invalid)}",
             ) from None
 
 

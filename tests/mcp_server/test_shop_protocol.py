@@ -256,6 +256,12 @@ INVALID = [
         {"name": "shopping_assistant", "arguments": {"bogus": "x"}},
         "Unknown argument for prompt shopping_assistant: bogus",
     ),
+    (
+        "prompts/get",  # bounded as the tools bound a name: it goes into the model's context
+        {"name": "shopping_assistant", "arguments": {"customerName": "x" * 201}},
+        "Invalid argument for prompt shopping_assistant: customerName: string should have at "
+        "most 200 characters",
+    ),
     ("resources/read", {"uri": "shop://nope"}, "Unknown resource: shop://nope"),
     ("resources/read", {"uri": "shop://products/abc"}, "Product ID abc does not exist"),
     ("resources/read", {"uri": "shop://products/" + "9" * 30}, "Product ID 999"),
