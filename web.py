@@ -55,6 +55,7 @@ from product_mcp.core.errors import (
     error_response,
     validation_response,
 )
+from product_mcp.core.logs import setup_logging
 from product_mcp.core.middleware import (
     LOOPBACK,
     LOOPBACK_HOSTS,
@@ -352,11 +353,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="product-mcp web chat")
     parser.add_argument("--host", default=settings.WEB_HOST)
     parser.add_argument("--port", type=port_arg, default=settings.WEB_PORT)
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     parser.add_argument("--access-log", action="store_true", help="log one line per request")
     ns = parser.parse_args()
     settings = settings.model_copy(update={"WEB_HOST": ns.host, "WEB_PORT": ns.port})
-    logging.basicConfig(level=ns.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(ns.log_level.upper())  # plain and bounded (core/logs.py says why)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     print("product-mcp web chat", flush=True)

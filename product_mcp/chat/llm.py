@@ -157,8 +157,10 @@ def explain_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
             502,
         )
     if isinstance(exc, openai.APITimeoutError):
+        # Each try waits the whole timeout: say so, or 2 tries of 5 s read as "within 5s".
+        tries = f", each of {settings.max_retries + 1} tries" if settings.max_retries else ""
         return LLMError(
-            f"The LLM provider did not answer within {settings.timeout:g}s ({where}).", 504
+            f"The LLM provider did not answer within {settings.timeout:g}s{tries} ({where}).", 504
         )
     if isinstance(exc, openai.APIConnectionError):
         return LLMError(

@@ -341,3 +341,17 @@ def test_schema_errors_say_the_real_reason(args: dict[str, Any], said: str) -> N
     entry = ToolEntry("srv", tool)
     assert validate_arguments(entry, args) == f"invalid arguments for 'search': {said}"
     assert validate_arguments(entry, {"query": "x", "minPrice": None}) is None
+
+
+def test_a_timeout_says_how_long_web_py_waited_in_all() -> None:
+    """Each try waits the whole LLM_TIMEOUT: with a retry, "within 5s" was said after 10 s."""
+    import httpx
+    import openai
+
+    from product_mcp.chat.llm import LLMSettings, explain_llm_error
+
+    timeout = openai.APITimeoutError(request=httpx.Request("POST", "http://llm.test/v1"))
+    once = explain_llm_error(timeout, LLMSettings(timeout=5, max_retries=0))
+    assert once.status == 504 and "did not answer within 5s (" in once.message
+    twice = explain_llm_error(timeout, LLMSettings(timeout=5, max_retries=1))
+    assert "did not answer within 5s, each of 2 tries (" in twice.message
