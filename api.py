@@ -301,7 +301,11 @@ def main() -> None:
     if sys.argv[1:2] == ["import"]:
         return commands.import_file(sys.argv[2:])
     settings = load_settings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="`api.py import FILE` imports a CSV or JSON catalogue and exits "
+        "(api.py import --help).",
+    )
     parser.add_argument(
         "--host", default=settings.API_HOST, help="bind address; 0.0.0.0 exposes the API"
     )

@@ -8,7 +8,8 @@ Why a subclass, overriding only public methods (no private SDK attribute is touc
   are already -32602 in the SDK: `ResourceNotFoundError`, which resources.py raises too.)
 - A tool call whose arguments fail validation is an error naming each field and its problem
   in a sentence ("productId: input should be greater than or equal to 1 (got -1)"), not
-  pydantic's report with its model name and documentation links.
+  pydantic's report with its model name and documentation links; an argument the tool does
+  not take is refused, not ignored (a model would believe it had filtered by it).
 - Every tool's input and output schema is self-contained: pydantic writes nested models as
   `$ref` into `$defs`, which OpenAI's strict mode and several other providers refuse, so
   `tools/list` inlines them, once per schema, for all tools alike.
@@ -82,6 +83,7 @@ class ShopServer(MCPServer[None]):
         # id(original schema) -> (original, inlined); the original is kept so its id stays
         # unique. Registered schemas never change, so each is inlined once.
         self._inlined: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._takes: dict[str, list[str]] = {}  # tool -> its arguments, read from tools/list
 
     def _self_contained(self, tool: str, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is None or "$defs" not in schema:
@@ -113,6 +115,16 @@ class ShopServer(MCPServer[None]):
     ) -> CallToolResult | InputRequiredResult:
         """The tool's result; arguments that do not fit its input schema are one sentence per
         field (the SDK raises a ToolError whose cause is the arguments' ValidationError)."""
+        if name not in self._takes:  # a tool not seen yet: read them all once more
+            tools = await super().list_tools()
+            self._takes = {t.name: list(t.input_schema.get("properties", {})) for t in tools}
+        takes = self._takes.get(name)
+        unknown = [a for a in arguments if takes is not None and a not in takes]
+        if unknown and takes is not None:  # ignored, a model would think it had filtered by them
+            raise ToolError(
+                f"Invalid {_argument(unknown)} for {name}: {', '.join(unknown[:5])} "
+                f"(it takes {', '.join(takes) or 'no arguments'})"
+            )
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as e:

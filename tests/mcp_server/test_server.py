@@ -310,6 +310,17 @@ async def test_api_errors_become_tool_errors(shop: Shop, kind: Kind) -> None:
         assert result.is_error and "since" in text_of(result)
 
 
+async def test_an_argument_the_tool_does_not_take_is_refused(in_process: Shop) -> None:
+    """Ignored, a model asking get_products for a "category" would believe it had filtered."""
+    async with in_process.connect("modern") as client:
+        result = await client.call_tool("get_products", {"category": "laptops", "limit": 2})
+        assert result.is_error
+        assert text_of(result) == (
+            "Invalid argument for get_products: category (it takes limit, offset)"
+        )
+        assert not (await client.call_tool("get_products", {"limit": 2})).is_error
+
+
 @pytest.mark.parametrize(
     ("args", "problem"),
     [
