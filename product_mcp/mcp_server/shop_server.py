@@ -76,7 +76,8 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 class ShopServer(MCPServer[None]):
-    """MCPServer whose prompt errors are -32602 and whose tool schemas have no `$ref`."""
+    """MCPServer whose prompt errors are -32602, whose tool argument errors are sentences and
+    whose tool schemas have no `$ref`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -113,14 +114,15 @@ class ShopServer(MCPServer[None]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[None, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        """The tool's result; arguments that do not fit its input schema are one sentence per
-        field (the SDK raises a ToolError whose cause is the arguments' ValidationError)."""
+        """The tool's result. An argument the tool does not take is refused; arguments that
+        do not fit its input schema are one sentence per field (the SDK raises a ToolError
+        whose cause is the arguments' ValidationError)."""
         if name not in self._takes:  # a tool not seen yet: read them all once more
             tools = await super().list_tools()
             self._takes = {t.name: list(t.input_schema.get("properties", {})) for t in tools}
-        takes = self._takes.get(name)
-        unknown = [a for a in arguments if takes is not None and a not in takes]
-        if unknown and takes is not None:  # ignored, a model would think it had filtered by them
+        takes = self._takes.get(name)  # None: an unknown tool, which the SDK refuses
+        unknown = [a for a in arguments if a not in takes] if takes is not None else []
+        if unknown:  # ignored, a model would think it had filtered by them
             raise ToolError(
                 f"Invalid {_argument(unknown)} for {name}: {', '.join(unknown[:5])} "
                 f"(it takes {', '.join(takes) or 'no arguments'})"
