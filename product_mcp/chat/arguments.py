@@ -33,11 +33,7 @@ _validators: dict[int, tuple[dict[str, Any], Validator]] = {}
 
 
 def validator(schema: dict[str, Any]) -> Validator:
-    """Numbers JSON cannot carry (NaN, an infinity: Python's JSON parser takes `NaN`, `Infinity` and
-    `1e400` from a model or a form) are refused first, whatever the schema: sent on, they would
-    reach the server as null.
-
-    The compiled validator for `schema`, built once per schema object."""
+    """The compiled validator for `schema`, built once per schema object."""
     cached = _validators.get(id(schema))
     if cached is not None and cached[0] is schema:
         return cached[1]
