@@ -9,7 +9,8 @@ Why a subclass, overriding only public methods (no private SDK attribute is touc
 - A tool call whose arguments fail validation is an error naming each field and its problem
   in a sentence ("productId: input should be greater than or equal to 1 (got -1)"), not
   pydantic's report with its model name and documentation links; an argument the tool does
-  not take is refused, not ignored (a model would believe it had filtered by it).
+  not take is refused, not ignored (a model would believe it had filtered by it); a tool's
+  own error (the API's words) is not prefixed with "Error executing tool <name>: ".
 - Every tool's input and output schema is self-contained: pydantic writes nested models as
   `$ref` into `$defs`, which OpenAI's strict mode and several other providers refuse, so
   `tools/list` inlines them, once per schema, for all tools alike.
@@ -130,10 +131,14 @@ class ShopServer(MCPServer[None]):
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as e:
-            invalid = e.__cause__
-            if type(e) is not ToolError or not isinstance(invalid, ValidationError):
+            cause = e.__cause__
+            if type(e) is not ToolError:
                 raise
-            raise ToolError(f"Invalid arguments for {name}: {_problems(invalid)}") from invalid
+            if isinstance(cause, ValidationError):
+                raise ToolError(f"Invalid arguments for {name}: {_problems(cause)}") from cause
+            if isinstance(cause, ToolError):  # the tool's own words (an ApiError quoting the
+                raise ToolError(str(cause)) from cause  # API), not "Error executing tool X: "
+            raise
 
     async def get_prompt(
         self,

@@ -21,8 +21,14 @@ export function errorWords(item) {
   if (/^unknown tool /.test(err) && server) {
     return `${server} is not connected, so ${item.tool || item.function} could not run.`;
   }
-  return err.replace(/^Error:\s*/, "") || "The tool failed without saying why.";
+  // "Error executing tool <name>: " is the MCP SDK's wrapper: the card names the tool already.
+  return err.replace(/^Error(?: executing tool \S+)?:\s*/, "") || "The tool failed without saying why.";
 }
+
+/* A failed card's one line: the service's own words first ("Insufficient stock for … Available:
+ * 9"), without main.py's "Failed to create purchase order (400): " before them (the body keeps
+ * it all): on a phone the line shows its first words only. */
+const ownWords = (text) => text.replace(/^[^:\n]{1,80} \(\d{3}\): /, "");
 
 function stateWords(item) {
   switch (item.status) {
@@ -96,14 +102,16 @@ export function toolCard(item, answer) {
     item.result !== undefined ? classify(item.result, info && info.output_schema) : { kind: null, value: undefined };
   if (kind) rememberProducts(kind, value);
   let summary = "";
-  if (item.status === "error" || item.status === "rejected") summary = firstLine(errorWords(item), 120);
+  if (item.status === "error" || item.status === "rejected") summary = firstLine(ownWords(errorWords(item)), 120);
   else if (item.result !== undefined) {
     const none = Array.isArray(value) && !value.length;
     summary = summarize(kind, value) || (none ? "nothing found" : firstLine(item.result));
   }
 
+  // create_purchase declined or cancelled: it ran, but nothing was done (not a green "done")
+  const undone = kind === "outcome" && typeof value.status === "string";
   const card = h("div", {
-    class: "tool-card " + (item.status || "running") + (open ? " open" : ""),
+    class: "tool-card " + (item.status || "running") + (open ? " open" : "") + (undone ? " undone" : ""),
     "data-tool": item.tool || "",
     "data-server": server,
     "data-kind": kind || "",
@@ -123,7 +131,7 @@ export function toolCard(item, answer) {
     h("span", { class: "name", text: item.tool || item.function || "?" }),
     summary ? h("span", { class: "summary", text: summary }) : null,
     item.durationMs !== undefined ? h("span", { class: "dur", text: `${item.durationMs} ms` }) : null,
-    h("span", { class: "state", text: stateWords(item) })
+    h("span", { class: "state", text: undone ? value.status : stateWords(item) })
   );
   card.appendChild(head);
   if (item.status === "running" && item.progress) card.appendChild(progressBar(item.progress));

@@ -10,7 +10,7 @@ const MAX_EXAMPLES = 4;
 
 /* Known tools, in the order their examples are offered. */
 const EXAMPLES = [
-  ["search_products", "Find wireless earbuds under $100"],
+  ["search_products", "Find wireless earbuds under $1,000"],
   ["get_products", "What products do you sell?"],
   ["get_inventory", "Which products are low on stock?"],
   ["analyze_sales", "Show sales by product as a chart"],

@@ -127,6 +127,8 @@ export function openRunner(tool) {
   $("runner-view").dataset.server = tool.server; // whose live stock its badges show (js/live.js)
   $("runner-desc").textContent = tool.description || "";
   $("runner-output").hidden = true;
+  $("runner-view").textContent = ""; // the last tool's result is not this one's
+  $("runner-view").hidden = true;
   showMedia(null);
   showConfirm(null);
   const form = $("runner-form");
@@ -227,6 +229,7 @@ function showOutput(text, isError, result, schema) {
   box.textContent = "";
   box.hidden = !shown;
   if (shown) box.appendChild(shown);
+  (shown ? box : out).scrollIntoView({ block: "nearest" }); // below the fold after "Run tool"
 }
 
 /* The result's pictures, sounds and resources under the output (null: none). */

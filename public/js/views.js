@@ -242,6 +242,8 @@ const VIEWS = {
 export function view(kind, value) {
   const make = kind && VIEWS[kind];
   if (!make) return null;
+  // An empty list: say so (the view drew nothing under its "Result" label).
+  if (Array.isArray(value) && !value.length) return h("p", { class: "muted empty-result", text: "Nothing found." });
   try {
     return make(value);
   } catch (e) {
