@@ -19,6 +19,7 @@ import pytest
 
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import Settings, load_settings
+from product_mcp.shop import commands
 from tests.servers import ROOT, dead_port, free_port
 from tests.stack import Stack
 from tests.web_helpers import write_config
@@ -191,7 +192,8 @@ def test_web_warns_with_the_url_it_tried(tmp_path: Path) -> None:
 
 
 def test_a_database_api_py_cannot_use_is_a_sentence(tmp_path: Path) -> None:
-    """Not a traceback from the start-up of each worker (found trying it from outside)."""
+    """Not a traceback from the start-up of each worker (found trying it from outside). The
+    sentences in process; that api.py and `api.py import` check first, as processes."""
     with dead_port() as port:
         for url, sentence in (
             ("foo://", "DATABASE_URL 'foo://' cannot be used"),
@@ -205,8 +207,11 @@ def test_a_database_api_py_cannot_use_is_a_sentence(tmp_path: Path) -> None:
                 "cannot reach the database at sqlite:///",
             ),
         ):
-            out = run(["api.py", "--port", str(free_port())], env={"DATABASE_URL": url})
-            assert sentence in out, out
-            assert "secret" not in out and len(out.splitlines()) <= 3, out
-            out = run(["api.py", "import", "deploy/sample-catalog.csv", "--database-url", url])
-            assert sentence in out, out
+            with pytest.raises(SystemExit) as stop:
+                commands.check_database(url)
+            assert sentence in str(stop.value) and "secret" not in str(stop.value)
+        out = run(["api.py", "--port", str(free_port())], env={"DATABASE_URL": "foo://"})
+        assert "DATABASE_URL 'foo://' cannot be used" in out and len(out.splitlines()) <= 3, out
+        unreachable = f"postgresql+psycopg://shop:secret@127.0.0.1:{port}/shop"
+        out = run(["api.py", "import", "deploy/sample-catalog.csv", "--database-url", unreachable])
+        assert "cannot reach the database at" in out and "secret" not in out, out
