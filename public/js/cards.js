@@ -16,7 +16,8 @@ let nextId = 0;
 export function errorWords(item) {
   const err = String(item.error ?? "");
   if (item.status === "rejected") return "Not run: you rejected it.";
-  if (item.stopped || err === "interrupted") return "Stopped before it finished.";
+  if (item.stopped) return "Stopped before it finished.";
+  if (err === "interrupted") return "Interrupted: the page was left or reloaded before it finished.";
   const server = item.server || serverOfTool(item.tool || item.function);
   if (/^unknown tool /.test(err) && server) {
     return `${server} is not connected, so ${item.tool || item.function} could not run.`;

@@ -116,6 +116,20 @@ async function stream(text, limits, me) {
     bubble = null;
   };
   const card = (d) => cards.get(d.id) || addItem({ kind: "tool", ...pick(d) });
+  // The page goes (a reload, a closed tab) mid-reply: keep what was said, as Stop does (the
+  // reply's words were saved only when the turn ended, so a reload lost them all).
+  const leave = () => {
+    if (finished) return;
+    closeBubble();
+    addItem({ kind: "note", text: "Interrupted: the page was left. What was said so far is kept." });
+    const said = me.said.trim() || "(interrupted before answering)";
+    state.history = history.concat([
+      { role: "user", content: text },
+      { role: "assistant", content: said },
+    ]);
+    save();
+  };
+  addEventListener("pagehide", leave);
   const handlers = {
     turn(d) {
       me.turnId = typeof d.turnId === "string" ? d.turnId : null;
@@ -248,6 +262,7 @@ async function stream(text, limits, me) {
       ]);
     }
   } finally {
+    removeEventListener("pagehide", leave);
     for (const item of cards.values()) {
       if (item.status === "approval" || item.status === "running") {
         item.status = "error";

@@ -4,7 +4,8 @@ fold; a failed purchase's card led with "Error executing tool create_purchase: F
 create purchase order (400): " (on a phone: "Erro…"); a declined purchase looked as done as a
 real order; an empty result showed an empty section; prices in a Markdown table broke in the
 middle on a phone; the phone's header showed the title as "P…"; Tab left the open drawer for
-the chat behind it; a long summary squeezed the server's name to "p…".
+the chat behind it; a long summary squeezed the server's name to "p…"; a reload in the middle
+of a reply lost the reply's words.
 
 web.py's app in process with main.py's server in memory and the scripted LLM (conftest.py)."""
 
@@ -18,7 +19,7 @@ from starlette.testclient import TestClient
 
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.inproc import InProcessWeb
-from tests.web.page_harness import SIZES, pages_by_size
+from tests.web.page_harness import SIZES, new_page, pages_by_size, push, start_turn
 from tests.web_helpers import stock
 
 pytestmark = pytest.mark.browser
@@ -141,3 +142,27 @@ def test_the_phone_header_shows_the_title_and_the_drawer_keeps_focus(
     assert page.evaluate("document.activeElement.id") == "drawer-toggle"
     page.keyboard.press("Tab")  # the page behind is usable again
     assert page.evaluate("document.activeElement.closest('#sidebar') === null")
+
+
+def test_a_reload_mid_reply_keeps_what_was_said(browser: Any, web: InProcessWeb) -> None:
+    """The reply's words were saved only when the turn ended: a reload lost them, and the
+    model's history lost the turn. Now kept, as Stop keeps them, with a note."""
+    page = new_page(browser, web.url, "desktop", mock=True)
+    try:
+        page.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
+        page.evaluate("window.__mock = true")
+        start_turn(page, "tell me a long story")
+        push(page, "token", {"text": "Once upon a time "})
+        push(page, "token", {"text": "there was a shop."})
+        page.wait_for_selector(".msg.assistant >> text=there was a shop.")
+        page.reload()
+        page.wait_for_selector(".msg.assistant >> text=Once upon a time there was a shop.")
+        page.wait_for_selector(".msg.note >> text=Interrupted: the page was left.")
+        saved = page.evaluate("JSON.parse(localStorage.getItem('product-mcp.chat.v1')).history")
+        assert saved[-2:] == [
+            {"role": "user", "content": "tell me a long story"},
+            {"role": "assistant", "content": "Once upon a time there was a shop."},
+        ]
+        assert page.js_errors == []
+    finally:
+        page.context.close()
