@@ -328,16 +328,14 @@ def main() -> None:
     if args.no_migrate:
         commands.require_current_schema(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url  # worker processes read it when they start
-    print(f"Product & Order Service on http://{args.host}:{args.port}")
-    print(
-        settings.summary(
-            ["SQLITE_SYNCHRONOUS", "ADMIN_TOKEN"],
-            {"DATABASE_URL": args.database_url, "API_WORKERS": args.workers},
-        )
+    banner = f"Product & Order Service on http://{args.host}:{args.port}\n" + settings.summary(
+        ["SQLITE_SYNCHRONOUS", "ADMIN_TOKEN"],
+        {"DATABASE_URL": args.database_url, "API_WORKERS": args.workers},
     )
     log = {"access_log": args.access_log, **settings.server_limits()}
     if args.workers > 1:
         bind(args.host, args.port, "API_PORT").close()  # a busy port is a sentence, not errno
+        print(banner, flush=True)
         # Each worker's start migrates (one at a time, under the migration lock); with
         # --no-migrate the check above found the schema current, so theirs change nothing.
         # uvicorn kills a worker that has not answered its supervisor within the health-check
@@ -354,7 +352,7 @@ def main() -> None:
         )
     else:
         app = create_app(args.database_url, migrate=not args.no_migrate)
-        serve(app, args.host, args.port, "API_PORT", **log)
+        serve(app, args.host, args.port, "API_PORT", banner=banner, **log)
 
 
 if __name__ == "__main__":

@@ -141,13 +141,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="replace")  # the banner's emoji on a non-UTF-8 console
-    sys.stdout.write(banner(cfg, settings) + "\n")
-    sys.stdout.flush()
     serve(
         build_app(cfg),
         cfg.host,
         cfg.port,
         "MCP_PORT",
+        banner=banner(cfg, settings),
         log_level="info",
         access_log=cfg.access_log,
         **settings.server_limits(),

@@ -362,13 +362,12 @@ def main() -> None:
     setup_logging(ns.log_level.upper())  # plain and bounded (core/logs.py says why)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    print("product-mcp web chat", flush=True)
-    print(settings.summary(["WEB_HOST", "WEB_PORT", *SUMMARY]), flush=True)
     serve(
         create_app(settings),
         ns.host,
         ns.port,
         "WEB_PORT",
+        banner="product-mcp web chat\n" + settings.summary(["WEB_HOST", "WEB_PORT", *SUMMARY]),
         log_level=ns.log_level,
         access_log=ns.access_log,
         **settings.server_limits(),

@@ -118,9 +118,13 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def serve(app: Any, host: str, port: int, setting: str, **options: Any) -> None:
-    """Bind, then run uvicorn on that socket (lifespan and all) until stopped."""
+def serve(app: Any, host: str, port: int, setting: str, banner: str = "", **options: Any) -> None:
+    """Bind, print `banner` (only once the port is ours: it named the address it would serve
+    before "port N is in use"), then run uvicorn on that socket (lifespan and all) until
+    stopped."""
     sock = bind(host, port, setting)
+    if banner:
+        print(banner, flush=True)
     config = uvicorn.Config(app, host=host, port=port, **options)
     server = uvicorn.Server(config)
     try:

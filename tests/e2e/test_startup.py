@@ -74,6 +74,8 @@ def test_busy_port_is_a_sentence(script: str, var: str, busy_port: int, tmp_path
     out = run([script, "--host", "127.0.0.1", "--port", str(busy_port)], env=env)
     assert f"port {busy_port} is in use: set {var} or stop the other process" in out
     assert "Errno" not in out
+    # the banner, naming the address it would serve, comes only once the port is ours
+    assert f":{busy_port}" not in out.replace(f"port {busy_port} is in use", "")
     assert "connecting" not in out.lower() and "127.0.0.1:9" not in out  # web.py: no session
 
 
