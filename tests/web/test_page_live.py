@@ -130,7 +130,7 @@ def test_a_stream_gone_silent_is_replaced_and_catches_up(web: InProcessWeb, brow
     """The page's stream dies without closing; the page hears no ping for 3 periods, opens a
     new one and catches up. A stream that keeps pinging is kept."""
     hub = HUBS[-1]
-    hub.heartbeat = 0.3  # each stream says so in its first ping: dead after 0.9 s of silence
+    hub.heartbeat = 0.5  # each stream says so in its first ping: dead after 1.5 s of silence
     relay = Blackhole(int(web.url.rsplit(":", 1)[1]))
     try:
         page = new_page(browser, relay.url, "desktop")
@@ -138,7 +138,7 @@ def test_a_stream_gone_silent_is_replaced_and_catches_up(web: InProcessWeb, brow
         _call(web, "sell", product_id=1)
         page.wait_for_selector(f"{BADGE}[data-stock='9']")
         assert relay.event_streams == 1
-        time.sleep(1.5)  # 5 heartbeats: a stream that pings is not replaced
+        time.sleep(2.5)  # 5 heartbeats, over a watchdog period: a pinging stream is kept
         assert relay.event_streams == 1
         relay.cut()
         _call(web, "sell", product_id=1)
