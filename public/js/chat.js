@@ -116,17 +116,21 @@ async function stream(text, limits, me) {
     bubble = null;
   };
   const card = (d) => cards.get(d.id) || addItem({ kind: "tool", ...pick(d) });
-  // The page goes (a reload, a closed tab) mid-reply: keep what was said, as Stop does (the
-  // reply's words were saved only when the turn ended, so a reload lost them all).
-  const leave = () => {
-    if (finished) return;
+  // A turn cut without web.py's `done`: keep what was said, with a note, and a history the
+  // next turn accepts.
+  const keepSaid = (note, nothingSaid) => {
     closeBubble();
-    addItem({ kind: "note", text: "Interrupted: the page was left. What was said so far is kept." });
-    const said = me.said.trim() || "(interrupted before answering)";
+    addItem({ kind: "note", text: `${note} What was said so far is kept.` });
     state.history = history.concat([
       { role: "user", content: text },
-      { role: "assistant", content: said },
+      { role: "assistant", content: me.said.trim() || nothingSaid },
     ]);
+  };
+  // The page goes (a reload, a closed tab) mid-reply: kept as Stop keeps it (the reply's
+  // words were saved only when the turn ended, so a reload lost them all).
+  const leave = () => {
+    if (finished) return;
+    keepSaid("Interrupted: the page was left.", "(interrupted before answering)");
     save();
   };
   addEventListener("pagehide", leave);
@@ -251,16 +255,7 @@ async function stream(text, limits, me) {
     }
   } catch (e) {
     if (e.name !== "AbortError") handlers.error({ message: "Connection problem: " + e.message });
-    else if (me.stopping && !finished) {
-      // cut without web.py's `done`: keep what was said, and a history the next turn accepts
-      closeBubble();
-      addItem({ kind: "note", text: "Stopped. What was said so far is kept." });
-      const said = me.said.trim() || "(stopped by the user before answering)";
-      state.history = history.concat([
-        { role: "user", content: text },
-        { role: "assistant", content: said },
-      ]);
-    }
+    else if (me.stopping && !finished) keepSaid("Stopped.", "(stopped by the user before answering)");
   } finally {
     removeEventListener("pagehide", leave);
     for (const item of cards.values()) {
