@@ -16,7 +16,6 @@ from datetime import date, datetime
 from functools import partial
 from typing import Annotated, Any
 
-import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +48,7 @@ from models import (
 from product_mcp.core.config import load_settings
 from product_mcp.core.errors import ProductMcpError, error_response, validation_response
 from product_mcp.core.middleware import BodyLimit
-from product_mcp.core.serve import bind, port_arg, serve
+from product_mcp.core.serve import port_arg, serve, serve_workers
 from product_mcp.shop import Shop, commands, feed_routes, staff_routes, to_utc_naive
 from product_mcp.shop.lifespan import database_lost, running
 
@@ -334,19 +333,17 @@ def main() -> None:
     )
     log = {"access_log": args.access_log, **settings.server_limits()}
     if args.workers > 1:
-        bind(args.host, args.port, "API_PORT").close()  # a busy port is a sentence, not errno
-        print(banner, flush=True)
         # Each worker's start migrates (one at a time, under the migration lock); with
         # --no-migrate the check above found the schema current, so theirs change nothing.
         # uvicorn kills a worker that has not answered its supervisor within the health-check
-        # timeout (5 s), and a spawned worker answers only once it has imported this module:
-        # 4 workers importing at once on 2 cores took longer, and were killed and restarted
-        # in a loop. 30 s still replaces a hung worker.
-        uvicorn.run(
+        # timeout (5 s): 30 s still replaces a hung worker, and gives a slow database time.
+        serve_workers(
             "api:app",
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
+            args.host,
+            args.port,
+            "API_PORT",
+            banner,
+            args.workers,
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
             **log,
         )

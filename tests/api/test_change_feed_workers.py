@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.databases import ModuleDatabase
-from tests.servers import Service
+from tests.servers import Service, wait_workers
 from tests.stack import Stack
 
 TOKEN = "workers-token"
@@ -86,6 +86,20 @@ def test_two_workers_every_change_once_in_order(api: Service) -> None:
             step = -1 if after["kind"] == "purchased" else 3
             assert after["quantity"] == before["quantity"] + step, (before, after)
         assert mine[-1]["quantity"] == stock[product]
+
+
+def test_workers_are_forked_from_the_preloaded_process(api: Service) -> None:
+    """Each worker is a fork of api.py's process (its command line), not a fresh interpreter
+    spawned to import everything again (`-c from multiprocessing.spawn import ...`)."""
+    workers = wait_workers(api, 2)
+    assert len(workers) == 2, api.log()
+    parent = Path(f"/proc/{api.proc.pid}/cmdline").read_bytes()
+    for pid in workers:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert b"multiprocessing.spawn" not in cmdline and cmdline == parent
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(
+            api.proc.pid
+        )
 
 
 def test_a_stream_ends_cleanly_on_shutdown_and_resumes_after(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from product_mcp.core import mcp_compat
+from product_mcp.core import mcp_compat, serve
 from product_mcp.core.config import Settings, load_settings
 from product_mcp.shop import commands
 from tests.servers import ROOT, dead_port, free_port
@@ -133,6 +133,24 @@ def test_sdk_internals_check_names_what_changed(monkeypatch: pytest.MonkeyPatch)
         mcp_compat.check()
     assert "StreamableHTTPSessionManager._admit_session" in str(stop.value)
     assert "mcp>=2.3,<2.4" in str(stop.value)
+
+
+def test_api_workers_fall_back_to_spawning_on_another_uvicorn(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """api.py forks its workers through uvicorn's private `_subprocess.spawn`: while it runs,
+    that is the fork context; a uvicorn without it still gets its workers, spawned, and
+    the log says so."""
+    from uvicorn import _subprocess
+
+    spawn = _subprocess.spawn
+    with serve._forked_workers():
+        assert _subprocess.spawn.Process.__mro__[1].__name__ == "ForkProcess"
+    assert _subprocess.spawn is spawn
+    monkeypatch.delattr(_subprocess, "spawn")
+    with serve._forked_workers():
+        assert not hasattr(_subprocess, "spawn")
+    assert "workers are spawned, not forked" in caplog.text
 
 
 def test_sdk_check_sees_an_attribute_assignment_go() -> None:
