@@ -19,7 +19,7 @@ import pytest
 from tests import servers
 from tests.servers import ROOT, Service, stop_forgotten
 from tests.stack import Stack
-from tests.web_helpers import CHROMIUM, IN_CI
+from tests.web_helpers import CHROMIUM, IN_CI, release_chromium, shared_chromium
 
 # `db_kind` and `database`: API tests on SQLite and on PostgreSQL (tests/databases.py).
 pytest_plugins = ["tests.databases"]
@@ -94,7 +94,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish() -> None:
+    release_chromium()
     stop_forgotten()
+
+
+# The modules whose tests use Chromium (the `browser` fixture), found at collection.
+_BROWSER_MODULES: set[str] = set()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Entering a module that does not use Chromium: the shared one is closed (its Playwright
+    session would keep asyncio from running here, web_helpers.release_chromium)."""
+    if item.module.__name__ not in _BROWSER_MODULES:
+        release_chromium()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -105,6 +117,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((i for i, pkg in enumerate(RUN_ORDER, 1) if name.startswith(pkg + ".")), 0)
 
     items.sort(key=rank)  # stable: the order within a package stays as collected
+    _BROWSER_MODULES.update(
+        item.module.__name__ for item in items if "browser" in getattr(item, "fixturenames", ())
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -129,6 +144,17 @@ def _serial(
 @pytest.fixture(scope="session", autouse=True)
 def _service_logs(tmp_path_factory: pytest.TempPathFactory) -> None:
     servers.LOG_DIR = tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium for a module's page tests: this process's shared one (launched once for the
+    modules it runs in a row, web_helpers.shared_chromium); each page gets a context of its
+    own, and any a module leaves open is closed when it ends."""
+    b = shared_chromium()
+    yield b
+    for context in b.contexts if b.is_connected() else ():
+        context.close()
 
 
 @pytest.fixture(scope="module")

@@ -142,33 +142,104 @@ def stock(api: Service | Client, product_id: int) -> int:
     return next(i["quantity"] for i in inventory if i["productId"] == product_id)
 
 
-@contextmanager
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless (Playwright cannot fetch its own here). Launching one costs
-    ~2.5 s of CPU (the Playwright driver and the browser), a new context ~0.7 s: tests share
-    one per module and give each page a context of its own."""
+# Chromium preloads its omnibox popup (two WebUI renderers) for every window, and Playwright
+# opens a window per context: ~0.2 s of CPU per page for something a headless test never
+# shows. Chromium reads only the last --disable-features flag, and Playwright passes its own
+# list in one: ours repeats that list (read from the first browser's command line) and adds
+# these.
+UNSHOWN_FEATURES = ["WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "WebUIOmniboxFullPopup"]
+
+
+class _SharedChromium:
+    """This test process's one Chromium and the Playwright session that drives it."""
+
+    playwright: Any = None
+    browser: Any = None
+    features: list[str] | None = None  # the --disable-features flag to add, once known
+
+
+_SHARED = _SharedChromium()
+
+
+def shared_chromium() -> Any:
+    """Debian's Chromium, headless (Playwright cannot fetch its own here), launched on first
+    use and kept while the modules this process runs one after another use it: tests/conftest.py
+    releases it before a module that does not. A launch costs ~0.9 s of CPU and the Playwright
+    driver ~0.8 s more, a new context ~0.4 s: every page gets a context of its own."""
+    if _SHARED.browser is not None and _SHARED.browser.is_connected():
+        return _SHARED.browser
+    release_chromium()  # a browser that died: its driver goes too
     need(CHROMIUM.exists(), f"{CHROMIUM} not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    playwright = sync_playwright().start()
+    try:
+        browser = _launch(playwright)
+        if _SHARED.features is None:
+            _SHARED.features = _disable_features_flag()
+            if _SHARED.features:
+                browser.close()
+                browser = _launch(playwright)
+    except BaseException:
+        playwright.stop()
+        raise
+    _SHARED.playwright, _SHARED.browser = playwright, browser
+    return browser
+
+
+def _launch(playwright: Any) -> Any:
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS + (_SHARED.features or [])
+    )
+
+
+def _disable_features_flag() -> list[str]:
+    """`--disable-features=` with Playwright's list (from the command line of the Chromium
+    this process just launched) and UNSHOWN_FEATURES; none if that browser is not found."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+            except (OSError, IndexError, ValueError):
+                continue
+    mine, changed = {os.getpid()}, True
+    while changed:
+        found = {pid for pid, parent in parents.items() if parent in mine} - mine
+        mine |= found
+        changed = bool(found)
+    for pid in mine:
         try:
-            yield browser
-        finally:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if argv[0].endswith("/chromium") and not any(a.startswith("--type=") for a in argv):
+            theirs = [a.split("=", 1)[1] for a in argv if a.startswith("--disable-features=")]
+            return [f"--disable-features={','.join([*theirs[-1:], *UNSHOWN_FEATURES])}"]
+    return []
+
+
+def release_chromium() -> None:
+    """Close the shared Chromium and stop its Playwright driver. Playwright's sync API marks
+    its event loop as this thread's running loop between calls, so no asyncio test (anyio,
+    `asyncio.run`) can run in this process until it has stopped."""
+    playwright, browser = _SHARED.playwright, _SHARED.browser
+    _SHARED.playwright = _SHARED.browser = None
+    if playwright is None:
+        return
+    try:
+        if browser.is_connected():
             browser.close()
+    finally:
+        playwright.stop()
 
 
 @contextmanager
-def watched_page(url: str, timeout_ms: int, browser: Any = None) -> Iterator[Any]:
-    """A page in a context of its own (its own storage), in `browser` or else in a Chromium
-    of its own, that records every dialog (`page.dialogs`) and uncaught script error
-    (`page.js_errors`)."""
-    if browser is None:
-        with chromium() as own, watched_page(url, timeout_ms, own) as pg:
-            yield pg
-        return
+def watched_page(url: str, timeout_ms: int, browser: Any) -> Iterator[Any]:
+    """A page in a context of its own (its own storage) in `browser` (the `browser` fixture)
+    that records every dialog (`page.dialogs`) and uncaught script error (`page.js_errors`)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         pg = context.new_page()

@@ -39,8 +39,8 @@ def stack(s: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def page(stack: Stack) -> Iterator[Any]:
-    with watched_page(stack["web"].url + "/", 15_000) as pg:
+def page(stack: Stack, browser: Any) -> Iterator[Any]:
+    with watched_page(stack["web"].url + "/", 15_000, browser) as pg:
         yield pg
         ARTIFACTS.mkdir(exist_ok=True)
         pg.screenshot(path=str(ARTIFACTS / "web-chat.png"), full_page=True)

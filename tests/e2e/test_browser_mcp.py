@@ -49,8 +49,8 @@ def stack(s: Stack) -> None:
 
 
 @pytest.fixture(scope="module")
-def page(stack: Stack) -> Iterator[Any]:
-    with watched_page(stack["web"].url + "/", 15_000) as pg:
+def page(stack: Stack, browser: Any) -> Iterator[Any]:
+    with watched_page(stack["web"].url + "/", 15_000, browser) as pg:
         pg.wait_for_selector("button.tool-btn[data-tool='get_products']", state="attached")
         yield pg
         assert pg.js_errors == [], pg.js_errors

@@ -133,8 +133,8 @@ def test_main_py_killed_mid_call_then_web_heals(stack: Stack, server: str) -> No
 
 
 @pytest.fixture(scope="module")
-def page(stack: Stack) -> Iterator[Any]:
-    with watched_page(stack["web"].url + "/", 60_000) as pg:
+def page(stack: Stack, browser: Any) -> Iterator[Any]:
+    with watched_page(stack["web"].url + "/", 60_000, browser) as pg:
         pg.wait_for_selector("button.tool-btn[data-tool='echo']")
         yield pg
 

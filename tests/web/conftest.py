@@ -1,6 +1,6 @@
 """Fixtures of the web.py tests: the scripted LLM, the shop in process, web.py's app with
 main.py in memory (`web`, its other servers from `web_servers`), web.py as a process with the
-media server (`media_web`), one Chromium and the scripted pages of the page tests.
+media server (`media_web`) and the scripted pages of the page tests.
 
 A module whose web.py needs other servers overrides `web_servers`; one that needs other
 settings or transports overrides `web` itself."""
@@ -19,7 +19,6 @@ from tests.inproc import InProcessWeb, shop_in_process, web_app
 from tests.servers import Service, free_port, start
 from tests.stack import Stack
 from tests.web.page_harness import scripted_pages
-from tests.web_helpers import chromium
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +83,6 @@ def media_web(fake: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             {"media": {"url": f"{media.url}/mcp"}},
             {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url, "TOOL_APPROVAL": "auto"},
         )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for a module's page tests (web_helpers.chromium); each page gets
-    a context of its own."""
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

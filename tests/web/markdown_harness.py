@@ -66,14 +66,14 @@ class _Static(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def blank_page() -> Iterator[Any]:
+def blank_page(browser: Any) -> Iterator[Any]:
     """Chromium on a blank page with window.markdown loaded; no script error by the end."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Static, directory=str(PUBLIC)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/__test__/blank.html"
-        with watched_page(url, 15_000) as pg:
+        with watched_page(url, 15_000, browser) as pg:
             pg.wait_for_function("() => window.markdown !== undefined")
             yield pg
             assert pg.js_errors == [], pg.js_errors

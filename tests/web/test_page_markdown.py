@@ -18,8 +18,8 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Any]:
-    with blank_page() as pg:
+def page(browser: Any) -> Iterator[Any]:
+    with blank_page(browser) as pg:
         yield pg
 
 
