@@ -43,7 +43,13 @@ class Settings(BaseSettings):
     )
     API_HOST: str = Field("127.0.0.1", description="api.py bind address (0.0.0.0 exposes it)")
     API_PORT: Port = Field(8000, description="api.py port")
-    API_WORKERS: int = Field(1, ge=1, le=64, description="api.py worker processes")
+    API_WORKERS: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="api.py worker processes "
+        "(forked once the app is loaded, as gunicorn's `--preload`)",
+    )
     ADMIN_TOKEN: SecretStr = Field(
         SecretStr(""),
         description="staff token for api.py's catalogue routes (Bearer); empty: they are off",
