@@ -63,6 +63,9 @@ HISTORY_MAX_ID = 200
 # The `_meta` key of web.py's correlation id on each tools/call; main.py echoes it in the
 # `_meta` of a question it asks during that call, so web.py shows it in the right chat.
 CALL_META_KEY = "product-mcp/call"
+# The `_meta` key of main.py's quote (a `Quote`) on create_purchase's question: the question's
+# Markdown shows it to any client; web.py's page draws it from this (names, its money format).
+QUOTE_META_KEY = "product-mcp/quote"
 
 # MCP resources attached to one chat message: web.py reads them from their server and gives
 # their text to the model with that message (text resources only).

@@ -6,6 +6,8 @@ saying where its events go: the page's stream (the question becomes an `elicitat
 answered through POST /api/chat/elicitation) or nobody (a script on /api/chat or the tool form:
 a pure confirmation is accepted when the user let the call run, anything else is cancelled).
 Every wait is bounded; a question left open when its call ends is closed as "stopped".
+A question may carry a quote in its `_meta` (main.py's create_purchase, QUOTE_META_KEY): passed
+on only if it is a well-formed, bounded `Quote`, so the page draws it instead of the Markdown.
 """
 
 from __future__ import annotations
@@ -19,13 +21,33 @@ from typing import Any
 import anyio
 import jsonschema
 from mcp.types import ElicitRequestParams, ElicitResult
+from pydantic import ValidationError
 
+from models import MAX_ITEMS, MAX_PRODUCT_NAME, QUOTE_META_KEY, Quote
 from product_mcp.chat.schema_errors import first_problem
 from product_mcp.core.errors import ProductMcpError
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 PROGRESS_EVERY_S = 0.1  # at most ~10 progress events per second per call
 MAX_MESSAGE = 20_000  # characters of a server's question passed on to the page
+
+
+def quote_of(params: ElicitRequestParams) -> dict[str, Any] | None:
+    """The question's quote (`_meta`, QUOTE_META_KEY) as the page draws it, or None when there
+    is none or it is not a `Quote` of at most MAX_ITEMS items with names of a product's length
+    (a server's `_meta` is as untrusted as the rest of what it sends)."""
+    meta = getattr(params, "meta", None)
+    raw = meta.get(QUOTE_META_KEY) if isinstance(meta, dict) else None
+    items = raw.get("items") if isinstance(raw, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_ITEMS:
+        return None
+    try:
+        quote = Quote.model_validate(raw)
+    except ValidationError:
+        return None
+    if any(len(i.name) > MAX_PRODUCT_NAME for i in quote.items):
+        return None
+    return quote.model_dump()
 
 
 @dataclass
@@ -119,7 +141,7 @@ class Elicitations:
             "tool": route.tool,
             "mode": mode,
             "message": str(params.message)[:MAX_MESSAGE],
-            "quote": None,
+            "quote": quote_of(params),
             "timeoutSeconds": self.time_limit,
         }
         if mode == "url":

@@ -12,7 +12,9 @@ Which call asked: a handshake-era `elicitation/create` carries no link to the `t
 belongs to, so a client running several calls on one session (web.py, one per chat) cannot
 tell whose question it is. When the call's `_meta` had a correlation id (`product-mcp/call`,
 sent by web.py) or a progressToken, the question is sent here with them echoed in its own
-`_meta`, and web.py routes it by them (product_mcp/chat/connection.py).
+`_meta`, and web.py routes it by them (product_mcp/chat/connection.py). The question's `_meta`
+also carries the quote itself (QUOTE_META_KEY), so a client can draw it rather than parse the
+Markdown: web.py's page names the products and formats the money as it does everywhere else.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict
 
-from models import CALL_META_KEY, OrderItem
+from models import CALL_META_KEY, QUOTE_META_KEY, OrderItem
 from product_mcp.core.config import load_settings
 from product_mcp.mcp_server.api_client import ApiError, api
 
@@ -114,9 +116,8 @@ async def confirm_purchase(
     if not quote.get("inStock"):
         return NotAsked()  # it cannot succeed: the purchase says why (insufficient stock)
     message = quote_message(customerName.strip(), quote)
-    meta = call_ids(ctx)
-    if meta and not _modern(ctx):
-        return await ask_with_ids(ctx, message, meta)
+    if not _modern(ctx):
+        return await ask_with_ids(ctx, message, {**call_ids(ctx), QUOTE_META_KEY: quote})
     return Elicit(message, PurchaseConfirmation)
 
 
@@ -133,13 +134,14 @@ def call_ids(ctx: Context[Any, Any]) -> dict[str, Any]:
 
 
 async def ask_with_ids(
-    ctx: Context[Any, Any], message: str, ids: dict[str, Any]
+    ctx: Context[Any, Any], message: str, meta: dict[str, Any]
 ) -> ElicitationResult[PurchaseConfirmation]:
-    """The SDK's `ctx.elicit`, with the calling request's ids in the question's `_meta`."""
+    """The SDK's `ctx.elicit`, with `meta` (the calling request's ids, the quote) in the
+    question's `_meta`."""
     params = ElicitRequestFormParams(
         message=message,
         requested_schema=render_elicitation_schema(PurchaseConfirmation),
-        _meta=ids,  # type: ignore[call-arg]
+        _meta=meta,  # type: ignore[call-arg]
     )
     result = await ctx.session.send_request(
         ElicitRequest(params=params),

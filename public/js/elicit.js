@@ -49,6 +49,15 @@ function quoteTable(q) {
   );
 }
 
+/* With the quote drawn from its data, the message's own Markdown of it (a table and a total,
+ * written for clients that cannot draw it) would say it twice: only what comes before the
+ * first table line is kept. */
+function lead(text) {
+  const lines = text.split("\n");
+  const at = lines.findIndex((l) => l.trimStart().startsWith("|"));
+  return at < 0 ? text : lines.slice(0, at).join("\n").trim();
+}
+
 /* Tables wider than the card scroll; make them reachable from the keyboard. */
 export function scrollable(node) {
   for (const wrap of node.querySelectorAll(".table-wrap")) {
@@ -165,7 +174,8 @@ export function elicitationCard(item, changed) {
   card.appendChild(head);
   // the message is Markdown (main.py's quote comes as a table in it)
   const message = h("div", { class: "elicit-message", id: prefix + "-msg" });
-  message.appendChild(markdown(str(e.message) || "The server asks for your answer."));
+  const text = isObj(e.quote) ? lead(str(e.message)) : str(e.message);
+  message.appendChild(markdown(text || "The server asks for your answer."));
   scrollable(message);
   card.appendChild(message);
   if (isObj(e.quote)) card.appendChild(quoteTable(e.quote));

@@ -89,13 +89,18 @@ def test_approve_a_purchase_and_stock_falls(page: Any, stack: Stack) -> None:
     send(page, q)
     card = page.wait_for_selector(".elicit-card[data-elicitation]")
     text = card.inner_text()
-    assert "create_purchase" in text and "Portable Power Bank" in text and "598" in text
+    assert "create_purchase" in text and "Portable Power Bank" in text
+    # the server's quote drawn by the page in its money format, once (not main.py's Markdown
+    # table, "598.00 USD", beside it)
+    assert card.query_selector("table.quote") is not None
+    assert "$598.00" in text and "USD" not in text, text
     assert page.locator(".tool-card.approval").count() == 0  # not asked a second time
     assert stock(stack["api"], 3) == before
     card.query_selector("button.accept").click()
     page.wait_for_selector(".msg.assistant >> text=Order placed for Ann.")
     done = page.locator(".tool-card[data-tool='create_purchase']").last
     assert "ok" in (done.get_attribute("class") or "")
+    assert "2 × Portable Power Bank" in done.inner_text()  # named, in a chat that never listed it
     assert stock(stack["api"], 3) == before - 2
 
 

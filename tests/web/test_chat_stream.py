@@ -71,6 +71,10 @@ def test_purchase_is_confirmed_by_the_servers_question(
         if kind == "elicitation":
             assert data["tool"] == "create_purchase" and data["server"] == "shop"
             assert "**Ann**" in data["message"] and "598.00 USD" in data["message"]
+            # the quote itself too, so the page can draw it (names, its own money format)
+            [item] = data["quote"]["items"]
+            assert item["productId"] == 3 and item["quantity"] == 2 and item["name"]
+            assert data["quote"]["totalAmount"] == item["lineTotal"] == 2 * item["unitPrice"]
             assert stock(shop_api, 3) == before, "must not run before the answer"
             r = answer_elicitation(web, data["elicitationId"], "accept", {})
             assert r.json() == {"ok": True, "action": "accept"}

@@ -7,11 +7,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
+from mcp.types import CallToolResult, ElicitRequestFormParams, TextContent, Tool, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
-from models import HISTORY_MAX_CHARS, HISTORY_MAX_CONTENT, MAX_BODY_BYTES
+from models import (
+    HISTORY_MAX_CHARS,
+    HISTORY_MAX_CONTENT,
+    MAX_BODY_BYTES,
+    MAX_ITEMS,
+    MAX_PRODUCT_NAME,
+    QUOTE_META_KEY,
+)
 from product_mcp.chat.arguments import validate_arguments
+from product_mcp.chat.elicitation import quote_of
 from product_mcp.chat.history import ChatRequest, HistoryMessage, check_history, fit_for_history
 from product_mcp.chat.mcp_config import load_config, parse_config
 from product_mcp.chat.names import VALID, build_table, functions
@@ -355,3 +363,31 @@ def test_a_timeout_says_how_long_web_py_waited_in_all() -> None:
     assert once.status == 504 and "did not answer within 5s (" in once.message
     twice = explain_llm_error(timeout, LLMSettings(timeout=5, max_retries=1))
     assert "did not answer within 5s, each of 2 tries (" in twice.message
+
+
+def _question(quote: Any) -> ElicitRequestFormParams:
+    return ElicitRequestFormParams(
+        message="Place this order?",
+        requested_schema={"type": "object", "properties": {}},
+        _meta={QUOTE_META_KEY: quote},  # type: ignore[call-arg]
+    )
+
+
+GOOD_ITEM = {"productId": 3, "name": "Portable Power Bank", "unitPrice": 299.0, "quantity": 2,
+             "lineTotal": 598.0, "available": 9}  # fmt: skip
+
+
+def test_a_question_passes_its_quote_on_only_when_well_formed_and_bounded() -> None:
+    """A server's quote reaches the page as data only if it is a `Quote` of at most MAX_ITEMS
+    items with product-length names: anything else is dropped (the message still shows)."""
+    good = {"items": [GOOD_ITEM], "totalAmount": 598.0, "inStock": True}
+    assert quote_of(_question(good)) == good
+    assert quote_of(_question({**good, "totalAmount": "lots"})) is None
+    assert quote_of(_question({"items": "no", "totalAmount": 1, "inStock": True})) is None
+    assert quote_of(_question([good])) is None
+    many = {**good, "items": [GOOD_ITEM] * (MAX_ITEMS + 1)}
+    assert quote_of(_question(many)) is None
+    long_name = {**good, "items": [{**GOOD_ITEM, "name": "x" * (MAX_PRODUCT_NAME + 1)}]}
+    assert quote_of(_question(long_name)) is None
+    no_meta = ElicitRequestFormParams(message="?", requested_schema={"type": "object"})
+    assert quote_of(no_meta) is None
