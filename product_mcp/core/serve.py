@@ -161,14 +161,15 @@ def serve_workers(
 
 class _ForkedWorker(multiprocessing.get_context("fork").Process):  # type: ignore[misc]
     """A worker forked from uvicorn's supervisor, which has caught every signal by then:
-    the worker starts with the default handlers, as a spawned one would (uvicorn's server
-    installs its own for SIGINT and SIGTERM)."""
+    the worker starts with Python's default handlers, as a spawned one would (uvicorn's server
+    then installs its own for SIGINT and SIGTERM)."""
 
     def run(self) -> None:
         from uvicorn.supervisors.multiprocess import SIGNALS
 
         for sig in SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, default)
         super().run()
 
 
