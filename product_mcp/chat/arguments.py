@@ -23,6 +23,7 @@ from jsonschema.protocols import Validator
 
 from product_mcp.chat.results import ToolEntry, describe_error
 from product_mcp.chat.schema_errors import first_problem
+from product_mcp.core.errors import encodable
 
 log = logging.getLogger("chat")
 
@@ -48,12 +49,10 @@ def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
     """The first schema violation as a sentence, or None when args fit the input schema."""
     if not isinstance(args, dict):
         return "arguments must be a JSON object"
-    where = _non_finite(args)
+    where = _unsendable(args)
     if where is not None:
-        path, number = where
-        return (
-            f"invalid arguments for '{entry.name}': {path}: must be a finite number (got {number})"
-        )
+        path, problem = where
+        return f"invalid arguments for '{entry.name}': {path}: {problem}"
     schema = entry.input_schema
     try:
         errors = list(validator(schema).iter_errors(args))
@@ -76,15 +75,25 @@ def validate_arguments(entry: ToolEntry, args: Any) -> str | None:
     return f"invalid arguments for '{entry.name}': {problem}" if problem else None
 
 
-def _non_finite(args: dict[str, Any]) -> tuple[str, float] | None:
-    """Where in `args` the first NaN or infinite number is (`items[0].quantity`), if any.
-    A loop, not recursion: arguments may nest as deep as the body limit allows."""
+def _unsendable(args: dict[str, Any]) -> tuple[str, str] | None:
+    """Where in `args` (`items[0].quantity`) the first value JSON or UTF-8 cannot carry is,
+    and why: a NaN or infinite number, or text with a lone surrogate (`"\\ud800"` parses, but
+    the SDK could not encode it: the whole session to that server was dropped). A loop, not
+    recursion: arguments may nest as deep as the body limit allows."""
+    for key in args:
+        if encodable(str(key)) != str(key):
+            return encodable(str(key)), "names must be valid Unicode text"
     stack: list[tuple[str, Any]] = [(str(k), v) for k, v in reversed(args.items())]
     while stack:
         path, value = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
-            return path, value
+            return path, f"must be a finite number (got {value})"
+        if isinstance(value, str) and encodable(value) != value:
+            return encodable(path), "must be valid Unicode text (it holds a lone surrogate)"
         if isinstance(value, dict):
+            for key in value:
+                if encodable(str(key)) != str(key):
+                    return encodable(f"{path}.{key}"), "names must be valid Unicode text"
             stack += [(f"{path}.{k}", v) for k, v in reversed(value.items())]
         elif isinstance(value, list):
             stack += [(f"{path}[{n}]", v) for n, v in reversed(list(enumerate(value)))]

@@ -49,8 +49,9 @@ async def error_response(_: Any, exc: Exception) -> Any:
 async def validation_response(_: Any, exc: Exception) -> Any:
     """The 422 api.py and web.py answer a request that failed validation with (FastAPI's own:
     `{"detail": [{loc, msg, type, input, ...}]}`), with what JSON cannot carry written as text.
-    Python's JSON parser takes NaN, Infinity and 1e400 (an infinity) in a body; echoing such an
-    input back could not be encoded: a 500 where the client deserved to hear which field."""
+    Python's JSON parser takes NaN, Infinity and 1e400 (an infinity) in a body, and strings
+    with a lone surrogate (`"\\ud800"`, which no UTF-8 can encode); echoing such an input back
+    could not be encoded: a 500 where the client deserved to hear which field."""
     from fastapi.encoders import jsonable_encoder
     from starlette.responses import JSONResponse
 
@@ -59,14 +60,26 @@ async def validation_response(_: Any, exc: Exception) -> Any:
 
 
 def _as_json(value: Any) -> Any:
-    """`value` with every NaN or infinite number replaced by its text ("nan", "inf")."""
+    """`value` with every NaN or infinite number replaced by its text ("nan", "inf"), and
+    every lone surrogate in a string by its escape (the text `\\ud800`)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return encodable(value)
     if isinstance(value, dict):
-        return {k: _as_json(v) for k, v in value.items()}
+        return {encodable(str(k)): _as_json(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_as_json(v) for v in value]
     return value
+
+
+def encodable(text: str) -> str:
+    """`text`, with any lone surrogate (which UTF-8 cannot encode) written as its escape."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 # --- the shop (api.py) -------------------------------------------------------------------

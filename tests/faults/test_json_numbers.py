@@ -2,7 +2,9 @@
 takes `NaN`, `Infinity`, `-Infinity` and `1e400` (an overflow to infinity), and a 422 that
 echoed such an input back failed to encode: a 500 from api.py's purchase route, which needs no
 token, and from web.py's routes (found trying the services as a new user would). Each is a 422
-naming the field now, and nothing changes. In process: the app's own error handling is the
+naming the field now, and nothing changes. The same for strings holding a lone surrogate
+(`"\\ud800"`: valid JSON, but no UTF-8 can encode it), which also dropped web.py's whole session
+to an MCP server when sent as a tool argument. In process: the app's own error handling is the
 point."""
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tests.inproc import api_app, web_app
 
 TOKEN = "staff-token-for-number-tests"
 NUMBERS = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]
+LONE_SURROGATE = '"\\ud800"'  # JSON text of a string that no UTF-8 can encode
 JSON = {"Content-Type": "application/json"}
 
 
@@ -67,6 +70,27 @@ WEB_BODIES = [
 ]
 
 
+def test_api_refuses_lone_surrogates(tmp_path: Path) -> None:
+    with api_app(tmp_path / "shop.db", admin_token=TOKEN) as api:
+        auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        before = api.get("/api/inventory").json(), api.get("/api/products").json()
+        for method, path, template, field in API_BODIES:
+            assert_named_422(api.request(method, path, content=body(template, LONE_SURROGATE),
+                                         headers=auth), field)  # fmt: skip
+        name = '{"customerName": X, "items": [{"productId": 1, "quantity": 1}]}'
+        r = api.post("/api/purchase", content=body(name, LONE_SURROGATE), headers=auth)
+        assert r.status_code == 400 and "customer name is not valid Unicode" in r.text, r.text
+        assert (api.get("/api/inventory").json(), api.get("/api/products").json()) == before
+        assert api.get("/api/orders").json() == []
+
+
+@pytest.mark.parametrize(("path", "template", "field"), WEB_BODIES)
+def test_web_refuses_lone_surrogates(tmp_path: Path, path: str, template: str, field: str) -> None:
+    with web_app(tmp_path, {}) as web:
+        r = web.post(path, content=body(template, LONE_SURROGATE), headers=JSON)
+        assert_named_422(r, field)
+
+
 @pytest.mark.parametrize(("path", "template", "field"), WEB_BODIES)
 def test_web_refuses_numbers_json_cannot_carry(
     tmp_path: Path, path: str, template: str, field: str
@@ -102,3 +126,31 @@ def test_tool_arguments_json_cannot_carry_never_reach_the_server(tmp_path: Path)
         )
         assert ok.status_code == 200 and ok.json()["result"] == "3.5", ok.text
     assert seen == [[1, 2.5]]
+
+
+def test_tool_arguments_utf8_cannot_carry_never_reach_the_server(tmp_path: Path) -> None:
+    """A lone surrogate in a tool argument (from a client, or a model's output) is refused by
+    path before the call: sent, the SDK could not encode it and web.py dropped its session to
+    that server, failing every other chat's calls until it reconnected."""
+    server: MCPServer[None] = MCPServer("texts")
+    seen: list[Any] = []
+
+    @server.tool(description="Echo a text.")
+    async def echo(text: str, tags: dict[str, str] | None = None) -> str:
+        seen.append(text)
+        return text
+
+    with web_app(tmp_path, in_memory={"texts": server}) as web:
+        for args, where in (
+            ('{"text": X}', "text: must be valid Unicode text"),
+            ('{"text": "a", "tags": {"k": X}}', "tags.k: must be valid Unicode text"),
+            ('{"text": "a", "tags": {X: "v"}}', "names must be valid Unicode text"),
+        ):
+            call = '{"server": "texts", "name": "echo", "args": ' + args + "}"
+            r = web.post("/api/call-tool", content=body(call, LONE_SURROGATE), headers=JSON)
+            assert r.status_code == 422, r.text
+            assert where in r.json()["detail"], r.text
+        ok = web.post("/api/call-tool", json={"server": "texts", "name": "echo",
+                                               "args": {"text": "fine \U0001f600"}})  # fmt: skip
+        assert ok.status_code == 200 and ok.json()["result"] == "fine \U0001f600", ok.text
+    assert seen == ["fine \U0001f600"]
