@@ -10,6 +10,9 @@ fails with no answer (CI saw 12 such calls under load). A request that is safe t
 or a purchase with an Idempotency-Key) is sent once more on a new connection; any other is not,
 because it may have been carried out. Pooled connections also expire before the API's own
 keep-alive timer (KEEP_ALIVE_TIMEOUT, 5 s by default), which makes the race rare to begin with.
+A purchase whose answer did not come in time (PRODUCT_API_TIMEOUT) is asked once more with its
+key too: the API answers with the order it placed, or places it if the first never arrived.
+An `ApiError` says whether the request may have been carried out all the same (`maybe_done`).
 """
 
 from __future__ import annotations
@@ -34,13 +37,18 @@ class ApiError(ProductMcpError, ToolError):
 
     status = 502
 
-    def __init__(self, message: str, status: int | None = None, api_said: str = "") -> None:
+    def __init__(
+        self, message: str, status: int | None = None, api_said: str = "", maybe_done: bool = False
+    ) -> None:
         super().__init__(message, status)
         self.api_said = api_said  # the API's own sentence, when it answered with an error
+        self.maybe_done = maybe_done  # sent, never answered: it may have been carried out
 
 
 # Failures that mean "the connection died before an answer", never "the API said no".
 STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+# Failures after which the API may have carried the request out all the same.
+UNANSWERED = (*STALE_CONNECTION, httpx.ReadTimeout, httpx.WriteTimeout)
 # Below uvicorn's default keep-alive timeout of 5 s, so we drop a connection before it does.
 KEEPALIVE_EXPIRY = 4.0
 
@@ -105,12 +113,13 @@ class ProductApi:
             raise ApiError(f"Error requesting {service}: the server is not started")
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
+            keyed = "Idempotency-Key" in (headers or {})
             try:
                 response = await self._client.request(
                     method, path, params=query, json=json, headers=headers
                 )
-            except STALE_CONNECTION:
-                if method != "GET" and "Idempotency-Key" not in (headers or {}):
+            except (*STALE_CONNECTION, httpx.ReadTimeout) as e:
+                if not keyed and (method != "GET" or isinstance(e, httpx.ReadTimeout)):
                     raise
                 response = await self._client.request(
                     method, path, params=query, json=json, headers=headers
@@ -128,7 +137,8 @@ class ProductApi:
             reason = str(e) or type(e).__name__
             raise ApiError(
                 f"{requesting or f'Error requesting {service}'}: {reason} "
-                f"(product API at {mask_url(self.base_url)})"
+                f"(product API at {mask_url(self.base_url)})",
+                maybe_done=method != "GET" and isinstance(e, UNANSWERED),
             ) from e
         except ValueError as e:  # a 2xx whose body is not JSON
             raise ApiError(f"Error requesting {service}: invalid JSON from the API") from e

@@ -41,7 +41,7 @@ from models import (
     Recommendation,
     SalesReport,
 )
-from product_mcp.mcp_server.api_client import api
+from product_mcp.mcp_server.api_client import ApiError, api
 from product_mcp.mcp_server.confirm import PurchaseConfirmation, confirm_purchase, settled
 from product_mcp.mcp_server.server import log, mcp
 
@@ -193,9 +193,21 @@ async def create_purchase_tool(
         )
     # Without the caller's key we still send one of our own, so that a purchase whose
     # connection died before the answer can be sent again without buying twice.
-    headers = {"Idempotency-Key": idempotencyKey or f"mcp-{uuid.uuid4().hex}"}
+    key = idempotencyKey or f"mcp-{uuid.uuid4().hex}"
     body = {"customerName": customerName, "items": [i.model_dump() for i in items]}
-    order = await _send_purchase(ctx, customerName, body, headers)
+    try:
+        order = await _send_purchase(ctx, customerName, body, {"Idempotency-Key": key})
+    except ApiError as e:
+        if not e.maybe_done:
+            raise
+        # Sent (twice, with its key) and never answered: saying only "failed" made a client
+        # retry, and buy again. The key finds out without that risk.
+        raise ApiError(
+            f"{e}. The order may have been placed: call create_purchase again with the same "
+            f'items and idempotencyKey "{key}" to get it without buying twice.',
+            e.status,
+            maybe_done=True,
+        ) from e
     await log(ctx, "info", f"Order {order.get('id')} created for {customerName}")
     return PurchaseOutcome.model_validate(order)
 

@@ -11,6 +11,7 @@ may be half-written, and nobody may hang.
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import threading
@@ -245,3 +246,42 @@ async def kill_mid_call(server: Service, proxy: SlowApi, kind: Kind) -> dict[str
         # (RemoteProtocolError): also an error, as long as it comes promptly.
         outcome["context_error"] = e
     return outcome
+
+
+# --- a purchase whose answer is lost --------------------------------------------------------
+
+
+async def test_a_purchase_whose_answer_is_lost_is_never_bought_twice(tmp_path: Path) -> None:
+    """The API answers a purchase after main.py stopped waiting (PRODUCT_API_TIMEOUT). Found
+    trying main.py from outside: the tool said the purchase failed, the order was placed all
+    the same, and a retry bought again. main.py asks once more with the same Idempotency-Key;
+    when no answer comes still, its error says the order may have been placed and gives the
+    key: a call with it returns that order instead of buying a second time."""
+    buy = {"customerName": "Lost Answer", "items": [{"productId": 3, "quantity": 1}]}
+    with Stack(tmp_path) as s:
+        api = s.api()
+        proxy = s.slow_api(api, {"/api/purchase": 2.5})
+        server = s.mcp(proxy.url, env={"PRODUCT_API_TIMEOUT": "1"})
+        async with httpx.AsyncClient(base_url=api.url) as shop:
+            before = (await shop.get("/api/inventory/3")).json()["quantity"]
+            async with connect("legacy", server.url) as client:
+                result = await client.call_tool("create_purchase", buy)
+                text = text_of(result)
+                assert result.is_error and "may have been placed" in text, text
+                found = re.search(r'idempotencyKey "([^"]+)"', text)
+                assert found is not None, text
+                for _ in range(250):  # the held answers go out; the API has long committed
+                    if proxy.finished == proxy.started:
+                        break
+                    await anyio.sleep(0.02)
+                orders = (await shop.get("/api/orders")).json()
+                placed = [o for o in orders if o["customerName"] == "Lost Answer"]
+                assert len(placed) == 1, placed  # asked again with its key: bought once
+                proxy.delays.clear()
+                again = await client.call_tool(
+                    "create_purchase", {**buy, "idempotencyKey": found[1]}
+                )
+                assert not again.is_error, text_of(again)
+                assert again.structured_content["id"] == placed[0]["id"]  # type: ignore[index]
+            after = (await shop.get("/api/inventory/3")).json()["quantity"]
+            assert after == before - 1
