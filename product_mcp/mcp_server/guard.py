@@ -14,7 +14,11 @@ stream has ended and to reconnect (an SSE session dies with its stream's process
 balancer, a replica's restart ends the streams it held). A reused id is
 refused, and a session may have at most `max_pending` unanswered requests: a client that does
 not read its stream stops getting its messages accepted (429) instead of piling them up in
-memory, and `SlowReaderCutoff` drops its stream soon after.
+memory, and `SlowReaderCutoff` drops its stream soon after. A request the client cancels
+(`notifications/cancelled`) gets no answer, so it stops counting as unanswered.
+An id is in use until its answer has gone out; a request reusing it just as that answer went
+out (the client read the answer and sent the id again) waits the moment the SDK takes to
+forget the first one, instead of being refused.
 
 What it reads of a body is only what it checks: the top-level `id` and `method` (`peek`),
 skipping `params` without building them (3-4x cheaper than a full parse for a large body; the
@@ -41,6 +45,7 @@ from product_mcp.core.memory import reclaimer
 from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening_client
 
 INVALID_REQUEST = -32600
+CANCELLED = "notifications/cancelled"
 MAX_BODY = 4 * 1024 * 1024  # the SDK's own request limit; larger bodies pass on to its 413
 PEEKED = "product_mcp.peeked"  # scope key: (body, peeked message) of this POST, read once
 
@@ -58,6 +63,8 @@ class JsonRpcGuard:
         self.max_id_chars = max_id_chars
         self.max_pending = max_pending
         self._pending: dict[str, set[str]] = {}  # SSE session -> request ids not yet answered
+        # (session, id) of a /mcp request whose answer has gone out, until the SDK is done
+        self._finishing: dict[tuple[str, str], anyio.Event] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -67,12 +74,12 @@ class JsonRpcGuard:
             return await self._sse_stream(scope, receive, send)
         if scope["method"] != "POST" or path not in ("/mcp", "/messages/"):
             return await self.app(scope, receive, send)
-        _, message, replay = await read_message(scope, receive)
+        body, message, replay = await read_message(scope, receive)
         problem = self._problem(message)
         if problem:
             return await _refuse(scope, send, 400, problem, _id_of(message))
         if path == "/messages/":
-            return await self._sse_post(scope, replay, send, message)
+            return await self._sse_post(scope, replay, send, message, body)
         await self._mcp_post(scope, replay, send, message)
 
     def _problem(self, message: Any) -> str | None:
@@ -110,11 +117,32 @@ class JsonRpcGuard:
         if method == "notifications/initialized":
             info.initialized = True
         rid = str(message["id"]) if isinstance(message, dict) and "id" in message else None
-        if rid is not None and method is not None:
-            if rid in info.in_flight:
-                why = f"id {rid} is already in use by a request in progress in this session"
-                return await _refuse(scope, send, 400, why, message["id"])
-            info.in_flight.add(rid)
+        if rid is None or method is None:
+            return await self._run(scope, receive, send, info)
+        finishing = self._finishing.get((session_id, rid))
+        if finishing is not None:  # its answer has gone out: the SDK is about done with it
+            with anyio.move_on_after(5):
+                await finishing.wait()
+        if rid in info.in_flight:
+            why = f"id {rid} is already in use by a request in progress in this session"
+            return await _refuse(scope, send, 400, why, message["id"])
+        info.in_flight.add(rid)
+        key = (session_id, rid)
+
+        async def answering(msg: Message) -> None:
+            if msg["type"] == "http.response.body" and not msg.get("more_body", False):
+                self._finishing.setdefault(key, anyio.Event())
+            await send(msg)
+
+        try:
+            await self._run(scope, receive, answering, info)
+        finally:
+            info.in_flight.discard(rid)
+            done = self._finishing.pop(key, None)
+            if done is not None:
+                done.set()
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, info: Any) -> None:
         info.busy += 1
         info.last_used = time.monotonic()
         try:
@@ -122,15 +150,20 @@ class JsonRpcGuard:
         finally:
             info.busy -= 1
             info.last_used = time.monotonic()
-            if rid is not None and method is not None:
-                info.in_flight.discard(rid)
 
-    async def _sse_post(self, scope: Scope, receive: Receive, send: Send, message: Any) -> None:
+    async def _sse_post(
+        self, scope: Scope, receive: Receive, send: Send, message: Any, body: bytes
+    ) -> None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         session = (query.get("session_id") or [""])[0]
         pending = self._pending.get(session)
         if pending is None and _is_uuid(session):
             return await _refuse(scope, send, 404, _stream_gone(session), _id_of(message))
+        if pending and isinstance(message, dict) and message.get("method") == CANCELLED:
+            cancel = _parse(body)  # a notification: small, and rare
+            params = cancel.get("params") if isinstance(cancel, dict) else None
+            if isinstance(params, dict) and isinstance(params.get("requestId"), int | str):
+                pending.discard(_id_key(params["requestId"]))
         is_request = isinstance(message, dict) and "method" in message and "id" in message
         if pending is None or not is_request:
             return await self.app(scope, receive, send)  # the SDK answers malformed ids

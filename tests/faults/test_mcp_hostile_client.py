@@ -126,6 +126,18 @@ def test_reused_id_in_flight_is_refused_and_the_first_keeps_its_answer(
     assert orders_of(api, "Bob Reuse") == []  # refused without being run
 
 
+def test_an_id_is_free_again_once_its_answer_has_arrived(mcp: Service) -> None:
+    """Found from outside: a client that sent id 1 again only after reading the answer to
+    its last id 1 was told, at random (40 % of calls), that id 1 was "in use by a request in
+    progress": the guard freed the id only after the response had gone out."""
+    with httpx.Client(timeout=30) as http:
+        sid = open_session(http, f"{mcp.url}/mcp")
+        for n in range(30):
+            call = rpc("tools/call", {"name": "get_products", "arguments": {"limit": n % 2}})
+            r = http.post(f"{mcp.url}/mcp", json=call, headers=session_headers(sid))
+            assert r.status_code == 200 and "in use" not in r.text, (n, r.text)
+
+
 # --- the SSE transport -------------------------------------------------------------------
 
 
@@ -203,6 +215,22 @@ def test_reused_id_on_sse_is_refused(api: Service, slow_buy: Service) -> None:
         got = answers(events, 9)
     assert len(got) == 1 and "Alice Sse" in json.dumps(got[0])
     assert len(orders_of(api, "Alice Sse")) == 1 and orders_of(api, "Bob Sse") == []
+
+
+def test_cancelled_requests_on_sse_do_not_count_as_unanswered(
+    api: Service, slow_buy: Service
+) -> None:
+    """A cancelled request gets no answer (MCP: the receiver should not send one), so the
+    guard must stop waiting for it: a client that cancelled 32 calls was refused everything
+    after (429 "32 requests of this session are unanswered") while reading its stream."""
+    with sse_session(slow_buy) as (post, events):
+        for n in range(40):
+            assert post(purchase(f"Cancel Sse {n}", 100 + n)).status_code == 202
+            cancel = rpc("notifications/cancelled", {"requestId": 100 + n}, id=None)
+            assert post(cancel).status_code == 202
+        r = post(rpc("ping", id=999))
+        assert r.status_code == 202, r.text
+        assert any("result" in e for e in answers(events, 999))
 
 
 # --- the handshake -----------------------------------------------------------------------
