@@ -154,6 +154,7 @@ class ChatEngine:
         self, message: str, history: list[HistoryMessage], emit: Emit
     ) -> list[dict[str, Any]]:
         """The system prompt (naming the servers that are down), the history, the message."""
+        await self.manager.reconnect_down()
         down = self.manager.unavailable()
         if down:
             await emit("servers_unavailable", {"servers": down})

@@ -35,6 +35,9 @@ class Offer:
         return encode_json(self.functions)
 
 
+RECONNECT_WAIT = 1.5  # seconds a chat turn waits for servers that are down to come back
+
+
 class McpManager:
     """All configured servers; use as an async context manager for the app's lifetime."""
 
@@ -116,6 +119,20 @@ class McpManager:
         if conn is None:
             return None
         return next((ToolEntry(server, t) for t in conn.tools if t.name == name), None)
+
+    async def reconnect_down(self, wait: float = RECONNECT_WAIT) -> None:
+        """Ask every server that is down to reconnect now rather than at the end of its
+        backoff (up to `reconnect_max`), waiting at most `wait` seconds for them: a chat turn
+        began while main.py was back already said its tools were unavailable for up to 30 s,
+        though a call from the tool form reconnected at once. A server that refuses fails
+        fast; one that does not answer costs a turn at most `wait`."""
+        down = [c for c in self.connections.values() if c.status != "connected"]
+        if not down:
+            return
+        with anyio.move_on_after(wait):
+            async with anyio.create_task_group() as tg:
+                for conn in down:
+                    tg.start_soon(conn.ensure_connected)
 
     def unavailable(self) -> list[dict[str, Any]]:
         """Servers not connected now, with the tools they had when last connected."""

@@ -182,6 +182,25 @@ def test_restarting_main_py_heals_without_restarting_web(env: Stack) -> None:
     assert servers(web)["shop-http"]["status"] == "connected"
 
 
+def test_a_chat_turn_reconnects_a_server_that_came_back(env: Stack) -> None:
+    """Found from outside: main.py restarted while web.py waited out its reconnect backoff
+    (up to 30 s), and every chat turn said "MCP server is unavailable" though the tool form's
+    call reconnected at once. A turn asks the servers that are down to reconnect first."""
+    web, mcp, fake = env["web"], env["mcp"], env["fake"]
+    before = servers(web)["shop-http"]["attempts"]
+    mcp.stop()
+    # 4 failed attempts (backoff 0.5, 1, 2 s): the next one is 4 s away
+    wait_for(lambda: servers(web)["shop-http"]["attempts"] >= before + 4, 30, "a backoff", web)
+    assert servers(web)["shop-http"]["status"] != "connected"
+    env.restart("mcp")
+    q = "Is the power bank in stock?"
+    fake.script(q, Calls(("shop-http/get_product", {"productId": 3})), Reply("Yes."))
+    body = httpx.post(f"{web.url}/api/chat", json={"message": q}, timeout=30).json()
+    [called] = body["toolCalls"]
+    assert "Portable Power Bank" in called.get("result", ""), called
+    wait_for(lambda: servers(web)["shop-sse"]["status"] == "connected", 45, "shop-sse back", web)
+
+
 def test_stale_session_after_a_quick_restart(env: Stack) -> None:
     """Restarted faster than a ping notices: the next call meets "Session not found"."""
     web = env["web"]
