@@ -23,6 +23,8 @@ from models import (
     MAX_IDEMPOTENCY_KEY,
     MAX_ITEMS,
     MAX_NAME,
+    MAX_OFFSET,
+    MAX_PRICE,
     MAX_QUERY,
     MAX_TOP,
     PAGE_MAX,
@@ -49,7 +51,11 @@ Limit = Annotated[
     int,
     Field(ge=1, le=PAGE_MAX, description=f"Maximum number of entries to return (1..{PAGE_MAX})"),
 ]
-Offset = Annotated[int, Field(ge=0, description="Entries to skip, for paging (default 0)")]
+Offset = Annotated[
+    int, Field(ge=0, le=MAX_OFFSET, description="Entries to skip, for paging (default 0)")
+]
+# A unit price bound, as the API takes it (0..MAX_PRICE)
+PriceBound = Annotated[float | None, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
 IsoDate = Annotated[
     str | None,
     Field(
@@ -262,8 +268,8 @@ async def search_products_tool(
         str,
         Field(min_length=1, max_length=MAX_QUERY, description="Words to look for, e.g. 'earbuds'"),
     ],
-    minPrice: Annotated[float | None, Field(ge=0, description="Lowest unit price")] = None,
-    maxPrice: Annotated[float | None, Field(ge=0, description="Highest unit price")] = None,
+    minPrice: Annotated[PriceBound, Field(description="Lowest unit price")] = None,
+    maxPrice: Annotated[PriceBound, Field(description="Highest unit price")] = None,
     inStockOnly: Annotated[bool, Field(description="Only products with stock > 0")] = False,
     limit: Annotated[
         int,
@@ -302,7 +308,7 @@ async def recommend_products_tool(
         ),
     ],
     budget: Annotated[
-        float | None, Field(gt=0, description="Maximum unit price the customer will pay")
+        PriceBound, Field(gt=0, description="Maximum unit price the customer will pay")
     ] = None,
     limit: Annotated[
         int,

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from mcp.types import LoggingMessageNotificationParams, ResourceTemplateReference
 
+from models import MAX_OFFSET, MAX_PRICE
 from tests.inproc import in_memory, shop_in_process
 from tests.mcp_helpers import KINDS, NEW_TOOLS, READ_ONLY, SEED_TOOLS, Kind, connect, text_of
 from tests.stack import Stack
@@ -94,6 +95,16 @@ async def test_list_tools_is_fully_described(shop: Shop, kind: Kind) -> None:
     assert '"maximum": 10000' in item and '"minimum": 1' in item
     limit = tools["get_products"].input_schema["properties"]["limit"]
     assert limit["minimum"] == 1 and limit["maximum"] == 1000
+    # every bound the API enforces is in the schema a client reads (offset, prices, budget
+    # were open-ended, and a model's 1e12 came back as the API's 422 about a query parameter)
+    for tool, field, bound in [
+        ("get_products", "offset", MAX_OFFSET),
+        ("search_products", "offset", MAX_OFFSET),
+        ("search_products", "minPrice", MAX_PRICE),
+        ("search_products", "maxPrice", MAX_PRICE),
+        ("recommend_products", "budget", MAX_PRICE),
+    ]:
+        assert f'"maximum": {bound}' in json.dumps(tools[tool].input_schema["properties"][field])
 
 
 async def test_resources_prompts_and_capabilities(in_process: Shop) -> None:
