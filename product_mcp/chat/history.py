@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models import (
     HISTORY_MAX_ARGUMENTS,
@@ -105,6 +105,13 @@ class ChatRequest(BaseModel):
     approval: Literal["auto", "ask"] | None = Field(
         default=None, description="Stream only: ask before tools that change data (default ask)"
     )
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, message: str) -> str:
+        if not message.strip():  # a model asked about nothing answers at a cost, about nothing
+            raise ValueError("must not be blank")
+        return message
 
     @model_validator(mode="after")
     def _valid_history(self) -> ChatRequest:

@@ -8,6 +8,7 @@ the LLM provider at https://...: connection refused" tells them which setting to
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -167,6 +168,7 @@ def explain_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
             f"Cannot reach the LLM provider at {where}: connection refused or network error.", 502
         )
     if isinstance(exc, openai.APIStatusError):
-        detail = exc.message or ""
+        # openai's message repeats the status ("Error code: 500 - ..."): say it once
+        detail = re.sub(r"^Error code: \d+ - ", "", exc.message or "")
         return LLMError(f"The LLM provider answered HTTP {exc.status_code}: {detail}", 502)
     return LLMError(f"LLM request failed: {describe_error(exc)}", 502)

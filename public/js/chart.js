@@ -51,7 +51,7 @@ export function salesChart(report, money) {
     row.appendChild(svg("title", {}, `${label}: ${money(num(g.revenue))}, ${num(g.units)} units`));
     row.appendChild(svg("text", { x: 0, y: y + 13, class: "bar-label" }, label.slice(0, 80)));
     row.appendChild(svg("rect", { x: 0, y: y + 18, width: `${pct}%`, height: BAR, rx: 3, class: "bar" }));
-    const value = `${money(num(g.revenue))} · ${num(g.units)} u`;
+    const value = `${money(num(g.revenue))} · ${num(g.units)} sold`;
     row.appendChild(svg("text", { x: `${pct}%`, dx: 6, y: y + 30, class: "bar-value" }, value));
     chart.appendChild(row);
   });

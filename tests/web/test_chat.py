@@ -164,12 +164,21 @@ def test_history_is_validated_and_passed_through(web: InProcessWeb, fake: FakeLL
         assert r.status_code == 422, (history, r.text)
 
 
+def test_a_blank_message_is_refused_before_the_model(web: InProcessWeb, fake: FakeLLM) -> None:
+    """Found from outside: "   " went to the model (and was paid for) as a question."""
+    asked = len(fake.requests)
+    for blank in ("   ", "\n\t ", "\u3000"):
+        r = chat(web, blank)
+        assert r.status_code == 422 and "message" in r.text and "blank" in r.text, r.text
+    assert len(fake.requests) == asked
+
+
 @pytest.mark.parametrize(
     ("turn", "status", "needle"),
     [
         (Fail(401, "Incorrect API key provided"), 502, "rejected the API key (HTTP 401)"),
         (Fail(429, "Rate limit reached"), 429, "rate-limiting requests (HTTP 429)"),
-        (Fail(500, "upstream exploded"), 502, "HTTP 500"),
+        (Fail(500, "upstream exploded"), 502, "answered HTTP 500: upstream exploded"),
         (Hang(8), 504, "did not answer within 3s"),
     ],
 )

@@ -186,6 +186,8 @@ def test_inventory_orders_and_sales_views(
     assert sales.locator("svg.chart rect.bar").count() == len(report["groups"]) >= 1
     caption = sales.locator(".chart-totals").inner_text()
     assert re.search(MONEY, caption) and f"{report['totals']['orders']} orders" in caption
+    first = report["groups"][0]  # its units in words ("2 sold"; a bare "2 u" puzzled a tester)
+    assert f"· {first['units']} sold" in sales.locator("svg.chart .bar-value").first.text_content()
     assert re.search(MONEY, sales.locator(".summary").inner_text())
     assert page.evaluate("document.scrollingElement.scrollWidth") <= SIZES[size]["width"]
     sales.scroll_into_view_if_needed()
