@@ -2,7 +2,8 @@
  * enums, a JSON textarea with a skeleton for the rest), run through POST /api/call-tool; the
  * result's view (js/views.js) and text in #runner-output, its pictures, sounds and resources
  * (js/media.js) below. With "Ask before tools that change data" ticked, a tool that is not
- * read-only is confirmed first, and web.py is told (approval, confirmed) so it checks too. */
+ * read-only is confirmed before it runs: web.py checks the arguments, then asks for the
+ * confirmation (409 needsConfirmation), so a wrong field is named before anyone is asked. */
 
 import { postJSON } from "./api.js";
 import { $, h, pretty } from "./dom.js";
@@ -178,9 +179,9 @@ export function openRunner(tool) {
       showOutput("Arguments are not valid JSON: " + e.message, true);
       return;
     }
-    // "Ask before tools that change data" holds here too: confirm before web.py is asked
-    if ($("ask-approval").checked && !tool.read_only) askFirst(tool, args, call);
-    else call(args, false);
+    // "Ask before tools that change data" holds here too: web.py checks the arguments first
+    // (422 names the field), then answers 409 needsConfirmation, and the card asks
+    call(args, false);
   };
   $("runner").scrollIntoView({ block: "nearest" });
 }
