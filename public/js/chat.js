@@ -128,8 +128,12 @@ async function stream(text, limits, me) {
   };
   // The page goes (a reload, a closed tab) mid-reply: kept as Stop keeps it (the reply's
   // words were saved only when the turn ended, so a reload lost them all).
+  // The request then fails as the page goes ("network error"): that is no failure to
+  // report, and saved after the note it replaced it.
+  let left = false;
   const leave = () => {
     if (finished) return;
+    left = true;
     keepSaid("Interrupted: the page was left.", "(interrupted before answering)");
     save();
   };
@@ -251,9 +255,10 @@ async function stream(text, limits, me) {
       handlers.error({ message: detail });
     } else {
       await readSSE(response, (event, data) => handlers[event] && handlers[event](data));
-      if (!finished) handlers.error({ message: "The reply stream ended unexpectedly." });
+      if (!finished && !left) handlers.error({ message: "The reply stream ended unexpectedly." });
     }
   } catch (e) {
+    if (left) return; // the page is going: what was said is kept (leave)
     if (e.name !== "AbortError") handlers.error({ message: "Connection problem: " + e.message });
     else if (me.stopping && !finished) keepSaid("Stopped.", "(stopped by the user before answering)");
   } finally {

@@ -308,6 +308,29 @@ def test_stop_keeps_what_was_said(pages: dict[str, Any], fake: FakeLLM, size: st
     assert sent[-2]["role"] == "assistant" and sent[-2]["content"].startswith("Once upon")
 
 
+def test_a_reload_mid_reply_reports_no_failure(
+    browser: Any, web: InProcessWeb, fake: FakeLLM
+) -> None:
+    """Found from outside: reloaded while a real reply streamed, the restored chat ended in a
+    red "Connection problem: network error" (the aborted request's own error, saved as the
+    page went), and on desktop without the "Interrupted" note. Only the note is kept."""
+    for size in SIZES:
+        page = new_page(browser, web.url, size)
+        try:
+            q = f"Tell me a story to reload ({size})"
+            fake.script(q, Reply("Once upon a time " + "and then " * 300, chunks=150, delay=0.1))
+            send(page, q)
+            page.wait_for_selector(".msg.assistant.streaming >> text=Once upon a time")
+            page.reload()
+            page.wait_for_selector(".msg.note >> text=Interrupted: the page was left.")
+            assert page.locator(".msg.error").count() == 0, page.locator(
+                ".msg.error"
+            ).all_inner_texts()
+            assert page.locator(".msg.assistant").last.inner_text().startswith("Once upon a time")
+        finally:
+            page.context.close()
+
+
 # ------------------------------------------------------------------ keyboard
 
 
