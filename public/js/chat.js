@@ -129,14 +129,17 @@ async function stream(text, limits, me) {
   // The page goes (a reload, a closed tab) mid-reply: kept as Stop keeps it (the reply's
   // words were saved only when the turn ended, so a reload lost them all).
   // The request then fails as the page goes ("network error"): that is no failure to
-  // report, and saved after the note it replaced it.
+  // report, and saved after the note it replaced it. On a reload the request can fail before
+  // `pagehide`, so `beforeunload` (the first sign of leaving) counts too.
   let left = false;
   const leave = () => {
-    if (finished) return;
+    if (finished || left) return;
     left = true;
+    me.controller.abort(); // nothing more of the reply lands after the note
     keepSaid("Interrupted: the page was left.", "(interrupted before answering)");
     save();
   };
+  addEventListener("beforeunload", leave);
   addEventListener("pagehide", leave);
   const handlers = {
     turn(d) {
@@ -262,6 +265,7 @@ async function stream(text, limits, me) {
     if (e.name !== "AbortError") handlers.error({ message: "Connection problem: " + e.message });
     else if (me.stopping && !finished) keepSaid("Stopped.", "(stopped by the user before answering)");
   } finally {
+    removeEventListener("beforeunload", leave);
     removeEventListener("pagehide", leave);
     for (const item of cards.values()) {
       if (item.status === "approval" || item.status === "running") {
