@@ -112,9 +112,20 @@ MAX_BUDGET_TEXT = 40  # "under $500", "about 1,200 EUR"
     "products with the shop tools.",
 )
 def shopping_assistant(
-    customerName: Annotated[str, Field(max_length=MAX_NAME)] = "",
-    need: Annotated[str, Field(max_length=MAX_QUERY)] = "",
-    budget: Annotated[str, Field(max_length=MAX_BUDGET_TEXT)] = "",
+    customerName: Annotated[
+        str, Field(max_length=MAX_NAME, description="The customer's name, for the order")
+    ] = "",
+    need: Annotated[
+        str,
+        Field(max_length=MAX_QUERY, description="What they are looking for, in their words"),
+    ] = "",
+    budget: Annotated[
+        str,
+        Field(
+            max_length=MAX_BUDGET_TEXT,
+            description="How much they want to spend, in words (e.g. 'under $500')",
+        ),
+    ] = "",
 ) -> str:
     # Bounded as the tools bound the same things: the text goes into the model's context.
     who = f"The customer is {customerName}. " if customerName else ""

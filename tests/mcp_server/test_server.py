@@ -137,6 +137,10 @@ async def test_resources_prompts_and_capabilities(in_process: Shop) -> None:
 
         prompts = (await client.list_prompts()).prompts
         assert [p.name for p in prompts] == ["shopping_assistant"]
+        # each argument says what it is for (the page's prompt form showed bare names)
+        args = {a.name: a for a in prompts[0].arguments or []}
+        assert set(args) == {"customerName", "need", "budget"}
+        assert all(a.description for a in args.values()), args
         assert prompts[0].description
         got = await client.get_prompt(
             "shopping_assistant", {"customerName": "Ann", "need": "earbuds"}
