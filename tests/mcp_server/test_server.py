@@ -280,6 +280,10 @@ async def test_logging_set_level_filters_notifications(in_process: Shop) -> None
         logs.append(params)
 
     async with in_process.connect("legacy", logging_callback=on_log) as client:
+        # a client that never chose a level hears info and above, not the debug chatter
+        await client.call_tool("analyze_sales", {"groupBy": "day"})
+        assert [m.level for m in logs] == ["info"]
+        logs.clear()
         await client.set_logging_level("debug")
         await client.call_tool("analyze_sales", {"groupBy": "day"})
         assert [m.level for m in logs] == ["debug", "info"]
