@@ -122,6 +122,7 @@ export function toolCard(item, answer) {
     {
       type: "button",
       class: "tool-head",
+      title: [`${server} › ${item.tool || item.function || "?"}`, summary, item.durationMs !== undefined ? `${item.durationMs} ms` : ""].filter(Boolean).join(" · "),
       "aria-expanded": open ? "true" : "false",
       "aria-controls": id,
       onclick: () => toggle(item, card),

@@ -90,13 +90,34 @@ def test_cards_say_what_happened(
     assert empty.locator(".empty-result").inner_text() == "Nothing found."
 
 
-def test_a_long_summary_leaves_the_server_its_name(pages: dict[str, Any]) -> None:
-    page = pages["desktop"]
-    names = page.evaluate(
-        """() => [...document.querySelectorAll('.tool-head .srv')]
-            .map(s => s.scrollWidth <= s.clientWidth + 1)"""
+@pytest.mark.parametrize("size", ["desktop", "mobile"])
+def test_a_long_summary_leaves_the_server_its_name(
+    pages: dict[str, Any], fake: FakeLLM, size: str
+) -> None:
+    """Found from outside: beside a long summary a server named "product-mcp" read
+    "product-…" with 900 px to spare; on a phone a short summary too was cut to "4 st…".
+    Here each card's server is named so (this module's is "shop"); a card stays one line."""
+    page = pages[size]
+    q = f"stock and a long story ({size})"
+    fake.script(q, Calls(("get_inventory", {}), ("get_orders", {"limit": 1})), Reply("Here."))
+    turn(page, q, "Here.")
+    cut = page.evaluate(
+        """() => [...document.querySelectorAll('.tool-head')].map(head => {
+            head.querySelector('.srv').textContent = 'product-mcp';
+            const summary = head.querySelector('.summary');
+            const cut = (e) => e.scrollWidth > e.clientWidth + 1;
+            return [cut(head.querySelector('.srv')),
+                    summary && summary.textContent.length <= SHORT && cut(summary),
+                    head.getBoundingClientRect().height];
+        })""".replace("SHORT", "30" if size == "desktop" else "12")
     )
-    assert names and all(names), "a server's name was cut short"
+    assert cut, "no tool cards"
+    assert not any(srv for srv, _, _ in cut), f"a server's name was cut short ({size})"
+    assert not any(short for _, short, _ in cut), f"a short summary was cut ({size})"
+    assert all(height <= 40 for _, _, height in cut), f"a card is more than one line ({size})"
+    # the message box's hint is whole, not clipped mid-line ("…or sales" half shown)
+    box = page.locator("#input")
+    assert box.evaluate("e => e.scrollHeight <= e.clientHeight + 1"), size
 
 
 def test_prices_in_a_table_stay_whole_on_a_phone(pages: dict[str, Any], fake: FakeLLM) -> None:
