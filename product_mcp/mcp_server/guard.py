@@ -75,7 +75,7 @@ class JsonRpcGuard:
         if scope["method"] != "POST" or path not in ("/mcp", "/messages/"):
             return await self.app(scope, receive, send)
         body, message, replay = await read_message(scope, receive)
-        problem = self._problem(message)
+        problem = self._problem(message) if message is not None else _not_an_object(body)
         if problem:
             return await _refuse(scope, send, 400, problem, _id_of(message))
         if path == "/messages/":
@@ -85,6 +85,9 @@ class JsonRpcGuard:
     def _problem(self, message: Any) -> str | None:
         if isinstance(message, list):
             return "JSON-RPC batches are not supported, send one message per POST"
+        if isinstance(message, dict) and message.get("jsonrpc") != "2.0":
+            # the SDK answered this with -32602 and a page of pydantic's union errors
+            return 'a JSON-RPC message must carry "jsonrpc": "2.0"'
         if not isinstance(message, dict) or "method" not in message or "id" not in message:
             return None  # notifications, responses and garbage: the SDK answers those
         rid = message["id"]
@@ -226,6 +229,7 @@ async def read_message(scope: Scope, receive: Receive) -> tuple[bytes, Any, Rece
 
 
 class _Envelope(TypedDict, total=False):
+    jsonrpc: Any
     id: Any
     method: Any
 
@@ -307,6 +311,18 @@ def _parse(body: bytes) -> Any:
         return pydantic_core.from_json(body)
     except ValueError:
         return None
+
+
+def _not_an_object(body: bytes) -> str | None:
+    """A body that is JSON but not an object (`42`, `"hi"`, `null`): not a JSON-RPC message.
+    Not JSON at all is left to the SDK's -32700 Parse error."""
+    if not body:
+        return None
+    try:
+        pydantic_core.from_json(body)
+    except ValueError:
+        return None
+    return "a JSON-RPC message must be a JSON object"
 
 
 def _id_of(message: Any) -> Any:
