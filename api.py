@@ -45,10 +45,10 @@ from models import (
     Recommendation,
     SalesReport,
 )
-from product_mcp.core.config import load_settings
+from product_mcp.core.config import MAX_API_WORKERS, load_settings
 from product_mcp.core.errors import ProductMcpError, error_response, validation_response
 from product_mcp.core.middleware import BodyLimit
-from product_mcp.core.serve import port_arg, serve, serve_workers
+from product_mcp.core.serve import int_arg, port_arg, serve, serve_workers
 from product_mcp.shop import Shop, commands, feed_routes, staff_routes, to_utc_naive
 from product_mcp.shop.lifespan import database_lost, running
 
@@ -309,7 +309,7 @@ def main() -> None:
         "--host", default=settings.API_HOST, help="bind address; 0.0.0.0 exposes the API"
     )
     parser.add_argument("--port", type=port_arg, default=settings.API_PORT)
-    parser.add_argument("--workers", type=int, default=settings.API_WORKERS)
+    parser.add_argument("--workers", type=int_arg(1, MAX_API_WORKERS), default=settings.API_WORKERS)
     parser.add_argument("--database-url", default=settings.DATABASE_URL)
     parser.add_argument(
         "--access-log",

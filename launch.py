@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from product_mcp.core.config import Settings, load_settings, mask_url
-from product_mcp.core.serve import port_arg, port_free
+from product_mcp.core.config import MAX_API_WORKERS, Settings, load_settings, mask_url
+from product_mcp.core.serve import bind_problem, int_arg, port_arg, seconds_arg
 from product_mcp.core.supervisor import SERVER_NAME, Child, Launcher
 
 ROOT = Path(__file__).resolve().parent
@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
     p.add_argument("--database-url", default=settings.DATABASE_URL)
     p.add_argument(
         "--api-workers",
-        type=int,
+        type=int_arg(1, MAX_API_WORKERS),
         default=settings.API_WORKERS,
         help="api.py worker processes (env API_WORKERS)",
     )
@@ -56,7 +56,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
         help="Redis shared by the replicas for sessions and events (env REDIS_URL)",
     )
     p.add_argument("--no-web", action="store_true", help="run the API and MCP server only")
-    p.add_argument("--timeout", type=float, default=60, help="seconds each service may take")
+    p.add_argument("--timeout", type=seconds_arg, default=60, help="seconds each service may take")
     return p.parse_args(argv)
 
 
@@ -209,13 +209,15 @@ def run(a: argparse.Namespace, settings: Settings, children: list[Child]) -> int
             "launcher: --mcp-replicas needs nginx: install it (apt-get install nginx)\n"
         )
         return 2
-    busy = [c for c in children if not port_free(c.host, c.port)]
-    for c in busy:
-        var = SETTING.get(c.name.rstrip("0123456789"), "MCP_PORT")
-        sys.stderr.write(
-            f"launcher: port {c.port} is in use: set {var} or stop the other process\n"
-        )
-    if busy:
+    # "port N is in use: set X_PORT ...", or why else it cannot be bound (a --host this
+    # machine does not have was reported as a busy port)
+    problems = [
+        bind_problem(c.host, c.port, SETTING.get(c.name.rstrip("0123456789"), "MCP_PORT"))
+        for c in children
+    ]
+    for problem in filter(None, problems):
+        sys.stderr.write(f"launcher: {problem}\n")
+    if any(problems):
         return 2
     print("product-mcp settings:")
     print(

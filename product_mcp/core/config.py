@@ -27,6 +27,9 @@ Transport = Literal["both", "streamable-http", "sse", "stdio"]
 TRANSPORTS: tuple[Transport, ...] = ("both", "streamable-http", "sse", "stdio")
 
 
+MAX_API_WORKERS = 64
+
+
 class Settings(BaseSettings):
     """One field per environment variable; the field's description is its help text."""
 
@@ -46,7 +49,7 @@ class Settings(BaseSettings):
     API_WORKERS: int = Field(
         1,
         ge=1,
-        le=64,
+        le=MAX_API_WORKERS,
         description="api.py worker processes "
         "(forked once the app is loaded, as gunicorn's `--preload`)",
     )

@@ -63,13 +63,41 @@ def _bind_error(host: str, port: int, setting: str, e: OSError) -> str:
     return f"cannot listen on {host}:{port}: {e.strerror or e}"
 
 
-def port_free(host: str, port: int) -> bool:
-    """Whether host:port could be bound right now (the launcher checks all three first)."""
+def int_arg(low: int, high: int) -> Callable[[str], int]:
+    """argparse type for an integer in low..high, refused with a sentence otherwise (the
+    flags take what their settings take: `--workers 0` started, `API_WORKERS=0` did not)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+def seconds_arg(value: str) -> float:
+    """argparse type for a positive number of seconds."""
     try:
-        bind(host, port, "").close()
-    except PortInUse:
-        return False
-    return True
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {value}")
+    return seconds
+
+
+def bind_problem(host: str, port: int, setting: str) -> str | None:
+    """Why host:port could not be bound right now, in a sentence naming `setting`; None if it
+    could (the launcher checks all three first)."""
+    try:
+        bind(host, port, setting).close()
+    except PortInUse as e:
+        return str(e)
+    return None
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):

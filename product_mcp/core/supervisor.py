@@ -4,12 +4,18 @@ with a coloured prefix, restart a dead MCP replica, and stop them all in reverse
 Why apart from launch.py: launch.py is the readable plan (which services, which ports, which
 config); this is the machinery that keeps them running, and it is the same for one process or
 N replicas behind nginx.
+
+Why each child dies with the launcher: the children run in their own sessions (so Ctrl-C
+reaches the launcher alone, which stops them in order), and a launcher killed outright
+(`kill -9`, the OOM killer) left them running and holding the ports. On Linux each asks the
+kernel for SIGTERM when the launcher goes (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -28,6 +34,36 @@ RESET = "\033[0m"
 TAIL = 20
 RESTARTS = 5  # a replica that dies this many times within RESTART_WINDOW is left dead
 RESTART_WINDOW = 30.0  # seconds; a crash loop stops, a rare death is always healed
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _libc_prctl() -> Any:
+    """libc's prctl, looked up now: in the forked child only the call itself may run."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _die_with(launcher: int) -> Any:
+    """A `preexec_fn` that has the child sent SIGTERM when the launcher dies (and ends the
+    child at once if the launcher died before that was asked)."""
+    if _PRCTL is None:
+        return None
+
+    def arrange() -> None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != launcher:
+            os._exit(1)
+
+    return arrange
 
 
 @dataclass
@@ -88,6 +124,7 @@ class Launcher:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
+            preexec_fn=_die_with(os.getpid()),
         )
         child.reader = asyncio.create_task(self._pump(child))
         url = f"http://{child.reach}:{child.port}/healthz"

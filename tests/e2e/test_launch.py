@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from product_mcp.core.serve import bind_problem
 from tests.mcp_helpers import INIT
 from tests.servers import ROOT, free_port
 
@@ -131,6 +132,23 @@ def test_launcher_runs_the_trio_and_stops_on_sigint(tmp_path: Path) -> None:
         while not all(gone(k) for k in kids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert all(gone(k) for k in kids)
+
+
+def test_a_launcher_killed_outright_takes_its_services_with_it(tmp_path: Path) -> None:
+    """Found from outside: `kill -9` of the launcher left api.py and main.py running (in
+    sessions of their own) and holding the ports, so the next launch said "port in use"."""
+    with launched(tmp_path, "--no-web") as (proc, ports):
+        read_until(proc, READY)
+        kids = child_pids(proc.pid)
+        assert len(kids) == 2
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while not all(gone(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(gone(k) for k in kids), [k for k in kids if not gone(k)]
+        for port in (ports["api"], ports["mcp"]):  # free for the next launch
+            assert bind_problem("127.0.0.1", port, "PORT") is None
 
 
 def test_auth_token_reaches_web_through_the_generated_config(tmp_path: Path) -> None:

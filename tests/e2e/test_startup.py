@@ -6,6 +6,7 @@ point here, so every test runs the real script.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -55,6 +56,37 @@ def busy_port() -> Iterator[int]:
 def test_out_of_range_port_flag_is_refused(script: str) -> None:
     out = run([script, "--port", "99999"])
     assert "must be between 1 and 65535, got 99999" in out
+
+
+def test_worker_counts_and_timeouts_on_the_command_line_are_checked_as_settings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Found from outside: `api.py --workers 0` and `-1` started (the banner said
+    API_WORKERS = 0), `--workers 100` started 100, and `launch.py --timeout -5` started the
+    services before giving up "within -5s", though API_WORKERS=0 was refused."""
+    out = run(["api.py", "--workers", "0"])
+    assert "argument --workers: must be between 1 and 64, got 0" in out
+    import launch  # the launcher's flags, without starting anything
+
+    settings = load_settings()
+    for flags, why in (
+        (["--api-workers", "65"], "must be between 1 and 64, got 65"),
+        (["--api-workers", "-1"], "must be between 1 and 64, got -1"),
+        (["--timeout", "-5"], "must be more than 0 seconds, got -5"),
+        (["--timeout", "0"], "must be more than 0 seconds, got 0"),
+    ):
+        with pytest.raises(SystemExit):
+            launch.parse_args(flags, settings)
+        assert why in capsys.readouterr().err, flags
+    assert serve.int_arg(1, 64)("64") == 64 and serve.seconds_arg("0.5") == 0.5
+    with pytest.raises(argparse.ArgumentTypeError, match="must be an integer, got 'x'"):
+        serve.int_arg(1, 64)("x")
+
+
+def test_a_host_this_machine_does_not_have_is_not_called_a_busy_port() -> None:
+    out = run(["launch.py", "--host", "999.1.1.1", "--api-port", "1", "--mcp-port", "2"])
+    assert "cannot listen on 999.1.1.1:1: this machine has no such address" in out
+    assert "in use" not in out
 
 
 @pytest.mark.parametrize(("script", "var"), list(SCRIPTS.items()))
