@@ -59,8 +59,8 @@ def to_utc_naive(value: datetime | date, *, end_of_day: bool = False) -> datetim
     """Normalise a filter bound; a bare date as `until` means through the end of that day."""
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
-        if end_of_day:
-            value += timedelta(days=1)
+        if end_of_day:  # the calendar's last day ends at the end of time
+            value = value + timedelta(days=1) if value.date() < date.max else datetime.max
     elif value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
