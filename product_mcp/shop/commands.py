@@ -45,7 +45,8 @@ def import_file(argv: list[str]) -> None:
         report = shop.import_products(parse_catalogue(data, kind))
     except ImportRejected as e:
         for err in e.errors:
-            print(f"row {err.row}, {err.field}: {err.message}", file=sys.stderr)
+            if err.row:  # row 0 is the file itself: its sentence is the one below
+                print(f"row {err.row}, {err.field}: {err.message}", file=sys.stderr)
         raise SystemExit(f"api.py import: {e.message}") from None
     finally:
         engine.dispose()

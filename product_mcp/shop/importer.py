@@ -112,7 +112,8 @@ def _row_error(n: int, record: Any, err: Any) -> RowError:
         return RowError(n, "row", "has more cells than the header has columns")
     if field == "row":
         return RowError(n, "row", "must be an object with sku, name and price")
-    return RowError(n, field, err["msg"])
+    # pydantic prefixes a validator's own sentence with "Value error, "
+    return RowError(n, field, str(err["msg"]).removeprefix("Value error, "))
 
 
 def _json_records(text: str) -> list[Any]:

@@ -89,6 +89,7 @@ def test_any_bad_row_rejects_the_whole_file(api: TestClient) -> None:
         "bad sku,Name,,1,1\n"
         "NEW-1,Again,,1,1\n"
         "NEW-4,Extra,,1,1,surplus\n"
+        "NEW-5,Cents,,1.001,1\n"
     )
     r = api.post("/api/products/import", content=bad, headers=CSV)
     assert r.status_code == 422
@@ -100,8 +101,10 @@ def test_any_bad_row_rejects_the_whole_file(api: TestClient) -> None:
          "'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'"},
         {"row": 4, "field": "sku", "message": "NEW-1 is also row 1"},
         {"row": 5, "field": "row", "message": "has more cells than the header has columns"},
+        # a validator's own sentence, without pydantic's "Value error, " before it
+        {"row": 6, "field": "price", "message": "must have at most 2 decimal places"},
     ]  # fmt: skip
-    assert r.json()["detail"].startswith("6 error(s) in the catalogue, nothing was imported")
+    assert r.json()["detail"].startswith("7 error(s) in the catalogue, nothing was imported")
     assert len(api.get("/api/products").json()) == 5
     # A row that passes on its own but meets an archived product: still nothing imported.
     api.delete("/api/products/5", headers=STAFF)
@@ -153,11 +156,16 @@ def test_command_line_import(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"sku": "A", "name": "", "price": 1}]))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
     for path, code, expected in [
         (SAMPLE, 0, f"imported {SAMPLE}: 6 created, 0 updated, 0 unchanged"),
         (SAMPLE, 0, f"imported {SAMPLE}: 0 created, 0 updated, 6 unchanged"),
         (bad, 1, "api.py import: 1 error(s) in the catalogue, nothing was imported; first: "
          "row 1, name: String should have at least 1 character"),
+        (empty, 1, "api.py import: The catalogue is empty: its first line must be the header "
+         "(sku,name,price,...); "
+         "nothing was imported"),
     ]:  # fmt: skip
         svc = start(["api.py", "import", str(path), "--database-url", url], port=0,
                     health_path=None)  # fmt: skip
@@ -166,7 +174,7 @@ def test_command_line_import(tmp_path: Path) -> None:
         finally:
             svc.stop()
         assert svc.log().strip().splitlines()[-1] == expected
-        assert "Traceback" not in svc.log()
+        assert "Traceback" not in svc.log() and "row 0" not in svc.log()  # the file, no row
     shop = Shop(make_engine(url))
     try:
         assert len(shop.list_products()) == 10
