@@ -327,8 +327,9 @@ def main() -> None:
     if args.no_migrate:
         commands.require_current_schema(args.database_url)
     os.environ["DATABASE_URL"] = args.database_url  # worker processes read it when they start
+    sqlite = args.database_url.startswith("sqlite")  # the setting means nothing elsewhere
     banner = f"Product & Order Service on http://{args.host}:{args.port}\n" + settings.summary(
-        ["SQLITE_SYNCHRONOUS", "ADMIN_TOKEN"],
+        ["SQLITE_SYNCHRONOUS", "ADMIN_TOKEN"] if sqlite else ["ADMIN_TOKEN"],
         {"DATABASE_URL": args.database_url, "API_WORKERS": args.workers},
     )
     log = {"access_log": args.access_log, **settings.server_limits()}

@@ -93,6 +93,9 @@ def test_workers_are_forked_from_the_preloaded_process(api: Service) -> None:
     spawned to import everything again (`-c from multiprocessing.spawn import ...`)."""
     workers = wait_workers(api, 2)
     assert len(workers) == 2, api.log()
+    # its banner names SQLITE_SYNCHRONOUS only on SQLite (it meant nothing on PostgreSQL)
+    [url] = [line for line in api.log().splitlines() if "DATABASE_URL =" in line]
+    assert ("SQLITE_SYNCHRONOUS" in api.log()) == ("sqlite" in url), api.log()[:600]
     parent = Path(f"/proc/{api.proc.pid}/cmdline").read_bytes()
     for pid in workers:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
