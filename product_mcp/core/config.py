@@ -50,8 +50,7 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=MAX_API_WORKERS,
-        description="api.py worker processes "
-        "(forked once the app is loaded, as gunicorn's `--preload`)",
+        description="api.py worker processes (forked from one that loaded the app)",
     )
     ADMIN_TOKEN: SecretStr = Field(
         SecretStr(""),
