@@ -12,6 +12,7 @@ on only if it is a well-formed, bounded `Quote`, so the page draws it instead of
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,9 @@ def quote_of(params: ElicitRequestParams) -> dict[str, Any] | None:
     except ValidationError:
         return None
     if any(len(i.name) > MAX_PRODUCT_NAME for i in quote.items):
+        return None
+    numbers = [quote.totalAmount, *(n for i in quote.items for n in (i.unitPrice, i.lineTotal))]
+    if not all(math.isfinite(n) for n in numbers):  # NaN would break the page's JSON.parse
         return None
     return quote.model_dump()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -36,6 +38,7 @@ class Offer:
 
 
 RECONNECT_WAIT = 1.5  # seconds a chat turn waits for servers that are down to come back
+RECONNECT_EVERY = 5.0  # seconds between such asks to one server, however many turns come
 
 
 class McpManager:
@@ -70,6 +73,7 @@ class McpManager:
         }
         self._tg: TaskGroup | None = None
         self._offer: tuple[tuple[object, ...], Offer] | None = None
+        self._asked: dict[str, float] = {}  # server -> when a chat turn last asked it back
 
     async def __aenter__(self) -> McpManager:
         self._tg = anyio.create_task_group()
@@ -125,10 +129,18 @@ class McpManager:
         backoff (up to `reconnect_max`), waiting at most `wait` seconds for them: a chat turn
         began while main.py was back already said its tools were unavailable for up to 30 s,
         though a call from the tool form reconnected at once. A server that refuses fails
-        fast; one that does not answer costs a turn at most `wait`."""
-        down = [c for c in self.connections.values() if c.status != "connected"]
+        fast; one that does not answer costs a turn at most `wait`; and one server is asked
+        at most every RECONNECT_EVERY seconds (many chats must not undo its backoff)."""
+        now = time.monotonic()
+        down = [
+            c
+            for c in self.connections.values()
+            if c.status != "connected"
+            and now - self._asked.get(c.name, -math.inf) >= RECONNECT_EVERY
+        ]
         if not down:
             return
+        self._asked.update((c.name, now) for c in down)
         with anyio.move_on_after(wait):
             async with anyio.create_task_group() as tg:
                 for conn in down:

@@ -15,7 +15,9 @@ balancer, a replica's restart ends the streams it held). A reused id is
 refused, and a session may have at most `max_pending` unanswered requests: a client that does
 not read its stream stops getting its messages accepted (429) instead of piling them up in
 memory, and `SlowReaderCutoff` drops its stream soon after. A request the client cancels
-(`notifications/cancelled`) gets no answer, so it stops counting as unanswered.
+(`notifications/cancelled`) gets no answer, so it stops counting as unanswered; its id stays in
+use for CANCEL_GRACE seconds (the SDK may still be finishing it: a purchase already sent runs
+to its end), and a session may have at most 4 x `max_pending` of those at once.
 An id is in use until its answer has gone out; a request reusing it just as that answer went
 out (the client read the answer and sent the id again) waits the moment the SDK takes to
 forget the first one, instead of being refused.
@@ -46,6 +48,7 @@ from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening
 
 INVALID_REQUEST = -32600
 CANCELLED = "notifications/cancelled"
+CANCEL_GRACE = 30.0  # seconds a cancelled request's id stays in use (and counts, up to a cap)
 MAX_BODY = 4 * 1024 * 1024  # the SDK's own request limit; larger bodies pass on to its 413
 PEEKED = "product_mcp.peeked"  # scope key: (body, peeked message) of this POST, read once
 
@@ -63,6 +66,7 @@ class JsonRpcGuard:
         self.max_id_chars = max_id_chars
         self.max_pending = max_pending
         self._pending: dict[str, set[str]] = {}  # SSE session -> request ids not yet answered
+        self._cancelled: dict[str, dict[str, float]] = {}  # SSE session -> id -> when
         # (session, id) of a /mcp request whose answer has gone out, until the SDK is done
         self._finishing: dict[tuple[str, str], anyio.Event] = {}
 
@@ -163,15 +167,16 @@ class JsonRpcGuard:
         if pending is None and _is_uuid(session):
             return await _refuse(scope, send, 404, _stream_gone(session), _id_of(message))
         if pending and isinstance(message, dict) and message.get("method") == CANCELLED:
-            cancel = _parse(body)  # a notification: small, and rare
-            params = cancel.get("params") if isinstance(cancel, dict) else None
-            if isinstance(params, dict) and isinstance(params.get("requestId"), int | str):
-                pending.discard(_id_key(params["requestId"]))
+            self._cancel(session, pending, body)
         is_request = isinstance(message, dict) and "method" in message and "id" in message
         if pending is None or not is_request:
             return await self.app(scope, receive, send)  # the SDK answers malformed ids
         rid = _id_key(message["id"])
-        if rid in pending:
+        cancelled = self._cancelled.get(session, {})
+        now = time.monotonic()
+        for old in [k for k, at in cancelled.items() if now - at > CANCEL_GRACE]:
+            del cancelled[old]
+        if rid in pending or rid in cancelled:
             why = f"id {message['id']} is already in use by a request in progress in this session"
             return await _refuse(scope, send, 400, why, message["id"])
         if len(pending) >= self.max_pending:
@@ -180,6 +185,9 @@ class JsonRpcGuard:
                 "stream before sending more"
             )
             return await _refuse(scope, send, 429, why, message["id"])
+        if len(cancelled) >= 4 * self.max_pending:
+            why = f"{len(cancelled)} cancelled requests of this session may still be running"
+            return await _refuse(scope, send, 429, why, message["id"])
         pending.add(rid)
         try:
             await self.app(scope, receive, send)
@@ -187,6 +195,17 @@ class JsonRpcGuard:
             # The SDK answered 202, then found the session gone (dropped for not reading):
             # the client has its answer, nothing is left to do.
             pending.discard(rid)
+
+    def _cancel(self, session: str, pending: set[str], body: bytes) -> None:
+        """A cancelled request is owed no answer: it stops counting as unanswered, and its id
+        is held for CANCEL_GRACE seconds instead (not freed at once: the SDK may still be
+        running it, and a reused id would meet it)."""
+        cancel = _parse(body)  # a notification: small, and rare
+        params = cancel.get("params") if isinstance(cancel, dict) else None
+        rid = params.get("requestId") if isinstance(params, dict) else None
+        if isinstance(rid, int | str) and _id_key(rid) in pending:
+            pending.discard(_id_key(rid))
+            self._cancelled.setdefault(session, {})[_id_key(rid)] = time.monotonic()
 
     async def _sse_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Follow one GET /sse stream: learn its session id, strike answered request ids."""
@@ -210,6 +229,8 @@ class JsonRpcGuard:
         try:
             await self.app(scope, receive, watching)
         finally:
+            if session:
+                self._cancelled.pop(session[0], None)
             if session and self._pending.pop(session[0], None):
                 # It ended with requests unanswered: their cancelled tasks hold the messages
                 # in reference cycles until a garbage collection (core/memory.py).

@@ -210,7 +210,8 @@ async def create_purchase_tool(
         # retry, and buy again. The key finds out without that risk.
         raise ApiError(
             f"{e}. The order may have been placed: call create_purchase again with the same "
-            f'items and idempotencyKey "{key}" to get it without buying twice.',
+            f'customerName, the same items and idempotencyKey "{key}" to get it without '
+            "buying twice.",
             e.status,
             maybe_done=True,
         ) from e

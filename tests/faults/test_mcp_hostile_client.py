@@ -231,6 +231,9 @@ def test_cancelled_requests_on_sse_do_not_count_as_unanswered(
         r = post(rpc("ping", id=999))
         assert r.status_code == 202, r.text
         assert any("result" in e for e in answers(events, 999))
+        # a cancelled id is not free at once: the server may still be running its request
+        again = post(purchase("Cancel Sse again", 100))
+        assert again.status_code == 400 and "already in use" in again.json()["error"]["message"]
 
 
 # --- the handshake -----------------------------------------------------------------------

@@ -389,5 +389,8 @@ def test_a_question_passes_its_quote_on_only_when_well_formed_and_bounded() -> N
     assert quote_of(_question(many)) is None
     long_name = {**good, "items": [{**GOOD_ITEM, "name": "x" * (MAX_PRODUCT_NAME + 1)}]}
     assert quote_of(_question(long_name)) is None
+    for number in (float("nan"), float("inf")):  # the page's JSON.parse cannot read them
+        assert quote_of(_question({**good, "totalAmount": number})) is None
+        assert quote_of(_question({**good, "items": [{**GOOD_ITEM, "lineTotal": number}]})) is None
     no_meta = ElicitRequestFormParams(message="?", requested_schema={"type": "object"})
     assert quote_of(no_meta) is None
