@@ -4,7 +4,7 @@ server's memory comes back after the sessions close (two rounds: the second must
 The same for 200 SSE connections opened and dropped without a goodbye.
 
 Default run (kept short for CI): 100 sessions x 2 s, and 200 SSE connections. `LONG_TESTS=1`:
-200 sessions x 30 s, the figures the README quotes (printed with `-s`).
+200 sessions x 30 s, the figures docs/reliability.md quotes (printed with `-s`).
 """
 
 from __future__ import annotations

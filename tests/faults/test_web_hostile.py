@@ -27,7 +27,8 @@ MEGA = "A" * 1_000_000  # a 1 MB string
 @stack_fixture
 def stack(s: Stack) -> None:
     fake = s.fake_llm()
-    # (not 1 MB here: a result over 1 MiB cannot reach any SDK client over SSE, see the README)
+    # (not 1 MB here: a result over 1 MiB cannot reach any SDK client over SSE: see
+    # docs/reliability.md, "Not fixed")
     api = s.api(products=[("Evil " + HOSTILE[1], 999, PAYLOAD, 3)])
     proxy = s.slow_api(api, {"/api/analytics": 4.0})
     mcp = s.mcp(api)
