@@ -98,6 +98,8 @@ export function toolCard(item, answer) {
   const id = `tool-body-${++nextId}`;
   const info = toolInfo(item.server, item.tool);
   const server = item.server || serverOfTool(item.tool || item.function) || "?";
+  const name = item.tool || item.function || "?";
+  const ms = item.durationMs !== undefined ? `${item.durationMs} ms` : "";
   const open = item.status === "approval" || !!item.open;
   const { kind, value } =
     item.result !== undefined ? classify(item.result, info && info.output_schema) : { kind: null, value: undefined };
@@ -122,7 +124,7 @@ export function toolCard(item, answer) {
     {
       type: "button",
       class: "tool-head",
-      title: [`${server} › ${item.tool || item.function || "?"}`, summary, item.durationMs !== undefined ? `${item.durationMs} ms` : ""].filter(Boolean).join(" · "),
+      title: [`${server} › ${name}`, summary, ms].filter(Boolean).join(" · "), // the whole line
       "aria-expanded": open ? "true" : "false",
       "aria-controls": id,
       onclick: () => toggle(item, card),
@@ -130,9 +132,9 @@ export function toolCard(item, answer) {
     h("span", { class: "chev", "aria-hidden": "true", text: open ? "▾" : "▸" }),
     h("span", { class: "srv", text: server }),
     h("span", { class: "sep", "aria-hidden": "true", text: "›" }),
-    h("span", { class: "name", text: item.tool || item.function || "?" }),
+    h("span", { class: "name", text: name }),
     summary ? h("span", { class: "summary", text: summary }) : null,
-    item.durationMs !== undefined ? h("span", { class: "dur", text: `${item.durationMs} ms` }) : null,
+    ms ? h("span", { class: "dur", text: ms }) : null,
     h("span", { class: "state", text: undone ? value.status : stateWords(item) })
   );
   card.appendChild(head);

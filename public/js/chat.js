@@ -127,10 +127,9 @@ async function stream(text, limits, me) {
     ]);
   };
   // The page goes (a reload, a closed tab) mid-reply: kept as Stop keeps it (the reply's
-  // words were saved only when the turn ended, so a reload lost them all).
-  // The request then fails as the page goes ("network error"): that is no failure to
-  // report, and saved after the note it replaced it. On a reload the request can fail before
-  // `pagehide`, so `beforeunload` (the first sign of leaving) counts too.
+  // words were saved only when the turn ended, so a reload lost them all). The request then
+  // fails ("network error"): no failure to report, and, saved after the note, it replaced it.
+  // On a reload it can fail before `pagehide`, so `beforeunload` counts too.
   let left = false;
   const leave = () => {
     if (finished || left) return;
