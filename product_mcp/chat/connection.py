@@ -131,17 +131,12 @@ class ServerConnection(Supervision):
         """A stale session is replaced and the call retried once. Retrying is safe when the
         server refused the session outright ("Session not found"), or when the tool is
         read-only; a possibly-delivered write is reported, not repeated."""
-        progress = route.progress if route.emit is not None else None
         time_limit += route.patience
         for attempt in range(2):
             client, generation = await self._live_client()
             try:
-                return await client.call_tool(
-                    name,
-                    args,
-                    read_timeout_seconds=time_limit,
-                    progress_callback=progress,
-                    meta={CALL_META_KEY: key},
+                return await self._counted_call(
+                    client, generation, name, args, time_limit, route, key
                 )
             except MCPError as e:
                 if e.code == REQUEST_TIMEOUT:
@@ -176,3 +171,31 @@ class ServerConnection(Supervision):
                 )
             await self._drop(client, generation, problem)
         raise AssertionError("unreachable")
+
+    async def _counted_call(
+        self,
+        client: Client,
+        generation: int,
+        name: str,
+        args: dict[str, Any],
+        time_limit: float,
+        route: CallRoute,
+        key: str,
+    ) -> CallToolResult:
+        """The call, counted as in flight on its session (supervise.py's `_retire` waits)."""
+        calls = self._calls_on
+        calls[generation] = calls.get(generation, 0) + 1
+        try:
+            return await client.call_tool(
+                name,
+                args,
+                read_timeout_seconds=time_limit,
+                progress_callback=route.progress if route.emit is not None else None,
+                meta={CALL_META_KEY: key},
+            )
+        finally:
+            calls[generation] -= 1
+            if not calls[generation]:
+                del calls[generation]
+            ended, self._call_ended = self._call_ended, anyio.Event()
+            ended.set()

@@ -59,6 +59,8 @@ class ConnectionState:
         self.watch: StockWatch | None = None  # live stock for the page (chat/live.py)
         self._http_error: str | None = None
         self._generation = 0
+        self._calls_on: dict[int, int] = {}  # tool calls in flight, by session generation
+        self._call_ended = anyio.Event()
         self._changed = anyio.Event()
         self._settled = anyio.Event()
         self._send: MemoryObjectSendStream[tuple[str, int]]

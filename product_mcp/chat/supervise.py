@@ -22,6 +22,9 @@ from product_mcp.core import mcp_compat
 
 log = logging.getLogger("mcp_manager")
 
+# How long a session found dead still waits for the tool calls already sent on it.
+CALLS_GRACE = 2.0
+
 
 class Supervision(SessionOpener):
     """run() is the supervisor task; _drop() is how a caller reports a dead session."""
@@ -108,6 +111,21 @@ class Supervision(SessionOpener):
         if self.watch is not None:
             await self.watch.connected(self, client)
         await self._supervise(client)
+        await self._retire(self._generation)
+
+    async def _retire(self, generation: int) -> None:
+        """Lend the session no more, and let the calls already on it end on their own first.
+
+        Found under load: a ping met "Session not found" (main.py had restarted) while a
+        purchase was on its way, and closing the session at once ended the purchase with
+        "Connection closed", which for a tool that writes cannot say whether it was done. Given
+        a moment, the call hears the server's own answer: its result, or the same refusal,
+        which is safe to retry. A call still running after CALLS_GRACE is ended as before.
+        """
+        self._client = None
+        with anyio.move_on_after(CALLS_GRACE):
+            while self._calls_on.get(generation):
+                await self._call_ended.wait()
 
     async def _supervise(self, client: Client) -> None:
         """Return when the session is gone (failed ping, or a caller saw it die)."""
