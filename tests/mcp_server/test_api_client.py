@@ -141,3 +141,37 @@ async def test_purchase_without_a_key_whose_answer_was_lost_is_placed_once(
         assert not result.is_error, result
         orders = api.get("/api/orders", params={"customer": "Lost Answer"}).json()
         assert [o["id"] for o in orders] == [result.structured_content["id"]]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:8000/api", "http://shop.test:81/v2/api/"])
+async def test_request_urls_are_the_ones_httpx_builds_from_their_parts(base: str) -> None:
+    """main.py builds each URL once (api_client._url) instead of httpx joining the base, the
+    path and the query for every request: the URL sent must stay exactly httpx's own."""
+    sent: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url)
+        return httpx.Response(200, json={})
+
+    api = ProductApi(base)
+    api.configure(base, transport=httpx.MockTransport(answer))
+    asks = [
+        ("/products", {"limit": 50, "offset": 0, "q": None}),
+        ("/products", {"q": "smart wätch & co/=?#%20", "inStock": True, "minPrice": 0.5}),
+        ("/products", {"inStock": 1}),  # equal to True in Python, spelled "1"
+        ("/products", {"inStock": True}),
+        ("/inventory/3", None),
+        ("/analytics/sales", {"until": "9999-12-31", "groupBy": "product"}),
+    ]
+    reference = httpx.AsyncClient(base_url=api.base_url)
+    async with api.open():
+        for path, params in asks:
+            await api.request("GET", path, "product service", params=params)
+    expected = [
+        reference.build_request(
+            "GET", path, params={k: v for k, v in (params or {}).items() if v is not None}
+        ).url
+        for path, params in asks
+    ]
+    assert [str(u) for u in sent] == [str(u) for u in expected]
+    assert "inStock=1" in str(sent[2]) and "inStock=true" in str(sent[3])
