@@ -113,7 +113,10 @@ class ProductApi:
         if self._client is None:
             raise ApiError(f"Error requesting {service}: the server is not started")
         query = tuple((k, type(v), v) for k, v in (params or {}).items() if v is not None)
-        url = _url(self.base_url, path, query)
+        try:
+            url = _url(self.base_url, path, query)
+        except TypeError:  # a value that cannot be a cache key (a list): built this once
+            url = _url.__wrapped__(self.base_url, path, query)
         try:
             keyed = "Idempotency-Key" in (headers or {})
             try:
