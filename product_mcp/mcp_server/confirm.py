@@ -4,7 +4,8 @@ Why a resolver (`Resolve`): the SDK then asks on whichever path the protocol has
 `elicitation/create` request on handshake-era sessions, the multi-round-trip
 `InputRequiredResult` on 2026-07-28. Nothing is asked (the purchase goes ahead as before) when
 the client did not declare form elicitation, cannot be sent a request (stateless), or when the
-quote says the purchase cannot succeed anyway: the purchase then answers in its own words.
+quote says the purchase cannot succeed anyway: the purchase then answers in its own words. A
+quote that fails otherwise (no answer, a 5xx) fails the call: nothing is bought unasked.
 The question must read the same on every round of 2026-07-28 (its digest is checked), so it
 names prices and totals, never the stock that may move in between.
 
@@ -111,14 +112,28 @@ async def confirm_purchase(
     }
     try:
         quote = await api.request("POST", "/purchase/quote", "purchase quote service", json=body)
-    except ApiError:
-        return NotAsked()  # the purchase will refuse it with the same words
+    except ApiError as e:
+        if _refused(e):
+            return NotAsked()  # the purchase refuses it in the same words
+        # Not a refusal (a timeout, a 5xx, no answer): the purchase may well go through, and
+        # it must not without the user's yes (found from outside: it did, unasked).
+        raise ApiError(
+            f"{e}. Nothing was bought: the purchase waits for the user to confirm the API's "
+            "quote, and there was none; try again when the product API answers.",
+            e.status,
+        ) from e
     if not quote.get("inStock"):
         return NotAsked()  # it cannot succeed: the purchase says why (insufficient stock)
     message = quote_message(customerName.strip(), quote)
     if not _modern(ctx):
         return await ask_with_ids(ctx, message, {**call_ids(ctx), QUOTE_META_KEY: quote})
     return Elicit(message, PurchaseConfirmation)
+
+
+def _refused(e: ApiError) -> bool:
+    """The API answered the quote with a refusal that the purchase would repeat word for word
+    (unknown product, bad quantity): a 4xx, but not "too slow" (408) or "too many" (429)."""
+    return 400 <= e.status < 500 and e.status not in (408, 429)
 
 
 def call_ids(ctx: Context[Any, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 from mcp.types import ElicitResult
 
 from models import CALL_META_KEY
-from tests.inproc import in_memory, shop_in_process
+from tests.inproc import api_app, in_memory, product_api_to, shop_in_process
 from tests.mcp_helpers import KINDS, Kind, connect, text_of
 
 pytestmark = pytest.mark.anyio
@@ -150,3 +150,41 @@ async def test_the_question_names_the_call_it_belongs_to(in_process: Any, action
     bought = action == "accept"
     assert _stock(api, 4) == before - (2 if bought else 0)
     assert (result.structured_content or {}).get("status") == (None if bought else "declined")
+
+
+def _quote_fails(app: Any, how: str) -> Any:
+    """`app` (api.py's) with POST /api/purchase/quote answering 503, or never answering; every
+    other route (the purchase included) works."""
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/api/purchase/quote":
+            if how == "never answers":  # what httpx raises when the API is too slow
+                raise httpx.ReadTimeout("timed out")
+            body = b'{"detail":"Service Unavailable"}'
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app(scope, receive, send)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("how", ["answers 503", "never answers"])
+@pytest.mark.parametrize("kind", ["legacy", "modern"])
+async def test_no_quote_means_nothing_bought(tmp_path: Any, kind: Kind, how: str) -> None:
+    """Found from outside: with the quote timing out (or a 5xx), create_purchase bought at once
+    without asking, though the client had said it can be asked. Only a refusal the purchase
+    would repeat (a 4xx: unknown product, no stock) goes ahead unasked."""
+    answers = Answers("decline")
+    with api_app(tmp_path / "shop.db") as api, product_api_to(_quote_fails(api.app, how)):
+        before = _stock(api, 4)
+        async with in_memory(kind, elicitation_callback=answers) as client:
+            result = await client.call_tool("create_purchase", BUY)
+        assert result.is_error, text_of(result)
+        text = text_of(result)
+        assert "Error requesting purchase quote service" in text or "(503)" in text, text
+        assert "Nothing was bought" in text, text
+        assert answers.asked == []
+        assert _stock(api, 4) == before
+        assert api.get("/api/orders", params={"customer": "Confirm Test"}).json() == []
