@@ -117,6 +117,10 @@ class ProductApi:
             url = _url(self.base_url, path, query)
         except TypeError:  # a value that cannot be a cache key (a list): built this once
             url = _url.__wrapped__(self.base_url, path, query)
+        # A write sent and never answered may have been carried out, whatever the retry says
+        # after it (found from outside: the first try placed the order, the retry met a dead
+        # API, and "All connection attempts failed" hid that the order existed).
+        unanswered = False
         try:
             keyed = "Idempotency-Key" in (headers or {})
             try:
@@ -124,6 +128,7 @@ class ProductApi:
             except (*STALE_CONNECTION, httpx.ReadTimeout) as e:
                 if not keyed and (method != "GET" or isinstance(e, httpx.ReadTimeout)):
                     raise
+                unanswered = method != "GET"
                 response = await self._client.request(method, url, json=json, headers=headers)
             response.raise_for_status()
             return response.json()
@@ -133,13 +138,14 @@ class ProductApi:
                 f"{_detail(e.response)}",
                 e.response.status_code,
                 api_said=_detail(e.response),
+                maybe_done=unanswered and e.response.status_code >= 500,
             ) from e
         except httpx.RequestError as e:
             reason = str(e) or type(e).__name__
             raise ApiError(
                 f"{requesting or f'Error requesting {service}'}: {reason} "
                 f"(product API at {mask_url(self.base_url)})",
-                maybe_done=method != "GET" and isinstance(e, UNANSWERED),
+                maybe_done=method != "GET" and (unanswered or isinstance(e, UNANSWERED)),
             ) from e
         except ValueError as e:  # a 2xx whose body is not JSON
             raise ApiError(f"Error requesting {service}: invalid JSON from the API") from e

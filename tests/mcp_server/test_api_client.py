@@ -179,3 +179,55 @@ async def test_request_urls_are_the_ones_httpx_builds_from_their_parts(base: str
     async with api.open():
         await api.request("GET", "/products", "product service", params={"tag": ["a", "b"]})
     assert str(sent[-1]).endswith("/products?tag=a&tag=b")
+
+
+class LostThenDown(DropsFirstPurchase):
+    """The first purchase is placed and its answer lost; then the API is down (the retry
+    cannot connect, or it answers 503 while it restarts) until `up()`."""
+
+    def __init__(self, app: object, down: str) -> None:
+        super().__init__(app)
+        self.down = down
+        self.is_up = True
+
+    def up(self) -> None:
+        self.is_up = True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.is_up:
+            if self.down == "connect refused":
+                raise httpx.ConnectError("All connection attempts failed", request=request)
+            return httpx.Response(503, json={"detail": "Service Unavailable"})
+        try:
+            return await super().handle_async_request(request)
+        except httpx.ReadError:
+            self.is_up = False
+            raise
+
+
+@pytest.mark.parametrize("down", ["connect refused", "503"])
+async def test_a_purchase_lost_then_refused_still_says_it_may_be_placed(
+    tmp_path: Path, down: str
+) -> None:
+    """Found from outside (kill -9 of api.py under load): the first try placed the order and
+    its answer was lost, the retry with the same key met the API gone, and the error said only
+    "All connection attempts failed", with no key: a client retrying bought twice."""
+    body = {"customerName": "Lost Then Down", "items": [{"productId": 2, "quantity": 1}]}
+    with api_app(tmp_path / "shop.db") as api:
+        saved = (product_api.base_url, product_api.timeout, product_api.transport)
+        transport = LostThenDown(api.app, down)
+        product_api.configure("http://api.test/api", 10.0, transport=transport)
+        try:
+            async with in_memory("modern") as client:
+                first = await client.call_tool("create_purchase", body)
+                text = first.content[0].text  # type: ignore[union-attr]
+                assert first.is_error, text
+                assert "The order may have been placed" in text, text
+                key = text.split('idempotencyKey "')[1].split('"')[0]
+                transport.up()
+                again = await client.call_tool("create_purchase", {**body, "idempotencyKey": key})
+        finally:
+            product_api.configure(*saved)
+        assert not again.is_error, again
+        orders = api.get("/api/orders", params={"customer": "Lost Then Down"}).json()
+        assert [o["id"] for o in orders] == [again.structured_content["id"]]  # type: ignore[index]
