@@ -101,6 +101,13 @@ class ServerConnection(Supervision):
     def _is_read_only(self, tool_name: str) -> bool:
         return any(ToolEntry(self.name, t).read_only for t in self.tools if t.name == tool_name)
 
+    def _maybe_done(self, tool_name: str) -> str:
+        """What an unanswered call of a tool that changes data must add: it may have been done.
+        "Try again" (found from outside) made a model buy a second time."""
+        if self._is_read_only(tool_name):
+            return ""
+        return "; it may have been carried out all the same: check before calling it again"
+
     async def call_tool(
         self,
         name: str,
@@ -142,7 +149,7 @@ class ServerConnection(Supervision):
                 if e.code == REQUEST_TIMEOUT:
                     raise ToolTimeout(
                         f"Tool '{name}' on server '{self.name}' "
-                        f"did not answer within {time_limit:g}s"
+                        f"did not answer within {time_limit:g}s{self._maybe_done(name)}"
                     ) from e
                 stale = e.code == INVALID_REQUEST and "session" in e.message.lower()
                 # The SDK's stand-in for an HTTP error without a JSON-RPC body: a gateway's 502
@@ -165,9 +172,10 @@ class ServerConnection(Supervision):
             if not retry_ok or attempt == 1:
                 self.last_error = f"lost connection: {problem}"
                 self._signal("dead", generation)
+                then = self._maybe_done(name) or "; it is reconnecting, try again"
                 raise ServerUnavailable(
-                    f"Lost the connection to MCP server '{self.name}' during '{name}' ({problem}); "
-                    "it is reconnecting, try again"
+                    f"Lost the connection to MCP server '{self.name}' during '{name}' "
+                    f"({problem}){then}"
                 )
             await self._drop(client, generation, problem)
         raise AssertionError("unreachable")

@@ -5,7 +5,9 @@ Seen in the suite under load (tests/web/test_multi.py, main.py restarted): web.p
 at once ended the purchase with "Connection closed", which for a tool that writes cannot be
 retried ("it is reconnecting, try again"), though the server refused it a moment later (safe
 to retry) or, with a live server, answered it. Here the server is real (the mini MCP server in
-a thread) and the session is declared dead exactly while a writing tool runs.
+a thread) and the session is declared dead exactly while a writing tool runs. A write whose
+answer never comes (lost, or past its time limit) is said to have maybe been carried out,
+never "try again": a model told so bought twice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from product_mcp.chat import supervise
 from product_mcp.chat.connection import ServerConnection
 from product_mcp.chat.mcp_config import ServerConfig
-from product_mcp.core.errors import ServerUnavailable
+from product_mcp.core.errors import ServerUnavailable, ToolTimeout
 from tests.mini_mcp import build_app, make_server
 from tests.servers import ThreadServer
 
@@ -91,4 +93,27 @@ async def test_a_call_that_outlasts_the_grace_is_ended(
     outcome = await _declared_dead_during(conn, 20)
     assert isinstance(outcome, ServerUnavailable), outcome
     assert "Lost the connection to MCP server 'mini' during 'slow_write'" in str(outcome)
+    # A write whose answer never came may have been done: never "try again" (found from
+    # outside: a model told so bought a second time).
+    assert "it may have been carried out all the same: check before calling it" in str(outcome)
+    assert "try again" not in str(outcome)
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("tool", "args"), [("slow_write", {"seconds": 5}), ("slow", {"seconds": 5})]
+)
+async def test_a_timed_out_write_may_still_be_done(
+    server: ThreadServer, tool: str, args: dict[str, float]
+) -> None:
+    conn = ServerConnection(ServerConfig(name="mini", transport="http", url=server.url + "/mcp"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(conn.run)
+        await _connected(conn)
+        with pytest.raises(ToolTimeout) as caught:
+            await conn.call_tool(tool, args, time_limit=0.5)
+        tg.cancel_scope.cancel()
+    said = str(caught.value)
+    assert said.startswith(f"Tool '{tool}' on server 'mini' did not answer within 0.5s"), said
+    may = "; it may have been carried out all the same: check before calling it again"
+    assert said.endswith(may) == (tool == "slow_write"), said  # `slow` is read-only
