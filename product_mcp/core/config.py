@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     HEADER_TIMEOUT: Seconds = Field(
         10, description="seconds a client has to send a request's headers"
     )
+    BODY_TIMEOUT: Seconds = Field(
+        30, description="seconds a client has to send a request's body, once its headers are in"
+    )
     # web.py
     WEB_HOST: str = Field("127.0.0.1", description="web.py bind address")
     WEB_PORT: Port = Field(8002, description="web.py port")
@@ -190,9 +193,11 @@ class Settings(BaseSettings):
         return mask_url(str(raw))
 
     def server_limits(self) -> dict[str, Any]:
-        """uvicorn's connection limits for any of the services (and the header deadline,
-        set on the protocol class so that worker processes importing it by name share it)."""
+        """uvicorn's connection limits for any of the services (and the header and body
+        deadlines, set on the protocol class so that worker processes importing it by name
+        share them)."""
         HeaderTimeoutProtocol.header_timeout = self.HEADER_TIMEOUT
+        HeaderTimeoutProtocol.body_timeout = self.BODY_TIMEOUT
         return {
             "limit_concurrency": self.MAX_CONNECTIONS,
             "timeout_keep_alive": self.KEEP_ALIVE_TIMEOUT,

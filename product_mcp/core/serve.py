@@ -101,18 +101,31 @@ def bind_problem(host: str, port: int, setting: str) -> str | None:
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol plus a deadline for a request's headers.
+    """uvicorn's HTTP protocol plus deadlines for a request's headers and for its body, and a
+    cap on the slow bodies one client address may hold open.
 
     uvicorn waits forever for headers, so 20,100 connections that never finished theirs took
     every file descriptor of main.py and new clients were reset until they left. Here a
     connection that has not sent a whole request head within `header_timeout` seconds (from
-    connecting, or from the first byte of a later request) is closed.
+    connecting, or from the first byte of a later request) is closed. The same held for bodies
+    (found from outside): 1,000 requests from one client whose bodies never came held every
+    connection a service accepts, and everyone else got 503 for as long as they liked. A body
+    must now arrive within `body_timeout` seconds of its headers; one still unfinished after
+    SLOW_BODY seconds counts as slow, and a client address may hold at most SLOW_BODIES_PER_CLIENT
+    slow ones: the connection of any more is closed at once. (A real client's body comes right
+    after its headers: hundreds of requests at once from one address never have a slow one,
+    so the cap counts only those, never bodies merely in flight.)
     """
 
     header_timeout = 10.0
+    body_timeout = 30.0
     # Called once the server starts shutting down: uvicorn waits for open responses, so an
     # app with endless streams (api.py's change feed) ends them here.
     on_shutdown: ClassVar[list[Callable[[], None]]] = []
+    # Slow bodies being received, by client address (this process's connections).
+    slow_bodies: ClassVar[dict[str, int]] = {}
+    _timer: asyncio.TimerHandle | None = None
+    _slow_from: str | None = None  # the address this connection's slow body counts for
 
     def shutdown(self) -> None:
         for callback in HeaderTimeoutProtocol.on_shutdown:
@@ -121,33 +134,72 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._arm(self.header_timeout, self._too_slow)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._arm(self.header_timeout, self._too_slow)
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        if self._has_body():
+            if self.body_timeout <= SLOW_BODY:
+                self._arm(self.body_timeout, self._too_slow)
+            else:
+                self._arm(SLOW_BODY, self._body_is_slow)
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        self._body_done()
+        super().on_message_complete()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._body_done()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
+    def _has_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"content-length":
+                return value.strip() not in (b"0", b"")
+            if name == b"transfer-encoding":
+                return True
+        return False
+
+    def _body_is_slow(self) -> None:
+        address = self.client[0] if self.client else "?"
+        slow = self.slow_bodies.get(address, 0)
+        if slow >= SLOW_BODIES_PER_CLIENT:
+            return self._too_slow()  # the app sees the client leave; nothing was read whole
+        self.slow_bodies[address] = slow + 1
+        self._slow_from = address
+        self._arm(self.body_timeout - SLOW_BODY, self._too_slow)
+
+    def _body_done(self) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+        address, self._slow_from = self._slow_from, None
+        if address is not None:
+            left = self.slow_bodies.get(address, 1) - 1
+            if left > 0:
+                self.slow_bodies[address] = left
+            else:
+                self.slow_bodies.pop(address, None)
+
+    def _arm(self, seconds: float, then: Callable[[], None]) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, then)
 
     def _disarm(self) -> None:
-        timer = getattr(self, "_header_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _too_slow(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
+
+
+SLOW_BODY = 2.0  # seconds after its headers when a body still unfinished counts as slow
+SLOW_BODIES_PER_CLIENT = 32
 
 
 def serve(app: Any, host: str, port: int, setting: str, banner: str = "", **options: Any) -> None:

@@ -1,0 +1,129 @@
+"""Request bodies that never come cannot hold a service: a deadline per body, a cap per client.
+
+Found from outside: only a request's headers had a deadline, so a connection that sent its
+headers and then 1 byte of a 100-byte body stayed open for good, on all three services; 1,000
+of them from one client held every connection a service accepts (MAX_CONNECTIONS), and every
+other client got 503 for as long as they stayed. Now a body must arrive within BODY_TIMEOUT of
+its headers, and one client address may hold at most SLOW_BODIES_PER_CLIENT bodies that are
+still unfinished SLOW_BODY seconds after their headers (the connection of any more is closed
+then), while other clients, and the same client's whole bodies, are served. Real processes on
+real ports, raw sockets for the slow client (the protocol class is shared: core/serve.py).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from product_mcp.core.serve import SLOW_BODIES_PER_CLIENT, SLOW_BODY
+from tests.servers import Service, free_port, start, start_api, start_mcp
+
+BODY_TIMEOUT = 5.0
+FAST = {"BODY_TIMEOUT": str(BODY_TIMEOUT)}
+
+
+def slow_body(port: int, path: str, address: str = "127.0.0.1") -> socket.socket:
+    """A POST whose headers promise 100 bytes of body, of which 1 is sent."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(address, 0))
+    s.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+        "content-length: 100\r\n\r\n{".encode()
+    )
+    return s
+
+
+def closed_within(s: socket.socket, seconds: float) -> bytes | None:
+    """What the server sent before closing `s`, if it closed it within `seconds`."""
+    s.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return got
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_api(tmp_path_factory.mktemp("slow") / "shop.db", env=FAST)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def services(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    config = tmp_path_factory.mktemp("web") / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {}}))
+    mcp = start_mcp(api.url, env=FAST)
+    port = free_port()
+    env = {**FAST, "MCP_CONFIG_PATH": str(config)}
+    web = start(["web.py", "--host", "127.0.0.1", "--port", str(port)], port=port, env=env)
+    yield {"api.py": (api, "/api/purchase"), "main.py": (mcp, "/mcp"), "web.py": (web, "/api/chat")}
+    mcp.stop()
+    web.stop()
+
+
+def test_a_body_that_never_comes_is_given_up(services: dict) -> None:
+    started = time.monotonic()
+    slow = {name: slow_body(svc.port, path) for name, (svc, path) in services.items()}
+    try:
+        for name, s in slow.items():
+            left = started + BODY_TIMEOUT + 4 - time.monotonic()
+            assert closed_within(s, left) is not None, f"{name} kept a 99-bytes-short body open"
+    finally:
+        for s in slow.values():
+            s.close()
+
+
+def test_one_client_cannot_hold_every_connection_with_slow_bodies(api: Service) -> None:
+    held: list[socket.socket] = []
+    try:
+        for _ in range(SLOW_BODIES_PER_CLIENT):
+            held.append(slow_body(api.port, "/api/purchase"))
+        time.sleep(SLOW_BODY + 0.5)  # now they count as slow
+        # The same address's whole bodies are taken all along; so is another address's.
+        buy = {"customerName": "Quick", "items": [{"productId": 1, "quantity": 1}]}
+        assert httpx.post(f"{api.url}/api/purchase", json=buy, timeout=10).status_code == 200
+        other = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=api.url, transport=other, timeout=10) as neighbour:
+            assert neighbour.post("/api/purchase", json=buy).status_code == 200
+        # One slow body more from this address: dropped once it counts as slow, long before
+        # BODY_TIMEOUT.
+        extra = slow_body(api.port, "/api/purchase")
+        started = time.monotonic()
+        assert closed_within(extra, BODY_TIMEOUT - 1) is not None
+        assert time.monotonic() - started < BODY_TIMEOUT - 1
+        extra.close()
+        # The held ones are given up at BODY_TIMEOUT.
+        for s in held:
+            assert closed_within(s, BODY_TIMEOUT) is not None
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_body_sent_slowly_but_in_time_is_taken(api: Service, tmp_path: Path) -> None:
+    """The deadline is for the whole body, not a gap: a body sent in pieces within it is read."""
+    body = json.dumps({"customerName": "Slow but fine", "items": [{"productId": 2, "quantity": 1}]})
+    s = socket.create_connection(("127.0.0.1", api.port), timeout=5)
+    try:
+        s.sendall(
+            f"POST /api/purchase HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        )
+        for piece in (body[:10], body[10:20], body[20:]):
+            time.sleep(0.2)
+            s.sendall(piece.encode())
+        answer = closed_within(s, 5)
+    finally:
+        s.close()
+    assert answer is not None and answer.split(b" ")[1] in (b"200", b"201"), answer
