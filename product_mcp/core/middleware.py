@@ -74,7 +74,7 @@ class PerClientLimit:
     Why: each of web.py's chats holds an LLM stream and tool calls for seconds, so one client
     sending many at once would take the connections the service accepts (MAX_CONNECTIONS), the
     MCP servers' attention and the owner's LLM budget from everyone else. A streamed reply
-    counts until its last byte is sent."""
+    counts until its last byte is sent (not until the app has finished cleaning up after it)."""
 
     def __init__(self, app: ASGIApp, limit: int, paths: frozenset[str]) -> None:
         self.app, self.limit, self.paths = app, limit, paths
@@ -96,13 +96,29 @@ class PerClientLimit:
             )
             return await refused(scope, receive, send)
         self.in_flight[client] = held + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                if self.in_flight[client] > 1:
+                    self.in_flight[client] -= 1
+                else:
+                    del self.in_flight[client]
+
+        async def sending(message: Message) -> None:
+            # Released before the last byte leaves, not once the app has cleaned up after it:
+            # a client that sends its next request on seeing the end of a stream (within the
+            # limit) was refused 429 for 18 % of streamed chats (found from outside).
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, sending)
         finally:
-            if self.in_flight[client] > 1:
-                self.in_flight[client] -= 1
-            else:
-                del self.in_flight[client]
+            release()
 
 
 SECURITY_HEADERS = {
