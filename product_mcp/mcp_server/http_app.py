@@ -92,7 +92,7 @@ def security_settings(cfg: Config) -> TransportSecuritySettings:
     # Bare names too: that is the Host a client sends for port 80 (or behind a proxy).
     hosts: list[str] = [f"{n}:{cfg.port}" for n in names] + names
     origins: list[str] = [f"http://{n}:{cfg.port}" for n in names] + [f"http://{n}" for n in names]
-    for name in cfg.allowed_hosts:
+    for name in (n.lower() for n in cfg.allowed_hosts):  # compared with lower-cased headers
         hosts += [name, f"{name}:{cfg.port}"]
         origins += [f"{s}://{name}" for s in ("http", "https")]
         origins += [f"{s}://{name}:{cfg.port}" for s in ("http", "https")]

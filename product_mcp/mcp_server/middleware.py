@@ -49,16 +49,23 @@ class BearerAuth:
 
 
 class TrimHeaderValues:
-    """Strip optional whitespace around header values (RFC 9110 5.5); the SDK compares raw
-    values, so `Mcp-Name:  get_products ` would otherwise be refused as a mismatch."""
+    """Strip optional whitespace around header values (RFC 9110 5.5), and lower-case the Host
+    and Origin values (host names and schemes are case-insensitive, RFC 3986 3.1, 3.2.2): the
+    SDK compares raw values, so `Mcp-Name:  get_products ` was refused as a mismatch, and
+    `Host: LocalHost:8083` as a foreign host (421, found from outside)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope = {**scope, "headers": [(k, v.strip(b" \t")) for k, v in scope["headers"]]}
+            scope = {**scope, "headers": [_normal(k, v) for k, v in scope["headers"]]}
         await self.app(scope, receive, send)
+
+
+def _normal(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    value = value.strip(b" \t")
+    return name, value.lower() if name in (b"host", b"origin") else value
 
 
 class SlowReaderCutoff:

@@ -284,7 +284,7 @@ def test_security_settings_for_every_interface() -> None:
 
 
 def test_bound_to_every_interface_still_refuses_foreign_hosts() -> None:
-    app = build_app(Config(host="0.0.0.0", port=9000, allowed_hosts=["shop.example.com"]))
+    app = build_app(Config(host="0.0.0.0", port=9000, allowed_hosts=["Shop.Example.com"]))
     with TestClient(app, base_url="http://localhost:9000") as client:
 
         def post(**headers: str) -> int:
@@ -296,6 +296,7 @@ def test_bound_to_every_interface_still_refuses_foreign_hosts() -> None:
         assert post(Host="localhost:9000") == 200
         assert post(Host="shop.example.com") == 200
         assert post(Host="shop.example.com", Origin="https://shop.example.com") == 200
+        assert post(Host="SHOP.example.COM:9000", Origin="https://Shop.Example.com:9000") == 200
 
 
 def test_allowed_hosts_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

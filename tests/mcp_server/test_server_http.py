@@ -165,6 +165,11 @@ def test_foreign_host_and_origin_refused(server: Service, path: str) -> None:
     assert hit({"Origin": "http://evil.example.com"}).status_code == 403
     assert hit({"Origin": f"http://localhost:{server.port}"}).status_code == 200
     assert hit({"Host": f"localhost:{server.port}"}).status_code == 200
+    # Host names are case-insensitive (found from outside: 421 for these).
+    assert hit({"Host": f"LocalHost:{server.port}"}).status_code == 200
+    assert hit({"Host": f"LOCALHOST:{server.port}"}).status_code == 200
+    assert hit({"Origin": f"HTTP://LocalHost:{server.port}"}).status_code == 200
+    assert hit({"Host": "EVIL.example.com"}).status_code == 421
 
 
 def test_cors_preflight_for_allowed_origin_only(server: Service) -> None:
