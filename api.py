@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
 
 from models import (
     MAX_DATE,
@@ -46,7 +47,12 @@ from models import (
     SalesReport,
 )
 from product_mcp.core.config import MAX_API_WORKERS, load_settings
-from product_mcp.core.errors import ProductMcpError, error_response, validation_response
+from product_mcp.core.errors import (
+    ProductMcpError,
+    error_response,
+    http_error_response,
+    validation_response,
+)
 from product_mcp.core.middleware import BodyLimit
 from product_mcp.core.serve import int_arg, port_arg, serve, serve_workers
 from product_mcp.shop import Shop, commands, feed_routes, staff_routes, to_utc_naive
@@ -286,6 +292,7 @@ def create_app(
     app.include_router(feed_routes.router)
     app.add_exception_handler(ProductMcpError, error_response)
     app.add_exception_handler(RequestValidationError, validation_response)
+    app.add_exception_handler(HTTPException, http_error_response)
     app.add_exception_handler(DBAPIError, database_lost)
     app.add_middleware(
         BodyLimit, max_bytes=MAX_BODY, larger={"/api/products/import": MAX_IMPORT_BYTES}

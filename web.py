@@ -26,6 +26,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from models import ATTACHMENT_MAX_URI, ATTACHMENTS_MAX, MAX_BODY_BYTES, MESSAGE_MAX_CHARS
@@ -53,6 +54,7 @@ from product_mcp.core.errors import (
     ServerUnavailable,
     UnknownTool,
     error_response,
+    http_error_response,
     validation_response,
 )
 from product_mcp.core.logs import setup_logging
@@ -325,6 +327,7 @@ def create_app(settings: Settings | None = None, chat: ChatServices | None = Non
     app.include_router(router)
     app.add_exception_handler(ProductMcpError, error_response)
     app.add_exception_handler(RequestValidationError, validation_response)
+    app.add_exception_handler(HTTPException, http_error_response)
     # Innermost, so the 413 still gets the CORS and security headers. MAX_BODY_BYTES fits the
     # largest chat request the history limits allow (models.py).
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -46,7 +46,7 @@ async def error_response(_: Any, exc: Exception) -> Any:
     return JSONResponse({"detail": exc.message, **extra}, status_code=exc.status)
 
 
-async def validation_response(_: Any, exc: Exception) -> Any:
+async def validation_response(request: Any, exc: Exception) -> Any:
     """The 422 api.py and web.py answer a request that failed validation with (FastAPI's own:
     `{"detail": [{loc, msg, type, input, ...}]}`), with what JSON cannot carry written as text.
     Python's JSON parser takes NaN, Infinity and 1e400 (an infinity) in a body, and strings
@@ -56,7 +56,43 @@ async def validation_response(_: Any, exc: Exception) -> Any:
     from starlette.responses import JSONResponse
 
     errors = exc.errors()  # type: ignore[attr-defined]
+    sent = request.headers.get("content-type", "") if hasattr(request, "headers") else ""
+    if not _is_json(sent):
+        # FastAPI reads a body as JSON only when it says so; any other body reached the model
+        # as bytes, and the error read "Input should be a valid dictionary or object", with
+        # nothing about the content type (found from outside).
+        for error in errors:
+            if tuple(error.get("loc", ())) == ("body",):
+                error["msg"] = (
+                    f"{error['msg']}: send the body as JSON, with Content-Type: "
+                    f"application/json (this one came as {sent or 'no Content-Type'!r})"
+                )
     return JSONResponse({"detail": _as_json(jsonable_encoder(errors))}, status_code=422)
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+async def http_error_response(request: Any, exc: Exception) -> Any:
+    """FastAPI's answer to an HTTPException, except a body its JSON parser gave up on: that was
+    400 "There was an error parsing the body", which said neither where nor why (a deeply
+    nested body makes Python's parser raise RecursionError). It now says why."""
+    from fastapi.exception_handlers import http_exception_handler
+
+    cause = exc.__cause__
+    if getattr(exc, "detail", None) == UNPARSED and cause is not None:
+        why = (
+            "it nests deeper than the parser can follow"
+            if isinstance(cause, RecursionError)
+            else f"{type(cause).__name__}: {encodable(str(cause))[:200]}"
+        )
+        exc.detail = f"{UNPARSED}: body: not JSON the service can read ({why})"  # type: ignore[attr-defined]
+    return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+
+
+UNPARSED = "There was an error parsing the body"  # FastAPI's words (fastapi/routing.py)
 
 
 def _as_json(value: Any) -> Any:

@@ -154,3 +154,36 @@ def test_tool_arguments_utf8_cannot_carry_never_reach_the_server(tmp_path: Path)
                                                "args": {"text": "fine \U0001f600"}})  # fmt: skip
         assert ok.status_code == 200 and ok.json()["result"] == "fine \U0001f600", ok.text
     assert seen == ["fine \U0001f600"]
+
+
+DEEP = "[" * 20_000 + "]" * 20_000  # deeper than Python's JSON parser follows (40 KB)
+BUY = '{"customerName": "A", "items": [{"productId": 1, "quantity": 1}]}'
+
+
+def _unreadable_bodies_say_why(client: Any, path: str) -> None:
+    """Found from outside: a valid JSON body sent as text/plain got "Input should be a valid
+    dictionary or object" (nothing about the content type), and a deeply nested one 400
+    "There was an error parsing the body" (nothing about why)."""
+    r = client.post(path, content=BUY.encode(), headers={"Content-Type": "text/plain"})
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["loc"] == ["body"]
+    assert "send the body as JSON, with Content-Type: application/json" in error["msg"]
+    assert "'text/plain'" in error["msg"], error
+    r = client.post(path, content=DEEP.encode(), headers=JSON)
+    assert r.status_code == 400, r.text
+    assert "body: not JSON the service can read (it nests deeper" in r.json()["detail"], r.text
+    assert client.get("/no/such/route").json() == {"detail": "Not Found"}  # others as before
+
+
+def test_api_says_why_it_cannot_read_a_body(tmp_path: Path) -> None:
+    with api_app(tmp_path / "shop.db") as api:
+        before = api.get("/api/inventory").json()
+        _unreadable_bodies_say_why(api, "/api/purchase")
+        assert api.get("/api/inventory").json() == before
+        assert api.get("/api/orders").json() == []
+
+
+def test_web_says_why_it_cannot_read_a_body(tmp_path: Path) -> None:
+    with web_app(tmp_path, {}) as web:
+        _unreadable_bodies_say_why(web, "/api/call-tool")
