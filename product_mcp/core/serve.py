@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -242,15 +244,57 @@ def serve_workers(
 class _ForkedWorker(multiprocessing.get_context("fork").Process):  # type: ignore[misc]
     """A worker forked from uvicorn's supervisor, which has caught every signal by then:
     the worker starts with Python's default handlers, as a spawned one would (uvicorn's server
-    then installs its own for SIGINT and SIGTERM)."""
+    then installs its own for SIGINT and SIGTERM).
+
+    A worker also goes when its supervisor dies (kill -9): found from outside, orphaned
+    workers kept serving the port with nothing watching them, and kept the launcher's pipe
+    open, so the launcher never learnt that api.py had died (Python 3.11's asyncio reports
+    a process's end only once its pipes close)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._supervisor = os.getpid()
 
     def run(self) -> None:
         from uvicorn.supervisors.multiprocess import SIGNALS
 
+        arrange = die_with(self._supervisor)
+        if arrange is not None:
+            arrange()
         for sig in SIGNALS:
             default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
             signal.signal(sig, default)
         super().run()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _libc_prctl() -> Any:
+    """libc's prctl, looked up now: in a forked child only the call itself may run."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def die_with(parent: int) -> Callable[[], None] | None:
+    """What a child of `parent` runs first to be sent SIGTERM when `parent` dies (and to end at
+    once if it died already); None where the kernel has no such call (not Linux)."""
+    if _PRCTL is None:
+        return None
+
+    def arrange() -> None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arrange
 
 
 class _ForkContext:

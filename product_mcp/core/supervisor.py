@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 
 from product_mcp.core.config import ROOT
+from product_mcp.core.serve import die_with
 
 SERVER_NAME = "product-mcp"  # the entry of mcp.json the launcher points at its own main.py
 COLOURS = {"api": "\033[36m", "mcp": "\033[35m", "web": "\033[32m", "lb": "\033[33m"}
@@ -34,36 +34,6 @@ RESET = "\033[0m"
 TAIL = 20
 RESTARTS = 5  # a replica that dies this many times within RESTART_WINDOW is left dead
 RESTART_WINDOW = 30.0  # seconds; a crash loop stops, a rare death is always healed
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _libc_prctl() -> Any:
-    """libc's prctl, looked up now: in the forked child only the call itself may run."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _libc_prctl()
-
-
-def _die_with(launcher: int) -> Any:
-    """A `preexec_fn` that has the child sent SIGTERM when the launcher dies (and ends the
-    child at once if the launcher died before that was asked)."""
-    if _PRCTL is None:
-        return None
-
-    def arrange() -> None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != launcher:
-            os._exit(1)
-
-    return arrange
 
 
 @dataclass
@@ -124,7 +94,7 @@ class Launcher:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
-            preexec_fn=_die_with(os.getpid()),
+            preexec_fn=die_with(os.getpid()),
         )
         child.reader = asyncio.create_task(self._pump(child))
         url = f"http://{child.reach}:{child.port}/healthz"

@@ -151,6 +151,38 @@ def test_a_launcher_killed_outright_takes_its_services_with_it(tmp_path: Path) -
             assert bind_problem("127.0.0.1", port, "PORT") is None
 
 
+def test_api_py_killed_outright_takes_its_workers_and_the_launcher_with_it(
+    tmp_path: Path,
+) -> None:
+    """Found from outside: `kill -9` of api.py (with --api-workers 2) went unnoticed: its
+    orphaned workers kept the port, and the launcher's pipe, open, so the launcher (Python
+    3.11's asyncio reports a process's end once its pipes close) never said api.py had died,
+    and left the workers running when it was stopped."""
+    with launched(tmp_path, "--no-web", "--api-workers", "2") as (proc, ports):
+        read_until(proc, READY)
+        api = next(k for k in child_pids(proc.pid) if "api.py" in cmdline(k))
+        deadline = time.monotonic() + 30
+        while len(child_pids(api)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = child_pids(api)
+        assert len(workers) == 2, workers
+        os.kill(api, signal.SIGKILL)
+        out = read_until(proc, "launcher: api (api.py)")
+        assert proc.wait(30) == 1, out
+        deadline = time.monotonic() + 15
+        while not all(gone(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(gone(w) for w in workers), [w for w in workers if not gone(w)]
+        assert bind_problem("127.0.0.1", ports["api"], "PORT") is None
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def test_auth_token_reaches_web_through_the_generated_config(tmp_path: Path) -> None:
     with launched(tmp_path, env={"MCP_AUTH_TOKEN": "s3cret-token"}) as (proc, ports):
         out = read_until(proc, READY)
