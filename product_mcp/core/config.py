@@ -9,11 +9,12 @@ variable, not a traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from product_mcp.core.serve import HeaderTimeoutProtocol
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".env"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Transport = Literal["both", "streamable-http", "sse", "stdio"]
 TRANSPORTS: tuple[Transport, ...] = ("both", "streamable-http", "sse", "stdio")
 
@@ -113,6 +114,21 @@ class Settings(BaseSettings):
         "", description="Redis for sessions and replay events shared by replicas; empty: memory"
     )
     REDIS_PREFIX: str = Field("product-mcp:", description="prefix of every Redis key main.py uses")
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        """Read as redis-py reads it, so a URL it cannot use stops the start with a sentence
+        (found from outside: a traceback from main.py's lifespan instead)."""
+        if value:
+            from redis.connection import parse_url
+
+            try:
+                parse_url(value)
+            except ValueError as e:
+                raise ValueError(f"is not a Redis URL redis-py can use ({e})") from None
+        return value
+
     REDIS_EVENT_TTL: Seconds = Field(
         900, description="seconds a session's replay events stay in Redis after its last one"
     )
@@ -216,8 +232,8 @@ def mask_url(value: str) -> str:
     try:
         parts = urlsplit(value)
         password, port = parts.password, parts.port
-    except ValueError:
-        return value
+    except ValueError:  # e.g. a port that is not a number: hide whatever sits before the @
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
     if not password:
         return value
     netloc = f"{parts.username}:***@{parts.hostname}" + (f":{port}" if port else "")
@@ -237,6 +253,12 @@ def _sentence(err: dict[str, Any]) -> str:
         return f"{name} must be a number{got}"
     if kind == "literal_error":
         return f"{name} must be one of {str(ctx.get('expected', '')).replace(chr(39), '')}{got}"
+    if isinstance(given, str) and name.endswith("_URL"):
+        got = f", got {mask_url(given)!r}"  # a URL's password stays out of the sentence
+    if kind == "value_error":
+        return f"{name} {ctx.get('error', err['msg'])}{got}"
+    if kind == "finite_number":
+        return f"{name} must be a finite number{got}"
     if kind == "string_pattern_mismatch" and name == "CURRENCY":
         return f"CURRENCY must be a three-letter ISO 4217 code such as USD or EUR{got}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than"):

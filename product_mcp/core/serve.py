@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import importlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -87,7 +88,9 @@ def seconds_arg(value: str) -> float:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number of seconds, got {value!r}") from None
-    if not 0 < seconds < float("inf"):
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {value}")
+    if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {value}")
     return seconds
 

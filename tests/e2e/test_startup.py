@@ -74,6 +74,8 @@ def test_worker_counts_and_timeouts_on_the_command_line_are_checked_as_settings(
         (["--api-workers", "-1"], "must be between 1 and 64, got -1"),
         (["--timeout", "-5"], "must be more than 0 seconds, got -5"),
         (["--timeout", "0"], "must be more than 0 seconds, got 0"),
+        (["--timeout", "inf"], "must be a finite number of seconds, got inf"),
+        (["--timeout", "nan"], "must be a finite number of seconds, got nan"),
     ):
         with pytest.raises(SystemExit):
             launch.parse_args(flags, settings)
@@ -117,11 +119,24 @@ def test_bad_settings_name_the_variable() -> None:
         "LLM_TIMEOUT": ("soon", "LLM_TIMEOUT must be a number, got 'soon'"),
         "API_WORKERS": ("0", "API_WORKERS must be between 1 and 64, got '0'"),
         "TOOL_CALL_TIMEOUT": ("0", "TOOL_CALL_TIMEOUT must be greater than 0, got '0'"),
+        # Found from outside: these were tracebacks from main.py's lifespan, or accepted.
+        "HEADER_TIMEOUT": ("inf", "HEADER_TIMEOUT must be a finite number, got 'inf'"),
+        "REDIS_URL": (
+            "garbage",
+            "REDIS_URL is not a Redis URL redis-py can use (Redis URL must specify one of the "
+            "following schemes (redis://, rediss://, unix://)), got 'garbage'",
+        ),
     }
     for var, (value, sentence) in cases.items():
         with pytest.raises(SystemExit) as stop:
             load_settings(**{var: value})
         assert str(stop.value) == sentence
+
+    with pytest.raises(SystemExit) as stop:  # the password stays out of the sentence
+        load_settings(REDIS_URL="redis://:s3cret@127.0.0.1:notaport/0")
+    assert "Port could not be cast to integer" in str(stop.value)
+    assert "s3cret" not in str(stop.value) and "redis://:***@127.0.0.1" in str(stop.value)
+    assert load_settings(REDIS_URL="rediss://u:p@cache.example:6380/2").REDIS_URL
 
     assert load_settings(CURRENCY=" eur ").CURRENCY == "EUR"  # issue 14: codes, any case
     with pytest.raises(SystemExit) as stop:
