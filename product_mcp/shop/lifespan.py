@@ -24,9 +24,9 @@ from product_mcp.shop import Shop, make_engine
 from product_mcp.shop.feed import ChangeFeed
 
 DATABASE_LOST = (
-    "database unavailable: the database connection failed during the request (lost or "
-    "locked too long); retry it: a purchase retried with the same Idempotency-Key is placed "
-    "at most once"
+    "database unavailable: the database could not be reached, dropped the connection, or "
+    "stayed locked too long; retry it: a purchase retried with the same Idempotency-Key is "
+    "placed at most once"
 )
 
 
@@ -39,8 +39,13 @@ async def database_lost(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
     if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
         raise exc
-    logging.getLogger("api").warning("database error, answered 503: %s", exc.orig)
+    logging.getLogger("api").warning("database error, answered 503: %s", one_line(exc.orig))
     return JSONResponse({"detail": DATABASE_LOST}, status_code=503, headers={"Retry-After": "1"})
+
+
+def one_line(error: object) -> str:
+    """A driver's message on one log line (PostgreSQL's carry DETAIL and CONTEXT lines)."""
+    return " ".join(str(error).split())
 
 
 @asynccontextmanager

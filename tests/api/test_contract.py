@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -380,3 +381,27 @@ def test_openapi_documents_new_routes(shared_api: TestClient) -> None:
     params = {p["name"] for p in spec["paths"]["/api/products"]["get"]["parameters"]}
     assert params == {"q", "min_price", "max_price", "in_stock", "limit", "offset"}
     assert json.dumps(spec)  # serialisable, no surprises
+
+
+def test_health_check_keeps_the_database_address_to_the_log(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found from outside: with PostgreSQL refusing connections, /healthz (no token needed)
+    answered the driver's own words, with the database's host, port and name."""
+    from sqlalchemy.exc import OperationalError
+
+    from product_mcp.shop import Shop
+
+    said = 'connection to server at "db.internal" (10.0.0.5), port 5432 failed: refused\nDETAIL: x'
+
+    def refused(self: Shop) -> None:
+        raise OperationalError("SELECT 1", {}, Exception(said))
+
+    with api_app(tmp_path / "shop.db") as api:
+        assert api.get("/healthz").status_code == 200
+        monkeypatch.setattr(Shop, "ping", refused)
+        r = api.get("/healthz")
+    assert r.status_code == 503
+    assert r.json() == {"detail": "database unavailable (OperationalError): api.py's log says why"}
+    logged = [m for m in caplog.messages if "health check" in m]
+    assert logged and "db.internal" in logged[0] and "\n" not in logged[0]
