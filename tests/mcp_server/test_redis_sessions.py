@@ -164,3 +164,28 @@ async def test_redis_event_store_is_bounded_per_session(prefix: str) -> None:
         assert [e.event_id for e in sent] == ids[-2:]  # type: ignore[attr-defined]
     finally:
         await link.close()
+
+
+@pytest.mark.anyio
+async def test_a_connection_redis_dropped_does_not_leave_a_session_unshared(prefix: str) -> None:
+    """Found from outside: one `CLIENT KILL` of a replica's connection (Redis itself fine, as
+    its `timeout` setting or a proxy would do) and the next session was never recorded: the
+    record is written in a MULTI/EXEC pipeline, which redis-py does not retry unless told, so
+    the replica called Redis down and the session died with its replica."""
+    from product_mcp.mcp_server.shared_sessions import SharedSessions
+
+    link = RedisLink(REDIS, prefix)
+    link.open()
+    assert link.client is not None
+    shared = SharedSessions(link, ttl=60)
+    admin = redis.Redis.from_url(REDIS)
+    try:
+        await shared.save("before", {"initialized": "1"})
+        killed = admin.client_kill_filter(_id=await link.client.client_id())
+        assert killed == 1
+        await shared.save("after", {"initialized": "1"})
+        assert admin.exists(f"{prefix}session:after")
+        assert not link.down
+    finally:
+        await link.close()
+        admin.close()
