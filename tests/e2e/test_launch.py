@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -68,13 +71,36 @@ def launched(
                     os.killpg(kid, signal.SIGKILL)
 
 
+_LINES: weakref.WeakKeyDictionary[subprocess.Popen[str], queue.Queue[str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 90) -> str:
-    assert proc.stdout is not None
+    """The launcher's output up to the line holding `marker`; an AssertionError (never a hang)
+    if it does not come within `timeout` s. A thread reads the lines: a launcher that goes
+    quiet without exiting blocks that thread, not the test."""
+    lines = _LINES.get(proc)
+    if lines is None:
+        assert proc.stdout is not None
+        stdout, lines = proc.stdout, queue.Queue()
+        _LINES[proc] = lines
+
+        def pump(sink: queue.Queue[str | None] = lines) -> None:
+            for line in stdout:
+                sink.put(line)
+            sink.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
     out: list[str] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            lines.put(None)  # the end, for any later call too
             break
         out.append(line)
         if marker in line:
@@ -167,7 +193,7 @@ def test_api_py_killed_outright_takes_its_workers_and_the_launcher_with_it(
         workers = child_pids(api)
         assert len(workers) == 2, workers
         os.kill(api, signal.SIGKILL)
-        out = read_until(proc, "launcher: api (api.py)")
+        out = read_until(proc, "launcher: api (api.py)", timeout=30)
         assert proc.wait(30) == 1, out
         deadline = time.monotonic() + 15
         while not all(gone(w) for w in workers) and time.monotonic() < deadline:
