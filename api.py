@@ -262,11 +262,20 @@ def healthz(shop: ShopDep) -> Health | JSONResponse:
         shop.ping()
     except Exception as e:
         # The driver's words name the host, port and database: they go to the log, not to
-        # whoever asks (found from outside: /healthz needs no token).
-        logging.getLogger("api").warning("health check: database unavailable: %s", one_line(e))
+        # whoever asks (found from outside: /healthz needs no token), once per outage, so
+        # that asking often cannot flood the log.
+        if not _HEALTH["down"]:
+            logging.getLogger("api").warning("health check: database unavailable: %s", one_line(e))
+        _HEALTH["down"] = True
         detail = f"database unavailable ({type(e).__name__}): api.py's log says why"
         return JSONResponse({"detail": detail}, status_code=503)
+    if _HEALTH["down"]:
+        _HEALTH["down"] = False
+        logging.getLogger("api").warning("health check: the database answers again")
     return Health(database=shop.dialect)
+
+
+_HEALTH = {"down": False}  # whether the last health check found the database unavailable
 
 
 def create_app(

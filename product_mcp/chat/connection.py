@@ -172,7 +172,8 @@ class ServerConnection(Supervision):
             if not retry_ok or attempt == 1:
                 self.last_error = f"lost connection: {problem}"
                 self._signal("dead", generation)
-                then = self._maybe_done(name) or "; it is reconnecting, try again"
+                maybe = "" if retry_ok else self._maybe_done(name)  # refused twice: not run
+                then = maybe or "; it is reconnecting, try again"
                 raise ServerUnavailable(
                     f"Lost the connection to MCP server '{self.name}' during '{name}' "
                     f"({problem}){then}"

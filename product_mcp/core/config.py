@@ -126,7 +126,9 @@ class Settings(BaseSettings):
             try:
                 parse_url(value)
             except ValueError as e:
-                raise ValueError(f"is not a Redis URL redis-py can use ({e})") from None
+                # redis-py's words may quote a piece of a password ("... as 'pa'")
+                why = "" if "@" in value else f" ({e})"
+                raise ValueError(f"is not a Redis URL redis-py can use{why}") from None
         return value
 
     REDIS_EVENT_TTL: Seconds = Field(
@@ -233,7 +235,7 @@ def mask_url(value: str) -> str:
         parts = urlsplit(value)
         password, port = parts.password, parts.port
     except ValueError:  # e.g. a port that is not a number: hide whatever sits before the @
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
+        return re.sub(r"://.*@", "://***@", value)  # all before the last @: any password
     if not password:
         return value
     netloc = f"{parts.username}:***@{parts.hostname}" + (f":{port}" if port else "")

@@ -117,9 +117,13 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     connection a service accepts, and everyone else got 503 for as long as they liked. A body
     must now arrive within `body_timeout` seconds of its headers; one still unfinished after
     SLOW_BODY seconds counts as slow, and a client address may hold at most SLOW_BODIES_PER_CLIENT
-    slow ones: the connection of any more is closed at once. (A real client's body comes right
-    after its headers: hundreds of requests at once from one address never have a slow one,
-    so the cap counts only those, never bodies merely in flight.)
+    slow ones (in this process: per worker) before the connection of any more is closed. (Only
+    slow ones count: hundreds of requests at once from one address have their heads and bodies
+    arrive apart, but within moments; an upload over a slow link counts, and its deadline is
+    BODY_TIMEOUT.) A connection out of time is closed without an answer, as for headers: the
+    app is already waiting on the body, and the client is not reading. Left open: one address
+    opening new connections faster than these deadlines close them can still fill
+    MAX_CONNECTIONS (docs/reliability.md).
     """
 
     header_timeout = 10.0
@@ -147,7 +151,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
-        if self._has_body():
+        # A pipelined request waits behind the one before it (uvicorn stops reading until
+        # that one is answered): its body cannot come yet, so its clock does not run.
+        queued = self.cycle is not None and not self.cycle.response_complete
+        if self._has_body() and not queued:
             if self.body_timeout <= SLOW_BODY:
                 self._arm(self.body_timeout, self._too_slow)
             else:
@@ -261,12 +268,14 @@ class _ForkedWorker(multiprocessing.get_context("fork").Process):  # type: ignor
     def run(self) -> None:
         from uvicorn.supervisors.multiprocess import SIGNALS
 
-        arrange = die_with(self._supervisor)
-        if arrange is not None:
-            arrange()
         for sig in SIGNALS:
             default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
             signal.signal(sig, default)
+        # After the reset: a SIGTERM from the supervisor's death must end this process, not
+        # land in the supervisor's inherited handler, which only queues it.
+        arrange = die_with(self._supervisor)
+        if arrange is not None:
+            arrange()
         super().run()
 
 

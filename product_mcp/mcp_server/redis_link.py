@@ -35,16 +35,8 @@ class RedisLink:
         self._retry_at = 0.0
 
     def open(self) -> None:
-        # `retry_on_error`: redis-py retries a single command on a new connection when its
-        # connection was dropped, but a MULTI/EXEC pipeline (a session's record) only when
-        # told; one `CLIENT KILL` (or Redis's idle `timeout`) then left a session unrecorded
-        # for good, dying with its replica (found from outside). Both are safe to repeat.
         self.client = aioredis.Redis.from_url(
-            self.url,
-            socket_timeout=2,
-            socket_connect_timeout=1,
-            health_check_interval=15,
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            self.url, socket_timeout=2, socket_connect_timeout=1, health_check_interval=15
         )
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
+import redis.exceptions
 from mcp_types import InitializeRequestParams
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,10 +72,21 @@ class SharedSessions:
         key = self.link.key("session", session_id)
 
         async def op(r: aioredis.Redis) -> None:
-            async with r.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                pipe.expire(key, self.ttl)
-                await pipe.execute()
+            # Sent again once on a new connection if its connection was dropped (a `CLIENT
+            # KILL`, Redis's idle `timeout`): that one failure left the session unrecorded for
+            # good, dying with its replica (found from outside). Setting the same fields and
+            # expiry twice changes nothing; redis-py is not told to retry every command, as
+            # the event store's appends and the bus's PUBLISH must not run twice.
+            for attempt in (1, 2):
+                try:
+                    async with r.pipeline(transaction=True) as pipe:
+                        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                        pipe.expire(key, self.ttl)
+                        await pipe.execute()
+                    return
+                except redis.exceptions.ConnectionError:
+                    if attempt == 2:
+                        raise
 
         await self.link.run(op, None)
 

@@ -127,3 +127,27 @@ def test_a_body_sent_slowly_but_in_time_is_taken(api: Service, tmp_path: Path) -
     finally:
         s.close()
     assert answer is not None and answer.split(b" ")[1] in (b"200", b"201"), answer
+
+
+def test_a_request_queued_behind_a_stream_keeps_the_stream(api: Service) -> None:
+    """Found in review: a pipelined POST waits behind the request before it (uvicorn reads no
+    further until that one is answered), so its body cannot come yet; its clock running then
+    closed the connection, and with it the change-feed stream in front of it."""
+    s = socket.create_connection(("127.0.0.1", api.port), timeout=5)
+    try:
+        s.sendall(
+            b"GET /api/changes HTTP/1.1\r\nHost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n"
+            b"POST /api/purchase HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json"
+            b"\r\ncontent-length: 100\r\n\r\n{"
+        )
+        assert s.recv(65536).startswith(b"HTTP/1.1 200"), "the stream did not start"
+        time.sleep(BODY_TIMEOUT + 1.5)
+        s.settimeout(0.5)
+        try:
+            while s.recv(65536):  # heartbeats or events, if any: the stream is alive
+                pass
+            raise AssertionError("the stream was closed under its queued neighbour")
+        except TimeoutError:
+            pass  # open and quiet
+    finally:
+        s.close()
