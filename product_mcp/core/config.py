@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     BODY_TIMEOUT: Seconds = Field(
         30, description="seconds a client has to send a request's body, once its headers are in"
     )
+    MAX_CONNECTIONS_PER_CLIENT: int = Field(
+        256,
+        ge=1,
+        description="open connections one client address may hold (127.0.0.1 and ::1 exempt)",
+    )
     # web.py
     WEB_HOST: str = Field("127.0.0.1", description="web.py bind address")
     WEB_PORT: Port = Field(8002, description="web.py port")
@@ -216,6 +221,7 @@ class Settings(BaseSettings):
         share them)."""
         HeaderTimeoutProtocol.header_timeout = self.HEADER_TIMEOUT
         HeaderTimeoutProtocol.body_timeout = self.BODY_TIMEOUT
+        HeaderTimeoutProtocol.per_client = self.MAX_CONNECTIONS_PER_CLIENT
         return {
             "limit_concurrency": self.MAX_CONNECTIONS,
             "timeout_keep_alive": self.KEEP_ALIVE_TIMEOUT,

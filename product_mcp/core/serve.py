@@ -121,20 +121,24 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     slow ones count: hundreds of requests at once from one address have their heads and bodies
     arrive apart, but within moments; an upload over a slow link counts, and its deadline is
     BODY_TIMEOUT.) A connection out of time is closed without an answer, as for headers: the
-    app is already waiting on the body, and the client is not reading. Left open: one address
-    opening new connections faster than these deadlines close them can still fill
-    MAX_CONNECTIONS (docs/reliability.md).
+    app is already waiting on the body, and the client is not reading. And an address may hold
+    at most `per_client` open connections (MAX_CONNECTIONS_PER_CLIENT; this machine's own are
+    exempt): one opening connections faster than the deadlines close them filled
+    MAX_CONNECTIONS and locked everyone else out (found in review); more are closed at once.
     """
 
     header_timeout = 10.0
     body_timeout = 30.0
+    per_client = 256  # open connections one address may hold (LOCAL_ADDRESSES: any number)
+    # Open connections by client address, and slow bodies being received (this process's).
+    open_by_address: ClassVar[dict[str, int]] = {}
     # Called once the server starts shutting down: uvicorn waits for open responses, so an
     # app with endless streams (api.py's change feed) ends them here.
     on_shutdown: ClassVar[list[Callable[[], None]]] = []
-    # Slow bodies being received, by client address (this process's connections).
     slow_bodies: ClassVar[dict[str, int]] = {}
     _timer: asyncio.TimerHandle | None = None
     _slow_from: str | None = None  # the address this connection's slow body counts for
+    _counted: str | None = None  # the address this connection counts for in `open_by_address`
 
     def shutdown(self) -> None:
         for callback in HeaderTimeoutProtocol.on_shutdown:
@@ -143,6 +147,16 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        address = self.client[0] if self.client else None
+        if address is not None and address not in LOCAL_ADDRESSES:
+            held = self.open_by_address.get(address, 0)
+            if held >= self.per_client:
+                # One address opening connections faster than the deadlines close them
+                # could fill MAX_CONNECTIONS and lock everyone else out (found in review).
+                transport.close()
+                return
+            self.open_by_address[address] = held + 1
+            self._counted = address
         self._arm(self.header_timeout, self._too_slow)
 
     def on_message_begin(self) -> None:
@@ -167,6 +181,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._body_done()
+        address, self._counted = self._counted, None
+        if address is not None:
+            _less(self.open_by_address, address)
         super().connection_lost(exc)
 
     def _has_body(self) -> bool:
@@ -190,11 +207,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._disarm()
         address, self._slow_from = self._slow_from, None
         if address is not None:
-            left = self.slow_bodies.get(address, 1) - 1
-            if left > 0:
-                self.slow_bodies[address] = left
-            else:
-                self.slow_bodies.pop(address, None)
+            _less(self.slow_bodies, address)
 
     def _arm(self, seconds: float, then: Callable[[], None]) -> None:
         self._disarm()
@@ -212,6 +225,17 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
 SLOW_BODY = 2.0  # seconds after its headers when a body still unfinished counts as slow
 SLOW_BODIES_PER_CLIENT = 32
+# This machine: its own tools, the tests, the bench and a reverse proxy in front all connect
+# from here, often by the hundred; they are not held to MAX_CONNECTIONS_PER_CLIENT.
+LOCAL_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
+
+def _less(counts: dict[str, int], address: str) -> None:
+    left = counts.get(address, 1) - 1
+    if left > 0:
+        counts[address] = left
+    else:
+        counts.pop(address, None)
 
 
 def serve(app: Any, host: str, port: int, setting: str, banner: str = "", **options: Any) -> None:

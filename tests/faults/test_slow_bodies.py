@@ -151,3 +151,36 @@ def test_a_request_queued_behind_a_stream_keeps_the_stream(api: Service) -> None
             pass  # open and quiet
     finally:
         s.close()
+
+
+def test_one_address_cannot_hold_every_connection(tmp_path: Path) -> None:
+    """Found in review: an address opening connections faster than the header and body
+    deadlines close them filled MAX_CONNECTIONS (503 for everyone else for as long as it kept
+    on). An address may hold MAX_CONNECTIONS_PER_CLIENT; this machine's own are exempt (local
+    tools, the tests, the bench and a proxy in front all connect from 127.0.0.1)."""
+    svc = start_api(tmp_path / "shop.db", env={"MAX_CONNECTIONS_PER_CLIENT": "5"})
+    held: list[socket.socket] = []
+    try:
+        for _ in range(5):  # idle connections, as a flood's are
+            held.append(socket.create_connection(("127.0.0.1", svc.port), 5, ("127.0.0.2", 0)))
+        extra = socket.create_connection(("127.0.0.1", svc.port), 5, ("127.0.0.2", 0))
+        assert closed_within(extra, 3) == b"", "a 6th connection from one address was kept"
+        extra.close()
+        neighbour = httpx.HTTPTransport(local_address="127.0.0.3")
+        with httpx.Client(base_url=svc.url, transport=neighbour, timeout=10) as other:
+            assert other.get("/healthz").status_code == 200
+        local = [socket.create_connection(("127.0.0.1", svc.port), 5) for _ in range(8)]
+        assert httpx.get(f"{svc.url}/healthz", timeout=10).status_code == 200
+        for s in local:
+            s.close()
+        for s in held:
+            s.close()
+        held.clear()
+        time.sleep(0.3)
+        again = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=svc.url, transport=again, timeout=10) as back:
+            assert back.get("/healthz").status_code == 200  # its connections came back
+    finally:
+        for s in held:
+            s.close()
+        svc.stop()
