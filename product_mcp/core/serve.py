@@ -106,8 +106,8 @@ def bind_problem(host: str, port: int, setting: str) -> str | None:
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol plus deadlines for a request's headers and for its body, and a
-    cap on the slow bodies one client address may hold open.
+    """uvicorn's HTTP protocol plus deadlines for a request's headers and for its body, and
+    caps on the connections and the slow bodies one client address may hold open.
 
     uvicorn waits forever for headers, so 20,100 connections that never finished theirs took
     every file descriptor of main.py and new clients were reset until they left. Here a
@@ -130,11 +130,11 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 30.0
     per_client = 256  # open connections one address may hold (LOCAL_ADDRESSES: any number)
-    # Open connections by client address, and slow bodies being received (this process's).
-    open_by_address: ClassVar[dict[str, int]] = {}
     # Called once the server starts shutting down: uvicorn waits for open responses, so an
     # app with endless streams (api.py's change feed) ends them here.
     on_shutdown: ClassVar[list[Callable[[], None]]] = []
+    # This process's open connections, and slow bodies being received, by client address.
+    open_by_address: ClassVar[dict[str, int]] = {}
     slow_bodies: ClassVar[dict[str, int]] = {}
     _timer: asyncio.TimerHandle | None = None
     _slow_from: str | None = None  # the address this connection's slow body counts for
