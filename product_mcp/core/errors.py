@@ -56,7 +56,7 @@ async def validation_response(request: Any, exc: Exception) -> Any:
     from starlette.responses import JSONResponse
 
     errors = exc.errors()  # type: ignore[attr-defined]
-    sent = request.headers.get("content-type", "") if hasattr(request, "headers") else ""
+    sent = request.headers.get("content-type", "")
     if not _is_json(sent):
         # FastAPI reads a body as JSON only when it says so; any other body reached the model
         # as bytes, and the error read "Input should be a valid dictionary or object", with
