@@ -173,7 +173,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
                 self._arm(self.body_timeout, self._too_slow)
             else:
                 self._arm(SLOW_BODY, self._body_is_slow)
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not before:  # not for an upgrade
+            self.cycle.transport = OneSendHead(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._body_done()
@@ -223,6 +226,51 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+class OneSendHead:
+    """A response's transport that holds its first write (the status line and headers) until
+    the next write of the same loop turn, so head and body leave in one send.
+
+    Why: uvicorn writes the head and then the body with a send each, so every answer cost two
+    system calls and two TCP segments, and the client woke up twice to read it. Held only to the
+    end of the loop turn, so a streaming response's head is not delayed."""
+
+    __slots__ = ("_head", "_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+        self._held = False  # whether the first write has been seen
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._held = True
+            self._head = data
+            self._loop.call_soon(self._flush)
+            return
+        head, self._head = self._head, None
+        if head is None:
+            self._transport.write(data)
+        elif len(data) <= ONE_SEND_MAX:
+            self._transport.write(head + data)
+        else:
+            self._transport.write(head)
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        head, self._head = self._head, None
+        if head is not None and not self._transport.is_closing():
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+ONE_SEND_MAX = 64 * 1024  # a longer body is not copied behind its head
 SLOW_BODY = 2.0  # seconds after its headers when a body still unfinished counts as slow
 SLOW_BODIES_PER_CLIENT = 32
 # This machine: its own tools, the tests, the bench and a reverse proxy in front all connect

@@ -1,0 +1,110 @@
+"""core/serve.py's OneSendHead: every service's reply leaves in one write (status line, headers
+and body together), a streamed reply's head is not held back, and nothing is lost when the
+connection closes. Driven through the real uvicorn protocol of all three services with a
+transport that records each write, as uvicorn's own protocol tests do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from product_mcp.core.serve import ONE_SEND_MAX, HeaderTimeoutProtocol
+
+pytestmark = pytest.mark.anyio
+
+
+class Recording(asyncio.Transport):
+    """A connection's transport that keeps what was written, and when it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed_after: int | None = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        if self.closed_after is None:
+            self.closed_after = len(self.writes)
+
+    def is_closing(self) -> bool:
+        return self.closed_after is not None
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None: ...
+
+
+BIG = b"x" * (ONE_SEND_MAX + 1)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    body = BIG if path == "/big" else b"hello"
+    length = [] if path == "/stream" else [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": length})
+    if path == "/stream":  # a head, then a pause before the first chunk (an SSE reply)
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"last"})
+    else:
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _serve(*requests: bytes) -> Recording:
+    # log_config=None: the logging of the tests' process stays as it was.
+    config = uvicorn.Config(app, http=HeaderTimeoutProtocol, lifespan="off", log_config=None)
+    protocol = HeaderTimeoutProtocol(config, ServerState(), {}, asyncio.get_running_loop())
+    transport = Recording()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    for request in requests:
+        protocol.data_received(request)
+        await asyncio.sleep(0.2)
+    protocol.connection_lost(None)
+    return transport
+
+
+def _get(path: str, close: bool = False) -> bytes:
+    connection = b"Connection: close\r\n" if close else b""
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n" + connection + b"\r\n"
+
+
+async def test_a_reply_leaves_in_one_write() -> None:
+    t = await _serve(_get("/"), _get("/"))
+    assert len(t.writes) == 2  # one per reply, on a kept connection
+    for write in t.writes:
+        assert write.startswith(b"HTTP/1.1 200 OK\r\n") and write.endswith(b"\r\n\r\nhello")
+
+
+async def test_a_streamed_reply_sends_its_head_at_once() -> None:
+    t = await _serve(_get("/stream"))
+    assert t.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and t.writes[0].endswith(b"\r\n\r\n")
+    assert t.writes[1:] == [b"5\r\nfirst\r\n", b"4\r\nlast\r\n0\r\n\r\n"]
+
+
+async def test_a_long_body_is_not_copied_behind_its_head() -> None:
+    t = await _serve(_get("/big"))
+    assert len(t.writes) == 2 and t.writes[1] == BIG
+
+
+async def test_nothing_is_lost_when_the_connection_closes() -> None:
+    """`Connection: close`: uvicorn closes right after the last write."""
+    t = await _serve(_get("/", close=True))
+    assert len(t.writes) == 1 and t.writes[0].endswith(b"hello")
+    assert t.closed_after == 1
