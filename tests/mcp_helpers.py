@@ -51,6 +51,9 @@ def text_of(result: Any) -> str:
 # --- raw Streamable HTTP, for what the SDK client hides (headers, event ids, replays) --------
 
 ACCEPT = "application/json, text/event-stream"
+# A client asking for every reply as a resumable stream, even one main.py could answer at once
+# as JSON (mcp_server/quick_replies.py).
+STREAM_ACCEPT = "text/event-stream, application/json;q=0.5"
 PROTOCOL_VERSION = "2025-11-25"  # of a legacy session (the initialize handshake)
 
 

@@ -12,6 +12,7 @@ feature failing silently later. `pyproject.toml` pins `mcp` to the range the tes
 from __future__ import annotations
 
 import dis
+import importlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -97,6 +98,22 @@ def _probes() -> dict[str, Callable[[], bool]]:
         ),
         "StreamableHTTPServerTransport.idle_scope": lambda: _assigns(
             StreamableHTTPServerTransport, "idle_scope"
+        ),
+        # quick_replies.py: the SDK's SSE reply to a POST, its writer and what it cleans up.
+        "streamable_http.EventSourceResponse": lambda: hasattr(
+            importlib.import_module("mcp.server.streamable_http"), "EventSourceResponse"
+        ),
+        "StreamableHTTPServerTransport._run_sse_writer": lambda: callable(
+            StreamableHTTPServerTransport._run_sse_writer
+        ),
+        "StreamableHTTPServerTransport._sse_stream_writers": lambda: _assigns(
+            StreamableHTTPServerTransport, "_sse_stream_writers"
+        ),
+        "StreamableHTTPServerTransport._clean_up_memory_streams": lambda: callable(
+            StreamableHTTPServerTransport._clean_up_memory_streams
+        ),
+        "StreamableHTTPServerTransport._create_json_response": lambda: callable(
+            StreamableHTTPServerTransport._create_json_response
         ),
         "runner.serve_connection(connection=)": lambda: (
             "connection" in inspect.signature(serve_connection).parameters

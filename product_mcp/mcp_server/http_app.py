@@ -36,6 +36,7 @@ from product_mcp.mcp_server.middleware import (
     TrimHeaderValues,
 )
 from product_mcp.mcp_server.protocol import HANDSHAKE_GRACE_S, HandshakeRule
+from product_mcp.mcp_server.quick_replies import install_quick_replies
 from product_mcp.mcp_server.replicas import ReplicaPaths, session_minter
 from product_mcp.mcp_server.resources import live
 from product_mcp.mcp_server.server import bus, mcp
@@ -255,6 +256,7 @@ def _streamable_routes(
     and the session manager this app's /mcp uses (its own: `mcp.session_manager` is only the
     latest one built)."""
     store: Any = None
+    install_quick_replies()
     if not cfg.stateless:
         store = shared or InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
     http_app = mcp.streamable_http_app(

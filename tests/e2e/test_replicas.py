@@ -47,7 +47,14 @@ from tests.e2e.replica_harness import (
     stock,
 )
 from tests.fake_llm import Calls, FakeLLM, Reply
-from tests.mcp_helpers import open_session, rpc, session_headers, sse_events, text_of
+from tests.mcp_helpers import (
+    STREAM_ACCEPT,
+    open_session,
+    rpc,
+    session_headers,
+    sse_events,
+    text_of,
+)
 
 pytestmark = pytest.mark.anyio
 CALLS = 200  # per client
@@ -160,7 +167,8 @@ def _replay(cluster: Cluster) -> None:
     with httpx.Client(timeout=10) as http:
         url = f"{cluster.url}/mcp"
         session = open_session(http, url)
-        headers = session_headers(session)
+        # A quick answer comes as JSON unless the client prefers the (resumable) stream.
+        headers = {**session_headers(session), "Accept": STREAM_ACCEPT}
         body = rpc("tools/call", {"name": "get_product", "arguments": {"productId": 1}}, id=7)
         with http.stream("POST", url, json=body, headers=headers) as r:
             events = list(sse_events(r))

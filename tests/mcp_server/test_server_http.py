@@ -12,7 +12,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.mcp_helpers import ACCEPT, INIT, NEW_TOOLS, open_session, rpc, sse_events
+from tests.mcp_helpers import (
+    ACCEPT,
+    INIT,
+    NEW_TOOLS,
+    STREAM_ACCEPT,
+    open_session,
+    rpc,
+    sse_events,
+)
 from tests.servers import Service
 from tests.stack import Stack
 
@@ -111,7 +119,8 @@ def test_resumption_never_crosses_sessions(server: Service) -> None:
     base = {"Mcp-Protocol-Version": "2025-11-25"}
 
     def call(http: httpx.Client, sid: str, customer: str) -> list[dict[str, Any]]:
-        headers = {**base, "Accept": ACCEPT, "Mcp-Session-Id": sid}
+        # A quick answer comes as JSON unless the client prefers the (resumable) stream.
+        headers = {**base, "Accept": STREAM_ACCEPT, "Mcp-Session-Id": sid}
         body = rpc("tools/call", {"name": "get_orders", "arguments": {"customer": customer}}, 7)
         with http.stream("POST", url, json=body, headers=headers) as resp:
             return list(sse_events(resp))

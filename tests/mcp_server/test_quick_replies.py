@@ -1,0 +1,134 @@
+"""Quick replies (mcp_server/quick_replies.py): over raw Streamable HTTP, a request whose answer
+is its only message gets it as one JSON body; a request that reports progress, one that runs
+longer than QUICK_REPLY and one from a client that prefers the stream get the SSE reply as
+before, priming event first, nothing lost. Elicitation through a stream: test_confirm.py and
+tests/e2e/test_browser.py; a session ended mid-call: tests/faults/test_mcp_abuse.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from product_mcp.mcp_server.quick_replies import QUICK_REPLY, prefers_stream
+from tests.mcp_helpers import (
+    ACCEPT,
+    STREAM_ACCEPT,
+    open_session,
+    rpc,
+    session_headers,
+    sse_events,
+)
+from tests.servers import Service
+from tests.stack import Stack
+
+SLOW = 1.0  # seconds the proxy holds back /api/analytics and /api/orders answers
+assert SLOW > 3 * QUICK_REPLY
+
+
+@pytest.fixture(scope="module")
+def server(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """main.py whose analytics and order calls take SLOW seconds (the rest go at once)."""
+    with Stack(tmp_path_factory.mktemp("quick")) as s:
+        proxy = s.slow_api(api, {"/api/analytics": SLOW, "/api/orders": SLOW})
+        yield s.mcp(proxy.url)
+
+
+@pytest.fixture
+def session(server: Service) -> Iterator[tuple[httpx.Client, str, dict[str, str]]]:
+    with httpx.Client(base_url=server.url, timeout=15) as http:
+        sid = open_session(http, f"{server.url}/mcp")
+        headers = session_headers(sid)
+        yield http, sid, headers
+        http.delete("/mcp", headers=headers)
+
+
+def _post(http: httpx.Client, headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
+    with http.stream("POST", "/mcp", json=body, headers=headers) as r:
+        r.read()
+        return r
+
+
+def test_a_quick_answer_is_one_json_body(session: tuple[httpx.Client, str, dict[str, str]]) -> None:
+    http, sid, headers = session
+    for i, body in enumerate(
+        [
+            rpc("tools/call", {"name": "get_products", "arguments": {}}, id=5),
+            rpc("tools/list", {}, id=6),
+            rpc("tools/call", {"name": "get_product", "arguments": {"productId": 999}}, id=7),
+        ]
+    ):
+        r = _post(http, headers, body)
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "application/json"
+        assert r.headers["mcp-session-id"] == sid
+        answer = r.json()
+        assert answer["id"] == 5 + i and answer["jsonrpc"] == "2.0"
+    products = _post(http, headers, rpc("tools/call", {"name": "get_products"}, id=8)).json()
+    assert products["result"]["structuredContent"]["result"][0]["name"] == "Galaxy Smart Watch"
+
+
+def _stream(r: httpx.Response, request_id: int) -> list[dict[str, Any]]:
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = list(sse_events(r))
+    assert events[0]["data"] is None and events[0]["id"]  # the priming event: resumable
+    answers = [e for e in events if isinstance(e.get("data"), dict) and "id" in e["data"]]
+    assert [a["data"]["id"] for a in answers] == [request_id] and events[-1] is answers[0]
+    assert "result" in answers[0]["data"]
+    return events
+
+
+def test_progress_is_streamed_before_the_answer(
+    session: tuple[httpx.Client, str, dict[str, str]],
+) -> None:
+    http, _, headers = session
+    meta = {"progressToken": "p"}
+    params = {"name": "analyze_sales", "arguments": {"groupBy": "day"}, "_meta": meta}
+    events = _stream(_post(http, headers, rpc("tools/call", params, id=11)), 11)
+    said = [e["data"] for e in events[1:-1]]
+    progress = [m["params"]["progress"] for m in said if m["method"] == "notifications/progress"]
+    assert progress == [0, 1, 2, 3]  # every report, in order, none lost to the JSON wait
+    assert [m["method"] for m in said].count("notifications/message") == 1  # and the log line
+
+
+def test_a_slow_silent_answer_is_streamed(
+    session: tuple[httpx.Client, str, dict[str, str]],
+) -> None:
+    """No progress asked for, so nothing comes before the answer; still, the client gets the
+    stream's head (and a resumable priming event) once QUICK_REPLY has passed."""
+    http, _, headers = session
+    body = rpc("tools/call", {"name": "get_orders", "arguments": {}}, id=12)
+    events = _stream(_post(http, headers, body), 12)
+    assert len(events) == 2
+
+
+def test_a_client_that_prefers_the_stream_gets_it(
+    session: tuple[httpx.Client, str, dict[str, str]],
+) -> None:
+    http, _, headers = session
+    body = rpc("tools/call", {"name": "get_products", "arguments": {}}, id=13)
+    events = _stream(_post(http, {**headers, "Accept": STREAM_ACCEPT}, body), 13)
+    assert len(events) == 2
+
+
+@pytest.mark.parametrize(
+    ("accept", "stream"),
+    [
+        (ACCEPT, False),
+        ("text/event-stream, application/json", False),
+        (STREAM_ACCEPT, True),
+        ("application/json;q=0.1, text/event-stream;q=0.2", True),
+        ("Application/JSON; Q=0.3 , Text/Event-Stream", True),
+        ("application/json;q=0.9, text/event-stream;q=0.5", False),
+        ("application/json;q=abc, text/event-stream;q=0.5", False),  # bad q ranks as 1
+        ("application/json;q=nan, text/event-stream", False),
+        ("*/*", False),
+        ("", False),
+    ],
+)
+def test_which_clients_prefer_the_stream(accept: str, stream: bool) -> None:
+    scope = {"headers": [(b"accept", accept.encode())]}
+    assert prefers_stream(scope) is stream
