@@ -120,8 +120,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     slow ones (in this process: per worker) before the connection of any more is closed. (Only
     slow ones count: hundreds of requests at once from one address have their heads and bodies
     arrive apart, but within moments; an upload over a slow link counts, and its deadline is
-    BODY_TIMEOUT.) A connection out of time is closed without an answer, as for headers: the
-    app is already waiting on the body, and the client is not reading. And an address may hold
+    BODY_TIMEOUT.) A connection out of time is answered 408 with the reason, as nginx does, and
+    closed (silently if it never sent a byte, or if a reply to an earlier request on it is still
+    in progress: a 408 there would be read as that reply). And an address may hold
     at most `per_client` open connections (MAX_CONNECTIONS_PER_CLIENT; this machine's own are
     exempt): one opening connections faster than the deadlines close them filled
     MAX_CONNECTIONS and locked everyone else out (found in review); more are closed at once.
@@ -161,7 +162,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm(self.header_timeout, self._too_slow)
+        self._arm(self.header_timeout, self._head_too_slow)
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -170,7 +171,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         queued = self.cycle is not None and not self.cycle.response_complete
         if self._has_body() and not queued:
             if self.body_timeout <= SLOW_BODY:
-                self._arm(self.body_timeout, self._too_slow)
+                self._arm(self.body_timeout, self._body_too_slow)
             else:
                 self._arm(SLOW_BODY, self._body_is_slow)
         before = self.cycle
@@ -201,10 +202,12 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         address = self.client[0] if self.client else "?"
         slow = self.slow_bodies.get(address, 0)
         if slow >= SLOW_BODIES_PER_CLIENT:
-            return self._too_slow()  # the app sees the client leave; nothing was read whole
+            # The app sees the client leave; nothing was read whole.
+            why = f"this address is already sending {slow} request bodies slowly"
+            return self._too_slow(why if self._may_answer(True) else "")
         self.slow_bodies[address] = slow + 1
         self._slow_from = address
-        self._arm(self.body_timeout - SLOW_BODY, self._too_slow)
+        self._arm(self.body_timeout - SLOW_BODY, self._body_too_slow)
 
     def _body_done(self) -> None:
         self._disarm()
@@ -221,9 +224,33 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self._timer.cancel()
             self._timer = None
 
-    def _too_slow(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.close()
+    def _head_too_slow(self) -> None:
+        why = f"the request's headers did not all arrive within {self.header_timeout:g} s"
+        self._too_slow(why if self._may_answer(False) else "")
+
+    def _body_too_slow(self) -> None:
+        why = f"the request's body did not all arrive within {self.body_timeout:g} s"
+        self._too_slow(why if self._may_answer(True) else "")
+
+    def _may_answer(self, body: bool) -> bool:
+        """Whether a 408 would be this connection's next reply: for a body, its own request's
+        reply has not begun; for headers, no reply is in progress (one to a request before,
+        still being worked on or streamed, would be cut off, not answered out of turn)."""
+        if body:
+            return self.cycle is not None and not self.cycle.response_started
+        return self.cycle is None or self.cycle.response_complete
+
+    def _too_slow(self, why: str = "") -> None:
+        """Close the connection; with a 408 saying `why` if one is given (as nginx answers
+        requests whose head or body is late), so the client learns what happened."""
+        if self.transport.is_closing():
+            return
+        if why:
+            text = f"408 Request Timeout: {why}.\n".encode()
+            head = "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            head += f"connection: close\r\ncontent-length: {len(text)}\r\n\r\n"
+            self.transport.write(head.encode("latin-1") + text)
+        self.transport.close()
 
 
 class OneSendHead:

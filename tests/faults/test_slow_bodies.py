@@ -25,7 +25,8 @@ from product_mcp.core.serve import SLOW_BODIES_PER_CLIENT, SLOW_BODY
 from tests.servers import Service, free_port, start, start_api, start_mcp
 
 BODY_TIMEOUT = 5.0
-FAST = {"BODY_TIMEOUT": str(BODY_TIMEOUT)}
+HEADER_TIMEOUT = 2.0
+FAST = {"BODY_TIMEOUT": str(BODY_TIMEOUT), "HEADER_TIMEOUT": str(HEADER_TIMEOUT)}
 
 
 def slow_body(port: int, path: str, address: str = "127.0.0.1") -> socket.socket:
@@ -78,9 +79,37 @@ def test_a_body_that_never_comes_is_given_up(services: dict) -> None:
     try:
         for name, s in slow.items():
             left = started + BODY_TIMEOUT + 4 - time.monotonic()
-            assert closed_within(s, left) is not None, f"{name} kept a 99-bytes-short body open"
+            said = closed_within(s, left)
+            assert said is not None, f"{name} kept a 99-bytes-short body open"
+            # Answered in words before the close, as nginx does (found: a bare close).
+            assert said.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), (name, said)
+            assert said.endswith(b"the request's body did not all arrive within 5 s.\n"), said
     finally:
         for s in slow.values():
+            s.close()
+
+
+def test_late_headers_are_answered_and_a_silent_connection_is_closed(api: Service) -> None:
+    """A request whose head stops half-way gets a 408 naming what was late (found: a bare
+    close, which clients report as "connection reset"); a connection that never sent a byte,
+    and one idle after its answer, are just closed (there is nothing to answer)."""
+    half = socket.create_connection(("127.0.0.1", api.port), timeout=5)
+    half.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line
+    silent = socket.create_connection(("127.0.0.1", api.port), timeout=5)
+    answered = socket.create_connection(("127.0.0.1", api.port), timeout=5)
+    answered.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = answered.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    answered.sendall(b"GET /heal")  # the next request's head, cut short
+    try:
+        said = closed_within(half, HEADER_TIMEOUT + 4)
+        assert said is not None and said.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), said
+        assert said.endswith(b"the request's headers did not all arrive within 2 s.\n")
+        said = closed_within(answered, HEADER_TIMEOUT + 4)
+        assert said is not None and said.startswith(b"HTTP/1.1 408 "), said
+        assert closed_within(silent, HEADER_TIMEOUT + 4) == b""
+    finally:
+        for s in (half, silent, answered):
             s.close()
 
 
@@ -100,8 +129,10 @@ def test_one_client_cannot_hold_every_connection_with_slow_bodies(api: Service) 
         # BODY_TIMEOUT.
         extra = slow_body(api.port, "/api/purchase")
         started = time.monotonic()
-        assert closed_within(extra, BODY_TIMEOUT - 1) is not None
+        said = closed_within(extra, BODY_TIMEOUT - 1)
         assert time.monotonic() - started < BODY_TIMEOUT - 1
+        assert said is not None and said.startswith(b"HTTP/1.1 408 "), said
+        assert f"already sending {SLOW_BODIES_PER_CLIENT} request bodies slowly".encode() in said
         extra.close()
         # The held ones are given up at BODY_TIMEOUT.
         for s in held:
