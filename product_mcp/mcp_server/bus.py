@@ -15,6 +15,10 @@ and already tells its own listeners, so it uses `publish_here` (this process onl
 so a stream that subscribes mid-burst gets all of a flush or none of it). While Redis is down
 (redis_link.py says so once) a published event reaches this replica only: pub/sub keeps no
 history, and a listen stream has no replay (clients re-read after reconnecting).
+
+The same channel carries one message of another kind: "session S was taken" (restored or
+deleted by the replica that sends it), on which every other replica drops its own copy of S
+(shared_sessions.py), so a session is never served, nor its notifications written, twice.
 """
 
 from __future__ import annotations
@@ -60,20 +64,32 @@ class FeedListChanged(ResourcesListChanged):
     seq: int | None = None
 
 
-def encode(origin: str, event: ServerEvent) -> str:
+@dataclass(frozen=True)
+class SessionTaken:
+    """Not a server event: a replica restored or deleted a legacy session, so every other
+    replica drops its copy of it (shared_sessions.py)."""
+
+    session_id: str
+
+
+def encode(origin: str, event: ServerEvent | SessionTaken) -> str:
+    if isinstance(event, SessionTaken):
+        return json.dumps({"o": origin, "k": "taken", "s": event.session_id})
     if isinstance(event, ResourceUpdated):
         return json.dumps({"o": origin, "k": "updated", "uri": event.uri})
     kind = next(k for k, t in _KINDS.items() if isinstance(event, t))
     return json.dumps({"o": origin, "k": kind})
 
 
-def decode(data: bytes | str) -> tuple[str, ServerEvent]:
+def decode(data: bytes | str) -> tuple[str, ServerEvent | SessionTaken]:
     """(origin, event) of a channel message; ValueError if it is not one of ours."""
     try:
         message = json.loads(data)
         origin, kind = message["o"], message["k"]
         if kind == "updated" and isinstance(message["uri"], str):
             return str(origin), ResourceUpdated(uri=message["uri"])
+        if kind == "taken" and isinstance(message["s"], str):
+            return str(origin), SessionTaken(message["s"])
         return str(origin), _KINDS[kind]()
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"not a bus message: {data[:200]!r}") from e
@@ -86,6 +102,7 @@ class ShopBus:
         # Keyed by a token, as the SDK's bus does: one callable may subscribe twice.
         self._listeners: dict[object, Callable[[ServerEvent], None]] = {}
         self._bridges: list[Callable[[ServerEvent], None]] = []
+        self._taken: list[Callable[[str], None]] = []
         self.origin = uuid.uuid4().hex  # this process, in its channel messages
         self.link: RedisLink | None = None
         self.relayed = 0  # events received from other replicas (tests read it)
@@ -136,6 +153,18 @@ class ShopBus:
 
     # --- across replicas --------------------------------------------------------------------
 
+    async def session_taken(self, session_id: str) -> None:
+        """Tell the other replicas that `session_id` is served here now, or was deleted here:
+        they drop their copies (`on_session_taken`). Lost while Redis is down, like events."""
+        link = self.link
+        if link is not None:
+            message = encode(self.origin, SessionTaken(session_id))
+            await link.run(lambda r: r.publish(self.channel, message), 0)
+
+    def on_session_taken(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(session_id)` when another replica has taken a session."""
+        self._taken.append(callback)
+
     def attach(self, link: RedisLink) -> bool:
         """Share events through `link` (False if already sharing: a second app built in the
         same process leaves it alone)."""
@@ -180,9 +209,14 @@ class ShopBus:
         except ValueError as e:
             log.warning("%s", e)
             return
-        if origin != self.origin:  # our own: delivered when published
-            self.relayed += 1
-            self._deliver([event], bridged=True)
+        if origin == self.origin:  # our own: delivered when published
+            return
+        if isinstance(event, SessionTaken):
+            for callback in self._taken:
+                callback(event.session_id)
+            return
+        self.relayed += 1
+        self._deliver([event], bridged=True)
 
 
 async def _close(pubsub: Any) -> None:

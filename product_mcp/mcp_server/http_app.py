@@ -246,6 +246,7 @@ def _sharing(
         registry=registry,
         manager=lambda: manager,
         subscribers=live.subscribers,
+        bus=bus,
     )
 
 

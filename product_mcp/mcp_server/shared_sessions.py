@@ -13,12 +13,20 @@ handshake done, its subscriptions back with this process's feed follower:
 `mcp_compat.restore_session`) instead of the SDK's 404. A DELETE removes it (and its replay
 events, redis_events.py).
 
+One copy at a time: a replica that restores or deletes a session says so on the replicas'
+Redis channel (bus.py), and any other replica holding a copy closes it once its running
+requests are done. Before, a session restored on r1 while its home r2 was down was restored
+again on r2 once r2 was back, and both copies wrote its notifications to the shared replay
+log (a resuming subscriber got one change twice); a DELETE answered by r2 left r1's copy
+serving (found from outside in session 13).
+
 Redis down (redis_link.py): sessions this process holds, new sessions and the stateless
 protocol work as before; only restoring another replica's session fails (404).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -33,6 +41,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from product_mcp.core import mcp_compat
+from product_mcp.mcp_server.bus import ShopBus
 from product_mcp.mcp_server.guard import _header, _parse, read_message
 from product_mcp.mcp_server.live import Subscribers
 from product_mcp.mcp_server.redis_events import RedisEventStore
@@ -42,6 +51,7 @@ from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening
 
 log = logging.getLogger("mcp.shared")
 MAX_CLIENT_PARAMS = 64 * 1024  # bytes of `initialize` params kept for a session
+DROP_WAIT = 30.0  # seconds a copy another replica took may finish its running requests
 SUB = "sub:"  # a record's field per subscribed URI: `sub:<uri>`; `subs` counts them
 # Add a URI to a recorded session (-1: no record; 0: at the limit; 1: recorded).
 _SUBSCRIBE = """
@@ -177,9 +187,14 @@ class SessionSharing:
         registry: SessionRegistry | None,
         manager: Callable[[], Any],
         subscribers: Subscribers | None = None,
+        bus: ShopBus | None = None,
     ) -> None:
         self.app = app
         self.subscribers = subscribers
+        self.bus = bus
+        self._dropping: set[asyncio.Task[None]] = set()
+        if bus is not None:
+            bus.on_session_taken(self._taken_elsewhere)
         self.shared = sessions
         self.events = events
         self.registry = registry
@@ -245,6 +260,32 @@ class SessionSharing:
         await self.shared.delete(session_id)
         if self.events is not None:
             await self.events.delete(session_id)
+        if self.bus is not None:
+            await self.bus.session_taken(session_id)
+
+    def _taken_elsewhere(self, session_id: str) -> None:
+        if mcp_compat.holds_session(self.manager(), session_id):
+            task = asyncio.get_running_loop().create_task(self._drop_copy(session_id))
+            self._dropping.add(task)
+            task.add_done_callback(self._dropping.discard)
+
+    async def _drop_copy(self, session_id: str) -> None:
+        """Close this process's copy of a session another replica took, once the requests
+        it is serving are answered (at most DROP_WAIT seconds)."""
+        info = self.registry.get(session_id) if self.registry is not None else None
+        deadline = time.monotonic() + DROP_WAIT
+        # Polled: `busy` is the guard's counter, kept on every request; this wait is rare.
+        while info is not None and info.busy and time.monotonic() < deadline:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+        manager = self.manager()
+        if not mcp_compat.holds_session(manager, session_id):
+            return
+        log.info("session %s is served by another replica now: closed here", session_id[:12])
+        self._touched.pop(session_id, None)
+        if self.registry is not None:
+            await self.registry.close(session_id)
+        else:
+            await mcp_compat.close_session(manager, session_id)
 
     async def _touch(self, session_id: str) -> None:
         """Keep the record alive while the session is used (at most every ttl/10 s)."""
@@ -284,6 +325,8 @@ class SessionSharing:
                 if ok:
                     self._touched[session_id] = time.monotonic()
                     await self.shared.touch(session_id)
+                    if self.bus is not None:
+                        await self.bus.session_taken(session_id)  # others drop their copies
                     log.info(
                         "session %s restored from Redis in %.1f ms",
                         session_id[:12],

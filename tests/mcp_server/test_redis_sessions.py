@@ -62,6 +62,44 @@ def test_sessions_survive_a_restart_of_main_py(tmp_path: Path, prefix: str) -> N
         api.stop()
 
 
+def _wait_for(text: str, svc: Service, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while text not in svc.log():
+        assert time.monotonic() < deadline, f"{text!r} not in the log: {svc.log()[-1500:]}"
+        time.sleep(0.05)
+
+
+def test_one_session_is_served_by_one_replica_at_a_time(tmp_path: Path, prefix: str) -> None:
+    """A session used through another replica moves there: the replica that held it closes its
+    copy, so a DELETE through either ends it everywhere (found from outside: two copies, both
+    writing its notifications, and a deleted session still served by the other)."""
+    api = start_api(tmp_path / "shop.db")
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
+    a1 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "a1"})
+    a2 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "a2"})
+    moved = "is served by another replica now: closed here"
+    try:
+        with httpx.Client(timeout=10) as http:
+            session = open_session(http, f"{a1.url}/mcp")
+            assert answered(call(http, a2.url, session, 2))  # a2 restores it ...
+            _wait_for(moved, a1)  # ... and a1 closes its copy
+            assert answered(call(http, a1.url, session, 3))  # back on a1: restored again
+            _wait_for(moved, a2)
+            assert a1.log().count("restored from Redis") == 1
+            # Deleted through a2, which does not hold it now: a1's copy ends too.
+            headers = {**HEADERS, "Mcp-Session-Id": session}
+            assert http.delete(f"{a2.url}/mcp", headers=headers).status_code == 200
+            deadline = time.monotonic() + 10
+            while (status := call(http, a1.url, session, 4).status_code) != 404:
+                assert time.monotonic() < deadline, f"a1 still serves a deleted session: {status}"
+                time.sleep(0.05)
+            assert call(http, a2.url, session, 5).status_code == 404
+    finally:
+        a1.stop()
+        a2.stop()
+        api.stop()
+
+
 class RedisServer:
     """A redis-server of our own (no persistence) that a test may stop and start again."""
 
