@@ -259,7 +259,11 @@ class OneSendHead:
 
     Why: uvicorn writes the head and then the body with a send each, so every answer cost two
     system calls and two TCP segments, and the client woke up twice to read it. Held only to the
-    end of the loop turn, so a streaming response's head is not delayed."""
+    end of the loop turn, so a streaming response's head is not delayed. A `100 Continue` goes
+    out at once and is not taken for the head. Writes once the connection is closing are
+    dropped: uvicorn marks only a connection's last request as disconnected, so a stream with a
+    request pipelined behind it kept writing to the closed connection, and uvloop raised
+    (a traceback in the log at every heartbeat; found from outside)."""
 
     __slots__ = ("_head", "_held", "_loop", "_transport")
 
@@ -270,7 +274,11 @@ class OneSendHead:
         self._held = False  # whether the first write has been seen
 
     def write(self, data: bytes) -> None:
+        if self._transport.is_closing():
+            return
         if not self._held:
+            if data.startswith(b"HTTP/1.1 100 "):
+                return self._transport.write(data)
             self._held = True
             self._head = data
             self._loop.call_soon(self._flush)

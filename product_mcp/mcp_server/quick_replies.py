@@ -22,6 +22,7 @@ wants every reply as a resumable stream says so in its Accept header, by giving
 
 from __future__ import annotations
 
+import re
 from contextlib import suppress
 from functools import partial
 from typing import Any
@@ -38,6 +39,8 @@ from starlette.types import Receive, Scope, Send
 # for the head of a stream that will report progress later.
 QUICK_REPLY = 0.2
 ENDED = (anyio.EndOfStream, anyio.ClosedResourceError)
+SSE, JSON = "text/event-stream", "application/json"
+_QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")  # RFC 9110's qvalue
 
 
 class _PutBack:
@@ -109,18 +112,34 @@ class QuickReply:
 
 
 def prefers_stream(scope: Scope) -> bool:
-    """Whether the client's Accept header ranks `text/event-stream` above `application/json`."""
+    """Whether the client's Accept header ranks `text/event-stream` above `application/json`.
+
+    As RFC 9110 (12.5.1) reads it: each type's quality is the q of the most specific range
+    that matches it (the type itself, then `text/*` or `application/*`, then `*/*`; the highest
+    if one range is given twice), 0 if none does; a q-value that is not one is taken as 1."""
     accept = b",".join(v for k, v in scope["headers"] if k == b"accept").decode("latin-1")
-    ranks = {"application/json": 1.0, "text/event-stream": 1.0}
+    best: dict[str, tuple[int, float]] = {}  # media type: (how specific its range, q)
     for part in accept.lower().split(","):
-        kind, *params = (p.strip() for p in part.split(";"))
-        if kind in ranks:
-            for param in params:
-                name, _, value = param.partition("=")
-                if name.strip() == "q":
-                    with suppress(ValueError):  # a bad q-value ranks as 1
-                        ranks[kind] = float(value)
-    return ranks["text/event-stream"] > ranks["application/json"]
+        media_range, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q" and _QVALUE.fullmatch(value.strip()):
+                q = float(value)
+        for media_type in (SSE, JSON):
+            fit = _fit(media_range, media_type)
+            if fit is not None and (fit, q) > best.get(media_type, (-1, 0.0)):
+                best[media_type] = (fit, q)
+    return best.get(SSE, (0, 0.0))[1] > best.get(JSON, (0, 0.0))[1]
+
+
+def _fit(media_range: str, media_type: str) -> int | None:
+    """How specifically `media_range` matches `media_type` (2: itself ... 0: `*/*`)."""
+    if media_range == media_type:
+        return 2
+    if media_range == media_type.split("/")[0] + "/*":
+        return 1
+    return 0 if media_range == "*/*" else None
 
 
 def _reply(

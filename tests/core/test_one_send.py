@@ -32,6 +32,8 @@ class Recording(asyncio.Transport):
         )
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.closed_after is not None:  # as uvloop does
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
         self.writes.append(bytes(data))
 
     def close(self) -> None:
@@ -54,6 +56,8 @@ BIG = b"x" * (ONE_SEND_MAX + 1)
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
+    if scope["method"] == "POST":
+        await receive()  # reading the body is what makes uvicorn send `100 Continue`
     path = scope["path"]
     body = BIG if path == "/big" else b"hello"
     length = [] if path == "/stream" else [(b"content-length", str(len(body)).encode())]
@@ -67,7 +71,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": body})
 
 
-async def _serve(*requests: bytes) -> Recording:
+async def _serve(*requests: bytes, hang_up_after: float | None = None) -> Recording:
     # log_config=None: the logging of the tests' process stays as it was.
     config = uvicorn.Config(app, http=HeaderTimeoutProtocol, lifespan="off", log_config=None)
     protocol = HeaderTimeoutProtocol(config, ServerState(), {}, asyncio.get_running_loop())
@@ -75,6 +79,12 @@ async def _serve(*requests: bytes) -> Recording:
     protocol.connection_made(transport)  # type: ignore[arg-type]
     for request in requests:
         protocol.data_received(request)
+        if hang_up_after is None:
+            await asyncio.sleep(0.2)
+    if hang_up_after is not None:  # the client leaves while a reply is being streamed
+        await asyncio.sleep(hang_up_after)
+        transport.close()
+        protocol.connection_lost(None)
         await asyncio.sleep(0.2)
     protocol.connection_lost(None)
     return transport
@@ -108,3 +118,19 @@ async def test_nothing_is_lost_when_the_connection_closes() -> None:
     t = await _serve(_get("/", close=True))
     assert len(t.writes) == 1 and t.writes[0].endswith(b"hello")
     assert t.closed_after == 1
+
+
+async def test_a_100_continue_is_not_taken_for_the_head() -> None:
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\ncontent-length: 2\r\n\r\n{}"
+    t = await _serve(request)
+    assert t.writes[0] == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert len(t.writes) == 2 and t.writes[1].endswith(b"\r\n\r\nhello")
+
+
+async def test_a_stream_the_client_left_stops_writing(caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn marks only the last request of a connection as gone: a stream with a request
+    pipelined behind it kept writing to the closed connection, and uvloop raised."""
+    t = await _serve(_get("/stream"), _get("/"), hang_up_after=0.02)
+    assert t.writes and t.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"first" not in b"".join(t.writes)
+    assert "Exception in ASGI application" not in caplog.text

@@ -124,7 +124,20 @@ def test_a_client_that_prefers_the_stream_gets_it(
         ("Application/JSON; Q=0.3 , Text/Event-Stream", True),
         ("application/json;q=0.9, text/event-stream;q=0.5", False),
         ("application/json;q=abc, text/event-stream;q=0.5", False),  # bad q ranks as 1
+        ("application/json;q=2, text/event-stream;q=0.5", False),
+        ("application/json;q=-1, text/event-stream;q=0.5", False),
+        ("application/json;q=1e400, text/event-stream;q=0.5", False),
         ("application/json;q=nan, text/event-stream", False),
+        # Wildcards rank a type as the most specific range that names it (found from outside:
+        # `application/*;q=0.1` was taken as JSON at q=1).
+        ("text/event-stream, application/*;q=0.1", True),
+        ("text/event-stream, */*;q=0.1", True),
+        ("application/json, text/*;q=0.5", False),
+        ("application/json;q=0.5, text/*", True),
+        ("application/json;q=0.5, */*;q=0.9", True),  # JSON named at 0.5, the stream 0.9
+        ("text/event-stream;q=0.4, */*;q=0.9", False),  # the stream named at 0.4, JSON 0.9
+        # One range twice: its higher q (found: the last one counted).
+        ("application/json;q=0.5, text/event-stream;q=1, text/event-stream;q=0.1", True),
         ("*/*", False),
         ("", False),
     ],
