@@ -103,8 +103,9 @@ def _probes() -> dict[str, Callable[[], bool]]:
         "streamable_http.EventSourceResponse": lambda: hasattr(
             importlib.import_module("mcp.server.streamable_http"), "EventSourceResponse"
         ),
-        "StreamableHTTPServerTransport._run_sse_writer": lambda: callable(
-            StreamableHTTPServerTransport._run_sse_writer
+        "StreamableHTTPServerTransport._run_sse_writer": lambda: (
+            list(inspect.signature(StreamableHTTPServerTransport._run_sse_writer).parameters)
+            == ["self", "request_id", "sse_stream_writer", "request_stream_reader", "priming_event"]
         ),
         "StreamableHTTPServerTransport._sse_stream_writers": lambda: _assigns(
             StreamableHTTPServerTransport, "_sse_stream_writers"
@@ -246,6 +247,11 @@ def mint_session_ids(manager: Any, mint: Callable[[], str | None]) -> None:
 
     manager._admit_session = admitted
     manager._product_mcp_mints = True
+
+
+def session_transport(manager: Any, session_id: str) -> Any:
+    """The transport serving the Streamable HTTP session `session_id` here, or None."""
+    return manager._server_instances.get(session_id)
 
 
 def holds_session(manager: Any, session_id: str) -> bool:

@@ -120,7 +120,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     slow ones (in this process: per worker) before the connection of any more is closed. (Only
     slow ones count: hundreds of requests at once from one address have their heads and bodies
     arrive apart, but within moments; an upload over a slow link counts, and its deadline is
-    BODY_TIMEOUT.) A connection out of time is answered 408 with the reason, as nginx does, and
+    BODY_TIMEOUT.) A connection out of time is answered 408 with the reason (RFC 9110 15.5.9), and
     closed (silently if it never sent a byte, or if a reply to an earlier request on it is still
     in progress: a 408 there would be read as that reply). And an address may hold
     at most `per_client` open connections (MAX_CONNECTIONS_PER_CLIENT; this machine's own are
@@ -147,6 +147,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().shutdown()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._running: list[Any] = []  # replies in progress with a request queued behind them
         super().connection_made(transport)
         address = self.client[0] if self.client else None
         if address is not None and address not in LOCAL_ADDRESSES:
@@ -178,17 +179,26 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not before:  # not for an upgrade
             self.cycle.transport = OneSendHead(self.transport, self.loop)  # type: ignore[assignment]
-
-    def on_message_complete(self) -> None:
-        self._body_done()
-        super().on_message_complete()
+            if before is not None and not before.response_complete:
+                self._running.append(before)  # a reply still going, with this one queued
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # uvicorn tells only the connection's last request that its client left: a reply still
+        # streaming in front of a pipelined request wrote on forever (found from outside).
+        for cycle in self._running:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self._running = []
         self._body_done()
         address, self._counted = self._counted, None
         if address is not None:
             _less(self.open_by_address, address)
         super().connection_lost(exc)
+
+    def on_message_complete(self) -> None:
+        self._body_done()
+        super().on_message_complete()
 
     def _has_body(self) -> bool:
         for name, value in self.headers:
@@ -241,8 +251,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         return self.cycle is None or self.cycle.response_complete
 
     def _too_slow(self, why: str = "") -> None:
-        """Close the connection; with a 408 saying `why` if one is given (as nginx answers
-        requests whose head or body is late), so the client learns what happened."""
+        """Close the connection; with a 408 saying `why` if one is given, so a client that
+        reads before it writes again learns what happened (one still sending may see only the
+        connection reset, as before; nginx closes without a word)."""
         if self.transport.is_closing():
             return
         if why:

@@ -161,9 +161,11 @@ class ShopBus:
             message = encode(self.origin, SessionTaken(session_id))
             await link.run(lambda r: r.publish(self.channel, message), 0)
 
-    def on_session_taken(self, callback: Callable[[str], None]) -> None:
-        """Call `callback(session_id)` when another replica has taken a session."""
+    def on_session_taken(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(session_id)` when another replica has taken a session; returns the
+        call that stops it."""
         self._taken.append(callback)
+        return lambda: self._taken.remove(callback) if callback in self._taken else None
 
     def attach(self, link: RedisLink) -> bool:
         """Share events through `link` (False if already sharing: a second app built in the
@@ -212,8 +214,11 @@ class ShopBus:
         if origin == self.origin:  # our own: delivered when published
             return
         if isinstance(event, SessionTaken):
-            for callback in self._taken:
-                callback(event.session_id)
+            for callback in list(self._taken):
+                try:
+                    callback(event.session_id)
+                except Exception:  # as in _deliver: one bad callback must not stop the relay
+                    log.exception("session-taken callback raised; continuing")
             return
         self.relayed += 1
         self._deliver([event], bridged=True)

@@ -23,7 +23,6 @@ wants every reply as a resumable stream says so in its Accept header, by giving
 from __future__ import annotations
 
 import re
-from contextlib import suppress
 from functools import partial
 from typing import Any
 
@@ -82,11 +81,13 @@ class QuickReply:
         transport = self.sender.func.__self__
         request_id, sse_writer, events, priming = self.sender.args
         first: EventMessage | None = None
+        ended = False
         if not prefers_stream(scope):
             try:
-                # Ended unanswered (the session closed): the stream says so, as before.
-                with anyio.move_on_after(QUICK_REPLY), suppress(*ENDED):
+                with anyio.move_on_after(QUICK_REPLY):
                     first = await events.receive()
+            except ENDED:
+                ended = True
             except BaseException:  # cancelled while waiting: no writer will clean up after it
                 with anyio.CancelScope(shield=True):
                     await self._done(transport, request_id, sse_writer)
@@ -95,6 +96,16 @@ class QuickReply:
             await self._done(transport, request_id, sse_writer)
             await transport._create_json_response(first.message)(scope, receive, send)
             return
+        if ended:
+            # Unanswered yet ended (the session closed, or the tool closed its stream to be
+            # polled): as the SDK's stream would, the priming event alone, to resume from.
+            await self._done(transport, request_id, sse_writer)
+            primed, content = anyio.create_memory_object_stream[Any](1)
+            if priming is not None:
+                primed.send_nowait(priming)
+            primed.close()
+            stream = EventSourceResponse(content=content, headers=self.headers, **self.options)
+            return await stream(scope, receive, send)
         if first is not None:
             events = _PutBack(first, events)
         writer = partial(self.sender.func, request_id, sse_writer, events, priming)

@@ -264,21 +264,27 @@ class SessionSharing:
             await self.bus.session_taken(session_id)
 
     def _taken_elsewhere(self, session_id: str) -> None:
-        if mcp_compat.holds_session(self.manager(), session_id):
-            task = asyncio.get_running_loop().create_task(self._drop_copy(session_id))
+        copy = mcp_compat.session_transport(self.manager(), session_id)
+        if copy is not None:
+            task = asyncio.get_running_loop().create_task(self._drop_copy(session_id, copy))
             self._dropping.add(task)
             task.add_done_callback(self._dropping.discard)
 
-    async def _drop_copy(self, session_id: str) -> None:
+    async def _drop_copy(self, session_id: str, copy: Any) -> None:
         """Close this process's copy of a session another replica took, once the requests
-        it is serving are answered (at most DROP_WAIT seconds)."""
+        it is serving are answered. One still busy after DROP_WAIT seconds is left to end at
+        the idle timeout: closing it would answer its running calls "session ended", and
+        their clients would start new sessions that are not needed."""
         info = self.registry.get(session_id) if self.registry is not None else None
         deadline = time.monotonic() + DROP_WAIT
         # Polled: `busy` is the guard's counter, kept on every request; this wait is rare.
         while info is not None and info.busy and time.monotonic() < deadline:  # noqa: ASYNC110
             await anyio.sleep(0.05)
         manager = self.manager()
-        if not mcp_compat.holds_session(manager, session_id):
+        if mcp_compat.session_transport(manager, session_id) is not copy:
+            return  # closed meanwhile, or restored here again since: that copy is current
+        if info is not None and info.busy:
+            log.warning("session %s moved to another replica; busy here, left", session_id[:12])
             return
         log.info("session %s is served by another replica now: closed here", session_id[:12])
         self._touched.pop(session_id, None)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from starlette.responses import StreamingResponse
 from uvicorn.server import ServerState
 
 from product_mcp.core.serve import ONE_SEND_MAX, HeaderTimeoutProtocol
@@ -59,6 +60,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["method"] == "POST":
         await receive()  # reading the body is what makes uvicorn send `100 Continue`
     path = scope["path"]
+    if path == "/forever":  # an endless stream that stops when its client leaves (as SSE does)
+        return await StreamingResponse(_forever())(scope, receive, send)
     body = BIG if path == "/big" else b"hello"
     length = [] if path == "/stream" else [(b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": length})
@@ -69,6 +72,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"last"})
     else:
         await send({"type": "http.response.body", "body": body})
+
+
+FOREVER_ENDED: list[bool] = []
+
+
+async def _forever() -> Any:
+    try:
+        while True:
+            yield b"tick"
+            await asyncio.sleep(0.01)
+    finally:
+        FOREVER_ENDED.append(True)
 
 
 async def _serve(*requests: bytes, hang_up_after: float | None = None) -> Recording:
@@ -134,3 +149,18 @@ async def test_a_stream_the_client_left_stops_writing(caplog: pytest.LogCaptureF
     assert t.writes and t.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"first" not in b"".join(t.writes)
     assert "Exception in ASGI application" not in caplog.text
+
+
+async def test_an_endless_stream_ends_when_its_client_leaves() -> None:
+    """...and an endless one never ended (found in review): it is told its client left."""
+    FOREVER_ENDED.clear()
+    await _serve(_get("/forever"), _get("/"), hang_up_after=0.05)
+    assert FOREVER_ENDED == [True]
+
+
+async def test_a_head_held_when_the_connection_closes_still_goes_out() -> None:
+    """A HEAD reply is a head alone, and `Connection: close` closes right after it."""
+    request = b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    t = await _serve(request)
+    assert len(t.writes) == 1 and t.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert t.writes[0].endswith(b"\r\n\r\n") and t.closed_after == 1

@@ -8,12 +8,15 @@ tests/e2e/test_browser.py; a session ended mid-call: tests/faults/test_mcp_abuse
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+from mcp.server.streamable_http import EventMessage, StreamableHTTPServerTransport
 
-from product_mcp.mcp_server.quick_replies import QUICK_REPLY, prefers_stream
+from product_mcp.mcp_server.quick_replies import QUICK_REPLY, QuickReply, prefers_stream
 from tests.mcp_helpers import (
     ACCEPT,
     STREAM_ACCEPT,
@@ -145,3 +148,43 @@ def test_a_client_that_prefers_the_stream_gets_it(
 def test_which_clients_prefer_the_stream(accept: str, stream: bool) -> None:
     scope = {"headers": [(b"accept", accept.encode())]}
     assert prefers_stream(scope) is stream
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_stream_closed_during_the_wait_still_gives_its_priming_event(
+    anyio_backend: str,
+) -> None:
+    """A tool may close its request's stream to be polled (`ctx.close_sse_stream()`); ended
+    within QUICK_REPLY, the reply is the priming event alone, which the client resumes from
+    (found in review: an empty stream, nothing to resume from), and nothing is left behind."""
+    transport = StreamableHTTPServerTransport(mcp_session_id="s")
+    rid = "7"
+    writer, content = anyio.create_memory_object_stream[Any](0)
+    transport._sse_stream_writers[rid] = writer
+    transport._request_streams[rid] = anyio.create_memory_object_stream[EventMessage](10)
+    priming = {"id": "s/7-prime", "data": "", "retry": 1000}
+    events = transport._request_streams[rid][1]
+    sender = partial(transport._run_sse_writer, rid, writer, events, priming)
+    reply = QuickReply(sender, content, {"Content-Type": "text/event-stream"}, {})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def close_soon() -> None:
+        await anyio.sleep(QUICK_REPLY / 4)
+        transport.close_sse_stream(rid)
+
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": [(b"accept", b"*/*")]}
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_soon)
+            await reply(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert b"id: s/7-prime" in body and b"retry: 1000" in body
+    assert rid not in transport._request_streams and rid not in transport._sse_stream_writers
