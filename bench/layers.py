@@ -17,7 +17,7 @@ from bench.stats import pct
 LLM_MESSAGE = "bench: what do you sell?"  # the message bench/llm.py has a script for
 VARIANTS = [  # key, label, client kind, server
     ("mcp_modern", "MCP 2026-07-28 (no session), /mcp", "modern", "mcp"),
-    ("mcp_legacy", "MCP 2025-11-25 session, /mcp (SSE replies)", "legacy", "mcp"),
+    ("mcp_legacy", "MCP 2025-11-25 session, /mcp (quick replies in JSON)", "legacy", "mcp"),
     ("mcp_sse", "MCP over SSE transport, /sse", "sse", "mcp"),
     ("mcp_json_legacy", "MCP session, --json-response", "legacy", "json"),
     ("mcp_json_modern", "MCP 2026-07-28, --json-response", "modern", "json"),
