@@ -180,7 +180,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         if self.cycle is not None and self.cycle is not before:  # not for an upgrade
             self.cycle.transport = OneSendHead(self.transport, self.loop)  # type: ignore[assignment]
             if before is not None and not before.response_complete:
-                self._running.append(before)  # a reply still going, with this one queued
+                # A reply still going, with this one queued (those since answered dropped).
+                self._running = [c for c in self._running if not c.response_complete]
+                self._running.append(before)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # uvicorn tells only the connection's last request that its client left: a reply still
