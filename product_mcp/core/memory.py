@@ -59,20 +59,26 @@ class Reclaimer:
         self.last = float("-inf")  # time.monotonic() of the last run
         self._pending: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._asked = float("-inf")  # time.monotonic() of the last soon()
 
     def soon(self) -> None:
         """Ask for a reclaim on the running loop (one pending at a time)."""
         loop = asyncio.get_running_loop()
+        self._asked = time.monotonic()
         if self._pending is not None and self._loop is loop and not loop.is_closed():
-            return  # already due: it will see this drop's garbage too
+            return  # already due: it will see this drop's garbage too, or run once more
         wait = max(self.delay, self.last + self.every - time.monotonic())
         self._loop, self._pending = loop, loop.call_later(wait, self._run)
 
     def _run(self) -> None:
         self._pending = None
-        self.last = time.monotonic()
+        started = self.last = time.monotonic()
         found = reclaim()
         log.info("reclaimed memory after a dropped client (%d unreachable objects)", found)
+        if self._asked > started - self.delay and self._loop is not None:
+            # Asked again less than `delay` before this run (500 streams closing take a
+            # while): what those drops left may not have been garbage yet. Once more, later.
+            self._pending = self._loop.call_later(self.every, self._run)
 
 
 reclaimer = Reclaimer()  # one per process: the heap is the process's
