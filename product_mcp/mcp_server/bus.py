@@ -70,11 +70,13 @@ class SessionTaken:
     replica drops its copy of it (shared_sessions.py)."""
 
     session_id: str
+    deleted: bool = False  # deleted there (else: restored there, its copies here may finish)
 
 
 def encode(origin: str, event: ServerEvent | SessionTaken) -> str:
     if isinstance(event, SessionTaken):
-        return json.dumps({"o": origin, "k": "taken", "s": event.session_id})
+        message = {"o": origin, "k": "taken", "s": event.session_id, "d": event.deleted}
+        return json.dumps(message)
     if isinstance(event, ResourceUpdated):
         return json.dumps({"o": origin, "k": "updated", "uri": event.uri})
     kind = next(k for k, t in _KINDS.items() if isinstance(event, t))
@@ -89,7 +91,7 @@ def decode(data: bytes | str) -> tuple[str, ServerEvent | SessionTaken]:
         if kind == "updated" and isinstance(message["uri"], str):
             return str(origin), ResourceUpdated(uri=message["uri"])
         if kind == "taken" and isinstance(message["s"], str):
-            return str(origin), SessionTaken(message["s"])
+            return str(origin), SessionTaken(message["s"], message.get("d") is True)
         return str(origin), _KINDS[kind]()
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise ValueError(f"not a bus message: {data[:200]!r}") from e
@@ -102,7 +104,7 @@ class ShopBus:
         # Keyed by a token, as the SDK's bus does: one callable may subscribe twice.
         self._listeners: dict[object, Callable[[ServerEvent], None]] = {}
         self._bridges: list[Callable[[ServerEvent], None]] = []
-        self._taken: list[Callable[[str], None]] = []
+        self._taken: list[Callable[[str, bool], None]] = []
         self.origin = uuid.uuid4().hex  # this process, in its channel messages
         self.link: RedisLink | None = None
         self.relayed = 0  # events received from other replicas (tests read it)
@@ -153,17 +155,17 @@ class ShopBus:
 
     # --- across replicas --------------------------------------------------------------------
 
-    async def session_taken(self, session_id: str) -> None:
+    async def session_taken(self, session_id: str, deleted: bool = False) -> None:
         """Tell the other replicas that `session_id` is served here now, or was deleted here:
         they drop their copies (`on_session_taken`). Lost while Redis is down, like events."""
         link = self.link
         if link is not None:
-            message = encode(self.origin, SessionTaken(session_id))
+            message = encode(self.origin, SessionTaken(session_id, deleted))
             await link.run(lambda r: r.publish(self.channel, message), 0)
 
-    def on_session_taken(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call `callback(session_id)` when another replica has taken a session; returns the
-        call that stops it."""
+    def on_session_taken(self, callback: Callable[[str, bool], None]) -> Callable[[], None]:
+        """Call `callback(session_id, deleted)` when another replica has taken a session;
+        returns the call that stops it."""
         self._taken.append(callback)
         return lambda: self._taken.remove(callback) if callback in self._taken else None
 
@@ -216,7 +218,7 @@ class ShopBus:
         if isinstance(event, SessionTaken):
             for callback in list(self._taken):
                 try:
-                    callback(event.session_id)
+                    callback(event.session_id, event.deleted)
                 except Exception:  # as in _deliver: one bad callback must not stop the relay
                     log.exception("session-taken callback raised; continuing")
             return

@@ -139,6 +139,11 @@ class Subscribers:
     def remove(self, session: Any, uri: str) -> None:
         self._uris.get(session, set()).discard(uri)
 
+    def forget(self, session_id: str) -> None:
+        """Tell the session `session_id` nothing more here (another replica serves it now)."""
+        for session in [s for s in list(self._uris) if mcp_compat.session_id_of(s) == session_id]:
+            self._uris.pop(session, None)
+
     def sessions(self, uri: str | None = None) -> list[Any]:
         return [s for s, uris in list(self._uris.items()) if uri is None or uri in uris]
 

@@ -51,7 +51,6 @@ from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening
 
 log = logging.getLogger("mcp.shared")
 MAX_CLIENT_PARAMS = 64 * 1024  # bytes of `initialize` params kept for a session
-DROP_WAIT = 30.0  # seconds a copy another replica took may finish its running requests
 SUB = "sub:"  # a record's field per subscribed URI: `sub:<uri>`; `subs` counts them
 # Add a URI to a recorded session (-1: no record; 0: at the limit; 1: recorded).
 _SUBSCRIBE = """
@@ -261,32 +260,32 @@ class SessionSharing:
         if self.events is not None:
             await self.events.delete(session_id)
         if self.bus is not None:
-            await self.bus.session_taken(session_id)
+            await self.bus.session_taken(session_id, deleted=True)
 
-    def _taken_elsewhere(self, session_id: str) -> None:
+    def _taken_elsewhere(self, session_id: str, deleted: bool) -> None:
         copy = mcp_compat.session_transport(self.manager(), session_id)
-        if copy is not None:
-            task = asyncio.get_running_loop().create_task(self._drop_copy(session_id, copy))
-            self._dropping.add(task)
-            task.add_done_callback(self._dropping.discard)
+        if copy is None:
+            return
+        if self.subscribers is not None:  # its notifications come from the other replica now
+            self.subscribers.forget(session_id)
+        task = asyncio.get_running_loop().create_task(self._drop_copy(session_id, copy, deleted))
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
 
-    async def _drop_copy(self, session_id: str, copy: Any) -> None:
-        """Close this process's copy of a session another replica took, once the requests
-        it is serving are answered. One still busy after DROP_WAIT seconds is left to end at
-        the idle timeout: closing it would answer its running calls "session ended", and
-        their clients would start new sessions that are not needed."""
+    async def _drop_copy(self, session_id: str, copy: Any, deleted: bool) -> None:
+        """Close this process's copy of a session another replica took: at once if it was
+        deleted there (its running calls end "session ended", as they would have there);
+        if it moved, once the requests it is serving here are answered (however long: a call
+        may wait on its user; cut off, its client would start a session it does not need)."""
         info = self.registry.get(session_id) if self.registry is not None else None
-        deadline = time.monotonic() + DROP_WAIT
         # Polled: `busy` is the guard's counter, kept on every request; this wait is rare.
-        while info is not None and info.busy and time.monotonic() < deadline:  # noqa: ASYNC110
+        while not deleted and info is not None and info.busy:  # noqa: ASYNC110
             await anyio.sleep(0.05)
         manager = self.manager()
         if mcp_compat.session_transport(manager, session_id) is not copy:
             return  # closed meanwhile, or restored here again since: that copy is current
-        if info is not None and info.busy:
-            log.warning("session %s moved to another replica; busy here, left", session_id[:12])
-            return
-        log.info("session %s is served by another replica now: closed here", session_id[:12])
+        why = "deleted by" if deleted else "served by"
+        log.info("session %s is %s another replica now: closed here", session_id[:12], why)
         self._touched.pop(session_id, None)
         if self.registry is not None:
             await self.registry.close(session_id)

@@ -8,6 +8,7 @@ port) so it can stop and start it. Skipped without Redis on a laptop, required i
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -227,3 +228,20 @@ async def test_a_connection_redis_dropped_does_not_leave_a_session_unshared(pref
     finally:
         await link.close()
         admin.close()
+
+
+@pytest.mark.anyio
+async def test_more_commands_at_once_than_connections_wait_for_one(prefix: str) -> None:
+    """Found from outside: 300 sessions moved to a replica at once took more than redis-py's
+    100 pooled connections, and its "Too many connections" read as Redis down (404s, nothing
+    recorded for a second). Commands beyond the pool now wait for a connection."""
+    link = RedisLink(REDIS, prefix)
+    link.open()
+    key = f"{prefix}nothing-here"
+    try:  # 150 commands that each hold a connection for 0.3 s
+        answers = await asyncio.gather(
+            *(link.run(lambda r: r.blpop([key], timeout=0.3), "refused") for _ in range(150))
+        )
+        assert "refused" not in answers and not link.down
+    finally:
+        await link.close()

@@ -17,7 +17,7 @@ import httpx
 import redis
 
 from tests.databases import REDIS
-from tests.mcp_helpers import ACCEPT, open_session, rpc, sse_events
+from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, sse_events
 from tests.mcp_server.test_redis_sessions import HEADERS
 from tests.servers import Service, start_api, start_mcp
 
@@ -152,4 +152,67 @@ def test_subscriptions_in_the_record_are_bounded_and_go_with_the_session(
             assert not r.exists(key)
     finally:
         mcp.stop()
+        api.stop()
+
+
+def test_a_busy_copy_goes_quiet_at_once_and_a_deleted_one_ends(tmp_path: Path, prefix: str) -> None:
+    """A session moves to r2 while r1's copy is still running a call (a purchase waiting for
+    its user's confirmation): r1 stops telling it of changes at once (found from outside: both
+    copies wrote each change to the replay log, for as long as the call ran), and a DELETE
+    through r2 ends r1's copy at once, running call and all (it kept serving the session)."""
+    api = start_api(tmp_path / "shop.db")
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
+    r1 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "b1"})
+    r2 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "b2"})
+    streams: list[GetStream] = []
+    try:
+        with httpx.Client(timeout=WAIT) as http:
+            init = rpc(
+                "initialize", {**INIT["params"], "capabilities": {"elicitation": {"form": {}}}}
+            )
+            r = http.post(f"{r1.url}/mcp", json=init, headers={"Accept": ACCEPT})
+            session = r.headers["mcp-session-id"]
+            headers = {**HEADERS, "Mcp-Session-Id": session}
+            done = http.post(
+                f"{r1.url}/mcp", json=rpc("notifications/initialized", id=None), headers=headers
+            )
+            assert done.status_code == 202
+            uri = "shop://products/2"
+            post(http, r1.url, session, rpc("resources/subscribe", {"uri": uri}, id=2))
+            buy_one = {"customerName": "Held", "items": [{"productId": 1, "quantity": 1}]}
+            call = rpc("tools/call", {"name": "create_purchase", "arguments": buy_one}, id=3)
+            asked = threading.Event()
+
+            def held() -> None:  # reads up to the server's question and never answers it
+                with http.stream("POST", f"{r1.url}/mcp", json=call, headers=headers) as r:
+                    for event in sse_events(r):
+                        if isinstance(event.get("data"), dict) and "elicitation" in str(
+                            event["data"]
+                        ):
+                            asked.set()
+
+            busy = threading.Thread(target=held, daemon=True)
+            busy.start()
+            assert asked.wait(WAIT), "create_purchase did not ask"
+            post(http, r2.url, session, rpc("ping", id=4))  # r2 restores it: it moved
+            streams.append(on_r2 := GetStream(r2.url, session))
+            buy(http, api, 2)
+            on_r2.until(uri)
+            time.sleep(QUIET)
+            log = redis.Redis.from_url(REDIS).xrange(f"{prefix}events:{session}")
+            told = [e for _, e in log if UPDATED.encode() in e.get(b"m", b"")]
+            assert len(told) == 1, told  # r2's, not r1's as well
+            assert http.delete(f"{r2.url}/mcp", headers=headers).status_code == 200
+            deadline = time.monotonic() + WAIT
+            ping = rpc("ping", id=5)
+            while http.post(f"{r1.url}/mcp", json=ping, headers=headers).status_code != 404:
+                assert time.monotonic() < deadline, "r1 still serves the deleted session"
+                time.sleep(0.05)
+            busy.join(WAIT)  # its call ended with the copy
+            assert not busy.is_alive()
+    finally:
+        for stream in streams:
+            stream.close()
+        r2.stop()
+        r1.stop()
         api.stop()
