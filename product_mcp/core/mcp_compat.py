@@ -254,6 +254,11 @@ def session_transport(manager: Any, session_id: str) -> Any:
     return manager._server_instances.get(session_id)
 
 
+def held_sessions(manager: Any) -> list[str]:
+    """The ids of the Streamable HTTP sessions this process serves right now."""
+    return list(manager._server_instances)
+
+
 def holds_session(manager: Any, session_id: str) -> bool:
     """Whether this process serves the Streamable HTTP session `session_id` right now."""
     return session_id in manager._server_instances

@@ -27,7 +27,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +105,7 @@ class ShopBus:
         self._listeners: dict[object, Callable[[ServerEvent], None]] = {}
         self._bridges: list[Callable[[ServerEvent], None]] = []
         self._taken: list[Callable[[str, bool], None]] = []
+        self._resubscribed: list[Callable[[], Awaitable[None]]] = []
         self.origin = uuid.uuid4().hex  # this process, in its channel messages
         self.link: RedisLink | None = None
         self.relayed = 0  # events received from other replicas (tests read it)
@@ -163,6 +164,11 @@ class ShopBus:
             message = encode(self.origin, SessionTaken(session_id, deleted))
             await link.run(lambda r: r.publish(self.channel, message), 0)
 
+    def on_resubscribed(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await `callback()` each time the relay's subscription is back after a reconnect
+        (what was published while it was away is lost: pub/sub keeps no history)."""
+        self._resubscribed.append(callback)
+
     def on_session_taken(self, callback: Callable[[str, bool], None]) -> Callable[[], None]:
         """Call `callback(session_id, deleted)` when another replica has taken a session;
         returns the call that stops it."""
@@ -187,12 +193,20 @@ class ShopBus:
 
         from product_mcp.mcp_server.redis_link import REDIS_ERRORS, RETRY_S
 
+        subscribed_before = False
         while self.link is not None and self.link.client is not None:
             link, client = self.link, self.link.client
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 link.answered()  # an outage said before ends here
+                if subscribed_before:
+                    for callback in list(self._resubscribed):
+                        try:
+                            await callback()
+                        except Exception:  # a failed catch-up must not stop the relay
+                            log.exception("resubscribe callback raised; continuing")
+                subscribed_before = True
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":

@@ -9,6 +9,8 @@ say so again when Redis answers. Keeping that rule in one place keeps the two co
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -24,6 +26,11 @@ RETRY_S = 1.0  # how often a process tries Redis again while it is down
 POOL_SIZE = 100  # connections to Redis per process
 POOL_WAIT = 2.0  # seconds a command may wait for one of them
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def client_name(prefix: str) -> str:
+    """`<prefix><pid>`, in the characters Redis allows in a client name."""
+    return re.sub(r"[^\w:.\-]", "_", f"{prefix}{os.getpid()}")
 
 
 class RedisLink:
@@ -47,6 +54,7 @@ class RedisLink:
             socket_timeout=2,
             socket_connect_timeout=1,
             health_check_interval=15,
+            client_name=client_name(self.prefix),  # CLIENT LIST tells whose connection it is
         )
         self.client = aioredis.Redis(connection_pool=pool)
 

@@ -109,6 +109,24 @@ class SharedSessions:
 
         await self.link.run(op, None)
 
+    async def owners(self, session_ids: list[str]) -> dict[str, str | None] | None:
+        """Which replica (`owner`, a bus origin) each session's record names; None for a
+        session with no record; None for all while Redis is down."""
+        keys = [self.link.key("session", sid) for sid in session_ids]
+
+        async def op(r: aioredis.Redis) -> dict[str, str | None]:
+            async with r.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hget(key, "owner")
+                    pipe.exists(key)
+                got = await pipe.execute()
+            return {
+                sid: (got[2 * i].decode() if got[2 * i] else "") if got[2 * i + 1] else None
+                for i, sid in enumerate(session_ids)
+            }
+
+        return await self.link.run(op, None) if session_ids else {}
+
     async def load(self, session_id: str) -> dict[str, str] | None:
         raw = await self.link.run(lambda r: r.hgetall(self.link.key("session", session_id)), {})
         return {k.decode(): v.decode() for k, v in raw.items()} or None
@@ -194,6 +212,7 @@ class SessionSharing:
         self._dropping: set[asyncio.Task[None]] = set()
         if bus is not None:
             bus.on_session_taken(self._taken_elsewhere)
+            bus.on_resubscribed(self._reconcile)
         self.shared = sessions
         self.events = events
         self.registry = registry
@@ -239,7 +258,10 @@ class SessionSharing:
                 headers = dict(message.get("headers", ()))
                 session_id = headers.get(b"mcp-session-id", b"").decode("latin-1")
                 if session_id:
-                    await self.shared.save(session_id, opening_record(params))
+                    record = opening_record(params)
+                    if self.bus is not None:
+                        record["owner"] = self.bus.origin
+                    await self.shared.save(session_id, record)
                     self._touched[session_id] = time.monotonic()
             await send(message)
 
@@ -261,6 +283,18 @@ class SessionSharing:
             await self.events.delete(session_id)
         if self.bus is not None:
             await self.bus.session_taken(session_id, deleted=True)
+
+    async def _reconcile(self) -> None:
+        """After the bus subscription came back (a reconnect loses what was published in
+        between): drop the copies whose record now names another replica. (A copy without a
+        record is kept: it may have been deleted elsewhere, or opened while Redis was down.)"""
+        held = mcp_compat.held_sessions(self.manager())
+        owners = await self.shared.owners(held)
+        if self.bus is None or owners is None:
+            return
+        for session_id, owner in owners.items():
+            if owner and owner != self.bus.origin:
+                self._taken_elsewhere(session_id, deleted=False)
 
     def _taken_elsewhere(self, session_id: str, deleted: bool) -> None:
         copy = mcp_compat.session_transport(self.manager(), session_id)
@@ -330,8 +364,9 @@ class SessionSharing:
                 if ok:
                     self._touched[session_id] = time.monotonic()
                     await self.shared.touch(session_id)
-                    if self.bus is not None:
-                        await self.bus.session_taken(session_id)  # others drop their copies
+                    if self.bus is not None:  # others drop their copies
+                        await self.shared.update(session_id, {"owner": self.bus.origin})
+                        await self.bus.session_taken(session_id)
                     log.info(
                         "session %s restored from Redis in %.1f ms",
                         session_id[:12],

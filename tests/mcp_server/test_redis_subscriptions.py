@@ -8,6 +8,7 @@ Two main.py on one key prefix, no balancer: the raw client names the replica it 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from product_mcp.mcp_server.redis_link import client_name
 from tests.databases import REDIS
 from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, sse_events
 from tests.mcp_server.test_redis_sessions import HEADERS
@@ -213,6 +215,41 @@ def test_a_busy_copy_goes_quiet_at_once_and_a_deleted_one_ends(tmp_path: Path, p
     finally:
         for stream in streams:
             stream.close()
+        r2.stop()
+        r1.stop()
+        api.stop()
+
+
+def test_a_move_missed_while_the_bus_reconnects_is_caught_up(tmp_path: Path, prefix: str) -> None:
+    """r1's bus connection is cut (Redis fine) just as r2 takes its session: the message is
+    published while r1 is away, and pub/sub keeps nothing. Once subscribed again r1 reads
+    whose the sessions it holds are (found from outside: the stray copy stayed, and every
+    change was written twice)."""
+    api = start_api(tmp_path / "shop.db")
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
+    r1 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "c1"})
+    r2 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "c2"})
+    admin = redis.Redis.from_url(REDIS)
+    try:
+        with httpx.Client(timeout=WAIT) as http:
+            session = open_session(http, f"{r1.url}/mcp")
+            post(http, r1.url, session, rpc("resources/subscribe", {"uri": "shop://products/2"}, 2))
+            name = client_name(prefix).removesuffix(str(os.getpid())) + str(r1.proc.pid)
+            relay = [c for c in admin.client_list(_type="pubsub") if c["name"] == name]
+            assert len(relay) == 1, admin.client_list(_type="pubsub")
+            admin.client_kill_filter(_id=relay[0]["id"])
+            post(http, r2.url, session, rpc("ping", id=3))  # r2 takes it while r1 is away
+            deadline = time.monotonic() + WAIT
+            while "served by another replica now: closed here" not in r1.log():
+                assert time.monotonic() < deadline, r1.log()[-2000:]
+                time.sleep(0.05)
+            buy(http, api, 2)
+            time.sleep(QUIET)
+            log = admin.xrange(f"{prefix}events:{session}")
+            told = [e for _, e in log if UPDATED.encode() in e.get(b"m", b"")]
+            assert len(told) == 1, told
+    finally:
+        admin.close()
         r2.stop()
         r1.stop()
         api.stop()
