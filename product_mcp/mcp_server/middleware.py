@@ -91,10 +91,20 @@ class SlowReaderCutoff:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        streamed: list[bool] = []  # whether a GET stream began (an event stream, 200)
         with anyio.CancelScope() as cancel:
             watch = _WriteWatch(send, self.timeout, cancel)
+            sender = watch.send
+            if scope["method"] == "GET" and scope["path"] in STREAM_PATHS:
+
+                async def sender(message: Message) -> None:
+                    if message["type"] == "http.response.start" and message["status"] == 200:
+                        kind = dict(message.get("headers") or ()).get(b"content-type", b"")
+                        streamed.append(kind.startswith(b"text/event-stream"))
+                    await watch.send(message)
+
             try:
-                await self.app(scope, receive, watch.send)
+                await self.app(scope, receive, sender)
             except Exception as e:
                 if not (watch.tripped or _caused_by_slow_client(e)):
                     raise
@@ -104,7 +114,7 @@ class SlowReaderCutoff:
         if watch.tripped:
             log.info("dropped %s %s: the client stopped reading", scope["method"], scope["path"])
             reclaimer.soon()  # what it parked is freed only by the cycle collector (memory.py)
-        elif scope["method"] == "GET" and scope["path"] in STREAM_PATHS:
+        elif any(streamed):
             # A stream ended (an SSE session, a session's GET stream): its cancelled tasks are
             # reference cycles, so 500 closed SSE streams left RSS +50 % over idle until a full
             # collection happened to run (bench "RSS after close vs idle"). At most every 10 s.

@@ -9,8 +9,6 @@ say so again when Redis answers. Keeping that rule in one place keeps the two co
 from __future__ import annotations
 
 import logging
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -25,12 +23,8 @@ T = TypeVar("T")
 RETRY_S = 1.0  # how often a process tries Redis again while it is down
 POOL_SIZE = 100  # connections to Redis per process
 POOL_WAIT = 2.0  # seconds a command may wait for one of them
+POOL_EMPTY = "No connection available"  # redis-py's words when POOL_WAIT ran out
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-
-
-def client_name(prefix: str) -> str:
-    """`<prefix><pid>`, in the characters Redis allows in a client name."""
-    return re.sub(r"[^\w:.\-]", "_", f"{prefix}{os.getpid()}")
 
 
 class RedisLink:
@@ -54,7 +48,6 @@ class RedisLink:
             socket_timeout=2,
             socket_connect_timeout=1,
             health_check_interval=15,
-            client_name=client_name(self.prefix),  # CLIENT LIST tells whose connection it is
         )
         self.client = aioredis.Redis(connection_pool=pool)
 
@@ -73,6 +66,10 @@ class RedisLink:
         try:
             result = await op(self.client)
         except REDIS_ERRORS as e:
+            if str(e).startswith(POOL_EMPTY):  # busy here, not Redis down: skip only this one
+                log.warning("Redis: all %d connections busy for %g s; one command skipped",
+                            POOL_SIZE, POOL_WAIT)  # fmt: skip
+                return default
             self.failed(e)
             return default
         except redis.exceptions.RedisError:

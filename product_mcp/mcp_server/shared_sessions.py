@@ -13,9 +13,12 @@ handshake done, its subscriptions back with this process's feed follower:
 `mcp_compat.restore_session`) instead of the SDK's 404. A DELETE removes it (and its replay
 events, redis_events.py).
 
-One copy at a time: a replica that restores or deletes a session says so on the replicas'
-Redis channel (bus.py), and any other replica holding a copy closes it once its running
-requests are done. Before, a session restored on r1 while its home r2 was down was restored
+One copy at a time: a record names the replica that opened or last restored its session
+(`owner`); one that restores or deletes a session says so on the replicas' Redis channel
+(bus.py). Another replica holding a copy that the record no longer names stops telling it of
+changes at once and closes it when its running requests are done (at once if it was deleted);
+after its bus subscription comes back from a cut, a replica compares the owners of the
+sessions it holds, since what was published meanwhile is lost. Before, a session restored on r1 while its home r2 was down was restored
 again on r2 once r2 was back, and both copies wrote its notifications to the shared replay
 log (a resuming subscriber got one change twice); a DELETE answered by r2 left r1's copy
 serving (found from outside in session 13).
@@ -62,6 +65,10 @@ redis.call('HSET', KEYS[1], field, '1')
 redis.call('HINCRBY', KEYS[1], 'subs', 1)
 return 1
 """
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 0
+"""
 _UNSUBSCRIBE = """
 if redis.call('HDEL', KEYS[1], ARGV[1] .. ARGV[2]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'subs', -1)
@@ -103,11 +110,16 @@ class SharedSessions:
         """Change a recorded session (one opened while Redis was down stays unrecorded)."""
         key = self.link.key("session", session_id)
 
-        async def op(r: aioredis.Redis) -> None:
-            if await r.exists(key):
-                await r.hset(key, mapping=fields)  # type: ignore[arg-type]
+        flat = [part for pair in fields.items() for part in pair]
+        # One script: a record deleted between an EXISTS and an HSET came back without expiry
+        # (found in review), restorable by anyone with its id for good.
+        await self.link.run(lambda r: r.eval(_UPDATE, 1, key, *flat), None)
 
-        await self.link.run(op, None)
+    async def owner(self, session_id: str) -> str | None:
+        """The replica (a bus origin) the session's record names; None if none or unknown."""
+        key = self.link.key("session", session_id)
+        value = await self.link.run(lambda r: r.hget(key, "owner"), None)
+        return value.decode() if value else None
 
     async def owners(self, session_ids: list[str]) -> dict[str, str | None] | None:
         """Which replica (`owner`, a bus origin) each session's record names; None for a
@@ -288,35 +300,55 @@ class SessionSharing:
         """After the bus subscription came back (a reconnect loses what was published in
         between): drop the copies whose record now names another replica. (A copy without a
         record is kept: it may have been deleted elsewhere, or opened while Redis was down.)"""
-        held = mcp_compat.held_sessions(self.manager())
-        owners = await self.shared.owners(held)
+        manager = self.manager()
+        held = {
+            sid: mcp_compat.session_transport(manager, sid)
+            for sid in mcp_compat.held_sessions(manager)
+        }
+        owners = await self.shared.owners(list(held))
         if self.bus is None or owners is None:
             return
         for session_id, owner in owners.items():
             if owner and owner != self.bus.origin:
-                self._taken_elsewhere(session_id, deleted=False)
+                self._taken_elsewhere(session_id, deleted=False, copy=held[session_id])
 
-    def _taken_elsewhere(self, session_id: str, deleted: bool) -> None:
-        copy = mcp_compat.session_transport(self.manager(), session_id)
-        if copy is None:
-            return
-        if self.subscribers is not None:  # its notifications come from the other replica now
-            self.subscribers.forget(session_id)
-        task = asyncio.get_running_loop().create_task(self._drop_copy(session_id, copy, deleted))
-        self._dropping.add(task)
-        task.add_done_callback(self._dropping.discard)
+    def _taken_elsewhere(self, session_id: str, deleted: bool, copy: Any = None) -> None:
+        copy = copy or mcp_compat.session_transport(self.manager(), session_id)
+        if copy is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._drop_copy(session_id, copy, deleted)
+            )
+            self._dropping.add(task)
+            task.add_done_callback(self._dropping.discard)
 
     async def _drop_copy(self, session_id: str, copy: Any, deleted: bool) -> None:
         """Close this process's copy of a session another replica took: at once if it was
         deleted there (its running calls end "session ended", as they would have there);
-        if it moved, once the requests it is serving here are answered (however long: a call
-        may wait on its user; cut off, its client would start a session it does not need)."""
-        info = self.registry.get(session_id) if self.registry is not None else None
-        # Polled: `busy` is the guard's counter, kept on every request; this wait is rare.
-        while not deleted and info is not None and info.busy:  # noqa: ASYNC110
-            await anyio.sleep(0.05)
+        if it moved, it first stops being told of changes (the other replica tells it now),
+        then closes once the requests it is serving here are answered (however long: a call
+        may wait on its user; cut off, its client would start a session it does not need).
+
+        Not if this replica owns it after all: two replicas restoring one session at once each
+        hear the other's message, and the one the record names last keeps it (found in review:
+        both closed theirs, and the client's next request got 404). A restore under way here
+        is waited for first, so that it has written its name."""
         manager = self.manager()
-        if mcp_compat.session_transport(manager, session_id) is not copy:
+
+        def current() -> bool:
+            return mcp_compat.session_transport(manager, session_id) is copy
+
+        if not deleted:
+            # Polled: the restore lock and `busy` (the guard's counter) are plain state.
+            while self._restoring(session_id) and current():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+            if not current() or await self.shared.owner(session_id) == self._origin():
+                return
+            if self.subscribers is not None:
+                self.subscribers.forget(session_id)
+            info = self.registry.get(session_id) if self.registry is not None else None
+            while info is not None and info.busy and current():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        if not current():
             return  # closed meanwhile, or restored here again since: that copy is current
         why = "deleted by" if deleted else "served by"
         log.info("session %s is %s another replica now: closed here", session_id[:12], why)
@@ -325,6 +357,13 @@ class SessionSharing:
             await self.registry.close(session_id)
         else:
             await mcp_compat.close_session(manager, session_id)
+
+    def _restoring(self, session_id: str) -> bool:
+        lock = self._locks.get(session_id)
+        return lock is not None and lock.locked()
+
+    def _origin(self) -> str | None:
+        return self.bus.origin if self.bus is not None else None
 
     async def _touch(self, session_id: str) -> None:
         """Keep the record alive while the session is used (at most every ttl/10 s)."""

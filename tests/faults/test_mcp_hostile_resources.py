@@ -182,28 +182,28 @@ async def test_reclaims_are_spaced_however_many_clients_are_dropped() -> None:
 
 
 @pytest.mark.anyio
-async def test_drops_asked_for_during_a_run_get_one_more() -> None:
+async def test_drops_asked_for_during_a_run_get_one_more(monkeypatch: pytest.MonkeyPatch) -> None:
     """500 streams closing take a while: a reclaim asked for just before one runs may find the
     last streams' tasks not yet garbage, so one more follows `every` s later (and no more)."""
-    r = Reclaimer(delay=0.01, every=0.05)
+    runs: list[float] = []
+    monkeypatch.setattr("product_mcp.core.memory.reclaim", lambda: runs.append(1) or 0)
+    r = Reclaimer(delay=0.05, every=0.1)
     r.soon()
-    await anyio.sleep(0.03)  # the first run has happened: nothing asked since
-    assert r._pending is None
-    r.soon()
-    await anyio.sleep(0.005)
-    r.soon()  # while it is pending, a moment before it runs
     await anyio.sleep(0.02)
-    assert r._pending is not None  # ran, and one more is due
-    await anyio.sleep(0.1)
-    assert r._pending is None
+    r.soon()  # while the first is pending, asked again
+    await anyio.sleep(0.06)
+    assert len(runs) == 1 and r._pending is not None  # ran, and one more is due
+    await anyio.sleep(0.2)
+    assert len(runs) == 2 and r._pending is None  # and no more
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("method", "path", "reclaims"), [
-    ("GET", "/sse", 1), ("GET", "/mcp", 1), ("GET", "/healthz", 0), ("POST", "/mcp", 0),
+@pytest.mark.parametrize(("method", "path", "status", "reclaims"), [
+    ("GET", "/sse", 200, 1), ("GET", "/mcp", 200, 1), ("GET", "/healthz", 200, 0),
+    ("POST", "/mcp", 200, 0), ("GET", "/mcp", 400, 0),  # a refused GET held nothing
 ])  # fmt: skip
 async def test_an_ended_stream_gets_its_memory_back(
-    monkeypatch: pytest.MonkeyPatch, method: str, path: str, reclaims: int
+    monkeypatch: pytest.MonkeyPatch, method: str, path: str, status: int, reclaims: int
 ) -> None:
     """An SSE stream's cancelled tasks are reference cycles: 500 closed SSE streams left
     main.py's RSS +50 % over idle (bench) until some later full collection."""
@@ -213,6 +213,9 @@ async def test_an_ended_stream_gets_its_memory_back(
     )
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        kind = b"text/event-stream" if scope["path"] != "/healthz" else b"application/json"
+        headers = [(b"content-type", kind)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def send(message: Any) -> None: ...

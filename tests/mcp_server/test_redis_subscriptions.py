@@ -8,6 +8,7 @@ Two main.py on one key prefix, no balancer: the raw client names the replica it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -17,7 +18,6 @@ from pathlib import Path
 import httpx
 import redis
 
-from product_mcp.mcp_server.redis_link import client_name
 from tests.databases import REDIS
 from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, sse_events
 from tests.mcp_server.test_redis_sessions import HEADERS
@@ -64,6 +64,24 @@ class GetStream:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _redis_ports_of(pid: int) -> set[str]:
+    """`127.0.0.1:<port>` of each of process `pid`'s TCP connections to port 6379 (its
+    Redis connections as `CLIENT LIST` names them), read from /proc."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if inode in inodes and remote.endswith(f":{6379:04X}"):
+            ports.add(f"127.0.0.1:{int(local.split(':')[1], 16)}")
+    return ports
 
 
 def post(http: httpx.Client, url: str, session: str, message: dict[str, object]) -> str:
@@ -234,9 +252,9 @@ def test_a_move_missed_while_the_bus_reconnects_is_caught_up(tmp_path: Path, pre
         with httpx.Client(timeout=WAIT) as http:
             session = open_session(http, f"{r1.url}/mcp")
             post(http, r1.url, session, rpc("resources/subscribe", {"uri": "shop://products/2"}, 2))
-            name = client_name(prefix).removesuffix(str(os.getpid())) + str(r1.proc.pid)
-            relay = [c for c in admin.client_list(_type="pubsub") if c["name"] == name]
-            assert len(relay) == 1, admin.client_list(_type="pubsub")
+            mine = _redis_ports_of(r1.proc.pid)
+            relay = [c for c in admin.client_list(_type="pubsub") if c["addr"] in mine]
+            assert len(relay) == 1, (mine, admin.client_list(_type="pubsub"))
             admin.client_kill_filter(_id=relay[0]["id"])
             post(http, r2.url, session, rpc("ping", id=3))  # r2 takes it while r1 is away
             deadline = time.monotonic() + WAIT
@@ -252,4 +270,41 @@ def test_a_move_missed_while_the_bus_reconnects_is_caught_up(tmp_path: Path, pre
         admin.close()
         r2.stop()
         r1.stop()
+        api.stop()
+
+
+def test_two_replicas_restoring_one_session_at_once_keep_it_alive(
+    tmp_path: Path, prefix: str
+) -> None:
+    """Opened on r0, then asked of r1 and r2 at the same moment: each restores it and hears
+    the other's "taken". The one the record names last keeps it; neither closes the copy its
+    own request is on its way to (found in review: both did, in 8 of 10 tries, and a request
+    got "Session not found")."""
+    api = start_api(tmp_path / "shop.db")
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
+    rs = [start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": f"d{i}"}) for i in range(3)]
+    try:
+        with httpx.Client(timeout=WAIT) as http:
+            for attempt in range(6):
+                session = open_session(http, f"{rs[0].url}/mcp")
+                answers: list[str] = []
+
+                def ask(
+                    r: Service, rid: int, session: str = session, answers: list[str] = answers
+                ) -> None:
+                    headers = {**HEADERS, "Mcp-Session-Id": session}
+                    reply = http.post(f"{r.url}/mcp", json=rpc("ping", id=rid), headers=headers)
+                    answers.append(reply.text)
+
+                both = [threading.Thread(target=ask, args=(r, i)) for i, r in enumerate(rs[1:])]
+                for t in both:
+                    t.start()
+                for t in both:
+                    t.join(WAIT)
+                time.sleep(0.3)  # the drops this caused are done
+                again = [post(http, r.url, session, rpc("ping", id=9)) for r in rs[1:]]
+                assert all('"result"' in a for a in answers + again), (attempt, answers, again)
+    finally:
+        for r in rs:
+            r.stop()
         api.stop()
