@@ -18,10 +18,10 @@ One copy at a time: a record names the replica that opened or last restored its 
 (bus.py). Another replica holding a copy that the record no longer names stops telling it of
 changes at once and closes it when its running requests are done (at once if it was deleted);
 after its bus subscription comes back from a cut, a replica compares the owners of the
-sessions it holds, since what was published meanwhile is lost. Before, a session restored on r1 while its home r2 was down was restored
-again on r2 once r2 was back, and both copies wrote its notifications to the shared replay
-log (a resuming subscriber got one change twice); a DELETE answered by r2 left r1's copy
-serving (found from outside in session 13).
+sessions it holds, since what was published meanwhile is lost. Before, a session restored on r1
+while its home r2 was down was restored again on r2 once r2 was back, and both copies wrote its
+notifications to the shared replay log (a resuming subscriber got one change twice); a DELETE
+answered by r2 left r1's copy serving (found from outside in session 13).
 
 Redis down (redis_link.py): sessions this process holds, new sessions and the stateless
 protocol work as before; only restoring another replica's session fails (404).
