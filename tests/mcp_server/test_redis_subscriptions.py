@@ -285,7 +285,7 @@ def test_two_replicas_restoring_one_session_at_once_keep_it_alive(
     rs = [start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": f"d{i}"}) for i in range(3)]
     try:
         with httpx.Client(timeout=WAIT) as http:
-            for attempt in range(6):
+            for attempt in range(4):
                 session = open_session(http, f"{rs[0].url}/mcp")
                 answers: list[str] = []
 
