@@ -65,7 +65,8 @@ from product_mcp.core.middleware import (
     PerClientLimit,
     SameOriginWrites,
 )
-from product_mcp.core.serve import HeaderTimeoutProtocol, asyncio_named, port_arg, serve
+from product_mcp.core.protocol import HeaderTimeoutProtocol
+from product_mcp.core.serve import asyncio_named, port_arg, serve
 
 PUBLIC = Path(__file__).resolve().parent / "public"
 # The routes that reach the LLM or an MCP server: WEB_CALLS_PER_CLIENT at once per client.

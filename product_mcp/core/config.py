@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from product_mcp.core.serve import HeaderTimeoutProtocol
+from product_mcp.core.protocol import HeaderTimeoutProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".env"

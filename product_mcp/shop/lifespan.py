@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from product_mcp.core.config import load_settings
-from product_mcp.core.serve import HeaderTimeoutProtocol
+from product_mcp.core.protocol import HeaderTimeoutProtocol
 from product_mcp.shop import Shop, make_engine
 from product_mcp.shop.feed import ChangeFeed
 

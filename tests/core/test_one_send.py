@@ -1,4 +1,4 @@
-"""core/serve.py's OneSendHead: every service's reply leaves in one write (status line, headers
+"""core/protocol.py's OneSendHead: every service's reply leaves in one write (status line, headers
 and body together), a streamed reply's head is not held back, and nothing is lost when the
 connection closes. Driven through the real uvicorn protocol of all three services with a
 transport that records each write, as uvicorn's own protocol tests do.
@@ -14,7 +14,7 @@ import uvicorn
 from starlette.responses import StreamingResponse
 from uvicorn.server import ServerState
 
-from product_mcp.core.serve import ONE_SEND_MAX, HeaderTimeoutProtocol
+from product_mcp.core.protocol import ONE_SEND_MAX, HeaderTimeoutProtocol
 
 pytestmark = pytest.mark.anyio
 

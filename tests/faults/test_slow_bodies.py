@@ -7,7 +7,7 @@ other client got 503 for as long as they stayed. Now a body must arrive within B
 its headers, and one client address may hold at most SLOW_BODIES_PER_CLIENT bodies that are
 still unfinished SLOW_BODY seconds after their headers (the connection of any more is closed
 then), while other clients, and the same client's whole bodies, are served. Real processes on
-real ports, raw sockets for the slow client (the protocol class is shared: core/serve.py).
+real ports, raw sockets for the slow client (the protocol class is shared: core/protocol.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from product_mcp.core.serve import SLOW_BODIES_PER_CLIENT, SLOW_BODY
+from product_mcp.core.protocol import SLOW_BODIES_PER_CLIENT, SLOW_BODY
 from tests.servers import Service, free_port, start, start_api, start_mcp
 
 BODY_TIMEOUT = 5.0

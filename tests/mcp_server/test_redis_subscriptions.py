@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -82,6 +83,28 @@ def _redis_ports_of(pid: int) -> set[str]:
         if inode in inodes and remote.endswith(f":{6379:04X}"):
             ports.add(f"127.0.0.1:{int(local.split(':')[1], 16)}")
     return ports
+
+
+@contextlib.contextmanager
+def replicas(tmp_path: Path, prefix: str, *tags: str) -> Iterator[tuple[Service, list[Service]]]:
+    """An api.py and a main.py per tag, all on one Redis key prefix; stopped afterwards."""
+    api = start_api(tmp_path / "shop.db")
+    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
+    started: list[Service] = []
+    try:
+        for tag in tags:
+            started.append(start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": tag}))
+        yield api, started
+    finally:
+        for r in started:
+            r.stop()
+        api.stop()
+
+
+def told(prefix: str, session: str) -> list[dict[bytes, bytes]]:
+    """The resource-updated notifications in `session`'s replay log in Redis."""
+    log = redis.Redis.from_url(REDIS).xrange(f"{prefix}events:{session}")
+    return [e for _, e in log if UPDATED.encode() in e.get(b"m", b"")]
 
 
 def post(http: httpx.Client, url: str, session: str, message: dict[str, object]) -> str:
@@ -180,13 +203,12 @@ def test_a_busy_copy_goes_quiet_at_once_and_a_deleted_one_ends(tmp_path: Path, p
     its user's confirmation): r1 stops telling it of changes at once (found from outside: both
     copies wrote each change to the replay log, for as long as the call ran), and a DELETE
     through r2 ends r1's copy at once, running call and all (it kept serving the session)."""
-    api = start_api(tmp_path / "shop.db")
-    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
-    r1 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "b1"})
-    r2 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "b2"})
     streams: list[GetStream] = []
-    try:
-        with httpx.Client(timeout=WAIT) as http:
+    with (
+        replicas(tmp_path, prefix, "b1", "b2") as (api, (r1, r2)),
+        httpx.Client(timeout=WAIT) as http,
+    ):
+        try:
             init = rpc(
                 "initialize", {**INIT["params"], "capabilities": {"elicitation": {"form": {}}}}
             )
@@ -219,9 +241,7 @@ def test_a_busy_copy_goes_quiet_at_once_and_a_deleted_one_ends(tmp_path: Path, p
             buy(http, api, 2)
             on_r2.until(uri)
             time.sleep(QUIET)
-            log = redis.Redis.from_url(REDIS).xrange(f"{prefix}events:{session}")
-            told = [e for _, e in log if UPDATED.encode() in e.get(b"m", b"")]
-            assert len(told) == 1, told  # r2's, not r1's as well
+            assert len(told(prefix, session)) == 1  # r2's, not r1's as well
             assert http.delete(f"{r2.url}/mcp", headers=headers).status_code == 200
             deadline = time.monotonic() + WAIT
             ping = rpc("ping", id=5)
@@ -230,12 +250,9 @@ def test_a_busy_copy_goes_quiet_at_once_and_a_deleted_one_ends(tmp_path: Path, p
                 time.sleep(0.05)
             busy.join(WAIT)  # its call ended with the copy
             assert not busy.is_alive()
-    finally:
-        for stream in streams:
-            stream.close()
-        r2.stop()
-        r1.stop()
-        api.stop()
+        finally:
+            for stream in streams:
+                stream.close()
 
 
 def test_a_move_missed_while_the_bus_reconnects_is_caught_up(tmp_path: Path, prefix: str) -> None:
@@ -243,13 +260,12 @@ def test_a_move_missed_while_the_bus_reconnects_is_caught_up(tmp_path: Path, pre
     published while r1 is away, and pub/sub keeps nothing. Once subscribed again r1 reads
     whose the sessions it holds are (found from outside: the stray copy stayed, and every
     change was written twice)."""
-    api = start_api(tmp_path / "shop.db")
-    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
-    r1 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "c1"})
-    r2 = start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": "c2"})
     admin = redis.Redis.from_url(REDIS)
-    try:
-        with httpx.Client(timeout=WAIT) as http:
+    with (
+        replicas(tmp_path, prefix, "c1", "c2") as (api, (r1, r2)),
+        httpx.Client(timeout=WAIT) as http,
+    ):
+        try:
             session = open_session(http, f"{r1.url}/mcp")
             post(http, r1.url, session, rpc("resources/subscribe", {"uri": "shop://products/2"}, 2))
             mine = _redis_ports_of(r1.proc.pid)
@@ -263,14 +279,9 @@ def test_a_move_missed_while_the_bus_reconnects_is_caught_up(tmp_path: Path, pre
                 time.sleep(0.05)
             buy(http, api, 2)
             time.sleep(QUIET)
-            log = admin.xrange(f"{prefix}events:{session}")
-            told = [e for _, e in log if UPDATED.encode() in e.get(b"m", b"")]
-            assert len(told) == 1, told
-    finally:
-        admin.close()
-        r2.stop()
-        r1.stop()
-        api.stop()
+            assert len(told(prefix, session)) == 1
+        finally:
+            admin.close()
 
 
 def test_two_replicas_restoring_one_session_at_once_keep_it_alive(
@@ -280,31 +291,26 @@ def test_two_replicas_restoring_one_session_at_once_keep_it_alive(
     the other's "taken". The one the record names last keeps it; neither closes the copy its
     own request is on its way to (found in review: both did, in 8 of 10 tries, and a request
     got "Session not found")."""
-    api = start_api(tmp_path / "shop.db")
-    env = {"REDIS_URL": REDIS, "REDIS_PREFIX": prefix}
-    rs = [start_mcp(api.url, env={**env, "MCP_REPLICA_TAG": f"d{i}"}) for i in range(3)]
-    try:
-        with httpx.Client(timeout=WAIT) as http:
-            for attempt in range(4):
-                session = open_session(http, f"{rs[0].url}/mcp")
-                answers: list[str] = []
+    with (
+        replicas(tmp_path, prefix, "d0", "d1", "d2") as (_, rs),
+        httpx.Client(timeout=WAIT) as http,
+    ):
+        for attempt in range(4):
+            session = open_session(http, f"{rs[0].url}/mcp")
+            answers: list[str] = []
 
-                def ask(
-                    r: Service, rid: int, session: str = session, answers: list[str] = answers
-                ) -> None:
-                    headers = {**HEADERS, "Mcp-Session-Id": session}
-                    reply = http.post(f"{r.url}/mcp", json=rpc("ping", id=rid), headers=headers)
-                    answers.append(reply.text)
+            def ask(
+                r: Service, rid: int, session: str = session, answers: list[str] = answers
+            ) -> None:
+                headers = {**HEADERS, "Mcp-Session-Id": session}
+                reply = http.post(f"{r.url}/mcp", json=rpc("ping", id=rid), headers=headers)
+                answers.append(reply.text)
 
-                both = [threading.Thread(target=ask, args=(r, i)) for i, r in enumerate(rs[1:])]
-                for t in both:
-                    t.start()
-                for t in both:
-                    t.join(WAIT)
-                time.sleep(0.3)  # the drops this caused are done
-                again = [post(http, r.url, session, rpc("ping", id=9)) for r in rs[1:]]
-                assert all('"result"' in a for a in answers + again), (attempt, answers, again)
-    finally:
-        for r in rs:
-            r.stop()
-        api.stop()
+            both = [threading.Thread(target=ask, args=(r, i)) for i, r in enumerate(rs[1:])]
+            for t in both:
+                t.start()
+            for t in both:
+                t.join(WAIT)
+            time.sleep(0.3)  # the drops this caused are done
+            again = [post(http, r.url, session, rpc("ping", id=9)) for r in rs[1:]]
+            assert all('"result"' in a for a in answers + again), (attempt, answers, again)
