@@ -245,3 +245,27 @@ async def test_more_commands_at_once_than_connections_wait_for_one(prefix: str) 
         assert "refused" not in answers and not link.down
     finally:
         await link.close()
+
+
+@pytest.mark.anyio
+async def test_a_pool_still_busy_after_its_wait_skips_a_command_not_redis(
+    prefix: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past POOL_WAIT with every connection busy, the command waiting is skipped; Redis is
+    not taken for down (found in review: the next second of every command was skipped)."""
+    from product_mcp.mcp_server import redis_link
+
+    monkeypatch.setattr(redis_link, "POOL_SIZE", 2)
+    monkeypatch.setattr(redis_link, "POOL_WAIT", 0.1)
+    link = RedisLink(REDIS, prefix)
+    link.open()
+    key = f"{prefix}nothing-here"
+    try:
+        answers = await asyncio.gather(
+            *(link.run(lambda r: r.blpop([key], timeout=0.5), "skipped") for _ in range(4))
+        )
+        assert answers.count("skipped") == 2 and not link.down
+        assert "does not answer" not in caplog.text and "all 2 connections busy" in caplog.text
+        assert await link.run(lambda r: r.ping(), False) is True
+    finally:
+        await link.close()
