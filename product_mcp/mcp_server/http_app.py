@@ -45,7 +45,7 @@ from product_mcp.mcp_server.sessions import SessionRegistry
 if TYPE_CHECKING:  # these import redis: only a server with REDIS_URL loads them
     from product_mcp.mcp_server.redis_events import RedisEventStore
     from product_mcp.mcp_server.redis_link import RedisLink
-    from product_mcp.mcp_server.shared_sessions import SharedSessions
+    from product_mcp.mcp_server.session_records import SharedSessions
 
 # Replay window for clients that lost their stream, and how soon they should reconnect (ms).
 MAX_EVENTS = 10_000
@@ -224,7 +224,7 @@ def handshake_required(cfg: Config) -> bool:
 
 
 def _shared(cfg: Config, link: RedisLink) -> SharedSessions:
-    from product_mcp.mcp_server.shared_sessions import SharedSessions
+    from product_mcp.mcp_server.session_records import SharedSessions
 
     return SharedSessions(link, cfg.session_idle_timeout)
 

@@ -211,7 +211,7 @@ async def test_a_connection_redis_dropped_does_not_leave_a_session_unshared(pref
     its `timeout` setting or a proxy would do) and the next session was never recorded: the
     record is written in a MULTI/EXEC pipeline, which redis-py does not retry unless told, so
     the replica called Redis down and the session died with its replica."""
-    from product_mcp.mcp_server.shared_sessions import SharedSessions
+    from product_mcp.mcp_server.session_records import SharedSessions
 
     link = RedisLink(REDIS, prefix)
     link.open()
