@@ -105,13 +105,15 @@ def replicas(
     from product_mcp.mcp_server.replicas import render  # imports the server wing: only here
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the launcher's health polls
-    ports = [free_loopback_port() for _ in range(a.mcp_replicas)]
+    socks = [loopback_socket() for _ in range(a.mcp_replicas)]
+    ports = [int(s.getsockname()[1]) for s in socks]
     public = [f"{n}:{a.mcp_port}" for n in ("localhost", "127.0.0.1", reach(host))]
     allowed = ",".join(dict.fromkeys([*Settings.split(settings.MCP_ALLOWED_HOSTS), *public]))
     children = [
         Child(f"mcp{i}", ["main.py", "--host", "127.0.0.1", "--port", str(port)], port,
-              {**env, "MCP_REPLICA_TAG": f"r{i}", "MCP_ALLOWED_HOSTS": allowed})
-        for i, port in enumerate(ports, 1)
+              {**env, "MCP_REPLICA_TAG": f"r{i}", "MCP_ALLOWED_HOSTS": allowed},
+              hand_over=True, sock=sock)
+        for i, (port, sock) in enumerate(zip(ports, socks, strict=True), 1)
     ]  # fmt: skip
     prefix = scratch / "nginx"
     prefix.mkdir()
@@ -127,11 +129,17 @@ def replicas(
     return children
 
 
-def free_loopback_port() -> int:
-    """A loopback port nobody listens on now (for a replica only nginx talks to)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def loopback_socket() -> socket.socket:
+    """A listening socket on a free loopback port, for a replica only nginx talks to. Held
+    from now until the replica starts on it (`--fd`): CI once saw a replica's port, picked
+    free, taken seconds later while api.py migrated (an outgoing connection's source port).
+    Listening, nothing else can bind the port meanwhile; SO_REUSEADDR, because the launcher
+    binds it again to restart the replica, past the dead one's closing connections."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    return sock
 
 
 def web_config(settings: Settings, url: str) -> dict[str, Any]:
@@ -214,6 +222,7 @@ def run(a: argparse.Namespace, settings: Settings, children: list[Child]) -> int
     problems = [
         bind_problem(c.host, c.port, SETTING.get(c.name.rstrip("0123456789"), "MCP_PORT"))
         for c in children
+        if c.sock is None  # ours already
     ]
     for problem in filter(None, problems):
         sys.stderr.write(f"launcher: {problem}\n")

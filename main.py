@@ -74,6 +74,12 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
     p.add_argument("--host", default=settings.MCP_HOST)
     p.add_argument("--port", type=port_arg, default=settings.MCP_PORT)
     p.add_argument(
+        "--fd",
+        type=int,
+        default=None,
+        help="serve on this inherited socket, already bound to --host:--port (launch.py)",
+    )
+    p.add_argument(
         "--transport",
         choices=TRANSPORTS,
         default=settings.MCP_TRANSPORT,
@@ -92,6 +98,7 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
     return Config(
         host=a.host,
         port=a.port,
+        fd=a.fd,
         transport=a.transport,
         stateless=a.stateless,
         json_response=a.json_response,
@@ -147,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg.port,
         "MCP_PORT",
         banner=banner(cfg, settings),
+        fd=cfg.fd,
         log_level="info",
         access_log=cfg.access_log,
         **settings.server_limits(),

@@ -93,6 +93,23 @@ def seconds_arg(value: str) -> float:
     return seconds
 
 
+def inherited(fd: int, host: str, port: int) -> socket.socket:
+    """The socket a launcher bound for us (`--fd`: it holds the port from its pick to our
+    start, so nothing else takes it meanwhile), checked to be a TCP socket on host:port."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as e:
+        raise SystemExit(f"--fd {fd}: not an open socket ({e.strerror or e})") from None
+    try:
+        where = tuple(sock.getsockname()[:2]) if sock.type == socket.SOCK_STREAM else None
+    except OSError:
+        where = None
+    if where != (host, port):
+        sock.close()
+        raise SystemExit(f"--fd {fd}: not a TCP socket bound to {host}:{port}")
+    return sock
+
+
 def bind_problem(host: str, port: int, setting: str) -> str | None:
     """Why host:port could not be bound right now, in a sentence naming `setting`; None if it
     could (the launcher checks all three first)."""
@@ -103,11 +120,19 @@ def bind_problem(host: str, port: int, setting: str) -> str | None:
     return None
 
 
-def serve(app: Any, host: str, port: int, setting: str, banner: str = "", **options: Any) -> None:
-    """Bind, print `banner` (only once the port is ours: it named the address it would serve
-    before "port N is in use"), then run uvicorn on that socket (lifespan and all) until
-    stopped."""
-    sock = bind(host, port, setting)
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    setting: str,
+    banner: str = "",
+    fd: int | None = None,
+    **options: Any,
+) -> None:
+    """Bind (or take the launcher's socket, `fd`), print `banner` (only once the port is ours:
+    it named the address it would serve before "port N is in use"), then run uvicorn on that
+    socket (lifespan and all) until stopped."""
+    sock = bind(host, port, setting) if fd is None else inherited(fd, host, port)
     if banner:
         print(banner, flush=True)
     config = uvicorn.Config(app, host=host, port=port, **options)

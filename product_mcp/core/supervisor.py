@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 
 from product_mcp.core.config import ROOT
-from product_mcp.core.serve import die_with
+from product_mcp.core.serve import PortInUse, bind, die_with
 
 SERVER_NAME = "product-mcp"  # the entry of mcp.json the launcher points at its own main.py
 COLOURS = {"api": "\033[36m", "mcp": "\033[35m", "web": "\033[32m", "lb": "\033[33m"}
@@ -45,6 +46,8 @@ class Child:
     reach: str = "127.0.0.1"
     host: str = "127.0.0.1"  # the address it binds (checked free before anything starts)
     command: list[str] | None = None  # a program other than `python <args>` (nginx)
+    hand_over: bool = False  # bind host:port here and pass the socket (`--fd N`) at each start
+    sock: socket.socket | None = None  # bound when the port was picked, for the first start
     restarts: deque[float] = field(default_factory=lambda: deque(maxlen=RESTARTS))
     proc: asyncio.subprocess.Process | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL))
@@ -86,16 +89,31 @@ class Launcher:
     async def _start(self, child: Child) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **child.env}
         command = child.command or [sys.executable, *child.args]
-        child.proc = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=ROOT,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
-            preexec_fn=die_with(os.getpid()),
-        )
+        sock, child.sock = child.sock, None
+        if child.hand_over and sock is None:  # a restart: the port the balancer knows, again
+            try:
+                sock = bind(child.host, child.port, "MCP_PORT")
+            except PortInUse:
+                why = f"could not be started again: port {child.port} is taken"
+                raise ChildDied(child, why) from None
+        fds = () if sock is None else (sock.fileno(),)
+        if sock is not None:
+            command = [*command, "--fd", str(sock.fileno())]
+        try:
+            child.proc = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=ROOT,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops them in order
+                preexec_fn=die_with(os.getpid()),
+                pass_fds=fds,
+            )
+        finally:
+            if sock is not None:
+                sock.close()  # the child's now: a dead replica's port must refuse connections
         child.reader = asyncio.create_task(self._pump(child))
         url = f"http://{child.reach}:{child.port}/healthz"
         deadline = time.monotonic() + self.timeout

@@ -60,6 +60,7 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8083
+    fd: int | None = None  # a socket bound to host:port by launch.py (core/serve.inherited)
     transport: Transport = "both"
     stateless: bool = False
     json_response: bool = False

@@ -306,3 +306,34 @@ def test_a_replica_is_healed_however_often_it_dies_but_a_crash_loop_is_not() -> 
     replica.restarts.extend(now - 5 + i for i in range(supervisor.RESTARTS))
     assert not supervisor.may_restart(replica)
     assert not supervisor.may_restart(supervisor.Child("api", ["api.py"], 2))
+
+
+def test_a_replica_port_is_held_from_its_pick_to_its_start(tmp_path: Path) -> None:
+    """CI once failed with "mcp1: port 45649 is in use": the launcher picked a free loopback
+    port for each replica and started the replica seconds later (after api.py's migrations),
+    and meanwhile the port was taken (an outgoing connection's source port). The launcher now
+    binds the socket when it picks the port and hands that socket to main.py (`--fd`), so
+    nothing else can bind the port in between."""
+    import launch
+    from product_mcp.core.config import load_settings
+
+    settings = load_settings()
+    args = launch.parse_args(["--mcp-replicas", "2", "--no-web"], settings)
+    children = launch.plan(args, settings, tmp_path)
+    replicas = [c for c in children if "MCP_REPLICA_TAG" in c.env]
+    assert len(replicas) == 2
+    try:
+        for child in replicas:
+            for reuse in (False, True):  # a plain bind, and uvicorn's (SO_REUSEADDR)
+                with socket.socket() as other:
+                    if reuse:
+                        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        other.bind(("127.0.0.1", child.port))
+                    except OSError:
+                        continue
+                    raise AssertionError(f"{child.name}'s port {child.port} could be taken")
+    finally:
+        for child in replicas:
+            if child.sock is not None:
+                child.sock.close()
