@@ -7,17 +7,54 @@ logs a traceback; an unknown tool's name is logged as sent). Why bounded: that n
 saying how much was left out; tracebacks are kept whole (they are ours, not the client's),
 except one kind: the SDK's client transports log a 70-line traceback when a server they were
 reading from went away (`Error in sse_reader`: peer closed connection), which web.py then
-reports itself in one line ("lost connection"). Those become one line too.
+reports itself in one line ("lost connection"). Those become one line too, and so do the
+server transports' tracebacks for a client that went away: a POST dropped mid-body
+(`ClientDisconnect`) or a session deleted while its calls stream (`ClosedResourceError`), which
+any client can cause at will.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 MAX_MESSAGE = 2000
 QUIET_PEERS_OF = "mcp.client."  # loggers whose network errors are logged in one line
 NETWORK_ERRORS_FROM = frozenset({"httpx", "httpcore", "httpx2", "httpcore2"})  # packages
+CLIENT_GONE_IN = "mcp.server."  # loggers whose "client went away" errors are one line
+CLIENT_GONE = frozenset(
+    {
+        ("starlette", "ClientDisconnect"),
+        ("anyio", "ClosedResourceError"),
+        ("anyio", "BrokenResourceError"),
+        ("anyio", "EndOfStream"),
+    }
+)
 FORMAT = "%(levelname)s:%(name)s: %(message)s"
+
+
+def _leaves(e: BaseException) -> Iterator[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        for sub in e.exceptions:
+            yield from _leaves(sub)
+    else:
+        yield e
+
+
+def _root(e: BaseException) -> str:
+    return type(e).__module__.split(".")[0]
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """Whether this record's traceback says nothing an operator needs (see the module)."""
+    e = record.exc_info[1] if record.exc_info else None
+    if e is None:
+        return False
+    if record.name.startswith(QUIET_PEERS_OF):
+        return _root(e) in NETWORK_ERRORS_FROM
+    if record.name.startswith(CLIENT_GONE_IN):
+        return all((_root(x), type(x).__name__) in CLIENT_GONE for x in _leaves(e))
+    return False
 
 
 class BoundedFormatter(logging.Formatter):
@@ -28,18 +65,20 @@ class BoundedFormatter(logging.Formatter):
         self.limit = limit
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.exc_info and record.name.startswith(QUIET_PEERS_OF):
-            e = record.exc_info[1]
-            if e is not None and type(e).__module__.split(".")[0] in NETWORK_ERRORS_FROM:
-                record = logging.makeLogRecord(
-                    {
-                        **record.__dict__,
-                        "msg": f"{record.getMessage()}: {type(e).__name__}: {e}",
-                        "args": None,
-                        "exc_info": None,
-                        "exc_text": None,
-                    }
-                )
+        if _one_line(record):
+            e = record.exc_info[1]  # type: ignore[index]
+            what = ", ".join(
+                dict.fromkeys(f"{type(x).__name__}: {x}".rstrip(": ") for x in _leaves(e))
+            )
+            record = logging.makeLogRecord(
+                {
+                    **record.__dict__,
+                    "msg": f"{record.getMessage()}: {what}",
+                    "args": None,
+                    "exc_info": None,
+                    "exc_text": None,
+                }
+            )
         return super().format(record)
 
     def formatMessage(self, record: logging.LogRecord) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -360,3 +361,49 @@ async def test_a_reply_whose_head_never_went_out_is_answered_whole() -> None:
     await FinishResponses(sdk, "peeked")(scope, receive, server_send)
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 404 and b"Session ended" in sent[1]["body"]
+
+
+async def test_a_client_going_away_is_one_log_line_not_a_traceback(
+    api: Service, tmp_path: Path
+) -> None:
+    """A client that drops a POST mid-body, or deletes its session while its calls stream, is
+    client behaviour: the SDK logged each with a 15- to 40-line traceback (a client could fill
+    the log with them). Each is now one line naming what happened."""
+    with Stack(tmp_path) as s:
+        mcp = s.mcp(api)
+        async with httpx.AsyncClient(base_url=mcp.url, timeout=15) as client:
+            for _ in range(10):
+                r = await client.post("/mcp", json=INIT, headers={"accept": ACCEPT})
+                h = {
+                    "accept": ACCEPT,
+                    "mcp-session-id": r.headers["mcp-session-id"],
+                    "mcp-protocol-version": "2025-11-25",
+                }
+                await client.post("/mcp", json=rpc("notifications/initialized", id=None), headers=h)
+                call = rpc("tools/call", {"name": "get_products", "arguments": {}})
+                await asyncio.gather(
+                    *(client.post("/mcp", json={**call, "id": i}, headers=h) for i in range(8)),
+                    client.delete("/mcp", headers=h),
+                    return_exceptions=True,
+                )
+            r = await client.post("/mcp", json=INIT, headers={"accept": ACCEPT})
+            sid = r.headers["mcp-session-id"]
+        _, writer = await asyncio.open_connection("127.0.0.1", mcp.port)
+        head = (
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{mcp.port}\r\n"
+            f"Content-Type: application/json\r\nAccept: {ACCEPT}\r\nMcp-Session-Id: {sid}\r\n"
+            "MCP-Protocol-Version: 2025-11-25\r\nContent-Length: 1000\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"jsonrpc": "2.0", ')
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()
+        log = ""
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            log = mcp.log()
+            if "Error handling POST request" in log:
+                break
+        assert "Error handling POST request" in log, log[-3000:]  # the drop was seen
+        assert "SSE response error" in log, log[-3000:]  # and the race was met
+        assert "Traceback" not in log, log[-4000:]

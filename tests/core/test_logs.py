@@ -1,0 +1,45 @@
+"""The services' log format: bounded messages, and one line where a traceback tells nothing."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import anyio
+from starlette.requests import ClientDisconnect
+
+from product_mcp.core.logs import BoundedFormatter
+
+
+def formatted(name: str, error: BaseException, msg: str = "SSE response error") -> str:
+    try:
+        raise error
+    except BaseException:
+        info = sys.exc_info()
+    record = logging.LogRecord(name, logging.ERROR, __file__, 1, msg, None, info)
+    return BoundedFormatter().format(record)
+
+
+def test_a_client_going_away_is_one_line() -> None:
+    group = BaseExceptionGroup("tg", [anyio.ClosedResourceError(), anyio.ClosedResourceError()])
+    line = formatted("mcp.server.streamable_http", group)
+    assert line == "ERROR:mcp.server.streamable_http: SSE response error: ClosedResourceError"
+    line = formatted("mcp.server.streamable_http", ClientDisconnect(), "Error handling POST")
+    assert line == "ERROR:mcp.server.streamable_http: Error handling POST: ClientDisconnect"
+
+
+def test_our_own_errors_keep_their_traceback() -> None:
+    mixed = BaseExceptionGroup("tg", [anyio.ClosedResourceError(), ValueError("bug")])
+    for name, error in [
+        ("mcp.server.streamable_http", ValueError("bug")),
+        ("mcp.server.streamable_http", mixed),
+        ("product_mcp.mcp_server", anyio.ClosedResourceError()),  # not the SDK's transport
+    ]:
+        assert "Traceback" in formatted(name, error), (name, error)
+
+
+def test_long_messages_are_cut_saying_how_much() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "a" * 5000, None, None)
+    assert (
+        BoundedFormatter(limit=100).format(record) == f"INFO:x: {'a' * 100}… (4900 more characters)"
+    )
