@@ -11,6 +11,7 @@ Why a subclass, overriding only public methods (no private SDK attribute is touc
   pydantic's report with its model name and documentation links; an argument the tool does
   not take is refused, not ignored (a model would believe it had filtered by it); a tool's
   own error (the API's words) is not prefixed with "Error executing tool <name>: ".
+- Every tool's input schema says that it takes nothing else (`additionalProperties: false`).
 - Every tool's input and output schema is self-contained: pydantic writes nested models as
   `$ref` into `$defs`, which OpenAI's strict mode and several other providers refuse, so
   `tools/list` inlines them, once per schema, for all tools alike.
@@ -32,6 +33,12 @@ logger = logging.getLogger(__name__)
 
 # Keywords whose value maps names (not keywords) to schemas.
 _NAME_MAPS = frozenset({"properties", "patternProperties", "dependentSchemas"})
+
+
+def _closed(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    if schema is None or "additionalProperties" in schema:
+        return schema
+    return {**schema, "additionalProperties": False}
 
 
 class UninlinableSchema(ValueError):
@@ -101,11 +108,13 @@ class ShopServer(MCPServer[None]):
         return cached[1]
 
     async def list_tools(self) -> list[MCPTool]:
-        """Every tool, with its input and output schemas self-contained."""
+        """Every tool, with its input and output schemas self-contained, and its input schema
+        closed (`additionalProperties: false`): call_tool refuses an argument the tool does not
+        take, so the schema says so, and a client validating against it refuses it first."""
         return [
             tool.model_copy(
                 update={
-                    "input_schema": self._self_contained(tool.name, tool.input_schema),
+                    "input_schema": _closed(self._self_contained(tool.name, tool.input_schema)),
                     "output_schema": self._self_contained(tool.name, tool.output_schema),
                 }
             )

@@ -350,6 +350,8 @@ def test_every_tool_schema_is_self_contained(mcp_app: Mcp, era: Era) -> None:
             schema = tool[kind]
             assert not _refs(schema), f"{name}.{kind}: {_refs(schema)}"
             jsonschema.Draft202012Validator.check_schema(schema)
+        # an argument the tool does not take is refused (ShopServer.call_tool): said up front
+        assert tool["inputSchema"]["additionalProperties"] is False, name
     purchase = tools["create_purchase"]["inputSchema"]
     item = purchase["properties"]["items"]["items"]
     assert item["type"] == "object" and item["additionalProperties"] is False

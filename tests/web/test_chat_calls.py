@@ -81,6 +81,12 @@ def test_call_tool_direct(web: InProcessWeb) -> None:
         ({"server": "shop", "name": "nope", "args": {}}, 404, "has no tool 'nope'"),
         ({"server": "shop", "name": "get_product", "args": {"productId": "1"}}, 422, "productId"),
         ({"server": "shop", "name": "get_product", "args": {}}, 422, "productId: is required"),
+        # main.py refuses what its schema does not name, and its schema says so
+        (
+            {"server": "shop", "name": "get_products", "args": {"bogus": 1}},
+            422,
+            "unknown field 'bogus' (known: limit, offset)",
+        ),
         ({"server": "mini", "name": "add", "args": {"a": 1, "b": 2, "c": 3}}, 200, "3"),
     ],
 )
