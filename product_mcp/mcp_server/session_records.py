@@ -117,7 +117,29 @@ class SharedSessions:
         await self.link.run(lambda r: r.expire(self.link.key("session", session_id), self.ttl), 0)
 
     async def delete(self, session_id: str) -> None:
-        await self.link.run(lambda r: r.delete(self.link.key("session", session_id)), 0)
+        """Drop the record and leave a mark for as long as a copy elsewhere could live: a
+        replica that missed the bus's word of it (reconnecting) tells a deleted session from
+        one whose record is missing for another reason (Redis lost its data, or it was opened
+        while Redis was down), which must be kept."""
+        record, mark = self.link.key("session", session_id), self.link.key("deleted", session_id)
+
+        async def op(r: aioredis.Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.delete(record)
+                pipe.set(mark, "1", ex=self.ttl)
+                await pipe.execute()
+
+        await self.link.run(op, None)
+
+    async def deleted(self, session_ids: list[str]) -> set[str]:
+        """Those of the sessions deleted within the record's ttl (none while Redis is down)."""
+        keys = [self.link.key("deleted", sid) for sid in session_ids]
+
+        async def op(r: aioredis.Redis) -> set[str]:
+            found = await r.mget(keys)
+            return {sid for sid, mark in zip(session_ids, found, strict=True) if mark}
+
+        return await self.link.run(op, set()) if session_ids else set()
 
     async def subscribed(self, session_id: str, uri: str, limit: int) -> None:
         """Record a `resources/subscribe` (live.py's SubscriptionKeeper)."""

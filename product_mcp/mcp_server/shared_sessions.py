@@ -147,8 +147,9 @@ class SessionSharing:
 
     async def _reconcile(self) -> None:
         """After the bus subscription came back (a reconnect loses what was published in
-        between): drop the copies whose record now names another replica. (A copy without a
-        record is kept: it may have been deleted elsewhere, or opened while Redis was down.)"""
+        between): drop the copies whose record now names another replica, and those deleted
+        meanwhile. (A copy whose record is missing without a deletion's mark is kept: Redis
+        may have lost its data, or it was opened while Redis was down.)"""
         manager = self.manager()
         held = {
             sid: mcp_compat.session_transport(manager, sid)
@@ -160,6 +161,9 @@ class SessionSharing:
         for session_id, owner in owners.items():
             if owner and owner != self.bus.origin:
                 self._taken_elsewhere(session_id, deleted=False, copy=held[session_id])
+        missing = [sid for sid, owner in owners.items() if owner is None]
+        for session_id in await self.shared.deleted(missing):
+            self._taken_elsewhere(session_id, deleted=True, copy=held[session_id])
 
     def _taken_elsewhere(self, session_id: str, deleted: bool, copy: Any = None) -> None:
         copy = copy or mcp_compat.session_transport(self.manager(), session_id)

@@ -314,3 +314,41 @@ def test_two_replicas_restoring_one_session_at_once_keep_it_alive(
             time.sleep(0.3)  # the drops this caused are done
             again = [post(http, r.url, session, rpc("ping", id=9)) for r in rs[1:]]
             assert all('"result"' in a for a in answers + again), (attempt, answers, again)
+
+
+def test_a_deletion_missed_while_the_bus_reconnects_closes_the_copy(
+    tmp_path: Path, prefix: str
+) -> None:
+    """r1 holds a session; its bus connection is cut just as the session is deleted through
+    r2: the message is lost. Once subscribed again r1 finds the session deleted and closes its
+    copy (it stayed open until the idle timeout, a deleted session served to whoever held its
+    id). A session whose record is missing for another reason (Redis lost its data, or it
+    was opened while Redis was down) is kept: only a deletion leaves a mark."""
+    admin = redis.Redis.from_url(REDIS)
+    with (
+        replicas(tmp_path, prefix, "d1", "d2") as (_api, (r1, r2)),
+        httpx.Client(timeout=WAIT) as http,
+    ):
+        try:
+            session = open_session(http, f"{r1.url}/mcp")
+            kept = open_session(http, f"{r1.url}/mcp")
+            admin.delete(f"{prefix}session:{kept}")  # gone from Redis, not deleted by a client
+            mine = _redis_ports_of(r1.proc.pid)
+            relay = [c for c in admin.client_list(_type="pubsub") if c["addr"] in mine]
+            assert len(relay) == 1, (mine, admin.client_list(_type="pubsub"))
+            admin.client_kill_filter(_id=relay[0]["id"])
+            r = http.delete(f"{r2.url}/mcp", headers={**HEADERS, "Mcp-Session-Id": session})
+            assert r.status_code == 200, r.text
+            deadline = time.monotonic() + WAIT
+            while "deleted by another replica now: closed here" not in r1.log():
+                assert time.monotonic() < deadline, r1.log()[-2000:]
+                time.sleep(0.05)
+            gone = http.post(
+                f"{r1.url}/mcp",
+                json=rpc("ping", id=2),
+                headers={**HEADERS, "Mcp-Session-Id": session},
+            )
+            assert gone.status_code == 404, gone.text
+            post(http, r1.url, kept, rpc("ping", id=3))  # still served
+        finally:
+            admin.close()
