@@ -53,9 +53,12 @@ def reclaim() -> int:
 class Reclaimer:
     """`reclaim()` `delay` s after `soon()`, and never twice within `every` s."""
 
-    def __init__(self, delay: float = 1.0, every: float = 10.0) -> None:
+    def __init__(
+        self, delay: float = 1.0, every: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.delay = delay
         self.every = every
+        self.clock = clock
         self.last = float("-inf")  # time.monotonic() of the last run
         self._pending: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -64,15 +67,15 @@ class Reclaimer:
     def soon(self) -> None:
         """Ask for a reclaim on the running loop (one pending at a time)."""
         loop = asyncio.get_running_loop()
-        self._asked = time.monotonic()
+        self._asked = self.clock()
         if self._pending is not None and self._loop is loop and not loop.is_closed():
             return  # already due: it will see this drop's garbage too, or run once more
-        wait = max(self.delay, self.last + self.every - time.monotonic())
+        wait = max(self.delay, self.last + self.every - self.clock())
         self._loop, self._pending = loop, loop.call_later(wait, self._run)
 
     def _run(self) -> None:
         self._pending = None
-        started = self.last = time.monotonic()
+        started = self.last = self.clock()
         found = reclaim()
         log.info("reclaimed memory after a dropped client (%d unreachable objects)", found)
         if self._asked > started - self.delay and self._loop is not None:

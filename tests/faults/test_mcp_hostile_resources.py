@@ -184,17 +184,33 @@ async def test_reclaims_are_spaced_however_many_clients_are_dropped() -> None:
 @pytest.mark.anyio
 async def test_drops_asked_for_during_a_run_get_one_more(monkeypatch: pytest.MonkeyPatch) -> None:
     """500 streams closing take a while: a reclaim asked for just before one runs may find the
-    last streams' tasks not yet garbage, so one more follows `every` s later (and no more)."""
+    last streams' tasks not yet garbage, so one more follows `every` s later (and no more).
+    On a clock of the test's own (timed sleeps failed on a loaded machine); the runs are
+    fired by hand, the real timers being far off."""
     runs: list[float] = []
-    monkeypatch.setattr("product_mcp.core.memory.reclaim", lambda: runs.append(1) or 0)
-    r = Reclaimer(delay=0.05, every=0.1)
-    r.soon()
-    await anyio.sleep(0.02)
-    r.soon()  # while the first is pending, asked again
-    await anyio.sleep(0.06)
-    assert len(runs) == 1 and r._pending is not None  # ran, and one more is due
-    await anyio.sleep(0.2)
-    assert len(runs) == 2 and r._pending is None  # and no more
+    now = [0.0]
+    monkeypatch.setattr("product_mcp.core.memory.reclaim", lambda: runs.append(now[0]) or 0)
+
+    def fire(r: Reclaimer, at: float) -> None:
+        assert r._pending is not None, "no run was due"
+        r._pending.cancel()
+        now[0] = at
+        r._run()
+
+    r = Reclaimer(delay=1000, every=5000, clock=lambda: now[0])
+    r.soon()  # at 0: due at 1000
+    now[0] = 500
+    r.soon()  # while it is pending, asked again (less than `delay` before the run)
+    fire(r, 1000)
+    assert runs == [1000] and r._pending is not None  # ran, and one more is due
+    fire(r, 6000)
+    assert runs == [1000, 6000] and r._pending is None  # and no more
+
+    lone = Reclaimer(delay=1000, every=5000, clock=lambda: now[0])
+    now[0] = 10_000
+    lone.soon()
+    fire(lone, 11_000)
+    assert runs[-1] == 11_000 and lone._pending is None  # asked once: one run
 
 
 @pytest.mark.anyio
