@@ -25,6 +25,7 @@ let active = null;
 export function updateSendButton() {
   sendBtn.disabled = active !== null || historyLimits() === null;
   stopBtn.hidden = active === null;
+  stopBtn.disabled = active === null || active.stopping === true; // each reply's own Stop
   sendBtn.hidden = active !== null;
 }
 

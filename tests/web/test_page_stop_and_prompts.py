@@ -52,6 +52,15 @@ def test_stop_asks_web_py_and_keeps_its_history(scripted: dict[str, Any], size: 
     saved = page.evaluate("JSON.parse(localStorage.getItem('product-mcp.chat.v1')).history")
     assert saved == [{"role": "user", "content": q}, *history]
     assert page.locator(".msg.assistant").last.inner_text() == "Roses are red"
+    # Stop works on the next reply too (found from outside: it stayed disabled once used)
+    start_turn(page, f"And another ({size})")
+    push(page, "turn", {"turnId": f"t2-{size}"})
+    page.wait_for_selector("#stop:not([disabled])", timeout=5000)
+    page.click("#stop")
+    page.wait_for_function(
+        "id => window.__posts.some(p => p[0] === '/api/chat/stop' && p[1].turnId === id)",
+        arg=f"t2-{size}",
+    )
 
 
 PROMPTS = {
