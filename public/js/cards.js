@@ -4,7 +4,7 @@
  * running call shows the server's progress; pictures and sounds show without expanding. While
  * a call waits for the user's approval the card is open with Approve / Reject. */
 
-import { h, pretty } from "./dom.js";
+import { h, plain, pretty } from "./dom.js";
 import { renderContent } from "./media.js";
 import { money } from "./money.js";
 import { serverOfTool, toolInfo } from "./tools.js";
@@ -12,9 +12,18 @@ import { classify, firstLine, productName, rememberProducts, summarize, view } f
 
 let nextId = 0;
 
+/* fn(), or null if it throws: a server's odd value falls back to the raw text. */
+function quietly(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    return null;
+  }
+}
+
 /* The error in words a person reads, from web.py's text. */
 export function errorWords(item) {
-  const err = String(item.error ?? "");
+  const err = plain(item.error ?? "");
   if (item.status === "rejected") return "Not run: you rejected it.";
   if (item.stopped) return "Stopped before it finished.";
   if (err === "interrupted") return "Interrupted: the page was left or reloaded before it finished.";
@@ -57,7 +66,7 @@ function argumentList(args) {
   for (const [k, v] of entries) {
     let shown;
     if (k === "items" && Array.isArray(v) && v.every((i) => i && Number.isInteger(i.productId))) {
-      shown = v.map((i) => `${i.quantity} × ${productName(i.productId)}`).join(", ");
+      shown = v.map((i) => `${plain(i.quantity)} × ${productName(i.productId)}`).join(", ");
     } else if (/price|amount|budget/i.test(k) && typeof v === "number") {
       shown = money(v);
     } else shown = typeof v === "string" ? v : JSON.stringify(v);
@@ -108,7 +117,7 @@ export function toolCard(item, answer) {
   if (item.status === "error" || item.status === "rejected") summary = firstLine(ownWords(errorWords(item)), 120);
   else if (item.result !== undefined) {
     const none = Array.isArray(value) && !value.length;
-    summary = summarize(kind, value) || (none ? "nothing found" : firstLine(item.result));
+    summary = quietly(() => summarize(kind, value)) || (none ? "nothing found" : firstLine(item.result));
   }
 
   // create_purchase declined or cancelled: it ran, but nothing was done (not a green "done")
@@ -145,7 +154,7 @@ export function toolCard(item, answer) {
   body.appendChild(h("div", { class: "label", text: "Arguments" }));
   body.appendChild(argumentList(item.arguments));
   if (item.result !== undefined) {
-    const shown = view(kind, value);
+    const shown = quietly(() => view(kind, value)); // a value the view did not expect: raw only
     body.appendChild(h("div", { class: "label", text: "Result" }));
     const raw = h("pre", { class: "result", text: pretty(item.result) });
     if (shown) {

@@ -3,7 +3,7 @@
  * units after the bar, and the totals in a caption. Bars are sized in percent of the chart's
  * width and text in pixels, so the chart fills a phone or a desktop card and stays readable. */
 
-import { h } from "./dom.js";
+import { h, plain } from "./dom.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const ROW = 38; // px per group: a label line and a bar
@@ -13,7 +13,7 @@ const MAX_GROUPS = 50;
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(NS, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, plain(v));
   if (text !== undefined) node.textContent = text;
   return node;
 }
@@ -46,7 +46,7 @@ export function salesChart(report, money) {
   groups.forEach((g, i) => {
     const y = i * ROW;
     const pct = Math.max(0.5, (num(g.revenue) / top) * MAX_BAR_PCT);
-    const label = String(g.label ?? g.key ?? "");
+    const label = plain(g.label ?? g.key ?? "");
     const row = svg("g", { class: "bar-row" });
     row.appendChild(svg("title", {}, `${label}: ${money(num(g.revenue))}, ${num(g.units)} units`));
     row.appendChild(svg("text", { x: 0, y: y + 13, class: "bar-label" }, label.slice(0, 80)));

@@ -4,19 +4,32 @@
 
 export const $ = (id) => document.getElementById(id);
 
+/* Any value as text, never throwing: String() throws on an object whose "toString" is not a
+ * function ({"toString": 1}, which a model or a server may send), and that once broke the
+ * whole page. Objects and arrays show as JSON. */
+export function plain(value) {
+  if (typeof value === "string") return value;
+  if (value === null || value === undefined || typeof value !== "object") return String(value);
+  try {
+    return JSON.stringify(value) ?? "";
+  } catch (e) {
+    return "?";
+  }
+}
+
 /* h("div", { class: "x", text: "…", onclick: fn, "data-k": v }, child, "text", …) */
 export function h(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
+    if (k === "class") node.className = plain(v);
+    else if (k === "text") node.textContent = plain(v);
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? "" : String(v));
+    else node.setAttribute(k, v === true ? "" : plain(v));
   }
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
-    node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    node.appendChild(c instanceof Node ? c : document.createTextNode(plain(c)));
   }
   return node;
 }
@@ -24,7 +37,13 @@ export function h(tag, attrs, ...children) {
 /* JSON (or a string holding JSON) indented for a <pre>; any other string as it is. */
 export function pretty(value) {
   if (value === undefined || value === null) return "";
-  if (typeof value !== "string") return JSON.stringify(value, null, 2);
+  if (typeof value !== "string") {
+    try {
+      return JSON.stringify(value, null, 2) ?? "";
+    } catch (e) {
+      return plain(value);
+    }
+  }
   try {
     return JSON.stringify(JSON.parse(value), null, 2);
   } catch (e) {

@@ -5,7 +5,7 @@
  * closed by web.py: `elicitation_done`) the card shrinks to one line saying what happened. */
 
 import { postJSON } from "./api.js";
-import { h } from "./dom.js";
+import { h, plain } from "./dom.js";
 import { render as markdown } from "./markdown.js";
 import { money } from "./money.js";
 import { rememberProducts } from "./views.js";
@@ -24,11 +24,11 @@ function quoteTable(q) {
       {},
       h("td", { text: str(i.name) || `product #${i.productId}` }),
       h("td", { class: "num", text: money(i.unitPrice) }),
-      h("td", { class: "num", text: String(i.quantity ?? "") }),
+      h("td", { class: "num", text: plain(i.quantity ?? "") }),
       h("td", { class: "num", text: money(i.lineTotal) }),
       h("td", {
         class: "num" + (Number(i.available) < Number(i.quantity) ? " short" : ""),
-        text: i.available === undefined ? "" : `${i.available} in stock`,
+        text: i.available === undefined ? "" : `${plain(i.available)} in stock`,
       })
     )
   );
@@ -71,10 +71,10 @@ export function scrollable(node) {
 function choices(s) {
   if (Array.isArray(s.enum)) {
     const names = Array.isArray(s.enumNames) ? s.enumNames : [];
-    return s.enum.map((v, i) => [v, str(names[i]) || String(v)]);
+    return s.enum.map((v, i) => [v, str(names[i]) || plain(v)]);
   }
   const alts = s.oneOf || s.anyOf;
-  if (Array.isArray(alts)) return alts.filter((a) => isObj(a) && "const" in a).map((a) => [a.const, str(a.title) || String(a.const)]);
+  if (Array.isArray(alts)) return alts.filter((a) => isObj(a) && "const" in a).map((a) => [a.const, str(a.title) || plain(a.const)]);
   return null;
 }
 
@@ -93,7 +93,7 @@ function field(name, s, required, prefix) {
     const items = isObj(s.items) ? choices(s.items) || [] : [];
     const def = Array.isArray(s.default) ? s.default : [];
     const boxes = items.map(([v, text], n) => {
-      const box = h("input", { type: "checkbox", id: `${id}-${n}`, value: String(v) });
+      const box = h("input", { type: "checkbox", id: `${id}-${n}`, value: plain(v) });
       box.checked = def.includes(v);
       return { v, box, node: h("label", { class: "check" }, box, " " + text) };
     });

@@ -434,7 +434,18 @@ function blocks(lines, depth) {
   return frag;
 }
 
+/* Text, whatever came (a stored chat may hold anything; String() throws on {"toString": 1}). */
+function asText(v) {
+  if (typeof v === "string") return v;
+  if (v === null || v === undefined) return "";
+  try {
+    return typeof v === "object" ? JSON.stringify(v) ?? "" : String(v);
+  } catch (e) {
+    return "";
+  }
+}
+
 export function render(source) {
-  const src = String(source == null ? "" : source).replace(/\r\n?/g, "\n");
+  const src = asText(source).replace(/\r\n?/g, "\n");
   return blocks(src.split("\n"), 0);
 }

@@ -8,7 +8,7 @@
  * is a line of text. Elements are made with DOM calls (h()), never from markup, and nothing
  * from the list becomes an attribute other than those two checked URLs, alt text and titles. */
 
-import { h } from "./dom.js";
+import { h, plain } from "./dom.js";
 
 const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 const AUDIO_TYPES = new Set(["audio/wav", "audio/mpeg", "audio/ogg", "audio/webm"]);
@@ -132,7 +132,7 @@ function renderItem(item, resultText) {
     case "resource_link":
       return link(item);
     default:
-      return note("Content", `unknown type ${JSON.stringify(String(item.type)).slice(0, 80)}`);
+      return note("Content", `unknown type ${JSON.stringify(plain(item.type)).slice(0, 80)}`);
   }
 }
 

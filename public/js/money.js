@@ -3,6 +3,8 @@
  * otherwise, or when it names a code the browser does not know). The API's JSON keeps the
  * seed's plain numbers; only what people read is formatted. */
 
+import { plain } from "./dom.js";
+
 const DEFAULT = "USD";
 let code = DEFAULT;
 let format = make(DEFAULT);
@@ -31,5 +33,5 @@ export const currency = () => code;
 /* "$1,299.00" for 1299; anything that is not a finite number as it is. */
 export function money(value) {
   const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
-  return typeof n === "number" && Number.isFinite(n) ? format.format(n) : String(value ?? "");
+  return typeof n === "number" && Number.isFinite(n) ? format.format(n) : plain(value ?? "");
 }

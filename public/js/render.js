@@ -23,7 +23,21 @@ export function scrollDown() {
   messagesEl.scrollTop = messagesEl.scrollHeight;
 }
 
+/* An item that cannot be drawn (a value no renderer expected, from a stored chat or a server)
+ * becomes a note; it must never stop the rest of the chat from drawing (it once left the page
+ * without its servers after every reload). */
 function renderItem(item) {
+  try {
+    return drawItem(item);
+  } catch (e) {
+    console.error("could not draw an item of the chat", e, item);
+    const node = h("div", { class: "msg error", role: "alert", text: "This part of the chat could not be shown." });
+    item.node = node;
+    return node;
+  }
+}
+
+function drawItem(item) {
   let node;
   if (item.kind === "user") {
     node = h("div", { class: "msg user", text: item.text });

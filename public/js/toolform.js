@@ -6,7 +6,7 @@
  * confirmation (409 needsConfirmation), so a wrong field is named before anyone is asked. */
 
 import { postJSON } from "./api.js";
-import { $, h, pretty } from "./dom.js";
+import { $, h, plain, pretty } from "./dom.js";
 import { renderContent } from "./media.js";
 import { classify, view } from "./views.js";
 
@@ -74,7 +74,7 @@ function field(name, schema, root, required) {
     input = h("select", { id, name });
     if (!required) input.appendChild(h("option", { value: "" }, "(default)"));
     for (const v of schema.enum) {
-      input.appendChild(h("option", { value: JSON.stringify(v) }, String(v)));
+      input.appendChild(h("option", { value: JSON.stringify(v) }, plain(v)));
     }
   } else if (kind === "boolean") {
     input = h("input", { id, name, type: "checkbox" });
@@ -82,7 +82,7 @@ function field(name, schema, root, required) {
   } else if (kind === "integer" || kind === "number") {
     input = h("input", { id, name, type: "number", step: kind === "integer" ? "1" : "any" });
     if (schema.default !== undefined && schema.default !== null) {
-      input.value = String(schema.default);
+      input.value = plain(schema.default);
     }
   } else if (kind === "string") {
     input = h("input", { id, name, type: "text" });

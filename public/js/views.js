@@ -6,7 +6,7 @@
  * carries data-product-id and data-stock so live stock updates can find and change it. */
 
 import { salesChart } from "./chart.js";
-import { h } from "./dom.js";
+import { h, plain } from "./dom.js";
 import { money } from "./money.js";
 
 const MAX_PARSE_CHARS = 2_000_000; // a bigger result is shown as text, never parsed
@@ -104,7 +104,7 @@ function orderSummary(o) {
   const items = Array.isArray(o.items) ? o.items : [];
   const what =
     items.length === 1 && isObj(items[0])
-      ? `${items[0].quantity} × ${productName(items[0].productId)}`
+      ? `${plain(items[0].quantity)} × ${productName(items[0].productId)}`
       : plural(items.length, "item");
   return `Order #${o.id} · ${what} · ${money(o.totalAmount)}`;
 }
@@ -116,7 +116,7 @@ export function summarize(kind, value) {
       return plural(value.length, "product");
     case "product": {
       const stock = Number.isInteger(value.stock) ? ` · ${stockWords(value.stock)}` : "";
-      return `${value.name} · ${money(value.price)}${stock}`;
+      return `${plain(value.name)} · ${money(value.price)}${stock}`;
     }
     case "recommendations":
       return plural(value.length, "recommendation");
@@ -131,7 +131,7 @@ export function summarize(kind, value) {
     case "order":
       return orderSummary(value);
     case "outcome":
-      return typeof value.message === "string" ? firstLine(value.message, 120) : String(value.status);
+      return typeof value.message === "string" ? firstLine(value.message, 120) : plain(value.status);
     case "sales": {
       const t = value.totals || {};
       return `${plural(t.orders, "order")} · ${plural(t.units, "unit")} · ${money(t.revenue)}`;
@@ -143,7 +143,7 @@ export function summarize(kind, value) {
 
 /* The first line of a text result, shortened: the summary of a result with no view. */
 export function firstLine(text, max = 80) {
-  const line = String(text ?? "").trimStart().split("\n", 1)[0];
+  const line = plain(text ?? "").trimStart().split("\n", 1)[0];
   return line.length > max ? line.slice(0, max - 1) + "…" : line;
 }
 
@@ -199,11 +199,11 @@ function table(label, headers, rows, numeric) {
 }
 
 const orderItems = (items) =>
-  (Array.isArray(items) ? items : []).map((i) => `${i.quantity} × ${productName(i.productId)}`).join(", ");
+  (Array.isArray(items) ? items : []).map((i) => `${plain(i.quantity)} × ${productName(i.productId)}`).join(", ");
 
 function when(iso) {
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso ?? "") : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  return Number.isNaN(d.getTime()) ? plain(iso ?? "") : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
 const VIEWS = {

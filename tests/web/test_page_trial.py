@@ -187,3 +187,39 @@ def test_a_reload_mid_reply_keeps_what_was_said(browser: Any, web: InProcessWeb)
         assert page.js_errors == []
     finally:
         page.context.close()
+
+
+def test_absurd_arguments_never_break_the_page(
+    browser: Any, web: InProcessWeb, fake: FakeLLM
+) -> None:
+    """Found from outside (session 15): a model's `quantity: {"toString": 1}` threw while its
+    card was drawn ("Cannot convert object to primitive value"), the turn ended as a
+    connection problem, and the saved chat threw again at every reload, so the page never
+    loaded its servers and Send stayed disabled until "New chat". Any value now shows as
+    text (and an item that still cannot be drawn becomes a note, not the end of the page)."""
+    page = new_page(browser, web.url, "desktop")
+    try:
+        q = "buy a strange amount"
+        odd = {"customerName": "A", "items": [{"productId": 1, "quantity": {"toString": 1}}]}
+        fake.script(q, Calls(("create_purchase", odd)), Reply("Could not."))
+        turn(page, q, "Could not.")
+        card = page.locator(".tool-card[data-tool='create_purchase']").last
+        if card.get_attribute("aria-expanded") != "true":
+            card.locator(".tool-head").click()
+        assert '{"toString":1} ×' in card.inner_text()
+        # a saved card no renderer can draw (its tool's name not even text: a hand-edited or
+        # older store) is a note, and the rest of the chat is drawn
+        page.evaluate(
+            """() => { const s = JSON.parse(localStorage.getItem('product-mcp.chat.v1'));
+                       s.items.push({kind: 'tool', status: 'done', tool: {toString: 1}});
+                       localStorage.setItem('product-mcp.chat.v1', JSON.stringify(s)); }"""
+        )
+        page.reload()
+        page.wait_for_selector("#send:not([disabled])")
+        page.wait_for_selector("button.tool-btn[data-tool='get_inventory']", state="attached")
+        assert page.locator(".tool-card[data-tool='create_purchase']").count() == 1
+        assert page.locator(".msg.error >> text=could not be shown").count() == 1
+        assert page.locator(".msg.assistant >> text=Could not.").count() == 1
+        assert page.js_errors == [], page.js_errors
+    finally:
+        page.context.close()
