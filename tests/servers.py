@@ -94,6 +94,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listeners(port: int) -> set[int]:
+    """The pids of every process holding the socket that listens on 127.0.0.1:port (read
+    from /proc: a child that inherited it holds the port too)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{cols[9]}]")
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with suppress(OSError):
+                if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                    pids.add(int(proc.name))
+    return pids
+
+
 @contextmanager
 def dead_port() -> Iterator[int]:
     """A port that refuses connections for as long as the block runs: bound, never listening,

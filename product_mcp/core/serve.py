@@ -50,8 +50,7 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
     except OSError as e:
         sock.close()
         raise PortInUse(_bind_error(host, port, setting, e)) from None
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: a stdio server web.py starts must not hold its port
 
 
 def _bind_error(host: str, port: int, setting: str, e: OSError) -> str:
@@ -107,6 +106,7 @@ def inherited(fd: int, host: str, port: int) -> socket.socket:
     if where != (host, port):
         sock.close()
         raise SystemExit(f"--fd {fd}: not a TCP socket bound to {host}:{port}")
+    sock.set_inheritable(False)  # ours alone now, as bind()'s
     return sock
 
 

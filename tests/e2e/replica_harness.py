@@ -33,7 +33,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.databases import REDIS, drop_redis_keys, redis_up
 from tests.fake_llm import FakeLLM
 from tests.mcp_helpers import text_of
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, free_port, listeners
 from tests.web_helpers import IN_CI, need
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -56,20 +56,9 @@ def _postgres(sql: str) -> bool:
 def _listening_pid(port: int) -> int:
     """The pid of the process listening on 127.0.0.1:port (a replica's pid changes with
     every restart; the launcher's ready block names only the first)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for row in Path(table).read_text().splitlines()[1:]:
-            cols = row.split()
-            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{cols[9]}]")
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
-                    return int(proc.name)
-            except OSError:
-                continue
-    raise AssertionError(f"nothing listens on port {port}")
+    pids = listeners(port)
+    assert len(pids) == 1, f"{len(pids)} processes listen on port {port}: {pids}"
+    return pids.pop()
 
 
 @dataclass

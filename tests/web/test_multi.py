@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.fake_llm import Calls, Reply
-from tests.servers import Service
+from tests.servers import Service, listeners
 from tests.stack import Stack, stack_fixture
 from tests.web_helpers import EVERYTHING, need_node
 
@@ -121,6 +121,15 @@ def test_all_servers_and_tools_listed(env: Stack) -> None:
     # same tool name on two servers: both get server-qualified names
     assert fn[("shop-http", "get_products")] != fn[("shop-sse", "get_products")]
     assert all(len(f) <= 64 for f in functions)
+
+
+def test_a_stdio_server_does_not_hold_web_py_s_port(env: Stack) -> None:
+    """Found from outside: every stdio server web.py started inherited its listening socket,
+    so a server (or a wrapper shell) outliving a crashed web.py kept the port: connections
+    hung and the restart said "port in use"."""
+    web = env["web"]
+    assert servers(web)["everything"]["status"] == "connected"
+    assert listeners(web.port) == {web.proc.pid}
 
 
 def test_calls_are_routed_to_the_right_server(env: Stack) -> None:
