@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 Transport = Literal["http", "sse", "stdio"]
 
@@ -148,7 +148,7 @@ def _parse_entry(
         if command is not None:
             declared = "stdio"
         elif url is not None:
-            path = urlsplit(url).path.rstrip("/")
+            path = _split(url).path.rstrip("/")
             declared = "sse" if path.endswith("/sse") else "http"
         else:
             raise _EntryError("url", "missing: give 'url' (HTTP/SSE) or 'command' (stdio)")
@@ -172,15 +172,39 @@ def _parse_entry(
 
     if url is None:
         raise _EntryError("url", f"missing: a {declared} server needs 'url'")
-    parts = urlsplit(url)
+    parts = _split(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _EntryError("url", f"must be an http:// or https:// URL (got {url!r})")
-    return ServerConfig(
-        name=name,
-        transport=declared,
-        url=url,
-        headers=_string_map(entry, "headers", environ),
-    )
+    headers = _string_map(entry, "headers", environ)
+    for header, value in headers.items():
+        _check_header(header, value)
+    return ServerConfig(name=name, transport=declared, url=url, headers=headers)
+
+
+def _split(url: str) -> SplitResult:
+    """The URL's parts, or an error naming it (a bad IPv6 host or port raised from urllib)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsed lazily: 99999 raises here)
+    except ValueError as e:
+        raise _EntryError("url", f"not a valid URL: {e} (got {url!r})") from None
+    return parts
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field name
+_FIELD_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx sends: ASCII, one line
+
+
+def _check_header(name: str, value: str) -> None:
+    """An HTTP header the client can send: httpx refused these at every reconnect, with its
+    own words ("Illegal header value", a UnicodeEncodeError)."""
+    if not _TOKEN.match(name):
+        raise _EntryError(f"headers.{name}", "not a valid HTTP header name")
+    if not _FIELD_VALUE.match(value):
+        raise _EntryError(
+            f"headers.{name}",
+            "must be one line of ASCII text (no line breaks or control characters)",
+        )
 
 
 def parse_config(
@@ -202,7 +226,11 @@ def parse_config(
         if not isinstance(block, dict):
             cfg.errors.append(ConfigError("must be an object of name → server", key=section))
             continue
+        for name in getattr(block, "twice", ()):
+            cfg.errors.append(ConfigError("defined twice", server=name))
         for name, entry in block.items():
+            if name in getattr(block, "twice", ()):
+                continue
             if name in seen:
                 cfg.errors.append(ConfigError("defined twice", server=name))
                 continue
@@ -220,22 +248,48 @@ def parse_config(
 
 
 def load_config(path: str | os.PathLike[str]) -> McpConfig:
-    """Read and parse the file; a missing or malformed file is reported, not raised."""
+    """Read and parse the file; a missing or malformed file is reported, not raised (a file
+    that is not UTF-8, a 5,000-digit number or 100,000 nested brackets once stopped web.py
+    with a traceback)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = _decoded(p.read_bytes())
     except FileNotFoundError:
         cfg = McpConfig(errors=[ConfigError(f"file not found: {p}")])
     except OSError as e:
         cfg = McpConfig(errors=[ConfigError(f"cannot read {p}: {e}")])
+    except UnicodeDecodeError as e:
+        where = f"byte 0x{e.object[e.start]:02x} at position {e.start}"
+        cfg = McpConfig(errors=[ConfigError(f"not UTF-8 text ({where}): save it as UTF-8")])
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_Object)
         except json.JSONDecodeError as e:
             cfg = McpConfig(
                 errors=[ConfigError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")]
             )
+        except ValueError as e:  # Python's 4,300-digit limit for an integer
+            cfg = McpConfig(errors=[ConfigError(f"invalid JSON: a number too long ({e})")])
+        except RecursionError:
+            cfg = McpConfig(errors=[ConfigError("invalid JSON: nested too deeply")])
         else:
             cfg = parse_config(data, base_dir=p.resolve().parent)
     cfg.path = str(p)
     return cfg
+
+
+def _decoded(raw: bytes) -> str:
+    """UTF-8, with or without a BOM (Notepad writes one), or UTF-16 with its BOM (what
+    Windows PowerShell 5's `echo ... > mcp.json` writes)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    return raw.decode("utf-8-sig")
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the names it was given twice (json keeps the last)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        seen: set[str] = set()
+        self.twice = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]

@@ -7,12 +7,15 @@ its crash) are many and change for reasons of their own.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import IO, Any
 
+import anyio
 import httpx2
 from mcp import Client
 from mcp.client.sse import sse_client
@@ -21,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 
 from product_mcp.chat.keepalive import KeepAliveTransport
+from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.chat.server_messages import ServerMessages
 
 CLIENT_INFO = Implementation(name="product-mcp-web", version="0.1.0")
@@ -84,6 +88,9 @@ class SessionOpener(ServerMessages):
                 )
             else:
                 assert cfg.command is not None
+                missing = await _missing_file(cfg)
+                if missing:  # the spawn's own error names no file
+                    raise FileNotFoundError(missing)
                 params = StdioServerParameters(
                     command=cfg.command, args=cfg.args, env=cfg.env or None, cwd=cfg.cwd
                 )
@@ -111,3 +118,18 @@ class SessionOpener(ServerMessages):
     async def _note_response(self, response: httpx2.Response) -> None:
         if response.status_code >= 400:
             self._http_error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
+
+async def _missing_file(cfg: ServerConfig) -> str | None:
+    """What a stdio entry names that is not there, in words: a missing `cwd` was reported
+    as "command not found", a missing command as a bare "[Errno 2]" (found from outside)."""
+    assert cfg.command is not None
+    if cfg.cwd is not None and not await anyio.Path(cfg.cwd).is_dir():
+        return f"cwd is not a folder on this machine: {cfg.cwd}"
+    command = cfg.command
+    if os.sep in command:
+        found = await anyio.Path(cfg.cwd or ".", command).is_file()
+    else:
+        path = (cfg.env or {}).get("PATH", os.environ.get("PATH"))
+        found = await anyio.to_thread.run_sync(lambda: shutil.which(command, path=path))
+    return None if found else f"command not found: {command}"

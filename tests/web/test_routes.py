@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +157,22 @@ def test_request_bodies_over_the_limit_get_413(web: InProcessWeb, fake: FakeLLM)
     )
     assert r.status_code == 413 and r.json()["detail"].startswith("Request body exceeds")
     assert httpx.get(f"{web.url}/healthz").status_code == 200
+
+
+def test_a_stdio_server_s_missing_folders_are_named(tmp_path: Path) -> None:
+    """Found from outside: a stdio entry whose `cwd` does not exist said "command not found"
+    (the command was there), and one whose command does not exist said no name at all."""
+    servers = {
+        "nocwd": {"command": sys.executable, "cwd": str(tmp_path / "gone")},
+        "nocmd": {"command": str(tmp_path / "no-such-program")},
+    }
+    with web_app(tmp_path, servers) as web:
+        deadline = time.monotonic() + 20
+        while True:
+            listed = {s["name"]: s for s in httpx.get(f"{web.url}/api/servers").json()["servers"]}
+            if all(listed[n].get("error") for n in servers) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert "cwd is not a folder on this machine" in listed["nocwd"]["error"], listed["nocwd"]
+    assert str(tmp_path / "gone") in listed["nocwd"]["error"]
+    assert "no-such-program" in listed["nocmd"]["error"], listed["nocmd"]

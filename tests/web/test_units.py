@@ -105,6 +105,16 @@ def test_variable_expansion() -> None:
         ({"command": "node", "env": {"A": ["x"]}}, "env.A"),
         ({"url": "http://h/mcp", "headers": []}, "headers"),
         ("http://h/mcp", "(entry)"),
+        # found from outside (session 15): each loaded, then failed at every reconnect with
+        # a misleading error (or a traceback at start)
+        ({"url": "http://[::1/mcp"}, "url"),
+        ({"url": "http://127.0.0.1:99999/mcp"}, "url"),
+        (
+            {"url": "http://h/mcp", "headers": {"Authorization": "Bearer café"}},
+            "headers.Authorization",
+        ),
+        ({"url": "http://h/mcp", "headers": {"X": "a\r\nX-Injected: 1"}}, "headers.X"),
+        ({"url": "http://h/mcp", "headers": {"Bad Name": "v"}}, "headers.Bad Name"),
     ],
 )
 def test_bad_entries_name_server_and_key(entry: Any, key: str) -> None:
@@ -124,6 +134,24 @@ def test_bad_files(tmp_path: Path) -> None:
     assert "'servers'" in str(load_config(broken).errors[0])
     broken.write_text(json.dumps({"something": {}}))
     assert "'mcpServers'" in str(load_config(broken).errors[0])
+    # found from outside (session 15): each of these stopped web.py with a traceback
+    for raw, said in [
+        ('{"mcpServers": {"café": {}}}'.encode("latin-1"), "not UTF-8 text"),
+        (b'{"mcpServers": {}, "n": ' + b"9" * 5000 + b"}", "number"),
+        (b'{"mcpServers": {}, "n": ' + b"[" * 100_000 + b"}", "nested"),
+        (b'{"mcpServers": {"a": {"url": "http://[::1/mcp"}}}', "not a valid URL"),
+    ]:
+        broken.write_bytes(raw)
+        errors = load_config(broken).errors
+        assert errors and said in str(errors[0]), (raw[:40], errors)
+    good = {"mcpServers": {"shop": {"url": "http://h/mcp"}}}
+    for encoding in ("utf-8-sig", "utf-16"):  # a BOM (Notepad; PowerShell 5's `>`)
+        broken.write_bytes(json.dumps(good).encode(encoding))
+        cfg = load_config(broken)
+        assert [s.name for s in cfg.servers] == ["shop"] and not cfg.errors, encoding
+    broken.write_text('{"mcpServers": {"a": {"url": "http://h/1"}, "a": {"url": "http://h/2"}}}')
+    cfg = load_config(broken)
+    assert [(e.server, e.message) for e in cfg.errors] == [("a", "defined twice")], cfg.errors
 
 
 def test_shipped_config_points_at_the_local_server() -> None:
