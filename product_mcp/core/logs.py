@@ -10,7 +10,8 @@ reading from went away (`Error in sse_reader`: peer closed connection), which we
 reports itself in one line ("lost connection"). Those become one line too, and so do the
 server transports' tracebacks for a client that went away: a POST dropped mid-body
 (`ClientDisconnect`) or a session deleted while its calls stream (`ClosedResourceError`), which
-any client can cause at will.
+any client can cause at will. A peer's malformed message (a client's POST to /messages/, a
+stdio server's line of stdout that is not JSON-RPC) is one line too, the error cut short.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ CLIENT_GONE = frozenset(
         ("anyio", "EndOfStream"),
     }
 )
+# The SDK's logs of a peer's malformed message (a client's POST, a stdio server's stdout
+# line): a 20- to 40-line pydantic traceback each, as often as the peer likes.
+PEER_INPUT = frozenset(
+    {
+        ("mcp.server.sse", "Failed to parse message"),
+        ("mcp.client.stdio", "Failed to parse JSONRPC message from server"),
+        ("mcp.client.session", "Failed to validate notification: %s"),
+    }
+)
+ONE_LINE_ERROR = 300  # characters of the error kept in such a line
 FORMAT = "%(levelname)s:%(name)s: %(message)s"
 
 
@@ -45,11 +56,18 @@ def _root(e: BaseException) -> str:
     return type(e).__module__.split(".")[0]
 
 
+def _said(e: BaseException) -> str:
+    """`Type: message` on one line (a pydantic error's report spans many)."""
+    return " ".join(f"{type(e).__name__}: {e}".split()).rstrip(":")
+
+
 def _one_line(record: logging.LogRecord) -> bool:
     """Whether this record's traceback says nothing an operator needs (see the module)."""
     e = record.exc_info[1] if record.exc_info else None
     if e is None:
         return False
+    if (record.name, record.msg) in PEER_INPUT:
+        return True
     if record.name.startswith(QUIET_PEERS_OF):
         return _root(e) in NETWORK_ERRORS_FROM
     if record.name.startswith(CLIENT_GONE_IN):
@@ -67,9 +85,9 @@ class BoundedFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if _one_line(record):
             e = record.exc_info[1]  # type: ignore[index]
-            what = ", ".join(
-                dict.fromkeys(f"{type(x).__name__}: {x}".rstrip(": ") for x in _leaves(e))
-            )
+            what = ", ".join(dict.fromkeys(map(_said, _leaves(e))))
+            if len(what) > ONE_LINE_ERROR:
+                what = what[: ONE_LINE_ERROR - 1] + "…"
             record = logging.makeLogRecord(
                 {
                     **record.__dict__,

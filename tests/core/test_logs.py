@@ -43,3 +43,23 @@ def test_long_messages_are_cut_saying_how_much() -> None:
     assert (
         BoundedFormatter(limit=100).format(record) == f"INFO:x: {'a' * 100}… (4900 more characters)"
     )
+
+
+def test_a_peer_s_malformed_message_is_one_short_line() -> None:
+    """A stdio server printing a banner, or a client posting a bad message to /messages/:
+    the SDK logged a 20- to 40-line pydantic report each time (found from outside)."""
+    from mcp.types import JSONRPCMessage
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(JSONRPCMessage).validate_json('{"jsonrpc": 5}')
+    except ValidationError as e:
+        error = e
+    for name, msg in [
+        ("mcp.client.stdio", "Failed to parse JSONRPC message from server"),
+        ("mcp.server.sse", "Failed to parse message"),
+    ]:
+        line = formatted(name, error, msg)
+        assert line.startswith(f"ERROR:{name}: {msg}: ValidationError: "), line
+        assert "\n" not in line and len(line) < 400, line
+    assert "Traceback" in formatted("mcp.server.sse", error, "Something else")
