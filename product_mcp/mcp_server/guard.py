@@ -189,11 +189,21 @@ class JsonRpcGuard:
             why = f"{len(cancelled)} cancelled requests of this session may still be running"
             return await _refuse(scope, send, 429, why, message["id"])
         pending.add(rid)
+        refused = False
+
+        async def answering(msg: Message) -> None:
+            nonlocal refused
+            if msg["type"] == "http.response.start" and msg["status"] >= 400:
+                refused = True  # ("Could not parse message"): nothing will come on the stream
+            await send(msg)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, answering)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             # The SDK answered 202, then found the session gone (dropped for not reading):
             # the client has its answer, nothing is left to do.
+            refused = True
+        if refused:  # else 32 refused requests locked the session out (found from outside)
             pending.discard(rid)
 
     def _cancel(self, session: str, pending: set[str], body: bytes) -> None:

@@ -235,6 +235,14 @@ async def test_sse_abuse_gets_http_errors_and_the_session_survives(server: Servi
             assert (await http.post(url, json={"hello": 1})).status_code == 400
             huge = rpc("tools/call", {"name": "get_products", "arguments": {"x": "y" * (5 << 20)}})
             assert (await http.post(url, json=huge)).status_code == 413
+            # requests the SDK refuses on the POST (params not an object, a method not a
+            # string) are owed nothing on the stream: 40 of them once locked the session out
+            # ("32 requests of this session are unanswered"; found from outside)
+            for i in range(40):
+                bad = {"jsonrpc": "2.0", "id": 100 + i, "method": "tools/list", "params": [1]}
+                if i % 2:
+                    bad["method"] = 7
+                assert (await http.post(url, json=bad)).status_code == 400
 
             # the same session still serves: handshake, unknown method, wrong types, tools
             assert (await http.post(url, json=INIT)).status_code == 202
