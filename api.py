@@ -219,6 +219,13 @@ async def create_purchase(
     # The hot path: only the transaction goes to the thread pool. The Order was built and
     # checked by `Order(...)` already, so it is written as it is: FastAPI would validate it a
     # second time, in another thread hop (`response_model` still documents it).
+    if idempotency_key is not None:  # RFC 9110: the spaces around a value are not part of it
+        idempotency_key = idempotency_key.strip(" \t")
+        if not idempotency_key:
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("header", "idempotency-key"),
+                  "msg": "must not be blank", "input": ""}]
+            )  # fmt: skip
     order = await run_in_threadpool(shop.purchase, request, idempotency_key)
     return Response(order.model_dump_json(), media_type="application/json")
 

@@ -28,6 +28,9 @@ MAX_ITEMS = 100  # items in one purchase
 MAX_NAME = 200  # customer name, after trimming
 MAX_QUERY = 500  # search text and recommendation preferences
 MAX_IDEMPOTENCY_KEY = 255
+# An Idempotency-Key travels as a header: visible ASCII, spaces only inside (RFC 9110 trims
+# the ends), so what a client gives is exactly what the API stores.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ !-~]*[!-~])?$"
 MAX_DATE = 40  # an ISO-8601 date or datetime filter
 MAX_PRICE = 10_000_000
 MAX_PRODUCT_ID = 2**31 - 1

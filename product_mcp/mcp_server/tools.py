@@ -7,6 +7,7 @@ Where a tool asks for less than the API allows, models.py names the limit and sa
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any
 
@@ -16,9 +17,10 @@ from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from models import (
+    IDEMPOTENCY_KEY_PATTERN,
     MAX_DATE,
     MAX_IDEMPOTENCY_KEY,
     MAX_ITEMS,
@@ -151,14 +153,27 @@ PurchaseItems = Annotated[
         description="Items to buy, each {productId, quantity}; stock is checked and reduced",
     ),
 ]
+
+
+def _header_safe(key: str | None) -> str | None:
+    if key is not None and not re.match(IDEMPOTENCY_KEY_PATTERN, key):
+        # it is sent as a header: anything else failed in httpx's or the API's words
+        raise ValueError(
+            "must be visible ASCII characters (letters, digits, punctuation; spaces only "
+            "inside), e.g. a UUID"
+        )
+    return key
+
+
 IdempotencyKey = Annotated[
     str | None,
     Field(
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY,
-        description="Any unique string for this order (e.g. a UUID). Retrying with the same "
-        "key and items returns the first order instead of buying twice.",
+        description="Any unique string for this order (e.g. a UUID; visible ASCII). Retrying "
+        "with the same key and items returns the first order instead of buying twice.",
     ),
+    AfterValidator(_header_safe),
 ]
 
 

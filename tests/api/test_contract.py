@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -410,3 +411,20 @@ def test_health_check_keeps_the_database_address_to_the_log(
     assert len(logged) == 2, logged
     assert "db.internal" in logged[0] and "\n" not in logged[0]
     assert logged[1] == "health check: the database answers again"
+
+
+def test_an_idempotency_key_is_the_header_value_without_spaces(
+    shared_api: TestClient,
+) -> None:
+    """RFC 9110: whitespace around a header's value is not part of it. `zz` and `zz ` were two
+    keys, so a retry through anything that trims headers bought twice (found from outside)."""
+    key = uuid.uuid4().hex
+    body = {"customerName": f"Trim {key[:6]}", "items": [{"productId": 1, "quantity": 1}]}
+    first = buy(shared_api, body, headers={"Idempotency-Key": key})
+    assert first.status_code == 200, first.text
+    for variant in (f"{key} ", f"{key}\t", f" {key}", f"\t{key}  "):
+        again = buy(shared_api, body, headers={"Idempotency-Key": variant})
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"], variant
+    blank = buy(shared_api, body, headers={"Idempotency-Key": "   "})
+    assert blank.status_code == 422, blank.text
+    assert blank.json()["detail"][0]["loc"] == ["header", "idempotency-key"]

@@ -10,6 +10,7 @@ real process's HTTP side (banner, resumption, Host/Origin, CORS): test_server_ht
 """
 
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -370,3 +371,23 @@ async def test_bad_arguments_name_the_field(
     text = text_of(result)
     assert text.startswith("Invalid arguments for create_purchase: ") and problem in text, text
     assert "pydantic" not in text and "toolArguments" not in text
+
+
+@pytest.mark.parametrize("key", ["é", "\u2028", "a\u0001b", "lf\nx", "k ", " k", "tab\tin"])
+async def test_an_idempotency_key_no_header_can_carry_is_refused_by_name(
+    in_process: Shop, key: str
+) -> None:
+    """The key travels to the API as a header: one with other than visible ASCII (or with
+    spaces around it) got "invalid JSON from the API", "Illegal header value" or the API's
+    400 "Invalid HTTP request received" (found from outside). Now it is an argument error."""
+    customer = f"Key {uuid.uuid4().hex[:6]}"
+    args = {"customerName": customer, "items": [{"productId": 1, "quantity": 1}]}
+    async with in_process.connect("modern") as client:
+        result = await client.call_tool("create_purchase", {**args, "idempotencyKey": key})
+        assert result.is_error and "idempotencyKey" in text_of(result), text_of(result)
+        assert "visible ASCII" in text_of(result), text_of(result)
+        ok = await client.call_tool(
+            "create_purchase", {**args, "idempotencyKey": f"a b:{customer}"}
+        )
+        assert not ok.is_error, text_of(ok)  # inner spaces and punctuation are fine
+    assert len(in_process.api_json("/orders", customer=customer)) == 1
