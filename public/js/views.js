@@ -33,7 +33,12 @@ export function rememberProducts(kind, value) {
   }
 }
 
-export const productName = (id) => names.get(id) || `product #${id}`;
+/* A name inside a line of others ("1 × A, 50 × B") as its own bidi island (FSI … PDI) when it
+ * holds right-to-left text or a direction control: an override in A turned B's "50" into "05"
+ * (found from outside). Other names stay as they are (copied text has nothing hidden). */
+const BIDI = /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe]/;
+export const isolated = (text) => (BIDI.test(text) ? `\u2068${text}\u2069` : text);
+export const productName = (id) => (names.has(id) ? isolated(names.get(id)) : `product #${id}`);
 
 /* ------------------------------------------------------------ which kind of data */
 
@@ -116,7 +121,7 @@ export function summarize(kind, value) {
       return plural(value.length, "product");
     case "product": {
       const stock = Number.isInteger(value.stock) ? ` · ${stockWords(value.stock)}` : "";
-      return `${plain(value.name)} · ${money(value.price)}${stock}`;
+      return `${isolated(plain(value.name))} · ${money(value.price)}${stock}`;
     }
     case "recommendations":
       return plural(value.length, "recommendation");
