@@ -51,6 +51,7 @@ class ToolCall:
     unavailable: bool = False  # its server is down
     reported: bool = False  # its tool_result was sent
     duration_ms: int = 0
+    started: float | None = None  # time.monotonic() when it began (a stopped call's duration)
 
     def shown_arguments(self) -> Any:
         if self.arguments is not None:

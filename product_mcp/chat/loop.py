@@ -211,6 +211,8 @@ class ChatEngine:
         for c in calls:
             if not c.reported:  # cut by Stop
                 c.error, c.stopped = STOPPED, True
+                if c.started is not None:  # how long it ran (or waited for its approval)
+                    c.duration_ms = round((time.monotonic() - c.started) * 1000)
                 await emit("tool_result", {**c.info(), **c.outcome()})
             content = truncate(c.tool_message(), self.settings.max_result_chars)
             messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
@@ -299,23 +301,23 @@ class ChatEngine:
         entry = call.entry
         needs_approval = entry is not None and not entry.read_only and approvals is not None
         needs_approval = needs_approval and not (page and entry.confirms_by_elicitation)
-        start = time.monotonic()
+        call.started = time.monotonic()
         try:
             self._check(call)
             await emit(
                 "tool_call", {**call.info(), "round": round_no, "needsApproval": needs_approval}
             )
-            start = time.monotonic()
+            call.started = time.monotonic()
             if call.error is None and needs_approval:
                 assert approvals is not None
                 await self._approve(call, emit, approvals)
-                start = time.monotonic()
+                call.started = time.monotonic()
             if call.error is None:
                 await self._call(call, emit if page else None, auto=approvals is None)
         except Exception as e:  # never lose the turn over one call
             log.exception("tool call %s failed", call.id)
             call.error = f"the call could not be run ({describe_error(e)[:300]})"
-        call.duration_ms = round((time.monotonic() - start) * 1000)
+        call.duration_ms = round((time.monotonic() - call.started) * 1000)
         call.reported = True
         await emit("tool_result", {**call.info(), **call.outcome()})
 

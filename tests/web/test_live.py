@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,25 @@ def test_a_gateway_error_during_a_read_only_call_is_retried(tmp_path: Path) -> N
             assert r.status_code == 503 and "Lost the connection" in r.text, r.text
     finally:
         mini.stop()
+
+
+def test_a_stopped_call_says_how_long_it_ran(web: InProcessWeb, fake: FakeLLM) -> None:
+    """Found from outside: a call stopped after running 1.5 s reported `durationMs: 0` (its
+    card read "0 ms · stopped")."""
+    q = "Hold on a while"
+    fake.script(q, Calls(("hold", {"tag": "stop-later"}), text="Holding."), Reply("never"))
+    turn: dict[str, str] = {}
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "turn":
+            turn["id"] = data["turnId"]
+        if kind == "tool_call" and "stopped" not in turn:
+            turn["stopped"] = "yes"
+            time.sleep(0.3)  # the call runs meanwhile
+            assert web.post("/api/chat/stop", json={"turnId": turn["id"]}).json() == {"ok": True}
+
+    events = chat_stream(web, {"message": q}, on_event)
+    result = next(d for k, d in events if k == "tool_result")
+    assert result["stopped"] is True and result["durationMs"] >= 250, result
+    done = events[-1][1]
+    assert done["toolCalls"][0]["duration_ms"] == result["durationMs"], done["toolCalls"]
