@@ -21,6 +21,14 @@ function quietly(fn) {
   }
 }
 
+/* "45 ms", "12.3 s", "2.1 min": short, so that a slow call leaves a phone's card line its
+ * summary ("12345 ms" cut "4 stock lines" to "4 st…"). */
+export function durationText(ms) {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${(ms / 60_000).toFixed(1)} min`;
+}
+
 /* The error in words a person reads, from web.py's text. */
 export function errorWords(item) {
   const err = plain(item.error ?? "");
@@ -108,7 +116,7 @@ export function toolCard(item, answer) {
   const info = toolInfo(item.server, item.tool);
   const server = item.server || serverOfTool(item.tool || item.function) || "?";
   const name = item.tool || item.function || "?";
-  const ms = item.durationMs !== undefined ? `${item.durationMs} ms` : "";
+  const ms = Number.isFinite(item.durationMs) ? durationText(item.durationMs) : "";
   const open = item.status === "approval" || !!item.open;
   const { kind, value } =
     item.result !== undefined ? classify(item.result, info && info.output_schema) : { kind: null, value: undefined };

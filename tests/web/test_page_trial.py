@@ -102,14 +102,20 @@ def test_a_long_summary_leaves_the_server_its_name(
     fake.script(q, Calls(("get_inventory", {}), ("get_orders", {"limit": 1})), Reply("Here."))
     turn(page, q, "Here.")
     cut = page.evaluate(
-        """() => [...document.querySelectorAll('.tool-head')].map(head => {
+        """async () => {
+          const { durationText } = await import('./js/cards.js');
+          return [...document.querySelectorAll('.tool-head')].map(head => {
             head.querySelector('.srv').textContent = 'product-mcp';
+            const dur = head.querySelector('.dur');
+            // a slow call (this test failed on a busy machine: "1234 ms" took the room)
+            if (dur) dur.textContent = durationText(12345);
             const summary = head.querySelector('.summary');
             const cut = (e) => e.scrollWidth > e.clientWidth + 1;
             return [cut(head.querySelector('.srv')),
                     summary && summary.textContent.length <= SHORT && cut(summary),
                     head.getBoundingClientRect().height];
-        })""".replace("SHORT", "30" if size == "desktop" else "12")
+          });
+        }""".replace("SHORT", "30" if size == "desktop" else "12")
     )
     assert cut, "no tool cards"
     assert not any(srv for srv, _, _ in cut), f"a server's name was cut short ({size})"
