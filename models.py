@@ -8,6 +8,7 @@ into is defined here once, and the API, the MCP tools and the page (through web.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, get_args
 
 from pydantic import (
@@ -167,6 +168,15 @@ class PurchaseOutcome(OrderBase):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
+# Characters that show nothing: a name of only these is no name ("\u200b" was accepted).
+_INVISIBLE = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]+|[\s\u200b-\u200d\u2060\ufeff]+$")
+
+
+def trimmed(text: str) -> str:
+    """`text` without the spaces and invisible characters around it."""
+    return _INVISIBLE.sub("", text)
+
+
 class PurchaseRequest(BaseModel):
     """Body of POST /api/purchase.
 
@@ -206,7 +216,7 @@ class PurchaseRequest(BaseModel):
     @field_validator("customerName")
     @classmethod
     def _trim(cls, v: str) -> str:
-        v = v.strip()
+        v = trimmed(v)
         if len(v) > MAX_NAME:
             raise ValueError(f"must be at most {MAX_NAME} characters after trimming")
         if any(ord(c) < 32 or ord(c) == 127 for c in v):
@@ -278,7 +288,7 @@ class Health(BaseModel):
 
 def _clean_text(value: str, *, single_line: bool) -> str:
     """Trimmed text both databases can store; names on one line."""
-    value = value.strip()
+    value = trimmed(value)
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     try:

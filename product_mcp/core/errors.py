@@ -83,11 +83,12 @@ async def http_error_response(request: Any, exc: Exception) -> Any:
 
     cause = exc.__cause__
     if getattr(exc, "detail", None) == UNPARSED and cause is not None:
-        why = (
-            "it nests deeper than the parser can follow"
-            if isinstance(cause, RecursionError)
-            else f"{type(cause).__name__}: {encodable(str(cause))[:200]}"
-        )
+        if isinstance(cause, RecursionError):
+            why = "it nests deeper than the parser can follow"
+        elif isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+            why = "a number has more than 4300 digits"  # Python's words name its internals
+        else:
+            why = f"{type(cause).__name__}: {encodable(str(cause))[:200]}"
         exc.detail = f"{UNPARSED}: body: not JSON the service can read ({why})"  # type: ignore[attr-defined]
     return await http_exception_handler(request, exc)  # type: ignore[arg-type]
 

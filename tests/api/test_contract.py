@@ -65,6 +65,8 @@ def test_purchase_flow(api: TestClient) -> None:
     assert orders(api)[1] == order
     padded = {"customerName": f"  {'B' * 200}  ", "items": [{"productId": 1, "quantity": 1}]}
     assert buy(api, padded).json()["customerName"] == "B" * 200  # trimmed, then 1..200
+    hidden = {"customerName": "\u200b Zoë\ufeff ", "items": [{"productId": 1, "quantity": 1}]}
+    assert buy(api, hidden).json()["customerName"] == "Zoë"
 
 
 @pytest.mark.parametrize(
@@ -73,6 +75,11 @@ def test_purchase_flow(api: TestClient) -> None:
         ({"customerName": "", "items": [{"productId": 1, "quantity": 1}]}, 400,
          "Invalid request: Missing customer name or items"),
         ({"customerName": "   ", "items": [{"productId": 1, "quantity": 1}]}, 400,
+         "Invalid request: Missing customer name or items"),
+        # invisible characters are no name either (found from outside: accepted)
+        ({"customerName": "\u200b", "items": [{"productId": 1, "quantity": 1}]}, 400,
+         "Invalid request: Missing customer name or items"),
+        ({"customerName": " \ufeff\u2060 ", "items": [{"productId": 1, "quantity": 1}]}, 400,
          "Invalid request: Missing customer name or items"),
         ({"customerName": "Al", "items": []}, 400,
          "Invalid request: Missing customer name or items"),

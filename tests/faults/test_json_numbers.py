@@ -173,6 +173,10 @@ def _unreadable_bodies_say_why(client: Any, path: str) -> None:
     r = client.post(path, content=DEEP.encode(), headers=JSON)
     assert r.status_code == 400, r.text
     assert "body: not JSON the service can read (it nests deeper" in r.json()["detail"], r.text
+    long = '{"customerName": "A", "items": [{"productId": 1, "quantity": ' + "9" * 5000 + "}]}"
+    r = client.post(path, content=long.encode(), headers=JSON)  # Python's words, found outside
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"].endswith("(a number has more than 4300 digits)"), r.text
     assert client.get("/no/such/route").json() == {"detail": "Not Found"}  # others as before
 
 
