@@ -1,9 +1,47 @@
 /* The conversation, kept in localStorage so a reload redraws the chat and the next turn still
- * sends the earlier history to the server. */
+ * sends the earlier history to the server. Each tab keeps its own (under a key named by an id
+ * in its sessionStorage, which a reload keeps): with one key for all, a reload of tab A after
+ * tab B's turn showed B's conversation, and A's was lost (found from outside). The shared key
+ * holds the latest conversation of any tab: what a new tab opens. */
 
 import { withoutData } from "./media.js";
 
 const STORE_KEY = "product-mcp.chat.v1";
+const TABS_KEY = STORE_KEY + ".tabs"; // { tab key: time of its last save }
+const KEEP_TABS = 5; // the tabs' own copies kept (the oldest go): storage is ~5 MB
+const MINE = tabKey();
+
+function tabKey() {
+  try {
+    let id = sessionStorage.getItem("product-mcp.tab");
+    if (!id) {
+      id = Math.random().toString(36).slice(2, 12);
+      sessionStorage.setItem("product-mcp.tab", id);
+    }
+    return `${STORE_KEY}.tab.${id}`;
+  } catch (e) {
+    return null; // storage disabled: the shared key alone (which fails too)
+  }
+}
+
+function write(text) {
+  localStorage.setItem(STORE_KEY, text);
+  if (!MINE) return;
+  localStorage.setItem(MINE, text);
+  let tabs = {};
+  try {
+    tabs = JSON.parse(localStorage.getItem(TABS_KEY) || "{}") || {};
+  } catch (e) {
+    tabs = {};
+  }
+  tabs[MINE] = Date.now();
+  const old = Object.keys(tabs).sort((x, y) => tabs[y] - tabs[x]).slice(KEEP_TABS);
+  for (const key of old) {
+    delete tabs[key];
+    localStorage.removeItem(key);
+  }
+  localStorage.setItem(TABS_KEY, JSON.stringify(tabs));
+}
 
 /* history: OpenAI-format messages sent back to the server each turn.
  * items: what the page shows (user/assistant/tool/error), enough to redraw after reload.
@@ -13,12 +51,12 @@ export const state = { history: [], items: [] };
 export function save() {
   const items = state.items.map(({ node, live, approvalId, ...rest }) => rest);
   try {
-    localStorage.setItem(STORE_KEY, JSON.stringify({ history: state.history, items }));
+    write(JSON.stringify({ history: state.history, items }));
   } catch (e) {
     // storage full (pictures and sounds are big): keep the conversation without them
     const lean = items.map((i) => (i.content ? { ...i, content: withoutData(i.content) } : i));
     try {
-      localStorage.setItem(STORE_KEY, JSON.stringify({ history: state.history, items: lean }));
+      write(JSON.stringify({ history: state.history, items: lean }));
     } catch (e2) {
       /* storage full or disabled: the chat still works */
     }
@@ -28,7 +66,7 @@ export function save() {
 /* What the last page saved; tool calls it left waiting or running show as interrupted. */
 export function load() {
   try {
-    const raw = localStorage.getItem(STORE_KEY);
+    const raw = (MINE && localStorage.getItem(MINE)) || localStorage.getItem(STORE_KEY);
     if (!raw) return;
     const data = JSON.parse(raw);
     if (!Array.isArray(data.history) || !Array.isArray(data.items)) return;
@@ -57,6 +95,7 @@ export function clear() {
 function forget() {
   try {
     localStorage.removeItem(STORE_KEY);
+    if (MINE) localStorage.removeItem(MINE);
   } catch (e) {
     /* storage disabled: nothing was saved */
   }

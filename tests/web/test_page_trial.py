@@ -216,9 +216,11 @@ def test_absurd_arguments_never_break_the_page(
         # a saved card no renderer can draw (its tool's name not even text: a hand-edited or
         # older store) is a note, and the rest of the chat is drawn
         page.evaluate(
-            """() => { const s = JSON.parse(localStorage.getItem('product-mcp.chat.v1'));
-                       s.items.push({kind: 'tool', status: 'done', tool: {toString: 1}});
-                       localStorage.setItem('product-mcp.chat.v1', JSON.stringify(s)); }"""
+            """() => { for (const key of Object.keys(localStorage)) {
+                         if (!/^product-mcp[.]chat[.]v1([.]tab[.].*)?$/.test(key)) continue;
+                         const s = JSON.parse(localStorage.getItem(key));
+                         s.items.push({kind: 'tool', status: 'done', tool: {toString: 1}});
+                         localStorage.setItem(key, JSON.stringify(s)); } }"""
         )
         page.reload()
         page.wait_for_selector("#send:not([disabled])")
@@ -229,3 +231,28 @@ def test_absurd_arguments_never_break_the_page(
         assert page.js_errors == [], page.js_errors
     finally:
         page.context.close()
+
+
+def test_two_tabs_keep_their_own_conversations(
+    browser: Any, web: InProcessWeb, fake: FakeLLM
+) -> None:
+    """Found from outside: both tabs saved the whole chat under one key, so after tab B's turn
+    a reload of tab A showed B's conversation, and A's was gone for good. Each tab now keeps
+    its own (a new tab opens the latest, as before)."""
+    a = new_page(browser, web.url, "desktop")
+    try:
+        b = a.context.new_page()
+        b.goto(web.url + "/")
+        fake.script("question from tab A", Reply("Answer for tab A."))
+        fake.script("question from tab B", Reply("Answer for tab B."))
+        turn(a, "question from tab A", "Answer for tab A.")
+        turn(b, "question from tab B", "Answer for tab B.")
+        a.reload()
+        a.wait_for_selector(".msg.assistant >> text=Answer for tab A.")
+        assert a.locator(".msg.user >> text=question from tab B").count() == 0
+        assert b.locator(".msg.user >> text=question from tab A").count() == 0  # B's own, too
+        c = a.context.new_page()  # a new tab opens the latest conversation
+        c.goto(web.url + "/")
+        c.wait_for_selector(".msg.assistant >> text=Answer for tab B.")
+    finally:
+        a.context.close()
