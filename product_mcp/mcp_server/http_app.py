@@ -7,6 +7,7 @@ protection stays on for any bind address (the SDK turns it off off loopback).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -211,7 +212,8 @@ def _middleware(
         middleware.append(_sharing(shared, events, sessions, manager))
     middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
     middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
-    middleware.append(Middleware(FinishResponses, peeked_key=PEEKED))
+    session_of = functools.partial(mcp_compat.session_transport, manager) if manager else None
+    middleware.append(Middleware(FinishResponses, peeked_key=PEEKED, session_of=session_of))
     return middleware
 
 

@@ -10,6 +10,8 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 from starlette.responses import JSONResponse
@@ -183,6 +185,29 @@ def _caused_by_slow_client(exc: BaseException) -> bool:
     return exc.__cause__ is not None and _caused_by_slow_client(exc.__cause__)
 
 
+def _error(rid: object, text: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32600, "message": text}}
+
+
+def _event(message: dict[str, Any]) -> bytes:
+    return f"event: message\ndata: {json.dumps(message)}\n\n".encode()
+
+
+def _answers(body: bytes, rid: object) -> bool:
+    """Whether an SSE chunk holds the answer (result or error) to request `rid`."""
+    if b'"result"' not in body and b'"error"' not in body:
+        return False
+    for line in body.split(b"\n"):
+        if line.startswith(b"data:"):
+            try:
+                message = json.loads(line[5:])
+            except ValueError:
+                continue
+            if isinstance(message, dict) and message.get("id") == rid and "method" not in message:
+                return True
+    return False
+
+
 class FinishResponses:
     """Finish every response the SDK leaves half-sent, with a JSON-RPC error in words.
 
@@ -195,15 +220,23 @@ class FinishResponses:
     """
 
     MESSAGE = "Session ended while this request was in flight: start a new session"
+    ENDED_UNDER = (
+        "Session ended while this request was in flight, which may have completed (a purchase "
+        "retried with the same idempotencyKey tells): start a new session"
+    )
 
-    def __init__(self, app: ASGIApp, peeked_key: str) -> None:
+    def __init__(
+        self, app: ASGIApp, peeked_key: str, session_of: Callable[[str], Any] | None = None
+    ) -> None:
         self.app = app
         self.peeked_key = peeked_key
+        self.session_of = session_of  # a session id's transport here (Streamable HTTP), or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        state = {"started": False, "done": False, "sse": False}
+        state = {"started": False, "done": False, "sse": False, "answered": False}
+        session, rid = self._session_and_id(scope)
 
         async def tracking_send(message: Message) -> None:
             if state["done"] or (state["started"] and message["type"] == "http.response.start"):
@@ -212,6 +245,8 @@ class FinishResponses:
                 # logged as "Exception in ASGI application" for each open stream. Its start
                 # is dropped; its empty last body ends the stream, as the end below would.
                 return
+            if message["type"] == "http.response.body" and state["sse"] and session is not None:
+                message = self._answer_owed(message, state, session, rid)
             await send(message)  # first: a start that never went out (cancelled) is not "started"
             if message["type"] == "http.response.start":
                 state["started"] = True
@@ -223,18 +258,37 @@ class FinishResponses:
         await self.app(scope, receive, tracking_send)
         if state["done"]:
             return
-        error = {
-            "jsonrpc": "2.0",
-            "id": self._request_id(scope),
-            "error": {"code": -32600, "message": self.MESSAGE},
-        }
+        error = _error(self._request_id(scope), self.MESSAGE)
         if not state["started"]:
             await JSONResponse(error, status_code=404)(scope, receive, send)
         elif state["sse"] and scope["method"] == "POST":
-            event = f"event: message\ndata: {json.dumps(error)}\n\n".encode()
-            await send({"type": "http.response.body", "body": event, "more_body": False})
+            await send({"type": "http.response.body", "body": _event(error), "more_body": False})
         else:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _session_and_id(self, scope: Scope) -> tuple[Any, object]:
+        """The session transport a POSTed request runs in, and the request's id (None, None
+        for anything else: a notification, a GET stream, a request without a session)."""
+        if self.session_of is None or scope["method"] != "POST":
+            return None, None
+        rid = self._request_id(scope)
+        sid = next((v for k, v in scope["headers"] if k == b"mcp-session-id"), None)
+        if rid is None or sid is None:
+            return None, None
+        return self.session_of(sid.decode("latin-1")), rid
+
+    def _answer_owed(
+        self, message: Message, state: dict[str, bool], session: Any, rid: object
+    ) -> Message:
+        """A request's SSE reply that ends without its answer because its session was
+        terminated (a DELETE under a running purchase: found from outside, the client got a
+        200 stream with nothing in it, though the order was placed) ends with an error."""
+        body = message.get("body", b"")
+        if not state["answered"] and body:
+            state["answered"] = _answers(body, rid)
+        if message.get("more_body") or state["answered"] or not session.is_terminated:
+            return message
+        return {**message, "body": body + _event(_error(rid, self.ENDED_UNDER))}
 
     def _request_id(self, scope: Scope) -> object:
         peeked = scope.get(self.peeked_key)

@@ -309,3 +309,28 @@ def test_a_cancel_after_the_purchase_was_sent_reports_the_order(
     ), seen
     # The transport still closes the request with -32800, after the truth was told.
     assert [m.get("id") for m in seen if "id" in m] in ([], [11])
+
+
+@pytest.mark.parametrize("version", ["2025-06-18", "2025-11-25"])
+def test_a_call_whose_session_is_deleted_under_it_is_told_so(
+    api: Service, slow_buy: Service, version: str
+) -> None:
+    """Found from outside: a purchase running when its client DELETEd the session got a 200
+    stream that ended with no answer at all (2025-06-18: an empty body; 2025-11-25: only the
+    priming event, and resuming it was a 404), though the order was placed. Its stream now
+    ends with an error saying the session ended and the call may have completed."""
+    with httpx.Client(timeout=30) as http:
+        sid = open_session(http, f"{slow_buy.url}/mcp")
+        headers = {**session_headers(sid), "Mcp-Protocol-Version": version}
+        customer = f"Deleted Dora {version}"
+        call = _post_in_thread(f"{slow_buy.url}/mcp", purchase(customer, 9), headers)
+        time.sleep(0.5)  # the purchase is at the API now
+        assert http.delete(f"{slow_buy.url}/mcp", headers=headers).status_code == 200
+        call["thread"].join(30)
+        assert call["status"] == 200, call["text"]
+        events = sse_events(httpx.Response(200, text=call["text"]))
+        said = [e["data"] for e in events if e.get("data")]
+        assert len(said) == 1 and said[0]["id"] == 9, call["text"]
+        message = said[0]["error"]["message"]
+        assert "Session ended while this request was in flight" in message, said
+        assert "may have completed" in message, said
