@@ -97,7 +97,7 @@ TOOL_SEARCH_DEFAULT, TOOL_SEARCH_MAX = 10, 100  # search_products results
 TOOL_RECOMMEND_MAX = 20  # recommend_products: each comes with a sentence of reasons
 
 
-def _json_number(value: object, kind: str = "integer") -> object:
+def json_number(value: object, kind: str = "integer") -> object:
     """JSON Schema's integer admits 3.0 but never "3" or true: pydantic's lax int would (and
     its lax float "1.5"); `kind` says which the field wants."""
     if isinstance(value, str | bool):
@@ -107,12 +107,12 @@ def _json_number(value: object, kind: str = "integer") -> object:
 
 # Field before the validator: the other order silently drops minimum/maximum from the schema.
 ProductId = Annotated[
-    int, Field(ge=1, le=MAX_PRODUCT_ID, description="Product ID"), BeforeValidator(_json_number)
+    int, Field(ge=1, le=MAX_PRODUCT_ID, description="Product ID"), BeforeValidator(json_number)
 ]
 Quantity = Annotated[
     int,
     Field(ge=1, le=MAX_QUANTITY, description=f"Units to buy, 1..{MAX_QUANTITY}"),
-    BeforeValidator(_json_number),
+    BeforeValidator(json_number),
 ]
 
 
@@ -320,13 +320,13 @@ Description = Annotated[
 UnitPrice = Annotated[
     float,
     Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, description="Unit price, at most 2 decimals"),
-    BeforeValidator(lambda v: _json_number(v, "number")),
+    BeforeValidator(lambda v: json_number(v, "number")),
     AfterValidator(_whole_cents),
 ]
 Stock = Annotated[
     int,
     Field(ge=0, le=MAX_STOCK, description="Units in stock"),
-    BeforeValidator(_json_number),
+    BeforeValidator(json_number),
 ]
 Sku = Annotated[
     str,
@@ -372,7 +372,7 @@ class StockUpdate(BaseModel):
         Annotated[
             int,
             Field(ge=-MAX_STOCK, le=MAX_STOCK, description="Add (or, negative, take) this many"),
-            BeforeValidator(_json_number),
+            BeforeValidator(json_number),
         ]
         | None
     ) = None

@@ -7,6 +7,7 @@ Where a tool asks for less than the API allows, models.py names the limit and sa
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
 from mcp.types import ToolAnnotations
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from models import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -44,20 +45,38 @@ from models import (
     PurchaseOutcome,
     Recommendation,
     SalesReport,
+    json_number,
 )
 from product_mcp.mcp_server.api_client import ApiError, api
 from product_mcp.mcp_server.confirm import PurchaseConfirmation, confirm_purchase, settled
 from product_mcp.mcp_server.server import log, mcp
 
+# Numbers and flags as JSON types, as productId already was: `limit: "5"`, `limit: true` and
+# `inStockOnly: "yes"` passed through pydantic's lax mode (found from outside).
+Strict = BeforeValidator(json_number)
 Limit = Annotated[
     int,
     Field(ge=1, le=PAGE_MAX, description=f"Maximum number of entries to return (1..{PAGE_MAX})"),
+    Strict,
 ]
 Offset = Annotated[
-    int, Field(ge=0, le=MAX_OFFSET, description="Entries to skip, for paging (default 0)")
+    int, Field(ge=0, le=MAX_OFFSET, description="Entries to skip, for paging (default 0)"), Strict
 ]
 # A unit price bound, as the API takes it (0..MAX_PRICE)
-PriceBound = Annotated[float | None, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+PriceBound = Annotated[
+    float | None,
+    Field(ge=0, le=MAX_PRICE, allow_inf_nan=False),
+    BeforeValidator(functools.partial(json_number, kind="number")),
+]
+
+
+def _json_bool(value: object) -> object:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+Flag = BeforeValidator(_json_bool)
 IsoDate = Annotated[
     str | None,
     Field(
@@ -286,10 +305,11 @@ async def search_products_tool(
     ],
     minPrice: Annotated[PriceBound, Field(description="Lowest unit price")] = None,
     maxPrice: Annotated[PriceBound, Field(description="Highest unit price")] = None,
-    inStockOnly: Annotated[bool, Field(description="Only products with stock > 0")] = False,
+    inStockOnly: Annotated[bool, Field(description="Only products with stock > 0"), Flag] = False,
     limit: Annotated[
         int,
         Field(ge=1, le=TOOL_SEARCH_MAX, description=f"Maximum results (1..{TOOL_SEARCH_MAX})"),
+        Strict,
     ] = TOOL_SEARCH_DEFAULT,
     offset: Offset = 0,
 ) -> list[Product]:
@@ -333,6 +353,7 @@ async def recommend_products_tool(
             le=TOOL_RECOMMEND_MAX,
             description=f"Maximum recommendations (1..{TOOL_RECOMMEND_MAX})",
         ),
+        Strict,
     ] = RECOMMEND_DEFAULT,
 ) -> list[Recommendation]:
     return await api.request(
@@ -356,7 +377,9 @@ async def analyze_sales_tool(
     since: IsoDate = None,
     until: IsoDate = None,
     top: Annotated[
-        int | None, Field(ge=1, le=MAX_TOP, description="Only the N largest groups by revenue")
+        int | None,
+        Field(ge=1, le=MAX_TOP, description="Only the N largest groups by revenue"),
+        Strict,
     ] = None,
 ) -> SalesReport:
     """Reports progress, since this walks every order in the range."""
