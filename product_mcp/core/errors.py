@@ -67,6 +67,10 @@ async def validation_response(request: Any, exc: Exception) -> Any:
                     f"{error['msg']}: send the body as JSON, with Content-Type: "
                     f"application/json (this one came as {sent or 'no Content-Type'!r})"
                 )
+    for error in errors:  # our validators' own sentences, without pydantic's "Value error, "
+        msg = error.get("msg")
+        if error.get("type") == "value_error" and isinstance(msg, str):
+            error["msg"] = msg.removeprefix("Value error, ")
     return JSONResponse({"detail": _as_json(jsonable_encoder(errors))}, status_code=422)
 
 

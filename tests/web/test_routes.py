@@ -176,3 +176,13 @@ def test_a_stdio_server_s_missing_folders_are_named(tmp_path: Path) -> None:
     assert "cwd is not a folder on this machine" in listed["nocwd"]["error"], listed["nocwd"]
     assert str(tmp_path / "gone") in listed["nocwd"]["error"]
     assert "no-such-program" in listed["nocmd"]["error"], listed["nocmd"]
+
+
+def test_a_validator_s_sentence_reaches_the_client_as_written(web: InProcessWeb) -> None:
+    """Found from outside: web.py's 422 read "Value error, a tool message needs tool_call_id
+    and content", pydantic's prefix before our own sentence (api.py's import already said it
+    plainly)."""
+    r = chat(web, "hi", [{"role": "tool", "content": "x"}])
+    assert r.status_code == 422, r.text
+    [error] = r.json()["detail"]
+    assert error["msg"] == "a tool message needs tool_call_id and content", error
