@@ -307,7 +307,10 @@ class Live:
                 if self.after is None:
                     r = await http.get(f"{base}/changes", params={"limit": 1})
                     r.raise_for_status()
-                    self.after = int(r.headers["x-change-head"])
+                    head = r.headers.get("x-change-head")
+                    if head is None:  # a proxy between may drop it: said in words, not KeyError
+                        raise ValueError("the API's answer has no X-Change-Head header")
+                    self.after = int(head)
                 await self._stream(http, base)
                 failures = 0
             except (httpx.HTTPError, KeyError, ValueError, TimeoutError) as e:
