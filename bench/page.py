@@ -51,7 +51,7 @@ WATCH_SEND = """() => {
 
 IDLE = "() => { const s = document.getElementById('send'); return !s.hidden && !s.disabled; }"
 
-# Makes the saved conversation (js/state.js's localStorage entry) `turns` turns long by
+# Makes the saved conversation (js/state.js's localStorage entries) `turns` turns long by
 # repeating the real turns it holds; the page draws it all again on reload.
 GROW = """(turns) => {
   const key = "product-mcp.chat.v1";
@@ -67,10 +67,13 @@ GROW = """(turns) => {
     const at = list.findIndex((x) => isUser(x) && ++n > turns);
     return at < 0 ? list : list.slice(0, at);
   };
-  localStorage.setItem(key, JSON.stringify({
+  const grown = JSON.stringify({
     items: cut(items, (x) => x.kind === "user"),
     history: cut(history, (x) => x.role === "user"),
-  }));
+  });
+  localStorage.setItem(key, grown);
+  // and this tab's own copy, which its reload reads first (js/state.js)
+  localStorage.setItem(`${key}.tab.${sessionStorage.getItem("product-mcp.tab")}`, grown);
   return real;
 }"""
 
