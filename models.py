@@ -29,6 +29,7 @@ MAX_ITEMS = 100  # items in one purchase
 MAX_NAME = 200  # customer name, after trimming
 MAX_QUERY = 500  # search text and recommendation preferences
 MAX_IDEMPOTENCY_KEY = 255
+MAX_MCP_SERVERS = 64  # servers web.py loads from mcp.json (a session, or a process, each)
 # An Idempotency-Key travels as a header: visible ASCII, spaces only inside (RFC 9110 trims
 # the ends), so what a client gives is exactly what the API stores.
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ !-~]*[!-~])?$"

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
+from models import MAX_MCP_SERVERS
+
 Transport = Literal["http", "sse", "stdio"]
 
 _TYPE_ALIASES: dict[str, Transport] = {
@@ -244,6 +246,13 @@ def parse_config(
                 cfg.servers.append(_parse_entry(name, entry, base_dir, environ))
             except _EntryError as e:
                 cfg.errors.append(ConfigError(e.message, server=name, key=e.key))
+    if len(cfg.servers) > MAX_MCP_SERVERS:  # each is a session (or a process) kept open
+        left = cfg.servers[MAX_MCP_SERVERS:]
+        del cfg.servers[MAX_MCP_SERVERS:]
+        names = ", ".join(repr(s.name) for s in left[:3]) + (", …" if len(left) > 3 else "")
+        cfg.errors.append(
+            ConfigError(f"at most {MAX_MCP_SERVERS} servers: {len(left)} not loaded ({names})")
+        )
     return cfg
 
 

@@ -15,6 +15,7 @@ from models import (
     HISTORY_MAX_CONTENT,
     MAX_BODY_BYTES,
     MAX_ITEMS,
+    MAX_MCP_SERVERS,
     MAX_PRODUCT_NAME,
     QUOTE_META_KEY,
 )
@@ -422,3 +423,12 @@ def test_a_question_passes_its_quote_on_only_when_well_formed_and_bounded() -> N
         assert quote_of(_question({**good, "items": [{**GOOD_ITEM, "lineTotal": number}]})) is None
     no_meta = ElicitRequestFormParams(message="?", requested_schema={"type": "object"})
     assert quote_of(no_meta) is None
+
+
+def test_the_number_of_servers_is_bounded() -> None:
+    """Found from outside: an mcp.json of 2,000 servers kept web.py starting for minutes (a
+    session, or a process, each). The first MAX_MCP_SERVERS load; the rest is one error."""
+    cfg = parse({f"s{i}": {"url": f"http://h/{i}"} for i in range(MAX_MCP_SERVERS + 7)})
+    assert [s.name for s in cfg.servers] == [f"s{i}" for i in range(MAX_MCP_SERVERS)]
+    [err] = cfg.errors
+    assert err.message.startswith(f"at most {MAX_MCP_SERVERS} servers: 7 not loaded ('s64', "), err
