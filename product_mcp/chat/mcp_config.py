@@ -200,9 +200,9 @@ _FIELD_VALUE = re.compile(r"^[\t\x20-\x7e]*$")  # what httpx sends: ASCII, one l
 def _check_header(name: str, value: str) -> None:
     """An HTTP header the client can send: httpx refused these at every reconnect, with its
     own words ("Illegal header value", a UnicodeEncodeError)."""
-    if not _TOKEN.match(name):
+    if not _TOKEN.fullmatch(name):
         raise _EntryError(f"headers.{name}", "not a valid HTTP header name")
-    if not _FIELD_VALUE.match(value):
+    if not _FIELD_VALUE.fullmatch(value):
         raise _EntryError(
             f"headers.{name}",
             "must be one line of ASCII text (no line breaks or control characters)",

@@ -175,7 +175,7 @@ PurchaseItems = Annotated[
 
 
 def _header_safe(key: str | None) -> str | None:
-    if key is not None and not re.match(IDEMPOTENCY_KEY_PATTERN, key):
+    if key is not None and not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
         # it is sent as a header: anything else failed in httpx's or the API's words
         raise ValueError(
             "must be visible ASCII characters (letters, digits, punctuation; spaces only "

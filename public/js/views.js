@@ -37,7 +37,9 @@ export function rememberProducts(kind, value) {
  * holds right-to-left text or a direction control: an override in A turned B's "50" into "05"
  * (found from outside). Other names stay as they are (copied text has nothing hidden). */
 const BIDI = /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe]/;
-export const isolated = (text) => (BIDI.test(text) ? `\u2068${text}\u2069` : text);
+const CONTROLS = /[\u200e\u200f\u202a-\u202e\u2066-\u2069]/g; // a name's own: its PDI would end ours
+export const isolated = (text) =>
+  BIDI.test(text) ? `\u2068${text.replace(CONTROLS, "")}\u2069` : text;
 export const productName = (id) => (names.has(id) ? isolated(names.get(id)) : `product #${id}`);
 
 /* ------------------------------------------------------------ which kind of data */

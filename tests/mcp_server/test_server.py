@@ -373,7 +373,7 @@ async def test_bad_arguments_name_the_field(
     assert "pydantic" not in text and "toolArguments" not in text
 
 
-@pytest.mark.parametrize("key", ["é", "\u2028", "a\u0001b", "lf\nx", "k ", " k", "tab\tin"])
+@pytest.mark.parametrize("key", ["é", "\u2028", "a\u0001b", "lf\nx", "k\n", "k ", " k", "tab\tin"])
 async def test_an_idempotency_key_no_header_can_carry_is_refused_by_name(
     in_process: Shop, key: str
 ) -> None:

@@ -116,6 +116,7 @@ def test_variable_expansion() -> None:
         ),
         ({"url": "http://h/mcp", "headers": {"X": "a\r\nX-Injected: 1"}}, "headers.X"),
         ({"url": "http://h/mcp", "headers": {"Bad Name": "v"}}, "headers.Bad Name"),
+        ({"url": "http://h/mcp", "headers": {"X": "token\n"}}, "headers.X"),  # review: `$`
     ],
 )
 def test_bad_entries_name_server_and_key(entry: Any, key: str) -> None:
@@ -432,3 +433,11 @@ def test_the_number_of_servers_is_bounded() -> None:
     assert [s.name for s in cfg.servers] == [f"s{i}" for i in range(MAX_MCP_SERVERS)]
     [err] = cfg.errors
     assert err.message.startswith(f"at most {MAX_MCP_SERVERS} servers: 7 not loaded ('s64', "), err
+
+
+def test_a_header_name_ending_in_a_line_break_is_refused() -> None:
+    """Review: `$` also matches before a last line break, so "X-A\\n" passed the check."""
+    cfg = parse({"a": {"url": "http://h/mcp", "headers": {"X-A\n": "v"}}})
+    assert [(e.key, e.message) for e in cfg.errors] == [
+        ("headers.X-A\n", "not a valid HTTP header name")
+    ]
