@@ -22,24 +22,22 @@ from collections.abc import Iterator
 MAX_MESSAGE = 2000
 QUIET_PEERS_OF = "mcp.client."  # loggers whose network errors are logged in one line
 NETWORK_ERRORS_FROM = frozenset({"httpx", "httpcore", "httpx2", "httpcore2"})  # packages
-CLIENT_GONE_IN = "mcp.server."  # loggers whose "client went away" errors are one line
-CLIENT_GONE = frozenset(
-    {
-        ("starlette", "ClientDisconnect"),
-        ("anyio", "ClosedResourceError"),
-        ("anyio", "BrokenResourceError"),
-        ("anyio", "EndOfStream"),
-    }
-)
-# The SDK's logs of a peer's malformed message (a client's POST, a stdio server's stdout
-# line): a 20- to 40-line pydantic traceback each, as often as the peer likes.
-PEER_INPUT = frozenset(
-    {
-        ("mcp.server.sse", "Failed to parse message"),
-        ("mcp.client.stdio", "Failed to parse JSONRPC message from server"),
-        ("mcp.client.session", "Failed to validate notification: %s"),
-    }
-)
+# (logger, message) -> the exceptions for which its traceback tells nothing: the SDK's server
+# transports when a client went away (a POST dropped mid-body, a session deleted under its
+# streaming calls), and its reports of a peer's malformed message (a client's POST, a stdio
+# server's line of stdout), a 20- to 40-line pydantic traceback each, as often as the peer
+# likes. Keyed on the message too (review): the same exception elsewhere in the SDK, e.g. a
+# stream this side closed and used again, is a bug of ours, and keeps its traceback.
+CLIENT_GONE = frozenset({"starlette.ClientDisconnect", "anyio.ClosedResourceError",
+                         "anyio.BrokenResourceError", "anyio.EndOfStream"})  # fmt: skip
+MALFORMED = frozenset({"pydantic_core.ValidationError", "json.JSONDecodeError"})
+ONE_LINE_FOR = {
+    ("mcp.server.streamable_http", "Error handling POST request"): CLIENT_GONE,
+    ("mcp.server.streamable_http", "SSE response error"): CLIENT_GONE,
+    ("mcp.server.sse", "Failed to parse message"): MALFORMED,
+    ("mcp.client.stdio", "Failed to parse JSONRPC message from server"): MALFORMED,
+    ("mcp.client.session", "Failed to validate notification: %s"): MALFORMED,
+}
 ONE_LINE_ERROR = 300  # characters of the error kept in such a line
 FORMAT = "%(levelname)s:%(name)s: %(message)s"
 
@@ -66,13 +64,14 @@ def _one_line(record: logging.LogRecord) -> bool:
     e = record.exc_info[1] if record.exc_info else None
     if e is None:
         return False
-    if (record.name, record.msg) in PEER_INPUT:
+    if record.name.startswith(QUIET_PEERS_OF) and _root(e) in NETWORK_ERRORS_FROM:
         return True
-    if record.name.startswith(QUIET_PEERS_OF):
-        return _root(e) in NETWORK_ERRORS_FROM
-    if record.name.startswith(CLIENT_GONE_IN):
-        return all((_root(x), type(x).__name__) in CLIENT_GONE for x in _leaves(e))
-    return False
+    expected = ONE_LINE_FOR.get((record.name, record.msg))
+    return expected is not None and all(_kind(x) in expected for x in _leaves(e))
+
+
+def _kind(e: BaseException) -> str:
+    return f"{_root(e)}.{type(e).__name__}"
 
 
 class BoundedFormatter(logging.Formatter):

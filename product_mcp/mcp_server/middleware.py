@@ -235,7 +235,7 @@ class FinishResponses:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        state = {"started": False, "done": False, "sse": False, "answered": False}
+        state: dict[str, Any] = {"started": False, "done": False, "sse": False}
         session, rid = self._session_and_id(scope)
 
         async def tracking_send(message: Message) -> None:
@@ -278,15 +278,19 @@ class FinishResponses:
         return self.session_of(sid.decode("latin-1")), rid
 
     def _answer_owed(
-        self, message: Message, state: dict[str, bool], session: Any, rid: object
+        self, message: Message, state: dict[str, Any], session: Any, rid: object
     ) -> Message:
         """A request's SSE reply that ends without its answer because its session was
         terminated (a DELETE under a running purchase: found from outside, the client got a
-        200 stream with nothing in it, though the order was placed) ends with an error."""
+        200 stream with nothing in it, though the order was placed) ends with an error.
+        Only the last event is looked at, and only then (the answer is a reply's last
+        event): nothing is parsed on the way (review: a full parse of every event)."""
         body = message.get("body", b"")
-        if not state["answered"] and body:
-            state["answered"] = _answers(body, rid)
-        if message.get("more_body") or state["answered"] or not session.is_terminated:
+        if message.get("more_body"):
+            if body:
+                state["last"] = body
+            return message
+        if not session.is_terminated or _answers(body or state.get("last", b""), rid):
             return message
         return {**message, "body": body + _event(_error(rid, self.ENDED_UNDER))}
 
