@@ -8,7 +8,7 @@ into is defined here once, and the API, the MCP tools and the page (through web.
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from typing import Annotated, Literal, get_args
 
 from pydantic import (
@@ -169,13 +169,24 @@ class PurchaseOutcome(OrderBase):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
-# Characters that show nothing: a name of only these is no name ("\u200b" was accepted).
-_INVISIBLE = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]+|[\s\u200b-\u200d\u2060\ufeff]+$")
+# Characters that show nothing (spaces, format and control characters, the Hangul fillers,
+# the blank Braille pattern): a name of only these is no name ("\u200b" was accepted).
+_BLANK_KINDS = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _blank(c: str) -> bool:
+    return c in _BLANK or unicodedata.category(c) in _BLANK_KINDS
 
 
 def trimmed(text: str) -> str:
     """`text` without the spaces and invisible characters around it."""
-    return _INVISIBLE.sub("", text)
+    start, end = 0, len(text)
+    while start < end and _blank(text[start]):
+        start += 1
+    while end > start and _blank(text[end - 1]):
+        end -= 1
+    return text[start:end]
 
 
 class PurchaseRequest(BaseModel):

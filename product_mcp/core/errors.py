@@ -11,6 +11,7 @@ into api.py and web.py's start-up for nothing (tests/e2e/test_service_imports.py
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 
@@ -90,7 +91,8 @@ async def http_error_response(request: Any, exc: Exception) -> Any:
         if isinstance(cause, RecursionError):
             why = "it nests deeper than the parser can follow"
         elif isinstance(cause, ValueError) and "integer string conversion" in str(cause):
-            why = "a number has more than 4300 digits"  # Python's words name its internals
+            digits = sys.get_int_max_str_digits()  # Python's words name its internals
+            why = f"a number has more than {digits} digits"
         else:
             why = f"{type(cause).__name__}: {encodable(str(cause))[:200]}"
         exc.detail = f"{UNPARSED}: body: not JSON the service can read ({why})"  # type: ignore[attr-defined]

@@ -37,6 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 
+from models import trimmed
+
 metadata = MetaData()
 # PostgreSQL connections per process, all kept once opened. With 5 kept and 10 more opened on
 # demand, 32 buyers made the pool close and reopen connections all the time (25 to 166 backends
@@ -137,8 +139,9 @@ change_feed = Table(
 
 
 def customer_key(name: str) -> str:
-    """What customer names are compared by: trimmed and case-folded (Ünal, ÜNAL, ünal)."""
-    return name.strip().casefold()
+    """What customer names are compared by: trimmed (of invisible characters too, as a
+    purchase's name is) and case-folded (Ünal, ÜNAL, ünal)."""
+    return trimmed(name).casefold()
 
 
 def postgres_url(url: URL) -> URL:

@@ -67,6 +67,9 @@ def test_purchase_flow(api: TestClient) -> None:
     assert buy(api, padded).json()["customerName"] == "B" * 200  # trimmed, then 1..200
     hidden = {"customerName": "\u200b Zoë\ufeff ", "items": [{"productId": 1, "quantity": 1}]}
     assert buy(api, hidden).json()["customerName"] == "Zoë"
+    # and the orders are found by the name as it was given (review: the lookup only stripped)
+    found = api.get("/api/orders", params={"customer": "zoë\u200b"}).json()
+    assert [o["customerName"] for o in found] == ["Zoë"]
 
 
 @pytest.mark.parametrize(
@@ -81,6 +84,8 @@ def test_purchase_flow(api: TestClient) -> None:
          "Invalid request: Missing customer name or items"),
         ({"customerName": " \ufeff\u2060 ", "items": [{"productId": 1, "quantity": 1}]}, 400,
          "Invalid request: Missing customer name or items"),
+        ({"customerName": "\u200e\u3164\xad\u2800", "items": [{"productId": 1, "quantity": 1}]},
+         400, "Invalid request: Missing customer name or items"),  # review: by category
         ({"customerName": "Al", "items": []}, 400,
          "Invalid request: Missing customer name or items"),
         ({"customerName": "Al", "items": [{"productId": 99, "quantity": 1}]}, 404,
