@@ -8,39 +8,62 @@ import { withoutData } from "./media.js";
 
 const STORE_KEY = "product-mcp.chat.v1";
 const TABS_KEY = STORE_KEY + ".tabs"; // { tab key: time of its last save }
+const TAB_PREFIX = STORE_KEY + ".tab.";
 const KEEP_TABS = 5; // the tabs' own copies kept (the oldest go): storage is ~5 MB
-const MINE = tabKey();
+let mine = tabKey();
 
-function tabKey() {
+function tabKey(fresh = false) {
   try {
-    let id = sessionStorage.getItem("product-mcp.tab");
+    let id = fresh ? null : sessionStorage.getItem("product-mcp.tab");
     if (!id) {
       id = Math.random().toString(36).slice(2, 12);
       sessionStorage.setItem("product-mcp.tab", id);
     }
-    return `${STORE_KEY}.tab.${id}`;
+    return TAB_PREFIX + id;
   } catch (e) {
     return null; // storage disabled: the shared key alone (which fails too)
   }
 }
 
+/* A duplicated tab starts with a copy of its original's sessionStorage, so with its id: it
+ * asks whether another tab has that id and takes a new one if so (review). */
+try {
+  const channel = new BroadcastChannel("product-mcp.tabs");
+  let renamed = false;
+  channel.onmessage = (e) => {
+    if (e.data && e.data.ask === mine) channel.postMessage({ taken: mine });
+    else if (e.data && e.data.taken === mine && !renamed) {
+      renamed = true;
+      mine = tabKey(true);
+      save();
+    }
+  };
+  if (mine) channel.postMessage({ ask: mine });
+} catch (e) {
+  /* no BroadcastChannel: a duplicated tab shares its original's copy */
+}
+
+/* This tab's copy first (after dropping the oldest tabs' copies, to make room), then the
+ * shared latest; a tab key no index names (a lost update of the index) goes too. */
 function write(text) {
+  if (mine) {
+    let tabs = {};
+    try {
+      tabs = JSON.parse(localStorage.getItem(TABS_KEY) || "{}") || {};
+    } catch (e) {
+      tabs = {};
+    }
+    tabs[mine] = Date.now();
+    const keys = Object.keys(localStorage).filter((k) => k.startsWith(TAB_PREFIX));
+    const ranked = [...new Set([...keys, ...Object.keys(tabs)])].sort((x, y) => (tabs[y] || 0) - (tabs[x] || 0));
+    for (const key of ranked.slice(KEEP_TABS)) {
+      delete tabs[key];
+      localStorage.removeItem(key);
+    }
+    localStorage.setItem(TABS_KEY, JSON.stringify(tabs));
+    localStorage.setItem(mine, text);
+  }
   localStorage.setItem(STORE_KEY, text);
-  if (!MINE) return;
-  localStorage.setItem(MINE, text);
-  let tabs = {};
-  try {
-    tabs = JSON.parse(localStorage.getItem(TABS_KEY) || "{}") || {};
-  } catch (e) {
-    tabs = {};
-  }
-  tabs[MINE] = Date.now();
-  const old = Object.keys(tabs).sort((x, y) => tabs[y] - tabs[x]).slice(KEEP_TABS);
-  for (const key of old) {
-    delete tabs[key];
-    localStorage.removeItem(key);
-  }
-  localStorage.setItem(TABS_KEY, JSON.stringify(tabs));
 }
 
 /* history: OpenAI-format messages sent back to the server each turn.
@@ -66,7 +89,7 @@ export function save() {
 /* What the last page saved; tool calls it left waiting or running show as interrupted. */
 export function load() {
   try {
-    const raw = (MINE && localStorage.getItem(MINE)) || localStorage.getItem(STORE_KEY);
+    const raw = (mine && localStorage.getItem(mine)) || localStorage.getItem(STORE_KEY);
     if (!raw) return;
     const data = JSON.parse(raw);
     if (!Array.isArray(data.history) || !Array.isArray(data.items)) return;
@@ -95,7 +118,7 @@ export function clear() {
 function forget() {
   try {
     localStorage.removeItem(STORE_KEY);
-    if (MINE) localStorage.removeItem(MINE);
+    if (mine) localStorage.removeItem(mine);
   } catch (e) {
     /* storage disabled: nothing was saved */
   }

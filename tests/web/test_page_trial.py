@@ -254,5 +254,16 @@ def test_two_tabs_keep_their_own_conversations(
         c = a.context.new_page()  # a new tab opens the latest conversation
         c.goto(web.url + "/")
         c.wait_for_selector(".msg.assistant >> text=Answer for tab B.")
+        # a duplicated tab starts with its original's sessionStorage, id and all (review)
+        same = a.evaluate("sessionStorage.getItem('product-mcp.tab')")
+        d = a.context.new_page()
+        d.add_init_script(f"sessionStorage.setItem('product-mcp.tab', {same!r})")
+        d.goto(web.url + "/")
+        d.wait_for_function(f"sessionStorage.getItem('product-mcp.tab') !== {same!r}")
+        fake.script("question from the duplicate", Reply("Answer for the duplicate."))
+        turn(d, "question from the duplicate", "Answer for the duplicate.")
+        a.reload()
+        a.wait_for_selector(".msg.assistant >> text=Answer for tab A.")
+        assert a.locator(".msg.user >> text=question from the duplicate").count() == 0
     finally:
         a.context.close()
