@@ -114,6 +114,8 @@ def _string_map(entry: Mapping[str, Any], key: str, environ: Mapping[str, str]) 
         return {}
     if not isinstance(value, dict):
         raise _EntryError(key, "must be an object of strings")
+    for name in getattr(value, "twice", ()):
+        raise _EntryError(f"{key}.{name}", "given twice")
     out: dict[str, str] = {}
     for k, v in value.items():
         if isinstance(v, bool) or not isinstance(v, str | int | float):
@@ -136,6 +138,8 @@ def _parse_entry(
 ) -> ServerConfig:
     if not isinstance(entry, dict):
         raise _EntryError("(entry)", "must be an object with 'url' or 'command'")
+    for key in getattr(entry, "twice", ()):  # json keeps the last, silently
+        raise _EntryError(key, "given twice")
     type_key = "type" if "type" in entry else "transport" if "transport" in entry else None
     declared: Transport | None = None
     if type_key is not None:
@@ -301,4 +305,5 @@ class _Object(dict[str, Any]):
     def __init__(self, pairs: list[tuple[str, Any]]) -> None:
         super().__init__(pairs)
         seen: set[str] = set()
-        self.twice = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+        twice = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+        self.twice = list(dict.fromkeys(twice))

@@ -189,12 +189,12 @@ class JsonRpcGuard:
             why = f"{len(cancelled)} cancelled requests of this session may still be running"
             return await _refuse(scope, send, 429, why, message["id"])
         pending.add(rid)
-        refused = False
+        accepted = False
 
         async def answering(msg: Message) -> None:
-            nonlocal refused
-            if msg["type"] == "http.response.start" and msg["status"] >= 400:
-                refused = True  # ("Could not parse message"): nothing will come on the stream
+            nonlocal accepted
+            if msg["type"] == "http.response.start":
+                accepted = msg["status"] == 202  # the answer will come on the stream
             await send(msg)
 
         try:
@@ -202,9 +202,12 @@ class JsonRpcGuard:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             # The SDK answered 202, then found the session gone (dropped for not reading):
             # the client has its answer, nothing is left to do.
-            refused = True
-        if refused:  # else 32 refused requests locked the session out (found from outside)
-            pending.discard(rid)
+            accepted = False
+        finally:
+            # Anything but a 202 ("Could not parse message", an error) is owed nothing on the
+            # stream: 32 such requests locked the session out (found from outside).
+            if not accepted:
+                pending.discard(rid)
 
     def _cancel(self, session: str, pending: set[str], body: bytes) -> None:
         """A cancelled request is owed no answer: it stops counting as unanswered, and its id

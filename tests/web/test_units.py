@@ -151,9 +151,20 @@ def test_bad_files(tmp_path: Path) -> None:
         broken.write_bytes(json.dumps(good).encode(encoding))
         cfg = load_config(broken)
         assert [s.name for s in cfg.servers] == ["shop"] and not cfg.errors, encoding
-    broken.write_text('{"mcpServers": {"a": {"url": "http://h/1"}, "a": {"url": "http://h/2"}}}')
+    three = ", ".join(f'"a": {{"url": "http://h/{i}"}}' for i in range(3))
+    broken.write_text(f'{{"mcpServers": {{{three}, "b": {{"url": "http://h/b"}}}}}}')
     cfg = load_config(broken)
     assert [(e.server, e.message) for e in cfg.errors] == [("a", "defined twice")], cfg.errors
+    assert [s.name for s in cfg.servers] == ["b"]
+    broken.write_text(
+        '{"mcpServers": {"a": {"url": "http://h/1", "url": "http://h/2"},'
+        ' "b": {"url": "http://h/b", "headers": {"X": "1", "X": "2"}}}}'
+    )
+    cfg = load_config(broken)  # inside an entry too (review)
+    assert [(e.server, e.key, e.message) for e in cfg.errors] == [
+        ("a", "url", "given twice"),
+        ("b", "headers.X", "given twice"),
+    ]
 
 
 def test_shipped_config_points_at_the_local_server() -> None:
