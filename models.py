@@ -169,14 +169,15 @@ class PurchaseOutcome(OrderBase):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
-# Characters that show nothing (spaces, format and control characters, the Hangul fillers,
-# the blank Braille pattern): a name of only these is no name ("\u200b" was accepted).
-_BLANK_KINDS = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
+# Characters that show nothing (white space, format characters, the Hangul fillers, the
+# blank Braille pattern): a name of only these is no name ("\u200b" was accepted). Other
+# control characters are not trimmed: they are refused, with a reason.
+_BLANK_KINDS = frozenset({"Zs", "Zl", "Zp", "Cf"})
 _BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def _blank(c: str) -> bool:
-    return c in _BLANK or unicodedata.category(c) in _BLANK_KINDS
+    return c.isspace() or c in _BLANK or unicodedata.category(c) in _BLANK_KINDS
 
 
 def trimmed(text: str) -> str:
