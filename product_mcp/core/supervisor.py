@@ -39,6 +39,11 @@ RESTART_WINDOW = 30.0  # seconds; a crash loop stops, a rare death is always hea
 
 @dataclass
 class Child:
+    """One process the launcher runs. A replica behind the balancer is `hand_over`: its port is
+    picked by the launcher, which holds the listening socket (`sock`) from that moment, passes
+    it at the first start (`main.py --fd N`) and closes its own copy, so a dead replica's port
+    refuses connections; each restart binds the same port again and passes that."""
+
     name: str
     args: list[str]
     port: int
