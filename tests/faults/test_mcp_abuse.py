@@ -313,6 +313,27 @@ async def test_rejected_arguments_name_the_field(server: Service, api: Service, 
 # --- a session ended while its own requests are in flight --------------------------------
 
 
+async def _calls_racing_a_delete(
+    client: httpx.AsyncClient, calls: int, first_id: int = 1
+) -> list[httpx.Response | BaseException]:
+    """A new session, `calls` get_products calls in it and its DELETE, all at once; the
+    answers in that order (the DELETE's last)."""
+    r = await client.post("/mcp", json=INIT, headers={"accept": ACCEPT})
+    h = {
+        "accept": ACCEPT,
+        "mcp-session-id": r.headers["mcp-session-id"],
+        "mcp-protocol-version": "2025-11-25",
+    }
+    await client.post("/mcp", json=rpc("notifications/initialized", id=None), headers=h)
+    call = rpc("tools/call", {"name": "get_products", "arguments": {}})
+    ids = range(first_id, first_id + calls)
+    return await asyncio.gather(
+        *(client.post("/mcp", json={**call, "id": i}, headers=h) for i in ids),
+        client.delete("/mcp", headers=h),
+        return_exceptions=True,
+    )
+
+
 async def test_calls_racing_the_delete_of_their_session_never_get_a_500(server: Service) -> None:
     """A client that ends its session while its calls are still running (a tab closed, a
     retry loop gone wrong) gets answers or "session ended" errors, never a server error or a
@@ -322,19 +343,7 @@ async def test_calls_racing_the_delete_of_their_session_never_get_a_500(server: 
     ended = 0
     async with httpx.AsyncClient(base_url=server.url, timeout=15) as client:
         for _ in range(40):
-            r = await client.post("/mcp", json=INIT, headers={"accept": ACCEPT})
-            h = {
-                "accept": ACCEPT,
-                "mcp-session-id": r.headers["mcp-session-id"],
-                "mcp-protocol-version": "2025-11-25",
-            }
-            await client.post("/mcp", json=rpc("notifications/initialized", id=None), headers=h)
-            call = rpc("tools/call", {"name": "get_products", "arguments": {}})
-            answers = await asyncio.gather(
-                *(client.post("/mcp", json={**call, "id": i}, headers=h) for i in range(1, 6)),
-                client.delete("/mcp", headers=h),
-                return_exceptions=True,
-            )
+            answers = await _calls_racing_a_delete(client, 5)
             statuses += [getattr(a, "status_code", type(a).__name__) for a in answers]
             for i, a in enumerate(answers[:5], 1):
                 if isinstance(a, httpx.Response) and a.status_code == 200:
@@ -389,19 +398,7 @@ async def test_a_client_going_away_is_one_log_line_not_a_traceback(
         mcp = s.mcp(api)
         async with httpx.AsyncClient(base_url=mcp.url, timeout=15) as client:
             for _ in range(10):
-                r = await client.post("/mcp", json=INIT, headers={"accept": ACCEPT})
-                h = {
-                    "accept": ACCEPT,
-                    "mcp-session-id": r.headers["mcp-session-id"],
-                    "mcp-protocol-version": "2025-11-25",
-                }
-                await client.post("/mcp", json=rpc("notifications/initialized", id=None), headers=h)
-                call = rpc("tools/call", {"name": "get_products", "arguments": {}})
-                await asyncio.gather(
-                    *(client.post("/mcp", json={**call, "id": i}, headers=h) for i in range(8)),
-                    client.delete("/mcp", headers=h),
-                    return_exceptions=True,
-                )
+                await _calls_racing_a_delete(client, 8, first_id=0)
             r = await client.post("/mcp", json=INIT, headers={"accept": ACCEPT})
             sid = r.headers["mcp-session-id"]
         _, writer = await asyncio.open_connection("127.0.0.1", mcp.port)

@@ -101,6 +101,14 @@ def replicas(tmp_path: Path, prefix: str, *tags: str) -> Iterator[tuple[Service,
         api.stop()
 
 
+def _cut_bus(admin: redis.Redis, replica: Service) -> None:
+    """Kill `replica`'s bus subscription connection in Redis (Redis itself stays up)."""
+    mine = _redis_ports_of(replica.proc.pid)
+    relay = [c for c in admin.client_list(_type="pubsub") if c["addr"] in mine]
+    assert len(relay) == 1, (mine, admin.client_list(_type="pubsub"))
+    admin.client_kill_filter(_id=relay[0]["id"])
+
+
 def told(prefix: str, session: str) -> list[dict[bytes, bytes]]:
     """The resource-updated notifications in `session`'s replay log in Redis."""
     log = redis.Redis.from_url(REDIS).xrange(f"{prefix}events:{session}")
@@ -268,10 +276,7 @@ def test_a_move_missed_while_the_bus_reconnects_is_caught_up(tmp_path: Path, pre
         try:
             session = open_session(http, f"{r1.url}/mcp")
             post(http, r1.url, session, rpc("resources/subscribe", {"uri": "shop://products/2"}, 2))
-            mine = _redis_ports_of(r1.proc.pid)
-            relay = [c for c in admin.client_list(_type="pubsub") if c["addr"] in mine]
-            assert len(relay) == 1, (mine, admin.client_list(_type="pubsub"))
-            admin.client_kill_filter(_id=relay[0]["id"])
+            _cut_bus(admin, r1)
             post(http, r2.url, session, rpc("ping", id=3))  # r2 takes it while r1 is away
             deadline = time.monotonic() + WAIT
             while "served by another replica now: closed here" not in r1.log():
@@ -333,10 +338,7 @@ def test_a_deletion_missed_while_the_bus_reconnects_closes_the_copy(
             session = open_session(http, f"{r1.url}/mcp")
             kept = open_session(http, f"{r1.url}/mcp")
             admin.delete(f"{prefix}session:{kept}")  # gone from Redis, not deleted by a client
-            mine = _redis_ports_of(r1.proc.pid)
-            relay = [c for c in admin.client_list(_type="pubsub") if c["addr"] in mine]
-            assert len(relay) == 1, (mine, admin.client_list(_type="pubsub"))
-            admin.client_kill_filter(_id=relay[0]["id"])
+            _cut_bus(admin, r1)
             r = http.delete(f"{r2.url}/mcp", headers={**HEADERS, "Mcp-Session-Id": session})
             assert r.status_code == 200, r.text
             deadline = time.monotonic() + WAIT
