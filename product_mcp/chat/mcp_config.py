@@ -58,6 +58,12 @@ class ConfigError:
     server: str | None = None
     key: str | None = None
 
+    def __post_init__(self) -> None:  # said back as JSON: no lone surrogate may stay
+        object.__setattr__(self, "message", _shown(self.message))
+        for name in ("server", "key"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, None if value is None else _shown(value))
+
     def __str__(self) -> str:
         where = []
         if self.server is not None:
@@ -96,7 +102,27 @@ def _expand(value: str, key: str, environ: Mapping[str, str]) -> str:
             return default
         raise _EntryError(key, f"environment variable {name} is not set")
 
-    return _VAR.sub(sub, value)
+    out = _VAR.sub(sub, value)
+    if not _unicode(out):  # a lone surrogate: from a JSON escape, or an undecodable variable
+        raise _EntryError(key, "must be valid Unicode text (no lone surrogates)")
+    if "\x00" in out:
+        raise _EntryError(key, "must not contain NUL characters")
+    return out
+
+
+def _unicode(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (every answer about this server must be: one
+    name with a lone surrogate made /api/servers and every chat turn a 500; found outside)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(name: str) -> str:
+    """A name as it can be said back (a lone surrogate as its escape)."""
+    return name.encode("utf-8", "backslashreplace").decode()
 
 
 def _string(entry: Mapping[str, Any], key: str, environ: Mapping[str, str]) -> str | None:
@@ -189,6 +215,8 @@ def _parse_entry(
 
 def _split(url: str) -> SplitResult:
     """The URL's parts, or an error naming it (a bad IPv6 host or port raised from urllib)."""
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise _EntryError("url", f"must not contain spaces or control characters (got {url!r})")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (parsed lazily: 99999 raises here)
@@ -222,6 +250,9 @@ def parse_config(
     if not isinstance(data, dict):
         cfg.errors.append(ConfigError("top level must be a JSON object with 'mcpServers'"))
         return cfg
+    for key in getattr(data, "twice", ()):
+        if key in ("mcpServers", "servers"):  # json kept the last block, silently
+            cfg.errors.append(ConfigError("given twice: only the last is read", key=key))
     sections = [k for k in ("mcpServers", "servers") if k in data]
     if not sections:
         cfg.errors.append(ConfigError("missing: no 'mcpServers' (or 'servers')", key="mcpServers"))
@@ -241,6 +272,10 @@ def parse_config(
                 cfg.errors.append(ConfigError("defined twice", server=name))
                 continue
             seen.add(name)
+            if not _unicode(name):
+                problem = "server name must be valid Unicode text (no lone surrogates)"
+                cfg.errors.append(ConfigError(problem, server=name))
+                continue
             if not name.strip():
                 cfg.errors.append(ConfigError("server name must not be empty", server=name))
                 continue

@@ -186,3 +186,13 @@ def test_a_validator_s_sentence_reaches_the_client_as_written(web: InProcessWeb)
     assert r.status_code == 422, r.text
     [error] = r.json()["detail"]
     assert error["msg"] == "a tool message needs tool_call_id and content", error
+
+
+def test_a_server_name_no_answer_can_carry_leaves_the_rest_working(tmp_path: Path) -> None:
+    """Found from outside: one server named with a lone surrogate made GET /api/servers a 500
+    at every poll (the page listed no server at all) and every chat turn a 502."""
+    with web_app(tmp_path, {"shop\ud800": {"url": "http://127.0.0.1:9/mcp"}}) as web:
+        r = httpx.get(f"{web.url}/api/servers")
+        assert r.status_code == 200, r.text
+        [error] = r.json()["errors"]
+        assert "valid Unicode" in str(error), error

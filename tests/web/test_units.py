@@ -452,3 +452,34 @@ def test_a_header_name_ending_in_a_line_break_is_refused() -> None:
     assert [(e.key, e.message) for e in cfg.errors] == [
         ("headers.X-A\n", "not a valid HTTP header name")
     ]
+
+
+def test_text_json_can_carry_but_no_answer_can_is_refused_by_name(tmp_path: Path) -> None:
+    """Found from outside: a server named "shop\\ud800" (a lone surrogate, valid JSON) loaded,
+    and /api/servers and every chat turn answered 500 (the tool list could not be encoded). A
+    URL with a line break or NUL loaded and failed at every reconnect in httpx's words; two
+    mcpServers blocks kept the last silently."""
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        '{"mcpServers": {"good": {"url": "http://h/mcp"}, "shop\\ud800": {"url": "http://h/2"},'
+        ' "u": {"url": "http://h/\\udc80"}, "lf": {"url": "http://h/a\\nb"},'
+        ' "nul": {"url": "http://h/a\\u0000"}, "env": {"command": "x", "env": {"A": "\\u0000"}},'
+        ' "hdr": {"url": "http://h/3", "headers": {"X\\ud800": "v"}}}}'
+    )
+    cfg = load_config(path)
+    assert [s.name for s in cfg.servers] == ["good"]
+    said = {e.server: (e.key, e.message) for e in cfg.errors}
+    assert said["shop\\ud800"][1].startswith("server name must be valid Unicode text")
+    assert said["u"] == ("url", "must be valid Unicode text (no lone surrogates)")
+    assert said["lf"][0] == "url" and "control characters" in said["lf"][1]
+    assert said["nul"] == ("url", "must not contain NUL characters")
+    assert said["env"] == ("env.A", "must not contain NUL characters")
+    assert said["hdr"][0] == "headers.X\\ud800"
+    json.dumps([str(e) for e in cfg.errors]).encode()  # every error can be said back
+    path.write_text(
+        '{"mcpServers": {"first": {"url": "http://h/1"}}, "mcpServers": {"second": {"url": "http://h/2"}}}'
+    )
+    cfg = load_config(path)
+    assert [(e.key, e.message) for e in cfg.errors] == [
+        ("mcpServers", "given twice: only the last is read")
+    ]
