@@ -24,8 +24,8 @@ function quietly(fn) {
 /* "45 ms", "12.3 s", "2.1 min": short, so that a slow call leaves a phone's card line its
  * summary ("12345 ms" cut "4 stock lines" to "4 st…"). */
 export function durationText(ms) {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 999.5) return `${Math.round(ms)} ms`;
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`; // 59,960 ms is "1.0 min", not "60.0 s"
   return `${(ms / 60_000).toFixed(1)} min`;
 }
 

@@ -43,6 +43,21 @@ try {
   /* no BroadcastChannel: a duplicated tab shares its original's copy */
 }
 
+/* A tab that is still open keeps its copy: when another tab drops it as one of the oldest
+ * (KEEP_TABS), it is written again at once (a closed tab's copy stays dropped; found from
+ * outside: five short-lived tabs pushed out the copy of one that stayed open). */
+let pruning = true;
+window.addEventListener("storage", (e) => {
+  if (mine && e.key === mine && e.newValue === null && e.storageArea === localStorage) {
+    pruning = false; // written back without dropping another's: open tabs never take turns
+    try {
+      save();
+    } finally {
+      pruning = true;
+    }
+  }
+});
+
 /* This tab's copy first (after dropping the oldest tabs' copies, to make room), then the
  * shared latest; a tab key no index names (a lost update of the index) goes too. */
 function write(text) {
@@ -56,14 +71,14 @@ function write(text) {
     tabs[mine] = Date.now();
     const keys = Object.keys(localStorage).filter((k) => k.startsWith(TAB_PREFIX));
     const ranked = [...new Set([...keys, ...Object.keys(tabs)])].sort((x, y) => (tabs[y] || 0) - (tabs[x] || 0));
-    for (const key of ranked.slice(KEEP_TABS)) {
+    for (const key of pruning ? ranked.slice(KEEP_TABS) : []) {
       delete tabs[key];
       localStorage.removeItem(key);
     }
     localStorage.setItem(TABS_KEY, JSON.stringify(tabs));
     localStorage.setItem(mine, text);
   }
-  localStorage.setItem(STORE_KEY, text);
+  if (pruning) localStorage.setItem(STORE_KEY, text); // (a copy written back is not news)
 }
 
 /* history: OpenAI-format messages sent back to the server each turn.

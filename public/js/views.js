@@ -36,7 +36,9 @@ export function rememberProducts(kind, value) {
 /* A name inside a line of others ("1 × A, 50 × B") as its own bidi island (FSI … PDI) when it
  * holds right-to-left text or a direction control: an override in A turned B's "50" into "05"
  * (found from outside). Other names stay as they are (copied text has nothing hidden). */
-const BIDI = /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe]/;
+// right-to-left scripts, in the BMP and beyond it (Adlam, Hanifi Rohingya...), and controls
+const BIDI =
+  /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefe\u{10800}-\u{10fff}\u{1e800}-\u{1efff}]/u;
 const CONTROLS = /[\u200e\u200f\u202a-\u202e\u2066-\u2069]/g; // a name's own: its PDI would end ours
 export const isolated = (text) =>
   BIDI.test(text) ? `\u2068${text.replace(CONTROLS, "")}\u2069` : text;

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.browser
 LONG = "W" * 200
 RLO = "Cable \u2069\u202e"  # a PDI to close an isolate early, then an override
 FSI, PDI = "\u2068", "\u2069"
+ADLAM = "\U0001e900\U0001e922\U0001e924\U0001e922\U0001e925"  # right-to-left, beyond the BMP
 
 
 def fits(page: Any, inner: str, outer: str) -> list[str]:
@@ -44,6 +45,7 @@ def test_long_and_right_to_left_names_keep_the_page_readable(
         {"id": 1, "name": RLO, "description": "x" * 500, "price": 10.0, "stock": 5},
         {"id": 2, "name": "Laptop", "description": "A laptop", "price": 900.0, "stock": 50},
         {"id": 3, "name": LONG, "description": "y" * 500, "price": 5.0, "stock": 9},
+        {"id": 4, "name": ADLAM, "description": "Adlam", "price": 7.0, "stock": 3},
     ]
     listing = {"id": "c0", "server": "shop", "tool": "get_products", "function": "get_products"}
     push(page, "tool_call", {**listing, "arguments": {}})
@@ -85,4 +87,10 @@ def test_long_and_right_to_left_names_keep_the_page_readable(
     args = page.locator(".tool-card[data-tool='create_purchase'] dd").last.text_content()
     # the name's own direction controls go (review: its PDI ended our island early)
     assert args == f"1 × {FSI}Cable {PDI}, 50 × Laptop", repr(args)  # only where it matters
+    # a right-to-left script beyond the BMP is isolated too (fourth trial: Adlam was not)
+    other = {**buy, "id": "c2"}
+    adlam_items = [{"productId": 4, "quantity": 1}, {"productId": 2, "quantity": 50}]
+    push(page, "tool_call", {**other, "arguments": {"customerName": "A", "items": adlam_items}})
+    line = page.locator(".tool-card[data-tool='create_purchase'] dd").last.text_content()
+    assert line == f"1 × {FSI}{ADLAM}{PDI}, 50 × Laptop", repr(line)
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")

@@ -267,3 +267,27 @@ def test_two_tabs_keep_their_own_conversations(
         assert a.locator(".msg.user >> text=question from the duplicate").count() == 0
     finally:
         a.context.close()
+
+
+def test_an_open_tab_keeps_its_chat_however_many_tabs_come_and_go(
+    browser: Any, web: InProcessWeb, fake: FakeLLM
+) -> None:
+    """Found from outside: five short-lived tabs pushed the copy of one that stayed open out
+    of the storage (only the last 5 tabs' copies are kept), and its reload showed the last
+    closed tab's chat. An open tab writes its copy back when another drops it."""
+    a = new_page(browser, web.url, "desktop")
+    try:
+        fake.script("the one that stays", Reply("Stayed."))
+        turn(a, "the one that stays", "Stayed.")
+        for i in range(6):
+            other = a.context.new_page()
+            other.goto(web.url + "/")
+            other.click("#new-chat")
+            fake.script(f"passing tab {i}", Reply(f"Passed {i}."))
+            turn(other, f"passing tab {i}", f"Passed {i}.")
+            other.close()
+        a.reload()
+        a.wait_for_selector(".msg.assistant >> text=Stayed.")
+        assert a.locator(".msg.user >> text=passing tab").count() == 0
+    finally:
+        a.context.close()
