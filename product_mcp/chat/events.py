@@ -146,15 +146,18 @@ class PageEvents:
                 del self._clients[client]
 
         return CountedStream(
-            self._body(queue),
+            self._body(queue, self.last_id),
             release,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def _body(self, queue: asyncio.Queue[Item | None]) -> AsyncIterator[str]:
+    async def _body(self, queue: asyncio.Queue[Item | None], start: str) -> AsyncIterator[str]:
+        """The first ping names where this stream began (`start`, taken as it was counted in):
+        a page that has heard no stock event yet still knows where to resume (a tab hidden
+        before the first sale missed what was sold while hidden)."""
         ping = sse("ping", {"heartbeat": self.heartbeat})
-        yield "retry: 2000\n\n" + ping
+        yield "retry: 2000\n\n" + sse("ping", {"heartbeat": self.heartbeat}, start)
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), self.heartbeat)

@@ -9,7 +9,8 @@
  * first sends what changed meanwhile. A stream can also die without an error (a laptop slept, a
  * NAT or proxy forgot the connection): EventSource would wait forever. Every stream says its
  * heartbeat period in a `ping` event and pings whenever it is idle that long; one silent for
- * SILENT_BEATS periods is closed and a new one opened, which catches up as above. */
+ * SILENT_BEATS periods is closed and a new one opened, which catches up as above. A hidden
+ * tab closes its stream and opens one, catching up, when shown again. */
 
 import { $ } from "./dom.js";
 import { setStock } from "./views.js";
@@ -59,18 +60,28 @@ function parse(ev) {
   }
 }
 
+let stopStream = null; // closes the stream open now (and its timers), if any
+
 function connect() {
+  if (document.visibilityState === "hidden") return; // opened when the tab is shown
   const url = lastId ? `/api/events?after=${encodeURIComponent(lastId)}` : "/api/events";
   const source = new EventSource(url);
   let heartbeat = HEARTBEAT_S;
   let watchdog = 0;
+  let retry = 0;
+  stopStream = () => {
+    clearTimeout(watchdog);
+    clearTimeout(retry);
+    source.close();
+    stopStream = null;
+    streaming = false;
+    showIndicator();
+  };
   // Every event proves the stream alive; silence for SILENT_BEATS periods ends it.
   const alive = () => {
     clearTimeout(watchdog);
     watchdog = setTimeout(() => {
-      source.close();
-      streaming = false;
-      showIndicator();
+      stopStream();
       connect();
     }, heartbeat * SILENT_BEATS * 1000);
   };
@@ -85,10 +96,14 @@ function connect() {
     showIndicator();
     if (source.readyState === EventSource.CLOSED) {
       clearTimeout(watchdog);
-      setTimeout(connect, RECONNECT_MS);
+      retry = setTimeout(() => {
+        stopStream?.();
+        connect();
+      }, RECONNECT_MS);
     }
   });
   source.addEventListener("ping", (ev) => {
+    if (ev.lastEventId) lastId = ev.lastEventId; // the first names where the stream began
     const d = parse(ev);
     if (d && Number.isFinite(d.heartbeat)) heartbeat = Math.min(Math.max(d.heartbeat, 0.1), 3600);
     alive();
@@ -108,6 +123,13 @@ function connect() {
   });
 }
 
+/* A hidden tab gives its stream up and catches up when shown (`?after=`): each tab held one
+ * connection, and Chromium allows 6 per host over HTTP/1.1, so a 7th tab's chat waited for a
+ * free one ("Thinking…" until another tab closed; found from outside). */
 export function startLive() {
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") stopStream?.();
+    else if (!stopStream) connect();
+  });
   connect();
 }

@@ -128,8 +128,11 @@ def test_page_streams_are_bounded_per_client_and_end_on_shutdown() -> None:
         return chunks
 
     chunks = asyncio.run(read_all())  # returns: the stream ended
-    # The first says the heartbeat period: the page takes 3 silent periods for a dead stream.
-    assert chunks[0] == 'retry: 2000\n\nevent: ping\ndata: {"heartbeat": 15.0}\n\n'
+    # The first says the heartbeat period (the page takes 3 silent periods for a dead stream)
+    # and where the stream began (a page that heard no stock event yet resumes from there).
+    assert chunks[0] == (
+        f'retry: 2000\n\nid: {hub.last_id}\nevent: ping\ndata: {{"heartbeat": 15.0}}\n\n'
+    )
     assert chunks[1] == 'event: live\ndata: {"server": "shop", "on": true}\n\n'
     with pytest.raises(ProductMcpError):
         hub.open(req("10.0.0.3"))  # shutting down: 503

@@ -149,3 +149,33 @@ def test_a_stream_gone_silent_is_replaced_and_catches_up(web: InProcessWeb, brow
         assert page.js_errors == []
     finally:
         relay.close()
+
+
+VISIBILITY = """state => {
+    Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
+    document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def test_a_hidden_tab_gives_its_stream_up_and_catches_up_when_shown(
+    web: InProcessWeb, browser: Any
+) -> None:
+    """Found from outside: every tab held its event stream, and Chromium allows 6 connections
+    per host (HTTP/1.1), so a 7th tab's chat never left the browser. A hidden tab closes its
+    stream, and when shown opens one that catches up on what it missed."""
+    hub = HUBS[-1]
+    page = new_page(browser, web.url, "desktop")
+    show_stock(page)
+    assert hub.streams == 1
+    page.evaluate(VISIBILITY, "hidden")
+    deadline = time.monotonic() + 20
+    while hub.streams:  # web.py saw the stream go
+        assert time.monotonic() < deadline, "the hidden tab kept its stream"
+        time.sleep(0.05)
+    _call(web, "sell", product_id=1)
+    time.sleep(0.5)
+    assert hub.streams == 0 and page.get_attribute(BADGE, "data-stock") == "10"
+    page.evaluate(VISIBILITY, "visible")
+    page.wait_for_selector(f"{BADGE}[data-stock='9']", timeout=30_000)
+    page.wait_for_selector("#live[data-on='true']")
+    assert page.js_errors == []
