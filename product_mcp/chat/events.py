@@ -133,8 +133,13 @@ class PageEvents:
         queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_EVENTS)
         last_id = request.headers.get("last-event-id") or request.query_params.get("after")
         opening = [(kind, data, None) for kind, data in self.opening()]
-        for item in [*opening, *self.missed(last_id)][:QUEUE_EVENTS]:
+        missed = self.missed(last_id)
+        for item in [*opening, *missed][:QUEUE_EVENTS]:
             queue.put_nowait(item)
+        # Where this stream begins, for a page that has heard no stock event yet; not when it
+        # is sent what it missed (those carry the id: named first, a cut right after the ping
+        # would resume past them).
+        start = None if missed else self.last_id
         # Counted only now: a stream that failed to open must not hold a slot.
         self._clients[client] = self._clients.get(client, 0) + 1
         self._queues.add(queue)
@@ -146,13 +151,15 @@ class PageEvents:
                 del self._clients[client]
 
         return CountedStream(
-            self._body(queue, self.last_id),
+            self._body(queue, start),
             release,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def _body(self, queue: asyncio.Queue[Item | None], start: str) -> AsyncIterator[str]:
+    async def _body(
+        self, queue: asyncio.Queue[Item | None], start: str | None
+    ) -> AsyncIterator[str]:
         """The first ping names where this stream began (`start`, taken as it was counted in):
         a page that has heard no stock event yet still knows where to resume (a tab hidden
         before the first sale missed what was sold while hidden)."""

@@ -201,3 +201,30 @@ def test_a_page_that_reconnects_gets_what_it_missed(tmp_path: Path) -> None:
             assert next(first)[0] == "live"  # up to date: nothing to catch up
             _sell(web, 2)
             assert until(first, want({"productId": 2, "quantity": 3}))
+
+
+def test_a_stream_names_where_it_begins_unless_it_carries_what_was_missed() -> None:
+    """The first ping's id lets a page that has heard no stock event yet resume; a page that
+    is sent what it missed gets no id before those events (a cut right after the ping would
+    have resumed past them; found in review)."""
+    hub = PageEvents(per_client=10)
+
+    def req(after: str) -> Request:
+        query = f"after={after}".encode() if after else b""
+        return Request({"type": "http", "client": ("10.0.0.9", 1), "headers": [],
+                        "query_string": query})  # fmt: skip
+
+    async def first_chunk(stream: Any) -> str:
+        async for chunk in stream.body_iterator:
+            return str(chunk)
+        return ""
+
+    hub.publish("stock", {"server": "shop", "items": []}, keep=True)
+    seen = hub.last_id
+    hub.publish("stock", {"server": "shop", "items": []}, keep=True)
+    fresh = asyncio.run(first_chunk(hub.open(req(""))))
+    assert f"id: {hub.last_id}\nevent: ping" in fresh
+    behind = asyncio.run(first_chunk(hub.open(req(seen))))
+    assert "id:" not in behind and "event: ping" in behind
+    level = asyncio.run(first_chunk(hub.open(req(hub.last_id))))
+    assert f"id: {hub.last_id}\nevent: ping" in level
