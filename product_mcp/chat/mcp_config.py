@@ -144,6 +144,8 @@ def _string_map(entry: Mapping[str, Any], key: str, environ: Mapping[str, str]) 
         raise _EntryError(f"{key}.{name}", "given twice")
     out: dict[str, str] = {}
     for k, v in value.items():
+        if not _unicode(k) or "\x00" in k or (key == "env" and (not k or "=" in k)):
+            raise _EntryError(f"{key}.{k}", "not a valid name")  # (review) failed at the start
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise _EntryError(f"{key}.{k}", "must be a string")
         out[str(k)] = _expand(str(v), f"{key}.{k}", environ)
@@ -180,7 +182,7 @@ def _parse_entry(
         if command is not None:
             declared = "stdio"
         elif url is not None:
-            path = _split(url).path.rstrip("/")
+            path = _split(url, entry["url"]).path.rstrip("/")
             declared = "sse" if path.endswith("/sse") else "http"
         else:
             raise _EntryError("url", "missing: give 'url' (HTTP/SSE) or 'command' (stdio)")
@@ -204,24 +206,27 @@ def _parse_entry(
 
     if url is None:
         raise _EntryError("url", f"missing: a {declared} server needs 'url'")
-    parts = _split(url)
+    parts = _split(url, entry["url"])
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _EntryError("url", f"must be an http:// or https:// URL (got {url!r})")
+        raise _EntryError("url", f"must be an http:// or https:// URL (got {entry['url']!r})")
     headers = _string_map(entry, "headers", environ)
     for header, value in headers.items():
         _check_header(header, value)
     return ServerConfig(name=name, transport=declared, url=url, headers=headers)
 
 
-def _split(url: str) -> SplitResult:
-    """The URL's parts, or an error naming it (a bad IPv6 host or port raised from urllib)."""
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
-        raise _EntryError("url", f"must not contain spaces or control characters (got {url!r})")
+def _split(url: str, written: str) -> SplitResult:
+    """The URL's parts, or an error naming it as `written` in the file (before `${VAR}`
+    expansion: an error must not show a token a variable put in it; review)."""
+    bad = next((i for i, c in enumerate(url) if ord(c) < 0x21 or ord(c) == 0x7F), None)
+    if bad is not None:
+        why = f"must not contain spaces or control characters (U+{ord(url[bad]):04X} at {bad})"
+        raise _EntryError("url", f"{why}: {written!r}")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (parsed lazily: 99999 raises here)
     except ValueError as e:
-        raise _EntryError("url", f"not a valid URL: {e} (got {url!r})") from None
+        raise _EntryError("url", f"not a valid URL: {e} (got {written!r})") from None
     return parts
 
 

@@ -483,3 +483,19 @@ def test_text_json_can_carry_but_no_answer_can_is_refused_by_name(tmp_path: Path
     assert [(e.key, e.message) for e in cfg.errors] == [
         ("mcpServers", "given twice: only the last is read")
     ]
+
+
+def test_names_and_secrets_in_entries(tmp_path: Path) -> None:
+    """Review: environment variable names were not checked (they failed at the process's
+    start), and a URL error quoted the URL after `${VAR}` expansion, token and all."""
+    cfg = parse(
+        {"a": {"command": "x", "env": {"A=B": "1"}}, "b": {"command": "x", "env": {"": "1"}}}
+    )
+    assert [(e.server, e.key, e.message) for e in cfg.errors] == [
+        ("a", "env.A=B", "not a valid name"),
+        ("b", "env.", "not a valid name"),
+    ]
+    cfg = parse({"c": {"url": "https://h/mcp?key=${K}"}}, K="s3cret\r")
+    [err] = cfg.errors
+    assert err.key == "url" and "U+000D" in err.message, err
+    assert "s3cret" not in str(err) and "${K}" in str(err), err
