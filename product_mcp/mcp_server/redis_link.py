@@ -46,7 +46,9 @@ class RedisLink:
             max_connections=POOL_SIZE,
             timeout=POOL_WAIT,
             socket_timeout=2,
-            socket_connect_timeout=1,
+            # 3 s, not 1: a burst of 100 new connections on a busy 2-core machine took over a
+            # second to be accepted, and one late connect took Redis for down (a CI run)
+            socket_connect_timeout=3,
             health_check_interval=15,
         )
         self.client = aioredis.Redis(connection_pool=pool)
