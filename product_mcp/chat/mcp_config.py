@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from models import MAX_MCP_SERVERS
+from product_mcp.core.errors import encodable
 
 Transport = Literal["http", "sse", "stdio"]
 
@@ -59,10 +60,10 @@ class ConfigError:
     key: str | None = None
 
     def __post_init__(self) -> None:  # said back as JSON: no lone surrogate may stay
-        object.__setattr__(self, "message", _shown(self.message))
+        object.__setattr__(self, "message", encodable(self.message))
         for name in ("server", "key"):
             value = getattr(self, name)
-            object.__setattr__(self, name, None if value is None else _shown(value))
+            object.__setattr__(self, name, None if value is None else encodable(value))
 
     def __str__(self) -> str:
         where = []
@@ -113,16 +114,7 @@ def _expand(value: str, key: str, environ: Mapping[str, str]) -> str:
 def _unicode(text: str) -> bool:
     """Whether `text` can be written as UTF-8 (every answer about this server must be: one
     name with a lone surrogate made /api/servers and every chat turn a 500; found outside)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _shown(name: str) -> str:
-    """A name as it can be said back (a lone surrogate as its escape)."""
-    return name.encode("utf-8", "backslashreplace").decode()
+    return encodable(text) == text
 
 
 def _string(entry: Mapping[str, Any], key: str, environ: Mapping[str, str]) -> str | None:
