@@ -139,6 +139,7 @@ class FakeLLM:
     async def _completions(self, request: Request) -> Response:
         body = await request.json()
         body["_auth"] = request.headers.get("authorization")
+        body["_headers"] = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(body)
         messages = body.get("messages", [])
         key = _last_user(messages)

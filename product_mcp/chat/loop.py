@@ -33,6 +33,7 @@ from product_mcp.chat.llm import (
     completions_url,
     encode_body,
     explain_llm_error,
+    make_client,
     stream_chat,
 )
 from product_mcp.chat.manager import McpManager, Offer
@@ -107,14 +108,7 @@ class ChatEngine:
         self.client: AsyncOpenAI | None = None
         self.url = ""
         if settings.configured:
-            from openai import AsyncOpenAI
-
-            self.client = AsyncOpenAI(
-                api_key=settings.api_key,
-                base_url=settings.base_url or None,
-                timeout=settings.timeout,
-                max_retries=settings.max_retries,
-            )
+            self.client = make_client(settings)
             self.url = completions_url(self.client)
 
     async def run(

@@ -47,6 +47,11 @@ def test_one_tool_call(web: InProcessWeb, fake: FakeLLM) -> None:
     assert first["_auth"] == "Bearer test-key" and first["model"] == "fake-model"
     assert first["stream"] is True
     assert first["messages"][0]["role"] == "system"
+    # what the provider is told beyond the request: who sends it, nothing of the machine
+    headers = first["_headers"]
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"].startswith("AsyncOpenAI/Python")
+    assert not [h for h in headers if h.startswith("x-stainless")], headers
     offered = {t["function"]["name"] for t in first["tools"]}
     assert "get_products" in offered and "create_purchase" in offered
     [tool_msg] = tool_messages(second)
