@@ -8,6 +8,7 @@ since the seq it last saw."""
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -385,3 +386,39 @@ async def test_the_follower_does_not_take_a_resent_event_for_news() -> None:
     assert live._pending == {"shop://products/2", "shop://inventory"} and live.after == 8
     if live._flush is not None:
         live._flush.cancel()
+
+
+async def test_a_feed_answer_without_its_head_header_is_said_in_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A proxy between main.py and api.py that drops `X-Change-Head` leaves the follower no
+    seq to start from: the log says which header is missing (not `KeyError: 'x-change-head'`),
+    and the follower keeps asking."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from product_mcp.mcp_server.bus import ShopBus
+    from product_mcp.mcp_server.live import Live
+    from tests.servers import ThreadServer
+
+    asked: list[int] = []
+    again = threading.Event()  # the server runs in its own thread
+
+    async def changes(_request: Any) -> JSONResponse:
+        asked.append(1)
+        if len(asked) >= 2:
+            again.set()
+        return JSONResponse({"changes": []})  # what a header-stripping proxy passes on
+
+    live = Live(object(), ShopBus())
+    with ThreadServer(Starlette(routes=[Route("/api/changes", changes)])) as api:
+        caplog.set_level("INFO", logger="mcp.live")
+        live.start(f"{api.url}/api")
+        try:
+            assert await anyio.to_thread.run_sync(again.wait, WAIT)
+        finally:
+            await live.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "mcp.live"]
+    assert "change feed unavailable (the API's answer has no X-Change-Head header)" in said[0]
+    assert live.after is None
