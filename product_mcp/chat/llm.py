@@ -58,7 +58,7 @@ def encode_body(body: dict[str, Any], tools_json: str | None = None) -> bytes:
 
 # openai's telemetry headers: a provider needs none of them to answer, and each request would
 # tell it this machine's OS, architecture and Python (9 of a request's ~19 headers; building
-# and checking them was ~6 % of the instructions web.py runs per chat turn). The two set per request (retry
+# them was ~6 % of the instructions web.py runs per chat turn). The two set per request (retry
 # count, read timeout) are left out by naming them in the request's own headers.
 PLATFORM_HEADERS = (
     "X-Stainless-Lang",

@@ -8,11 +8,13 @@ trouble) or the page's live stock watch (resource updated).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from mcp.client.session import ClientRequestContext
 from mcp.types import ElicitRequestParams, ElicitResult
+from pydantic import ValidationError
 
 from models import CALL_META_KEY
 from product_mcp.chat.connection_state import ConnectionState
@@ -53,6 +55,22 @@ class ServerMessages(ConnectionState):
         elif getattr(message, "method", None) == "notifications/resources/updated":
             if self.watch is not None:
                 self.watch.updated(self.name, str(message.params.uri))
+        elif isinstance(message, ValidationError) and self.config.transport == "stdio":
+            # A line of stdout that is not JSON-RPC (a banner, a print): the SDK skips it. The
+            # first is kept for the status, should the handshake never finish.
+            self._noise_lines += 1
+            if not self._noise:
+                line = message.errors()[0].get("input", "")
+                text = line if isinstance(line, str) else json.dumps(line)
+                self._noise.append(text[:200])
         elif isinstance(message, Exception):
             log.debug("%s: transport reported %s", self.name, describe_error(message))
             self._signal("check")
+
+    def _noise_said(self) -> str:
+        """The stdout lines that were not JSON-RPC, in words ("" if none)."""
+        if not self._noise_lines:
+            return ""
+        n = self._noise_lines
+        lines = "1 line that is" if n == 1 else f"{n} lines that are"
+        return f"stdout: {lines} not JSON-RPC, the first: {self._noise[0]!r}"

@@ -12,6 +12,10 @@ is a raw socket in the test's own event loop, so each way of saying nothing is e
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import anyio
 import pytest
 from anyio.abc import SocketStream
@@ -20,6 +24,7 @@ from product_mcp.chat.connection import ServerConnection
 from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.mcp_server.bus import ShopBus
 from product_mcp.mcp_server.live import DEFAULT_HEARTBEAT, Live, _heartbeat
+from tests.servers import ROOT
 
 pytestmark = pytest.mark.anyio
 
@@ -137,3 +142,53 @@ def test_the_heartbeat_header_is_read_as_api_py_may_set_it() -> None:
     assert DEFAULT_HEARTBEAT == 15
     for bad in (None, "", "0", "-1", "nan", "inf", "soon"):
         assert _heartbeat(bad) == DEFAULT_HEARTBEAT, bad
+
+
+# A stdio server that prints a banner to stdout (where JSON-RPC goes) and then answers: the
+# banner was only in the log, and a server that never got past it said "'initialize' timed
+# out" and nothing else (found from outside). The first of such lines is said in the status.
+CHATTY = """
+import sys
+print("Starting shop server v1.2 on stdio...", flush=True)
+print('{"hello": "world"}', flush=True)
+if "--answer" in sys.argv:  # then main.py itself
+    import runpy
+    sys.argv = ["main.py", "--transport", "stdio"]
+    runpy.run_path("main.py", run_name="__main__")
+else:
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("answers", [False, True])
+async def test_a_stdio_server_s_noise_on_stdout_is_said(answers: bool, tmp_path: Path) -> None:
+    script = tmp_path / "chatty.py"
+    script.write_text(CHATTY)
+    conn = ServerConnection(
+        ServerConfig(
+            name="chatty",
+            transport="stdio",
+            command=sys.executable,
+            args=[str(script), *(["--answer"] if answers else [])],
+            env={"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"]},
+            cwd=str(ROOT),
+        ),
+        connect_timeout=3 if answers else 0.5,
+        reconnect_max=0.2,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(conn.run)
+        with anyio.fail_after(20):
+            while conn.status == "connecting":
+                await conn._changed.wait()
+        if answers:  # lines that are not JSON-RPC are skipped: the session works
+            assert conn.status == "connected", conn.last_error
+            assert "get_products" in [t.name for t in conn.tools]
+        else:
+            error = conn.last_error or ""
+            assert "'initialize' timed out" in error, error
+            assert (
+                "stdout: 2 lines that are not JSON-RPC, the first: "
+                "'Starting shop server v1.2 on stdio...'" in error
+            ), error
+        tg.cancel_scope.cancel()
