@@ -9,8 +9,16 @@
  * first sends what changed meanwhile. A stream can also die without an error (a laptop slept, a
  * NAT or proxy forgot the connection): EventSource would wait forever. Every stream says its
  * heartbeat period in a `ping` event and pings whenever it is idle that long; one silent for
- * SILENT_BEATS periods is closed and a new one opened, which catches up as above. A hidden
- * tab closes its stream and opens one, catching up, when shown again. */
+ * SILENT_BEATS periods is closed and a new one opened, which catches up as above.
+ *
+ * One stream for all the tabs of a browser: Chromium allows 6 connections per host over
+ * HTTP/1.1, and a tab's stream held one for good, so with six tabs shown a seventh tab's chat
+ * never left the browser (found from outside). One visible tab leads (it holds a Web Lock and
+ * the stream) and tells the others what it hears over a BroadcastChannel; when it is hidden or
+ * closed, the lock passes to another visible tab, which opens a stream that catches up from
+ * the last event every tab heard. With no tab visible there is no stream; the first tab shown
+ * again catches up. Where Web Locks are missing (a page served over plain http to another
+ * machine is not a secure context) each tab keeps its own stream while it is shown. */
 
 import { $ } from "./dom.js";
 import { setStock } from "./views.js";
@@ -18,9 +26,13 @@ import { setStock } from "./views.js";
 const RECONNECT_MS = 10000; // after web.py refused or ended the stream for good
 const SILENT_BEATS = 3; // heartbeat periods without a byte before a stream is taken for dead
 const HEARTBEAT_S = 15; // until the stream's first ping says its own (web.py's events.py)
+const SHARED = "product-mcp-live"; // the Web Lock and BroadcastChannel of the leading tab
 const serversLive = new Map(); // server -> whether its subscription is up
 let streaming = false;
 let lastId = ""; // the id of the last stock event heard (web.py's events.py)
+let channel = null; // to the other tabs, when they share one stream
+let resign = null; // while this tab leads: ends its stream and hands the lock on
+let asking = false; // this tab has asked for the lock
 
 const BADGE = "span.stock[data-product-id]";
 
@@ -52,6 +64,32 @@ function showIndicator() {
     : "Stock updates are paused (connection lost); they resume by themselves";
 }
 
+/* What the stream said, applied here and, when this tab leads, in every other tab. */
+function tell(msg) {
+  apply(msg);
+  if (resign) channel?.postMessage(msg);
+}
+
+function apply(msg) {
+  if (typeof msg !== "object" || msg === null) return;
+  if (typeof msg.id === "string" && msg.id) lastId = msg.id;
+  if (msg.kind === "streaming") streaming = msg.on === true;
+  else if (msg.kind === "live" && typeof msg.server === "string") serversLive.set(msg.server, msg.on === true);
+  else if (msg.kind === "stock" && msg.data) onStock(msg.data);
+  else if (msg.kind === "state" && Array.isArray(msg.servers)) {
+    streaming = msg.streaming === true;
+    for (const [server, on] of msg.servers) if (typeof server === "string") serversLive.set(server, on === true);
+  } else if (msg.kind === "hello") {
+    if (resign) channel?.postMessage(state()); // a new tab: what this one knows so far
+    return;
+  }
+  showIndicator();
+}
+
+function state() {
+  return { kind: "state", streaming, servers: [...serversLive], id: lastId };
+}
+
 function parse(ev) {
   try {
     return JSON.parse(ev.data);
@@ -74,8 +112,7 @@ function connect() {
     clearTimeout(retry);
     source.close();
     stopStream = null;
-    streaming = false;
-    showIndicator();
+    tell({ kind: "streaming", on: false });
   };
   // Every event proves the stream alive; silence for SILENT_BEATS periods ends it.
   const alive = () => {
@@ -87,13 +124,11 @@ function connect() {
   };
   alive(); // also bounds a connection that never opens
   source.addEventListener("open", () => {
-    streaming = true;
-    showIndicator();
+    tell({ kind: "streaming", on: true });
     alive();
   });
   source.addEventListener("error", () => {
-    streaming = false;
-    showIndicator();
+    tell({ kind: "streaming", on: false });
     if (source.readyState === EventSource.CLOSED) {
       clearTimeout(watchdog);
       retry = setTimeout(() => {
@@ -103,7 +138,7 @@ function connect() {
     }
   });
   source.addEventListener("ping", (ev) => {
-    if (ev.lastEventId) lastId = ev.lastEventId; // the first names where the stream began
+    if (ev.lastEventId) tell({ kind: "id", id: ev.lastEventId }); // where the stream began
     const d = parse(ev);
     if (d && Number.isFinite(d.heartbeat)) heartbeat = Math.min(Math.max(d.heartbeat, 0.1), 3600);
     alive();
@@ -111,25 +146,50 @@ function connect() {
   source.addEventListener("live", (ev) => {
     alive();
     const d = parse(ev);
-    if (!d || typeof d.server !== "string") return;
-    serversLive.set(d.server, d.on === true);
-    showIndicator();
+    if (d && typeof d.server === "string") tell({ kind: "live", server: d.server, on: d.on === true });
   });
   source.addEventListener("stock", (ev) => {
     alive();
     const d = parse(ev);
-    if (ev.lastEventId) lastId = ev.lastEventId;
-    if (d) onStock(d);
+    if (d) tell({ kind: "stock", data: d, id: ev.lastEventId });
   });
 }
 
-/* A hidden tab gives its stream up and catches up when shown (`?after=`): each tab held one
- * connection, and Chromium allows 6 per host over HTTP/1.1, so a 7th tab's chat waited for a
- * free one ("Thinking…" until another tab closed; found from outside). */
+/* This tab asks to lead while it is shown; the lock is granted when no other tab holds it. */
+function ask() {
+  if (asking || resign || document.visibilityState === "hidden") return;
+  asking = true;
+  navigator.locks.request(SHARED, () => {
+    asking = false;
+    if (document.visibilityState === "hidden") return undefined; // hidden meanwhile: pass
+    return new Promise((release) => {
+      resign = () => {
+        stopStream?.(); // the others hear "not streaming" before the lock moves on
+        resign = null;
+        release();
+      };
+      connect();
+    });
+  });
+}
+
+/* A hidden tab gives its stream up (its lead, when shared) and catches up when shown
+ * (`?after=`): see the top of this file. */
 export function startLive() {
+  const shared = typeof BroadcastChannel === "function" && navigator.locks?.request;
+  if (shared) {
+    channel = new BroadcastChannel(SHARED);
+    channel.onmessage = (m) => apply(m.data);
+    channel.postMessage({ kind: "hello" });
+  }
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "hidden") stopStream?.();
+    if (document.visibilityState === "hidden") {
+      if (shared) resign?.();
+      else stopStream?.();
+    } else if (shared) ask();
     else if (!stopStream) connect();
   });
-  connect();
+  window.addEventListener("pagehide", () => resign?.()); // closing: say so, pass the lead on
+  if (shared) ask();
+  else connect();
 }

@@ -179,3 +179,41 @@ def test_a_hidden_tab_gives_its_stream_up_and_catches_up_when_shown(
     page.wait_for_selector(f"{BADGE}[data-stock='9']", timeout=30_000)
     page.wait_for_selector("#live[data-on='true']")
     assert page.js_errors == []
+
+
+def test_tabs_share_one_stream_and_pass_it_on(web: InProcessWeb, browser: Any) -> None:
+    """Found from outside: with six tabs shown, each holding its event stream, Chromium's six
+    connections per host were all taken and a seventh tab's page never loaded. The tabs of a
+    browser now share one stream (one tab leads, the others hear it from that tab): seven
+    tabs hold one stream, all see a sale, the seventh can call a tool, and when the leading
+    tab closes another opens the stream, from the last event heard."""
+    hub = HUBS[-1]
+    first = new_page(browser, web.url, "desktop")
+    tabs = [first]
+    streams: list[str] = []  # event streams the other tabs opened
+    for _ in range(6):
+        tab = first.context.new_page()
+        tab.js_errors = []
+        tab.on("pageerror", lambda e, tab=tab: tab.js_errors.append(str(e)))
+        tab.on("request", lambda r: "/api/events" in r.url and streams.append(r.url))
+        tab.set_default_timeout(15_000)
+        tab.goto(web.url + "/")
+        tabs.append(tab)
+    for tab in tabs:
+        tab.bring_to_front()  # a background tab's animation frames are throttled
+        show_stock(tab)
+    assert hub.streams == 1 and streams == []
+    _call(web, "sell", product_id=1)
+    for tab in tabs:
+        tab.wait_for_selector(f"{BADGE}[data-stock='9']")
+    first.close()  # the leading tab goes; another takes the lead
+    deadline = time.monotonic() + 20
+    while not streams:
+        assert time.monotonic() < deadline, "no tab took the lead"
+        tabs[1].wait_for_timeout(50)  # Playwright's events are delivered while it waits
+    assert len(streams) == 1 and "?after=" in streams[0]  # it catches up from there
+    _call(web, "sell", product_id=1)
+    for tab in tabs[1:]:
+        tab.wait_for_selector(f"{BADGE}[data-stock='8']")
+        tab.wait_for_selector("#live[data-on='true']")
+        assert tab.js_errors == []
