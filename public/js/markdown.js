@@ -71,6 +71,16 @@ function el(tag, children) {
    in under a second. <wbr> adds nothing to the text (copy, textContent stay the same). */
 const WORD_CHUNK = 64;
 const LONG_RUN = new RegExp(`\\S{${WORD_CHUNK},}`, "g");
+// What must stay with the character before it: the second half of a surrogate pair, a
+// combining mark, a joiner, a variation selector, a skin tone, a tag (a cut there showed "�").
+const JOINED = /^(?:[\uDC00-\uDFFF\p{M}\u200D\uFE00-\uFE0F]|[\u{1F3FB}-\u{1F3FF}]|[\u{E0020}-\u{E007F}])/u;
+
+/* Where to cut `run` at or after `at`: not inside a character (at most WORD_CHUNK further). */
+function cutAt(run, at) {
+  const end = Math.min(run.length, at + WORD_CHUNK);
+  while (at < end && (JOINED.test(run.slice(at, at + 2)) || run[at - 1] === "\u200D")) at++;
+  return /[\uDC00-\uDFFF]/.test(run[at] ?? "") ? at + 1 : at; // 64 marks in a row: still whole
+}
 
 function text(s) {
   if (s.length < WORD_CHUNK || !LONG_RUN.test(s)) return document.createTextNode(s);
@@ -79,9 +89,11 @@ function text(s) {
   let pos = 0;
   for (const m of s.matchAll(LONG_RUN)) {
     if (m.index > pos) frag.appendChild(document.createTextNode(s.slice(pos, m.index)));
-    for (let i = 0; i < m[0].length; i += WORD_CHUNK) {
+    for (let i = 0; i < m[0].length; ) {
       if (i) frag.appendChild(document.createElement("wbr"));
-      frag.appendChild(document.createTextNode(m[0].slice(i, i + WORD_CHUNK)));
+      const next = cutAt(m[0], i + WORD_CHUNK);
+      frag.appendChild(document.createTextNode(m[0].slice(i, next)));
+      i = next;
     }
     pos = m.index + m[0].length;
   }

@@ -260,3 +260,23 @@ def test_long_words_get_break_points(page: Any) -> None:
         ["p", "a " + "x" * 64, ["wbr"], "x" * 64, ["wbr"], "x" * 64, ["wbr"], "yz b"]
     ]
     assert md(page, "y" * 63) == [["p", "y" * 63]]
+
+
+@pytest.mark.parametrize(
+    "joined",
+    [
+        "🎉",  # two UTF-16 code units: cut between them, each half showed as "�"
+        "e\u0301",  # a letter and its combining accent
+        "👩\u200d💻",  # a ZWJ sequence
+        "👍🏽",  # an emoji and its skin tone
+    ],
+)
+def test_break_points_never_split_a_character(page: Any, joined: str) -> None:
+    """Found from outside: Japanese text with an emoji across the 64th UTF-16 code unit showed
+    "��"; a break point now goes after the whole character."""
+    for before in (62, 63):
+        words = md(page, "あ" * before + joined + "い" * 70)
+        [[_, *parts]] = words
+        chunks = [p for p in parts if isinstance(p, str)]
+        assert "".join(chunks) == "あ" * before + joined + "い" * 70
+        assert any(joined in c for c in chunks), chunks
