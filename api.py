@@ -55,7 +55,7 @@ from product_mcp.core.errors import (
     validation_response,
 )
 from product_mcp.core.middleware import BodyLimit
-from product_mcp.core.serve import int_arg, port_arg, serve, serve_workers
+from product_mcp.core.serve import int_arg, port_arg, port_given, serve, serve_workers
 from product_mcp.shop import Shop, commands, feed_routes, staff_routes, to_utc_naive
 from product_mcp.shop.lifespan import database_lost, one_line, running
 
@@ -336,7 +336,7 @@ def main() -> None:
     parser.add_argument(
         "--host", default=settings.API_HOST, help="bind address; 0.0.0.0 exposes the API"
     )
-    parser.add_argument("--port", type=port_arg, default=settings.API_PORT)
+    parser.add_argument("--port", type=port_arg, default=None, help="default: API_PORT")
     parser.add_argument("--workers", type=int_arg(1, MAX_API_WORKERS), default=settings.API_WORKERS)
     parser.add_argument("--database-url", default=settings.DATABASE_URL)
     parser.add_argument(
@@ -351,6 +351,7 @@ def main() -> None:
         "instead of upgrading it",
     )
     args = parser.parse_args()
+    args.port, moved_by = port_given(args.port, settings.API_PORT, "--port", "API_PORT")
     commands.check_database(args.database_url)
     if args.no_migrate:
         commands.require_current_schema(args.database_url)
@@ -370,7 +371,7 @@ def main() -> None:
             "api:app",
             args.host,
             args.port,
-            "API_PORT",
+            moved_by,
             banner,
             args.workers,
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
@@ -378,7 +379,7 @@ def main() -> None:
         )
     else:
         app = create_app(args.database_url, migrate=not args.no_migrate)
-        serve(app, args.host, args.port, "API_PORT", banner=banner, **log)
+        serve(app, args.host, args.port, moved_by, banner=banner, **log)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from product_mcp.core.config import MAX_API_WORKERS, Settings, load_settings, mask_url
-from product_mcp.core.serve import bind_problem, int_arg, port_arg, seconds_arg
+from product_mcp.core.serve import bind_problem, int_arg, port_arg, port_given, seconds_arg
 from product_mcp.core.supervisor import SERVER_NAME, Child, Launcher
 
 ROOT = Path(__file__).resolve().parent
@@ -32,9 +32,9 @@ SETTING = {"api": "API_PORT", "mcp": "MCP_PORT", "lb": "MCP_PORT", "web": "WEB_P
 def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default=None, help="bind address for all three (default 127.0.0.1)")
-    p.add_argument("--api-port", type=port_arg, default=settings.API_PORT)
-    p.add_argument("--mcp-port", type=port_arg, default=settings.MCP_PORT)
-    p.add_argument("--web-port", type=port_arg, default=settings.WEB_PORT)
+    p.add_argument("--api-port", type=port_arg, default=None, help="default: API_PORT")
+    p.add_argument("--mcp-port", type=port_arg, default=None, help="default: MCP_PORT")
+    p.add_argument("--web-port", type=port_arg, default=None, help="default: WEB_PORT")
     p.add_argument("--database-url", default=settings.DATABASE_URL)
     p.add_argument(
         "--api-workers",
@@ -57,7 +57,16 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> argparse.Names
     )
     p.add_argument("--no-web", action="store_true", help="run the API and MCP server only")
     p.add_argument("--timeout", type=seconds_arg, default=60, help="seconds each service may take")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    a.moved_by = {}  # service -> what moves its port: the flag, if given (core/serve)
+    for name in ("api", "mcp", "web"):
+        setting = SETTING[name]
+        port, a.moved_by[name] = port_given(
+            getattr(a, f"{name}_port"), getattr(settings, setting), f"--{name}-port", setting
+        )
+        setattr(a, f"{name}_port", port)
+    a.moved_by["lb"] = a.moved_by["mcp"]
+    return a
 
 
 def reach(host: str) -> str:
@@ -220,7 +229,7 @@ def run(a: argparse.Namespace, settings: Settings, children: list[Child]) -> int
     # "port N is in use: set X_PORT ...", or why else it cannot be bound (a --host this
     # machine does not have was reported as a busy port)
     problems = [
-        bind_problem(c.host, c.port, SETTING.get(c.name.rstrip("0123456789"), "MCP_PORT"))
+        bind_problem(c.host, c.port, a.moved_by.get(c.name, "MCP_PORT"))
         for c in children
         if c.sock is None  # ours already
     ]

@@ -19,7 +19,7 @@ import anyio
 from product_mcp.core import mcp_compat
 from product_mcp.core.config import TRANSPORTS, Settings, load_settings, mask_url
 from product_mcp.core.logs import setup_logging
-from product_mcp.core.serve import asyncio_named, port_arg, serve
+from product_mcp.core.serve import asyncio_named, port_arg, port_given, serve
 from product_mcp.mcp_server import api, mcp
 from product_mcp.mcp_server.http_app import Config, build_app, security_settings
 from product_mcp.mcp_server.protocol import use_handshake_grace
@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
     settings = settings or load_settings()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--host", default=settings.MCP_HOST)
-    p.add_argument("--port", type=port_arg, default=settings.MCP_PORT)
+    p.add_argument("--port", type=port_arg, default=None, help="default: MCP_PORT")
     p.add_argument(
         "--fd",
         type=int,
@@ -95,9 +95,11 @@ def parse_args(argv: Sequence[str] | None = None, settings: Settings | None = No
         help="extra Host name clients may use (repeatable; env MCP_ALLOWED_HOSTS, comma list)",
     )
     a = p.parse_args(argv)
+    port, moved_by = port_given(a.port, settings.MCP_PORT, "--port", "MCP_PORT")
     return Config(
         host=a.host,
-        port=a.port,
+        port=port,
+        port_setting=moved_by,
         fd=a.fd,
         transport=a.transport,
         stateless=a.stateless,
@@ -152,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         build_app(cfg),
         cfg.host,
         cfg.port,
-        "MCP_PORT",
+        cfg.port_setting,
         banner=banner(cfg, settings),
         fd=cfg.fd,
         log_level="info",

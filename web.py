@@ -66,7 +66,7 @@ from product_mcp.core.middleware import (
     SameOriginWrites,
 )
 from product_mcp.core.protocol import HeaderTimeoutProtocol
-from product_mcp.core.serve import asyncio_named, port_arg, serve
+from product_mcp.core.serve import asyncio_named, port_arg, port_given, serve
 
 PUBLIC = Path(__file__).resolve().parent / "public"
 # The routes that reach the LLM or an MCP server: WEB_CALLS_PER_CLIENT at once per client.
@@ -356,12 +356,13 @@ def main() -> None:
     settings = load_settings()
     parser = argparse.ArgumentParser(description="product-mcp web chat")
     parser.add_argument("--host", default=settings.WEB_HOST)
-    parser.add_argument("--port", type=port_arg, default=settings.WEB_PORT)
+    parser.add_argument("--port", type=port_arg, default=None, help="default: WEB_PORT")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument("--access-log", action="store_true", help="log one line per request")
     ns = parser.parse_args()
+    ns.port, moved_by = port_given(ns.port, settings.WEB_PORT, "--port", "WEB_PORT")
     settings = settings.model_copy(update={"WEB_HOST": ns.host, "WEB_PORT": ns.port})
     setup_logging(ns.log_level.upper())  # plain and bounded (core/logs.py says why)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
@@ -370,7 +371,7 @@ def main() -> None:
         create_app(settings),
         ns.host,
         ns.port,
-        "WEB_PORT",
+        moved_by,
         banner="product-mcp web chat\n" + settings.summary(["WEB_HOST", "WEB_PORT", *SUMMARY]),
         log_level=ns.log_level,
         access_log=ns.access_log,

@@ -55,7 +55,8 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
 
 def _bind_error(host: str, port: int, setting: str, e: OSError) -> str:
     if e.errno in (98, 48):  # EADDRINUSE on Linux, macOS
-        return f"port {port} is in use: set {setting} or stop the other process"
+        move = f"pass another {setting}" if setting.startswith("--") else f"set {setting}"
+        return f"port {port} is in use: {move} or stop the other process"
     if e.errno in (99, 49, -2, -3):  # EADDRNOTAVAIL, or a name that does not resolve
         return f"cannot listen on {host}:{port}: this machine has no such address"
     if e.errno == 13:
@@ -108,6 +109,12 @@ def inherited(fd: int, host: str, port: int) -> socket.socket:
         raise SystemExit(f"--fd {fd}: not a TCP socket bound to {host}:{port}")
     sock.set_inheritable(False)  # ours alone now, as bind()'s
     return sock
+
+
+def port_given(given: int | None, default: int, flag: str, setting: str) -> tuple[int, str]:
+    """The port to bind and what moves it: the flag when the command line gave it (it wins
+    over the setting, so "set API_PORT" was advice that could not help)."""
+    return (default, setting) if given is None else (given, flag)
 
 
 def bind_problem(host: str, port: int, setting: str) -> str | None:

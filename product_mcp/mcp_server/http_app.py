@@ -61,6 +61,7 @@ class Config:
 
     host: str = "127.0.0.1"
     port: int = 8083
+    port_setting: str = "MCP_PORT"  # what moves the port: the flag, if given (core/serve)
     fd: int | None = None  # a socket bound to host:port by launch.py (core/serve.inherited)
     transport: Transport = "both"
     stateless: bool = False

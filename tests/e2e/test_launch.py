@@ -18,7 +18,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import pytest
 
+from product_mcp.core.config import load_settings
 from product_mcp.core.serve import bind_problem
 from tests.mcp_helpers import INIT
 from tests.servers import ROOT, free_port
@@ -242,15 +244,26 @@ def test_web_follows_the_started_mcp_port_even_with_a_copied_env(tmp_path: Path)
         assert proc.wait(30) == 0
 
 
-def test_port_in_use_is_reported_by_name(tmp_path: Path) -> None:
+def test_port_in_use_is_reported_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Named by what moves it: the flag when given (found from outside: "set MCP_PORT" after
+    `--mcp-port`, which wins over it), else the setting."""
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         taken = blocker.getsockname()[1]
         proc, _ports = launch(tmp_path, f"--mcp-port={taken}")
         out, _ = proc.communicate(timeout=30)
+        assert f"port {taken} is in use: pass another --mcp-port or stop the other" in out
+        import launch as launcher  # the env route: the flag left out (no services started)
+
+        settings = load_settings().model_copy(update={"MCP_PORT": taken})
+        a = launcher.parse_args(["--no-web", f"--api-port={free_port()}"], settings)
+        assert launcher.run(a, settings, launcher.plan(a, settings, tmp_path)) == 2
     assert proc.returncode != 0
-    assert f"port {taken} is in use: set MCP_PORT or stop the other process" in out
+    said = capsys.readouterr().err
+    assert f"port {taken} is in use: set MCP_PORT or stop the other process" in said
     assert "Started server process" not in out  # nothing was started
 
 

@@ -97,16 +97,23 @@ def test_out_of_range_port_setting_is_refused(script: str, var: str) -> None:
     assert f"{var} must be between 1 and 65535, got '70000'" in out
 
 
+@pytest.mark.parametrize("by_flag", [True, False])
 @pytest.mark.parametrize(("script", "var"), list(SCRIPTS.items()))
-def test_busy_port_is_a_sentence(script: str, var: str, busy_port: int, tmp_path: Path) -> None:
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}"}
+def test_busy_port_is_a_sentence(
+    script: str, var: str, by_flag: bool, busy_port: int, tmp_path: Path
+) -> None:
+    """The sentence names what moves the port: `--port` when it was given (it wins over the
+    setting: "set API_PORT" could not help, found from outside), else the setting."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'shop.db'}", var: str(busy_port)}
     if script == "web.py":
         # A server web.py could reach: it must not even try before it knows it can bind.
         env["MCP_CONFIG_PATH"] = str(
             write_config(tmp_path / "mcp.json", {"s": {"url": "http://127.0.0.1:9/mcp"}})
         )
-    out = run([script, "--host", "127.0.0.1", "--port", str(busy_port)], env=env)
-    assert f"port {busy_port} is in use: set {var} or stop the other process" in out
+    port = ["--port", str(busy_port)] if by_flag else []
+    out = run([script, "--host", "127.0.0.1", *port], env=env)
+    move = "pass another --port" if by_flag else f"set {var}"
+    assert f"port {busy_port} is in use: {move} or stop the other process" in out
     assert "Errno" not in out
     # the banner, naming the address it would serve, comes only once the port is ours
     assert f":{busy_port}" not in out.replace(f"port {busy_port} is in use", "")
