@@ -80,9 +80,9 @@ class ServerConnection(Supervision):
         client = self._client
         if client is None:
             reason = f": {self.last_error}" if self.last_error else ""
-            raise ServerUnavailable(
-                f"MCP server '{self.name}' is not connected ({self.status}){reason}"
-            )
+            # "(connected)" while a lost session's calls finish read as a contradiction
+            status = "" if self.status == "connected" else f" ({self.status})"
+            raise ServerUnavailable(f"MCP server '{self.name}' is not connected{status}{reason}")
         return client, self._generation
 
     async def session(self) -> Client:

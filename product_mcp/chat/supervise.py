@@ -67,7 +67,12 @@ class Supervision(SessionOpener):
                         connected = True
                         await self._serve(client)
                         log.warning("%s (%s): %s", self.name, self.config.target(), self.last_error)
-                if handshake.cancelled_caught:
+                        # Lost: said at once, and the closing bounded. A hung server (SIGSTOP)
+                        # held the SDK's DELETE for a stream's read timeout, and the status
+                        # said "connected", its tools offered, all that while.
+                        self._set_status("failed")
+                        handshake.deadline = anyio.current_time() + self.connect_timeout
+                if handshake.cancelled_caught and not connected:
                     self.last_error = (
                         f"the handshake did not finish within {self.handshake_timeout:g}s "
                         "(the server accepted the connection but did not answer)"

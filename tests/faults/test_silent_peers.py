@@ -13,6 +13,7 @@ is a raw socket in the test's own event loop, so each way of saying nothing is e
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -192,3 +193,39 @@ async def test_a_stdio_server_s_noise_on_stdout_is_said(answers: bool, tmp_path:
                 "'Starting shop server v1.2 on stdio...'" in error
             ), error
         tg.cancel_scope.cancel()
+
+
+async def test_a_server_that_hangs_once_connected_is_let_go_in_time() -> None:
+    """Found from outside: a Streamable HTTP server stopped (SIGSTOP) after connecting stayed
+    "connected" for as long as it hung, its tools still offered to the model: the failed ping
+    was noted, then closing the session waited on the hung server (the SDK's DELETE, with a
+    stream's read timeout) before the status changed. Now the session is given up at once,
+    its closing is bounded, and once the server runs again it is reconnected."""
+    from tests.servers import start_mini
+
+    server = start_mini()
+    conn = ServerConnection(
+        ServerConfig(name="hangs", transport="http", url=f"{server.url}/mcp"),
+        connect_timeout=0.5,
+        ping_interval=0.3,
+        reconnect_max=0.2,
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run)
+            with anyio.fail_after(20):
+                while conn.status != "connected":
+                    await conn._changed.wait()
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            with anyio.fail_after(5):  # a ping interval, its timeout, a bounded close
+                while conn.status == "connected":
+                    await conn._changed.wait()
+            assert "lost connection" in (conn.last_error or ""), conn.last_error
+            os.kill(server.proc.pid, signal.SIGCONT)
+            with anyio.fail_after(20):
+                while conn.status != "connected":
+                    await conn._changed.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
