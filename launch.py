@@ -151,6 +151,10 @@ def loopback_socket() -> socket.socket:
     return sock
 
 
+class BrokenConfig(Exception):
+    """The user's mcp.json cannot be read as one (its path and what is wrong)."""
+
+
 def web_config(settings: Settings, url: str) -> dict[str, Any]:
     """The user's mcp.json with its `product-mcp` entry pointed at the main.py we started.
 
@@ -159,15 +163,22 @@ def web_config(settings: Settings, url: str) -> dict[str, Any]:
     servers in the file are kept; their relative stdio paths still resolve from the original
     file's folder.
     """
+    from product_mcp.chat.mcp_config import parse_config, read_document
+
     source = Path(settings.MCP_CONFIG_PATH)
     if not source.is_absolute():
         source = ROOT / source
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        data = {}
-    servers = data.get("mcpServers") if isinstance(data, dict) else None
-    servers = dict(servers) if isinstance(servers, dict) else {}
+    servers: dict[str, Any] = {}
+    if source.exists():  # none: product-mcp alone
+        data, error = read_document(source)
+        # What web.py would report as the file's own fault, said before anything starts:
+        # carrying on with product-mcp alone made the user's other servers vanish unsaid.
+        errors = [error] if error else [e for e in parse_config(data).errors if not e.server]
+        if errors:
+            raise BrokenConfig(f"{source}: {errors[0]}")
+        for section in ("mcpServers", "servers"):  # Claude's name, VS Code's
+            if isinstance(data.get(section), dict):
+                servers.update(data[section])
     for name, entry in servers.items():
         if isinstance(entry, dict) and "command" in entry:
             cwd = Path(str(entry.get("cwd", ".")))
@@ -216,7 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
     a = parse_args(argv, settings)
     with tempfile.TemporaryDirectory(prefix="product-mcp-") as scratch:
-        return run(a, settings, plan(a, settings, Path(scratch)))
+        try:
+            children = plan(a, settings, Path(scratch))
+        except BrokenConfig as e:
+            sys.stderr.write(f"launcher: {e}: fix it, or set MCP_CONFIG_PATH to another file\n")
+            return 2
+        return run(a, settings, children)
 
 
 def run(a: argparse.Namespace, settings: Settings, children: list[Child]) -> int:

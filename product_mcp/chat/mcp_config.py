@@ -297,30 +297,31 @@ def load_config(path: str | os.PathLike[str]) -> McpConfig:
     that is not UTF-8, a 5,000-digit number or 100,000 nested brackets once stopped web.py
     with a traceback)."""
     p = Path(path)
+    data, error = read_document(p)
+    cfg = McpConfig(errors=[error]) if error else parse_config(data, base_dir=p.resolve().parent)
+    cfg.path = str(p)
+    return cfg
+
+
+def read_document(p: Path) -> tuple[Any, ConfigError | None]:
+    """The file's JSON, or why it has none (launch.py reads the user's file with it too)."""
     try:
         text = _decoded(p.read_bytes())
     except FileNotFoundError:
-        cfg = McpConfig(errors=[ConfigError(f"file not found: {p}")])
+        return None, ConfigError(f"file not found: {p}")
     except OSError as e:
-        cfg = McpConfig(errors=[ConfigError(f"cannot read {p}: {e}")])
+        return None, ConfigError(f"cannot read {p}: {e}")
     except UnicodeDecodeError as e:
         where = f"byte 0x{e.object[e.start]:02x} at position {e.start}"
-        cfg = McpConfig(errors=[ConfigError(f"not UTF-8 text ({where}): save it as UTF-8")])
-    else:
-        try:
-            data = json.loads(text, object_pairs_hook=_Object)
-        except json.JSONDecodeError as e:
-            cfg = McpConfig(
-                errors=[ConfigError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")]
-            )
-        except ValueError as e:  # Python's 4,300-digit limit for an integer
-            cfg = McpConfig(errors=[ConfigError(f"invalid JSON: a number too long ({e})")])
-        except RecursionError:
-            cfg = McpConfig(errors=[ConfigError("invalid JSON: nested too deeply")])
-        else:
-            cfg = parse_config(data, base_dir=p.resolve().parent)
-    cfg.path = str(p)
-    return cfg
+        return None, ConfigError(f"not UTF-8 text ({where}): save it as UTF-8")
+    try:
+        return json.loads(text, object_pairs_hook=_Object), None
+    except json.JSONDecodeError as e:
+        return None, ConfigError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}")
+    except ValueError as e:  # Python's 4,300-digit limit for an integer
+        return None, ConfigError(f"invalid JSON: a number too long ({e})")
+    except RecursionError:
+        return None, ConfigError("invalid JSON: nested too deeply")
 
 
 def _decoded(raw: bytes) -> str:

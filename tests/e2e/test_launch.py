@@ -350,3 +350,37 @@ def test_a_replica_port_is_held_from_its_pick_to_its_start(tmp_path: Path) -> No
         for child in replicas:
             if child.sock is not None:
                 child.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('{"mcpServers": {"a": {"url": "http://x/mcp"},}}', "invalid JSON at line 1 column"),
+        ('{"mcpServer": {"a": {"url": "http://x/mcp"}}}', "key 'mcpServers': missing"),
+        ("[]", "top level must be a JSON object"),
+    ],
+)
+def test_a_broken_mcp_json_is_refused_by_name(tmp_path: Path, text: str, said: str) -> None:
+    """Found from outside: the launcher read the user's mcp.json, and when it was not valid
+    it carried on with product-mcp alone: the user's other servers vanished without a word
+    (web.py on its own reports the file). It now refuses to start, saying what is wrong."""
+    config = tmp_path / "mine.json"
+    config.write_text(text)
+    proc, _ports = launch(tmp_path, env={"MCP_CONFIG_PATH": str(config)})
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out
+    assert f"launcher: {config}: mcp.json: {said}" in out, out
+    assert "Started server process" not in out  # nothing was started
+
+
+def test_servers_in_a_vs_code_mcp_json_are_kept(tmp_path: Path) -> None:
+    """VS Code's format names the block `servers`: web.py reads it, and so does the launcher
+    (it kept `mcpServers` only: those servers vanished)."""
+    import launch as launcher
+
+    config = tmp_path / "vscode.json"
+    config.write_text('{"servers": {"other": {"type": "http", "url": "http://127.0.0.1:9/mcp"}}}')
+    settings = load_settings().model_copy(update={"MCP_CONFIG_PATH": str(config)})
+    servers = launcher.web_config(settings, "http://127.0.0.1:1/mcp")["mcpServers"]
+    assert servers["other"]["url"] == "http://127.0.0.1:9/mcp"
+    assert servers["product-mcp"] == {"url": "http://127.0.0.1:1/mcp"}
