@@ -68,6 +68,12 @@ PriceBound = Annotated[
     Field(ge=0, le=MAX_PRICE, allow_inf_nan=False),
     BeforeValidator(functools.partial(json_number, kind="number")),
 ]
+# A budget: a positive price or none. The bound sits on the number itself: pydantic writes a
+# bound on `X | None` as `gt` beside the anyOf, which JSON Schema validators ignore.
+Budget = Annotated[
+    Annotated[float, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False)] | None,
+    BeforeValidator(functools.partial(json_number, kind="number")),
+]
 
 
 def _json_bool(value: object) -> object:
@@ -343,9 +349,7 @@ async def recommend_products_tool(
             description="What the customer wants, e.g. 'noise cancelling for travel'",
         ),
     ],
-    budget: Annotated[
-        PriceBound, Field(gt=0, description="Maximum unit price the customer will pay")
-    ] = None,
+    budget: Annotated[Budget, Field(description="Maximum unit price the customer will pay")] = None,
     limit: Annotated[
         int,
         Field(
@@ -394,6 +398,7 @@ async def analyze_sales_tool(
     await ctx.report_progress(1, 3, "Aggregating groups")
     result = SalesReport.model_validate(report)
     await ctx.report_progress(2, 3, f"{len(result.groups)} groups")
-    await log(ctx, "info", f"Sales report: {result.totals.orders} orders in {len(result.groups)}")
+    groups = f"{len(result.groups)} group{'' if len(result.groups) == 1 else 's'}"
+    await log(ctx, "info", f"Sales report: {result.totals.orders} orders in {groups} by {groupBy}")
     await ctx.report_progress(3, 3, "Done")
     return result

@@ -10,6 +10,7 @@ real process's HTTP side (banner, resumption, Host/Origin, CORS): test_server_ht
 """
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -284,6 +285,7 @@ async def test_logging_set_level_filters_notifications(in_process: Shop) -> None
         # a client that never chose a level hears info and above, not the debug chatter
         await client.call_tool("analyze_sales", {"groupBy": "day"})
         assert [m.level for m in logs] == ["info"]
+        assert re.fullmatch(r"Sales report: \d+ orders in \d+ groups? by day", str(logs[0].data))
         logs.clear()
         await client.set_logging_level("debug")
         await client.call_tool("analyze_sales", {"groupBy": "day"})
