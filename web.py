@@ -228,6 +228,12 @@ async def api_call_tool(req: CallToolRequest, chat: Chat) -> Response:
             raise ServerUnavailable(
                 f"MCP server '{req.server}' is not connected ({conn.status}){why}"
             )
+        if req.name in conn.task_only:
+            raise ProductMcpError(
+                f"'{req.name}' on MCP server '{req.server}' runs only as an MCP task, "
+                "which this chat does not support",
+                422,
+            )
         raise UnknownTool(f"MCP server '{req.server}' has no tool '{req.name}'")
     problem = validate_arguments(entry, req.args)
     if problem:

@@ -52,6 +52,7 @@ class ConnectionState:
         self.status: Status = "connecting"
         self.last_error: str | None = None
         self.tools: list[Tool] = []
+        self.task_only: list[str] = []  # tools that run only as MCP tasks: not offered
         self.server_info: Implementation | None = None
         self.connected_at: float | None = None
         self.attempts = 0
@@ -87,6 +88,7 @@ class ConnectionState:
             "connectedAt": self.connected_at,
             "available": self.status == "connected",
             "knownTools": [t.name for t in self.tools],
+            "taskOnlyTools": self.task_only,
         }
         if self.server_info is not None:
             info["serverInfo"] = {

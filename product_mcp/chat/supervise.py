@@ -26,6 +26,10 @@ log = logging.getLogger("mcp_manager")
 CALLS_GRACE = 2.0
 
 
+def _task_only(tool: Tool) -> bool:
+    return tool.execution is not None and tool.execution.task_support == "required"
+
+
 class Supervision(SessionOpener):
     """run() is the supervisor task; _drop() is how a caller reports a dead session."""
 
@@ -38,7 +42,10 @@ class Supervision(SessionOpener):
             cursor = page.next_cursor
             if not cursor:
                 break
-        self.tools = tools
+        # A tool that runs only as an MCP task (`execution.taskSupport: "required"`) fails any
+        # plain call with -32601; this client does not use tasks, so it is not offered.
+        self.task_only = [t.name for t in tools if _task_only(t)]
+        self.tools = [t for t in tools if not _task_only(t)]
 
     async def run(self) -> None:
         """Forever: connect, supervise, and after a failure wait (backoff) and try again."""

@@ -123,6 +123,24 @@ def test_all_servers_and_tools_listed(env: Stack) -> None:
     assert all(len(f) <= 64 for f in functions)
 
 
+def test_a_tool_that_runs_only_as_a_task_is_not_offered(env: Stack) -> None:
+    """Found from outside: server-everything's `simulate-research-query` says
+    `execution.taskSupport: "required"` (MCP tasks, which web.py does not use): it was offered
+    to the model and listed for the form, and every call failed with -32601. It is left out,
+    and a call by name is told why."""
+    web = env["web"]
+    listed = {(t["server"], t["name"]) for t in httpx.get(f"{web.url}/api/tools").json()["tools"]}
+    assert ("everything", "echo") in listed
+    assert ("everything", "simulate-research-query") not in listed
+    r = call(web, "everything", "simulate-research-query", {"topic": "x"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        "'simulate-research-query' on MCP server 'everything' runs only as an MCP task, "
+        "which this chat does not support"
+    )
+    assert servers(web)["everything"]["taskOnlyTools"] == ["simulate-research-query"]
+
+
 def test_a_stdio_server_does_not_hold_web_py_s_port(env: Stack) -> None:
     """Found from outside: every stdio server web.py started inherited its listening socket,
     so a server (or a wrapper shell) outliving a crashed web.py kept the port: connections
