@@ -196,11 +196,11 @@ function productCard(p, stock, extra) {
   );
 }
 
-function table(label, headers, rows, numeric) {
-  const head = h("tr", {}, ...headers.map((t, i) => h("th", { scope: "col", class: numeric[i] ? "num" : null, text: t })));
-  const body = rows.map((cells) =>
-    h("tr", {}, ...cells.map((c, i) => h("td", { class: numeric[i] ? "num" : null }, c)))
-  );
+/* `kinds`: each column's class: "num" (right-aligned figures), "when" (a date, on one line), or
+ * null. Words are never broken to fit: a table wider than its card scrolls. */
+function table(label, headers, rows, kinds) {
+  const head = h("tr", {}, ...headers.map((t, i) => h("th", { scope: "col", class: kinds[i], text: t })));
+  const body = rows.map((cells) => h("tr", {}, ...cells.map((c, i) => h("td", { class: kinds[i] }, c))));
   // focusable, so a table wider than a phone can be scrolled from the keyboard
   const wrap = h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": label });
   wrap.appendChild(h("table", { class: "data" }, h("thead", {}, head), h("tbody", {}, ...body)));
@@ -233,7 +233,7 @@ const VIEWS = {
         r.product ? money(r.product.price) : "",
         stockBadge(r.productId, r.quantity),
       ]),
-      [false, true, false]
+      [null, "num", null]
     ),
   inventory: (v) => VIEWS.inventorys([v]),
   orders: (v) =>
@@ -241,7 +241,7 @@ const VIEWS = {
       "Orders table",
       ["Order", "Customer", "Items", "Total", "Date"],
       v.map((o) => [`#${o.id}`, o.customerName, orderItems(o.items), money(o.totalAmount), when(o.orderDate)]),
-      [false, false, false, true, false]
+      [null, null, null, "num", "when"]
     ),
   order: (v) => VIEWS.orders([v]),
   sales: (v) => salesChart(v, money),
