@@ -277,6 +277,12 @@ async def _attached(req: ChatTurn, chat: ChatServices) -> list[HistoryMessage]:
 @router.post("/api/chat")
 async def api_chat(req: ChatTurn, chat: Chat) -> Response:
     """Script-friendly: one JSON answer, tools run without asking (the seed's behaviour)."""
+    if req.approval == "ask":  # it bought at once: nobody can be asked in one JSON answer
+        raise ProductMcpError(
+            "approval 'ask' needs a page to ask in: use POST /api/chat/stream "
+            "(POST /api/chat runs tools without asking)",
+            422,
+        )
     attached = await _attached(req, chat)
     result = await chat.engine.run(req.message, req.history, attached=attached)
     return JSONResponse(result.as_dict())

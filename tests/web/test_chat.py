@@ -18,7 +18,7 @@ import pytest
 from tests.fake_llm import Calls, Fail, FakeLLM, Hang, Reply
 from tests.inproc import InProcessWeb
 from tests.mini_mcp import make_server
-from tests.web.helpers import chat, tool_messages
+from tests.web.helpers import chat, post, tool_messages
 from tests.web_helpers import chat_stream
 
 
@@ -224,3 +224,22 @@ def test_long_replies_are_capped_in_history_and_the_chat_goes_on(
     assert sent[-2]["content"].endswith("[truncated: 230000 more characters]")
     limits = httpx.get(f"{web.url}/api/config").json()["historyLimits"]
     assert limits["maxBodyBytes"] == 4 * 1024 * 1024 and limits["maxMessages"] == 1000
+
+
+def test_asking_for_approval_on_the_json_route_is_refused_not_ignored(
+    web: InProcessWeb, fake: FakeLLM
+) -> None:
+    """Found from outside: `POST /api/chat` with `"approval": "ask"` bought at once (the field
+    was read by the streaming route only). The JSON route cannot ask anyone: it refuses the
+    request before the model or any tool runs, and says where asking happens."""
+    q = "Buy one watch, asking first"
+    purchase = {"customerName": "Ann", "items": [{"productId": 1, "quantity": 1}]}
+    fake.script(q, Calls(("create_purchase", purchase)), Reply("Bought."))
+    before = len(fake.requests)
+    r = post(web, "/api/chat", {"message": q, "history": [], "approval": "ask"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        "approval 'ask' needs a page to ask in: use POST /api/chat/stream "
+        "(POST /api/chat runs tools without asking)"
+    )
+    assert len(fake.requests) == before  # the model was not even asked
