@@ -255,6 +255,12 @@ async function stream(text, limits, me) {
       } catch (e) {
         /* keep statusText */
       }
+      // Refused before the model saw it (a 4xx: an attachment, a limit): the message goes
+      // back in the box, not retyped by hand
+      if (!inputEl.value) {
+        inputEl.value = text;
+        detail += " (not sent: your message is back in the box)";
+      }
       handlers.error({ message: detail });
     } else {
       await readSSE(response, (event, data) => handlers[event] && handlers[event](data));

@@ -334,6 +334,21 @@ def test_stop_keeps_what_was_said(pages: dict[str, Any], fake: FakeLLM, size: st
     assert sent[-2]["role"] == "assistant" and sent[-2]["content"].startswith("Once upon")
 
 
+def test_a_refused_message_is_given_back(browser: Any, web: InProcessWeb) -> None:
+    """Found from outside: a message whose attachment the server refused (web.py answers the
+    request with a 4xx, nothing reaches the model) was cleared from the box: retyped by hand.
+    It is back in the box, and the error says it was not sent."""
+    page = new_page(browser, web.url, "desktop")
+    refusal = {"detail": "MCP server 'shop' refused resource 'shop://products/99999'"}
+    page.route("**/api/chat/stream", lambda route: route.fulfill(status=422, json=refusal))
+    send(page, "my orders, with that product")
+    page.wait_for_selector(".msg.error >> text=refused resource")
+    assert "not sent" in page.locator(".msg.error").last.inner_text()
+    assert page.input_value("#input") == "my orders, with that product"
+    assert page.js_errors == []
+    page.context.close()
+
+
 def test_a_reload_mid_reply_reports_no_failure(
     browser: Any, web: InProcessWeb, fake: FakeLLM
 ) -> None:
