@@ -297,6 +297,27 @@ async def test_logging_set_level_filters_notifications(in_process: Shop) -> None
         assert logs == []
 
 
+@pytest.mark.parametrize("level", ["debug", "info", None])
+async def test_a_2026_client_hears_the_log_level_it_asks_for(
+    in_process: Shop, level: str | None
+) -> None:
+    """Found from outside: on 2026-07-28 a client asks for log lines per request (`log_level`,
+    sent in each request's `_meta`), and main.py still filtered on a session level no such
+    client can set (info): `log_level="debug"` got no debug line. Asked for nothing, it hears
+    nothing (the protocol's rule)."""
+    logs: list[LoggingMessageNotificationParams] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logs.append(params)
+
+    kw: dict[str, Any] = {"logging_callback": on_log} | ({"log_level": level} if level else {})
+    async with in_process.connect("modern", **kw) as client:
+        assert client.protocol_version == "2026-07-28"
+        await client.call_tool("analyze_sales", {"groupBy": "day"})
+    want = {"debug": ["debug", "info"], "info": ["info"], None: []}[level]
+    assert [m.level for m in logs] == want
+
+
 # --- errors carry the API's words ---------------------------------------------------------
 
 
