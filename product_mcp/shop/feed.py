@@ -69,7 +69,10 @@ class ChangeFeed:
         self._seqs: list[int] = []
         self._texts: list[str] = []
         self._stale = True  # nobody listened since the last read: the window may be far behind
-        self._changed = asyncio.Condition()
+        # Set (and replaced) at every change: waiters need no lock. A Condition under 3.11's
+        # `wait_for` could be left held by an orphaned task when a stream was cancelled as its
+        # heartbeat timed out, and then every stream and the shutdown waited for good.
+        self._changed = asyncio.Event()
         self._poke = asyncio.Event()
         self._poke_pending = False
         self._loop = asyncio.get_running_loop()
@@ -88,8 +91,7 @@ class ChangeFeed:
     async def close(self) -> None:
         """End every stream (uvicorn waits for open responses before it shuts down)."""
         self.closed.set()
-        async with self._changed:
-            self._changed.notify_all()
+        await self._wake()
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -215,8 +217,8 @@ class ChangeFeed:
         self._seqs, self._texts = [], []
 
     async def _wake(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def recent(self, after: int, page: int) -> tuple[str, int, int] | None:
         """Up to `page` events after `after` from the window: their SSE text, the seq of the
@@ -247,12 +249,10 @@ class ChangeFeed:
         if self.closed.is_set():
             return False
         self._poke.set()  # a first listener: the watcher looks now instead of next tick
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.latest > seq or self.closed.is_set()),
-                    self.heartbeat,
-                )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.heartbeat):
+                while not (self.latest > seq or self.closed.is_set()):
+                    await self._changed.wait()
         return self.latest > seq
 
     async def stream(self, after: int, page: int) -> AsyncIterator[str | None]:

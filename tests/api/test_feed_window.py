@@ -6,6 +6,7 @@ SQLite, which reads the table only after some connection committed."""
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -95,3 +96,55 @@ def test_an_idle_watch_on_sqlite_reads_nothing_and_still_hears_another_writer(
     assert latest > before  # heard within ~0.15 s of the other writer's commit
     for s in (shop, other):
         s.engine.dispose()
+
+
+def test_listeners_cancelled_at_any_moment_never_stall_the_feed() -> None:
+    """Found from outside: clients dropping `/api/changes` streams while changes came stalled
+    the feed for everyone, for good (`RuntimeError: Lock is not acquired`, then no event, no
+    heartbeat, and a shutdown that never ended): on Python 3.11 `wait_for` ran the
+    condition's wait as a task of its own, and a cancel landing as its heartbeat timeout
+    cancelled that task left the lock held by an orphan. Here waiters with a 2 ms heartbeat
+    are cancelled at all moments while changes wake them; then a new waiter still hears the
+    next change and the feed closes."""
+
+    async def run() -> None:
+        rng = random.Random(14)
+        shop = SimpleNamespace(on_change=[])
+        feed = ChangeFeed(shop, retention=60, heartbeat=0.002)  # type: ignore[arg-type]
+        errors: list[BaseException | None] = []
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx.get("exception")))
+
+        async def changes() -> None:
+            while True:
+                feed.latest += 1
+                await feed._wake()
+                await asyncio.sleep(rng.random() * 0.003)
+
+        changing = asyncio.create_task(changes())
+        for _ in range(150):
+            waiters = [asyncio.create_task(feed.wait_past(feed.latest)) for _ in range(30)]
+            await asyncio.sleep(rng.random() * 0.004)
+            for task in waiters:
+                task.cancel()
+                if rng.random() < 0.5:
+                    await asyncio.sleep(0)
+            async with asyncio.timeout(5):  # a stalled feed fails here, never hangs
+                done = await asyncio.gather(*waiters, return_exceptions=True)
+            failed = [d for d in done if not isinstance(d, bool | asyncio.CancelledError)]
+            assert failed == [] and errors == []
+        changing.cancel()
+        listener = asyncio.create_task(feed.wait_past(feed.latest))
+        await asyncio.sleep(0)
+        feed.latest += 1
+        async with asyncio.timeout(2):
+            await feed._wake()
+            assert await listener is True
+            await feed.close()
+
+    # Not asyncio.run: its clean-up waits for every task, and a stalled feed's orphan never ends
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
