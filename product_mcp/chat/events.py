@@ -167,7 +167,10 @@ class PageEvents:
         yield "retry: 2000\n\n" + sse("ping", {"heartbeat": self.heartbeat}, start)
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), self.heartbeat)
+                # not wait_for: on Python 3.11 it runs `get` as a task of its own, and an item
+                # taken just as the heartbeat ran out was lost with that task
+                async with asyncio.timeout(self.heartbeat):
+                    item = await queue.get()
             except TimeoutError:
                 yield ping
                 continue
