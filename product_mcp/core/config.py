@@ -226,6 +226,9 @@ class Settings(BaseSettings):
             "limit_concurrency": self.MAX_CONNECTIONS,
             "timeout_keep_alive": self.KEEP_ALIVE_TIMEOUT,
             "http": HeaderTimeoutProtocol,
+            # No route takes a WebSocket: an upgrade was handed to uvicorn's WebSocket
+            # protocol, answered 403, and never gave the address's connection count back.
+            "ws": "none",
         }
 
     def summary(self, names: list[str], overrides: dict[str, object] | None = None) -> str:

@@ -94,6 +94,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
                 self._running = [c for c in self._running if not c.response_complete]
                 self._running.append(before)
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """An `Upgrade` header (no WebSocket is served: core/config.server_limits) is ignored
+        and the request served as plain HTTP: no log line each time a client sends one."""
+
     def connection_lost(self, exc: Exception | None) -> None:
         # uvicorn tells only the connection's last request that its client left: a reply still
         # streaming in front of a pipelined request wrote on forever (found from outside).

@@ -215,3 +215,29 @@ def test_one_address_cannot_hold_every_connection(tmp_path: Path) -> None:
         for s in held:
             s.close()
         svc.stop()
+
+
+def test_websocket_upgrades_do_not_use_up_an_address_s_connections(tmp_path: Path) -> None:
+    """Found from outside: each `Upgrade: websocket` request (answered 403: no route takes a
+    WebSocket) moved its connection to uvicorn's WebSocket protocol, which never gave back the
+    address's count: after MAX_CONNECTIONS_PER_CLIENT of them the address was refused for
+    good. The services take no WebSocket: such a request is a plain HTTP request."""
+    svc = start_api(tmp_path / "shop.db", env={"MAX_CONNECTIONS_PER_CLIENT": "5"})
+    upgrade = (
+        b"GET /api/products HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    try:
+        for _ in range(8):
+            with socket.create_connection(("127.0.0.1", svc.port), 5, ("127.0.0.2", 0)) as s:
+                s.sendall(upgrade)
+                s.settimeout(5)
+                assert s.recv(4096).startswith(b"HTTP/1.1 "), "no answer"
+        time.sleep(0.3)
+        again = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=svc.url, transport=again, timeout=10) as back:
+            assert back.get("/healthz").status_code == 200
+        assert "Unsupported upgrade" not in svc.log()  # not a log line per such request
+    finally:
+        svc.stop()
