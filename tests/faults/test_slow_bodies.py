@@ -241,3 +241,22 @@ def test_websocket_upgrades_do_not_use_up_an_address_s_connections(tmp_path: Pat
         assert "Unsupported upgrade" not in svc.log()  # not a log line per such request
     finally:
         svc.stop()
+
+
+def test_a_queued_request_s_body_gets_its_deadline_when_its_turn_comes(api: Service) -> None:
+    """Found from outside: a POST pipelined behind a quick GET, its body never sent, was never
+    timed (its clock did not start while it waited, nor when its turn came): 1,000 of them
+    from 4 addresses held every connection the server takes, for good. Its clock now starts
+    when the request before it is answered."""
+    s = socket.create_connection(("127.0.0.1", api.port), timeout=5)
+    try:
+        s.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"POST /api/purchase/quote HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"content-type: application/json\r\ncontent-length: 100\r\n\r\n"
+        )
+        said = closed_within(s, BODY_TIMEOUT + 5)
+        assert said is not None, "the connection was kept past the body's deadline"
+        assert b"HTTP/1.1 200" in said and b"408 Request Timeout" in said, said[-300:]
+    finally:
+        s.close()
