@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     MCP_MAX_SESSIONS_PER_CLIENT: int = Field(
         100,
         ge=1,
-        description="sessions one client (token or address) may hold; more close its oldest",
+        description="sessions one client address may hold; more close its oldest",
     )
     MCP_MAX_SUBSCRIPTIONS: int = Field(
         1000,

@@ -2,16 +2,15 @@
 
 Why: the SDK keeps up to 10,000 sessions for 30 minutes each and refuses everyone once they
 are taken, so one client that opens sessions and never closes them locked every other client
-out for half an hour. Here each client (its bearer token when auth is on, else its address)
-may hold `per_client` sessions: opening one more closes that client's least recently used idle
-session. When the whole server is full, the least recently used idle session of anyone is
-closed instead of refusing the newcomer. Sessions that never finish the handshake
+out for half an hour. Here each client (its address: `client_key`) may hold `per_client`
+sessions: opening one more closes that client's least recently used idle session. When the
+whole server is full, the least recently used idle session of anyone is closed instead of
+refusing the newcomer. Sessions that never finish the handshake
 (`notifications/initialized`) are closed after `init_timeout` seconds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from contextvars import ContextVar
@@ -29,10 +28,10 @@ opening_client: ContextVar[str] = ContextVar("opening_client", default="?")
 
 
 def client_key(scope: dict[str, Any]) -> str:
-    """A client's identity for fairness: its bearer token (hashed), else its address."""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization" and value:
-            return "token:" + hashlib.sha256(value).hexdigest()[:16]
+    """A client's identity for fairness: its address. Not its Authorization header: without
+    MCP_AUTH_TOKEN nothing checks it, so a made-up one per session was a new client each time
+    (one address took every slot and evicted everyone's sessions; found from outside), and
+    with it every client holds the same token."""
     client = scope.get("client")
     return f"addr:{client[0]}" if client else "addr:?"
 

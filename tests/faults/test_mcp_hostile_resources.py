@@ -65,6 +65,26 @@ def test_a_session_flood_cannot_lock_out_a_newcomer(api: Service, tmp_path: Path
             assert r.status_code == 200 and "create_purchase" in r.text
 
 
+def test_made_up_authorization_headers_are_not_new_clients(api: Service, tmp_path: Path) -> None:
+    """Found from outside: a client was told apart by its Authorization header whatever it
+    held (no token is checked without MCP_AUTH_TOKEN, and with one every client holds the
+    same), so one address sending a new made-up header each time took every session slot
+    and evicted other clients' sessions. A client is its address."""
+    env = {"MCP_MAX_SESSIONS_PER_CLIENT": "5", "MCP_MAX_SESSIONS": "8"}
+    with Stack(tmp_path) as s:
+        svc = s.mcp(api, env=env)
+        url = f"{svc.url}/mcp"
+        with _client_from("127.0.0.3") as other:
+            theirs = [open_session(other, url) for _ in range(3)]
+            with _client_from("127.0.0.2") as flood:
+                for i in range(40):
+                    flood.headers["Authorization"] = f"Bearer made-up-{i}"
+                    open_session(flood, url)
+            for sid in theirs:  # 5 + 3 fill the server exactly: nobody else's was closed
+                r = other.post(url, json=rpc("ping"), headers=session_headers(sid))
+                assert r.status_code == 200, r.text
+
+
 def test_sessions_that_never_finish_the_handshake_expire(api: Service, tmp_path: Path) -> None:
     with Stack(tmp_path) as s:
         svc = s.mcp(api, env={"MCP_INIT_TIMEOUT": "1"})
