@@ -65,6 +65,7 @@ class JsonRpcGuard:
         self.sessions = sessions
         self.max_id_chars = max_id_chars
         self.max_pending = max_pending
+        self._answer = _answer_pattern(max_id_chars)
         self._pending: dict[str, set[str]] = {}  # SSE session -> request ids not yet answered
         self._cancelled: dict[str, dict[str, float]] = {}  # SSE session -> id -> when
         # (session, id) of a /mcp request whose answer has gone out, until the SDK is done
@@ -233,7 +234,7 @@ class JsonRpcGuard:
                         session.append(found.group(1).decode())
                         self._pending[session[0]] = set()
                 else:
-                    answered = _ANSWER.search(chunk, 0, 400)
+                    answered = self._answer.search(chunk, 0, ANSWER_HEAD + 6 * self.max_id_chars)
                     pending = self._pending.get(session[0])
                     if answered and pending is not None:
                         pending.discard(_id_key(pydantic_core.from_json(answered.group(1))))
@@ -308,9 +309,18 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
 # The SDK's endpoint event, and the start of an answer as it serialises one (jsonrpc, id, then
 # result or error): only the first few hundred bytes of an event are looked at.
 _SESSION = re.compile(rb"data: [^\r\n]*[?&]session_id=([0-9a-f]{32})")
-_ANSWER = re.compile(
-    rb'data: \{"jsonrpc":"2\.0","id":(-?\d+|"(?:[^"\\]|\\.){0,300}"),"(?:result|error)"'
-)
+ANSWER_HEAD = 64  # bytes of an answer's event before its id
+
+
+def _answer_pattern(max_id_chars: int) -> re.Pattern[bytes]:
+    """The start of an answer whose id is at most `max_id_chars` characters: serialised, up to
+    6 bytes each (a `\\u0001` escape; UTF-8 takes up to 4). Counted in characters, an id of
+    110 CJK characters (330 bytes) was never found, so never struck, and 32 of them locked
+    the session out (found from outside)."""
+    most = 6 * max_id_chars
+    return re.compile(
+        rb'data: \{"jsonrpc":"2\.0","id":(-?\d+|"(?:[^"\\]|\\.){0,%d}"),"(?:result|error)"' % most
+    )
 
 
 def _is_uuid(session: str) -> bool:

@@ -205,7 +205,7 @@ async def test_sse_abuse_gets_http_errors_and_the_session_survives(server: Servi
                 k, _, v = line.partition(":")
                 event[k] = v.removeprefix(" ")
 
-    async def answer(id: int) -> dict[str, Any]:
+    async def answer(id: int | str) -> dict[str, Any]:
         while True:
             event = await asyncio.wait_for(events.get(), 15)
             msg = json.loads(event["data"])
@@ -256,6 +256,14 @@ async def test_sse_abuse_gets_http_errors_and_the_session_survives(server: Servi
             assert result["isError"] is True and "productId" in result["content"][0]["text"]
             await http.post(url, json=rpc("tools/list", id=4))
             assert len((await answer(4))["result"]["tools"]) == 8
+            # ids of the allowed length are struck once answered, however long they are once
+            # serialised (found from outside: 110 CJK characters, or 200 quotes, were never
+            # struck, and after 32 such the session was refused for good with a 429)
+            for i in range(40):
+                rid = f"{'商' * 110 if i % 2 else chr(34) * 200}{i}"
+                assert (await http.post(url, json=rpc("ping", id=rid))).status_code == 202
+                assert (await answer(rid))["result"] == {}
+            assert (await http.post(url, json=rpc("ping", id="after"))).status_code == 202
         finally:
             reader.cancel()
 
