@@ -20,9 +20,16 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import Client
-from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult
-from mcp.types.jsonrpc import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUEST_TIMEOUT
+from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
+from mcp.types import CallToolResult, ElicitRequestURLParams
+from mcp.types.jsonrpc import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    REQUEST_TIMEOUT,
+    URL_ELICITATION_REQUIRED,
+)
+from pydantic import ValidationError
 
 from models import CALL_META_KEY
 from product_mcp.chat.connection_state import Status
@@ -146,6 +153,11 @@ class ServerConnection(Supervision):
                     client, generation, name, args, time_limit, route, key
                 )
             except MCPError as e:
+                links = _links(e)
+                if links:  # -32042: the user must open a link (a sign-in, a payment) first
+                    if attempt == 0 and await self._opened(route, links):
+                        continue  # done on the user's side: the call again, as the spec has it
+                    raise ToolCallError(_needs_links(self.name, name, links)) from e
                 if e.code == REQUEST_TIMEOUT:
                     raise ToolTimeout(
                         f"Tool '{name}' on server '{self.name}' "
@@ -181,6 +193,14 @@ class ServerConnection(Supervision):
             await self._drop(client, generation, problem)
         raise AssertionError("unreachable")
 
+    async def _opened(self, route: CallRoute, links: list[ElicitRequestURLParams]) -> bool:
+        """Each link shown to the user as a question (URL mode); True if they opened them all."""
+        for link in links:
+            answer = await self.elicitations.ask(route, self.name, link)
+            if answer.action != "accept":
+                return False
+        return True
+
     async def _counted_call(
         self,
         client: Client,
@@ -208,3 +228,27 @@ class ServerConnection(Supervision):
                 del calls[generation]
             ended, self._call_ended = self._call_ended, anyio.Event()
             ended.set()
+
+
+MAX_LINKS = 3  # of one -32042 error: shown one after another
+
+
+def _links(e: MCPError) -> list[ElicitRequestURLParams]:
+    """The links a -32042 error (URL elicitation required) asks the user to open; none for
+    any other error, or one whose data does not say them."""
+    if e.code != URL_ELICITATION_REQUIRED:
+        return []
+    try:
+        return UrlElicitationRequiredError.from_error(e.error).elicitations[:MAX_LINKS]
+    except (ValueError, ValidationError):
+        return []
+
+
+def _needs_links(server: str, tool: str, links: list[ElicitRequestURLParams]) -> str:
+    """Why the call did not run, with the links in it: dropped, the user had no way on (found
+    from outside). Bounded: a server writes them."""
+    said = "; ".join(f"{link.message[:300]} ({link.url[:1000]})" for link in links)
+    return (
+        f"'{tool}' did not run: MCP server '{server}' needs the user to open a link first: "
+        f"{said}. Open it, then ask again"
+    )

@@ -16,8 +16,9 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp import UrlElicitationRequiredError
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import ElicitRequestFormParams, ToolAnnotations
+from mcp.types import ElicitRequestFormParams, ElicitRequestURLParams, ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.testclient import TestClient
 
@@ -31,6 +32,7 @@ from tests.web_helpers import EVERYTHING, answer_elicitation, approve, chat_stre
 
 RO = ToolAnnotations(read_only_hint=True)
 CANCELLED: list[str] = []  # what the live server saw cancelled
+LINKED: set[str] = set()  # the tags whose link the live server takes as opened
 
 
 class Colour(BaseModel):
@@ -47,6 +49,18 @@ def live_server() -> MCPServer[None]:
         if answer.action == "accept":
             return f"accept: {answer.data.count} × {answer.data.colour}"
         return answer.action
+
+    @live.tool(description="Needs the user to open a link first.", annotations=RO)
+    async def needs_link(tag: str) -> str:
+        if tag not in LINKED:
+            LINKED.add(tag)  # the next call finds the link opened
+            link = ElicitRequestURLParams(
+                message="Sign in to the test shop",
+                url=f"https://example.com/auth/{tag}",
+                elicitation_id=f"auth-{tag}",
+            )
+            raise UrlElicitationRequiredError([link])
+        return f"linked {tag}"
 
     @live.tool(description="Wait until cancelled.", annotations=RO)
     async def hold(tag: str) -> str:
@@ -141,6 +155,38 @@ def test_server_everything_asks_through_the_page(web: InProcessWeb, fake: FakeLL
     events = chat_stream(web, {"message": q2}, _answering(web, "decline"))
     result = next(d for k, d in events if k == "tool_result")
     assert "decline" in result["result"].lower() and "Ann Lee" not in result["result"]
+
+
+def test_a_link_the_server_requires_is_asked_for_and_the_call_retried(
+    web: InProcessWeb, fake: FakeLLM
+) -> None:
+    """Found from outside: a server answering a call with -32042 (open this link first: a
+    sign-in, a payment) had its link dropped: the user saw only "rejected". The page now gets
+    the link as a question; once the user opened it the call runs again. Declined, or with no
+    page to ask (/api/call-tool), the call did not run and the error gives the link."""
+    q = "Use the linked tool"
+    fake.script(q, Calls(("needs_link", {"tag": "a"})), Reply("Done."))
+    events = chat_stream(web, {"message": q}, _answering(web, "accept"))
+    question = next(d for k, d in events if k == "elicitation")
+    assert question["mode"] == "url" and question["url"] == "https://example.com/auth/a"
+    assert question["message"] == "Sign in to the test shop" and question["tool"] == "needs_link"
+    result = next(d for k, d in events if k == "tool_result")
+    assert result["result"] == "linked a" and not result.get("isError"), result
+
+    q2 = "Use the linked tool, but decline"
+    fake.script(q2, Calls(("needs_link", {"tag": "b"})), Reply("Ok."))
+    events = chat_stream(web, {"message": q2}, _answering(web, "decline"))
+    result = next(d for k, d in events if k in ("tool_result", "tool_error"))
+    said = json.dumps(result)
+    assert "did not run" in said and "https://example.com/auth/b" in said, result
+
+    r = web.post("/api/call-tool", json={"server": "live", "name": "needs_link",
+                                         "args": {"tag": "c"}})  # fmt: skip
+    assert r.status_code == 502, r.text
+    assert r.json()["detail"] == (
+        "'needs_link' did not run: MCP server 'live' needs the user to open a link first: "
+        "Sign in to the test shop (https://example.com/auth/c). Open it, then ask again"
+    )
 
 
 def test_without_a_page_questions_are_cancelled(web: InProcessWeb) -> None:
