@@ -79,22 +79,18 @@ def _bound(name: str, value: str | None, *, end: bool = False) -> datetime | Non
     """Parse a since/until filter; a malformed one is a 422 naming the parameter."""
     if value is None:
         return None
+    why = "must be an ISO-8601 date (YYYY-MM-DD) or datetime"
     try:
         parsed: date | datetime = (
             date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
         )
-        # Near year 1 or 9999 a UTC offset or "end of that day" leaves the calendar.
+        # Near year 1 or 9999 a UTC offset or "end of that day" leaves the calendar: a valid
+        # date, out of range (it was called malformed; found from outside).
+        why = "is out of range: in UTC it falls outside the years 1 to 9999"
         result = to_utc_naive(parsed, end_of_day=end)
     except (ValueError, OverflowError):
         raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", name),
-                    "msg": "must be an ISO-8601 date (YYYY-MM-DD) or datetime",
-                    "type": "value_error",
-                    "input": value,
-                }
-            ]
+            [{"loc": ("query", name), "msg": why, "type": "value_error", "input": value}]
         ) from None
     return result
 

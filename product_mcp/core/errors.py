@@ -85,8 +85,15 @@ async def http_error_response(request: Any, exc: Exception) -> Any:
     400 "There was an error parsing the body", which said neither where nor why (a deeply
     nested body makes Python's parser raise RecursionError). It now says why."""
     from fastapi.exception_handlers import http_exception_handler
+    from fastapi.responses import JSONResponse
 
     cause = exc.__cause__
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if getattr(exc, "detail", None) == UNPARSED and encoding != "identity":
+        # A compressed body read as text was "UnicodeDecodeError: 'utf-8' codec ..."
+        said = encodable(encoding)[:50]
+        why = f"Content-Encoding: {said} is not accepted: send the body uncompressed"
+        return JSONResponse({"detail": why}, status_code=415)
     if getattr(exc, "detail", None) == UNPARSED and cause is not None:
         if isinstance(cause, RecursionError):
             why = "it nests deeper than the parser can follow"

@@ -9,6 +9,7 @@ point."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,12 @@ def _unreadable_bodies_say_why(client: Any, path: str) -> None:
     r = client.post(path, content=long.encode(), headers=JSON)  # Python's words, found outside
     assert r.status_code == 400, r.text
     assert r.json()["detail"].endswith("(a number has more than 4300 digits)"), r.text
+    zipped = gzip.compress(BUY.encode())  # found from outside: "UnicodeDecodeError: 'utf-8'..."
+    r = client.post(path, content=zipped, headers={**JSON, "Content-Encoding": "gzip"})
+    assert r.status_code == 415, r.text
+    assert r.json()["detail"] == (
+        "Content-Encoding: gzip is not accepted: send the body uncompressed"
+    )
     assert client.get("/no/such/route").json() == {"detail": "Not Found"}  # others as before
 
 
