@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
 from product_mcp.core.memory import reclaimer
-from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening_client
+from product_mcp.mcp_server.sessions import SessionRegistry, client_key
 
 INVALID_REQUEST = -32600
 CANCELLED = "notifications/cancelled"
@@ -114,11 +114,8 @@ class JsonRpcGuard:
             if not await self.sessions.make_room(client):
                 why = "too many sessions are busy: close one or retry later"
                 return await _refuse(scope, send, 429, why, _id_of(message))
-            token = opening_client.set(client)
-            try:
+            with self.sessions.opening(client):
                 return await self.app(scope, receive, send)
-            finally:
-                opening_client.reset(token)
         info = self.sessions.get(session_id)
         if info is None:
             return await self.app(scope, receive, send)

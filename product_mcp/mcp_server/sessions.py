@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +25,18 @@ from product_mcp.core import mcp_compat
 
 log = logging.getLogger("mcp.sessions")
 
-# Who is opening a session right now: set by the guard around the SDK's admission.
-opening_client: ContextVar[str] = ContextVar("opening_client", default="?")
+
+@dataclass
+class Opening:
+    """A session being opened: for whom, and whether it still holds the place `make_room`
+    kept for it (until the SDK admits it, or the request ends without a session)."""
+
+    client: str
+    holds_place: bool = True
+
+
+# The session being opened in this request: set around the SDK's admission (`opening`).
+_opening: ContextVar[Opening | None] = ContextVar("opening", default=None)
 
 
 def client_key(scope: dict[str, Any]) -> str:
@@ -54,6 +66,7 @@ class SessionRegistry:
         self.max_sessions = max_sessions
         self.init_timeout = init_timeout
         self.sessions: dict[str, SessionInfo] = {}
+        self.places = 0  # kept by make_room for sessions the SDK has not admitted yet
         self.manager: Any = None
 
     def attach(self, manager: Any) -> None:
@@ -61,11 +74,35 @@ class SessionRegistry:
         self.manager = manager
         mcp_compat.wrap_session_lifecycle(
             manager,
-            on_admit=lambda transport: self.sessions.setdefault(
-                transport.mcp_session_id, SessionInfo(opening_client.get())
-            ),
+            on_admit=self._admitted,
             on_discard=lambda session_id: self.sessions.pop(session_id, None),
         )
+
+    def _admitted(self, transport: Any) -> None:
+        opening = _opening.get()
+        self.sessions.setdefault(
+            transport.mcp_session_id, SessionInfo(opening.client if opening else "?")
+        )
+        if opening is not None:
+            self._give_back(opening)
+
+    def _give_back(self, opening: Opening) -> None:
+        if opening.holds_place:
+            opening.holds_place = False
+            self.places -= 1
+
+    @contextmanager
+    def opening(self, client: str) -> Iterator[None]:
+        """Around the request `make_room` let in: its session is `client`'s, and counts from
+        make_room's yes (20 newcomers at once on a full server were each let in before any
+        was counted, and the SDK's own limit refused half of them; found from outside)."""
+        opening = Opening(client)
+        token = _opening.set(opening)
+        try:
+            yield
+        finally:
+            _opening.reset(token)
+            self._give_back(opening)
 
     def get(self, session_id: str | None) -> SessionInfo | None:
         return self.sessions.get(session_id) if session_id else None
@@ -78,8 +115,11 @@ class SessionRegistry:
         mine = self.owned_by(client) >= self.per_client
         if mine and not await self._close_lru(lambda s: s.client == client, "per-client limit"):
             return False
-        if len(self.sessions) >= self.max_sessions:
-            return await self._close_lru(lambda s: True, "server full")
+        if len(self.sessions) + self.places >= self.max_sessions and not await self._close_lru(
+            lambda s: True, "server full"
+        ):
+            return False
+        self.places += 1  # given back by `opening`
         return True
 
     async def _close_lru(self, eligible: Any, why: str) -> bool:

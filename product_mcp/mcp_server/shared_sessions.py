@@ -33,6 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 import anyio
@@ -49,7 +50,7 @@ from product_mcp.mcp_server.session_records import (
     opening_record,
     prepare_connection,
 )
-from product_mcp.mcp_server.sessions import SessionRegistry, client_key, opening_client
+from product_mcp.mcp_server.sessions import SessionRegistry, client_key
 
 log = logging.getLogger("mcp.shared")
 
@@ -243,13 +244,10 @@ class SessionSharing:
                 if self.registry is not None and not await self.registry.make_room(client):
                     return
                 started = time.perf_counter()
-                token = opening_client.set(client)
-                try:
+                with self.registry.opening(client) if self.registry else nullcontext():
                     ok = await mcp_compat.restore_session(
                         manager, session_id, prepare_connection(record, self.subscribers)
                     )
-                finally:
-                    opening_client.reset(token)
                 info = self.registry.get(session_id) if self.registry else None
                 if ok and info is not None:
                     info.initialized = record.get("initialized") == "1"

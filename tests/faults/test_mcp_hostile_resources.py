@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,27 @@ def test_made_up_authorization_headers_are_not_new_clients(api: Service, tmp_pat
             for sid in theirs:  # 5 + 3 fill the server exactly: nobody else's was closed
                 r = other.post(url, json=rpc("ping"), headers=session_headers(sid))
                 assert r.status_code == 200, r.text
+
+
+def test_newcomers_at_once_on_a_full_server_all_get_in(api: Service, tmp_path: Path) -> None:
+    """Found from outside: on a full server, 20 clients opening sessions at once got half
+    503 "Too many open sessions" (each was let in by the fairness check before any of them
+    was counted, and the SDK's own limit refused the rest): each newcomer now holds its place
+    from that check on, and closes an idle session for it."""
+    env = {"MCP_MAX_SESSIONS_PER_CLIENT": "100", "MCP_MAX_SESSIONS": "8"}
+    with Stack(tmp_path) as s:
+        svc = s.mcp(api, env=env)
+        url = f"{svc.url}/mcp"
+        with _client_from("127.0.0.2") as first:
+            for _ in range(8):
+                open_session(first, url)
+        with _client_from("127.0.0.3") as newcomers, ThreadPoolExecutor(20) as pool:
+            opened = list(
+                pool.map(
+                    lambda _: newcomers.post(url, json=INIT, headers={"Accept": ACCEPT}), range(20)
+                )
+            )
+        assert [r.status_code for r in opened] == [200] * 20, [r.text for r in opened][:3]
 
 
 def test_sessions_that_never_finish_the_handshake_expire(api: Service, tmp_path: Path) -> None:
