@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import Client
-from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ElicitRequestURLParams
 from mcp.types.jsonrpc import (
     CONNECTION_CLOSED,
@@ -236,11 +236,15 @@ MAX_LINKS = 3  # of one -32042 error: shown one after another
 def _links(e: MCPError) -> list[ElicitRequestURLParams]:
     """The links a -32042 error (URL elicitation required) asks the user to open; none for
     any other error, or one whose data does not say them."""
-    if e.code != URL_ELICITATION_REQUIRED:
+    data = e.error.data
+    if e.code != URL_ELICITATION_REQUIRED or not isinstance(data, dict):
         return []
-    try:
-        return UrlElicitationRequiredError.from_error(e.error).elicitations[:MAX_LINKS]
-    except (ValueError, ValidationError):
+    found = data.get("elicitations")
+    if not isinstance(found, list):
+        return []
+    try:  # the first few only: a server may send a million
+        return [ElicitRequestURLParams.model_validate(x) for x in found[:MAX_LINKS]]
+    except ValidationError:
         return []
 
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import UrlElicitationRequiredError
+from mcp import MCPError, UrlElicitationRequiredError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ElicitRequestFormParams, ElicitRequestURLParams, ToolAnnotations
+from mcp.types.jsonrpc import URL_ELICITATION_REQUIRED
 from pydantic import BaseModel, Field
 from starlette.testclient import TestClient
 
@@ -61,6 +62,10 @@ def live_server() -> MCPServer[None]:
             )
             raise UrlElicitationRequiredError([link])
         return f"linked {tag}"
+
+    @live.tool(description="Says -32042 with data that names no link.", annotations=RO)
+    async def bad_link(data: str) -> str:
+        raise MCPError(URL_ELICITATION_REQUIRED, "open a link", json.loads(data))
 
     @live.tool(description="Wait until cancelled.", annotations=RO)
     async def hold(tag: str) -> str:
@@ -187,6 +192,18 @@ def test_a_link_the_server_requires_is_asked_for_and_the_call_retried(
         "'needs_link' did not run: MCP server 'live' needs the user to open a link first: "
         "Sign in to the test shop (https://example.com/auth/c). Open it, then ask again"
     )
+    # data that is not what -32042 promises: the error as the server said it (review: a 500)
+    for data in (
+        '"x"',
+        "[1]",
+        '{"elicitations": 5}',
+        '{"elicitations": null}',
+        '{"elicitations": [1]}',
+    ):
+        args = {"server": "live", "name": "bad_link", "args": {"data": data}}
+        r = web.post("/api/call-tool", json=args)
+        assert r.status_code == 502, r.text
+        assert r.json()["detail"] == "Server 'live' rejected 'bad_link': open a link", data
 
 
 def test_without_a_page_questions_are_cancelled(web: InProcessWeb) -> None:
