@@ -121,7 +121,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         # The queued request's turn (uvicorn reads again): its body's clock starts now. It
         # never did: a body that never came held the connection for good (found from outside:
         # 1,000 of them, from 4 addresses, held every connection the server takes).
-        if self._body_waits and not self.transport.is_closing():
+        # Only when the request just started is that one: with another still queued in front
+        # of it (a stream, say), its 408 would land in the middle of that reply (review).
+        if self._body_waits and not self.pipeline and not self.transport.is_closing():
             self._body_waits = False
             self._start_body_clock()
 
@@ -178,7 +180,11 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         reply has not begun; for headers, no reply is in progress (one to a request before,
         still being worked on or streamed, would be cut off, not answered out of turn)."""
         if body:
-            return self.cycle is not None and not self.cycle.response_started
+            return (
+                self.cycle is not None
+                and not self.cycle.response_started
+                and all(c.response_complete for c in self._running)
+            )
         return self.cycle is None or self.cycle.response_complete
 
     def _too_slow(self, why: str = "") -> None:

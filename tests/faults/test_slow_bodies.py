@@ -243,6 +243,32 @@ def test_websocket_upgrades_do_not_use_up_an_address_s_connections(tmp_path: Pat
         svc.stop()
 
 
+def test_a_body_two_requests_back_waits_for_its_own_turn(api: Service) -> None:
+    """Found in review: with a quick GET, then a stream, then a POST whose body is not sent,
+    the POST's clock started when the GET was answered, and its 408 was written into the
+    middle of the stream. Its clock waits for its own turn (after the stream)."""
+    s = socket.create_connection(("127.0.0.1", api.port), timeout=5)
+    try:
+        s.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"GET /api/changes HTTP/1.1\r\nHost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n"
+            b"POST /api/purchase HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json"
+            b"\r\ncontent-length: 100\r\n\r\n"
+        )
+        time.sleep(BODY_TIMEOUT + 1.5)
+        s.settimeout(0.5)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+            raise AssertionError(f"the connection was closed under the stream: {got[-300:]!r}")
+        except TimeoutError:
+            pass  # open: the stream goes on
+        assert got.count(b"HTTP/1.1 200") == 2 and b"408" not in got, got[-300:]
+    finally:
+        s.close()
+
+
 def test_a_queued_request_s_body_gets_its_deadline_when_its_turn_comes(api: Service) -> None:
     """Found from outside: a POST pipelined behind a quick GET, its body never sent, was never
     timed (its clock did not start while it waited, nor when its turn came): 1,000 of them
