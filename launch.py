@@ -168,15 +168,18 @@ def web_config(settings: Settings, url: str) -> dict[str, Any]:
     source = Path(settings.MCP_CONFIG_PATH)
     if not source.is_absolute():
         source = ROOT / source
+    sections = ("mcpServers", "servers")  # Claude's name, VS Code's
     servers: dict[str, Any] = {}
     if source.exists():  # none: product-mcp alone
         data, error = read_document(source)
-        # What web.py would report as the file's own fault, said before anything starts:
-        # carrying on with product-mcp alone made the user's other servers vanish unsaid.
-        errors = [error] if error else [e for e in parse_config(data).errors if not e.server]
-        if errors:
-            raise BrokenConfig(f"{source}: {errors[0]}")
-        for section in ("mcpServers", "servers"):  # Claude's name, VS Code's
+        # A file with no servers to read, said before anything starts: carrying on with
+        # product-mcp alone made the user's other servers vanish unsaid. What web.py runs
+        # with and warns about (a block given twice, too many servers) it reports itself.
+        usable = isinstance(data, dict) and any(isinstance(data.get(s), dict) for s in sections)
+        if error or not usable:
+            problem = error or next(e for e in parse_config(data).errors if not e.server)
+            raise BrokenConfig(f"{source}: {problem}")
+        for section in sections:
             if isinstance(data.get(section), dict):
                 servers.update(data[section])
     for name, entry in servers.items():
@@ -186,8 +189,9 @@ def web_config(settings: Settings, url: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"url": url}
     if settings.MCP_AUTH_TOKEN.get_secret_value():
         entry["headers"] = {"Authorization": "Bearer ${MCP_AUTH_TOKEN}"}  # expanded by web.py
-    servers[SERVER_NAME] = entry
-    return {"mcpServers": servers}
+    servers.pop(SERVER_NAME, None)
+    # first: web.py loads at most MAX_MCP_SERVERS, and this one is why the trio runs
+    return {"mcpServers": {SERVER_NAME: entry, **servers}}
 
 
 def ready_block(a: argparse.Namespace, settings: Settings, children: list[Child]) -> str:

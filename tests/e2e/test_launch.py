@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -384,3 +385,9 @@ def test_servers_in_a_vs_code_mcp_json_are_kept(tmp_path: Path) -> None:
     servers = launcher.web_config(settings, "http://127.0.0.1:1/mcp")["mcpServers"]
     assert servers["other"]["url"] == "http://127.0.0.1:9/mcp"
     assert servers["product-mcp"] == {"url": "http://127.0.0.1:1/mcp"}
+    # What web.py runs with, warning, the launcher does not refuse (review): a block given
+    # twice, more servers than web.py loads (product-mcp comes first, so it is loaded)
+    many = {f"s{i}": {"url": f"http://127.0.0.1:9/{i}"} for i in range(70)}
+    config.write_text('{"mcpServers": {}, "mcpServers": ' + json.dumps(many) + "}")
+    servers = launcher.web_config(settings, "http://127.0.0.1:1/mcp")["mcpServers"]
+    assert next(iter(servers)) == "product-mcp" and len(servers) == 71
