@@ -8,7 +8,7 @@ import { attachedLabels, attachments, clearAttachments } from "./attach.js";
 import { historyLimits, loadConfig } from "./config.js";
 import { $ } from "./dom.js";
 import { recentHistory } from "./history.js";
-import { addItem, addQuestion, rerender, renderAll, scrollDown, showThinking } from "./render.js";
+import { addItem, addQuestion, removeItem, rerender, renderAll, scrollDown, showThinking } from "./render.js";
 import { showUnavailable } from "./servers.js";
 import { readSSE } from "./sse.js";
 import { clear, save, state } from "./state.js";
@@ -90,8 +90,8 @@ async function stream(text, limits, me) {
   const approval = askBox.checked ? "ask" : "auto";
   const history = recentHistory(state.history, { message: text, history: [], approval }, limits);
   const attached = attachments();
-  addItem({ kind: "user", text });
-  if (attached.length) addItem({ kind: "note", text: `Attached: ${attachedLabels().join(", ")}` });
+  const sent = [addItem({ kind: "user", text })]; // taken back if web.py refuses the request
+  if (attached.length) sent.push(addItem({ kind: "note", text: `Attached: ${attachedLabels().join(", ")}` }));
   save();
   inputEl.value = "";
   let bubble = null; // the assistant item receiving tokens right now
@@ -255,11 +255,12 @@ async function stream(text, limits, me) {
       } catch (e) {
         /* keep statusText */
       }
-      // Refused before the model saw it (a 4xx: an attachment, a limit): the message goes
-      // back in the box, not retyped by hand
+      // Refused before the model saw it (an attachment, a limit, web.py failing): the
+      // message goes back in the box, not retyped by hand, and out of the conversation
       if (!inputEl.value) {
         inputEl.value = text;
         detail += " (not sent: your message is back in the box)";
+        for (const item of sent) removeItem(item);
       }
       handlers.error({ message: detail });
     } else {

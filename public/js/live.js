@@ -32,7 +32,7 @@ let streaming = false;
 let lastId = ""; // the id of the last stock event heard (web.py's events.py)
 let channel = null; // to the other tabs, when they share one stream
 let resign = null; // while this tab leads: ends its stream and hands the lock on
-let asking = false; // this tab has asked for the lock
+let asking = null; // while this tab waits for the lock: aborts its request (hidden meanwhile)
 
 const BADGE = "span.stock[data-product-id]";
 
@@ -158,19 +158,28 @@ function connect() {
 /* This tab asks to lead while it is shown; the lock is granted when no other tab holds it. */
 function ask() {
   if (asking || resign || document.visibilityState === "hidden") return;
-  asking = true;
-  navigator.locks.request(SHARED, () => {
-    asking = false;
-    if (document.visibilityState === "hidden") return undefined; // hidden meanwhile: pass
-    return new Promise((release) => {
-      resign = () => {
-        stopStream?.(); // the others hear "not streaming" before the lock moves on
-        resign = null;
-        release();
-      };
-      connect();
+  const waiting = new AbortController();
+  asking = waiting;
+  navigator.locks
+    .request(SHARED, { signal: waiting.signal }, () => {
+      asking = null;
+      if (document.visibilityState === "hidden") return undefined; // hidden meanwhile: pass
+      return new Promise((release) => {
+        resign = () => {
+          stopStream?.(); // the others hear "not streaming" before the lock moves on
+          resign = null;
+          release();
+        };
+        connect();
+      });
+    })
+    .catch(() => {
+      // Aborted (hidden before its turn: a shown tab goes first), or locks refused here (a
+      // sandboxed frame): then this tab keeps a stream of its own while shown.
+      if (asking !== waiting) return;
+      asking = null;
+      if (!waiting.signal.aborted && !stopStream) connect();
     });
-  });
 }
 
 /* A hidden tab gives its stream up (its lead, when shared) and catches up when shown
@@ -184,12 +193,17 @@ export function startLive() {
   }
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") {
-      if (shared) resign?.();
-      else stopStream?.();
+      if (shared) {
+        asking?.abort(); // shown tabs go first
+        asking = null;
+        resign?.();
+        stopStream?.(); // a stream of its own (locks refused)
+      } else stopStream?.();
     } else if (shared) ask();
     else if (!stopStream) connect();
   });
   window.addEventListener("pagehide", () => resign?.()); // closing: say so, pass the lead on
+  window.addEventListener("pageshow", (e) => e.persisted && shared && ask()); // back from cache
   if (shared) ask();
   else connect();
 }

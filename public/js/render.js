@@ -89,6 +89,13 @@ export function addItem(item) {
   return item;
 }
 
+/* Takes an item out of the conversation (a message that was never sent). */
+export function removeItem(item) {
+  const i = state.items.indexOf(item);
+  if (i >= 0) state.items.splice(i, 1);
+  item.node?.remove();
+}
+
 /* A question card: drawn, scrolled to, and given the focus. */
 export function addQuestion(item) {
   addItem(item);

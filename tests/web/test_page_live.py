@@ -190,12 +190,12 @@ def test_tabs_share_one_stream_and_pass_it_on(web: InProcessWeb, browser: Any) -
     hub = HUBS[-1]
     first = new_page(browser, web.url, "desktop")
     tabs = [first]
-    streams: list[str] = []  # event streams the other tabs opened
+    streams: list[tuple[Any, str]] = []  # event streams the other tabs opened: (tab, URL)
     for _ in range(6):
         tab = first.context.new_page()
         tab.js_errors = []
         tab.on("pageerror", lambda e, tab=tab: tab.js_errors.append(str(e)))
-        tab.on("request", lambda r: "/api/events" in r.url and streams.append(r.url))
+        tab.on("request", lambda r, t=tab: "/api/events" in r.url and streams.append((t, r.url)))
         tab.set_default_timeout(15_000)
         tab.goto(web.url + "/")
         tabs.append(tab)
@@ -211,9 +211,19 @@ def test_tabs_share_one_stream_and_pass_it_on(web: InProcessWeb, browser: Any) -
     while not streams:
         assert time.monotonic() < deadline, "no tab took the lead"
         tabs[1].wait_for_timeout(50)  # Playwright's events are delivered while it waits
-    assert len(streams) == 1 and "?after=" in streams[0]  # it catches up from there
+    assert len(streams) == 1 and "?after=" in streams[0][1]  # it catches up from there
     _call(web, "sell", product_id=1)
     for tab in tabs[1:]:
         tab.wait_for_selector(f"{BADGE}[data-stock='8']")
         tab.wait_for_selector("#live[data-on='true']")
+    # The leading tab hidden: a shown one takes the lead; the hidden one still hears it all
+    leader = streams[0][0]
+    leader.evaluate(VISIBILITY, "hidden")
+    while len(streams) < 2:
+        assert time.monotonic() < deadline + 20, "no shown tab took the lead"
+        tabs[1].wait_for_timeout(50)
+    assert streams[1][0] is not leader
+    _call(web, "sell", product_id=1)
+    for tab in tabs[1:]:
+        tab.wait_for_selector(f"{BADGE}[data-stock='7']")
         assert tab.js_errors == []

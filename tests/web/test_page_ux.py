@@ -345,6 +345,8 @@ def test_a_refused_message_is_given_back(browser: Any, web: InProcessWeb) -> Non
     page.wait_for_selector(".msg.error >> text=refused resource")
     assert "not sent" in page.locator(".msg.error").last.inner_text()
     assert page.input_value("#input") == "my orders, with that product"
+    # and not in the conversation as if sent (review: sent again, it showed twice)
+    assert page.locator(".msg.user").count() == 0
     assert page.js_errors == []
     page.context.close()
 
