@@ -31,6 +31,7 @@ from product_mcp.core.errors import ProductMcpError
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 PROGRESS_EVERY_S = 0.1  # at most ~10 progress events per second per call
 MAX_MESSAGE = 20_000  # characters of a server's question passed on to the page
+MAX_URL = 8_192  # characters of a URL-mode question's link: a longer one is not shown
 
 
 def quote_of(params: ElicitRequestParams) -> dict[str, Any] | None:
@@ -149,7 +150,8 @@ class Elicitations:
             "timeoutSeconds": self.time_limit,
         }
         if mode == "url":
-            event["url"] = getattr(params, "url", None)
+            url = getattr(params, "url", None)
+            event["url"] = url if isinstance(url, str) and len(url) <= MAX_URL else None
         else:
             event["requestedSchema"] = question.schema or {"type": "object", "properties": {}}
         try:

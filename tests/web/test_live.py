@@ -227,6 +227,27 @@ async def test_an_unanswered_question_times_out_as_cancel() -> None:
     assert events[1][1]["reason"] == "timeout" and events[1][1]["action"] == "cancel"
 
 
+@pytest.mark.anyio
+async def test_a_link_too_long_to_show_is_not_passed_on() -> None:
+    """Review: a URL question's message was cut, its link passed on whole (a server's megabytes
+    to every page). Up to MAX_URL characters it goes; longer, the page gets none (a cut link
+    would lead somewhere else)."""
+    from product_mcp.chat.elicitation import MAX_URL
+
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def emit(kind: str, data: dict[str, Any]) -> None:
+        events.append((kind, data))
+
+    asks = Elicitations(time_limit=0.05)
+    for length, shown in ((MAX_URL, True), (MAX_URL + 1, False)):
+        url = "https://example.com/" + "a" * (length - 20)
+        link = ElicitRequestURLParams(message="Sign in", url=url, elicitation_id="x")
+        await asks.ask(CallRoute(emit=emit), "s", link)
+        question = next(d for k, d in reversed(events) if k == "elicitation")
+        assert question["url"] == (url if shown else None)
+
+
 # ------------------------------------------------------------------ the tool form
 
 
