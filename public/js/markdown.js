@@ -75,10 +75,20 @@ const LONG_RUN = new RegExp(`\\S{${WORD_CHUNK},}`, "g");
 // combining mark, a joiner, a variation selector, a skin tone, a tag (a cut there showed "�").
 const JOINED = /^(?:[\uDC00-\uDFFF\p{M}\u200D\uFE00-\uFE0F]|[\u{1F3FB}-\u{1F3FF}]|[\u{E0020}-\u{E007F}])/u;
 
+const FLAG_HALF = /^[\u{1F1E6}-\u{1F1FF}]/u; // a regional indicator: two make a flag
+
+/* Whether `at` sits between the two regional indicators of a flag (counted back a chunk). */
+function midFlag(run, at) {
+  if (!FLAG_HALF.test(run.slice(at, at + 2))) return false;
+  let before = 0;
+  for (let i = at - 2; i >= Math.max(0, at - WORD_CHUNK) && FLAG_HALF.test(run.slice(i, i + 2)); i -= 2) before++;
+  return before % 2 === 1;
+}
+
 /* Where to cut `run` at or after `at`: not inside a character (at most WORD_CHUNK further). */
 function cutAt(run, at) {
   const end = Math.min(run.length, at + WORD_CHUNK);
-  while (at < end && (JOINED.test(run.slice(at, at + 2)) || run[at - 1] === "\u200D")) at++;
+  while (at < end && (JOINED.test(run.slice(at, at + 2)) || run[at - 1] === "\u200D" || midFlag(run, at))) at++;
   return /[\uDC00-\uDFFF]/.test(run[at] ?? "") ? at + 1 : at; // 64 marks in a row: still whole
 }
 

@@ -269,6 +269,7 @@ def test_long_words_get_break_points(page: Any) -> None:
         "e\u0301",  # a letter and its combining accent
         "👩\u200d💻",  # a ZWJ sequence
         "👍🏽",  # an emoji and its skin tone
+        "🇺🇸",  # a flag: two regional indicators (review)
     ],
 )
 def test_break_points_never_split_a_character(page: Any, joined: str) -> None:
