@@ -9,6 +9,7 @@ in `errors`. Everything passed on is bounded (count, text length); an attachment
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -234,9 +235,12 @@ async def read_text(manager: McpManager, server: str, uri: str) -> dict[str, Any
         mime = mime or part.mime_type
         text = getattr(part, "text", None)
         if not isinstance(text, str):
+            text = _blob_text(part)
+        if text is None:
             kind = part.mime_type or "binary data"
+            what = "UTF-8 text" if _textual(part.mime_type) else "text"
             raise ProductMcpError(
-                f"'{uri[:200]}' on MCP server '{server}' is not text ({kind}); "
+                f"'{uri[:200]}' on MCP server '{server}' is not {what} ({kind}); "
                 "only text resources can be attached",
                 422,
             )
@@ -249,6 +253,24 @@ async def read_text(manager: McpManager, server: str, uri: str) -> dict[str, Any
             422,
         )
     return {"text": text, "mimeType": mime}
+
+
+def _textual(mime: str | None) -> bool:
+    kind = (mime or "").split(";")[0].strip().lower()
+    return kind.startswith("text/") or kind.endswith(("/json", "+json", "/xml", "+xml"))
+
+
+def _blob_text(part: Any) -> str | None:
+    """A text resource sent as a blob (server-everything sends text/plain so), read as UTF-8
+    text; None for any other blob, or bytes that are not UTF-8. (Its size is bounded by the
+    transport's largest message; past the attachment limit it is refused by its length.)"""
+    blob = getattr(part, "blob", None)
+    if not isinstance(blob, str) or not _textual(part.mime_type):
+        return None
+    try:
+        return base64.b64decode(blob, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 async def attachment_messages(

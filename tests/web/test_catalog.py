@@ -32,6 +32,14 @@ def docs_server() -> MCPServer[None]:
     def logo() -> bytes:
         return PNG
 
+    @docs.resource("docs://readme", name="readme", mime_type="text/markdown")
+    def readme() -> bytes:  # text sent as a blob (server-everything's blob resources)
+        return "# Zoë's notes".encode()
+
+    @docs.resource("docs://latin", name="latin", mime_type="text/plain")
+    def latin() -> bytes:
+        return "Zoë".encode("latin-1")
+
     @docs.resource("docs://big", name="big", mime_type="text/plain")
     def big() -> str:
         return "x" * (ATTACHMENT_MAX_CHARS + 1)
@@ -122,10 +130,19 @@ def test_resources_and_templates_are_listed(web: InProcessWeb) -> None:
     assert "shop://products/{id}" in templates
 
 
+def test_text_sent_as_a_blob_is_read_as_text(web: InProcessWeb) -> None:
+    """Found from outside: server-everything sends text/plain resources as base64 blobs, and
+    web.py refused them: "is not text (text/plain)"."""
+    r = web.post("/api/resources/read", json={"server": "docs", "uri": "docs://readme"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"text": "# Zoë's notes", "mimeType": "text/markdown"}
+
+
 @pytest.mark.parametrize(
     ("uri", "status", "needle"),
     [
         ("docs://logo", 422, "is not text (image/png); only text resources can be attached"),
+        ("docs://latin", 422, "is not UTF-8 text (text/plain); only text resources can be"),
         ("docs://big", 422, f"an attachment can be at most {ATTACHMENT_MAX_CHARS:,}"),
         ("shop://products/999", 404, "999"),
         ("docs://nothing-here", 404, "docs://nothing-here"),
