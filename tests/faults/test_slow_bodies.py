@@ -160,6 +160,20 @@ def test_a_body_sent_slowly_but_in_time_is_taken(api: Service, tmp_path: Path) -
     assert answer is not None and answer.split(b" ")[1] in (b"200", b"201"), answer
 
 
+def open_past_body_timeout(s: socket.socket, first: bytes = b"") -> bytes:
+    """What the server sent on `s` until past its body deadline, failing if it closed `s`:
+    heartbeats or events, if any, while the stream in front stays alive."""
+    time.sleep(BODY_TIMEOUT + 1.5)
+    s.settimeout(0.5)
+    got = first
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+        raise AssertionError(f"the connection was closed under the stream: {got[-300:]!r}")
+    except TimeoutError:
+        return got  # open
+
+
 def test_a_request_queued_behind_a_stream_keeps_the_stream(api: Service) -> None:
     """Found in review: a pipelined POST waits behind the request before it (uvicorn reads no
     further until that one is answered), so its body cannot come yet; its clock running then
@@ -172,14 +186,7 @@ def test_a_request_queued_behind_a_stream_keeps_the_stream(api: Service) -> None
             b"\r\ncontent-length: 100\r\n\r\n{"
         )
         assert s.recv(65536).startswith(b"HTTP/1.1 200"), "the stream did not start"
-        time.sleep(BODY_TIMEOUT + 1.5)
-        s.settimeout(0.5)
-        try:
-            while s.recv(65536):  # heartbeats or events, if any: the stream is alive
-                pass
-            raise AssertionError("the stream was closed under its queued neighbour")
-        except TimeoutError:
-            pass  # open and quiet
+        open_past_body_timeout(s)
     finally:
         s.close()
 
@@ -255,15 +262,7 @@ def test_a_body_two_requests_back_waits_for_its_own_turn(api: Service) -> None:
             b"POST /api/purchase HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json"
             b"\r\ncontent-length: 100\r\n\r\n"
         )
-        time.sleep(BODY_TIMEOUT + 1.5)
-        s.settimeout(0.5)
-        got = b""
-        try:
-            while chunk := s.recv(65536):
-                got += chunk
-            raise AssertionError(f"the connection was closed under the stream: {got[-300:]!r}")
-        except TimeoutError:
-            pass  # open: the stream goes on
+        got = open_past_body_timeout(s)
         assert got.count(b"HTTP/1.1 200") == 2 and b"408" not in got, got[-300:]
     finally:
         s.close()
