@@ -33,7 +33,7 @@ function quoteTable(q) {
     )
   );
   const head = ["Product", "Price", "Qty", "Total", "Stock"].map((t, n) =>
-    h("th", { scope: "col", class: n && n < 4 ? "num" : null, text: t })
+    h("th", { scope: "col", class: n ? "num" : null, text: t })
   );
   const total = h(
     "tr",

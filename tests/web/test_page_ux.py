@@ -237,6 +237,11 @@ def test_purchase_confirmation_names_products_and_order_summary(
     if "elicit-card" in (asked.get_attribute("class") or ""):  # main.py confirms it itself
         assert page.evaluate("document.activeElement.closest('.elicit-card') !== null")
         assert "Portable Power Bank" in asked.inner_text()
+        # each figure under its heading: "Stock" stood left over right-aligned numbers
+        classes = "t => t.map(e => e.className)"
+        heads = asked.eval_on_selector_all("table.quote th[scope=col]", classes)
+        assert heads == ["", "num", "num", "num", "num"], heads
+        assert asked.evaluate(BROKEN_WORDS) == [], size  # "198 in stc" on a phone
         asked.query_selector("button.accept").click()
     else:
         assert page.evaluate("document.activeElement.classList.contains('approve')")
