@@ -25,11 +25,13 @@ from typing import Any
 
 import anyio
 from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from product_mcp.core import mcp_compat
 
 INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
 IN_FLIGHT_KEY = "product_mcp.in_flight"
 EXEMPT = frozenset({"initialize", "ping"})
 # A client sends `notifications/initialized` just before its first request; on Streamable
@@ -67,6 +69,17 @@ class ProtocolRules:
     """Server middleware: `(ctx, call_next)` for every inbound message."""
 
     async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        try:
+            return await self._rules(ctx, call_next)
+        except ValidationError as e:
+            # The SDK checks a request's params in the handler's stead and answers any
+            # failure "Invalid request parameters" alone; the field and the reason, as a
+            # tool's arguments get them (found from outside).
+            raise MCPError(
+                code=INVALID_PARAMS, message=f"Invalid request parameters: {_where(e)}", data=""
+            ) from None
+
+    async def _rules(self, ctx: Any, call_next: Any) -> Any:
         if ctx.request_id is None or ctx.method in EXEMPT:
             return await call_next(ctx)
         if _handshake_required.get():
@@ -99,3 +112,12 @@ class ProtocolRules:
                 message="Invalid Request: the session is not initialized: "
                 "send notifications/initialized before other requests",
             )
+
+
+def _where(e: ValidationError, most: int = 3) -> str:
+    """`params.field: reason` for each of the first few errors, bounded (a client's params)."""
+    said = []
+    for error in e.errors(include_url=False, include_input=False)[:most]:
+        loc = ".".join(str(part) for part in ("params", *error["loc"]))[:100]
+        said.append(f"{loc}: {error['msg'][:120]}")
+    return "; ".join(said)

@@ -266,6 +266,11 @@ INVALID = [
     ("resources/read", {"uri": "shop://nope"}, "Unknown resource: shop://nope"),
     ("resources/read", {"uri": "shop://products/abc"}, "Product ID abc does not exist"),
     ("resources/read", {"uri": "shop://products/" + "9" * 30}, "Product ID 999"),
+    # params of the wrong shape name the field (found from outside: "Invalid request
+    # parameters" and nothing more, for each of these)
+    ("tools/call", {"name": "get_products", "arguments": [1, 2]}, "params.arguments: "),
+    ("tools/call", {"name": None}, "params.name: "),
+    ("prompts/get", {"a": 1}, "params.name: "),
 ]
 
 
