@@ -77,6 +77,10 @@ class JsonRpcGuard:
             return await self.app(scope, receive, send)
         if scope["method"] == "GET" and path == "/sse":
             return await self._sse_stream(scope, receive, send)
+        if path == "/mcp" and scope["method"] not in MCP_METHODS:
+            # Said here: the SDK first admits a session for a request without one, so on a
+            # full server a PUT or a bare OPTIONS got "Too many open sessions" (503).
+            return await _refuse(scope, send, 405, "/mcp takes GET, POST and DELETE", None)
         if scope["method"] != "POST" or path not in ("/mcp", "/messages/"):
             return await self.app(scope, receive, send)
         body, message, replay = await read_message(scope, receive)
@@ -381,13 +385,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+MCP_METHODS = ("GET", "POST", "DELETE")
+
+
 async def _refuse(scope: Scope, send: Send, status: int, why: str, rid: Any) -> None:
     body = {
         "jsonrpc": "2.0",
         "id": rid,
         "error": {"code": INVALID_REQUEST, "message": f"Invalid Request: {why}"},
     }
-    await JSONResponse(body, status_code=status)(scope, _disconnected, send)
+    headers = {"Allow": ", ".join(MCP_METHODS)} if status == 405 else None
+    await JSONResponse(body, status_code=status, headers=headers)(scope, _disconnected, send)
 
 
 async def _disconnected() -> Message:

@@ -98,6 +98,11 @@ def test_newcomers_at_once_on_a_full_server_all_get_in(api: Service, tmp_path: P
         with _client_from("127.0.0.2") as first:
             for _ in range(8):
                 open_session(first, url)
+            # full: a method /mcp does not take is still that, not "Too many open sessions"
+            for method in ("PUT", "PATCH", "OPTIONS", "HEAD"):
+                r = first.request(method, url)
+                assert r.status_code == 405, (method, r.text)
+                assert r.headers["allow"] == "GET, POST, DELETE"
         with _client_from("127.0.0.3") as newcomers, ThreadPoolExecutor(20) as pool:
             opened = list(
                 pool.map(
