@@ -235,6 +235,12 @@ async def read_text(manager: McpManager, server: str, uri: str) -> dict[str, Any
         mime = mime or part.mime_type
         text = getattr(part, "text", None)
         if not isinstance(text, str):
+            if len(getattr(part, "blob", None) or "") > BLOB_MAX_CHARS:  # not decoded: too long
+                raise ProductMcpError(
+                    f"'{uri[:200]}' on MCP server '{server}' is more text than an attachment "
+                    f"can be ({ATTACHMENT_MAX_CHARS:,} characters at most)",
+                    422,
+                )
             text = _blob_text(part)
         if text is None:
             kind = part.mime_type or "binary data"
@@ -255,6 +261,11 @@ async def read_text(manager: McpManager, server: str, uri: str) -> dict[str, Any
     return {"text": text, "mimeType": mime}
 
 
+# base64 of the most UTF-8 an attachment's characters can be (4 bytes each): a longer blob's
+# text is over the limit, and is refused before it is decoded (review).
+BLOB_MAX_CHARS = 4 * (4 * ATTACHMENT_MAX_CHARS + 2) // 3
+
+
 def _textual(mime: str | None) -> bool:
     kind = (mime or "").split(";")[0].strip().lower()
     return kind.startswith("text/") or kind.endswith(("/json", "+json", "/xml", "+xml"))
@@ -268,7 +279,7 @@ def _blob_text(part: Any) -> str | None:
     if not isinstance(blob, str) or not _textual(part.mime_type):
         return None
     try:
-        return base64.b64decode(blob, validate=True).decode("utf-8")
+        return base64.b64decode(blob, validate=True).decode("utf-8-sig")
     except (ValueError, UnicodeDecodeError):
         return None
 

@@ -77,9 +77,10 @@ class JsonRpcGuard:
             return await self.app(scope, receive, send)
         if scope["method"] == "GET" and path == "/sse":
             return await self._sse_stream(scope, receive, send)
-        if path == "/mcp" and scope["method"] not in MCP_METHODS:
+        if path == "/mcp" and scope["method"] not in MCP_METHODS and not _modern(scope):
             # Said here: the SDK first admits a session for a request without one, so on a
-            # full server a PUT or a bare OPTIONS got "Too many open sessions" (503).
+            # full server a PUT or a bare OPTIONS got "Too many open sessions" (503). (A
+            # 2026-07-28 request admits none: the SDK's own 405 says POST alone.)
             return await _refuse(scope, send, 405, "/mcp takes GET, POST and DELETE", None)
         if scope["method"] != "POST" or path not in ("/mcp", "/messages/"):
             return await self.app(scope, receive, send)
@@ -386,6 +387,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 MCP_METHODS = ("GET", "POST", "DELETE")
+
+
+def _modern(scope: Scope) -> bool:
+    """Whether the request names the 2026-07-28 protocol (or later): no sessions there."""
+    version = _header(scope, b"mcp-protocol-version")
+    return version is not None and version >= "2026-07-28"
 
 
 async def _refuse(scope: Scope, send: Send, status: int, why: str, rid: Any) -> None:

@@ -72,9 +72,12 @@ class ProtocolRules:
         try:
             return await self._rules(ctx, call_next)
         except ValidationError as e:
-            # The SDK checks a request's params in the handler's stead and answers any
-            # failure "Invalid request parameters" alone; the field and the reason, as a
-            # tool's arguments get them (found from outside).
+            # The SDK checks a request (or its params) against the method's model before the
+            # handler and answered any failure "Invalid request parameters" alone: now with
+            # `params.<field>: <reason>` (found from outside). Only those models' errors: a
+            # handler's own pydantic error is no fault of the client's params (review).
+            if not e.title.endswith(("Request", "RequestParams")):
+                raise
             raise MCPError(
                 code=INVALID_PARAMS, message=f"Invalid request parameters: {_where(e)}", data=""
             ) from None
@@ -115,9 +118,14 @@ class ProtocolRules:
 
 
 def _where(e: ValidationError, most: int = 3) -> str:
-    """`params.field: reason` for each of the first few errors, bounded (a client's params)."""
+    """`params.field: reason` for each of the first few errors, bounded (a client's params;
+    hundreds of thousands of bad values are counted, not listed)."""
+    if e.error_count() > 20 * most:
+        return f"{e.error_count():,} values are not what the method takes"
     said = []
     for error in e.errors(include_url=False, include_input=False)[:most]:
-        loc = ".".join(str(part) for part in ("params", *error["loc"]))[:100]
+        where = error["loc"]  # the whole request's model starts at "params" itself
+        parts = where if where[:1] == ("params",) else ("params", *where)
+        loc = ".".join(str(part) for part in parts)[:100]
         said.append(f"{loc}: {error['msg'][:120]}")
     return "; ".join(said)

@@ -40,7 +40,7 @@ function quoteTable(q) {
     { class: "quote-total" },
     h("th", { scope: "row", colspan: 3, text: "Total" }),
     h("td", { class: "num", text: money(q.totalAmount) }),
-    h("td", { text: q.inStock === false ? "not all in stock" : "" })
+    h("td", { class: "num", text: q.inStock === false ? "not all in stock" : "" })
   );
   return h(
     "div",

@@ -160,12 +160,12 @@ def test_a_body_sent_slowly_but_in_time_is_taken(api: Service, tmp_path: Path) -
     assert answer is not None and answer.split(b" ")[1] in (b"200", b"201"), answer
 
 
-def open_past_body_timeout(s: socket.socket, first: bytes = b"") -> bytes:
+def open_past_body_timeout(s: socket.socket) -> bytes:
     """What the server sent on `s` until past its body deadline, failing if it closed `s`:
     heartbeats or events, if any, while the stream in front stays alive."""
     time.sleep(BODY_TIMEOUT + 1.5)
     s.settimeout(0.5)
-    got = first
+    got = b""
     try:
         while chunk := s.recv(65536):
             got += chunk

@@ -40,6 +40,10 @@ def docs_server() -> MCPServer[None]:
     def latin() -> bytes:
         return "Zoë".encode("latin-1")
 
+    @docs.resource("docs://bigblob", name="bigblob", mime_type="text/plain")
+    def bigblob() -> bytes:  # refused before it is decoded (review)
+        return b"x" * (4 * ATTACHMENT_MAX_CHARS + 10)
+
     @docs.resource("docs://big", name="big", mime_type="text/plain")
     def big() -> str:
         return "x" * (ATTACHMENT_MAX_CHARS + 1)
@@ -143,6 +147,7 @@ def test_text_sent_as_a_blob_is_read_as_text(web: InProcessWeb) -> None:
     [
         ("docs://logo", 422, "is not text (image/png); only text resources can be attached"),
         ("docs://latin", 422, "is not UTF-8 text (text/plain); only text resources can be"),
+        ("docs://bigblob", 422, "is more text than an attachment can be (50,000 characters"),
         ("docs://big", 422, f"an attachment can be at most {ATTACHMENT_MAX_CHARS:,}"),
         ("shop://products/999", 404, "999"),
         ("docs://nothing-here", 404, "docs://nothing-here"),

@@ -234,7 +234,9 @@ def test_purchase_confirmation_names_products_and_order_summary(
     asked = page.wait_for_selector(".tool-card.approval, .elicit-card:not(.closed)")
     shot(page, f"confirm-{size}")
     assert stock(shop_api, 3) == before
-    if "elicit-card" in (asked.get_attribute("class") or ""):  # main.py confirms it itself
+    # main.py confirms it itself (the page's shop is main.py's server, which elicits)
+    assert "elicit-card" in (asked.get_attribute("class") or ""), "web.py asked instead"
+    if "elicit-card" in (asked.get_attribute("class") or ""):
         assert page.evaluate("document.activeElement.closest('.elicit-card') !== null")
         assert "Portable Power Bank" in asked.inner_text()
         # each figure under its heading: "Stock" stood left over right-aligned numbers
