@@ -77,11 +77,16 @@ class JsonRpcGuard:
             return await self.app(scope, receive, send)
         if scope["method"] == "GET" and path == "/sse":
             return await self._sse_stream(scope, receive, send)
-        if path == "/mcp" and scope["method"] not in MCP_METHODS and not _modern(scope):
+        if path == "/mcp" and not _modern(scope):
             # Said here: the SDK first admits a session for a request without one, so on a
-            # full server a PUT or a bare OPTIONS got "Too many open sessions" (503). (A
-            # 2026-07-28 request admits none: the SDK's own 405 says POST alone.)
-            return await _refuse(scope, send, 405, "/mcp takes GET, POST and DELETE", None)
+            # full server a PUT, a bare OPTIONS, or a GET naming no session got "Too many
+            # open sessions" (503). (A 2026-07-28 request admits none: the SDK answers it.)
+            if scope["method"] not in MCP_METHODS:
+                return await _refuse(scope, send, 405, "/mcp takes GET, POST and DELETE", None)
+            no_session = _header(scope, b"mcp-session-id") is None
+            if scope["method"] != "POST" and no_session and self.sessions is not None:
+                why = "Missing session ID: send the Mcp-Session-Id that initialize answered"
+                return await _refuse(scope, send, 400, why, None)
         if scope["method"] != "POST" or path not in ("/mcp", "/messages/"):
             return await self.app(scope, receive, send)
         body, message, replay = await read_message(scope, receive)

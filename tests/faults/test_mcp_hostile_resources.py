@@ -103,6 +103,9 @@ def test_newcomers_at_once_on_a_full_server_all_get_in(api: Service, tmp_path: P
                 r = first.request(method, url)
                 assert r.status_code == 405, (method, r.text)
                 assert r.headers["allow"] == "GET, POST, DELETE"
+            for method in ("GET", "DELETE"):  # and no session named: said so, not 503
+                r = first.request(method, url, headers={"Accept": "text/event-stream"})
+                assert r.status_code == 400 and "Missing session ID" in r.text, (method, r.text)
             # 2026-07-28 has no sessions: the SDK's own 405, which says POST alone (review)
             r = first.put(url, headers={"MCP-Protocol-Version": "2026-07-28"})
             assert r.status_code == 405 and r.headers["allow"] == "POST", r.text
