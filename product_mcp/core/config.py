@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     MCP_SEND_TIMEOUT: Seconds = Field(
         30, description="seconds a client may stop reading its stream before it is dropped"
     )
+    MCP_QUICK_REPLY: Seconds = Field(
+        0.2,
+        le=10,
+        description="seconds a tool's answer may take and still go out as one JSON body "
+        "(later ones stream, so progress can show)",
+    )
     MCP_REPLICA_TAG: str = Field(
         "",
         pattern=r"^[a-z0-9]{0,16}$",

@@ -76,6 +76,7 @@ class Config:
     handshake_grace: float = HANDSHAKE_GRACE_S  # a request's wait for a late `initialized`
     session_idle_timeout: float = 1800.0
     send_timeout: float = 30.0
+    quick_reply: float = 0.2  # seconds an answer may take and still go out as JSON
     replica_tag: str = ""  # behind the balancer: in session ids and the SSE message path
     redis_url: str = ""  # set: sessions and replay events shared in Redis (shared_sessions.py)
     redis_prefix: str = "product-mcp:"
@@ -261,7 +262,7 @@ def _streamable_routes(
     and the session manager this app's /mcp uses (its own: `mcp.session_manager` is only the
     latest one built)."""
     store: Any = None
-    install_quick_replies()
+    install_quick_replies(cfg.quick_reply)
     if not cfg.stateless:
         store = shared or InMemoryEventStore(MAX_EVENTS, FOLLOW_S)
     http_app = mcp.streamable_http_app(

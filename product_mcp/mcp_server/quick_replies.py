@@ -164,6 +164,9 @@ def _reply(
     )
 
 
-def install_quick_replies() -> None:
-    """Answer quick requests as JSON in every Streamable HTTP session of this process."""
+def install_quick_replies(seconds: float = QUICK_REPLY) -> None:
+    """Answer quick requests (within `seconds`: MCP_QUICK_REPLY) as JSON in every Streamable
+    HTTP session of this process."""
+    global QUICK_REPLY
+    QUICK_REPLY = seconds
     streamable_http.EventSourceResponse = _reply  # type: ignore[assignment,misc]

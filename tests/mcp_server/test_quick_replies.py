@@ -28,8 +28,11 @@ from tests.mcp_helpers import (
 from tests.servers import Service
 from tests.stack import Stack
 
-SLOW = 1.0  # seconds the proxy holds back /api/analytics and /api/orders answers
-assert SLOW > 3 * QUICK_REPLY
+# The server's MCP_QUICK_REPLY: above the default, so a quick answer on a loaded machine (one
+# took over 0.2 s while other tests ran) is still quick; the streamed ones are held longer.
+QUICK = 0.5
+SLOW = 2.0  # seconds the proxy holds back /api/analytics and /api/orders answers
+assert SLOW > 3 * QUICK
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def server(api: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     """main.py whose analytics and order calls take SLOW seconds (the rest go at once)."""
     with Stack(tmp_path_factory.mktemp("quick")) as s:
         proxy = s.slow_api(api, {"/api/analytics": SLOW, "/api/orders": SLOW})
-        yield s.mcp(proxy.url)
+        yield s.mcp(proxy.url, env={"MCP_QUICK_REPLY": str(QUICK)})
 
 
 @pytest.fixture
@@ -188,3 +191,20 @@ async def test_a_stream_closed_during_the_wait_still_gives_its_priming_event(
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert b"id: s/7-prime" in body and b"retry: 1000" in body
     assert rid not in transport._request_streams and rid not in transport._sse_stream_writers
+
+
+def test_mcp_quick_reply_sets_the_wait() -> None:
+    """MCP_QUICK_REPLY reaches the wait (the module above runs its server with 0.5 s); 0 and
+    more than 10 s are refused as settings."""
+    from product_mcp.core.config import Settings
+    from product_mcp.mcp_server import quick_replies
+    from product_mcp.mcp_server.http_app import Config, build_app
+
+    try:
+        build_app(Config(quick_reply=0.7))
+        assert quick_replies.QUICK_REPLY == 0.7
+    finally:
+        quick_replies.install_quick_replies(QUICK_REPLY)
+    for bad in ("0", "11"):
+        with pytest.raises(ValueError, match="MCP_QUICK_REPLY"):
+            Settings(_env_file=None, MCP_QUICK_REPLY=bad)  # type: ignore[call-arg]
