@@ -59,7 +59,8 @@ class ConnectionState:
         self._client: Client | None = None
         self.watch: StockWatch | None = None  # live stock for the page (chat/live.py)
         self._http_error: str | None = None
-        self._noise: list[str] = []  # a stdio server's stdout lines that are not JSON-RPC
+        # A stdio server's stdout lines that are not JSON-RPC: the first, and how many
+        self._noise = ""
         self._noise_lines = 0
         self._generation = 0
         self._calls_on: dict[int, int] = {}  # tool calls in flight, by session generation

@@ -59,10 +59,9 @@ class ServerMessages(ConnectionState):
             # A line of stdout that is not JSON-RPC (a banner, a print): the SDK skips it. The
             # first is kept for the status, should the handshake never finish.
             self._noise_lines += 1
-            if not self._noise:
+            if self._noise_lines == 1:
                 line = message.errors()[0].get("input", "")
-                text = line if isinstance(line, str) else json.dumps(line)
-                self._noise.append(text[:200])
+                self._noise = (line if isinstance(line, str) else json.dumps(line))[:200]
         elif isinstance(message, Exception):
             log.debug("%s: transport reported %s", self.name, describe_error(message))
             self._signal("check")
@@ -73,4 +72,4 @@ class ServerMessages(ConnectionState):
             return ""
         n = self._noise_lines
         lines = "1 line that is" if n == 1 else f"{n} lines that are"
-        return f"stdout: {lines} not JSON-RPC, the first: {self._noise[0]!r}"
+        return f"stdout: {lines} not JSON-RPC, the first: {self._noise!r}"

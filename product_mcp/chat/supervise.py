@@ -56,7 +56,7 @@ class Supervision(SessionOpener):
             # A stdio server's stderr goes to a file, so a crash can be explained by its last words.
             errlog = _stderr_file() if self.config.transport == "stdio" else None
             self._http_error = None
-            self._noise, self._noise_lines = [], 0
+            self._noise, self._noise_lines = "", 0
             connected = False
             # The handshake (connect, initialize, tools/list) gets a deadline of its own: the
             # SDK's SSE client waits for the `endpoint` event, and for response headers, with

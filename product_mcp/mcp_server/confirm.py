@@ -34,12 +34,12 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit
 from mcp.shared.message import ServerMessageMetadata
 from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult
-from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict
 
 from models import CALL_META_KEY, QUOTE_META_KEY, OrderItem
 from product_mcp.core.config import load_settings
 from product_mcp.mcp_server.api_client import ApiError, api
+from product_mcp.mcp_server.protocol import modern
 
 
 class PurchaseConfirmation(BaseModel):
@@ -61,8 +61,7 @@ _ANSWERS = (AcceptedElicitation, DeclinedElicitation, CancelledElicitation)
 
 
 def _modern(ctx: Context[Any, Any]) -> bool:
-    version = ctx.protocol_version
-    return version is not None and is_version_at_least(version, "2026-07-28")
+    return modern(ctx.protocol_version)
 
 
 def can_elicit(ctx: Context[Any, Any]) -> bool:

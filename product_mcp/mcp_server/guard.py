@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
 from product_mcp.core.memory import reclaimer
+from product_mcp.mcp_server.protocol import modern
 from product_mcp.mcp_server.sessions import SessionRegistry, client_key
 
 INVALID_REQUEST = -32600
@@ -396,8 +397,7 @@ MCP_METHODS = ("GET", "POST", "DELETE")
 
 def _modern(scope: Scope) -> bool:
     """Whether the request names the 2026-07-28 protocol (or later): no sessions there."""
-    version = _header(scope, b"mcp-protocol-version")
-    return version is not None and version >= "2026-07-28"
+    return modern(_header(scope, b"mcp-protocol-version"))
 
 
 async def _refuse(scope: Scope, send: Send, status: int, why: str, rid: Any) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import is_version_at_least
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,6 +41,12 @@ EXEMPT = frozenset({"initialize", "ping"})
 HANDSHAKE_GRACE_S = 10.0
 _handshake_required: ContextVar[bool] = ContextVar("handshake_required", default=True)
 _handshake_grace: ContextVar[float] = ContextVar("handshake_grace", default=HANDSHAKE_GRACE_S)
+
+
+def modern(version: str | None) -> bool:
+    """Whether a protocol version is 2026-07-28 or later: no sessions, no handshake, a log
+    level per request (an unknown version is not)."""
+    return version is not None and is_version_at_least(version, "2026-07-28")
 
 
 def use_handshake_grace(seconds: float) -> None:

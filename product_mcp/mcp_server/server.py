@@ -17,12 +17,11 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import EmptyResult, LoggingLevel, SetLevelRequestParams
-from mcp_types.version import is_version_at_least
 
 from product_mcp.core import mcp_compat
 from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.bus import ShopBus
-from product_mcp.mcp_server.protocol import ProtocolRules
+from product_mcp.mcp_server.protocol import ProtocolRules, modern
 from product_mcp.mcp_server.shop_server import ShopServer
 
 
@@ -85,8 +84,7 @@ async def log(ctx: Context[Any, Any], level: LoggingLevel, message: str) -> None
     # whoever asked for them (found from outside: every client got analyze_sales' debug).
     # From 2026-07-28 on a client asks per request (its `_meta`), and the SDK's `ctx.log`
     # sends what that request asked for: no session level to apply (it hid "debug").
-    version = ctx.protocol_version
-    if version is None or not is_version_at_least(version, "2026-07-28"):
+    if not modern(ctx.protocol_version):
         minimum = mcp_compat.connection_state(ctx.request_context.session).get(LEVEL_KEY, "info")
         if _LEVELS.index(level) < _LEVELS.index(minimum):
             return
