@@ -24,6 +24,7 @@ from product_mcp.mcp_server import api, mcp
 from product_mcp.mcp_server.http_app import Config, build_app, security_settings
 from product_mcp.mcp_server.protocol import use_handshake_grace
 from product_mcp.mcp_server.resources import live
+from product_mcp.mcp_server.stdio import run_stdio
 
 __all__ = ["Config", "build_app", "main", "parse_args", "security_settings"]
 
@@ -130,7 +131,7 @@ async def serve_stdio() -> None:
     with asyncio_named():
         following = live.start(api.base_url)
         try:
-            await mcp.run_stdio_async()
+            await run_stdio(mcp)
         finally:
             if following:
                 await live.stop()

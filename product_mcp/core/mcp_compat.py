@@ -167,6 +167,13 @@ def add_server_middleware(server: Any, middleware: Any) -> None:
     server._lowlevel_server.middleware.append(middleware)
 
 
+async def run_on_streams(server: Any, read_stream: Any, write_stream: Any) -> None:
+    """Run an MCPServer's session on streams we built (stdio with our reader: mcp_server/stdio.py);
+    `run_stdio_async` builds its own."""
+    low = server._lowlevel_server
+    await low.run(read_stream, write_stream, low.create_initialization_options())
+
+
 def initialized(session: Any) -> Any:
     """The connection's `initialized` event (set by `notifications/initialized`), or None."""
     return getattr(getattr(session, "_connection", None), "initialized", None)
