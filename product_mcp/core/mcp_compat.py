@@ -162,9 +162,11 @@ def add_request_handler(
     server._lowlevel_server.add_request_handler(method, params_type, handler)
 
 
-def add_server_middleware(server: Any, middleware: Any) -> None:
-    """Wrap every inbound message of every connection (the low-level `Server.middleware`)."""
-    server._lowlevel_server.middleware.append(middleware)
+def add_server_middleware(server: Any, middleware: Any, outermost: bool = False) -> None:
+    """Wrap every inbound message of every connection (the low-level `Server.middleware`);
+    `outermost`: before the SDK's own (which unseal a 2026-07-28 `requestState`)."""
+    chain = server._lowlevel_server.middleware
+    chain.insert(0 if outermost else len(chain), middleware)
 
 
 async def run_on_streams(server: Any, read_stream: Any, write_stream: Any) -> None:

@@ -16,11 +16,22 @@ sent by web.py) or a progressToken, the question is sent here with them echoed i
 `_meta`, and web.py routes it by them (product_mcp/chat/connection.py). The question's `_meta`
 also carries the quote itself (QUOTE_META_KEY), so a client can draw it rather than parse the
 Markdown: web.py's page names the products and formats the money as it does everywhere else.
+
+One confirmation, one order: on 2026-07-28 the accepted round can reach the server again (a
+client resending after a lost answer, or a replay), and without the caller's idempotency key
+each arrival was a new purchase (found from outside: three orders). `SealedRound` keeps the
+round's sealed `requestState` as it came off the wire (the SDK hands the tool the plaintext,
+which two purchases of the same items share; the sealed token is minted afresh each time), and
+`round_key` makes the purchase's key from it. Versions before 2025-06-18 have no
+`elicitation/create`, so they are not asked; a client that answers the question with an error
+gets the tool's error result, not that error as the call's (both found from outside).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+from contextvars import ContextVar
 from typing import Any
 
 from mcp.server.elicitation import (
@@ -31,9 +42,12 @@ from mcp.server.elicitation import (
     render_elicitation_schema,
 )
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp.types import ElicitRequest, ElicitRequestFormParams, ElicitResult
+from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict
 
 from models import CALL_META_KEY, QUOTE_META_KEY, OrderItem
@@ -58,6 +72,34 @@ def currency() -> str:
 
 
 _ANSWERS = (AcceptedElicitation, DeclinedElicitation, CancelledElicitation)
+ELICITATION_SINCE = "2025-06-18"
+_sealed_round: ContextVar[str | None] = ContextVar("product_mcp_sealed_round", default=None)
+
+
+class SealedRound:
+    """Server middleware, outside the SDK's requestState boundary: this request's sealed
+    `requestState` as the client sent it, for `round_key`."""
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        params = ctx.params if isinstance(ctx.params, dict) else {}
+        state = params.get("requestState")
+        if not isinstance(state, str):
+            return await call_next(ctx)
+        token = _sealed_round.set(state)
+        try:
+            return await call_next(ctx)
+        finally:
+            _sealed_round.reset(token)
+
+
+def round_key() -> str | None:
+    """An idempotency key for a purchase confirmed on a 2026-07-28 round: the same for every
+    arrival of that round, new for each purchase (the SDK seals each state with a fresh
+    nonce)."""
+    state = _sealed_round.get()
+    if state is None:
+        return None
+    return "mcp-round-" + hashlib.sha256(state.encode()).hexdigest()[:48]
 
 
 def _modern(ctx: Context[Any, Any]) -> bool:
@@ -72,6 +114,9 @@ def can_elicit(ctx: Context[Any, Any]) -> bool:
         return False
     if _modern(ctx):
         return True  # asked through InputRequiredResult: no back-channel needed
+    version = ctx.protocol_version
+    if version is None or not is_version_at_least(version, ELICITATION_SINCE):
+        return False  # the client's version has no elicitation/create (its SDK refuses it)
     return ctx.session.can_send_request
 
 
@@ -157,11 +202,17 @@ async def ask_with_ids(
         requested_schema=render_elicitation_schema(PurchaseConfirmation),
         _meta=meta,  # type: ignore[call-arg]
     )
-    result = await ctx.session.send_request(
-        ElicitRequest(params=params),
-        ElicitResult,
-        metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
-    )
+    try:
+        result = await ctx.session.send_request(
+            ElicitRequest(params=params),
+            ElicitResult,
+            metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+        )
+    except MCPError as e:
+        raise ToolError(
+            "Nothing was bought: the client could not ask the user to confirm the purchase "
+            f"(it answered the question with error {e.error.code}: {e.error.message[:300]})"
+        ) from e
     if result.action == "accept":
         return AcceptedElicitation(data=PurchaseConfirmation())
     return DeclinedElicitation() if result.action == "decline" else CancelledElicitation()

@@ -35,6 +35,13 @@ INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 IN_FLIGHT_KEY = "product_mcp.in_flight"
 EXEMPT = frozenset({"initialize", "ping"})
+# Lists this server answers whole: it never hands out a `nextCursor`, so any cursor sent back
+# is invalid, which the spec answers -32602 (it was taken as "from the start").
+ONE_PAGE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
+CURSOR_REFUSED = (
+    "Invalid request parameters: params.cursor: not a cursor this server gave (it lists "
+    "everything on one page: send no cursor)"
+)
 # A client sends `notifications/initialized` just before its first request; on Streamable
 # HTTP they travel on separate POSTs, so the request may be read first (by seconds on a
 # loaded machine). The default of MCP_HANDSHAKE_GRACE (core/config.py).
@@ -94,6 +101,8 @@ class ProtocolRules:
             return await call_next(ctx)
         if _handshake_required.get():
             await self._require_handshake(ctx)
+        if ctx.method in ONE_PAGE and (ctx.params or {}).get("cursor") is not None:
+            raise MCPError(code=INVALID_PARAMS, message=CURSOR_REFUSED, data="")
         in_flight: set[str] = mcp_compat.connection_state(ctx.session).setdefault(
             IN_FLIGHT_KEY, set()
         )

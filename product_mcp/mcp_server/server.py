@@ -21,6 +21,7 @@ from mcp.types import EmptyResult, LoggingLevel, SetLevelRequestParams
 from product_mcp.core import mcp_compat
 from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.bus import ShopBus
+from product_mcp.mcp_server.confirm import SealedRound
 from product_mcp.mcp_server.protocol import ProtocolRules, modern
 from product_mcp.mcp_server.shop_server import ShopServer
 
@@ -76,6 +77,7 @@ async def _set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestPara
 
 mcp_compat.add_request_handler(mcp, "logging/setLevel", SetLevelRequestParams, _set_level)
 mcp_compat.add_server_middleware(mcp, ProtocolRules())
+mcp_compat.add_server_middleware(mcp, SealedRound(), outermost=True)
 
 
 async def log(ctx: Context[Any, Any], level: LoggingLevel, message: str) -> None:

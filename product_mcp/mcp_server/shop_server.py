@@ -4,8 +4,10 @@ Why a subclass, overriding only public methods (no private SDK attribute is touc
 - A caller's mistake in `prompts/get` (unknown prompt, unknown or missing argument) is a
   JSON-RPC -32602 Invalid params with a sentence, as the spec says. MCPServer raises a plain
   ValueError there, which goes out as code 0 on session-based connections and as -32603
-  "Internal server error" on 2026-07-28, each with a traceback in the log. (Unknown resources
-  are already -32602 in the SDK: `ResourceNotFoundError`, which resources.py raises too.)
+  "Internal server error" on 2026-07-28, each with a traceback in the log.
+- An unknown resource is what the client's protocol calls it: -32002 "Resource not found" up
+  to 2025-11-25, -32602 from 2026-07-28 on (the SDK answers -32602 to every version; found
+  from outside).
 - A tool call whose arguments fail validation is an error naming each field and its problem
   in a sentence ("productId: input should be greater than or equal to 1 (got -1)"), not
   pydantic's report with its model name and documentation links; an argument the tool does
@@ -20,16 +22,21 @@ Why a subclass, overriding only public methods (no private SDK attribute is touc
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
+from product_mcp.mcp_server.protocol import modern
+
 logger = logging.getLogger(__name__)
+RESOURCE_NOT_FOUND = -32002  # up to 2025-11-25 (2026-07-28 retired it for -32602)
 
 # Keywords whose value maps names (not keywords) to schemas.
 _NAME_MAPS = frozenset({"properties", "patternProperties", "dependentSchemas"})
@@ -148,6 +155,16 @@ class ShopServer(MCPServer[None]):
             if isinstance(cause, ToolError):  # the tool's own words (an ApiError quoting the
                 raise ToolError(str(cause)) from cause  # API), not "Error executing tool X: "
             raise
+
+    async def read_resource(
+        self, uri: Any, context: Context[None, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        try:
+            return await super().read_resource(uri, context)
+        except ResourceNotFoundError as e:
+            if context is None or modern(context.protocol_version):
+                raise
+            raise MCPError(RESOURCE_NOT_FOUND, str(e), {"uri": str(uri)}) from None
 
     async def get_prompt(
         self,

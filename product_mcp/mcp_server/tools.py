@@ -48,7 +48,12 @@ from models import (
     json_number,
 )
 from product_mcp.mcp_server.api_client import ApiError, api
-from product_mcp.mcp_server.confirm import PurchaseConfirmation, confirm_purchase, settled
+from product_mcp.mcp_server.confirm import (
+    PurchaseConfirmation,
+    confirm_purchase,
+    round_key,
+    settled,
+)
 from product_mcp.mcp_server.server import log, mcp
 
 # Numbers and flags as JSON types, as productId already was: `limit: "5"`, `limit: true` and
@@ -238,8 +243,9 @@ async def create_purchase_tool(
             message=f"not bought: {action} (the user did not confirm; nothing was ordered)",
         )
     # Without the caller's key we still send one of our own, so that a purchase whose
-    # connection died before the answer can be sent again without buying twice.
-    key = idempotencyKey or f"mcp-{uuid.uuid4().hex}"
+    # connection died before the answer can be sent again without buying twice; a confirmed
+    # 2026-07-28 round's key is the same however often the round arrives (confirm.py).
+    key = idempotencyKey or round_key() or f"mcp-{uuid.uuid4().hex}"
     body = {"customerName": customerName, "items": [i.model_dump() for i in items]}
     try:
         order = await _send_purchase(ctx, customerName, body, {"Idempotency-Key": key})

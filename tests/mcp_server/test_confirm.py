@@ -188,3 +188,88 @@ async def test_no_quote_means_nothing_bought(tmp_path: Any, kind: Kind, how: str
         assert answers.asked == []
         assert _stock(api, 4) == before
         assert api.get("/api/orders", params={"customer": "Confirm Test"}).json() == []
+
+
+async def test_one_confirmation_buys_once_however_often_it_is_sent(in_process: Any) -> None:
+    """Found from outside: on 2026-07-28 the accepted round (its `requestState` and answer)
+    sent three times placed three orders: without the caller's idempotencyKey each round made
+    a fresh one. The key now comes from the sealed state, so a resend (a client retrying after
+    a lost answer) gets the first order; a new purchase of the same items is a new order."""
+    api, _ = in_process
+    body = {"customerName": "Replay Once", "items": [{"productId": 3, "quantity": 1}]}
+    before = _stock(api, 3)
+    async with in_memory("modern", elicitation_callback=Answers("accept")) as client:
+        session = client.session
+
+        async def confirmed_round() -> tuple[Any, dict[str, Any], str]:
+            asked = await session.call_tool("create_purchase", body, allow_input_required=True)
+            wire = asked.model_dump(by_alias=True, exclude_none=True)
+            accept = {key: {"action": "accept", "content": {}} for key in wire["inputRequests"]}
+            return session, accept, wire["requestState"]
+
+        _, accept, state = await confirmed_round()
+        ids = []
+        for _ in range(3):
+            result = await session.call_tool(
+                "create_purchase",
+                body,
+                allow_input_required=True,
+                input_responses=accept,
+                request_state=state,
+            )
+            ids.append(result.structured_content["id"])  # type: ignore[index]
+        assert len(set(ids)) == 1, ids
+        assert _stock(api, 3) == before - 1
+        _, accept, state = await confirmed_round()  # the same items again, asked again
+        again = await session.call_tool(
+            "create_purchase",
+            body,
+            allow_input_required=True,
+            input_responses=accept,
+            request_state=state,
+        )
+    assert again.structured_content["id"] != ids[0]  # type: ignore[index]
+    assert _stock(api, 3) == before - 2
+
+
+@pytest.mark.parametrize("version", ["2024-11-05", "2025-03-26"])
+async def test_versions_before_elicitation_are_not_asked(
+    in_process: Any, version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside: a client that negotiated a version without `elicitation/create`
+    (it came in 2025-06-18) but declared the capability was sent the request anyway; the SDK
+    client answered "Method not found" and every purchase failed with it."""
+    import mcp.client.session as client_session
+
+    monkeypatch.setattr(client_session, "LATEST_HANDSHAKE_VERSION", version)
+    api, _ = in_process
+    before = _stock(api, 2)
+    answers = Answers("accept")
+    body = {"customerName": f"Old {version}", "items": [{"productId": 2, "quantity": 1}]}
+    async with in_memory("legacy", elicitation_callback=answers) as client:
+        result = await client.call_tool("create_purchase", body)
+    assert not result.is_error, text_of(result)
+    assert answers.asked == []
+    assert _stock(api, 2) == before - 1
+
+
+async def test_a_client_that_fails_the_question_buys_nothing_and_hears_why(
+    in_process: Any,
+) -> None:
+    """Found from outside: a client answering `elicitation/create` with an error (its UI
+    crashed) had that error passed on as the `tools/call` error (-32603 "client crashed", or
+    -32601 for a method that exists). Now it is the tool's error result, in words."""
+    from mcp.types import ErrorData
+
+    api, _ = in_process
+    before = _stock(api, 4)
+
+    async def crashes(_ctx: Any, _params: Any) -> ErrorData:
+        return ErrorData(code=-32603, message="client crashed")
+
+    async with in_memory("legacy", elicitation_callback=crashes) as client:
+        result = await client.call_tool("create_purchase", BUY)
+    assert result.is_error
+    text = text_of(result)
+    assert "Nothing was bought" in text and "client crashed" in text, text
+    assert _stock(api, 4) == before

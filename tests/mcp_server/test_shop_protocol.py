@@ -250,6 +250,10 @@ def _assert_quiet(log: pytest.LogCaptureFixture) -> None:
     assert not noisy, [f"{r.name}: {r.getMessage()}" for r in noisy]
 
 
+CURSOR_REFUSED = (
+    "Invalid request parameters: params.cursor: not a cursor this server gave (it lists "
+    "everything on one page: send no cursor)"
+)
 INVALID = [
     ("prompts/get", {"name": "nope"}, "Unknown prompt: nope"),
     (
@@ -279,6 +283,12 @@ INVALID = [
         "Invalid request parameters: params.name: Input should be a valid string",
     ),
     ("prompts/get", {"a": 1}, "Invalid request parameters: params.name: Field required"),
+    # A cursor this server never handed out (it lists everything on one page): the spec's
+    # -32602, where any string was taken as "from the start" (found from outside).
+    *[
+        (method, {"cursor": "garbage"}, CURSOR_REFUSED)
+        for method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
+    ],
     (  # counted, not listed: a client can send hundreds of thousands (review)
         "prompts/get",
         {"name": "shopping_assistant", "arguments": {f"k{i}": i for i in range(100)}},
@@ -298,7 +308,10 @@ def test_invalid_params_are_32602(
     message: str,
 ) -> None:
     answer = mcp_app.call(era, method, params)
-    assert answer["error"]["code"] == -32602, answer
+    # "Resource not found" is -32002 up to 2025-11-25, -32602 from 2026-07-28 on (the SDK
+    # answered -32602 to every version; found from outside)
+    not_found = method == "resources/read" and era == "legacy"
+    assert answer["error"]["code"] == (-32002 if not_found else -32602), answer
     if message.startswith("Invalid request parameters"):  # said whole: no "params.params"
         assert answer["error"]["message"] == message, answer
     else:
