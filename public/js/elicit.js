@@ -14,7 +14,8 @@ let nextId = 0;
 const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 const str = (v) => (typeof v === "string" ? v : "");
 
-/* The quote: product, unit price, quantity, line total, stock; then the total. */
+/* The quote: product (its stock on a line under the name), unit price, quantity, line total;
+ * then the total. Four columns fit a 320 px phone: as a fifth, the stock was cut off there. */
 function quoteTable(q) {
   const items = Array.isArray(q.items) ? q.items.filter(isObj) : [];
   rememberProducts("quote", items);
@@ -22,25 +23,30 @@ function quoteTable(q) {
     h(
       "tr",
       {},
-      h("td", { text: str(i.name) || `product #${i.productId}` }),
+      h(
+        "td",
+        {},
+        h("span", { text: str(i.name) || `product #${i.productId}` }),
+        i.available === undefined
+          ? null
+          : h("span", {
+              class: "stock-line" + (Number(i.available) < Number(i.quantity) ? " short" : ""),
+              text: `${plain(i.available)} in stock`,
+            })
+      ),
       h("td", { class: "num", text: money(i.unitPrice) }),
       h("td", { class: "num", text: plain(i.quantity ?? "") }),
-      h("td", { class: "num", text: money(i.lineTotal) }),
-      h("td", {
-        class: "num" + (Number(i.available) < Number(i.quantity) ? " short" : ""),
-        text: i.available === undefined ? "" : `${plain(i.available)} in stock`,
-      })
+      h("td", { class: "num", text: money(i.lineTotal) })
     )
   );
-  const head = ["Product", "Price", "Qty", "Total", "Stock"].map((t, n) =>
+  const head = ["Product", "Price", "Qty", "Total"].map((t, n) =>
     h("th", { scope: "col", class: n ? "num" : null, text: t })
   );
   const total = h(
     "tr",
     { class: "quote-total" },
-    h("th", { scope: "row", colspan: 3, text: "Total" }),
-    h("td", { class: "num", text: money(q.totalAmount) }),
-    h("td", { class: "num", text: q.inStock === false ? "not all in stock" : "" })
+    h("th", { scope: "row", colspan: 3, text: q.inStock === false ? "Total (not all in stock)" : "Total" }),
+    h("td", { class: "num", text: money(q.totalAmount) })
   );
   return h(
     "div",
