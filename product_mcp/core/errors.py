@@ -68,11 +68,50 @@ async def validation_response(request: Any, exc: Exception) -> Any:
                     f"{error['msg']}: send the body as JSON, with Content-Type: "
                     f"application/json (this one came as {sent or 'no Content-Type'!r})"
                 )
+    budget = [ECHO_NODES]
     for error in errors:  # our validators' own sentences, without pydantic's "Value error, "
         msg = error.get("msg")
         if error.get("type") == "value_error" and isinstance(msg, str):
             error["msg"] = msg.removeprefix("Value error, ")
+        if "input" in error:
+            error["input"] = _echo(error["input"], 0, budget)
     return JSONResponse({"detail": _as_json(jsonable_encoder(errors))}, status_code=422)
+
+
+# What a 422 echoes of a failing input: it echoed the whole value, and an 800-deep array made
+# the handler itself fail (RecursionError: a 500 and a 3,000-line traceback; found from outside).
+ECHO_DEPTH = 8  # levels of nesting shown
+ECHO_NODES = 200  # values shown over all the errors of one answer
+ECHO_CHARS = 500  # characters of one string shown
+CUT = "…"
+
+
+def _echo(value: Any, depth: int, budget: list[int]) -> Any:
+    """`value` cut short to be echoed: nesting, items and text beyond the bounds become `…`."""
+    budget[0] -= 1
+    if isinstance(value, bytes):
+        value = value[: ECHO_CHARS * 4].decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value if len(value) <= ECHO_CHARS else value[:ECHO_CHARS] + CUT
+    if not isinstance(value, dict | list | tuple):
+        return value
+    if depth >= ECHO_DEPTH or budget[0] <= 0:
+        return CUT
+    if isinstance(value, dict):
+        shown: dict[str, Any] = {}
+        for key, item in value.items():
+            if budget[0] <= 0:
+                shown[CUT] = f"{len(value) - len(shown)} more"
+                break
+            shown[str(key)[:ECHO_CHARS]] = _echo(item, depth + 1, budget)
+        return shown
+    items: list[Any] = []
+    for item in value:
+        if budget[0] <= 0:
+            items.append(CUT)
+            break
+        items.append(_echo(item, depth + 1, budget))
+    return items
 
 
 def _is_json(content_type: str) -> bool:
