@@ -67,6 +67,7 @@ from product_mcp.core.middleware import (
 )
 from product_mcp.core.protocol import HeaderTimeoutProtocol
 from product_mcp.core.serve import asyncio_named, port_arg, port_given, serve
+from product_mcp.core.streams import until_disconnected
 
 PUBLIC = Path(__file__).resolve().parent / "public"
 # The routes that reach the LLM or an MCP server: WEB_CALLS_PER_CLIENT at once per client.
@@ -275,17 +276,25 @@ async def _attached(req: ChatTurn, chat: ChatServices) -> list[HistoryMessage]:
 
 
 @router.post("/api/chat")
-async def api_chat(req: ChatTurn, chat: Chat) -> Response:
-    """Script-friendly: one JSON answer, tools run without asking (the seed's behaviour)."""
+async def api_chat(req: ChatTurn, chat: Chat, request: Request) -> Response:
+    """Script-friendly: one JSON answer, tools run without asking (the seed's behaviour). A
+    client that goes away ends the turn (it ran on, holding its place under the per-client
+    limit and the model's stream; found from outside)."""
     if req.approval == "ask":  # it bought at once: nobody can be asked in one JSON answer
         raise ProductMcpError(
             "approval 'ask' needs a page to ask in: use POST /api/chat/stream "
             "(POST /api/chat runs tools without asking)",
             422,
         )
-    attached = await _attached(req, chat)
-    result = await chat.engine.run(req.message, req.history, attached=attached)
-    return JSONResponse(result.as_dict())
+    answer: list[Response] = []
+
+    async def run() -> None:
+        attached = await _attached(req, chat)
+        result = await chat.engine.run(req.message, req.history, attached=attached)
+        answer.append(JSONResponse(result.as_dict()))
+
+    await until_disconnected(request.receive, run)
+    return answer[0] if answer else Response(status_code=499)
 
 
 @router.post("/api/chat/stream")

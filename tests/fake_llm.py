@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -75,6 +76,18 @@ class Raw:
     finish: str = "tool_calls"
 
 
+@dataclass
+class Endless:
+    """A reply that never ends: `delta` (e.g. `{"content": "x"}` or `{"reasoning_content":
+    "hmm"}`) streamed again and again, `delay` seconds apart, until the client goes away:
+    then `closed` is set. `sent` counts the deltas."""
+
+    delta: dict[str, Any]
+    delay: float = 0.0
+    sent: int = 0
+    closed: threading.Event = field(default_factory=threading.Event)
+
+
 def tc(index: int | None, id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:
     """One tool-call delta for `Raw`; None leaves a field out."""
     call: dict[str, Any] = {"type": "function", "function": {}}
@@ -89,7 +102,7 @@ def tc(index: int | None, id: str | None, name: str | None, arguments: Any) -> d
     return {"tool_calls": [call]}
 
 
-Turn = Union[Reply, Calls, Fail, Hang, Raw, Callable[[dict[str, Any]], "Turn"]]  # noqa: UP007
+Turn = Union[Reply, Calls, Fail, Hang, Raw, Endless, Callable[[dict[str, Any]], "Turn"]]  # noqa: UP007
 
 
 def _resolve(selector: str, tools: list[dict[str, Any]]) -> str:
@@ -149,7 +162,7 @@ class FakeLLM:
         else:
             idx = _assistants_after_last_user(messages)
             turn = turns[idx] if idx < len(turns) else Reply("(script exhausted)")
-        while callable(turn) and not isinstance(turn, Reply | Calls | Fail | Hang | Raw):
+        while callable(turn) and not isinstance(turn, Reply | Calls | Fail | Hang | Raw | Endless):
             turn = turn(body)
         if isinstance(turn, Hang):
             await asyncio.sleep(turn.seconds)
@@ -158,6 +171,8 @@ class FakeLLM:
             err = {"error": {"message": turn.message, "type": "fake_error", "code": turn.status}}
             return JSONResponse(err, status_code=turn.status)
         tools = body.get("tools") or []
+        if isinstance(turn, Endless):
+            return StreamingResponse(self._endless(turn), media_type="text/event-stream")
         if body.get("stream"):
             return StreamingResponse(self._stream(turn, tools), media_type="text/event-stream")
         return JSONResponse(self._whole(turn, tools))
@@ -196,6 +211,17 @@ class FakeLLM:
         else:
             yield _chunk({}, "stop")
         yield "data: [DONE]\n\n"
+
+    @staticmethod
+    async def _endless(turn: Endless) -> AsyncIterator[str]:
+        try:
+            yield _chunk({"role": "assistant", "content": ""})
+            while True:
+                yield _chunk(turn.delta)
+                turn.sent += 1
+                await asyncio.sleep(turn.delay)
+        finally:
+            turn.closed.set()
 
     def _whole(self, turn: Reply | Calls, tools: list[dict[str, Any]]) -> dict[str, Any]:
         msg: dict[str, Any] = {"role": "assistant", "content": turn.text or None}

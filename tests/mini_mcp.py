@@ -45,10 +45,21 @@ def make_server(broken_schema: bool = False) -> MCPServer[None]:
 
     add_plain_tools(mcp)
 
+    asleep = [0, 0]  # running now, most at once
+
     @mcp.tool(description="Sleep for the given seconds, then answer.", annotations=RO)
     async def slow(seconds: float) -> str:
-        await asyncio.sleep(seconds)
+        asleep[0] += 1
+        asleep[1] = max(asleep)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            asleep[0] -= 1
         return f"slept {seconds}"
+
+    @mcp.tool(description="The most `slow` calls that were running at once.", annotations=RO)
+    def slow_peak() -> str:
+        return str(asleep[1])
 
     @mcp.tool(description="Always fails with a clear message.", annotations=RO)
     def fail(reason: str = "boom") -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from models import HISTORY_MAX_CONTENT
 from product_mcp.chat.approvals import Approvals
 from product_mcp.chat.arguments import validate_arguments
 from product_mcp.chat.calls import (
@@ -56,6 +57,18 @@ SYSTEM_PROMPT = (
 )
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ReplyBounds:
+    """How much of one streamed completion is read before it is cut: a model may stream for
+    ever (content, or only reasoning), and LLM_TIMEOUT bounds only the silence between chunks
+    (found from outside: 537 MiB in 40 s). Past a bound the stream is closed (the provider
+    stops), the text so far kept with a note, and any half-made tool calls dropped."""
+
+    chars: int = HISTORY_MAX_CONTENT  # a longer reply could not come back as history anyway
+    chunks: int = 50_000
+    seconds: float = 600.0
 
 
 @dataclass
@@ -107,6 +120,7 @@ class ChatEngine:
         self.settings = settings
         self.client: AsyncOpenAI | None = None
         self.url = ""
+        self.reply_bounds = ReplyBounds()
         if settings.configured:
             self.client = make_client(settings)
             self.url = completions_url(self.client)
@@ -235,8 +249,8 @@ class ChatEngine:
             body = self._request(messages, tools.functions if tools else [])
             content = encode_body(body, tools.functions_json if tools else None)
             stream = await stream_chat(self.client, self.url, content)
-            async with stream:  # closed on Stop: the provider stops generating
-                await self._read(stream, emit, text, assembler)
+            async with stream:  # closed on Stop (or a bound): the provider stops generating
+                cut = await self._read(stream, emit, text, assembler)
         except openai.OpenAIError as e:
             raise explain_llm_error(e, self.settings) from e
         except ProductMcpError:
@@ -248,27 +262,41 @@ class ChatEngine:
                 f"({describe_error(e)[:300]})",
                 502,
             ) from e
-        note = assembler.dropped_note()
+        note = cut or assembler.dropped_note()
         if note:
             note = ("\n\n" if text else "") + note
             text.append(note)
             await emit("token", {"text": note})
-        return assembler.calls(ids_in(messages))
+        return [] if cut else assembler.calls(ids_in(messages))
 
-    @staticmethod
-    async def _read(stream: Any, emit: Emit, text: list[str], assembler: CallAssembler) -> None:
+    async def _read(
+        self, stream: Any, emit: Emit, text: list[str], assembler: CallAssembler
+    ) -> str | None:
+        """Read the stream to its end, or to a bound: then say why it was cut."""
+        bounds = self.reply_bounds
+        chars = chunks = 0
+        deadline = time.monotonic() + bounds.seconds
         async for chunk in stream:  # each field read once: a long reply is hundreds of chunks
+            chunks += 1
+            if chunks > bounds.chunks:
+                return f"(The reply was cut: it passed {bounds.chunks:,} chunks.)"
+            if time.monotonic() > deadline:
+                return f"(The reply was cut: it passed {bounds.seconds:g} seconds.)"
             choices = chunk.choices
             delta = choices[0].delta if choices else None
             if delta is None:
                 continue
             content = delta.content
             if content and isinstance(content, str):
+                chars += len(content)
+                if chars > bounds.chars:
+                    return f"(The reply was cut: it passed {bounds.chars:,} characters.)"
                 text.append(content)
                 await emit("token", {"text": content})
             tool_calls = delta.tool_calls
             for tc in tool_calls if isinstance(tool_calls, list) else []:
                 assembler.add(tc)
+        return None
 
     def _request(
         self, messages: list[dict[str, Any]], functions: list[dict[str, Any]]

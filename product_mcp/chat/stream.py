@@ -4,11 +4,15 @@ calls, approvals, questions and progress, then `done` or `error`.
 Why a queue and a worker task: the loop emits events from concurrent tool calls while the
 response body is being written; when the page goes away the worker is cancelled, which stops
 the model and drops pending approvals. Events already queued go out together, in one write.
+The queue is bounded: a page that reads slowly slows the turn down to its pace, and one that
+reads nothing for PAGE_STALL_S has its turn ended (the queue grew without bound: 175 → 491 MiB
+in 30 s with a model that never stopped; found from outside).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -25,6 +29,8 @@ from product_mcp.core.errors import LLMError
 
 log = logging.getLogger("web")
 KEEP_ALIVE_S = 15
+QUEUE_MAX = 256  # events waiting for the page
+PAGE_STALL_S = 60.0  # how long a full queue waits for the page before the turn ends
 
 
 def sse(kind: str, data: dict[str, Any]) -> str:
@@ -38,12 +44,19 @@ def stream_turn(
     turns: Turns,
     attached: list[HistoryMessage] | None = None,
 ) -> StreamingResponse:
-    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(QUEUE_MAX)
     turn = turns.open()
     queue.put_nowait(("turn", {"turnId": turn.id}))
+    running: list[asyncio.Task[None]] = []
 
     async def emit(kind: str, data: dict[str, Any]) -> None:
-        await queue.put((kind, data))
+        try:
+            async with asyncio.timeout(PAGE_STALL_S):
+                await queue.put((kind, data))
+        except TimeoutError:
+            log.warning("chat turn ended: the page read nothing for %gs", PAGE_STALL_S)
+            running[0].cancel()  # the whole turn: its tool calls run in tasks of their own
+            raise asyncio.CancelledError from None
 
     async def worker() -> None:
         try:
@@ -63,16 +76,20 @@ def stream_turn(
             await emit("error", {"message": f"Internal error: {describe_error(e)}", "status": 500})
         finally:
             turns.close(turn)
-            await queue.put(None)
+            with contextlib.suppress(asyncio.QueueFull):  # a stalled page hears no end
+                queue.put_nowait(None)
 
     async def body() -> AsyncIterator[str]:
         task = asyncio.create_task(worker())
+        running.append(task)
         try:
             while True:
                 try:
                     async with asyncio.timeout(KEEP_ALIVE_S):
                         item = await queue.get()
                 except TimeoutError:
+                    if task.done() and queue.empty():
+                        break  # ended while the page was not reading
                     yield ": keep-alive\n\n"
                     continue
                 text, ended = _drain(queue, item)

@@ -29,6 +29,7 @@ TRANSPORTS: tuple[Transport, ...] = ("both", "streamable-http", "sse", "stdio")
 
 
 MAX_API_WORKERS = 64
+SHUTDOWN_GRACE_S = 10  # seconds requests still running at SIGTERM get to finish
 
 
 class Settings(BaseSettings):
@@ -235,6 +236,9 @@ class Settings(BaseSettings):
             # No route takes a WebSocket: an upgrade was handed to uvicorn's WebSocket
             # protocol, answered 403, and never gave the address's connection count back.
             "ws": "none",
+            # What is still running at SIGTERM gets this long, then is cancelled: a chat reply
+            # streaming on held web.py's shutdown for minutes (found from outside).
+            "timeout_graceful_shutdown": SHUTDOWN_GRACE_S,
         }
 
     def summary(self, names: list[str], overrides: dict[str, object] | None = None) -> str:

@@ -1,0 +1,132 @@
+"""A model that never stops, and a client that goes away or stops reading: web.py bounds them.
+
+Found from outside (session 17): a model streaming content forever took web.py from 108 to
+537 MiB in 40 s (nothing bounded a reply's length or time, only the silence between chunks);
+one streaming only reasoning never ended; a `POST /api/chat` whose client gave up kept running,
+held its place under the per-client limit (8 such, and that address got 429 for good) and
+held SIGTERM; a page that never read `/api/chat/stream` grew web.py's memory without bound.
+
+Now a reply is cut at its characters, chunks or seconds (ChatEngine.reply_bounds; lowered
+here so the test is quick: the same code runs with the defaults), a `POST /api/chat` whose
+client is gone is cancelled, a page that stops reading ends its turn, and web.py shuts down
+within its grace period with a reply still streaming."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from product_mcp.chat import stream as chat_stream
+from product_mcp.chat.loop import ReplyBounds
+from tests.fake_llm import Endless, FakeLLM
+from tests.inproc import InProcessWeb
+from tests.stack import Stack
+
+
+@pytest.fixture
+def bounds(web: InProcessWeb) -> Iterator[None]:
+    assert web.chat is not None
+    engine = web.chat.engine
+    saved = engine.reply_bounds
+    engine.reply_bounds = ReplyBounds(chars=5_000, chunks=400, seconds=3.0)
+    yield
+    engine.reply_bounds = saved
+
+
+def _closed(turn: Endless, within: float = 10.0) -> bool:
+    return turn.closed.wait(within)  # a bound, not a speed check
+
+
+@pytest.mark.parametrize(
+    ("delta", "why"),
+    [
+        ({"content": "x" * 100}, "characters"),
+        ({"reasoning_content": "hmm"}, "chunks"),
+    ],
+)
+def test_an_endless_reply_is_cut(
+    web: InProcessWeb, fake: FakeLLM, bounds: None, delta: dict[str, str], why: str
+) -> None:
+    endless = Endless(delta)
+    fake.script(f"never stop ({why})", endless)
+    r = web.post("/api/chat", json={"message": f"never stop ({why})"})
+    assert r.status_code == 200, r.text[:300]
+    answer = r.json()["response"]
+    assert "(The reply was cut: it passed" in answer and why in answer, answer
+    assert len(answer) < 5_000 + 500
+    assert _closed(endless), "web.py kept reading the model's stream"
+
+
+def test_a_slow_endless_reply_is_cut_by_time(
+    web: InProcessWeb, fake: FakeLLM, bounds: None
+) -> None:
+    endless = Endless({"content": "."}, delay=0.05)
+    fake.script("drip forever", endless)
+    r = web.post("/api/chat", json={"message": "drip forever"})
+    assert r.status_code == 200 and "seconds" in r.json()["response"], r.text[:300]
+    assert _closed(endless)
+
+
+def test_a_chat_request_its_client_gave_up_on_is_cancelled(
+    web: InProcessWeb, fake: FakeLLM
+) -> None:
+    """Eight abandoned requests from one address: each model stream is closed, and the
+    address is served again (it got 429 "Too many requests running" for good)."""
+    turns = []
+    for i in range(8):
+        endless = Endless({"reasoning_content": "thinking"}, delay=0.05)
+        fake.script(f"abandoned {i}", endless)
+        turns.append(endless)
+        with pytest.raises(httpx.ReadTimeout):
+            web.post("/api/chat", json={"message": f"abandoned {i}"}, timeout=0.5)
+    assert all(_closed(t) for t in turns), [t.sent for t in turns]
+    r = web.post("/api/call-tool", json={"server": "shop", "name": "get_inventory"})
+    assert r.status_code == 200, r.text[:300]
+
+
+def test_a_page_that_stops_reading_ends_its_turn(
+    web: InProcessWeb, fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's stream is held to a bounded queue; a page that reads nothing for
+    PAGE_STALL_S has its turn ended (its memory grew 175 → 491 MiB in 30 s)."""
+    monkeypatch.setattr(chat_stream, "PAGE_STALL_S", 1.0)
+    endless = Endless({"content": "y" * 2000})
+    fake.script("flood a page that never reads", endless)
+    host, port = web.url.removeprefix("http://").split(":")
+    body = b'{"message": "flood a page that never reads", "approval": "auto"}'
+    with socket.create_connection((host, int(port))) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(
+            f"POST /api/chat/stream HTTP/1.1\r\nHost: {host}:{port}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert _closed(endless, 20), f"the turn went on: {endless.sent} chunks"
+        sent = endless.sent
+    assert sent < 100_000, sent  # bounded by the queue, not by the model
+
+
+def test_shutdown_is_not_held_by_a_streaming_reply(fake: FakeLLM, tmp_path: Path) -> None:
+    endless = Endless({"content": "z"}, delay=0.05)
+    fake.script("stream through shutdown", endless)
+    with Stack(tmp_path) as s:
+        web = s.web({}, {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url})
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream(
+                "POST", f"{web.url}/api/chat/stream", json={"message": "stream through shutdown"}
+            ) as r,
+        ):
+            lines = r.iter_lines()
+            assert next(line for line in lines if line.startswith("event: token"))
+            started = time.monotonic()
+            code = web.stop(timeout=30)  # SIGKILL after 30 s if it hangs
+            assert code == -signal.SIGTERM, web.log()[-2000:]
+            assert time.monotonic() - started < 25
