@@ -10,6 +10,13 @@ reach the server as null.
 
 The compiled validator is kept per schema object (a tool list refresh brings new ones): building
 it for every call was ~10 of the ~50 µs a check costs.
+
+No regular expression a server wrote is run here (`checker`): Python's `re` backtracks, holds
+the GIL and cannot be interrupted, so `"pattern": "^(a+)+$"` against 30 characters froze web.py
+for every client for half a minute. `pattern` and `patternProperties` check nothing here, and
+neither do `additionalProperties` beside a `patternProperties` nor `unevaluatedProperties` in
+a schema that has one anywhere (which keys the patterns take cannot be told without them).
+Every other keyword is checked; the server checks its own inputs in full either way.
 """
 
 from __future__ import annotations
@@ -31,6 +38,60 @@ _unusable_schemas: set[tuple[str, str]] = set()
 CACHE_MAX = 1024  # compiled validators kept; the cache starts afresh when it is full
 # id(schema) → (schema, its validator): the schema is held so its id cannot be reused.
 _validators: dict[int, tuple[dict[str, Any], Validator]] = {}
+# (jsonschema's class for a draft, whether the schema has patternProperties) → the class
+# that runs no pattern (a few at most: one or two per draft)
+_patternless: dict[tuple[type[Validator], bool], type[Validator]] = {}
+
+
+def _unchecked(validator: Any, value: Any, instance: Any, schema: Any) -> None:
+    """A keyword that checks nothing here (it would run a server's regular expression)."""
+    return None
+
+
+def _has_pattern_properties(schema: Any) -> bool:
+    """Whether `patternProperties` appears anywhere in `schema` (a loop: schemas nest deep)."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "patternProperties" in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _patternless_class(base: type[Validator], patterned: bool) -> type[Validator]:
+    known = base.VALIDATORS
+    additional = known.get("additionalProperties")
+
+    def additional_properties(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        # beside patternProperties, which keys are "additional" depends on the patterns
+        if additional is None or "patternProperties" in schema:
+            return None
+        return additional(validator, value, instance, schema)
+
+    changed: dict[str, Any] = {
+        "pattern": _unchecked,
+        "patternProperties": _unchecked,
+        "additionalProperties": additional_properties,
+    }
+    if patterned:  # evaluated keys are found through the patterns too
+        changed["unevaluatedProperties"] = _unchecked
+    changed = {k: f for k, f in changed.items() if k in known}
+    return jsonschema.validators.extend(base, changed)  # type: ignore[no-any-return]
+
+
+def checker(schema: dict[str, Any]) -> Validator:
+    """A validator for a server's `schema` that runs none of the server's regular expressions
+    (the module's docstring); every other keyword of the schema's draft is checked."""
+    base = jsonschema.validators.validator_for(schema)
+    key = (base, _has_pattern_properties(schema))
+    cls = _patternless.get(key)
+    if cls is None:
+        cls = _patternless[key] = _patternless_class(*key)
+    return cls(schema)
 
 
 def validator(schema: dict[str, Any]) -> Validator:
@@ -38,7 +99,7 @@ def validator(schema: dict[str, Any]) -> Validator:
     cached = _validators.get(id(schema))
     if cached is not None and cached[0] is schema:
         return cached[1]
-    built: Validator = jsonschema.validators.validator_for(schema)(schema)
+    built: Validator = checker(schema)
     if len(_validators) >= CACHE_MAX:
         _validators.clear()
     _validators[id(schema)] = (schema, built)

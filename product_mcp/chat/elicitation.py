@@ -8,23 +8,36 @@ a pure confirmation is accepted when the user let the call run, anything else is
 Every wait is bounded; a question left open when its call ends is closed as "stopped".
 A question may carry a quote in its `_meta` (main.py's create_purchase, QUOTE_META_KEY): passed
 on only if it is a well-formed, bounded `Quote`, so the page draws it instead of the Markdown.
+
+A form question must be in MCP's restricted form (`form_problem`: a flat object of string,
+number, integer, boolean and enum fields) and within bounds (fields, options, text lengths,
+bytes): a server once sent 20,000 fields of 50 options each, a 26.8 MB event that froze the
+page. One that is not is refused to the server (a JSON-RPC error saying why), and the page is
+told in one line (`refused` on the `elicitation` event, then `elicitation_done`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import anyio
-import jsonschema
-from mcp.types import ElicitRequestParams, ElicitResult
+from mcp.types import (
+    INVALID_PARAMS,
+    ElicitRequestParams,
+    ElicitRequestURLParams,
+    ElicitResult,
+    ErrorData,
+)
 from pydantic import ValidationError
 
 from models import MAX_ITEMS, MAX_PRODUCT_NAME, QUOTE_META_KEY, Quote
+from product_mcp.chat.arguments import checker
 from product_mcp.chat.schema_errors import first_problem
 from product_mcp.core.errors import ProductMcpError
 
@@ -32,6 +45,14 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 PROGRESS_EVERY_S = 0.1  # at most ~10 progress events per second per call
 MAX_MESSAGE = 20_000  # characters of a server's question passed on to the page
 MAX_URL = 8_192  # characters of a URL-mode question's link: a longer one is not shown
+# A form question's bounds (public/js/elicit.js draws no more than MAX_FIELDS and MAX_OPTIONS)
+MAX_FIELDS = 50
+MAX_OPTIONS = 100  # choices of one enum field
+MAX_NAME = 200  # characters of a field's name, title, option label or value
+MAX_DESCRIPTION = 2_000  # characters of a field's description
+MAX_SCHEMA_BYTES = 64 * 1024  # the requested schema as JSON
+FIELD_TYPES = ("string", "number", "integer", "boolean", "array")
+FORMATS = ("email", "uri", "date", "date-time")
 
 
 def quote_of(params: ElicitRequestParams) -> dict[str, Any] | None:
@@ -53,6 +74,117 @@ def quote_of(params: ElicitRequestParams) -> dict[str, Any] | None:
     if not all(math.isfinite(n) for n in numbers):  # NaN would break the page's JSON.parse
         return None
     return quote.model_dump()
+
+
+def _text(value: Any, limit: int, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{what} is not text"
+    if len(value) > limit:
+        return f"{what} is {len(value):,} characters (at most {limit:,})"
+    return None
+
+
+def _options(prop: dict[str, Any], where: str) -> tuple[list[Any] | None, str | None]:
+    """An enum field's values (`enum`, or `oneOf`/`anyOf` of `const`s), None if it has none,
+    or why they cannot be shown."""
+    if "enum" in prop:
+        values = prop["enum"]
+        labels = prop.get("enumNames")
+        if not isinstance(values, list) or not values:
+            return None, f"{where}.enum is not a list of values"
+        if len(values) > MAX_OPTIONS:
+            return None, f"{where} has {len(values):,} options (at most {MAX_OPTIONS})"
+        if labels is not None and (not isinstance(labels, list) or len(labels) > len(values)):
+            return None, f"{where}.enumNames does not match its enum"
+        for label in labels or []:
+            if problem := _text(label, MAX_NAME, f"a label of {where}"):
+                return None, problem
+        return values, None
+    for key in ("oneOf", "anyOf"):
+        if key not in prop:
+            continue
+        alts = prop[key]
+        if not isinstance(alts, list) or not alts:
+            return None, f"{where}.{key} is not a list of options"
+        if len(alts) > MAX_OPTIONS:
+            return None, f"{where} has {len(alts):,} options (at most {MAX_OPTIONS})"
+        values = []
+        for alt in alts:
+            if not isinstance(alt, dict) or "const" not in alt:
+                return None, f"{where}.{key} holds an option that is not a const"
+            if problem := _text(alt.get("title"), MAX_NAME, f"a label of {where}"):
+                return None, problem
+            values.append(alt["const"])
+        return values, None
+    return None, None
+
+
+def _field_problem(name: Any, prop: Any) -> str | None:
+    """Why one property of a form is not one of MCP's primitive fields, or None."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        return f"a field's name is empty or over {MAX_NAME} characters"
+    where = f"field {name!r}"
+    if not isinstance(prop, dict):
+        return f"{where} is not a schema"
+    kind = prop.get("type")
+    if kind not in FIELD_TYPES:
+        shown = json.dumps(kind)[:40]
+        return f"{where} has type {shown} (string, number, integer, boolean or enum)"
+    for key, limit in (("title", MAX_NAME), ("description", MAX_DESCRIPTION)):
+        if problem := _text(prop.get(key), limit, f"{where}.{key}"):
+            return problem
+    if "format" in prop and prop["format"] not in FORMATS:
+        return f"{where} has format {json.dumps(prop['format'])[:40]}"
+    if kind == "array":  # a multiple choice: its items are the options
+        items = prop.get("items")
+        values, problem = _options(items, where) if isinstance(items, dict) else (None, None)
+        if values is None:
+            return problem or f"{where} is a list without options (only multiple choices are)"
+        defaults = prop.get("default", [])
+        if not isinstance(defaults, list) or len(defaults) > len(values):
+            return f"{where}.default is not a list of its options"
+    else:
+        values, problem = _options(prop, where)
+        if problem:
+            return problem
+        defaults = [prop["default"]] if "default" in prop else []
+    for value in [*(values or []), *defaults]:
+        if isinstance(value, (dict, list)):
+            return f"{where} has a value that is not a string, number or boolean"
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            return f"{where} has a value over {MAX_NAME} characters"
+    return None
+
+
+def form_problem(schema: Any) -> str | None:
+    """Why a form question's requested schema is not MCP's restricted form within this
+    module's bounds (said to the server and the page), or None when it may be shown."""
+    if not isinstance(schema, dict):
+        return "the requested schema is not an object"
+    if schema.get("type", "object") != "object":
+        return "the requested schema is not of type object"
+    props = schema.get("properties", {})
+    if not isinstance(props, dict):
+        return "the requested schema's properties are not an object"
+    if len(props) > MAX_FIELDS:
+        return f"the form has {len(props):,} fields (at most {MAX_FIELDS})"
+    required = schema.get("required", [])
+    if not isinstance(required, list) or len(required) > MAX_FIELDS:
+        return "the requested schema's required is not a short list of field names"
+    if any(not isinstance(r, str) or len(r) > MAX_NAME for r in required):
+        return "the requested schema's required holds something other than field names"
+    for name, prop in props.items():
+        if problem := _field_problem(name, prop):
+            return problem
+    try:
+        size = len(json.dumps(schema, ensure_ascii=False).encode())
+    except (TypeError, ValueError):
+        return "the requested schema is not JSON"
+    if size > MAX_SCHEMA_BYTES:
+        return f"the requested schema is {size:,} bytes (at most {MAX_SCHEMA_BYTES:,})"
+    return None
 
 
 @dataclass
@@ -88,8 +220,9 @@ class CallRoute:
 
 
 def pure_confirmation(params: ElicitRequestParams) -> dict[str, Any] | None:
-    """The content that accepts a form asking nothing but yes/no (every field has a default),
-    or None when it needs answers (or is URL mode)."""
+    """The content that accepts a form asking nothing but yes/no (no fields, or every field
+    has a default), or None when it needs answers (or is URL mode). An optional field without
+    a default is a question too: accepting `{}` would answer it for the user."""
     schema = getattr(params, "requested_schema", None)
     if not isinstance(schema, dict):
         return None
@@ -98,10 +231,9 @@ def pure_confirmation(params: ElicitRequestParams) -> dict[str, Any] | None:
         return None
     content: dict[str, Any] = {}
     for name, prop in props.items():
-        if isinstance(prop, dict) and "default" in prop:
-            content[name] = prop["default"]
-        elif name in (schema.get("required") or []):
+        if not isinstance(prop, dict) or "default" not in prop:
             return None
+        content[name] = prop["default"]
     return content
 
 
@@ -130,7 +262,25 @@ class Elicitations:
         self.time_limit = time_limit
         self._open: dict[str, _Question] = {}
 
-    async def ask(self, route: CallRoute, server: str, params: ElicitRequestParams) -> ElicitResult:
+    @overload
+    async def ask(
+        self, route: CallRoute, server: str, params: ElicitRequestURLParams
+    ) -> ElicitResult: ...
+
+    @overload
+    async def ask(
+        self, route: CallRoute, server: str, params: ElicitRequestParams
+    ) -> ElicitResult | ErrorData: ...
+
+    async def ask(
+        self, route: CallRoute, server: str, params: ElicitRequestParams
+    ) -> ElicitResult | ErrorData:
+        """The answer to a server's question; an error (never for a URL) when its form is
+        not one the page may be shown (`form_problem`)."""
+        if getattr(params, "mode", None) != "url":
+            problem = form_problem(getattr(params, "requested_schema", None))
+            if problem:
+                return await self._refuse(route, server, params, problem)
         if route.emit is None or (route.auto and pure_confirmation(params) is not None):
             return unattended(route, params)
         qid = uuid.uuid4().hex
@@ -172,6 +322,28 @@ class Elicitations:
                     {"elicitationId": qid, "action": action, "reason": question.reason},
                 )
 
+    async def _refuse(
+        self, route: CallRoute, server: str, params: ElicitRequestParams, problem: str
+    ) -> ErrorData:
+        """The server hears why its question was not shown; the page gets one closed line."""
+        said = f"web.py refused the question: {problem}"
+        if route.emit is not None:
+            qid = uuid.uuid4().hex
+            event = {
+                "elicitationId": qid,
+                "id": route.call_id,
+                "server": server,
+                "tool": route.tool,
+                "mode": "form",
+                "message": str(params.message)[:MAX_MESSAGE],
+                "refused": problem,
+            }
+            with anyio.CancelScope(shield=True):
+                await route.emit("elicitation", event)
+                done = {"elicitationId": qid, "action": "cancel", "reason": "refused"}
+                await route.emit("elicitation_done", done)
+        return ErrorData(code=INVALID_PARAMS, message=said)
+
     def answer(self, qid: str, action: str, content: dict[str, Any] | None) -> None:
         """The page's answer; 404 if the question is gone, 422 (still open) if the content
         does not fit the requested form."""
@@ -203,9 +375,8 @@ class Elicitations:
 def _misfit(schema: dict[str, Any] | None, content: dict[str, Any]) -> str | None:
     if not schema:
         return None
-    try:
-        cls = jsonschema.validators.validator_for(schema)
-        errors = list(cls(schema).iter_errors(content))
+    try:  # no regular expression of the server's is run (arguments.checker)
+        errors = list(checker(schema).iter_errors(content))
     except Exception:
         return None  # a schema we cannot use: the server judges the answer
     return first_problem(errors, root="content")

@@ -2,7 +2,10 @@
  * card with the server's message, its quote as a small table when it sent one (main.py's
  * create_purchase), a form built from the requested schema, and Accept / Decline / Cancel
  * posted to /api/chat/elicitation. Focus moves to the card when it appears. Once answered (or
- * closed by web.py: `elicitation_done`) the card shrinks to one line saying what happened. */
+ * closed by web.py: `elicitation_done`) the card shrinks to one line saying what happened. A
+ * question web.py refused (`refused`: its form was not MCP's restricted one, or too big) is that
+ * one line from the start. web.py bounds forms (chat/elicitation.py); the page still draws no
+ * more than MAX_FIELDS fields of MAX_OPTIONS choices each, whatever it is sent. */
 
 import { postJSON } from "./api.js";
 import { h, plain } from "./dom.js";
@@ -13,6 +16,10 @@ import { rememberProducts } from "./views.js";
 let nextId = 0;
 const isObj = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 const str = (v) => (typeof v === "string" ? v : "");
+const MAX_FIELDS = 50; // web.py's chat/elicitation.py refuses bigger forms
+const MAX_OPTIONS = 100;
+const MAX_TEXT = 2000; // characters of a title, description or label drawn
+const cut = (v) => str(v).slice(0, MAX_TEXT);
 
 /* The quote: product (its stock on a line under the name), unit price, quantity, line total;
  * then the total. Four columns fit a 320 px phone: as a fifth, the stock was cut off there. */
@@ -77,10 +84,15 @@ export function scrollable(node) {
 function choices(s) {
   if (Array.isArray(s.enum)) {
     const names = Array.isArray(s.enumNames) ? s.enumNames : [];
-    return s.enum.map((v, i) => [v, str(names[i]) || plain(v)]);
+    return s.enum.slice(0, MAX_OPTIONS).map((v, i) => [v, cut(names[i]) || cut(plain(v))]);
   }
   const alts = s.oneOf || s.anyOf;
-  if (Array.isArray(alts)) return alts.filter((a) => isObj(a) && "const" in a).map((a) => [a.const, str(a.title) || plain(a.const)]);
+  if (Array.isArray(alts)) {
+    return alts
+      .slice(0, MAX_OPTIONS)
+      .filter((a) => isObj(a) && "const" in a)
+      .map((a) => [a.const, cut(a.title) || cut(plain(a.const))]);
+  }
   return null;
 }
 
@@ -89,8 +101,8 @@ const INPUT_TYPES = { email: "email", uri: "url", date: "date", "date-time": "da
 /* One field of the restricted form schema: { name, read(), node }. */
 function field(name, s, required, prefix) {
   const id = `${prefix}-${name.replace(/[^\w-]/g, "_")}`;
-  const title = str(s.title) || name;
-  const hint = str(s.description);
+  const title = cut(s.title) || name.slice(0, MAX_TEXT);
+  const hint = cut(s.description);
   const label = h("label", { for: id }, title + (required ? " *" : ""));
   const help = hint ? h("span", { class: "hint", id: id + "-hint", text: hint }) : null;
   const described = help ? id + "-hint" : undefined;
@@ -158,6 +170,14 @@ export function elicitationCard(item, changed) {
     e.tool ? h("span", { class: "sep", "aria-hidden": "true", text: "›" }) : null,
     e.tool ? h("span", { class: "name", text: str(e.tool) }) : null
   );
+  if (typeof e.refused === "string") {
+    return h(
+      "div",
+      { class: "elicit-card closed cancel refused" },
+      head,
+      h("p", { class: "elicit-outcome", text: `The server's question was refused: ${cut(e.refused)}` })
+    );
+  }
   if (closed) {
     const why = item.closedReason && item.closedReason !== "answered" ? ` (${item.closedReason})` : "";
     const what = OUTCOME[item.action] || "Closed";
@@ -188,7 +208,10 @@ export function elicitationCard(item, changed) {
   const schema = isObj(e.requestedSchema) ? e.requestedSchema : {};
   const props = isObj(schema.properties) ? schema.properties : {};
   const required = new Set(Array.isArray(schema.required) ? schema.required : []);
-  const fields = Object.entries(props).filter(([, s]) => isObj(s)).map(([n, s]) => field(n, s, required.has(n), prefix));
+  const fields = Object.entries(props)
+    .filter(([, s]) => isObj(s))
+    .slice(0, MAX_FIELDS)
+    .map(([n, s]) => field(n, s, required.has(n), prefix));
   const form = h("form", { class: "elicit-form", novalidate: true });
   for (const f of fields) form.appendChild(f.node);
   if (e.mode === "url" && /^https?:\/\//i.test(str(e.url))) {

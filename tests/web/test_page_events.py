@@ -100,6 +100,7 @@ def test_progress_questions_and_results(scripted: dict[str, Any], size: str) -> 
     _progress(page)
     _shop_confirmation(page, size)
     _schema_form_and_decline(page)
+    _refused_and_oversized_questions(page)
     _order_summary(page)
     _lost_server_cards(page)
     _picture_and_done(page, size)
@@ -246,6 +247,31 @@ def _schema_form_and_decline(page: Any) -> None:
     page.locator(".elicit-card[data-elicitation='e3'] button.decline").click()
     page.wait_for_selector(".elicit-card.closed.decline >> text=You declined")
     assert posts(page, "/api/chat/elicitation")[-1] == {"elicitationId": "e3", "action": "decline"}
+
+
+def _refused_and_oversized_questions(page: Any) -> None:
+    """A question web.py refused (its form out of MCP's bounds: test_hostile_schemas.py) is one
+    line saying why; a form over the bounds that reached the page anyway is drawn only up to
+    them (50 fields, 100 choices each), not 20,000 fields of 50 options."""
+    why = "the form has 20,000 fields (at most 50)"
+    refused = {"elicitationId": "e4", "id": None, "server": "evil", "tool": None, "mode": "form"}
+    push(page, "elicitation", {**refused, "message": "Answer me", "refused": why})
+    line = page.locator(".elicit-card.closed.refused")
+    line.wait_for()
+    assert line.inner_text().endswith(f"The server's question was refused: {why}")
+    assert line.locator("input, select, button").count() == 0
+    push(page, "elicitation_done", {"elicitationId": "e4", "action": "cancel", "reason": "refused"})
+    assert "The server's question was refused" in line.inner_text()
+
+    enum = {"type": "string", "enum": [str(n) for n in range(300)]}
+    big = {"type": "object", "properties": {f"f{n}": enum for n in range(120)}}
+    push(page, "elicitation", {**refused, "elicitationId": "e5", "requestedSchema": big})
+    form = page.locator(".elicit-card[data-elicitation='e5']")
+    form.wait_for()
+    assert form.locator("select").count() == 50
+    assert form.locator("select").first.locator("option").count() == 101  # and "(none)"
+    form.locator("button.cancel").click()
+    page.wait_for_selector(".elicit-card.closed >> text=Cancelled")
 
 
 def _order_summary(page: Any) -> None:
