@@ -30,6 +30,13 @@ MAX_NAME = 200  # customer name, after trimming
 MAX_QUERY = 500  # search text and recommendation preferences
 MAX_IDEMPOTENCY_KEY = 255
 MAX_MCP_SERVERS = 64  # servers web.py loads from mcp.json (a session, or a process, each)
+# What web.py takes from one MCP server's tool list (chat/supervise.py): a server listing 5,010
+# tools with big schemas made web.py hold 660 MiB and every LLM request carry 66 MB (found from
+# outside). Tools past these are left out (not offered), and /api/servers says which and why.
+MAX_SERVER_TOOLS = 256  # tools of one server, in the order listed
+MAX_TOOL_DESCRIPTION_BYTES = 4 * 1024  # one tool's description, UTF-8
+MAX_TOOL_SCHEMA_BYTES = 64 * 1024  # one tool's input (and output) schema, as JSON
+MAX_SERVER_TOOLS_BYTES = 1024 * 1024  # one server's tools, each as JSON, all together
 # An Idempotency-Key travels as a header: visible ASCII, spaces only inside (RFC 9110 trims
 # the ends), so what a client gives is exactly what the API stores.
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ !-~]*[!-~])?$"

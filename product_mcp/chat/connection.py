@@ -37,7 +37,7 @@ from product_mcp.chat.elicitation import CallRoute
 from product_mcp.chat.results import ToolEntry, describe_error
 from product_mcp.chat.session_open import CLIENT_INFO, KEEPALIVE_EXPIRY, MAX_EVENT_BYTES
 from product_mcp.chat.supervise import Supervision
-from product_mcp.core import mcp_compat
+from product_mcp.core import logs, mcp_compat
 from product_mcp.core.errors import ServerUnavailable, ToolCallError, ToolTimeout
 
 __all__ = [
@@ -132,9 +132,13 @@ class ServerConnection(Supervision):
         key = uuid.uuid4().hex
         self._routes.append(route)
         self._keyed[key] = route
+        # The SDK handles what the server sends during the call in the caller's context:
+        # what it logs then is counted as this server's (core/logs.py, Repeats).
+        said_by = logs.peer.set(self.name)
         try:
             return await self._call_tool(name, args, time_limit, route, key)
         finally:
+            logs.peer.reset(said_by)
             self._routes.remove(route)
             del self._keyed[key]
             self.elicitations.close(route)

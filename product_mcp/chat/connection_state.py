@@ -8,11 +8,9 @@ the calls in flight and the signal stream that wakes the supervisor.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import Client
 from mcp.types import Implementation, Tool
 
@@ -23,6 +21,38 @@ if TYPE_CHECKING:
     from product_mcp.chat.live import StockWatch
 
 Status = Literal["connecting", "connected", "failed"]
+
+
+class Signals:
+    """What wakes the supervisor: at most one pending signal of each kind, oldest first.
+
+    It was a memory stream without a bound, one item per signal: a server's flood of 300
+    `notifications/tools/list_changed` queued 300 whole `tools/list` reloads, run one after
+    another for minutes (found from outside). A signal already pending is not queued again, so
+    a reload running while more notifications come is followed by one more reload, at most.
+    A generation is kept per kind: the newest (a "dead" for an older session is ignored).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, int] = {}  # kind -> generation, in the order first sent
+        self._ready = anyio.Event()
+
+    def send_nowait(self, kind: str, generation: int) -> bool:
+        """Queue `kind` unless it is pending already (then only its generation may grow);
+        whether it was queued."""
+        if kind in self._pending:
+            self._pending[kind] = max(self._pending[kind], generation)
+            return False
+        self._pending[kind] = generation
+        self._ready.set()
+        return True
+
+    async def receive(self) -> tuple[str, int]:
+        while not self._pending:
+            self._ready = anyio.Event()
+            await self._ready.wait()
+        kind = next(iter(self._pending))
+        return kind, self._pending.pop(kind)
 
 
 class ConnectionState:
@@ -53,6 +83,7 @@ class ConnectionState:
         self.last_error: str | None = None
         self.tools: list[Tool] = []
         self.task_only: list[str] = []  # tools that run only as MCP tasks: not offered
+        self.problems: list[str] = []  # what is wrong with its tool list, in words
         self.server_info: Implementation | None = None
         self.connected_at: float | None = None
         self.attempts = 0
@@ -67,9 +98,7 @@ class ConnectionState:
         self._call_ended = anyio.Event()
         self._changed = anyio.Event()
         self._settled = anyio.Event()
-        self._send: MemoryObjectSendStream[tuple[str, int]]
-        self._recv: MemoryObjectReceiveStream[tuple[str, int]]
-        self._send, self._recv = anyio.create_memory_object_stream(math.inf)
+        self._signals = Signals()
 
     @property
     def name(self) -> str:
@@ -90,6 +119,8 @@ class ConnectionState:
             "available": self.status == "connected",
             "knownTools": [t.name for t in self.tools],
             "taskOnlyTools": self.task_only,
+            # tools left out: past the bounds in models.py, or a second of one name
+            "problems": self.problems,
         }
         if self.server_info is not None:
             info["serverInfo"] = {
@@ -103,8 +134,11 @@ class ConnectionState:
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
 
-    def _signal(self, kind: str, generation: int | None = None) -> None:
-        self._send.send_nowait((kind, self._generation if generation is None else generation))
+    def _signal(self, kind: str, generation: int | None = None) -> bool:
+        """Wake the supervisor (coalesced: False if such a signal was pending already)."""
+        return self._signals.send_nowait(
+            kind, self._generation if generation is None else generation
+        )
 
     async def wait_settled(self) -> None:
         await self._settled.wait()

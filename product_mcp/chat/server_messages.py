@@ -50,8 +50,10 @@ class ServerMessages(ConnectionState):
 
     async def _on_message(self, message: Any) -> None:
         if getattr(message, "method", None) == "notifications/tools/list_changed":
-            log.info("%s: tools/list_changed", self.name)
-            self._signal("refresh")
+            # Coalesced (connection_state.Signals): while a reload is pending, another
+            # notification changes nothing, and is not logged either.
+            if self._signal("refresh"):
+                log.info("%s: tools/list_changed", self.name)
         elif getattr(message, "method", None) == "notifications/resources/updated":
             if self.watch is not None:
                 self.watch.updated(self.name, str(message.params.uri))

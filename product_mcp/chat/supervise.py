@@ -13,12 +13,19 @@ import math
 import time
 
 import anyio
+import pydantic_core
 from mcp import Client
 from mcp.types import Tool
 
+from models import (
+    MAX_SERVER_TOOLS,
+    MAX_SERVER_TOOLS_BYTES,
+    MAX_TOOL_DESCRIPTION_BYTES,
+    MAX_TOOL_SCHEMA_BYTES,
+)
 from product_mcp.chat.results import describe_error
 from product_mcp.chat.session_open import SessionOpener, _stderr_file, _tail
-from product_mcp.core import mcp_compat
+from product_mcp.core import logs, mcp_compat
 
 log = logging.getLogger("mcp_manager")
 
@@ -26,29 +33,126 @@ log = logging.getLogger("mcp_manager")
 CALLS_GRACE = 2.0
 
 
+MAX_PAGES = 100  # of one tools/list
+MAX_PROBLEMS = 10  # tools named in a server's problems; the rest are counted
+SHOWN_NAME = 100  # characters of a tool's name in a problem (a server chooses it)
+
+
 def _task_only(tool: Tool) -> bool:
     return tool.execution is not None and tool.execution.task_support == "required"
+
+
+def _size(n: int) -> str:
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} bytes"
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _json_bytes(value: object) -> int:
+    return len(pydantic_core.to_json(value, fallback=str))
+
+
+class ToolList:
+    """A server's tool list as it is taken in, page by page, within the bounds in models.py.
+
+    Tools past a bound are left out (not offered to the model, not shown), each with a
+    sentence in `problems` (found from outside: a server listing 5,010 tools with big schemas
+    made web.py hold 660 MiB, and each LLM request carry 66 MB of tools); so is a second
+    tool of the same name (both got one function name, and a call went to the first).
+    """
+
+    def __init__(self) -> None:
+        self.tools: list[Tool] = []
+        self.task_only: list[str] = []
+        self.offered = 0  # tools the server listed, in the pages read
+        self.more = False  # it has pages not read (the count cap was reached)
+        self.past_cap = 0  # tools listed after MAX_SERVER_TOOLS were taken: not looked at
+        self._names: set[str] = set()
+        self._bytes = 0
+        self._left_out: list[str] = []  # why, for the first MAX_PROBLEMS tools left out
+        self._left_out_count = 0
+
+    def add(self, tools: list[Tool]) -> None:
+        self.offered += len(tools)
+        for i, tool in enumerate(tools):
+            if self.taken >= MAX_SERVER_TOOLS:
+                self.past_cap += len(tools) - i  # said once in `problems`
+                break
+            why = self._refusal(tool)
+            if why is not None:
+                self._left_out_count += 1
+                if len(self._left_out) < MAX_PROBLEMS:
+                    self._left_out.append(f"tool '{tool.name[:SHOWN_NAME]}' left out: {why}")
+                continue
+            self._names.add(tool.name)
+            # A tool that runs only as an MCP task (`execution.taskSupport: "required"`) fails
+            # any plain call with -32601; this client does not use tasks, so it is not offered.
+            if _task_only(tool):
+                self.task_only.append(tool.name)
+            else:
+                self.tools.append(tool)
+
+    @property
+    def taken(self) -> int:
+        return len(self._names)
+
+    def _refusal(self, tool: Tool) -> str | None:
+        """Why this tool is left out, in words; None if it is taken."""
+        if tool.name in self._names:
+            return "a second tool of that name (the first is used)"
+        description = len((tool.description or "").encode())
+        if description > MAX_TOOL_DESCRIPTION_BYTES:
+            limit = _size(MAX_TOOL_DESCRIPTION_BYTES)
+            return f"its description is {_size(description)}, over {limit}"
+        for which, schema in (("input", tool.input_schema), ("output", tool.output_schema)):
+            size = _json_bytes(schema) if schema is not None else 0
+            if size > MAX_TOOL_SCHEMA_BYTES:
+                limit = _size(MAX_TOOL_SCHEMA_BYTES)
+                return f"its {which} schema is {_size(size)}, over {limit}"
+        size = _json_bytes(tool.model_dump(by_alias=True, exclude_none=True))
+        if self._bytes + size > MAX_SERVER_TOOLS_BYTES:
+            limit = _size(MAX_SERVER_TOOLS_BYTES)
+            return f"the server's tools together would be over {limit}"
+        self._bytes += size
+        return None
+
+    def problems(self) -> list[str]:
+        said: list[str] = []
+        if self.past_cap or self.more:
+            offers = f"more than {self.offered}" if self.more else str(self.offered)
+            said.append(
+                f"offers {offers} tools; the first {MAX_SERVER_TOOLS} are used "
+                f"(at most {MAX_SERVER_TOOLS} per server)"
+            )
+        said.extend(self._left_out)
+        if self._left_out_count > len(self._left_out):
+            said.append(f"and {self._left_out_count - len(self._left_out)} more tools left out")
+        return said
 
 
 class Supervision(SessionOpener):
     """run() is the supervisor task; _drop() is how a caller reports a dead session."""
 
     async def _load_tools(self, client: Client) -> None:
-        tools: list[Tool] = []
+        taken = ToolList()
         cursor: str | None = None
-        for _ in range(100):
+        for _ in range(MAX_PAGES):
             page = await client.list_tools(cursor=cursor)
-            tools.extend(page.tools)
+            taken.add(page.tools)
             cursor = page.next_cursor
             if not cursor:
                 break
-        # A tool that runs only as an MCP task (`execution.taskSupport: "required"`) fails any
-        # plain call with -32601; this client does not use tasks, so it is not offered.
-        self.task_only = [t.name for t in tools if _task_only(t)]
-        self.tools = [t for t in tools if not _task_only(t)]
+            if taken.taken >= MAX_SERVER_TOOLS:
+                taken.more = True  # no need to read on: nothing more would be taken
+                break
+        self.task_only = taken.task_only
+        self.tools = taken.tools
+        self.problems = taken.problems()
 
     async def run(self) -> None:
         """Forever: connect, supervise, and after a failure wait (backoff) and try again."""
+        # What the SDK logs from this task's sessions is counted per server (core/logs.py).
+        logs.peer.set(self.name)
         delay = 0.0
         while True:
             self.attempts += 1
@@ -109,7 +213,7 @@ class Supervision(SessionOpener):
             self._settled.set()
             if delay > 0:
                 with anyio.move_on_after(delay):
-                    while (await self._recv.receive())[0] != "kick":
+                    while (await self._signals.receive())[0] != "kick":
                         pass
             delay = min(max(delay * 2, 0.5), self.reconnect_max)
 
@@ -123,6 +227,8 @@ class Supervision(SessionOpener):
         self._set_status("connected")
         self._settled.set()
         log.info("%s: connected, %d tools", self.name, len(self.tools))
+        if self.problems:
+            log.warning("%s: %s", self.name, "; ".join(self.problems))
         if self.watch is not None:
             await self.watch.connected(self, client)
         await self._supervise(client)
@@ -148,7 +254,7 @@ class Supervision(SessionOpener):
         while True:
             signal: tuple[str, int] | None = None
             with anyio.move_on_after(self.ping_interval):
-                signal = await self._recv.receive()
+                signal = await self._signals.receive()
             if signal is None:
                 try:
                     with anyio.fail_after(self.connect_timeout):

@@ -12,12 +12,20 @@ server transports' tracebacks for a client that went away: a POST dropped mid-bo
 (`ClientDisconnect`) or a session deleted while its calls stream (`ClosedResourceError`), which
 any client can cause at will. A peer's malformed message (a client's POST to /messages/, a
 stdio server's line of stdout that is not JSON-RPC) is one line too, the error cut short.
+
+Such a peer's messages are also rate-limited (`Repeats`): a server sending invalid
+notifications (`"progressToken": null`) ~1000 times a second wrote 47,680 tracebacks, 60 MiB,
+to web.py's log in 30 s (found from outside). The first is logged, then one line per
+`REPEAT_EVERY` seconds at most, saying how many like it were left out; each server (the
+`peer` context variable, set by the task that owns its session) and kind counted apart.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 MAX_MESSAGE = 2000
 QUIET_PEERS_OF = "mcp.client."  # loggers whose network errors are logged in one line
@@ -36,8 +44,17 @@ ONE_LINE_FOR = {
     ("mcp.server.streamable_http", "SSE response error"): CLIENT_GONE,
     ("mcp.server.sse", "Failed to parse message"): MALFORMED,
     ("mcp.client.stdio", "Failed to parse JSONRPC message from server"): MALFORMED,
-    ("mcp.client.session", "Failed to validate notification: %s"): MALFORMED,
+    # the SDK's client session logs as "client", not by its module's name
+    ("client", "Failed to validate notification: %s"): MALFORMED,
 }
+# What a peer can make the SDK log as often as it likes: rate-limited per peer and kind.
+REPEATED = frozenset(ONE_LINE_FOR) | {
+    ("client", "notification queue for %r is full; dropped the oldest event"),
+}
+REPEAT_EVERY = 60.0  # seconds: after the first, at most one line per peer and kind in each
+REPEAT_KINDS = 1000  # (peer, kind) pairs remembered; the oldest is forgotten first
+# The MCP server whose session the current task serves (web.py's supervisor task sets it).
+peer: ContextVar[str | None] = ContextVar("log_peer", default=None)
 ONE_LINE_ERROR = 300  # characters of the error kept in such a line
 FORMAT = "%(levelname)s:%(name)s: %(message)s"
 
@@ -74,6 +91,42 @@ def _kind(e: BaseException) -> str:
     return f"{_root(e)}.{type(e).__name__}"
 
 
+class Repeats(logging.Filter):
+    """Lets through the first of a peer's repeated messages (REPEATED), then at most one per
+    `every` seconds, which says how many were left out since; other records pass as they are.
+    A record let through is marked with the peer's name and that count (`repeat_note`)."""
+
+    def __init__(
+        self, every: float = REPEAT_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.every = every
+        self.clock = clock
+        self._seen: dict[tuple[object, ...], list[float]] = {}  # key -> [since, left out]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.name, record.msg) not in REPEATED:
+            return True
+        who = peer.get()
+        key = (who, record.name, record.msg, str(record.args)[:200])
+        now = self.clock()
+        state = self._seen.get(key)
+        if state is not None and now - state[0] < self.every:
+            state[1] += 1
+            return False
+        since, left_out = (state[0], int(state[1])) if state is not None else (now, 0)
+        self._seen.pop(key, None)
+        self._seen[key] = [now, 0]
+        while len(self._seen) > REPEAT_KINDS:
+            del self._seen[next(iter(self._seen))]
+        notes = [f"server '{who}'"] if who is not None else []
+        if left_out:
+            notes.append(f"{left_out} more like it in the last {now - since:.0f} s")
+        if notes:
+            record.repeat_note = f" ({'; '.join(notes)})"
+        return True
+
+
 class BoundedFormatter(logging.Formatter):
     """A formatter whose message part is at most `limit` characters."""
 
@@ -103,6 +156,7 @@ class BoundedFormatter(logging.Formatter):
         if len(message) > self.limit:
             cut = len(message) - self.limit
             record.message = f"{message[: self.limit]}… ({cut} more characters)"
+        record.message += getattr(record, "repeat_note", "")  # Repeats: whose, how many more
         return super().formatMessage(record)
 
 
@@ -110,4 +164,5 @@ def setup_logging(level: int | str = logging.INFO) -> None:
     """Replace whatever handlers the root logger has (the SDK installs rich's on import)."""
     handler = logging.StreamHandler()
     handler.setFormatter(BoundedFormatter())
+    handler.addFilter(Repeats())
     logging.basicConfig(level=level, handlers=[handler], force=True)

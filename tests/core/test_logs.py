@@ -8,7 +8,7 @@ import sys
 import anyio
 from starlette.requests import ClientDisconnect
 
-from product_mcp.core.logs import BoundedFormatter
+from product_mcp.core.logs import BoundedFormatter, Repeats, peer
 
 
 def formatted(name: str, error: BaseException, msg: str = "SSE response error") -> str:
@@ -73,3 +73,69 @@ def test_a_peer_s_malformed_message_is_one_short_line() -> None:
         assert line.startswith(f"ERROR:{name}: {msg}: ValidationError: "), line
         assert "\n" not in line and len(line) < 400, line
     assert "Traceback" in formatted("mcp.server.sse", error, "Something else")
+
+
+def _invalid_progress() -> BaseException:
+    from mcp.types import ProgressNotification
+    from pydantic import ValidationError
+
+    try:
+        ProgressNotification.model_validate(
+            {"method": "notifications/progress", "params": {"progressToken": None, "progress": 1}}
+        )
+    except ValidationError as e:
+        return e
+    raise AssertionError("validated")
+
+
+def test_a_server_s_invalid_notification_is_one_line() -> None:
+    """The SDK's client session logs as `client` (not `mcp.client.session`): each invalid
+    notification from a server was a full traceback (found from outside)."""
+    msg = "Failed to validate notification: %s"
+    try:
+        raise _invalid_progress()
+    except BaseException:
+        info = sys.exc_info()
+    record = logging.LogRecord(
+        "client", logging.WARNING, __file__, 1, msg, ("notifications/progress",), info
+    )
+    line = BoundedFormatter().format(record)
+    assert line.startswith(
+        "WARNING:client: Failed to validate notification: notifications/progress: ValidationError: "
+    ), line
+    assert "\n" not in line and len(line) < 400, line
+
+
+def test_a_peer_s_repeated_messages_are_counted_not_written() -> None:
+    """47,680 tracebacks in 30 s (found from outside): now the first line, then at most one
+    a period per server and kind, saying how many were left out."""
+    now = [0.0]
+    repeats = Repeats(every=60, clock=lambda: now[0])
+    formatter = BoundedFormatter()
+    msg = "Failed to validate notification: %s"
+
+    def said(server: str | None, method: str = "notifications/progress") -> list[str]:
+        token = peer.set(server)
+        try:
+            record = logging.LogRecord("client", logging.WARNING, __file__, 1, msg, (method,), None)
+            return [formatter.format(record)] if repeats.filter(record) else []
+        finally:
+            peer.reset(token)
+
+    first = said("evil")
+    assert first == [
+        "WARNING:client: Failed to validate notification: notifications/progress (server 'evil')"
+    ]
+    assert sum(len(said("evil")) for _ in range(1000)) == 0
+    assert said("good") != []  # another server's: its own count
+    assert said("evil", "notifications/message") != []  # another kind
+    now[0] = 61.0
+    assert said("evil") == [
+        "WARNING:client: Failed to validate notification: notifications/progress "
+        "(server 'evil'; 1000 more like it in the last 61 s)"
+    ]
+    assert said("evil") == []
+    # anything else passes untouched
+    other = logging.LogRecord("client", logging.WARNING, __file__, 1, "other", None, None)
+    assert all(repeats.filter(other) for _ in range(5))
+    assert formatter.format(other) == "WARNING:client: other"
