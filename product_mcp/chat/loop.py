@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from models import HISTORY_MAX_CONTENT
+from models import HISTORY_MAX_CHARS
 from product_mcp.chat.approvals import Approvals
 from product_mcp.chat.arguments import validate_arguments
 from product_mcp.chat.calls import (
@@ -66,7 +66,7 @@ class ReplyBounds:
     (found from outside: 537 MiB in 40 s). Past a bound the stream is closed (the provider
     stops), the text so far kept with a note, and any half-made tool calls dropped."""
 
-    chars: int = HISTORY_MAX_CONTENT  # a longer reply could not come back as history anyway
+    chars: int = HISTORY_MAX_CHARS  # all a history may hold: a longer reply is no answer
     chunks: int = 50_000
     seconds: float = 600.0
 

@@ -257,7 +257,7 @@ def test_server_down_at_startup_connects_later(env: Stack) -> None:
     r = call(web, "late", "add", {"a": 2, "b": 40})
     assert r.status_code == 200 and r.json()["result"] == "42", r.text
     s = servers(web)["late"]
-    assert s["status"] == "connected" and s["tools"] == 7 and s["error"] is None
+    assert s["status"] == "connected" and s["tools"] == 8 and s["error"] is None
 
 
 def test_tool_list_refreshes_on_list_changed(env: Stack) -> None:
