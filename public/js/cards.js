@@ -58,6 +58,8 @@ function stateWords(item) {
       return "rejected";
     case "error":
       return item.stopped ? "stopped" : "failed";
+    case "interrupted": // the page went before it ran: nothing was done (state.js cutOff)
+      return "not run";
     default:
       return "done";
   }
@@ -122,7 +124,7 @@ export function toolCard(item, answer) {
     item.result !== undefined ? classify(item.result, info && info.output_schema) : { kind: null, value: undefined };
   if (kind) rememberProducts(kind, value);
   let summary = "";
-  if (item.status === "error" || item.status === "rejected") summary = firstLine(ownWords(errorWords(item)), 120);
+  if (item.status === "error" || item.status === "rejected" || item.status === "interrupted") summary = firstLine(ownWords(errorWords(item)), 120);
   else if (item.result !== undefined) {
     const none = Array.isArray(value) && !value.length;
     summary = quietly(() => summarize(kind, value)) || (none ? "nothing found" : firstLine(item.result));
@@ -185,8 +187,8 @@ export function toolCard(item, answer) {
     body.appendChild(raw);
   }
   if (item.error !== undefined) {
-    body.appendChild(h("div", { class: "label", text: item.status === "rejected" ? "Rejected" : "Error" }));
-    body.appendChild(h("pre", { class: "error-text", text: errorWords(item) }));
+    body.appendChild(h("div", { class: "label", text: item.status === "rejected" ? "Rejected" : item.status === "interrupted" ? "Not run" : "Error" }));
+    body.appendChild(h("pre", { class: item.status === "interrupted" ? "" : "error-text", text: errorWords(item) }));
   }
   card.appendChild(body);
 

@@ -11,7 +11,7 @@ import { recentHistory } from "./history.js";
 import { addItem, addQuestion, removeItem, rerender, renderAll, scrollDown, showThinking } from "./render.js";
 import { showUnavailable } from "./servers.js";
 import { readSSE } from "./sse.js";
-import { clear, save, state } from "./state.js";
+import { clear, cutOff, save, state } from "./state.js";
 
 const inputEl = $("input");
 const sendBtn = $("send");
@@ -132,11 +132,36 @@ async function stream(text, limits, me) {
   // fails ("network error"): no failure to report, and, saved after the note, it replaced it.
   // On a reload it can fail before `pagehide`, so `beforeunload` counts too.
   let left = false;
+  // Calls and questions still open when the turn ends without `done`: Stop ("stopped"), the
+  // page going ("left": web.py cancels them; state.cutOff says whether nothing was done) or
+  // the stream cut ("cut": web.py failed or is gone, not the page).
+  const settle = (why) => {
+    for (const item of cards.values()) {
+      if (item.status === "approval" || item.status === "running") {
+        if (why === "left") cutOff(item, [...questions.values()]);
+        else {
+          item.status = "error";
+          item.error = item.error || (why === "stopped" ? "stopped by the user" : "The reply ended before this call finished.");
+        }
+        item.stopped = why === "stopped";
+        item.approvalId = null;
+        item.waiting = false;
+        if (item.node && item.node.parentNode) rerender(item);
+      }
+    }
+    for (const item of questions.values()) {
+      if (!item.action && !item.closedReason) {
+        item.closedReason = why === "stopped" ? "stopped" : "interrupted";
+        if (item.node && item.node.parentNode) rerender(item);
+      }
+    }
+  };
   const leave = () => {
     if (finished || left) return;
     left = true;
     me.controller.abort(); // nothing more of the reply lands after the note
     keepSaid("Interrupted: the page was left.", "(interrupted before answering)");
+    settle("left"); // here, while the questions' answers are known
     save();
   };
   addEventListener("beforeunload", leave);
@@ -274,22 +299,7 @@ async function stream(text, limits, me) {
   } finally {
     removeEventListener("beforeunload", leave);
     removeEventListener("pagehide", leave);
-    for (const item of cards.values()) {
-      if (item.status === "approval" || item.status === "running") {
-        item.status = "error";
-        item.error = item.error || (me.stopping ? "stopped by the user" : "interrupted");
-        item.stopped = me.stopping;
-        item.approvalId = null;
-        item.waiting = false;
-        if (item.node && item.node.parentNode) rerender(item);
-      }
-    }
-    for (const item of questions.values()) {
-      if (!item.action && !item.closedReason) {
-        item.closedReason = me.stopping ? "stopped" : "interrupted";
-        if (item.node && item.node.parentNode) rerender(item);
-      }
-    }
+    settle(me.stopping ? "stopped" : "cut");
     save();
     inputEl.focus();
   }

@@ -234,6 +234,7 @@ export function elicitationCard(item, changed) {
       }
     }
     for (const b of buttons) b.disabled = true;
+    item.answering = action; // sent, maybe heard: a reload now cannot say nothing was done
     try {
       const r = await postJSON("/api/chat/elicitation", body);
       if (r.ok) {

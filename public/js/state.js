@@ -101,6 +101,28 @@ export function save() {
   }
 }
 
+/* A tool call the page went away from (web.py then cancels the turn: stream.py). Certainly
+ * nothing was done when it still waited for the user's Approve (web.py had not called it), or
+ * when it waited on a purchase confirmation the page had not answered (a question with a
+ * quote: main.py buys only on its Accept, and web.py answers the open question "cancel" as it
+ * cancels the call): then it is "interrupted", not failed. Anything else may have had its
+ * effect: an error ("interrupted"). `items`: the conversation's items (its questions). */
+export function cutOff(item, items) {
+  const unanswered = (q) =>
+    q.kind === "elicitation" && q.request && q.request.id === item.id && q.request.quote &&
+    !q.action && !q.answering;
+  if (item.status === "approval") {
+    item.status = "interrupted";
+    item.error = "Interrupted before you answered: it did not run.";
+  } else if (item.status === "running" && item.waiting && items.some(unanswered)) {
+    item.status = "interrupted";
+    item.error = "Interrupted before you confirmed: nothing was bought.";
+  } else {
+    item.status = "error";
+    item.error = item.error || "interrupted";
+  }
+}
+
 /* What the last page saved; tool calls it left waiting or running show as interrupted. */
 export function load() {
   try {
@@ -110,8 +132,8 @@ export function load() {
     if (!Array.isArray(data.history) || !Array.isArray(data.items)) return;
     for (const item of data.items) {
       if (item.kind === "tool" && (item.status === "approval" || item.status === "running")) {
-        item.status = "error";
-        item.error = item.error || "interrupted";
+        cutOff(item, data.items);
+        item.waiting = false;
       }
       if (item.kind === "elicitation" && !item.action && !item.closedReason) {
         item.closedReason = "interrupted";
