@@ -9,7 +9,7 @@ import { historyLimits, loadConfig } from "./config.js";
 import { $ } from "./dom.js";
 import { recentHistory } from "./history.js";
 import { addItem, addQuestion, removeItem, rerender, renderAll, scrollDown, showThinking } from "./render.js";
-import { showUnavailable } from "./servers.js";
+import { refreshServers, showUnavailable, webReachable } from "./servers.js";
 import { readSSE } from "./sse.js";
 import { clear, cutOff, save, state } from "./state.js";
 
@@ -23,7 +23,7 @@ const STOP_GRACE_MS = 5000; // how long Stop waits for web.py's `done` before cu
 let active = null;
 
 export function updateSendButton() {
-  sendBtn.disabled = active !== null || historyLimits() === null;
+  sendBtn.disabled = active !== null || historyLimits() === null || !webReachable();
   stopBtn.hidden = active === null;
   stopBtn.disabled = active === null || active.stopping === true; // each reply's own Stop
   sendBtn.hidden = active !== null;
@@ -32,7 +32,8 @@ export function updateSendButton() {
 export const replying = () => active !== null;
 
 export async function send(text) {
-  if (active || !text.trim()) return;
+  // web.py not answering (the banner says so): the message stays in the box until it is back
+  if (active || !text.trim() || !webReachable()) return;
   const me = (active = { controller: new AbortController(), turnId: null, said: "" });
   updateSendButton();
   showThinking(true);
@@ -100,6 +101,7 @@ async function stream(text, limits, me) {
   const questions = new Map();
   let finished = false;
   let textSinceTools = false;
+  let response = null; // web.py's answer to the request, once it came
   const paint = () => {
     if (pendingPaint) return;
     pendingPaint = true;
@@ -117,6 +119,13 @@ async function stream(text, limits, me) {
     bubble = null;
   };
   const card = (d) => cards.get(d.id) || addItem({ kind: "tool", ...pick(d) });
+  // The message back in the box (if the box is still empty) and out of the conversation.
+  const giveBack = () => {
+    if (inputEl.value) return false;
+    inputEl.value = text;
+    for (const item of sent) removeItem(item);
+    return true;
+  };
   // A turn cut without web.py's `done`: keep what was said, with a note, and a history the
   // next turn accepts.
   const keepSaid = (note, nothingSaid) => {
@@ -270,7 +279,7 @@ async function stream(text, limits, me) {
   try {
     const body = { message: text, history, approval };
     if (attached.length) body.attachments = attached;
-    const response = await postJSON("/api/chat/stream", body, me.controller.signal);
+    response = await postJSON("/api/chat/stream", body, me.controller.signal);
     if (response.ok) clearAttachments(); // a refused attachment stays, to remove or retry
     if (!response.ok) {
       let detail = response.statusText;
@@ -282,11 +291,7 @@ async function stream(text, limits, me) {
       }
       // Refused before the model saw it (an attachment, a limit, web.py failing): the
       // message goes back in the box, not retyped by hand, and out of the conversation
-      if (!inputEl.value) {
-        inputEl.value = text;
-        detail += " (not sent: your message is back in the box)";
-        for (const item of sent) removeItem(item);
-      }
+      if (giveBack()) detail += " (not sent: your message is back in the box)";
       handlers.error({ message: detail });
     } else {
       await readSSE(response, (event, data) => handlers[event] && handlers[event](data));
@@ -294,8 +299,20 @@ async function stream(text, limits, me) {
     }
   } catch (e) {
     if (left) return; // the page is going: what was said is kept (leave)
-    if (e.name !== "AbortError") handlers.error({ message: "Connection problem: " + e.message });
-    else if (me.stopping && !finished) keepSaid("Stopped.", "(stopped by the user before answering)");
+    if (e.name !== "AbortError" && !response) {
+      // No answer at all (web.py down or gone): the model never saw it. Back in the box, to
+      // send once the banner (asked for now) says the chat server is back.
+      const back = giveBack();
+      handlers.error({
+        message:
+          `Not sent: the chat server could not be reached (${e.message}). ` +
+          (back ? "Your message is back in the box; send it again once the server is back." : "Please send it again once the server is back."),
+      });
+      refreshServers();
+    } else if (e.name !== "AbortError") {
+      handlers.error({ message: `The connection to the chat server was lost during the reply (${e.message}).` });
+      refreshServers();
+    } else if (me.stopping && !finished) keepSaid("Stopped.", "(stopped by the user before answering)");
   } finally {
     removeEventListener("beforeunload", leave);
     removeEventListener("pagehide", leave);

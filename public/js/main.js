@@ -16,7 +16,7 @@ import { startLive } from "./live.js";
 import { setCurrency } from "./money.js";
 import { refreshPrompts, setupPrompts } from "./prompts.js";
 import { onAnswer, refreshEmpty, renderAll } from "./render.js";
-import { refreshServers } from "./servers.js";
+import { onReachable, refreshServers } from "./servers.js";
 import { load } from "./state.js";
 import { onTools } from "./tools.js";
 
@@ -40,6 +40,7 @@ onConfig((cfg, missing) => {
 });
 
 onAnswer(answer);
+onReachable(updateSendButton);
 onTools(() => {
   refreshEmpty();
   refreshPrompts();

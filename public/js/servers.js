@@ -1,7 +1,10 @@
 /* The MCP servers panel: each server's status, target and error, and its tools as buttons
  * that open the hand-run form; and the chat's banner when a server is down (from this poll,
  * and from a reply's `servers_unavailable` event). Polled; redrawn only when something
- * changed. The tool list also feeds js/tools.js (views, examples, names of down servers). */
+ * changed. The tool list also feeds js/tools.js (views, examples, names of down servers).
+ * The same poll says whether web.py itself answers (webReachable): when it does not, the
+ * banner says the chat server cannot be reached and that the page keeps trying (not that
+ * "web.py is not connected" as if it were one of the MCP servers), and Send waits for it. */
 
 import { getJSON } from "./api.js";
 import { $, h } from "./dom.js";
@@ -10,6 +13,22 @@ import { setTools } from "./tools.js";
 
 let toolsByServer = new Map();
 let lastSignature = "";
+let unreachable = null; // why the last poll got no answer from web.py; null while it answers
+const reachListeners = [];
+
+/* Whether web.py answered the last poll (Send waits while it does not). */
+export const webReachable = () => unreachable === null;
+
+/* fn(): called when web.py stops or starts answering. */
+export function onReachable(fn) {
+  reachListeners.push(fn);
+}
+
+function setUnreachable(why) {
+  if (why === unreachable) return;
+  unreachable = why;
+  for (const fn of reachListeners) fn();
+}
 
 export async function refreshServers() {
   let servers;
@@ -17,10 +36,12 @@ export async function refreshServers() {
     servers = (await getJSON("/api/servers")).servers;
   } catch (e) {
     lastSignature = ""; // redraw (and clear this banner) once it answers again
-    $("servers").textContent = "Cannot reach web.py: " + e.message;
-    showUnavailable([{ name: "web.py", status: "unreachable", error: e.message, tools: [] }]);
+    setUnreachable(e.message);
+    $("servers").textContent = `The chat server cannot be reached (${e.message}). Retrying…`;
+    showOffline(e.message);
     return;
   }
+  setUnreachable(null);
   const signature = JSON.stringify(servers.map((s) => [s.name, s.status, s.tools, s.error]));
   if (signature === lastSignature) return;
   lastSignature = signature;
@@ -41,6 +62,21 @@ export async function refreshServers() {
     servers
       .filter((s) => s.status !== "connected" && s.status !== "connecting")
       .map((s) => ({ name: s.name, status: s.status, error: s.error, tools: s.knownTools || [] }))
+  );
+}
+
+/* The chat's banner while web.py does not answer: the page itself keeps asking (the poll). */
+function showOffline(why) {
+  const banner = $("chat-banner");
+  banner.textContent = "";
+  banner.hidden = false;
+  banner.appendChild(
+    h(
+      "p",
+      { "data-offline": "" },
+      h("strong", { text: "The chat server cannot be reached." }),
+      ` Retrying every few seconds; you can send again once it is back (${why}).`
+    )
   );
 }
 

@@ -11,6 +11,8 @@ web.py as a process where it is killed and started again."""
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from starlette.testclient import TestClient
 
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.inproc import InProcessWeb
+from tests.stack import Stack
 from tests.web.page_harness import new_page, push, start_turn
 from tests.web_helpers import stock
 
@@ -33,6 +36,46 @@ def turn(page: Any, text: str, answer: str) -> None:
 
 def card(page: Any, tool: str) -> Any:
     return page.locator(f".tool-card[data-tool='{tool}']").last
+
+
+# ------------------------------------------------------------------ web.py unreachable
+
+
+def test_web_py_gone_keeps_the_message_and_comes_back(browser: Any, tmp_path: Path) -> None:
+    """web.py killed: the banner says the chat server cannot be reached and that the page
+    retries, Send waits, and a message sent meanwhile (before or after the page noticed) stays
+    in the box; once web.py is back the banner goes by itself and the message goes out."""
+    with Stack(tmp_path) as s:
+        fake = s.fake_llm()
+        web = s.web({}, {"OPENAI_API_KEY": "k", "OPENAI_API_BASE": fake.base_url})
+        page = new_page(browser, web.url, "desktop")
+        try:
+            page.wait_for_selector("#send:not([disabled])")
+            web.stop(signal.SIGKILL)
+            page.fill("#input", "Is the watch in stock?")
+            page.press("#input", "Enter")  # most likely before the poll has noticed
+            banner = page.wait_for_selector("#chat-banner p[data-offline]")
+            words = banner.inner_text()
+            assert "chat server cannot be reached" in words and "Retrying" in words, words
+            assert "not connected" not in page.inner_text("#chat-banner")
+            page.wait_for_selector("#send[disabled]")
+            assert page.input_value("#input") == "Is the watch in stock?"
+            assert page.locator(".msg.user").count() == 0
+            errors = page.locator(".msg.error").all_inner_texts()
+            assert all("Not sent" in e and "back in the box" in e for e in errors), errors
+            assert "cannot be reached" in page.inner_text("#servers")
+            page.press("#input", "Enter")  # while it is known to be gone: nothing is lost
+            assert page.input_value("#input") == "Is the watch in stock?"
+
+            s.restart("web")
+            page.wait_for_selector("#chat-banner", state="hidden", timeout=20_000)
+            page.wait_for_selector("#send:not([disabled])")
+            fake.script("Is the watch in stock?", Reply("Yes, 12 left."))
+            page.click("#send")
+            page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Yes, 12 left.")
+            assert page.js_errors == []
+        finally:
+            page.context.close()
 
 
 # ------------------------------------------------------------------ a reload mid-confirmation
