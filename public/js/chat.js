@@ -5,6 +5,7 @@
 
 import { postJSON } from "./api.js";
 import { attachedLabels, attachments, clearAttachments } from "./attach.js";
+import { fitInput } from "./composer.js";
 import { historyLimits, loadConfig } from "./config.js";
 import { $ } from "./dom.js";
 import { recentHistory } from "./history.js";
@@ -95,6 +96,7 @@ async function stream(text, limits, me) {
   if (attached.length) sent.push(addItem({ kind: "note", text: `Attached: ${attachedLabels().join(", ")}` }));
   save();
   inputEl.value = "";
+  fitInput();
   let bubble = null; // the assistant item receiving tokens right now
   let pendingPaint = false;
   const cards = new Map();
@@ -123,6 +125,7 @@ async function stream(text, limits, me) {
   const giveBack = () => {
     if (inputEl.value) return false;
     inputEl.value = text;
+    fitInput();
     for (const item of sent) removeItem(item);
     return true;
   };

@@ -8,6 +8,7 @@
 
 import { refreshResources, setupAttach } from "./attach.js";
 import { answer, newChat, replying, send, stop, updateSendButton } from "./chat.js";
+import { fitInput } from "./composer.js";
 import { historyLimits, loadConfig, onConfig } from "./config.js";
 import { $ } from "./dom.js";
 import { closeDrawer, drawerOpen, setupDrawer } from "./drawer.js";
@@ -53,6 +54,8 @@ $("composer").addEventListener("submit", (ev) => {
   ev.preventDefault();
   send(inputEl.value);
 });
+inputEl.addEventListener("input", fitInput);
+addEventListener("resize", fitInput);
 inputEl.addEventListener("keydown", (ev) => {
   if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
     ev.preventDefault();

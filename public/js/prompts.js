@@ -4,6 +4,7 @@
  * older web.py without the route leaves the button hidden. */
 
 import { getJSON, postJSON } from "./api.js";
+import { fillInput } from "./composer.js";
 import { $, h } from "./dom.js";
 import { choiceItem, placeForm, setupPicker, showForm, showList, str } from "./picker.js";
 
@@ -64,9 +65,8 @@ function fill(p) {
       const body = await r.json();
       if (!r.ok) throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${r.status}`);
       const text = (body.messages || []).filter((m) => m.role === "user").map((m) => str(m.text)).join("\n\n");
-      input.value = text;
       close();
-      input.focus();
+      fillInput(text); // grown to fit, shown from its first line
     } catch (e) {
       problem.textContent = "Could not get the prompt: " + e.message;
       problem.hidden = false;

@@ -158,3 +158,61 @@ def test_a_reload_says_failed_only_where_something_may_have_been_done(
         assert page.js_errors == []
     finally:
         page.context.close()
+
+
+# ------------------------------------------------------------------ a narrow phone's composer
+
+LONG_PROMPT = "\n".join(f"Line {i} of the shopping assistant's prompt." for i in range(1, 31))
+
+
+@pytest.mark.parametrize("width", [320, 360, 390])
+def test_a_narrow_phone_keeps_the_title_and_the_message_box(
+    browser: Any, web: InProcessWeb, width: int
+) -> None:
+    """Prompts and Attach take a row of their own, not a third of the box's width; a prompt
+    from the picker grows the box (up to 40 % of the window) and shows its first line."""
+    prompt = {"messages": [{"role": "user", "text": LONG_PROMPT}]}
+    routes = {"**/api/prompts/get": lambda route: route.fulfill(json=prompt)}
+    page = new_page(browser, web.url, "mobile", routes=routes)
+    try:
+        page.set_viewport_size({"width": width, "height": 640})
+        page.wait_for_selector("#prompts-btn:not([hidden])")
+        page.wait_for_selector("#attach-btn:not([hidden])")
+        cut = "e => e.scrollWidth > e.clientWidth + 1"
+        assert not page.locator("#topbar h1").evaluate(cut), f"the title is cut at {width} px"
+        box = page.locator("#input").bounding_box()
+        assert width > 360 or box["width"] >= 0.6 * width, box  # 390: beside it, as before
+        hint_whole = "e => e.scrollHeight <= e.clientHeight + 1"
+        assert page.locator("#input").evaluate(hint_whole), "the hint is clipped"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.click("#prompts-btn")
+        page.click(".prompt-choice[data-prompt='shopping_assistant']")
+        page.click(".prompt-form button[type=submit]")
+        page.wait_for_selector("#prompt-picker", state="hidden")
+        grown = page.locator("#input").evaluate(
+            "e => [e.getBoundingClientRect().height, e.scrollTop, innerHeight]"
+        )
+        height, top, window = grown
+        assert 120 < height <= 0.4 * window + 1, grown
+        assert top == 0, "the prompt shows its last lines, not its first"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.fill("#input", "")
+        assert page.locator("#input").bounding_box()["height"] < 100  # back to two rows
+        assert page.js_errors == []
+    finally:
+        page.context.close()
+
+
+def test_the_desktop_composer_is_unchanged(browser: Any, web: InProcessWeb) -> None:
+    page = new_page(browser, web.url, "desktop")
+    try:
+        page.wait_for_selector("#attach-btn:not([hidden])")
+        tools = page.locator(".composer-tools").bounding_box()
+        box = page.locator("#input").bounding_box()
+        prompts = page.locator("#prompts-btn").bounding_box()
+        attach = page.locator("#attach-btn").bounding_box()
+        assert tools["x"] + tools["width"] <= box["x"], "the buttons are beside the box"
+        assert attach["y"] >= prompts["y"] + prompts["height"], "one above the other"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    finally:
+        page.context.close()
