@@ -94,7 +94,8 @@ async def _every_server(manager: McpManager, capability: str, lister: Lister) ->
 
 
 async def list_prompts(manager: McpManager) -> dict[str, Any]:
-    """`{"prompts": [{server, name, title, description, arguments}], "errors": [...]}`."""
+    """`{"prompts": [{server, name, title, description, arguments}], "errors": [...]}`; each
+    argument `{name, title, description, required}` (the page labels a field by its title)."""
 
     async def lister(server: str, client: Client) -> dict[str, list[dict[str, Any]]]:
         prompts = await _pages(client.list_prompts, "prompts")
@@ -108,6 +109,7 @@ async def list_prompts(manager: McpManager) -> dict[str, Any]:
                     "arguments": [
                         {
                             "name": a.name,
+                            "title": _text(getattr(a, "title", None)),
                             "description": _text(a.description),
                             "required": bool(a.required),
                         }

@@ -116,7 +116,11 @@ function fillTemplate(t) {
     ev.preventDefault();
     const values = Object.fromEntries(inputs.map((f) => [f.name, f.value.trim()]));
     const uri = template.replace(/\{([^}]+)\}/g, (_, k) => encodeURIComponent(values[k] || ""));
-    add(t.server, uri, `${str(t.name) || template} ${Object.values(values).join(", ")}`.trim());
+    // named as the listing names it: that resource if listed, else the template's title and
+    // the parts filled in ("Product with live stock (id 3)", not "product 3")
+    const listed = resources.find((r) => r.server === t.server && r.uri === uri);
+    const parts = Object.entries(values).map(([k, v]) => `${k} ${v}`).join(", ");
+    add(t.server, uri, listed ? str(listed.title) || str(listed.name) || uri : `${title} (${parts})`);
   });
   placeForm(picker, form, inputs);
 }

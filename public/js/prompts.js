@@ -34,6 +34,20 @@ function list() {
   showList(picker, "Start from a prompt", "", items, close);
 }
 
+/* An argument's label: its title when the server gives one, else its name in words
+ * ("customerName" → "Customer name", "max_price" → "Max price"). */
+export function argumentLabel(a) {
+  const title = str(a.title).trim();
+  if (title) return title;
+  const words = str(a.name)
+    .replace(/[_-]+/g, " ")
+    .replace(/([a-z\d])([A-Z])/g, "$1 $2")
+    .replace(/([A-Z]+)([A-Z][a-z])/g, "$1 $2")
+    .trim()
+    .toLowerCase();
+  return words ? words[0].toUpperCase() + words.slice(1) : str(a.name);
+}
+
 /* The form of one prompt's arguments; Use puts the prompt's text into the message box. */
 function fill(p) {
   const title = str(p.title) || str(p.name);
@@ -47,9 +61,10 @@ function fill(p) {
       h(
         "div",
         { class: "field" },
-        h("label", { for: id, text: str(a.name) + (a.required ? " *" : "") }),
+        h("label", { for: id, text: argumentLabel(a) + (a.required ? " *" : "") }),
         field,
-        a.description ? h("span", { class: "hint", text: str(a.description) }) : null
+        // its description, and its own name (what the server calls it) for whoever needs it
+        h("span", { class: "hint", text: [str(a.description), `(${str(a.name)})`].filter(Boolean).join(" ") })
       )
     );
   }

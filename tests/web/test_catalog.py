@@ -77,7 +77,7 @@ def test_prompts_are_listed_with_their_arguments(web: InProcessWeb) -> None:
     assert [a["name"] for a in shop["arguments"]] == ["customerName", "need", "budget"]
     assert not any(a["required"] for a in shop["arguments"])
     assert got["docs", "review"]["arguments"] == [
-        {"name": "product", "description": None, "required": True}
+        {"name": "product", "title": None, "description": None, "required": True}
     ]
 
 

@@ -216,3 +216,50 @@ def test_the_desktop_composer_is_unchanged(browser: Any, web: InProcessWeb) -> N
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     finally:
         page.context.close()
+
+
+# ------------------------------------------------------------------ words for people
+
+PROMPTS = {
+    "prompts": [
+        {
+            "server": "shop",
+            "name": "shopping_assistant",
+            "title": "Shopping assistant",
+            "description": "Help a customer find and buy products.",
+            "arguments": [
+                {"name": "customerName", "description": "Who is buying", "required": False},
+                {"name": "need", "required": True},
+                {"name": "max_price", "title": "Budget", "required": False},
+            ],
+        }
+    ]
+}
+
+
+def test_prompt_arguments_and_attachments_are_named_for_people(
+    browser: Any, web: InProcessWeb, fake: FakeLLM
+) -> None:
+    routes = {"**/api/prompts": lambda route: route.fulfill(json=PROMPTS)}
+    page = new_page(browser, web.url, "desktop", routes=routes)
+    try:
+        page.click("#prompts-btn")
+        page.click(".prompt-choice[data-prompt='shopping_assistant']")
+        labels = page.eval_on_selector_all(".prompt-form label", "ls => ls.map(l => l.textContent)")
+        assert labels == ["Customer name", "Need *", "Budget"], labels
+        hints = page.eval_on_selector_all(".prompt-form .hint", "hs => hs.map(h => h.textContent)")
+        assert hints == ["Who is buying (customerName)", "(need)", "(max_price)"], hints
+        page.keyboard.press("Escape")
+
+        page.click("#attach-btn")
+        page.click(".attach-choice[data-uri='shop://products/{id}']")
+        page.fill("#attach-arg-id", "3")
+        page.click("#attach-picker button[type=submit]")
+        assert page.inner_text("#attachments .chip-label") == "Product with live stock (id 3)"
+        fake.script("Is this one in stock?", Reply("Yes."))
+        turn(page, "Is this one in stock?", "Yes.")
+        note = page.locator(".msg.note").last.inner_text()
+        assert note == "Attached: Product with live stock (id 3)", note
+        assert page.js_errors == []
+    finally:
+        page.context.close()
