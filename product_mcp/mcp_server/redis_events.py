@@ -7,6 +7,13 @@ session, bounded in bytes (`REDIS_SESSION_EVENT_BYTES`, oldest dropped first, at
 Lua script) and in time (`REDIS_EVENT_TTL` after its last event). While Redis is down
 (redis_link.py) events go to the in-memory store, whose replay works on this replica only;
 their ids tell the two apart (`R` prefix for Redis's).
+
+A request another process ran: a client resuming on this replica a request that ran on one that
+died waited for ever (up to nginx's hour) once the replay was over, on a live stream here that
+no process would ever answer (found from outside). A view knows the streams this process wrote
+(`mine`); for any other, the replay follows Redis while events keep coming (the other process
+may well be alive) and, after `ELSEWHERE_QUIET_S` without one and no answer, answers the request
+itself with an error saying it may or may not have completed, and ends the stream.
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ from mcp.server.streamable_http import (
     EventStore,
     StreamId,
 )
-from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCResponse, jsonrpc_message_adapter
+from mcp_types import (
+    INTERNAL_ERROR,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
 
 from product_mcp.mcp_server.event_store import EVENT_OVERHEAD, InMemoryEventStore
 from product_mcp.mcp_server.redis_link import RedisLink
@@ -44,6 +58,14 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
 return id
 """
 REDIS_ID = "R"  # event ids from Redis start with it; others are the in-memory fallback's
+ELSEWHERE_QUIET_S = 5.0  # quiet on a stream another process wrote before it is given up
+MINE_MAX = 4096  # stream ids a view remembers writing (a long session's oldest go first)
+INTERRUPTED = (
+    "The request was interrupted: the server process that ran it stopped or cannot be reached, "
+    "and its answer was lost. It may or may not have completed: check, or call it again "
+    "(create_purchase with the same idempotencyKey returns the first order instead of buying "
+    "twice)."
+)
 
 
 class RedisEventStore:
@@ -56,6 +78,7 @@ class RedisEventStore:
         self.ttl = max(1, int(ttl))
         self.max_session_bytes = max_session_bytes
         self.follow_timeout = follow_timeout
+        self.elsewhere_quiet = min(follow_timeout, ELSEWHERE_QUIET_S)
         self.local = InMemoryEventStore(10_000, follow_timeout)
 
     def view(self, session_id: str) -> RedisSessionEvents:
@@ -79,8 +102,13 @@ class RedisSessionEvents(EventStore):
         self.key = store.link.key("events", session_id)
         self.bytes_key = store.link.key("eventbytes", session_id)
         self.local = store.local.view(session_id)
+        self.mine: dict[str, None] = {}  # streams this process wrote, oldest first
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        if stream_id not in self.mine:
+            self.mine[stream_id] = None
+            if len(self.mine) > MINE_MAX:
+                del self.mine[next(iter(self.mine))]
         data = message.model_dump_json(by_alias=True, exclude_unset=True) if message else ""
         size = EVENT_OVERHEAD + len(data)
         store = self.store
@@ -107,7 +135,10 @@ class RedisSessionEvents(EventStore):
         stream_id = fields[b"s"].decode()
         if _is_answer(_message(fields)):
             return stream_id
-        follow = 0.0 if stream_id == GET_STREAM_KEY else self.store.follow_timeout
+        here = stream_id in self.mine
+        follow = self.store.follow_timeout if here else self.store.elsewhere_quiet
+        if stream_id == GET_STREAM_KEY:
+            follow, here = 0.0, True
         quiet_until = time.monotonic() + follow
         while True:
             later = await link.run(lambda r, a=last: r.xrange(self.key, f"({a}", "+", 200), None)
@@ -127,13 +158,24 @@ class RedisSessionEvents(EventStore):
                 quiet_until = time.monotonic() + follow
                 continue
             if time.monotonic() >= quiet_until:
-                return stream_id
+                if here:
+                    return stream_id  # still running here: the live stream carries its answer
+                await send_callback(EventMessage(_interrupted(stream_id), None))
+                return None  # answered: no live stream to wait on
             await anyio.sleep(0.05)
 
 
 def _message(fields: dict[bytes, bytes]) -> JSONRPCMessage | None:
     data = fields.get(b"m", b"")
     return jsonrpc_message_adapter.validate_json(data, by_name=False) if data else None
+
+
+def _interrupted(stream_id: str) -> JSONRPCError:
+    """The error for the request a stream was opened for (a POST's stream is named by its
+    request's id; a numeric one is sent back as a number, as clients send them)."""
+    rid: str | int = int(stream_id) if stream_id.isdigit() and len(stream_id) < 16 else stream_id
+    error = ErrorData(code=INTERNAL_ERROR, message=INTERRUPTED)
+    return JSONRPCError(jsonrpc="2.0", id=rid, error=error)
 
 
 def _is_answer(message: JSONRPCMessage | None) -> bool:

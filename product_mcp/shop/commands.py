@@ -41,7 +41,9 @@ def import_file(argv: list[str]) -> None:
     engine = make_engine(args.database_url)
     try:
         shop = Shop(engine)
-        shop.init()
+        # The tutorial's four demo products are for a shop started empty, not for one filled
+        # from a catalogue (found from outside: they were on sale beside the import).
+        shop.init(seed_empty=False)
         report = shop.import_products(parse_catalogue(data, kind))
     except ImportRejected as e:
         for err in e.errors:

@@ -77,10 +77,11 @@ class Database:
             for wake in self.on_change:
                 wake()
 
-    def init(self, *, migrate: bool = True) -> tuple[str | None, str]:
+    def init(self, *, migrate: bool = True, seed_empty: bool = True) -> tuple[str | None, str]:
         """Bring the schema to this release's revision (`migrate=False`: refuse with a
-        sentence unless it is there already), then seed an empty catalogue; returns the
-        revisions before and after.
+        sentence unless it is there already), then seed an empty catalogue (`seed_empty`;
+        not when a catalogue is being imported into it); returns the revisions before and
+        after.
 
         One transaction holding the migration lock does it all (SQLite: BEGIN IMMEDIATE, the
         file's write lock; PostgreSQL: a transaction-scoped advisory lock, with DDL in the same
@@ -97,7 +98,8 @@ class Database:
                     else:
                         revision = migrations.require_current(conn)
                         revisions = (revision, revision)
-                    if conn.scalar(select(func.count()).select_from(products)) == 0:
+                    empty = conn.scalar(select(func.count()).select_from(products)) == 0
+                    if seed_empty and empty:
                         seed(conn)
                 return revisions
             except (OperationalError, IntegrityError):

@@ -193,6 +193,20 @@ def _no_prefetch(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.commit()
 
 
+# A PostgreSQL server that goes silent (a dead host, a dropped network: nothing refuses) held
+# requests for ever: a new connection waited on libpq's connect_timeout (none by default), a
+# pooled one on the kernel (about 15 minutes of retransmissions) (found from outside). These
+# bound both; the URL's own values win.
+PG_SILENCE: dict[str, int] = {
+    "connect_timeout": 5,  # seconds to connect, per host
+    "keepalives": 1,
+    "keepalives_idle": 30,  # an idle connection is probed after 30 s...
+    "keepalives_interval": 10,
+    "keepalives_count": 3,  # ...and dropped after 3 probes unanswered
+    "tcp_user_timeout": 30_000,  # ms: data sent and not acknowledged for this long drops it
+}
+
+
 def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     """An engine with SQLite made safe for many threads and processes (WAL, busy wait).
 
@@ -212,6 +226,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
             pool_pre_ping=True,
             pool_size=PG_POOL if postgres else 5,
             max_overflow=0 if postgres else 10,
+            connect_args={k: v for k, v in PG_SILENCE.items() if k not in parsed.query}
+            if postgres
+            else {},
         )
         event.listen(engine, "handle_error", _read_only_is_lost)
         if postgres:

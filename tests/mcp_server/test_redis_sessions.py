@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import redis
@@ -267,5 +268,47 @@ async def test_a_pool_still_busy_after_its_wait_skips_a_command_not_redis(
         assert answers.count("skipped") == 2 and not link.down
         assert "does not answer" not in caplog.text and "all 2 connections busy" in caplog.text
         assert await link.run(lambda r: r.ping(), False) is True
+    finally:
+        await link.close()
+
+
+@pytest.mark.anyio
+async def test_a_request_a_dead_replica_ran_is_answered_not_awaited_for_ever(prefix: str) -> None:
+    """Found from outside: a client resuming (Last-Event-ID) on the replica its session moved
+    to a request the dead replica had been running got the replay, then a live stream here that
+    no process would ever answer (an hour, nginx's read timeout). A stream this process never
+    wrote is followed while events come, then answered with an error for its request; one it
+    wrote is left to its live stream as before."""
+    link = RedisLink(REDIS, prefix)
+    link.open()
+    try:
+        dead = RedisEventStore(link, ttl=60, max_session_bytes=64 * 1024, follow_timeout=60)
+        moved_to = RedisEventStore(link, ttl=60, max_session_bytes=64 * 1024, follow_timeout=60)
+        moved_to.elsewhere_quiet = 0.3
+        there = dead.view("s1")
+        primed = await there.store_event("5", None)
+        note = rpc("notifications/progress", {"progressToken": 1, "progress": 1}, id=None)
+        await there.store_event("5", jsonrpc_message_adapter.validate_python(note))
+        sent: list[object] = []
+
+        async def collect(event: object) -> None:
+            sent.append(event)
+
+        here = moved_to.view("s1")
+        with anyio.fail_after(10):  # a bound, not a speed check (it waited an hour)
+            assert await here.replay_events_after(primed, collect) is None
+        progress, answer = (e.message for e in sent)  # type: ignore[attr-defined]
+        assert progress.method == "notifications/progress"
+        assert answer.id == 5 and answer.error.code == -32603
+        assert "may or may not have completed" in answer.error.message
+        assert "idempotencyKey" in answer.error.message
+
+        # a request of this process's own, still running: its live stream takes over
+        mine = await here.store_event("6", None)
+        sent.clear()
+        moved_to.follow_timeout = 0.3
+        with anyio.fail_after(10):
+            assert await here.replay_events_after(mine, collect) == "6"
+        assert sent == []
     finally:
         await link.close()
