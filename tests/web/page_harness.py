@@ -50,7 +50,8 @@ MOCK_STREAM = """(() => {
   };
 })();"""
 
-# Every visible text on the page whose colour against its (blended) background is below 4.5:1.
+# Every visible text on the page whose colour against its (blended) background is below 4.5:1
+# (`low`), and every one on a light background (`bright`: luminance over 0.3, none in dark mode).
 LOW_CONTRAST = """() => {
   const parse = (c) => {
     const m = /rgba?\\(([^)]+)\\)/.exec(c || '');
@@ -77,6 +78,7 @@ LOW_CONTRAST = """() => {
     return bg;
   };
   const low = [];
+  const bright = [];
   let checked = 0;
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n; (n = walker.nextNode()); ) {
@@ -92,8 +94,9 @@ LOW_CONTRAST = """() => {
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
     checked++;
     if (ratio < 4.5) low.push([n.textContent.trim().slice(0, 40), +ratio.toFixed(2), st.color]);
+    if (b > 0.3) bright.push([n.textContent.trim().slice(0, 40), +b.toFixed(2)]);
   }
-  return { checked, low };
+  return { checked, low, bright };
 }"""
 
 AXE_RUN = """async () => {
@@ -170,8 +173,18 @@ def posts(page: Any, path: str) -> list[dict[str, Any]]:
 
 
 def assert_readable(page: Any) -> None:
-    """Contrast of every visible text ≥ 4.5:1, and no serious axe-core violation."""
-    contrast = page.evaluate(LOW_CONTRAST)
-    assert contrast["checked"] > 10 and contrast["low"] == [], contrast["low"]
-    violations = page.evaluate(AXE_RUN)
-    assert violations == [], violations
+    """Contrast of every visible text ≥ 4.5:1, and no serious axe-core violation, in the light
+    and in the dark colour scheme (prefers-color-scheme emulated); in the dark one no text may
+    sit on a light background (the page stayed white). The page is left in the scheme it had."""
+    was = "dark" if page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") else "light"
+    try:
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            contrast = page.evaluate(LOW_CONTRAST)
+            assert contrast["checked"] > 10 and contrast["low"] == [], (scheme, contrast["low"])
+            if scheme == "dark":
+                assert contrast["bright"] == [], ("light backgrounds", contrast["bright"])
+            violations = page.evaluate(AXE_RUN)
+            assert violations == [], (scheme, violations)
+    finally:
+        page.emulate_media(color_scheme=was)
