@@ -19,6 +19,7 @@ function svg(tag, attrs, text) {
 }
 
 const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+const count = (v, one) => `${num(v)} ${num(v) === 1 ? one : one + "s"}`; // "1 order", "2 orders"
 
 /* A <figure> with the chart and its totals; `money` formats revenue. */
 export function salesChart(report, money) {
@@ -28,8 +29,8 @@ export function salesChart(report, money) {
   const caption = h(
     "figcaption",
     { class: "chart-totals" },
-    `Revenue by ${by} · total ${money(num(totals.revenue))} from ${num(totals.orders)} orders, ` +
-      `${num(totals.units)} units`
+    `Revenue by ${by} · total ${money(num(totals.revenue))} from ${count(totals.orders, "order")}, ` +
+      count(totals.units, "unit")
   );
   if (!groups.length) {
     return h("figure", { class: "sales-chart" }, caption, h("p", { class: "muted", text: "No sales in this range." }));
@@ -40,7 +41,7 @@ export function salesChart(report, money) {
     width: "100%",
     height,
     role: "img",
-    "aria-label": `Bar chart of revenue by ${by}, ${groups.length} groups`,
+    "aria-label": `Bar chart of revenue by ${by}, ${count(groups.length, "group")}`,
     class: "chart",
   });
   groups.forEach((g, i) => {
@@ -48,7 +49,7 @@ export function salesChart(report, money) {
     const pct = Math.max(0.5, (num(g.revenue) / top) * MAX_BAR_PCT);
     const label = plain(g.label ?? g.key ?? "");
     const row = svg("g", { class: "bar-row" });
-    row.appendChild(svg("title", {}, `${label}: ${money(num(g.revenue))}, ${num(g.units)} units`));
+    row.appendChild(svg("title", {}, `${label}: ${money(num(g.revenue))}, ${count(g.units, "unit")}`));
     row.appendChild(svg("text", { x: 0, y: y + 13, class: "bar-label" }, label.slice(0, 80)));
     row.appendChild(svg("rect", { x: 0, y: y + 18, width: `${pct}%`, height: BAR, rx: 3, class: "bar" }));
     const value = `${money(num(g.revenue))} · ${num(g.units)} sold`;

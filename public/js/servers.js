@@ -109,7 +109,7 @@ function renderServers(servers) {
   for (const s of servers) {
     const tools = toolsByServer.get(s.name) || [];
     const card = h("div", { class: "server", "data-server": s.name });
-    const status = s.status === "connected" ? `${s.tools} tools` : s.status;
+    const status = s.status === "connected" ? `${s.tools} ${s.tools === 1 ? "tool" : "tools"}` : s.status;
     card.appendChild(
       h(
         "div",

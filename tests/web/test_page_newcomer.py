@@ -1,7 +1,9 @@
 """What a new user found trying the chat page (session 16), each checked here in Chromium: with
-the system in dark mode the page stayed white, its purchase confirmation a bright yellow card.
+the system in dark mode the page stayed white, its purchase confirmation a bright yellow card;
+the sales chart said "from 1 orders, 1 units" and the servers panel "1 tools".
 
-web.py's app in process with main.py's server in memory and the scripted LLM (conftest.py)."""
+web.py's app in process with main.py's server in memory and the scripted LLM (conftest.py);
+the counts from a canned reply stream (page.route), so that the figures are exactly 1."""
 
 from __future__ import annotations
 
@@ -63,6 +65,92 @@ def test_dark_mode_follows_the_system(
         assert background(page, ".tool-card[data-tool='create_purchase']") < 0.05
         shot(page, f"dark-cancelled-{size}")
         assert_readable(page)
+        assert page.js_errors == []
+    finally:
+        page.context.close()
+
+
+def sse(*events: tuple[str, dict[str, Any]]) -> str:
+    return "".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events)
+
+
+ONE_SALE = {
+    "groupBy": "product",
+    "groups": [
+        {"key": "3", "label": "Portable Power Bank", "units": 1, "revenue": 299.0, "orders": 1}
+    ],
+    "totals": {"units": 1, "revenue": 299.0, "orders": 1},
+}
+ONE_SALE_STREAM = sse(
+    ("turn", {"turnId": "t1"}),
+    (
+        "tool_call",
+        {
+            "id": "c1",
+            "function": "analyze_sales",
+            "server": "shop",
+            "tool": "analyze_sales",
+            "arguments": {"groupBy": "product"},
+            "round": 1,
+            "needsApproval": False,
+        },
+    ),
+    (
+        "tool_result",
+        {
+            "id": "c1",
+            "server": "shop",
+            "tool": "analyze_sales",
+            "function": "analyze_sales",
+            "durationMs": 12,
+            "result": json.dumps(ONE_SALE),
+        },
+    ),
+    ("token", {"text": "One sale."}),
+    (
+        "done",
+        {
+            "response": "One sale.",
+            "toolCalls": [],
+            "rounds": 1,
+            "maxRoundsReached": False,
+            "stopped": False,
+            "messages": [{"role": "assistant", "content": "One sale."}],
+        },
+    ),
+)
+
+
+def test_counts_of_one_are_singular(browser: Any, web: InProcessWeb) -> None:
+    """ "from 1 orders, 1 units" under the chart, "1 units" in its bar's tooltip, "1 groups" in
+    its label, and "1 tools" for a server with one tool."""
+
+    def one_tool(route: Any) -> None:
+        body = route.fetch().json()
+        route.fulfill(json={**body, "servers": [{**s, "tools": 1} for s in body["servers"]]})
+
+    routes = {
+        "**/api/chat/stream": lambda route: route.fulfill(
+            status=200, content_type="text/event-stream", body=ONE_SALE_STREAM
+        ),
+        "**/api/servers": one_tool,
+    }
+    page = new_page(browser, web.url, "desktop", routes=routes)
+    try:
+        page.wait_for_selector(".server[data-server='shop'] .status")
+        assert page.inner_text(".server[data-server='shop'] .status") == "1 tool"
+        page.fill("#input", "how many sales?")
+        page.press("#input", "Enter")
+        page.wait_for_selector(".msg.assistant:not(.streaming) >> text=One sale.")
+        card = page.locator(".tool-card.ok[data-tool='analyze_sales']").last
+        assert card.locator(".summary").inner_text() == "1 order · 1 unit · $299.00"
+        card.locator(".tool-head").click()
+        caption = card.locator(".chart-totals").inner_text()
+        assert caption == "Revenue by product · total $299.00 from 1 order, 1 unit", caption
+        chart = card.locator("svg.chart")
+        assert chart.get_attribute("aria-label") == "Bar chart of revenue by product, 1 group"
+        tip = chart.locator("g.bar-row title").text_content()
+        assert tip == "Portable Power Bank: $299.00, 1 unit", tip
         assert page.js_errors == []
     finally:
         page.context.close()

@@ -224,7 +224,8 @@ def test_inventory_orders_and_sales_views(
     report = json.loads(sales.locator("pre.result").text_content())
     assert sales.locator("svg.chart rect.bar").count() == len(report["groups"]) >= 1
     caption = sales.locator(".chart-totals").inner_text()
-    assert re.search(MONEY, caption) and f"{report['totals']['orders']} orders" in caption
+    orders = report["totals"]["orders"]
+    assert re.search(MONEY, caption) and f"{orders} order{'' if orders == 1 else 's'}" in caption
     first = report["groups"][0]  # its units in words ("2 sold"; a bare "2 u" puzzled a tester)
     assert f"· {first['units']} sold" in sales.locator("svg.chart .bar-value").first.text_content()
     assert re.search(MONEY, sales.locator(".summary").inner_text())
