@@ -255,16 +255,24 @@ export function elicitationCard(item, changed) {
     }
     for (const b of buttons) b.disabled = false;
   };
+  // how Decline and Cancel differ: a line under the buttons, each half its button's description
+  const say = {
+    decline: isObj(e.quote) ? "Decline: don't buy; tell the assistant no." : "Decline: say no; the assistant is told.",
+    cancel: "Cancel: dismiss without answering.",
+  };
+  const choice = (action) => ({ "aria-describedby": `${prefix}-${action}`, onclick: () => send(action) });
   const buttons = [
     h("button", { type: "submit", class: "primary accept", text: fields.length ? "Accept" : "Confirm" }),
-    h("button", { type: "button", class: "decline", text: "Decline", onclick: () => send("decline") }),
-    h("button", { type: "button", class: "cancel", text: "Cancel", onclick: () => send("cancel") }),
+    h("button", { type: "button", class: "decline", text: "Decline", ...choice("decline") }),
+    h("button", { type: "button", class: "cancel", text: "Cancel", ...choice("cancel") }),
   ];
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     send("accept");
   });
   form.appendChild(h("div", { class: "elicit-actions" }, ...buttons));
+  const hint = (action) => h("span", { id: `${prefix}-${action}`, text: say[action] });
+  form.appendChild(h("p", { class: "hint elicit-choices" }, hint("decline"), " ", hint("cancel")));
   form.appendChild(problem);
   card.appendChild(form);
   return card;

@@ -140,6 +140,9 @@ export function summarize(kind, value) {
     case "order":
       return orderSummary(value);
     case "outcome":
+      // create_purchase not confirmed: its message is written for the model
+      if (Array.isArray(value.items) && value.status === "declined") return "Not bought: you declined";
+      if (Array.isArray(value.items) && value.status === "cancelled") return "Not bought: cancelled";
       return typeof value.message === "string" ? firstLine(value.message, 120) : plain(value.status);
     case "sales": {
       const t = value.totals || {};

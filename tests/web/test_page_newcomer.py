@@ -1,6 +1,8 @@
 """What a new user found trying the chat page (session 16), each checked here in Chromium: with
 the system in dark mode the page stayed white, its purchase confirmation a bright yellow card;
-the sales chart said "from 1 orders, 1 units" and the servers panel "1 tools".
+the sales chart said "from 1 orders, 1 units" and the servers panel "1 tools"; after Decline or
+Cancel the purchase's card read the model's words "not bought: declined (the user did not
+confirm; nothing was or…"; nothing said how Decline and Cancel differ.
 
 web.py's app in process with main.py's server in memory and the scripted LLM (conftest.py);
 the counts from a canned reply stream (page.route), so that the figures are exactly 1."""
@@ -65,6 +67,46 @@ def test_dark_mode_follows_the_system(
         assert background(page, ".tool-card[data-tool='create_purchase']") < 0.05
         shot(page, f"dark-cancelled-{size}")
         assert_readable(page)
+        assert page.js_errors == []
+    finally:
+        page.context.close()
+
+
+def test_declined_or_cancelled_purchases_say_so_in_words(
+    browser: Any, web: InProcessWeb, fake: FakeLLM
+) -> None:
+    page = new_page(browser, web.url, "desktop")
+    try:
+        asked = ask_to_buy(page, fake, "buy one, then decline", "Declined, then.")
+        # Decline and Cancel say how they differ (visible, and as each button's description)
+        described = asked.eval_on_selector_all(
+            "button.decline, button.cancel",
+            """bs => bs.map(b => [b.className,
+                 document.getElementById(b.getAttribute('aria-describedby'))?.textContent])""",
+        )
+        assert described == [
+            ["decline", "Decline: don't buy; tell the assistant no."],
+            ["cancel", "Cancel: dismiss without answering."],
+        ], described
+        hints = asked.query_selector(".elicit-choices")
+        assert hints is not None and hints.is_visible()
+        assert hints.inner_text() == " ".join(d for _, d in described)
+        assert_readable(page)
+        asked.query_selector("button.decline").click()
+        page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Declined, then.")
+        card = page.locator(".tool-card[data-tool='create_purchase']").last
+        assert card.locator(".summary").inner_text() == "Not bought: you declined"
+        assert "the user did not confirm" not in card.locator(".tool-head").get_attribute("title")
+
+        asked = ask_to_buy(page, fake, "buy one, then cancel", "Cancelled, then.")
+        asked.query_selector("button.cancel").click()
+        page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Cancelled, then.")
+        card = page.locator(".tool-card[data-tool='create_purchase']").last
+        assert card.locator(".summary").inner_text() == "Not bought: cancelled"
+        assert card.locator(".state").inner_text() == "cancelled"
+        # the model's own words stay in the card's raw result
+        card.locator(".tool-head").click()
+        assert "the user did not confirm" in card.locator("pre.result").text_content()
         assert page.js_errors == []
     finally:
         page.context.close()
