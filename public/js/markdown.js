@@ -22,6 +22,9 @@
  *   - * + item         bullet list <ul><li>; "1." or "1)" numbered list <ol><li>, with
  *                      start="N" when the first number is not 1. Indented items nest; an item
  *                      that is a single paragraph has no <p> inside its <li>.
+ *   - [ ] todo         task list item (any list marker; "[x]" or "[X]" is done): <li class="task">
+ *   - [x] done         whose first paragraph is a <label> holding a disabled
+ *                      <input type="checkbox" class="task-box"> (checked when done) and the text.
  *   | a | b |          GitHub table: a header row, then a separator row like |---|:-:|--:|,
  *   |---|--:|          then body rows up to the first line without "|" →
  *                      <div class="table-wrap"><table><thead><tr><th>…<tbody><tr><td>…;
@@ -50,8 +53,8 @@
  *   text itself (textContent, copy and paste) is unchanged.
  *
  * Elements created: p br wbr h3 h4 h5 h6 strong em del code pre blockquote ul ol li hr div
- * table thead tbody tr th td a. Attributes set: class (lang-*, align-*, table-wrap), start (ol),
- * href, target, rel (a).
+ * table thead tbody tr th td a label input. Attributes set: class (lang-*, align-*, table-wrap,
+ * task, task-box), start (ol), href, target, rel (a), type, disabled, checked (input).
  *
  * Every scan is linear in the length of its input, so a hostile 1 MB reply renders in about a
  * second: no regular expression below can retry a long run from many starting points.
@@ -297,6 +300,32 @@ function item(line) {
   return m && { indent: m[1].length, marker: m[2], text: m[3].trimStart() };
 }
 
+/* - [ ] todo / - [x] done: the item's body without its box and whether it is done, or null when
+   it is no task (what follows the box must begin a paragraph, which will hold the checkbox). */
+const TASK = /^\[([ xX])\][ \t]+(?=\S)/;
+
+function task(body) {
+  const m = TASK.exec(body[0]);
+  if (!m) return null;
+  const rest = body[0].slice(m[0].length);
+  return startsBlock(rest, body[1]) ? null : { done: m[1] !== " ", body: [rest, ...body.slice(1)] };
+}
+
+/* The item's first paragraph (its only one when the <p> was unwrapped) becomes a <label> with a
+   disabled checkbox before its text: a box that shows the state, named by the item's words. */
+function taskBox(li, done) {
+  const host = li.firstChild && li.firstChild.nodeName === "P" ? li.firstChild : li;
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "task-box";
+  box.disabled = true;
+  box.defaultChecked = done;
+  const label = el("label", [box]);
+  while (host.firstChild) label.appendChild(host.firstChild);
+  host.appendChild(label);
+  li.className = "task";
+}
+
 /* |---|:--:|--:| */
 function isTableSep(line) {
   let s = line.trim();
@@ -430,12 +459,14 @@ function blocks(lines, depth) {
           body.push(l.replace(/^\s{1,4}/, ""));
           i++;
         }
-        const content = blocks(body, depth + 1);
+        const todo = task(body);
+        const content = blocks(todo ? todo.body : body, depth + 1);
         const li = document.createElement("li");
         // Tight items: unwrap a lone paragraph.
         if (content.childNodes.length === 1 && content.firstChild.nodeName === "P") {
           while (content.firstChild.firstChild) li.appendChild(content.firstChild.firstChild);
         } else li.appendChild(content);
+        if (todo) taskBox(li, todo.done);
         list.appendChild(li);
         while (i < lines.length && !lines[i].trim()) {
           const nx = item(lines[i + 1] || "");

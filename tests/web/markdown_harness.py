@@ -31,9 +31,9 @@ CSP = "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'
 # What the module's header comment promises: the only elements and attributes it creates.
 ELEMENTS = set(
     "p br wbr h3 h4 h5 h6 strong em del code pre blockquote ul ol li hr div table thead tbody "
-    "tr th td a".split()
+    "tr th td a label input".split()
 )
-ATTRIBUTES = {"class", "start", "href", "target", "rel"}
+ATTRIBUTES = {"class", "start", "href", "target", "rel", "type", "disabled", "checked"}
 REL = "noopener noreferrer nofollow"
 
 

@@ -140,6 +140,51 @@ def test_lists(page: Any) -> None:
     ]
 
 
+BOX = ["input", {"type": "checkbox", "class": "task-box", "disabled": ""}]
+TICKED = ["input", {"type": "checkbox", "class": "task-box", "disabled": "", "checked": ""}]
+
+
+def test_task_lists(page: Any) -> None:
+    """Found by a new user: "- [x] done" showed as the text "[x] done". A task item is a
+    disabled checkbox labelled by the item's words; anything else after "[ ]" stays text."""
+    src = "- [x] done *item*\n- [ ] todo\n* [X] also done\n- [] no box\n- [ ]\n- [x] # no title"
+    assert md(page, src) == [
+        [
+            "ul",
+            ["li", {"class": "task"}, ["label", TICKED, "done ", ["em", "item"]]],
+            ["li", {"class": "task"}, ["label", BOX, "todo"]],
+            ["li", {"class": "task"}, ["label", TICKED, "also done"]],
+            ["li", "[] no box"],
+            ["li", "[ ]"],
+            ["li", "[x] # no title"],
+        ]
+    ]
+    nested = "1. [ ] first\n   - [x] nested\n2. [ ] <img src=x onerror=alert(1)>"
+    assert md(page, nested) == [
+        [
+            "ol",
+            [
+                "li",
+                {"class": "task"},
+                ["p", ["label", BOX, "first"]],
+                ["ul", ["li", {"class": "task"}, ["label", TICKED, "nested"]]],
+            ],
+            ["li", {"class": "task"}, ["label", BOX, "<img src=x onerror=alert(1)>"]],
+        ]
+    ]
+    boxes = page.evaluate(
+        """src => { const box = document.createElement('div');
+            box.appendChild(window.markdown.render(src));
+            document.body.appendChild(box);
+            const found = [...box.querySelectorAll('input')].map(i =>
+                [i.checked, i.disabled, i.labels.length === 1 && i.labels[0].textContent]);
+            box.remove();
+            return found; }""",
+        "- [x] bought\n- [ ] to buy",
+    )
+    assert boxes == [[True, True, "bought"], [False, True, "to buy"]]
+
+
 def test_tables(page: Any) -> None:
     src = (
         "| id | name | qty |\n"

@@ -2,7 +2,8 @@
 the system in dark mode the page stayed white, its purchase confirmation a bright yellow card;
 the sales chart said "from 1 orders, 1 units" and the servers panel "1 tools"; after Decline or
 Cancel the purchase's card read the model's words "not bought: declined (the user did not
-confirm; nothing was or…"; nothing said how Decline and Cancel differ.
+confirm; nothing was or…"; nothing said how Decline and Cancel differ; a reply's task list
+showed "[x] done" (markdown.js itself: test_page_markdown.py).
 
 web.py's app in process with main.py's server in memory and the scripted LLM (conftest.py);
 the counts from a canned reply stream (page.route), so that the figures are exactly 1."""
@@ -107,6 +108,25 @@ def test_declined_or_cancelled_purchases_say_so_in_words(
         # the model's own words stay in the card's raw result
         card.locator(".tool-head").click()
         assert "the user did not confirm" in card.locator("pre.result").text_content()
+        assert page.js_errors == []
+    finally:
+        page.context.close()
+
+
+def test_a_task_list_in_a_reply_shows_boxes(browser: Any, web: InProcessWeb, fake: FakeLLM) -> None:
+    """A reply's "- [x] done" read "[x] done": now a disabled, labelled checkbox (markdown.js,
+    test_page_markdown.py), readable and accessible in both themes."""
+    page = new_page(browser, web.url, "desktop")
+    try:
+        fake.script("my shopping list", Reply("Your list:\n\n- [x] Power bank\n- [ ] Smart watch"))
+        page.fill("#input", "my shopping list")
+        page.press("#input", "Enter")
+        page.wait_for_selector(".msg.assistant:not(.streaming) >> text=Smart watch")
+        boxes = page.locator(".msg.assistant li.task input[type=checkbox]")
+        assert boxes.count() == 2 and boxes.first.is_checked() and not boxes.last.is_checked()
+        assert boxes.first.is_disabled() and "[x]" not in page.inner_text(".msg.assistant")
+        shot(page, "task-list-desktop")
+        assert_readable(page)
         assert page.js_errors == []
     finally:
         page.context.close()
