@@ -66,7 +66,8 @@ class ReplyBounds:
     (found from outside: 537 MiB in 40 s). Past a bound the stream is closed (the provider
     stops), the text so far kept with a note, and any half-made tool calls dropped."""
 
-    chars: int = HISTORY_MAX_CHARS  # all a history may hold: a longer reply is no answer
+    # a megabyte answer is shown whole (the history keeps its start: fit_for_history)
+    chars: int = 4 * HISTORY_MAX_CHARS
     chunks: int = 50_000
     seconds: float = 600.0
 
