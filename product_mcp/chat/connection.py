@@ -226,6 +226,11 @@ class ServerConnection(Supervision):
                 progress_callback=route.progress if route.emit is not None else None,
                 meta={CALL_META_KEY: key},
             )
+        except BaseException:
+            # given up (timed out, stopped) or failed: its reply is not read on (keepalive.py)
+            if self.replies is not None:
+                self.replies.cut(key)
+            raise
         finally:
             calls[generation] -= 1
             if not calls[generation]:

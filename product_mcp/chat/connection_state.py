@@ -15,6 +15,7 @@ from mcp import Client
 from mcp.types import Implementation, Tool
 
 from product_mcp.chat.elicitation import CallRoute, Elicitations
+from product_mcp.chat.keepalive import KeepAliveTransport
 from product_mcp.chat.mcp_config import ServerConfig
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class ConnectionState:
         self._client: Client | None = None
         self.watch: StockWatch | None = None  # live stock for the page (chat/live.py)
         self._http_error: str | None = None
+        self.replies: KeepAliveTransport | None = None  # the HTTP session's (keepalive.py)
         # A stdio server's stdout lines that are not JSON-RPC: the first, and how many
         self._noise = ""
         self._noise_lines = 0

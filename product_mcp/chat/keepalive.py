@@ -6,11 +6,18 @@ so every tool call opened a new TCP connection (web.py and main.py each paid the
 accept and close). Like Go's HTTP client, this transport reads what is left of such a reply,
 if it ends soon and is small, so the connection goes back to the pool; otherwise it closes
 it, as before. It uses only httpx's public transport and stream interfaces.
+
+The other way round, a call web.py gave up on (timed out, stopped): the SDK went on reading its
+reply for as long as the server sent (found from outside: a tool streaming progress and never
+answering, 2 MB/s for good after the 504). `cut(marker)` ends the reply of the POST whose body
+carries `marker` (the call's own id in its `_meta`) at its next chunk, with the SSE error the
+SDK answers by closing the reply without resuming it; the connection is closed.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import anyio
 import httpx2
@@ -22,10 +29,15 @@ DRAIN_SECONDS = 0.25  # a stream the server does not end at once is closed, as b
 class _DrainOnClose(httpx2.AsyncByteStream):
     """A reply body that, closed before its end, first reads the rest if it comes at once."""
 
-    def __init__(self, stream: httpx2.AsyncByteStream) -> None:
+    def __init__(self, stream: httpx2.AsyncByteStream, open_replies: dict[Any, bytes]) -> None:
         self._stream = stream
         self._chunks = stream.__aiter__()  # one iterator over the body, the reader's and ours
         self._ended = False
+        self._cut = False
+        self._open = open_replies  # the transport's: this reply is in it until it ends
+
+    def cut(self) -> None:
+        self._cut = True
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # Not `async for`: the reader dropping this generator must leave the body's iterator
@@ -35,12 +47,16 @@ class _DrainOnClose(httpx2.AsyncByteStream):
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:
                 self._ended = True
+                self._open.pop(self, None)
                 return
+            if self._cut:
+                raise httpx2.SSEError("the call was given up: its reply is not read further")
             yield chunk
 
     async def aclose(self) -> None:
+        self._open.pop(self, None)
         try:
-            if not self._ended:
+            if not self._ended and not self._cut:
                 await self._drain()
         finally:
             try:
@@ -69,12 +85,22 @@ class KeepAliveTransport(httpx2.AsyncBaseTransport):
 
     def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
         self._inner = inner
+        self._open: dict[Any, bytes] = {}  # POST replies being read: their request's body
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
         if request.method == "POST" and isinstance(response.stream, httpx2.AsyncByteStream):
-            response.stream = _DrainOnClose(response.stream)
+            reply = _DrainOnClose(response.stream, self._open)
+            self._open[reply] = request.content
+            response.stream = reply
         return response
+
+    def cut(self, marker: str) -> None:
+        """End the replies of the POSTs whose body carries `marker` (calls given up on)."""
+        needle = marker.encode()
+        for reply, body in list(self._open.items()):
+            if needle in body:
+                reply.cut()
 
     async def aclose(self) -> None:
         await self._inner.aclose()

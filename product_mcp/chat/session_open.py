@@ -63,15 +63,16 @@ class SessionOpener(ServerMessages):
                 # reports a refused request as "Server returned an error response" without
                 # the status, which is what a user needs to fix (401 → missing token); and
                 # for the transport that keeps a tool call's connection (chat/keepalive.py).
+                self.replies = KeepAliveTransport(
+                    httpx2.AsyncHTTPTransport(
+                        limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+                    )
+                )
                 http = await stack.enter_async_context(
                     httpx2.AsyncClient(
                         headers=cfg.headers or None,
                         timeout=httpx2.Timeout(self.connect_timeout, read=300.0),
-                        transport=KeepAliveTransport(
-                            httpx2.AsyncHTTPTransport(
-                                limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
-                            )
-                        ),
+                        transport=self.replies,
                         event_hooks={"response": [self._note_response]},
                     )
                 )

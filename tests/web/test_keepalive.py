@@ -10,6 +10,8 @@ closed as before, and the next request works on a new connection.
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from starlette.responses import StreamingResponse
 
 from product_mcp.chat.keepalive import DRAIN_MAX_BYTES, KeepAliveTransport
 from tests.inproc import web_app
@@ -175,3 +178,66 @@ async def test_a_reply_closed_early(
             first = await _first_event(http, method, tails.url + path)
             second = await _first_event(http, method, tails.url + path)
     assert (first == second) is kept, (first, second)
+
+
+# --- a call web.py gave up on: its reply is not read on -----------------------------------
+
+
+class DeafFlood:
+    """ASGI middleware: a `tools/call` of `slow` is answered with log notifications for ever,
+    whatever the client says (a server deaf to `notifications/cancelled`); `gone` is set once
+    the client has closed that reply. Everything else goes to the mini server."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.gone = threading.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if b'"tools/call"' not in body or b'"slow"' not in body:
+            replayed = [{"type": "http.request", "body": body, "more_body": False}]
+
+            async def again() -> Any:
+                return replayed.pop() if replayed else await receive()
+
+            return await self.app(scope, again, send)
+        note = {"jsonrpc": "2.0", "method": "notifications/message",
+                "params": {"level": "info", "data": "x" * 2000}}  # fmt: skip
+
+        async def forever() -> AsyncIterator[str]:
+            try:
+                while True:
+                    yield f"event: message\ndata: {json.dumps(note)}\n\n"
+                    await asyncio.sleep(0.005)
+            finally:
+                self.gone.set()
+
+        response = StreamingResponse(forever(), media_type="text/event-stream")
+        await response(scope, receive, send)
+
+
+def test_a_call_given_up_on_stops_reading_its_reply(tmp_path: Path) -> None:
+    """Found from outside: a tool that streams progress and never answers got its 504 at
+    TOOL_CALL_TIMEOUT, but web.py went on reading its reply (2 MB/s, for good; two such calls
+    kept web.py at 67 % CPU). The reply of a call given up on (timed out, or stopped) is now
+    closed, and not resumed."""
+    app = DeafFlood(build_app(make_server()))
+    with (
+        ThreadServer(app) as served,
+        web_app(tmp_path, {"mini": {"url": f"{served.url}/mcp"}}, TOOL_CALL_TIMEOUT="1") as web,
+    ):
+        r = web.post(
+            "/api/call-tool", json={"server": "mini", "name": "slow", "args": {"seconds": 1}}
+        )
+        assert r.status_code == 504, r.text[:300]
+        assert app.gone.wait(15), "web.py kept reading the reply of a call it gave up on"
+        # the server is still usable
+        echo = {"server": "mini", "name": "echo", "args": {"text": "a"}}
+        r = web.post("/api/call-tool", json=echo)
+        assert r.status_code == 200 and r.json()["isError"] is False, r.text[:300]
