@@ -12,11 +12,15 @@ reply for as long as the server sent (found from outside: a tool streaming progr
 answering, 2 MB/s for good after the 504). `cut(marker)` ends the reply of the POST whose body
 carries `marker` (the call's own id in its `_meta`) at its next chunk, with the SSE error the
 SDK answers by closing the reply without resuming it; the connection is closed.
+
+And the server's event stream (the session's GET): when it breaks, `on_stream_end` is called,
+so web.py asks the server at once whether it is still there (a killed main.py stayed
+"connected" until the next ping, 15 s later; found from outside).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -77,22 +81,48 @@ class _DrainOnClose(httpx2.AsyncByteStream):
                 pass  # the connection is gone anyway: closing it is all that is left
 
 
+class _NoticeEnd(httpx2.AsyncByteStream):
+    """The server's event stream, calling `ended` when it breaks or ends."""
+
+    def __init__(self, stream: httpx2.AsyncByteStream, ended: Callable[[], object]) -> None:
+        self._stream = stream
+        self._ended = ended
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        finally:
+            self._ended()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 class KeepAliveTransport(httpx2.AsyncBaseTransport):
     """httpx's own transport, with POST replies closed early read to their end first.
 
     Only POST replies: a GET is the server's long-lived event stream, which never ends soon.
     """
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+    def __init__(
+        self, inner: httpx2.AsyncBaseTransport, on_stream_end: Callable[[], object] | None = None
+    ) -> None:
         self._inner = inner
         self._open: dict[Any, bytes] = {}  # POST replies being read: their request's body
+        self._on_stream_end = on_stream_end
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
-        if request.method == "POST" and isinstance(response.stream, httpx2.AsyncByteStream):
-            reply = _DrainOnClose(response.stream, self._open)
+        stream = response.stream
+        if not isinstance(stream, httpx2.AsyncByteStream):
+            return response
+        if request.method == "POST":
+            reply = _DrainOnClose(stream, self._open)
             self._open[reply] = request.content
             response.stream = reply
+        elif request.method == "GET" and response.is_success and self._on_stream_end is not None:
+            response.stream = _NoticeEnd(stream, self._on_stream_end)
         return response
 
     def cut(self, marker: str) -> None:

@@ -66,7 +66,8 @@ class SessionOpener(ServerMessages):
                 self.replies = KeepAliveTransport(
                     httpx2.AsyncHTTPTransport(
                         limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
-                    )
+                    ),
+                    on_stream_end=lambda: self._signal("probe"),
                 )
                 http = await stack.enter_async_context(
                     httpx2.AsyncClient(

@@ -248,6 +248,18 @@ class Supervision(SessionOpener):
             while self._calls_on.get(generation):
                 await self._call_ended.wait()
 
+    async def _answers_ping(self, client: Client) -> bool:
+        """Whether the session still answers; if not, `last_error` says why."""
+        try:
+            with anyio.fail_after(self.connect_timeout):
+                # The session's ping: web.py's clients are legacy-mode, where ping is part of
+                # the protocol; Client.send_ping warns for 2026-07-28 users.
+                await client.session.send_ping()
+        except Exception as e:
+            self.last_error = f"lost connection: {describe_error(e)}"
+            return False
+        return True
+
     async def _supervise(self, client: Client) -> None:
         """Return when the session is gone (failed ping, or a caller saw it die)."""
         generation = self._generation
@@ -256,16 +268,12 @@ class Supervision(SessionOpener):
             with anyio.move_on_after(self.ping_interval):
                 signal = await self._signals.receive()
             if signal is None:
-                try:
-                    with anyio.fail_after(self.connect_timeout):
-                        # The session's ping: web.py's clients are legacy-mode, where ping is
-                        # part of the protocol; Client.send_ping warns for 2026-07-28 users.
-                        await client.session.send_ping()
-                except Exception as e:
-                    self.last_error = f"lost connection: {describe_error(e)}"
+                if not await self._answers_ping(client):
                     return
                 continue
             kind, gen = signal
+            if kind == "probe" and not await self._answers_ping(client):
+                return  # the event stream broke: the server died, not at the next ping
             if kind == "dead" and gen == generation:
                 return
             if kind == "check" and mcp_compat.client_stream_closed(client):
