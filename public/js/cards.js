@@ -86,8 +86,10 @@ function argumentList(args) {
   return list;
 }
 
+/* Nothing done yet (a server says 0 of 3 before its slow step) is a bar that moves by itself:
+ * "0%" for the whole wait looked stuck (found from outside). */
 function progressBar(p) {
-  const total = Number.isFinite(p.total) && p.total > 0 ? p.total : null;
+  const total = Number.isFinite(p.total) && p.total > 0 && p.progress > 0 ? p.total : null;
   const bar = h("progress", {
     max: total ?? undefined,
     "aria-label": `${p.message || "Progress"}`,
@@ -109,7 +111,9 @@ function toggle(item, card) {
   const head = card.querySelector(".tool-head");
   head.setAttribute("aria-expanded", item.open ? "true" : "false");
   head.querySelector(".chev").textContent = item.open ? "▾" : "▸";
-  card.querySelector(".tool-body").hidden = !item.open;
+  const body = card.querySelector(".tool-body");
+  body.hidden = !item.open;
+  if (item.open) body.scrollIntoView({ block: "nearest" }); // it opened below the fold
 }
 
 /* The card for `item`; answer(item, approved) is called by Approve / Reject. */

@@ -9,7 +9,16 @@ import { fitInput } from "./composer.js";
 import { historyLimits, loadConfig } from "./config.js";
 import { $ } from "./dom.js";
 import { recentHistory } from "./history.js";
-import { addItem, addQuestion, removeItem, rerender, renderAll, scrollDown, showThinking } from "./render.js";
+import {
+  addItem,
+  addQuestion,
+  nearBottom,
+  removeItem,
+  rerender,
+  renderAll,
+  scrollDown,
+  showThinking,
+} from "./render.js";
 import { refreshServers, showUnavailable, webReachable } from "./servers.js";
 import { readSSE } from "./sse.js";
 import { clear, cutOff, save, state } from "./state.js";
@@ -213,7 +222,9 @@ async function stream(text, limits, me) {
       const item = cards.get(d.id);
       if (!item || item.status !== "running") return;
       item.progress = { progress: Number(d.progress) || 0, total: d.total ?? null, message: d.message ?? null };
+      const follow = nearBottom(); // the bar makes the card taller: keep the end in sight
       rerender(item);
+      if (follow) scrollDown();
     },
     elicitation(d) {
       showThinking(false);

@@ -23,6 +23,11 @@ export function scrollDown() {
   messagesEl.scrollTop = messagesEl.scrollHeight;
 }
 
+/* Whether the list is scrolled to (nearly) its end: then what grows there stays in sight. */
+export function nearBottom() {
+  return messagesEl.scrollHeight - messagesEl.scrollTop - messagesEl.clientHeight < 48;
+}
+
 /* An item that cannot be drawn (a value no renderer expected, from a stored chat or a server)
  * becomes a note; it must never stop the rest of the chat from drawing (it once left the page
  * without its servers after every reload). */

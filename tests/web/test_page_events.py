@@ -134,9 +134,21 @@ def _progress(page: Any) -> None:
     call(page, "c1", "shop", "analyze_sales", groupBy="product")
     page.wait_for_selector(".tool-card.running[data-tool='analyze_sales']")
     assert page.locator(".thinking").count() == 0
-    push(page, "progress", {"id": "c1", "progress": 1, "total": 3, "message": "Aggregating groups"})
+    # Nothing done yet (main.py says 0 of 3 before its slow query): a bar that moves by itself,
+    # not "0%" for the whole wait (found from outside: it looked stuck), and in sight.
+    push(page, "progress", {"id": "c1", "progress": 0, "total": 3, "message": "Querying orders"})
     bar = card(page, "analyze_sales").locator("progress")
     bar.wait_for()
+    assert bar.evaluate("p => p.matches(':indeterminate')")
+    text = card(page, "analyze_sales").inner_text()
+    assert "Querying orders" in text and "0%" not in text, text
+    in_sight = "p => { const r = p.getBoundingClientRect(); return r.bottom <= innerHeight; }"
+    assert bar.evaluate(in_sight), "the running card's bar is out of sight"
+    push(page, "progress", {"id": "c1", "progress": 1, "total": 3, "message": "Aggregating groups"})
+    page.wait_for_function(
+        "() => document.querySelector(\".tool-card[data-tool='analyze_sales'] progress\")"
+        ".value === 1"
+    )
     assert bar.evaluate("p => [p.value, p.max]") == [1, 3]
     assert "Aggregating groups · 33%" in card(page, "analyze_sales").inner_text()
     push(page, "progress", {"id": "c1", "progress": 2, "total": 3, "message": None})
