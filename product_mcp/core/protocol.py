@@ -51,6 +51,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     _slow_from: str | None = None  # the address this connection's slow body counts for
     _counted: str | None = None  # the address this connection counts for in `open_by_address`
     _body_waits = False  # a pipelined request's body, not yet its turn to be read
+    _head_bytes: int | None = 0  # bytes received while a request's head is read (None: not)
 
     def shutdown(self) -> None:
         for callback in HeaderTimeoutProtocol.on_shutdown:
@@ -76,7 +77,22 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._arm(self.header_timeout, self._head_too_slow)
 
+    def data_received(self, data: bytes) -> None:
+        # Counted before parsing (httptools buffers a header it has not seen the end of);
+        # a head the parser has finished by the end of this chunk is never refused.
+        if self._head_bytes is not None:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._head_bytes is not None and self._head_bytes > MAX_HEAD_BYTES:
+            self._head_bytes = None
+            if not self._may_answer(False):  # a reply in progress would be cut, not answered
+                self.transport.close()
+                return
+            why = f"the request's line and headers passed {MAX_HEAD_BYTES:,} bytes"
+            self._refuse(431, "Request Header Fields Too Large", why)
+
     def on_headers_complete(self) -> None:
+        self._head_bytes = None
         self._disarm()
         # A pipelined request waits behind the one before it (uvicorn stops reading until
         # that one is answered): its body cannot come yet, so its clock does not run.
@@ -113,6 +129,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._body_waits = False
+        self._head_bytes = 0  # the next request's head, if one comes
         self._body_done()
         super().on_message_complete()
 
@@ -194,10 +211,19 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if why:
-            text = f"408 Request Timeout: {why}.\n".encode()
-            head = "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            head += f"connection: close\r\ncontent-length: {len(text)}\r\n\r\n"
-            self.transport.write(head.encode("latin-1") + text)
+            self._refuse(408, "Request Timeout", why)
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int, reason: str, why: str) -> None:
+        """Answer `status` saying `why` (as text), then close the connection."""
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        text = f"{status} {reason}: {why}.\n".encode()
+        head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        head += f"connection: close\r\ncontent-length: {len(text)}\r\n\r\n"
+        self.transport.write(head.encode("latin-1") + text)
         self.transport.close()
 
 
@@ -255,6 +281,9 @@ class OneSendHead:
 
 ONE_SEND_MAX = 64 * 1024  # a longer body is not copied behind its head
 SLOW_BODY = 2.0  # seconds after its headers when a body still unfinished counts as slow
+# A request line and headers together at most (nginx's default allows 32 KiB): httptools sets
+# no bound, and one connection streaming header lines took a service to 1.4 GB.
+MAX_HEAD_BYTES = 64 * 1024
 SLOW_BODIES_PER_CLIENT = 32
 # This machine: its own tools, the tests, the bench and a reverse proxy in front all connect
 # from here, often by the hundred; they are not held to MAX_CONNECTIONS_PER_CLIENT.

@@ -28,8 +28,10 @@ from typing import Any
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler, ResourceUpdated, ServerEvent
+from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import event_matches
 from mcp.types import (
+    INVALID_PARAMS,
     PromptListChangedNotification,
     ResourceListChangedNotification,
     ResourceUpdatedNotification,
@@ -41,7 +43,7 @@ from mcp.types import (
 
 from product_mcp.core import mcp_compat
 from product_mcp.mcp_server.bus import FeedListChanged, FeedUpdated, ShopBus
-from product_mcp.mcp_server.live import AFTER_KEY, SEQ_KEY, Changes, Live
+from product_mcp.mcp_server.live import AFTER_KEY, MAX_URI_CHARS, SEQ_KEY, Changes, Live
 
 EVENT_FRAMES = (
     ResourceUpdatedNotification,
@@ -63,9 +65,13 @@ class _Stream:
     held: list[ServerEvent] = dataclasses.field(default_factory=list)  # feed events meanwhile
     seqs: deque[int | None] = dataclasses.field(default_factory=deque)
 
+    def __post_init__(self) -> None:
+        # once, not per event: rebuilt for every event and every stream, 150,000 URIs held
+        # the event loop for seconds (found from outside)
+        self.uris = frozenset(self.params.notifications.resource_subscriptions or ())
+
     def accepts(self, event: ServerEvent) -> bool:
-        wanted = self.params.notifications
-        return event_matches(wanted, frozenset(wanted.resource_subscriptions or ()), event)
+        return event_matches(self.params.notifications, self.uris, event)
 
     def seq_of(self, event: ServerEvent) -> int | None:
         if self.catching_up:
@@ -187,6 +193,7 @@ class ShopListen:
 
     def __init__(self, bus: ShopBus, live: Live) -> None:
         self.handler = ListenHandler(_StreamBus(bus, live))
+        self.live = live
 
     def register(self, server: Any) -> None:
         mcp_compat.add_request_handler(
@@ -196,6 +203,7 @@ class ShopListen:
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
+        self._check(params)
         after = (params.meta or {}).get(AFTER_KEY)
         valid = isinstance(after, int) and not isinstance(after, bool) and after >= 0
         stream = _Stream(params, after if valid else None)
@@ -205,3 +213,18 @@ class ShopListen:
             return await self.handler(stamped, params)
         finally:
             _STREAM.reset(token)
+
+    def _check(self, params: SubscriptionsListenRequestParams) -> None:
+        """At most MCP_MAX_SUBSCRIPTIONS URIs of MAX_URI_CHARS each, as resources/subscribe
+        (there was no bound: 150,000 URIs in one listen)."""
+        uris = params.notifications.resource_subscriptions or []
+        where = "Invalid request parameters: params.notifications.resourceSubscriptions"
+        limit = self.live.subscribers.limit
+        if len(uris) > limit:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"{where}: at most {limit} URIs in one listen (MCP_MAX_SUBSCRIPTIONS); "
+                f"this one names {len(uris)}",
+            )
+        if any(len(uri) > MAX_URI_CHARS for uri in uris):
+            raise MCPError(INVALID_PARAMS, f"{where}: a URI of at most {MAX_URI_CHARS} characters")

@@ -422,3 +422,30 @@ async def test_a_feed_answer_without_its_head_header_is_said_in_words(
     said = [r.getMessage() for r in caplog.records if r.name == "mcp.live"]
     assert "change feed unavailable (the API's answer has no X-Change-Head header)" in said[0]
     assert live.after is None
+
+
+async def test_a_listen_names_at_most_the_subscription_limit(live: Stack) -> None:
+    """Found from outside: a listen stream could name any number of URIs (150,000 in a 3.7 MB
+    body), and every event rebuilt the set of them for every stream on the event loop: 20 such
+    streams held an unrelated /healthz for 3.6 s and main.py's memory grew by 1.2 GB. A listen
+    names at most MCP_MAX_SUBSCRIPTIONS URIs (as resources/subscribe), each of MAX_URI_CHARS."""
+    from mcp.shared.exceptions import MCPError
+
+    mcp = live["mcp"].url
+    async with connect("modern", mcp) as client:
+        many = [f"shop://products/{i}" for i in range(1001)]
+        with pytest.raises(MCPError) as refused:
+            async with client.listen(resource_subscriptions=many):
+                pass
+        assert refused.value.error.code == -32602
+        assert "at most 1000" in refused.value.error.message
+        with pytest.raises(MCPError) as refused:
+            async with client.listen(resource_subscriptions=["shop://" + "x" * 3000]):
+                pass
+        assert "at most 2048 characters" in refused.value.error.message
+        async with client.listen(resource_subscriptions=many[:1000]) as sub:  # the limit is fine
+            await _buy(live["api"].url, 2)
+            with anyio.fail_after(WAIT):
+                async for event in sub:
+                    if event == ResourceUpdated(uri="shop://products/2"):
+                        break
