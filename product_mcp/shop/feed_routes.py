@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from models import CHANGES_PAGE_DEFAULT, CHANGES_PAGE_MAX, Change
+from product_mcp.core.protocol import LOCAL_ADDRESSES
 from product_mcp.core.streams import CountedStream
 from product_mcp.shop.feed import ChangeFeed
 
@@ -79,7 +80,12 @@ async def get_changes(
         return events
     client = request.client.host if request.client else "?"
     streams: dict[str, int] = request.app.state.change_streams
-    if streams.get(client, 0) >= request.app.state.streams_per_client:
+    # This machine's own (main.py's follower; behind nginx, everyone) are not held to the
+    # per-client count, as they are not for connections: eight streams from main.py's
+    # address locked its follower out, and every MCP client's live stock with it (found
+    # from outside). MAX_CONNECTIONS still bounds them all.
+    local = client in LOCAL_ADDRESSES
+    if not local and streams.get(client, 0) >= request.app.state.streams_per_client:
         raise HTTPException(
             429,
             f"Too many change streams from {client} (at most "

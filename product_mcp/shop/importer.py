@@ -121,6 +121,8 @@ def _json_records(text: str) -> list[Any]:
         records = json.loads(text)
     except ValueError as e:
         raise _file_error(f"is not JSON ({e})") from None
+    except RecursionError:  # "[[[[..." 100,000 deep was a 500 (found from outside)
+        raise _file_error("nests deeper than the parser can follow") from None
     if not isinstance(records, list):
         raise _file_error("must be a JSON list of products")
     return records

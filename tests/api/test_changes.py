@@ -138,7 +138,19 @@ def test_stream_follows_live_and_resumes_from_last_event_id(database: ModuleData
 
 
 def test_streams_per_client_are_bounded(database: ModuleDatabase) -> None:
-    with served(database.fresh(), CHANGE_STREAMS_PER_CLIENT=1) as api:
+    """Per address, except this machine's own (main.py's follower; behind nginx, every
+    client): eight streams from main.py's address locked its follower out (found from
+    outside). The client here is 127.0.0.2, another address of the loopback."""
+    far = httpx.HTTPTransport(local_address="127.0.0.2")
+    with (
+        served(database.fresh(), CHANGE_STREAMS_PER_CLIENT=1) as near,
+        httpx.Client(base_url=str(near.base_url), transport=far, timeout=30) as api,
+    ):
+        with (
+            near.stream("GET", "/api/changes", headers=SSE) as mine,
+            near.stream("GET", "/api/changes", headers=SSE) as again,
+        ):
+            assert mine.status_code == again.status_code == 200  # the machine's own: not held
         with api.stream("GET", "/api/changes", headers=SSE) as first:
             # Kept: a line iterator that is dropped closes its response, and the server then
             # rightly let the next stream in (this test hung on that, 1 run in ~10).
