@@ -67,6 +67,7 @@ from product_mcp.core.middleware import (
 )
 from product_mcp.core.protocol import HeaderTimeoutProtocol
 from product_mcp.core.serve import asyncio_named, port_arg, port_given, serve
+from product_mcp.core.slow_readers import SlowReaderCutoff
 from product_mcp.core.streams import until_disconnected
 
 PUBLIC = Path(__file__).resolve().parent / "public"
@@ -303,7 +304,9 @@ async def api_chat_stream(req: ChatTurn, chat: Chat) -> Response:
         raise LLMError(chat.public_config()["llmMessage"], 503)
     attached = await _attached(req, chat)
     ask = (req.approval or chat.settings.TOOL_APPROVAL) == "ask"
-    return stream_turn(chat.engine, req, chat.approvals if ask else None, chat.turns, attached)
+    approvals = chat.approvals if ask else None
+    stall = chat.settings.WEB_SEND_TIMEOUT
+    return stream_turn(chat.engine, req, approvals, chat.turns, attached, stall)
 
 
 @router.post("/api/chat/stop")
@@ -356,6 +359,9 @@ def create_app(settings: Settings | None = None, chat: ChatServices | None = Non
     app.add_middleware(
         PerClientLimit, limit=settings.WEB_CALLS_PER_CLIENT, paths=CALLS_LIMITED_PER_CLIENT
     )
+    # Around it: a page that stopped reading held its place (and its reply) for as long as
+    # it kept the socket open (found in review); dropped, it gives both back.
+    app.add_middleware(SlowReaderCutoff, timeout=settings.WEB_SEND_TIMEOUT)
     if settings.WEB_HOST in LOOPBACK:
         # Bound to loopback: refuse other Host names so DNS rebinding cannot reach the API.
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from models import HISTORY_MAX_CHARS
+from models import REPLY_MAX_CHARS
 from product_mcp.chat.approvals import Approvals
 from product_mcp.chat.arguments import validate_arguments
 from product_mcp.chat.calls import (
@@ -63,12 +63,13 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 class ReplyBounds:
     """How much of one streamed completion is read before it is cut: a model may stream for
     ever (content, or only reasoning), and LLM_TIMEOUT bounds only the silence between chunks
-    (found from outside: 537 MiB in 40 s). Past a bound the stream is closed (the provider
-    stops), the text so far kept with a note, and any half-made tool calls dropped."""
+    (found from outside: 537 MiB in 40 s). Text (content and reasoning) counts in characters,
+    so a long answer in one-token chunks is not cut early; chunks with no text (a stream of
+    nothing) are counted. Past a bound the stream is closed (the provider stops), the text so
+    far kept with a note, and any half-made tool calls dropped."""
 
-    # a megabyte answer is shown whole (the history keeps its start: fit_for_history)
-    chars: int = 4 * HISTORY_MAX_CHARS
-    chunks: int = 50_000
+    chars: int = REPLY_MAX_CHARS
+    chunks: int = 50_000  # chunks carrying no text at all
     seconds: float = 600.0
 
 
@@ -275,26 +276,30 @@ class ChatEngine:
     ) -> str | None:
         """Read the stream to its end, or to a bound: then say why it was cut."""
         bounds = self.reply_bounds
-        chars = chunks = 0
+        chars = silent = 0
         deadline = time.monotonic() + bounds.seconds
         async for chunk in stream:  # each field read once: a long reply is hundreds of chunks
-            chunks += 1
-            if chunks > bounds.chunks:
-                return f"(The reply was cut: it passed {bounds.chunks:,} chunks.)"
             if time.monotonic() > deadline:
                 return f"(The reply was cut: it passed {bounds.seconds:g} seconds.)"
             choices = chunk.choices
             delta = choices[0].delta if choices else None
-            if delta is None:
+            content = delta.content if delta is not None else None
+            said = len(content) if content and isinstance(content, str) else 0
+            if delta is not None:
+                thought = delta.get("reasoning_content") or delta.get("reasoning")
+                said += len(thought) if isinstance(thought, str) else 0
+            tool_calls = delta.tool_calls if delta is not None else None
+            if not said and not tool_calls:
+                silent += 1
+                if silent > bounds.chunks:
+                    return f"(The reply was cut: {bounds.chunks:,} chunks came without a word.)"
                 continue
-            content = delta.content
-            if content and isinstance(content, str):
-                chars += len(content)
-                if chars > bounds.chars:
-                    return f"(The reply was cut: it passed {bounds.chars:,} characters.)"
+            chars += said
+            if chars > bounds.chars:
+                return f"(The reply was cut: it passed {bounds.chars:,} characters.)"
+            if isinstance(content, str) and content:
                 text.append(content)
                 await emit("token", {"text": content})
-            tool_calls = delta.tool_calls
             for tc in tool_calls if isinstance(tool_calls, list) else []:
                 assembler.add(tc)
         return None

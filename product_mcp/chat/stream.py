@@ -5,8 +5,9 @@ Why a queue and a worker task: the loop emits events from concurrent tool calls 
 response body is being written; when the page goes away the worker is cancelled, which stops
 the model and drops pending approvals. Events already queued go out together, in one write.
 The queue is bounded: a page that reads slowly slows the turn down to its pace, and one that
-reads nothing for PAGE_STALL_S has its turn ended (the queue grew without bound: 175 → 491 MiB
-in 30 s with a model that never stopped; found from outside).
+reads nothing for WEB_SEND_TIMEOUT has its turn ended (the queue grew without bound: 175 → 491
+MiB in 30 s with a model that never stopped; found from outside); the same setting drops its
+connection (core/slow_readers.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from product_mcp.core.errors import LLMError
 log = logging.getLogger("web")
 KEEP_ALIVE_S = 15
 QUEUE_MAX = 256  # events waiting for the page
-PAGE_STALL_S = 60.0  # how long a full queue waits for the page before the turn ends
 
 
 def sse(kind: str, data: dict[str, Any]) -> str:
@@ -43,7 +43,9 @@ def stream_turn(
     approvals: Approvals | None,
     turns: Turns,
     attached: list[HistoryMessage] | None = None,
+    stall: float = 60.0,
 ) -> StreamingResponse:
+    """The turn as an SSE response; `stall`: seconds a full queue waits for the page."""
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(QUEUE_MAX)
     turn = turns.open()
     queue.put_nowait(("turn", {"turnId": turn.id}))
@@ -51,10 +53,15 @@ def stream_turn(
 
     async def emit(kind: str, data: dict[str, Any]) -> None:
         try:
-            async with asyncio.timeout(PAGE_STALL_S):
+            queue.put_nowait((kind, data))  # the usual case: no deadline to set up per token
+            return
+        except asyncio.QueueFull:
+            pass
+        try:
+            async with asyncio.timeout(stall):
                 await queue.put((kind, data))
         except TimeoutError:
-            log.warning("chat turn ended: the page read nothing for %gs", PAGE_STALL_S)
+            log.warning("chat turn ended: the page read nothing for %gs", stall)
             running[0].cancel()  # the whole turn: its tool calls run in tasks of their own
             raise asyncio.CancelledError from None
 

@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     WEB_CALLS_PER_CLIENT: int = Field(
         8, ge=1, description="chats and tool calls one client address may run at once; more: 429"
     )
+    WEB_SEND_TIMEOUT: Seconds = Field(
+        60,
+        description="seconds a page may stop reading its reply before its turn ends and it is "
+        "dropped",
+    )
     OPENAI_API_KEY: SecretStr = Field(
         SecretStr(""), description="LLM key; without it chat is off, tools still work"
     )

@@ -105,7 +105,8 @@ class Repeats(logging.Filter):
         self._seen: dict[tuple[object, ...], list[float]] = {}  # key -> [since, left out]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if (record.name, record.msg) not in REPEATED:
+        # a message need not be a string (a dict, a list): unhashable, it raised in the caller
+        if not isinstance(record.msg, str) or (record.name, record.msg) not in REPEATED:
             return True
         who = peer.get()
         key = (who, record.name, record.msg, str(record.args)[:200])

@@ -31,6 +31,7 @@ from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
 from product_mcp.mcp_server.guard import PEEKED, JsonRpcGuard
 from product_mcp.mcp_server.middleware import (
+    STREAM_PATHS,
     BearerAuth,
     FinishResponses,
     SlowReaderCutoff,
@@ -213,7 +214,7 @@ def _middleware(
     if shared is not None and events is not None and manager is not None:
         middleware.append(_sharing(shared, events, sessions, manager))
     middleware.append(Middleware(JsonRpcGuard, sessions=sessions))
-    middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout))
+    middleware.append(Middleware(SlowReaderCutoff, timeout=cfg.send_timeout, streams=STREAM_PATHS))
     session_of = functools.partial(mcp_compat.session_transport, manager) if manager else None
     middleware.append(Middleware(FinishResponses, peeked_key=PEEKED, session_of=session_of))
     return middleware

@@ -139,3 +139,6 @@ def test_a_peer_s_repeated_messages_are_counted_not_written() -> None:
     other = logging.LogRecord("client", logging.WARNING, __file__, 1, "other", None, None)
     assert all(repeats.filter(other) for _ in range(5))
     assert formatter.format(other) == "WARNING:client: other"
+    # a message that is not a string (a dict: unhashable) passes too; it raised in the caller
+    mapping = logging.LogRecord("client", logging.WARNING, __file__, 1, {"a": 1}, None, None)
+    assert repeats.filter(mapping)

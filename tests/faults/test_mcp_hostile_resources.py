@@ -30,7 +30,7 @@ from mcp.types import JSONRPCResponse
 
 from product_mcp.core.memory import Reclaimer, reclaim
 from product_mcp.mcp_server.event_store import InMemoryEventStore, SessionEventStore
-from product_mcp.mcp_server.middleware import SlowReaderCutoff
+from product_mcp.mcp_server.middleware import STREAM_PATHS, SlowReaderCutoff
 from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, session_headers
 from tests.servers import ROOT, Service, free_port, wait_http
 from tests.stack import Stack
@@ -277,9 +277,7 @@ async def test_an_ended_stream_gets_its_memory_back(
     """An SSE stream's cancelled tasks are reference cycles: 500 closed SSE streams left
     main.py's RSS +50 % over idle (bench) until some later full collection."""
     asked: list[bool] = []
-    monkeypatch.setattr(
-        "product_mcp.mcp_server.middleware.reclaimer.soon", lambda: asked.append(True)
-    )
+    monkeypatch.setattr("product_mcp.core.slow_readers.reclaimer.soon", lambda: asked.append(True))
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         kind = b"text/event-stream" if scope["path"] != "/healthz" else b"application/json"
@@ -290,7 +288,8 @@ async def test_an_ended_stream_gets_its_memory_back(
     async def send(message: Any) -> None: ...
 
     scope = {"type": "http", "method": method, "path": path}
-    await SlowReaderCutoff(app, timeout=5)(scope, None, send)  # type: ignore[arg-type]
+    cutoff = SlowReaderCutoff(app, timeout=5, streams=STREAM_PATHS)
+    await cutoff(scope, None, send)  # type: ignore[arg-type]
     assert len(asked) == reclaims
 
 
