@@ -218,6 +218,15 @@ class PurchaseRequest(BaseModel):
         f"merged quantity must stay within 1..{MAX_QUANTITY}",
         json_schema_extra={"minItems": 1},
     )
+    expectedTotalAmount: float | None = Field(
+        None,
+        ge=0,
+        le=1e12,  # far above any order (items × quantities × prices); 1e308 overflowed
+        allow_inf_nan=False,
+        description="Optional: the total the customer was shown (a quote); the purchase is "
+        "refused (409) unless its total is exactly this, to the cent, so a price changed "
+        "since is never charged",
+    )
 
     @field_validator("items")
     @classmethod

@@ -92,6 +92,16 @@ class SealedRound:
             _sealed_round.reset(token)
 
 
+_shown_total: ContextVar[float | None] = ContextVar("product_mcp_shown_total", default=None)
+
+
+def shown_total() -> float | None:
+    """The total the user was asked to confirm in this request (None if not asked): the
+    purchase carries it, and the API refuses a total that has changed since (a price raised
+    while the question was open was charged unseen; found from outside)."""
+    return _shown_total.get()
+
+
 def round_key() -> str | None:
     """An idempotency key for a purchase confirmed on a 2026-07-28 round: the same for every
     arrival of that round, new for each purchase (the SDK seals each state with a fresh
@@ -169,6 +179,7 @@ async def confirm_purchase(
     if not quote.get("inStock"):
         return NotAsked()  # it cannot succeed: the purchase says why (insufficient stock)
     message = quote_message(customerName.strip(), quote)
+    _shown_total.set(quote.get("totalAmount"))
     if not _modern(ctx):
         return await ask_with_ids(ctx, message, {**call_ids(ctx), QUOTE_META_KEY: quote})
     return Elicit(message, PurchaseConfirmation)

@@ -53,6 +53,7 @@ from product_mcp.mcp_server.confirm import (
     confirm_purchase,
     round_key,
     settled,
+    shown_total,
 )
 from product_mcp.mcp_server.server import log, mcp
 
@@ -246,7 +247,9 @@ async def create_purchase_tool(
     # connection died before the answer can be sent again without buying twice; a confirmed
     # 2026-07-28 round's key is the same however often the round arrives (confirm.py).
     key = idempotencyKey or round_key() or f"mcp-{uuid.uuid4().hex}"
-    body = {"customerName": customerName, "items": [i.model_dump() for i in items]}
+    body: dict[str, Any] = {"customerName": customerName, "items": [i.model_dump() for i in items]}
+    if shown_total() is not None:
+        body["expectedTotalAmount"] = shown_total()
     try:
         order = await _send_purchase(ctx, customerName, body, {"Idempotency-Key": key})
     except ApiError as e:

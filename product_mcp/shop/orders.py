@@ -75,8 +75,10 @@ class OrderQueries(Database):
         if not storable(name):
             raise ShopError("Invalid request: customer name is not valid Unicode text")
         digest = self._request_hash(name, items)
+        expected = req.expectedTotalAmount
+        cents = None if expected is None else round(expected * 100)
         try:
-            return self._purchase(name, items, idempotency_key, digest)
+            return self._purchase(name, items, idempotency_key, digest, cents)
         except IntegrityError:
             # Another request with the same key committed first (possible on PostgreSQL).
             if idempotency_key is None:
@@ -99,8 +101,18 @@ class OrderQueries(Database):
             raise Conflict("Idempotency-Key was already used with a different request")
         return self._orders(conn, select(orders).where(orders.c.id == row.order_id))[0]
 
-    def _purchase(self, name: str, items: list[OrderItem], key: str | None, digest: str) -> Order:
-        if self.dialect == "postgresql":
+    def _purchase(
+        self,
+        name: str,
+        items: list[OrderItem],
+        key: str | None,
+        digest: str,
+        expected: int | None = None,
+    ) -> Order:
+        """`expected`: the total in cents the customer was shown, or None. The one-statement
+        PostgreSQL purchase cannot check it: a purchase that carries one takes the
+        transaction below (a confirmed purchase is one a person waited for)."""
+        if self.dialect == "postgresql" and expected is None:
             done = self._purchase_at_once(name, items, key, digest)
             if done is not None:
                 return done
@@ -118,6 +130,8 @@ class OrderQueries(Database):
                     return previous
             found = {r.id: r for r in conn.execute(PRODUCTS_BY_ID, {"ids": ids})}
             _check_buyable(found, items)
+            if expected is not None:
+                _check_total(found, items, expected)
             # Rows are locked in product id order, so two purchases of the same products in
             # opposite orders cannot deadlock on PostgreSQL (SQLite has one writer anyway).
             left = {
@@ -236,6 +250,17 @@ def _check_buyable(found: dict[int, Any], items: list[OrderItem]) -> None:
                 f"{found[item.productId].name} (product ID {item.productId}) was "
                 "archived and can no longer be bought"
             )
+
+
+def _check_total(found: dict[int, Any], items: list[OrderItem], expected: int) -> None:
+    """The total at the prices read now must be the one the customer was shown (found from
+    outside: a price raised while the customer was asked was charged, unseen)."""
+    total = sum(found[i.productId].price_cents * i.quantity for i in items)
+    if total != expected:
+        raise Conflict(
+            f"The total is now {total / 100:,.2f}, not the {expected / 100:,.2f} expected: a "
+            "price changed since the quote; nothing was bought"
+        )
 
 
 def _write_order(

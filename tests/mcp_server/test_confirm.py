@@ -273,3 +273,46 @@ async def test_a_client_that_fails_the_question_buys_nothing_and_hears_why(
     text = text_of(result)
     assert "Nothing was bought" in text and "client crashed" in text, text
     assert _stock(api, 4) == before
+
+
+async def test_a_price_changed_while_the_user_was_asked_is_not_charged(
+    tmp_path: Any,
+) -> None:
+    """Found from outside: with the question open, staff raised the price from 10 to 9,999;
+    the user confirmed "Total: 10.00 USD" and was charged 9,999 (handshake era; 2026-07-28
+    asks again when the quote changes). The purchase now carries the total the user saw
+    (`expectedTotalAmount`) and the API refuses one that no longer matches: nothing bought."""
+    from models import ProductUpdate
+
+    with api_app(tmp_path / "shop.db") as api, product_api_to(api.app):
+        shop = api.app.state.shop
+        before = _stock(api, 3)
+
+        async def raise_then_accept(_ctx: Any, params: Any) -> ElicitResult:
+            assert "**Total: 299.00 USD**" in params.message
+            shop.update_product(3, ProductUpdate(price=9999))
+            return ElicitResult(action="accept", content={})
+
+        body = {"customerName": "Price Race", "items": [{"productId": 3, "quantity": 1}]}
+        async with in_memory("legacy", elicitation_callback=raise_then_accept) as client:
+            result = await client.call_tool("create_purchase", body)
+        assert result.is_error, text_of(result)
+        text = text_of(result)
+        assert "9,999.00" in text and "299.00" in text and "nothing was bought" in text, text
+        assert _stock(api, 3) == before
+        assert api.get("/api/orders", params={"customer": "Price Race"}).json() == []
+        # asked again, at the new price, it goes through
+        async with in_memory("legacy", elicitation_callback=Answers("accept")) as client:
+            again = await client.call_tool("create_purchase", body)
+        assert not again.is_error and again.structured_content["totalAmount"] == 9999.0  # type: ignore[index]
+
+
+def test_the_api_refuses_a_total_that_is_not_the_expected_one(tmp_path: Any) -> None:
+    with api_app(tmp_path / "shop.db") as api:
+        body = {"customerName": "Api Total", "items": [{"productId": 1, "quantity": 2}]}
+        r = api.post("/api/purchase", json={**body, "expectedTotalAmount": 2598.01})
+        assert r.status_code == 409, r.text
+        assert "2,598.00" in r.json()["detail"] and "nothing was bought" in r.json()["detail"]
+        r = api.post("/api/purchase", json={**body, "expectedTotalAmount": 2598})
+        assert r.status_code == 200 and r.json()["totalAmount"] == 2598.0
+        assert set(r.json()) == {"id", "customerName", "items", "totalAmount", "orderDate"}
