@@ -3,7 +3,7 @@
  * units after the bar, and the totals in a caption. Bars are sized in percent of the chart's
  * width and text in pixels, so the chart fills a phone or a desktop card and stays readable. */
 
-import { h, plain } from "./dom.js";
+import { h, plain, plural } from "./dom.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const ROW = 38; // px per group: a label line and a bar
@@ -19,7 +19,7 @@ function svg(tag, attrs, text) {
 }
 
 const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
-const count = (v, one) => `${num(v)} ${num(v) === 1 ? one : one + "s"}`; // "1 order", "2 orders"
+const count = (v, one) => plural(num(v), one);
 
 /* A <figure> with the chart and its totals; `money` formats revenue. */
 export function salesChart(report, money) {

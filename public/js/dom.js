@@ -18,6 +18,9 @@ export function plain(value) {
 }
 
 /* h("div", { class: "x", text: "…", onclick: fn, "data-k": v }, child, "text", …) */
+/* "1 order", "2 orders" (`many` when the plural is not one + "s"). */
+export const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
+
 export function h(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {

@@ -242,6 +242,7 @@ export function elicitationCard(item, changed) {
         changed(item);
         return;
       }
+      item.answering = null; // refused: not acted on
       const err = await r.json().catch(() => ({}));
       problem.textContent = typeof err.detail === "string" ? err.detail : `HTTP ${r.status}`;
       problem.hidden = false;

@@ -73,7 +73,7 @@ document.addEventListener("keydown", (ev) => {
 });
 
 setupDrawer();
-setupPrompts(inputEl);
+setupPrompts();
 setupAttach();
 load();
 renderAll();

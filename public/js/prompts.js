@@ -11,7 +11,6 @@ import { choiceItem, placeForm, setupPicker, showForm, showList, str } from "./p
 const button = $("prompts-btn");
 const picker = $("prompt-picker");
 let prompts = [];
-let input = null;
 let close = () => {}; // set by setupPrompts (picker.js)
 
 /* Asks web.py for its prompts again (at start, and when the servers' tools change). */
@@ -90,8 +89,7 @@ function fill(p) {
   placeForm(picker, form, inputs);
 }
 
-export function setupPrompts(inputEl) {
-  input = inputEl;
+export function setupPrompts() {
   close = setupPicker(button, picker, list);
   refreshPrompts();
 }

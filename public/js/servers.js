@@ -7,7 +7,7 @@
  * "web.py is not connected" as if it were one of the MCP servers), and Send waits for it. */
 
 import { getJSON } from "./api.js";
-import { $, h } from "./dom.js";
+import { $, h, plural } from "./dom.js";
 import { openRunner } from "./toolform.js";
 import { setTools } from "./tools.js";
 
@@ -109,7 +109,7 @@ function renderServers(servers) {
   for (const s of servers) {
     const tools = toolsByServer.get(s.name) || [];
     const card = h("div", { class: "server", "data-server": s.name });
-    const status = s.status === "connected" ? `${s.tools} ${s.tools === 1 ? "tool" : "tools"}` : s.status;
+    const status = s.status === "connected" ? plural(s.tools, "tool") : s.status;
     card.appendChild(
       h(
         "div",

@@ -108,9 +108,10 @@ export function save() {
  * cancels the call): then it is "interrupted", not failed. Anything else may have had its
  * effect: an error ("interrupted"). `items`: the conversation's items (its questions). */
 export function cutOff(item, items) {
+  // a confirmation not answered, or answered no: main.py bought nothing on it
   const unanswered = (q) =>
     q.kind === "elicitation" && q.request && q.request.id === item.id && q.request.quote &&
-    !q.action && !q.answering;
+    (q.action === "decline" || q.action === "cancel" || (!q.action && !q.answering));
   if (item.status === "approval") {
     item.status = "interrupted";
     item.error = "Interrupted before you answered: it did not run.";

@@ -6,7 +6,7 @@
  * carries data-product-id and data-stock so live stock updates can find and change it. */
 
 import { salesChart } from "./chart.js";
-import { h, plain } from "./dom.js";
+import { h, plain, plural } from "./dom.js";
 import { money } from "./money.js";
 
 const MAX_PARSE_CHARS = 2_000_000; // a bigger result is shown as text, never parsed
@@ -107,7 +107,6 @@ export function classify(resultText, outputSchema) {
 
 /* ------------------------------------------------------------ one-line summaries */
 
-const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
 
 function orderSummary(o) {
   const items = Array.isArray(o.items) ? o.items : [];
