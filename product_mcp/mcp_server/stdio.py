@@ -102,8 +102,8 @@ def _problem(line: str) -> tuple[Any, int, str] | None:
     try:
         types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         return None
-    except ValidationError:
-        pass
+    except ValidationError as e:
+        as_text = e
     try:
         data = pydantic_core.from_json(line)
     except ValueError as e:
@@ -116,10 +116,16 @@ def _problem(line: str) -> tuple[Any, int, str] | None:
     try:
         types.jsonrpc_message_adapter.validate_python(data, by_name=False)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(part) for part in first["loc"][1:]) or "message"
-        return rid, INVALID_REQUEST, f"Invalid Request: {where}: {first['msg']}"
-    return None  # valid once parsed (it was only the text form validate_json balked at)
+        return rid, INVALID_REQUEST, _said(e)
+    # Valid once parsed, not as the text the SDK reads (it would drop it unanswered): refused
+    # here with what the SDK's own check says.
+    return rid, INVALID_REQUEST, _said(as_text)
+
+
+def _said(e: ValidationError) -> str:
+    first = e.errors()[0]
+    where = ".".join(str(part) for part in first["loc"][1:]) or "message"
+    return f"Invalid Request: {where}: {first['msg']}"
 
 
 def claim_stdin() -> tuple[BinaryIO, Callable[[], None]]:

@@ -174,6 +174,9 @@ async def get_orders_tool(
 
 CustomerName = Annotated[
     str,
+    # trimmed first, as the API does ("1..200 once trimmed"): 150 spaces round a name were
+    # "over 200 characters" here and fine there (found from outside)
+    BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v),
     Field(min_length=1, max_length=MAX_NAME, description=f"Customer name (1..{MAX_NAME} chars)"),
 ]
 PurchaseItems = Annotated[

@@ -220,6 +220,22 @@ async def test_idempotency_key_prevents_a_double_order(in_process: Shop) -> None
     assert len(in_process.api_json("/orders", customer="Retry Rita")) == 1
 
 
+async def test_a_name_is_bounded_once_trimmed_as_the_api_has_it(in_process: Shop) -> None:
+    """Found from outside: 150 spaces, "a", 150 spaces: POST /api/purchase trims and takes it
+    (its bound is "1..200 once trimmed"), create_purchase refused it as over 200 characters."""
+    padded = " " * 150 + "Padded Pat" + " " * 150
+    async with in_process.connect("modern") as client:
+        r = await client.call_tool(
+            "create_purchase", {"customerName": padded, "items": [{"productId": 3, "quantity": 1}]}
+        )
+        assert not r.is_error, text_of(r)
+        assert r.structured_content["customerName"] == "Padded Pat"  # type: ignore[index]
+        blank = await client.call_tool(
+            "create_purchase", {"customerName": "   ", "items": [{"productId": 3, "quantity": 1}]}
+        )
+        assert blank.is_error
+
+
 # --- the new tools ------------------------------------------------------------------------
 
 
