@@ -18,21 +18,28 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from models import ATTACHMENT_MAX_URI, ATTACHMENTS_MAX, MAX_BODY_BYTES, MESSAGE_MAX_CHARS
+from models import MAX_BODY_BYTES
 from product_mcp.chat.arguments import validate_arguments
+from product_mcp.chat.bodies import (
+    ApprovalAnswer,
+    CallToolRequest,
+    ChatTurn,
+    ElicitationAnswer,
+    PromptRequest,
+    ResourceRequest,
+    StopRequest,
+)
 from product_mcp.chat.catalog import (
-    Attachment,
     attachment_messages,
     get_prompt,
     list_prompts,
@@ -40,7 +47,7 @@ from product_mcp.chat.catalog import (
     read_text,
 )
 from product_mcp.chat.elicitation import CallRoute
-from product_mcp.chat.history import ChatRequest, HistoryMessage
+from product_mcp.chat.history import HistoryMessage
 from product_mcp.chat.media import result_content
 from product_mcp.chat.names import build_table, reverse
 from product_mcp.chat.results import result_text
@@ -92,52 +99,6 @@ SUMMARY = [
 
 Chat = Annotated[ChatServices, Depends(services)]
 router = APIRouter()
-
-
-class CallToolRequest(BaseModel):
-    server: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
-    args: dict[str, Any] = Field(default_factory=dict)
-    # The page sends its "ask before tools that change data" box; without it (scripts, the
-    # seed) the tool runs as it always did.
-    approval: Literal["ask", "auto"] | None = None
-    confirmed: bool = False
-
-
-class ChatTurn(ChatRequest):
-    """A chat message, optionally with MCP resources attached (their text goes to the model
-    right before the message, and comes back as `attached` for the history)."""
-
-    attachments: list[Attachment] = Field(default_factory=list, max_length=ATTACHMENTS_MAX)
-
-
-class PromptRequest(BaseModel):
-    server: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
-    arguments: dict[
-        Annotated[str, Field(min_length=1, max_length=200)],
-        Annotated[str, Field(max_length=MESSAGE_MAX_CHARS)],
-    ] = Field(default_factory=dict, max_length=50)
-
-
-class ResourceRequest(BaseModel):
-    server: str = Field(min_length=1, max_length=200)
-    uri: str = Field(min_length=1, max_length=ATTACHMENT_MAX_URI)
-
-
-class ElicitationAnswer(BaseModel):
-    elicitationId: str = Field(min_length=1, max_length=100)
-    action: Literal["accept", "decline", "cancel"]
-    content: dict[str, Any] | None = None
-
-
-class StopRequest(BaseModel):
-    turnId: str = Field(min_length=1, max_length=100)
-
-
-class ApprovalAnswer(BaseModel):
-    approvalId: str = Field(min_length=1, max_length=100)
-    approved: bool
 
 
 @router.get("/healthz")

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from models import REPLY_MAX_CHARS
 from product_mcp.chat.approvals import Approvals
 from product_mcp.chat.arguments import validate_arguments
 from product_mcp.chat.calls import (
@@ -39,6 +38,7 @@ from product_mcp.chat.llm import (
 )
 from product_mcp.chat.manager import McpManager, Offer
 from product_mcp.chat.media import result_content
+from product_mcp.chat.reply import ReplyBounds, read_reply
 from product_mcp.chat.results import describe_error, model_text, result_text
 from product_mcp.chat.turns import STOPPED, Turn
 from product_mcp.core.errors import LLMError, ProductMcpError, ToolCallError
@@ -57,20 +57,6 @@ SYSTEM_PROMPT = (
 )
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class ReplyBounds:
-    """How much of one streamed completion is read before it is cut: a model may stream for
-    ever (content, or only reasoning), and LLM_TIMEOUT bounds only the silence between chunks
-    (found from outside: 537 MiB in 40 s). Text (content and reasoning) counts in characters,
-    so a long answer in one-token chunks is not cut early; chunks with no text (a stream of
-    nothing) are counted. Past a bound the stream is closed (the provider stops), the text so
-    far kept with a note, and any half-made tool calls dropped."""
-
-    chars: int = REPLY_MAX_CHARS
-    chunks: int = 50_000  # chunks carrying no text at all
-    seconds: float = 600.0
 
 
 @dataclass
@@ -252,7 +238,7 @@ class ChatEngine:
             content = encode_body(body, tools.functions_json if tools else None)
             stream = await stream_chat(self.client, self.url, content)
             async with stream:  # closed on Stop (or a bound): the provider stops generating
-                cut = await self._read(stream, emit, text, assembler)
+                cut = await read_reply(stream, self.reply_bounds, emit, text, assembler)
         except openai.OpenAIError as e:
             raise explain_llm_error(e, self.settings) from e
         except ProductMcpError:
@@ -270,39 +256,6 @@ class ChatEngine:
             text.append(note)
             await emit("token", {"text": note})
         return [] if cut else assembler.calls(ids_in(messages))
-
-    async def _read(
-        self, stream: Any, emit: Emit, text: list[str], assembler: CallAssembler
-    ) -> str | None:
-        """Read the stream to its end, or to a bound: then say why it was cut."""
-        bounds = self.reply_bounds
-        chars = silent = 0
-        deadline = time.monotonic() + bounds.seconds
-        async for chunk in stream:  # each field read once: a long reply is hundreds of chunks
-            if time.monotonic() > deadline:
-                return f"(The reply was cut: it passed {bounds.seconds:g} seconds.)"
-            choices = chunk.choices
-            delta = choices[0].delta if choices else None
-            content = delta.content if delta is not None else None
-            said = len(content) if content and isinstance(content, str) else 0
-            if delta is not None:
-                thought = delta.get("reasoning_content") or delta.get("reasoning")
-                said += len(thought) if isinstance(thought, str) else 0
-            tool_calls = delta.tool_calls if delta is not None else None
-            if not said and not tool_calls:
-                silent += 1
-                if silent > bounds.chunks:
-                    return f"(The reply was cut: {bounds.chunks:,} chunks came without a word.)"
-                continue
-            chars += said
-            if chars > bounds.chars:
-                return f"(The reply was cut: it passed {bounds.chars:,} characters.)"
-            if isinstance(content, str) and content:
-                text.append(content)
-                await emit("token", {"text": content})
-            for tc in tool_calls if isinstance(tool_calls, list) else []:
-                assembler.add(tc)
-        return None
 
     def _request(
         self, messages: list[dict[str, Any]], functions: list[dict[str, Any]]

@@ -6,8 +6,8 @@ one streaming only reasoning never ended; a `POST /api/chat` whose client gave u
 held its place under the per-client limit (8 such, and that address got 429 for good) and
 held SIGTERM; a page that never read `/api/chat/stream` grew web.py's memory without bound.
 
-Now a reply is cut at its characters, chunks or seconds (ChatEngine.reply_bounds; lowered
-here so the test is quick: the same code runs with the defaults), a `POST /api/chat` whose
+Now a reply is cut at its characters, chunks or seconds (chat/reply.py; ChatEngine.reply_bounds
+lowered here so the test is quick: the same code runs with the defaults), a `POST /api/chat` whose
 client is gone is cancelled, a page that stops reading ends its turn, and web.py shuts down
 within its grace period with a reply still streaming."""
 
@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from product_mcp.chat.loop import ReplyBounds
+from product_mcp.chat.reply import ReplyBounds
 from product_mcp.mcp_server import mcp as shop_server
 from tests.fake_llm import Endless, FakeLLM, Reply
 from tests.inproc import InProcessWeb, web_app
