@@ -195,7 +195,10 @@ def get_orders(
     responses={
         400: {"description": "Missing name or items, or insufficient stock"},
         404: {"description": "Unknown product"},
-        409: {"description": "Idempotency-Key reused with a different body, or archived product"},
+        409: {
+            "description": "Idempotency-Key reused with a different body, archived product, or "
+            "a total other than expectedTotalAmount (a price changed)"
+        },
         413: {"description": "Body over 64 KiB"},
     },
 )

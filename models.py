@@ -221,12 +221,20 @@ class PurchaseRequest(BaseModel):
     expectedTotalAmount: float | None = Field(
         None,
         ge=0,
-        le=1e12,  # far above any order (items × quantities × prices); 1e308 overflowed
+        le=MAX_ITEMS * MAX_QUANTITY * MAX_PRICE,  # the largest order there can be
         allow_inf_nan=False,
         description="Optional: the total the customer was shown (a quote); the purchase is "
         "refused (409) unless its total is exactly this, to the cent, so a price changed "
         "since is never charged",
     )
+
+    @field_validator("expectedTotalAmount")
+    @classmethod
+    def _in_cents(cls, v: float | None) -> float | None:
+        """Money is cents: 2598.004 is not a total any order has (it was taken as 2598.00)."""
+        if v is not None and abs(v * 100 - round(v * 100)) > 1e-6:
+            raise ValueError("at most two decimals: a total in cents")
+        return v
 
     @field_validator("items")
     @classmethod

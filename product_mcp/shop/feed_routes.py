@@ -80,10 +80,11 @@ async def get_changes(
         return events
     client = request.client.host if request.client else "?"
     streams: dict[str, int] = request.app.state.change_streams
-    # This machine's own (main.py's follower; behind nginx, everyone) are not held to the
-    # per-client count, as they are not for connections: eight streams from main.py's
-    # address locked its follower out, and every MCP client's live stock with it (found
-    # from outside). MAX_CONNECTIONS still bounds them all.
+    # This machine's own addresses (main.py's follower, when it runs here) are not held to
+    # the per-client count, as they are not for connections: eight streams from main.py's
+    # address locked its follower out, and every MCP client's live stock with it (found from
+    # outside). Clients behind a local nginx are counted by the address it forwards
+    # (X-Forwarded-For); MAX_CONNECTIONS bounds everyone.
     local = client in LOCAL_ADDRESSES
     if not local and streams.get(client, 0) >= request.app.state.streams_per_client:
         raise HTTPException(

@@ -74,6 +74,8 @@ class OrderQueries(Database):
         check_merged(items)
         if not storable(name):
             raise ShopError("Invalid request: customer name is not valid Unicode text")
+        # Not in the digest: a retry with the key after a price change gets the first order,
+        # not a 409 (the order was placed at the total the customer saw then).
         digest = self._request_hash(name, items)
         expected = req.expectedTotalAmount
         cents = None if expected is None else round(expected * 100)

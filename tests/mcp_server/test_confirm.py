@@ -13,7 +13,8 @@ import pytest
 from mcp.types import ElicitResult
 
 from models import CALL_META_KEY
-from tests.inproc import api_app, in_memory, product_api_to, shop_in_process
+from tests.databases import DATABASES
+from tests.inproc import api_app, api_on_fresh_database, in_memory, product_api_to, shop_in_process
 from tests.mcp_helpers import KINDS, Kind, connect, text_of
 
 pytestmark = pytest.mark.anyio
@@ -307,12 +308,32 @@ async def test_a_price_changed_while_the_user_was_asked_is_not_charged(
         assert not again.is_error and again.structured_content["totalAmount"] == 9999.0  # type: ignore[index]
 
 
-def test_the_api_refuses_a_total_that_is_not_the_expected_one(tmp_path: Any) -> None:
-    with api_app(tmp_path / "shop.db") as api:
+@pytest.mark.parametrize("db_kind", DATABASES)
+def test_the_api_refuses_a_total_that_is_not_the_expected_one(tmp_path: Any, db_kind: str) -> None:
+    """On PostgreSQL too (a purchase carrying a total takes the transaction there, not the
+    one-statement purchase, which cannot check it)."""
+    with api_on_fresh_database(db_kind, tmp_path, "expected_total") as api:
         body = {"customerName": "Api Total", "items": [{"productId": 1, "quantity": 2}]}
+        before = _stock(api, 1)
         r = api.post("/api/purchase", json={**body, "expectedTotalAmount": 2598.01})
         assert r.status_code == 409, r.text
         assert "2,598.00" in r.json()["detail"] and "nothing was bought" in r.json()["detail"]
+        assert _stock(api, 1) == before
+        r = api.post("/api/purchase", json={**body, "expectedTotalAmount": 2598.004})
+        assert r.status_code == 422 and "two decimals" in r.text, r.text  # not 2598.00
         r = api.post("/api/purchase", json={**body, "expectedTotalAmount": 2598})
         assert r.status_code == 200 and r.json()["totalAmount"] == 2598.0
         assert set(r.json()) == {"id", "customerName", "items", "totalAmount", "orderDate"}
+
+
+async def test_a_total_shown_for_one_purchase_is_not_sent_with_the_next(in_process: Any) -> None:
+    """Found in review: the total a confirmation showed was left set, and a later purchase in
+    the same context (a server run in process awaits each call in the caller's task) that
+    was never asked sent it: "the total is now 298,701.00, not the 299.00 expected" where the
+    answer was "insufficient stock"."""
+    async with in_memory("modern", elicitation_callback=Answers("accept")) as client:
+        one = {"customerName": "Twice", "items": [{"productId": 3, "quantity": 1}]}
+        assert not (await client.call_tool("create_purchase", one)).is_error
+        many = {"customerName": "Twice", "items": [{"productId": 3, "quantity": 9999}]}
+        result = await client.call_tool("create_purchase", many)
+    assert result.is_error and "Insufficient stock" in text_of(result), text_of(result)
