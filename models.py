@@ -148,9 +148,26 @@ class OrderItem(BaseModel):
     quantity: Quantity
 
 
+class OrderLine(BaseModel):
+    """A line of an order as the API answers it: the item, and its product's name (added next
+    to the seed's fields: an order read "2 × product #3" where the chat had not shown it)."""
+
+    productId: ProductId
+    quantity: Quantity
+    name: str | None = Field(None, description="The product's name")
+
+    # No return annotation on purpose (as PurchaseOutcome's): the schema stays the fields'.
+    @model_serializer(mode="wrap")
+    def _without_null_name(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if data.get("name") is None:
+            data.pop("name", None)
+        return data
+
+
 class OrderBase(BaseModel):
     customerName: str
-    items: list[OrderItem]
+    items: list[OrderLine]
 
 
 class Order(OrderBase):

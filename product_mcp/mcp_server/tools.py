@@ -242,7 +242,7 @@ async def create_purchase_tool(
         action = "declined" if confirmation.action == "decline" else "cancelled"
         return PurchaseOutcome(
             customerName=customerName,
-            items=items,
+            items=[i.model_dump() for i in items],
             status=action,
             message=f"not bought: {action} (the user did not confirm; nothing was ordered)",
         )

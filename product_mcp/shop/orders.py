@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from models import MAX_QUANTITY, Order, OrderItem, PurchaseRequest
+from models import MAX_QUANTITY, Order, OrderItem, OrderLine, PurchaseRequest
 from product_mcp.core.errors import Conflict, NotFound, ShopError
 from product_mcp.shop import changes, pg_purchase
 from product_mcp.shop.changes import Event
@@ -148,7 +148,7 @@ class OrderQueries(Database):
             changes.append(
                 conn, [Event(pid, "purchased", quantity) for pid, quantity in left.items()]
             )
-        return _order(order_id, name, items, total, now)
+        return _order(order_id, name, items, total, now, {i: r.name for i, r in found.items()})
 
     def _purchase_at_once(
         self, name: str, items: list[OrderItem], key: str | None, digest: str
@@ -174,21 +174,24 @@ class OrderQueries(Database):
             return None
         for wake in self.on_change:
             wake()
-        return _order(done.order_id, name, items, done.total_cents, now)
+        return _order(done.order_id, name, items, done.total_cents, now, done.names)
 
     @staticmethod
     def _orders(conn: Connection, stmt: Any) -> list[Order]:
         rows = list(conn.execute(stmt))
         if not rows:
             return []
-        items: dict[int, list[OrderItem]] = {r.id: [] for r in rows}
+        items: dict[int, list[OrderLine]] = {r.id: [] for r in rows}
         for it in conn.execute(
-            select(order_items)
+            select(order_items, products.c.name)
+            .join(products, products.c.id == order_items.c.product_id)
             .where(order_items.c.order_id.in_(list(items)))
             .order_by(order_items.c.order_id, order_items.c.line)
         ):
             items[it.order_id].append(
-                OrderItem.model_construct(productId=it.product_id, quantity=it.quantity)
+                OrderLine.model_construct(
+                    productId=it.product_id, quantity=it.quantity, name=it.name
+                )
             )
         return [
             Order(
@@ -220,12 +223,22 @@ class OrderQueries(Database):
             return self._orders(conn, stmt)
 
 
-def _order(order_id: int, name: str, items: list[OrderItem], total: int, now: datetime) -> Order:
+def _order(
+    order_id: int,
+    name: str,
+    items: list[OrderItem],
+    total: int,
+    now: datetime,
+    names: dict[int, str],
+) -> Order:
     return Order(
         id=order_id,
         customerName=name,
         items=[
-            OrderItem.model_construct(productId=i.productId, quantity=i.quantity) for i in items
+            OrderLine.model_construct(
+                productId=i.productId, quantity=i.quantity, name=names.get(i.productId)
+            )
+            for i in items
         ],
         totalAmount=money(total),
         orderDate=iso(now),

@@ -35,7 +35,7 @@ and the caller runs the original transaction, which decides and words the answer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, text
@@ -107,7 +107,8 @@ WITH v AS (
     ORDER BY t.product_id
 )
 SELECT ord.id, ord.total_cents, short.product_id AS short_id, short.name AS short_name,
-    short.quantity AS available
+    short.quantity AS available,
+    (SELECT json_object_agg(p.id, p.name) FROM p) AS names
 FROM go
     LEFT JOIN ord ON true
     LEFT JOIN short ON true
@@ -124,6 +125,7 @@ class Outcome:
     total_cents: int = 0
     short_name: str | None = None  # the first item short of stock, in product id order
     available: int = 0  # its units in stock, read under its row lock
+    names: dict[int, str] = field(default_factory=dict)  # the products' names, for the answer
 
 
 def buy(
@@ -150,4 +152,5 @@ def buy(
             "outbox": OUTBOX_LOCK,
         },
     ).one()
-    return Outcome(row.id, row.total_cents or 0, row.short_name, row.available or 0)
+    names = {int(k): v for k, v in (row.names or {}).items()}
+    return Outcome(row.id, row.total_cents or 0, row.short_name, row.available or 0, names)

@@ -30,6 +30,9 @@ export function rememberProducts(kind, value) {
     else if (kind.startsWith("recommendation")) remember(r.product);
     else if (kind.startsWith("inventory")) remember(r.product);
     else if (kind === "quote" && Number.isInteger(r.productId)) remember({ id: r.productId, name: r.name });
+    else if ((kind.startsWith("order") || kind === "outcome") && Array.isArray(r.items)) {
+      for (const i of r.items) if (isObj(i)) remember({ id: i.productId, name: i.name }); // lines name them
+    }
   }
 }
 

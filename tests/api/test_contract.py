@@ -53,7 +53,11 @@ def test_purchase_flow(api: TestClient) -> None:
     order = r.json()
     assert list(order) == ["customerName", "items", "id", "totalAmount", "orderDate"]
     assert order["customerName"] == "Alice"
-    assert order["items"] == [{"productId": 2, "quantity": 2}, {"productId": 3, "quantity": 3}]
+    # the seed's fields, and next to them each product's name (session 17)
+    assert order["items"] == [
+        {"productId": 2, "quantity": 2, "name": "Pro Wireless Bluetooth Earbuds"},
+        {"productId": 3, "quantity": 3, "name": "Portable Power Bank"},
+    ]
     assert order["totalAmount"] == 2 * 899 + 3 * 299
     when = datetime.fromisoformat(order["orderDate"])
     assert when.utcoffset() is not None and when.utcoffset().total_seconds() == 0

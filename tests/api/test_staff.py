@@ -143,7 +143,9 @@ def test_archive_hides_but_keeps_history(api: TestClient) -> None:
         json={"customerName": "Cy", "items": [{"productId": 2, "quantity": 1}]},
     )
     assert (quote.status_code, quote.json()) == (409, refused.json())  # the quote refuses alike
-    assert [o["items"] for o in orders(api)] == [[{"productId": 2, "quantity": 1}]]
+    assert [o["items"] for o in orders(api)] == [
+        [{"productId": 2, "quantity": 1, "name": "Pro Wireless Bluetooth Earbuds"}]
+    ]
     sales = api.get("/api/analytics/sales").json()
     assert [g["key"] for g in sales["groups"]] == ["2"]
     for method, path, body in [

@@ -139,7 +139,9 @@ def test_old_database_upgrades_in_place(tmp_path: Path) -> None:
             (2, "Ünal", 1798.0),
             (1, "ÉMILE Zoë", 1299.0),
         ]
-        assert orders[1]["items"] == [{"productId": 2, "quantity": 2}]
+        assert orders[1]["items"] == [
+            {"productId": 2, "quantity": 2, "name": "Pro Wireless Bluetooth Earbuds"}
+        ]
         new = _buy(client, "ünal", product_id=2)  # written with its key by the new release
         assert [o["id"] for o in client.get("/api/orders?customer=ÜNAL").json()] == [new["id"], 2]
         assert client.get("/api/products", params={"q": "earbuds"}).json()[0]["id"] == 2

@@ -287,11 +287,12 @@ def _refused_and_oversized_questions(page: Any) -> None:
 
 
 def _order_summary(page: Any) -> None:
-    """The order, summed up with the quote's product name."""
+    """The order, summed up with its product's name: the order's own line names it (a
+    product the page never saw read "product #9"; found from outside)."""
     order = {
         "id": 77,
         "customerName": "Ann",
-        "items": [{"productId": 1, "quantity": 2}],
+        "items": [{"productId": 9, "quantity": 2, "name": "Galaxy Smart Watch"}],
         "totalAmount": 2598.0,
         "orderDate": "2026-07-01T10:00:00Z",
     }
