@@ -51,11 +51,12 @@ async def read_reply(
             thought = delta.get("reasoning_content") or delta.get("reasoning")
             said += len(thought) if isinstance(thought, str) else 0
         tool_calls = delta.tool_calls if delta is not None else None
-        if not said and not tool_calls:
+        if not said:  # nothing to read, or only a piece of a tool call: counted, not endless
             silent += 1
             if silent > bounds.chunks:
                 return f"(The reply was cut: {bounds.chunks:,} chunks came without a word.)"
-            continue
+            if not tool_calls:
+                continue
         chars += said
         if chars > bounds.chars:
             return f"(The reply was cut: it passed {bounds.chars:,} characters.)"

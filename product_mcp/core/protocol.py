@@ -51,7 +51,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     _slow_from: str | None = None  # the address this connection's slow body counts for
     _counted: str | None = None  # the address this connection counts for in `open_by_address`
     _body_waits = False  # a pipelined request's body, not yet its turn to be read
-    _head_bytes: int | None = 0  # bytes received while a request's head is read (None: not)
+    _wire = 0  # bytes of the current request that were not its body (line, headers, trailers)
 
     def shutdown(self) -> None:
         for callback in HeaderTimeoutProtocol.on_shutdown:
@@ -78,21 +78,24 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._arm(self.header_timeout, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
-        # Counted before parsing (httptools buffers a header it has not seen the end of);
-        # a head the parser has finished by the end of this chunk is never refused.
-        if self._head_bytes is not None:
-            self._head_bytes += len(data)
+        # Every byte counts until the parser says it was body (on_body): the line, headers,
+        # chunk sizes and trailers are what is left. Trailers after a chunked body were not
+        # counted, and one connection sending them took api.py to 4 GB (found from outside).
+        self._wire += len(data)
         super().data_received(data)
-        if self._head_bytes is not None and self._head_bytes > MAX_HEAD_BYTES:
-            self._head_bytes = None
+        if self._wire > MAX_HEAD_BYTES and not self.transport.is_closing():
+            self._wire = 0
             if not self._may_answer(False):  # a reply in progress would be cut, not answered
                 self.transport.close()
                 return
-            why = f"the request's line and headers passed {MAX_HEAD_BYTES:,} bytes"
+            why = f"the request's line, headers and trailers passed {MAX_HEAD_BYTES:,} bytes"
             self._refuse(431, "Request Header Fields Too Large", why)
 
+    def on_body(self, body: bytes) -> None:
+        self._wire -= len(body)
+        super().on_body(body)
+
     def on_headers_complete(self) -> None:
-        self._head_bytes = None
         self._disarm()
         # A pipelined request waits behind the one before it (uvicorn stops reading until
         # that one is answered): its body cannot come yet, so its clock does not run.
@@ -129,7 +132,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._body_waits = False
-        self._head_bytes = 0  # the next request's head, if one comes
+        self._wire = 0  # the next request's, if one comes
         self._body_done()
         super().on_message_complete()
 

@@ -100,10 +100,18 @@ class BoundedLines:
 def _problem(line: str) -> tuple[Any, int, str] | None:
     """Why a line is not a JSON-RPC message (its id, the code, the words), or None."""
     try:
-        types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        return None
+        message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValidationError as e:
         as_text = e
+    else:
+        # a request whose id is not a string or a number reads as a notification: dropped
+        # unanswered (found from outside); a notification has no id at all
+        if not isinstance(message, types.JSONRPCNotification) or '"id"' not in line:
+            return None
+        data = pydantic_core.from_json(line)
+        if not (isinstance(data, dict) and "id" in data):
+            return None
+        return None, INVALID_REQUEST, "Invalid Request: id: must be a string or an integer"
     try:
         data = pydantic_core.from_json(line)
     except ValueError as e:

@@ -8,7 +8,7 @@
 import { postJSON } from "./api.js";
 import { $, h, plain, pretty } from "./dom.js";
 import { renderContent } from "./media.js";
-import { classify, view } from "./views.js";
+import { classify, rememberProducts, view } from "./views.js";
 
 function resolveRef(schema, root, depth) {
   depth = depth || 0;
@@ -225,6 +225,7 @@ function showOutput(text, isError, result, schema) {
   out.className = isError ? "error" : "";
   out.textContent = text;
   const { kind, value } = result !== undefined && result !== null ? classify(result, schema) : { kind: null };
+  if (kind) rememberProducts(kind, value); // as a card does: the names it shows are learnt
   const shown = view(kind, value);
   const box = $("runner-view");
   box.textContent = "";

@@ -212,8 +212,10 @@ function table(label, headers, rows, kinds) {
   return wrap;
 }
 
+// a line names its product (the API's orders do); else the name the page has seen
+const lineName = (i) => (typeof i.name === "string" && i.name ? isolated(i.name) : productName(i.productId));
 const orderItems = (items) =>
-  (Array.isArray(items) ? items : []).map((i) => `${plain(i.quantity)} × ${productName(i.productId)}`).join(", ");
+  (Array.isArray(items) ? items : []).map((i) => `${plain(i.quantity)} × ${lineName(i)}`).join(", ");
 
 function when(iso) {
   const d = new Date(iso);

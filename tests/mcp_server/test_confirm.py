@@ -12,7 +12,7 @@ import httpx
 import pytest
 from mcp.types import ElicitResult
 
-from models import CALL_META_KEY
+from models import CALL_META_KEY, PurchaseRequest
 from tests.databases import DATABASES
 from tests.inproc import api_app, api_on_fresh_database, in_memory, product_api_to, shop_in_process
 from tests.mcp_helpers import KINDS, Kind, connect, text_of
@@ -324,6 +324,9 @@ def test_the_api_refuses_a_total_that_is_not_the_expected_one(tmp_path: Any, db_
         r = api.post("/api/purchase", json={**body, "expectedTotalAmount": 2598})
         assert r.status_code == 200 and r.json()["totalAmount"] == 2598.0
         assert set(r.json()) == {"id", "customerName", "items", "totalAmount", "orderDate"}
+    # a large total in cents is whole, though its float times 100 is not (found from outside)
+    big = {"customerName": "Big", "items": [{"productId": 1, "quantity": 1}]}
+    assert PurchaseRequest.model_validate({**big, "expectedTotalAmount": 134217829.95})
 
 
 async def test_a_total_shown_for_one_purchase_is_not_sent_with_the_next(in_process: Any) -> None:

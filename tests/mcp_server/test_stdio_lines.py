@@ -88,9 +88,13 @@ def test_lines_that_are_not_messages_are_answered(server: StdioServer) -> None:
     assert bad["id"] == 7 and bad["error"]["code"] == -32600
     assert "method" in bad["error"]["message"]
 
+    server.send(json.dumps({"jsonrpc": "2.0", "id": {"a": 1}, "method": "ping"}).encode() + b"\n")
+    bad = server.answer(3)  # an id of the wrong type read as a notification: dropped unanswered
+    assert bad["id"] is None and bad["error"]["code"] == -32600 and "id" in bad["error"]["message"]
+
     # ... and the session goes on.
     server.send(json.dumps(INIT).encode() + b"\n")
-    ok = server.answer(3)
+    ok = server.answer(4)
     assert ok["id"] == INIT["id"] and "serverInfo" in ok["result"]
 
 

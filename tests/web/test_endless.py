@@ -51,6 +51,8 @@ def _closed(turn: Endless, within: float = 10.0) -> bool:
         ({"content": "x" * 100}, "characters"),
         ({"reasoning_content": "hmm"}, "characters"),  # thinking counts as text
         ({}, "chunks came without a word"),
+        # pieces of a tool call, for ever: counted too (bounded by 600 s alone before)
+        ({"tool_calls": [{"index": 0, "function": {"arguments": "x"}}]}, "without a word"),
     ],
 )
 def test_an_endless_reply_is_cut(

@@ -59,6 +59,9 @@ def test_dark_mode_follows_the_system(
         ask_to_buy(page, fake, f"buy a power bank in the dark ({size})", "Not bought.")
         assert background(page, ".elicit-card") < 0.05, "a bright confirmation card"
         assert background(page, "#composer") < 0.05
+        # the message box is the composer's colour: Chromium's own grey was left on it
+        colour = "s => getComputedStyle(document.querySelector(s)).backgroundColor"
+        assert page.evaluate(colour, "#input") == page.evaluate(colour, "#composer")
         shot(page, f"dark-confirm-{size}")
         assert_readable(page)  # light and dark: contrast and axe-core
         assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")

@@ -294,3 +294,22 @@ def test_an_open_tab_keeps_its_chat_however_many_tabs_come_and_go(
         assert a.locator(".msg.user >> text=passing tab").count() == 0
     finally:
         a.context.close()
+
+
+def test_the_tool_form_names_an_orders_products(
+    browser: Any, web: InProcessWeb, shop_api: TestClient
+) -> None:
+    """Found from outside (session 17): the tool form's orders table read "2 × product #1"
+    on a page that had not shown the product; an order's lines name it now."""
+    buy = {"customerName": "Form Orders", "items": [{"productId": 4, "quantity": 2}]}
+    assert shop_api.post("/api/purchase", json=buy).status_code == 200
+    page = new_page(browser, web.url, "desktop")
+    try:
+        page.click("button.tool-btn[data-tool='get_orders']")
+        page.fill("#arg-customer", "Form Orders")
+        page.click("#runner-form button[type=submit]")
+        page.wait_for_selector("#runner-view table")
+        table = page.inner_text("#runner-view")
+        assert "2 × Huawei MateBook X Pro" in table and "product #" not in table, table
+    finally:
+        page.context.close()
