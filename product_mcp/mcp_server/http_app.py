@@ -27,6 +27,7 @@ from product_mcp.core import mcp_compat
 from product_mcp.core.config import Transport
 from product_mcp.core.middleware import ANY_ADDRESS, LOOPBACK_HOSTS
 from product_mcp.core.serve import asyncio_named
+from product_mcp.core.slow_readers import SlowReaderCutoff
 from product_mcp.mcp_server.api_client import api
 from product_mcp.mcp_server.event_store import InMemoryEventStore, scope_per_session
 from product_mcp.mcp_server.guard import PEEKED, JsonRpcGuard
@@ -34,7 +35,6 @@ from product_mcp.mcp_server.middleware import (
     STREAM_PATHS,
     BearerAuth,
     FinishResponses,
-    SlowReaderCutoff,
     TrimHeaderValues,
 )
 from product_mcp.mcp_server.protocol import HANDSHAKE_GRACE_S, HandshakeRule

@@ -14,8 +14,6 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from product_mcp.core.slow_readers import SlowReaderCutoff
-
 
 class BearerAuth:
     """401 for HTTP requests without `Authorization: Bearer <token>`; health and preflight pass."""
@@ -66,7 +64,6 @@ def _normal(name: bytes, value: bytes) -> tuple[bytes, bytes]:
 
 
 STREAM_PATHS = frozenset({"/sse", "/mcp"})  # where a GET is a long-lived event stream
-__all__ = ["STREAM_PATHS", "SlowReaderCutoff"]  # SlowReaderCutoff: core/slow_readers.py
 
 
 def _error(rid: object, text: str) -> dict[str, Any]:

@@ -29,8 +29,9 @@ import pytest
 from mcp.types import JSONRPCResponse
 
 from product_mcp.core.memory import Reclaimer, reclaim
+from product_mcp.core.slow_readers import SlowReaderCutoff
 from product_mcp.mcp_server.event_store import InMemoryEventStore, SessionEventStore
-from product_mcp.mcp_server.middleware import STREAM_PATHS, SlowReaderCutoff
+from product_mcp.mcp_server.middleware import STREAM_PATHS
 from tests.mcp_helpers import ACCEPT, INIT, open_session, rpc, session_headers
 from tests.servers import ROOT, Service, free_port, wait_http
 from tests.stack import Stack

@@ -158,6 +158,14 @@ def start_turn(page: Any, text: str) -> None:
     )
 
 
+def turn(page: Any, text: str, answer: str) -> None:
+    """Send `text` and wait for the reply containing `answer`, and for Send to be back."""
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+    page.wait_for_selector(f".msg.assistant:not(.streaming) >> text={answer}")
+    page.wait_for_selector("#send:not([disabled])")
+
+
 def shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"))

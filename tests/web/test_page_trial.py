@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.inproc import InProcessWeb
-from tests.web.page_harness import SIZES, new_page, pages_by_size, push, start_turn
+from tests.web.page_harness import SIZES, new_page, pages_by_size, push, start_turn, turn
 from tests.web_helpers import stock
 
 pytestmark = pytest.mark.browser
@@ -29,13 +29,6 @@ pytestmark = pytest.mark.browser
 def pages(browser: Any, web: InProcessWeb) -> Iterator[dict[str, Any]]:
     with pages_by_size(browser, web.url) as opened:
         yield opened
-
-
-def turn(page: Any, text: str, answer: str) -> None:
-    page.fill("#input", text)
-    page.press("#input", "Enter")
-    page.wait_for_selector(f".msg.assistant:not(.streaming) >> text={answer}")
-    page.wait_for_selector("#send:not([disabled])")
 
 
 def in_view(page: Any, selector: str) -> bool:

@@ -21,17 +21,10 @@ from starlette.testclient import TestClient
 from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.inproc import InProcessWeb
 from tests.stack import Stack
-from tests.web.page_harness import new_page, push, start_turn
+from tests.web.page_harness import new_page, push, start_turn, turn
 from tests.web_helpers import stock
 
 pytestmark = pytest.mark.browser
-
-
-def turn(page: Any, text: str, answer: str) -> None:
-    page.fill("#input", text)
-    page.press("#input", "Enter")
-    page.wait_for_selector(f".msg.assistant:not(.streaming) >> text={answer}")
-    page.wait_for_selector("#send:not([disabled])")
 
 
 def card(page: Any, tool: str) -> Any:
