@@ -307,6 +307,7 @@ def create_app(settings: Settings | None = None, chat: ChatServices | None = Non
         finally:
             HeaderTimeoutProtocol.on_shutdown.remove(chat.events.close_soon)
             chat.events.close_soon()
+            await chat.engine.aclose()
 
     app = FastAPI(title="product-mcp web chat", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.chat = chat

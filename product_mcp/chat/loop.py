@@ -113,6 +113,13 @@ class ChatEngine:
             self.client = make_client(settings)
             self.url = completions_url(self.client)
 
+    async def aclose(self) -> None:
+        """Close the LLM client's connections at shutdown (aiohttp warns of an unclosed
+        session otherwise); a fresh client, connected lazily, serves a later start."""
+        if self.client is not None:
+            await self.client.close()
+            self.client = make_client(self.settings)
+
     async def run(
         self,
         message: str,

@@ -9,6 +9,7 @@ test_multi.py."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -242,3 +243,58 @@ def test_asking_for_approval_on_the_json_route_is_refused_not_ignored(
         "(POST /api/chat runs tools without asking)"
     )
     assert len(fake.requests) == before  # the model was not even asked
+
+
+@pytest.mark.parametrize(
+    ("answer", "needle"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", "not valid HTTP: Bad status line"),
+        (b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n", "not valid HTTP: Got more"),
+        (b"", "Cannot reach the LLM provider"),
+    ],
+    ids=["not-http", "endless-header", "closed"],
+)
+def test_a_provider_that_does_not_speak_http_is_a_clear_502(answer: bytes, needle: str) -> None:
+    """Found in session 18 with openai's aiohttp transport: such answers arrived as aiohttp's
+    own "400, message=..." (a status the provider never sent) and, for a refused connection,
+    as a timeout ("did not answer within 60s")."""
+    import asyncio
+    import socket
+    import threading
+
+    from product_mcp.chat.llm import LLMSettings
+    from product_mcp.chat.loop import ChatEngine
+    from product_mcp.chat.manager import McpManager
+    from product_mcp.chat.mcp_config import McpConfig
+    from product_mcp.core.errors import LLMError
+
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with suppress(OSError):
+            while True:
+                conn, _ = srv.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.getsockname()[1]}/v1"
+    engine = ChatEngine(
+        McpManager(McpConfig(servers=[])), LLMSettings(api_key="k", base_url=base, max_retries=0)
+    )
+
+    async def turn() -> LLMError:
+        try:
+            with pytest.raises(LLMError) as caught:
+                await engine.run("hello", [])
+            return caught.value
+        finally:
+            await engine.aclose()
+
+    try:
+        err = asyncio.run(turn())
+    finally:
+        srv.close()
+    assert err.status == 502 and needle in err.message, err.message
+    assert "400" not in err.message and "did not answer" not in err.message
