@@ -35,6 +35,19 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024  # largest tool result (one SSE event) taken 
 KEEPALIVE_EXPIRY = 4.0
 
 
+def _http_transport() -> httpx2.AsyncBaseTransport:
+    """openai's aiohttp transport for httpx2 (the `openai[aiohttp]` extra web.py's LLM client
+    runs on): a `tools/call` costs web.py ~18 % fewer instructions than on httpx2's own
+    httpcore2/h11 stack. It lives in openai's `_vendor` package, so an openai release that
+    moves it falls back to httpx2's transport (tests/web/test_keepalive.py says which ran)."""
+    limits = httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+    try:
+        from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
+    except ImportError:  # pragma: no cover - an openai without it
+        return httpx2.AsyncHTTPTransport(limits=limits)
+    return AiohttpTransport(limits=limits)
+
+
 def _stderr_file() -> IO[str]:
     return tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
 
@@ -64,9 +77,7 @@ class SessionOpener(ServerMessages):
                 # the status, which is what a user needs to fix (401 → missing token); and
                 # for the transport that keeps a tool call's connection (chat/keepalive.py).
                 self.replies = KeepAliveTransport(
-                    httpx2.AsyncHTTPTransport(
-                        limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
-                    ),
+                    _http_transport(),
                     on_stream_end=lambda: self._signal("probe"),
                 )
                 http = await stack.enter_async_context(
