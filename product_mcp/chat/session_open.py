@@ -26,6 +26,7 @@ from mcp.types import Implementation
 from product_mcp.chat.keepalive import KeepAliveTransport
 from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.chat.server_messages import ServerMessages
+from product_mcp.core.aiohttp_transports import Httpx2Transport
 
 CLIENT_INFO = Implementation(name="product-mcp-web", version="0.1.0")
 MAX_EVENT_BYTES = 32 * 1024 * 1024  # largest tool result (one SSE event) taken from a server
@@ -33,19 +34,6 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024  # largest tool result (one SSE event) taken 
 # server's side: reusing one the server is closing loses the request (a tools/call cannot
 # safely be sent twice).
 KEEPALIVE_EXPIRY = 4.0
-
-
-def _http_transport() -> httpx2.AsyncBaseTransport:
-    """openai's aiohttp transport for httpx2 (the `openai[aiohttp]` extra web.py's LLM client
-    runs on): a `tools/call` costs web.py ~18 % fewer instructions than on httpx2's own
-    httpcore2/h11 stack. It lives in openai's `_vendor` package, so an openai release that
-    moves it falls back to httpx2's transport (tests/web/test_keepalive.py says which ran)."""
-    limits = httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
-    try:
-        from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
-    except ImportError:  # pragma: no cover - an openai without it
-        return httpx2.AsyncHTTPTransport(limits=limits)
-    return AiohttpTransport(limits=limits)
 
 
 def _stderr_file() -> IO[str]:
@@ -77,7 +65,7 @@ class SessionOpener(ServerMessages):
                 # the status, which is what a user needs to fix (401 → missing token); and
                 # for the transport that keeps a tool call's connection (chat/keepalive.py).
                 self.replies = KeepAliveTransport(
-                    _http_transport(),
+                    Httpx2Transport(limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)),
                     on_stream_end=lambda: self._signal("probe"),
                 )
                 http = await stack.enter_async_context(

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from mcp.server.mcpserver.exceptions import ToolError
 
+from product_mcp.core.aiohttp_transports import HttpxTransport
 from product_mcp.core.config import mask_url
 from product_mcp.core.errors import ProductMcpError
 
@@ -78,15 +79,15 @@ class ProductApi:
     async def open(self) -> AsyncIterator[ProductApi]:
         """Reference-counted: the HTTP app's lifespan and each SSE/stdio connection share it."""
         if self._users == 0:
+            limits = httpx.Limits(
+                max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY
+            )
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
-                limits=httpx.Limits(
-                    max_connections=100,
-                    max_keepalive_connections=20,
-                    keepalive_expiry=KEEPALIVE_EXPIRY,
-                ),
-                transport=self.transport,
+                limits=limits,
+                # aiohttp underneath: a quarter of main.py's instructions per tool call
+                transport=self.transport or HttpxTransport(limits=limits),
             )
         self._users += 1
         try:

@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from starlette.responses import StreamingResponse
 
 from product_mcp.chat.keepalive import DRAIN_MAX_BYTES, KeepAliveTransport
-from product_mcp.chat.session_open import _http_transport
+from product_mcp.core.aiohttp_transports import Httpx2Transport
 from tests.inproc import web_app
 from tests.mini_mcp import build_app, make_server
 from tests.servers import ThreadServer
@@ -69,13 +69,6 @@ async def _connections_for_calls(
         return len(set(log.ports[first:]))
 
 
-def test_web_py_speaks_http_through_aiohttp() -> None:
-    """The transport under web.py's MCP sessions is openai's aiohttp one (~18 % fewer
-    instructions per tool call); an openai release that moved it would fall back to httpx2's
-    own, silently slower: this says so."""
-    assert type(_http_transport()).__name__ == "AiohttpTransport"
-
-
 async def test_the_sdk_needs_it(mini: tuple[ThreadServer, PortLog]) -> None:
     """Through the SDK's client alone, on httpx2's own transport: a connection per call as
     shipped, one with ours."""
@@ -89,7 +82,7 @@ async def test_on_aiohttp_too(mini: tuple[ThreadServer, PortLog]) -> None:
     """On the aiohttp transport web.py uses, the calls share a connection as well (aiohttp
     keeps one whose reply's end was already received, which a quick server's usually is;
     the drain covers an end that comes a moment later)."""
-    kept = await _connections_for_calls(mini, KeepAliveTransport(_http_transport()), 6)
+    kept = await _connections_for_calls(mini, KeepAliveTransport(Httpx2Transport()), 6)
     assert kept <= 2, f"{kept} new connections for 6 calls"
 
 

@@ -1,0 +1,126 @@
+"""httpx and httpx2 clients that send through aiohttp, with aiohttp's failures named as httpx
+names them.
+
+Why aiohttp underneath: per request it costs a fraction of httpx's own stack (httpcore, h11
+and anyio, with a cancel scope for every socket read). Measured with callgrind, main.py's
+instructions per `tools/call` went from 4.76 M to 3.58 M with its API client on it, and web.py's
+per `/api/call-tool` from 6.43 M to 5.25 M with its MCP sessions on it (docs/benchmarks.md,
+session 18). The transports are httpx-aiohttp's, by httpx's maintainers; httpx's client,
+timeouts, limits and the code that uses them stay as they were.
+
+Why the renaming: httpx-aiohttp reports every connection failure that is not a refused
+connect (a server that closed a kept connection without answering, a reset) as httpx's
+`ConnectTimeout`, and a reply that is not HTTP as aiohttp's own "400, message=...", a status
+the server never sent. Callers here decide by the type whether a request may have been carried
+out: main.py's API client sends a GET again on a stale connection, and says a purchase that
+went unanswered "may have been placed". So each failure gets the type httpx itself raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+import httpx2
+from httpx_aiohttp import AiohttpTransport as _HttpxTransport
+from httpx_aiohttp.httpx2 import AiohttpTransport as _Httpx2Transport
+
+
+def _renamed(exc: Exception, lib: Any) -> Exception | None:
+    """The httpx (`lib`: httpx or httpx2) exception for an aiohttp failure, or None to keep
+    `exc` as it is."""
+    cause = exc if isinstance(exc, aiohttp.ClientError | TimeoutError) else exc.__cause__
+    if isinstance(cause, aiohttp.InvalidURL):  # already httpx's UnsupportedProtocol
+        return None
+    # Timeouts without words, as httpx raises them: callers print the type's name instead.
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        return lib.ConnectTimeout("")
+    if isinstance(cause, aiohttp.SocketTimeoutError | aiohttp.ServerTimeoutError | TimeoutError):
+        return lib.ReadTimeout("")
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return lib.ConnectError(str(cause))
+    if isinstance(cause, aiohttp.ServerDisconnectedError):
+        return lib.RemoteProtocolError("Server disconnected without sending a response.")
+    if isinstance(cause, aiohttp.ClientPayloadError):
+        return lib.RemoteProtocolError(f"incomplete response body: {cause}")
+    if isinstance(cause, aiohttp.ClientResponseError):  # the reply could not be parsed
+        return lib.RemoteProtocolError("not valid HTTP: " + " ".join(str(cause.message).split()))
+    if isinstance(cause, aiohttp.ClientError):  # a reset or another socket error
+        return lib.ReadError(str(cause) or type(cause).__name__)
+    return None
+
+
+def _reraise(exc: Exception, lib: Any) -> None:
+    renamed = _renamed(exc, lib)
+    if renamed is None:
+        raise exc
+    raise renamed from exc
+
+
+def _without_userinfo(request: Any) -> None:
+    """httpx turned a URL's `user:password@` into an Authorization header already; aiohttp,
+    given both, refuses the request (ValueError), so every call to an API URL with credentials
+    failed."""
+    if request.url.userinfo:
+        request.url = request.url.copy_with(username=None, password=None)
+
+
+class _Body:
+    """A reply body whose read failures are renamed too (a server gone mid-body)."""
+
+    def __init__(self, stream: Any, lib: Any) -> None:
+        self._stream = stream
+        self._lib = lib
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = self._stream.__aiter__()
+        while True:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as e:
+                _reraise(e, self._lib)
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except Exception as e:
+            _reraise(e, self._lib)
+
+
+class _HttpxBody(_Body, httpx.AsyncByteStream):
+    pass
+
+
+class _Httpx2Body(_Body, httpx2.AsyncByteStream):
+    pass
+
+
+class HttpxTransport(_HttpxTransport):
+    """For an `httpx.AsyncClient` (main.py's client to the product API)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _without_userinfo(request)
+        try:
+            response = await super().handle_async_request(request)
+        except Exception as e:
+            _reraise(e, httpx)
+        response.stream = _HttpxBody(response.stream, httpx)
+        return response
+
+
+class Httpx2Transport(_Httpx2Transport):
+    """For an `httpx2.AsyncClient` (web.py's MCP sessions, the SDK's client)."""
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        _without_userinfo(request)
+        try:
+            response = await super().handle_async_request(request)
+        except Exception as e:
+            _reraise(e, httpx2)
+        response.stream = _Httpx2Body(response.stream, httpx2)
+        return response
