@@ -6,10 +6,11 @@ chunks without any, seconds) is its own concern, tested on its own (tests/web/te
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import anyio
 
 from models import REPLY_MAX_CHARS
 from product_mcp.chat.calls import CallAssembler
@@ -37,12 +38,23 @@ async def read_reply(
     assembler: CallAssembler,
 ) -> str | None:
     """Read a completion's stream to its end, or to a bound: then say why it was cut. Text
-    deltas go out (`emit`) as they come and into `text`; tool-call deltas to `assembler`."""
+    deltas go out (`emit`) as they come and into `text`; tool-call deltas to `assembler`.
+    The time bound holds between chunks too: bytes that never make a chunk (SSE comments, an
+    endless chunk extension) keep LLM_TIMEOUT's silence from ever coming."""
+    with anyio.move_on_after(bounds.seconds):
+        return await _read(stream, bounds, emit, text, assembler)
+    return f"(The reply was cut: it passed {bounds.seconds:g} seconds.)"
+
+
+async def _read(
+    stream: Any,
+    bounds: ReplyBounds,
+    emit: Callable[[str, dict[str, Any]], Awaitable[None]],
+    text: list[str],
+    assembler: CallAssembler,
+) -> str | None:
     chars = silent = 0
-    deadline = time.monotonic() + bounds.seconds
     async for chunk in stream:  # each field read once: a long reply is hundreds of chunks
-        if time.monotonic() > deadline:
-            return f"(The reply was cut: it passed {bounds.seconds:g} seconds.)"
         choices = chunk.choices
         delta = choices[0].delta if choices else None
         content = delta.content if delta is not None else None

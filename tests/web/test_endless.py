@@ -172,3 +172,66 @@ def test_shutdown_is_not_held_by_a_streaming_reply(fake: FakeLLM, tmp_path: Path
             code = web.stop(timeout=30)  # SIGKILL after 30 s if it hangs
             assert code == -signal.SIGTERM, web.log()[-2000:]
             assert time.monotonic() - started < 25
+
+
+@pytest.mark.parametrize(
+    "after_head",
+    [
+        b"Content-Type: text/event-stream\r\n\r\n" + b": ping\n\n" * 5,  # SSE comments only
+        # a chunk extension without end: aiohttp's parser takes it, and no byte of body comes
+        b"Transfer-Encoding: chunked\r\n\r\n1;" + b"x" * 5_000,
+    ],
+    ids=["sse-comments", "chunk-extension"],
+)
+def test_a_reply_that_never_yields_a_chunk_is_cut_by_time(after_head: bytes) -> None:
+    """Found from outside (session 18, openai's aiohttp transport): the reply's time bound was
+    checked only when a chunk came, so a provider that kept sending bytes that never made one
+    (SSE comments, or an endless chunk extension, which aiohttp's parser reads without end at
+    ~90 % of a CPU) was never silent for LLM_TIMEOUT and held the turn for ever."""
+    import asyncio
+    import threading
+    from contextlib import suppress
+
+    import anyio
+
+    from product_mcp.chat.llm import LLMSettings
+    from product_mcp.chat.loop import ChatEngine
+    from product_mcp.chat.manager import McpManager
+    from product_mcp.chat.mcp_config import McpConfig
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    closed = threading.Event()
+
+    def serve() -> None:
+        with suppress(OSError):
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n" + after_head)
+                with suppress(OSError):
+                    while True:
+                        conn.sendall(after_head[-100:] if b"1;" in after_head else b": ping\n\n")
+                        time.sleep(0.05)
+        closed.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.getsockname()[1]}/v1"
+    engine = ChatEngine(
+        McpManager(McpConfig(servers=[])),
+        LLMSettings(api_key="k", base_url=base, max_retries=0, timeout=5),
+    )
+    engine.reply_bounds = ReplyBounds(chars=5_000, chunks=400, seconds=1.0)
+
+    async def turn() -> str:
+        try:
+            with anyio.fail_after(15):  # the test's own bound: the turn used to never end
+                return (await engine.run("hello", [])).response
+        finally:
+            await engine.aclose()
+
+    try:
+        answer = asyncio.run(turn())
+    finally:
+        srv.close()
+    assert "(The reply was cut: it passed 1 seconds.)" in answer, answer
+    assert closed.wait(10), "web.py kept reading the model's stream"
