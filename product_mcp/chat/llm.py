@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from product_mcp.chat.results import describe_error
+from product_mcp.core.aiohttp_transports import Httpx2Transport, PeerBounds
 from product_mcp.core.errors import LLMError
 
 NO_LLM_MESSAGE = (
@@ -72,15 +73,27 @@ PLATFORM_HEADERS = (
 REQUEST_HEADERS = ("X-Stainless-Retry-Count", "X-Stainless-Read-Timeout")
 
 
-def make_client(settings: LLMSettings) -> Any:
-    """The one `AsyncOpenAI` client, without openai's telemetry headers, on openai's aiohttp
-    transport (its `aiohttp` extra): per streamed request it costs web.py ~35 % less CPU than
-    the default httpx2/httpcore2/h11 stack (C parsing, no cancel scope per socket read); a
-    chat turn went from 15.9 M to 13.0 M instructions (docs/benchmarks.md, session 18)."""
-    from openai import AsyncOpenAI, DefaultAioHttpClient, Omit
+# A provider's reply, read by web.py: an error's body (openai reads it whole) and one line of
+# the event stream (one chunk, which a provider keeps small) are bounded (core/aiohttp_transports).
+LLM_BOUNDS = PeerBounds(body=8 * 1024 * 1024, line=8 * 1024 * 1024)
 
+
+def make_client(settings: LLMSettings) -> Any:
+    """The one `AsyncOpenAI` client, without openai's telemetry headers, on aiohttp (as
+    openai's own `DefaultAioHttpClient`, with openai's limits and redirects): per streamed
+    request it costs web.py ~35 % less CPU than httpx2's own stack (a chat turn went from
+    15.9 M to 12.9 M instructions; docs/benchmarks.md, session 18), and its replies are held
+    to `LLM_BOUNDS`."""
+    import httpx2
+    from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, Omit
+
+    http = httpx2.AsyncClient(
+        transport=Httpx2Transport(limits=DEFAULT_CONNECTION_LIMITS, bounds=LLM_BOUNDS),
+        timeout=settings.timeout,
+        follow_redirects=True,
+    )
     return AsyncOpenAI(
-        http_client=DefaultAioHttpClient(timeout=settings.timeout),
+        http_client=http,
         api_key=settings.api_key,
         base_url=settings.base_url or None,
         timeout=settings.timeout,
@@ -172,23 +185,9 @@ for _name in _READ:
     setattr(Chunk, _name, _field(_name))
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a timeout is one: openai's aiohttp transport reports a refused connection
-    (aiohttp's `ClientConnectorError`) as httpx2's `ConnectTimeout`, and the cause tells."""
-    import aiohttp
-
-    seen: BaseException | None = exc.__cause__ or exc.__context__
-    while seen is not None:
-        if isinstance(seen, TimeoutError):
-            return True
-        if isinstance(seen, aiohttp.ClientError):
-            return False
-        seen = seen.__cause__ or seen.__context__
-    return True
-
-
 def explain_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
     """Turn openai's exceptions into a sentence a user can act on."""
+    import httpx2
     import openai  # only ever called with one of its errors, so it is loaded already
 
     where = settings.base_url or "the default OpenAI endpoint"
@@ -209,11 +208,17 @@ def explain_llm_error(exc: Exception, settings: LLMSettings) -> LLMError:
             f"(HTTP 404). Check LLM_MODEL and OPENAI_API_BASE ({where}).",
             502,
         )
-    if isinstance(exc, openai.APITimeoutError) and _timed_out(exc):
+    if isinstance(exc, openai.APITimeoutError):
         # Each try waits the whole timeout: say so, or 2 tries of 5 s read as "within 5s".
         tries = f", each of {settings.max_retries + 1} tries" if settings.max_retries else ""
         return LLMError(
             f"The LLM provider did not answer within {settings.timeout:g}s{tries} ({where}).", 504
+        )
+    if isinstance(exc, openai.APIConnectionError) and isinstance(
+        exc.__cause__, httpx2.RemoteProtocolError
+    ):  # it hung up, or answered but not in HTTP or not within the bounds: say which
+        return LLMError(
+            f"The LLM provider at {where} did not answer properly: {exc.__cause__}", 502
         )
     if isinstance(exc, openai.APIConnectionError):
         return LLMError(

@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import httpx2
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, Tool
@@ -61,10 +60,6 @@ def describe_error(exc: BaseException) -> str:
         return f"connection refused or unreachable ({exc})"
     if isinstance(exc, httpx2.HTTPStatusError):
         return f"HTTP {exc.response.status_code} from {exc.request.url}"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # aiohttp's parser errors carry a status of its own ("400, message=..."), which
-        # the peer never sent: say what was wrong, on one line.
-        return "not valid HTTP: " + " ".join(str(exc.message).split())
     if isinstance(exc, FileNotFoundError):
         return f"command not found: {exc.filename}" if exc.filename else str(exc)
     text = str(exc).strip()

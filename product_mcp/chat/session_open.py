@@ -26,7 +26,7 @@ from mcp.types import Implementation
 from product_mcp.chat.keepalive import KeepAliveTransport
 from product_mcp.chat.mcp_config import ServerConfig
 from product_mcp.chat.server_messages import ServerMessages
-from product_mcp.core.aiohttp_transports import Httpx2Transport
+from product_mcp.core.aiohttp_transports import Httpx2Transport, PeerBounds
 
 CLIENT_INFO = Implementation(name="product-mcp-web", version="0.1.0")
 MAX_EVENT_BYTES = 32 * 1024 * 1024  # largest tool result (one SSE event) taken from a server
@@ -65,7 +65,10 @@ class SessionOpener(ServerMessages):
                 # the status, which is what a user needs to fix (401 → missing token); and
                 # for the transport that keeps a tool call's connection (chat/keepalive.py).
                 self.replies = KeepAliveTransport(
-                    Httpx2Transport(limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)),
+                    Httpx2Transport(
+                        limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+                        bounds=PeerBounds(body=MAX_EVENT_BYTES, line=MAX_EVENT_BYTES),
+                    ),
                     on_stream_end=lambda: self._signal("probe"),
                 )
                 http = await stack.enter_async_context(

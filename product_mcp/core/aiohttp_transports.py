@@ -19,6 +19,7 @@ went unanswered "may have been placed". So each failure gets the type httpx itse
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -67,15 +68,32 @@ def _without_userinfo(request: Any) -> None:
         request.url = request.url.copy_with(username=None, password=None)
 
 
-class _Body:
-    """A reply body whose read failures are renamed too (a server gone mid-body)."""
+@dataclass(frozen=True)
+class PeerBounds:
+    """What web.py reads of one reply from a peer it does not trust (an LLM provider, an MCP
+    server): such a peer sent a gzip bomb (3 GB from a 500's body: web.py reached 9 GB, as
+    openai reads an error's body whole) and a 400 MB event-stream line (1.6 GB; the SSE
+    readers keep a line until it ends). So the reply is asked for uncompressed, a compressed
+    one is refused (its decoded size cannot be bounded before it is decoded), a reply other
+    than an event stream is read up to `body` bytes and an event stream's line up to `line`."""
 
-    def __init__(self, stream: Any, lib: Any) -> None:
+    body: int
+    line: int
+
+
+class _Body:
+    """A reply body whose read failures are renamed too (a server gone mid-body), and whose
+    size is held to `bounds` when given."""
+
+    def __init__(self, stream: Any, lib: Any, bounds: PeerBounds | None, events: bool) -> None:
         self._stream = stream
         self._lib = lib
+        self._bounds = bounds
+        self._events = events
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         chunks = self._stream.__aiter__()
+        bounds, seen = self._bounds, 0  # bytes of the body, or of the event stream's line
         while True:
             try:
                 chunk = await chunks.__anext__()
@@ -83,6 +101,21 @@ class _Body:
                 return
             except Exception as e:
                 _reraise(e, self._lib)
+            if bounds is not None:
+                if not self._events:
+                    seen += len(chunk)
+                    if seen > bounds.body:
+                        raise self._lib.RemoteProtocolError(
+                            f"the reply is over {bounds.body:,} bytes: not read further"
+                        )
+                else:
+                    end = chunk.rfind(b"\n")
+                    seen = seen + len(chunk) if end < 0 else len(chunk) - end - 1
+                    if seen > bounds.line:
+                        raise self._lib.RemoteProtocolError(
+                            f"a line of the event stream is over {bounds.line:,} bytes: "
+                            "not read further"
+                        )
             yield chunk
 
     async def aclose(self) -> None:
@@ -101,7 +134,7 @@ class _Httpx2Body(_Body, httpx2.AsyncByteStream):
 
 
 class HttpxTransport(_HttpxTransport):
-    """For an `httpx.AsyncClient` (main.py's client to the product API)."""
+    """For an `httpx.AsyncClient` (main.py's client to the product API, a trusted peer)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         _without_userinfo(request)
@@ -109,18 +142,32 @@ class HttpxTransport(_HttpxTransport):
             response = await super().handle_async_request(request)
         except Exception as e:
             _reraise(e, httpx)
-        response.stream = _HttpxBody(response.stream, httpx)
+        response.stream = _HttpxBody(response.stream, httpx, None, False)
         return response
 
 
 class Httpx2Transport(_Httpx2Transport):
-    """For an `httpx2.AsyncClient` (web.py's MCP sessions, the SDK's client)."""
+    """For an `httpx2.AsyncClient` (web.py's LLM client and MCP sessions); with `bounds`, a
+    reply is held to them."""
+
+    def __init__(self, *, bounds: PeerBounds | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bounds = bounds
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         _without_userinfo(request)
+        if self.bounds is not None:
+            request.headers["Accept-Encoding"] = "identity"
         try:
             response = await super().handle_async_request(request)
         except Exception as e:
             _reraise(e, httpx2)
-        response.stream = _Httpx2Body(response.stream, httpx2)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if self.bounds is not None and encoding not in ("identity", ""):
+            await response.aclose()
+            raise httpx2.RemoteProtocolError(
+                f"the reply is compressed ({encoding[:40]}), which was not asked for"
+            )
+        events = response.headers.get("content-type", "").lower().startswith("text/event-stream")
+        response.stream = _Httpx2Body(response.stream, httpx2, self.bounds, events)
         return response

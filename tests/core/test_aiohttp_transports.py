@@ -19,7 +19,7 @@ import httpx
 import httpx2
 import pytest
 
-from product_mcp.core.aiohttp_transports import Httpx2Transport, HttpxTransport
+from product_mcp.core.aiohttp_transports import Httpx2Transport, HttpxTransport, PeerBounds
 from tests.servers import dead_port
 
 pytestmark = pytest.mark.anyio
@@ -113,3 +113,50 @@ async def test_credentials_in_the_url_become_basic_auth(lib: Any, transport: Any
     head = seen[0].lower()
     assert b"authorization: basic " + base64.b64encode(b"shop:api-password").lower() in head, head
     assert b"api-password" not in head  # not in the request line either
+
+
+SSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s"
+BOUNDED: dict[str, tuple[bytes, str]] = {
+    "gzip": (
+        HEAD + b"content-encoding: gzip\r\ncontent-length: 20\r\n\r\n" + b"\x1f\x8b" + b"\0" * 18,
+        "compressed (gzip), which was not asked for",
+    ),
+    "long-body": (HEAD + b"content-length: 5000\r\n\r\n" + b"1" * 5000, "over 4,096 bytes"),
+    "long-line": (SSE % (5006, b"data: " + b"x" * 5000), "line of the event stream is over 1,024"),
+    "many-short-lines": (SSE % (8000, b"data: x\n\n" * 888 + b"data: x\n"), ""),
+}
+
+
+def _answer_once(answer: bytes, seen: list[bytes]) -> int:
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with srv:
+            conn, _ = srv.accept()
+            with conn:
+                seen.append(conn.recv(65536))
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", list(BOUNDED))
+async def test_a_bounded_transport_holds_a_reply_to_its_bounds(case: str) -> None:
+    """web.py's clients to peers it does not trust (the LLM provider, MCP servers) ask for an
+    uncompressed reply, refuse a compressed one (a gzip bomb took web.py to 9 GB) and read a
+    body or an event stream's line only up to a bound; an event stream longer than the line
+    bound in all is read whole."""
+    answer, words = BOUNDED[case]
+    seen: list[bytes] = []
+    port = _answer_once(answer, seen)
+    bounds = PeerBounds(body=4096, line=1024)
+    async with httpx2.AsyncClient(transport=Httpx2Transport(bounds=bounds), timeout=5) as client:
+        if not words:
+            r = await client.get(f"http://127.0.0.1:{port}/mcp")
+            assert r.status_code == 200 and len(r.content) == 8000
+        else:
+            with pytest.raises(httpx2.RemoteProtocolError) as caught:
+                await client.get(f"http://127.0.0.1:{port}/mcp")
+            assert words in str(caught.value), str(caught.value)
+    assert b"\r\naccept-encoding: identity\r\n" in seen[0].lower(), seen[0]

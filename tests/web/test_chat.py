@@ -9,6 +9,7 @@ test_multi.py."""
 
 from __future__ import annotations
 
+import gzip
 from contextlib import suppress
 from typing import Any
 
@@ -245,19 +246,38 @@ def test_asking_for_approval_on_the_json_route_is_refused_not_ignored(
     assert len(fake.requests) == before  # the model was not even asked
 
 
+BOMB = gzip.compress(b"\0" * 64 * 2**20)  # 64 MiB unpacked from ~64 KB
+
+
 @pytest.mark.parametrize(
     ("answer", "needle"),
     [
         (b"NOT HTTP AT ALL\r\n\r\n", "not valid HTTP: Bad status line"),
         (b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n", "not valid HTTP: Got more"),
-        (b"", "Cannot reach the LLM provider"),
+        (b"", "did not answer properly: Server disconnected without sending a response"),
+        (
+            b"HTTP/1.1 500 Oops\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(BOMB), BOMB),
+            "did not answer properly: the reply is compressed (gzip), which was not asked for",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: "
+            + b"x" * (9 * 2**20),
+            "a line of the event stream is over 8,388,608 bytes",
+        ),
+        (
+            b"HTTP/1.1 500 Oops\r\ncontent-length: %d\r\n\r\n%s" % (9 * 2**20, b"x" * 9 * 2**20),
+            "the reply is over 8,388,608 bytes",
+        ),
     ],
-    ids=["not-http", "endless-header", "closed"],
+    ids=["not-http", "endless-header", "closed", "gzip-bomb", "endless-line", "huge-error"],
 )
 def test_a_provider_that_does_not_speak_http_is_a_clear_502(answer: bytes, needle: str) -> None:
     """Found in session 18 with openai's aiohttp transport: such answers arrived as aiohttp's
     own "400, message=..." (a status the provider never sent) and, for a refused connection,
-    as a timeout ("did not answer within 60s")."""
+    as a timeout ("did not answer within 60s"). And from outside (a hostile provider): a gzip
+    bomb in a 500's body took web.py to 9 GB (openai reads an error's body whole), an endless
+    event-stream line to 1.6 GB; a reply is now asked for uncompressed and bounded."""
     import asyncio
     import socket
     import threading
@@ -297,4 +317,4 @@ def test_a_provider_that_does_not_speak_http_is_a_clear_502(answer: bytes, needl
     finally:
         srv.close()
     assert err.status == 502 and needle in err.message, err.message
-    assert "400" not in err.message and "did not answer" not in err.message
+    assert "400" not in err.message and "did not answer within" not in err.message
