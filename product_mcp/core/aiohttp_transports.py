@@ -18,6 +18,7 @@ went unanswered "may have been placed". So each failure gets the type httpx itse
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -71,11 +72,12 @@ def _without_userinfo(request: Any) -> None:
 @dataclass(frozen=True)
 class PeerBounds:
     """What web.py reads of one reply from a peer it does not trust (an LLM provider, an MCP
-    server): such a peer sent a gzip bomb (3 GB from a 500's body: web.py reached 9 GB, as
+    server). Such a peer sent a gzip bomb (3 GB from a 500's body: web.py reached 9 GB, as
     openai reads an error's body whole) and a 400 MB event-stream line (1.6 GB; the SSE
     readers keep a line until it ends). So the reply is asked for uncompressed, a compressed
     one is refused (its decoded size cannot be bounded before it is decoded), a reply other
-    than an event stream is read up to `body` bytes and an event stream's line up to `line`."""
+    than an event stream is read up to `body` bytes and an event stream's line up to `line`;
+    and its head must come whole within the read timeout."""
 
     body: int
     line: int
@@ -156,10 +158,17 @@ class Httpx2Transport(_Httpx2Transport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         _without_userinfo(request)
+        # A head dripped a byte at a time never trips the read timeout (it restarts with each
+        # read): from an untrusted peer, the whole head must come within it.
+        head_within = None
         if self.bounds is not None:
             request.headers["Accept-Encoding"] = "identity"
+            head_within = request.extensions.get("timeout", {}).get("read")
         try:
-            response = await super().handle_async_request(request)
+            async with asyncio.timeout(head_within):
+                response = await super().handle_async_request(request)
+        except TimeoutError as e:
+            raise httpx2.ReadTimeout("") from e
         except Exception as e:
             _reraise(e, httpx2)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()

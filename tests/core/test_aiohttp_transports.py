@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 import pytest
@@ -160,3 +161,27 @@ async def test_a_bounded_transport_holds_a_reply_to_its_bounds(case: str) -> Non
                 await client.get(f"http://127.0.0.1:{port}/mcp")
             assert words in str(caught.value), str(caught.value)
     assert b"\r\naccept-encoding: identity\r\n" in seen[0].lower(), seen[0]
+
+
+async def test_a_head_dripped_byte_by_byte_times_out_whole() -> None:
+    """From outside (a hostile LLM provider): a head sent a byte every 0.2 s never tripped
+    the read timeout, which restarts with each read; the request hung for good."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with suppress(OSError), srv:
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nx-slow: " + b"a" * 100:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.2)
+
+    threading.Thread(target=serve, daemon=True).start()
+    bounds = PeerBounds(body=4096, line=1024)
+    timeout = httpx2.Timeout(5, read=1)
+    async with httpx2.AsyncClient(transport=Httpx2Transport(bounds=bounds), timeout=timeout) as c:
+        started = time.monotonic()
+        with pytest.raises(httpx2.ReadTimeout), anyio.fail_after(10):
+            await c.get(f"http://127.0.0.1:{srv.getsockname()[1]}/v1/chat/completions")
+    assert time.monotonic() - started < 5
