@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from product_mcp.chat.results import describe_error
-from product_mcp.core.aiohttp_transports import Httpx2Transport, PeerBounds
+from product_mcp.core.aiohttp_transports import Httpx2Client, PeerBounds
 from product_mcp.core.errors import LLMError
 
 NO_LLM_MESSAGE = (
@@ -80,15 +80,15 @@ LLM_BOUNDS = PeerBounds(body=8 * 1024 * 1024, line=8 * 1024 * 1024)
 
 def make_client(settings: LLMSettings) -> Any:
     """The one `AsyncOpenAI` client, without openai's telemetry headers, on aiohttp (as
-    openai's own `DefaultAioHttpClient`, with openai's limits and redirects): per streamed
-    request it costs web.py ~35 % less CPU than httpx2's own stack (a chat turn went from
-    15.9 M to 12.9 M instructions; docs/benchmarks.md, session 18), and its replies are held
-    to `LLM_BOUNDS`."""
-    import httpx2
+    openai's own `DefaultAioHttpClient`, with openai's limits, redirects and the environment's
+    proxies): per streamed request it costs web.py ~35 % less CPU than httpx2's own stack (a
+    chat turn went from 15.9 M to 12.9 M instructions; docs/benchmarks.md, session 18), and
+    its replies are held to `LLM_BOUNDS`."""
     from openai import DEFAULT_CONNECTION_LIMITS, AsyncOpenAI, Omit
 
-    http = httpx2.AsyncClient(
-        transport=Httpx2Transport(limits=DEFAULT_CONNECTION_LIMITS, bounds=LLM_BOUNDS),
+    http = Httpx2Client(
+        bounds=LLM_BOUNDS,
+        limits=DEFAULT_CONNECTION_LIMITS,
         timeout=settings.timeout,
         follow_redirects=True,
     )

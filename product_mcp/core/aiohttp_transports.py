@@ -180,3 +180,32 @@ class Httpx2Transport(_Httpx2Transport):
         events = response.headers.get("content-type", "").lower().startswith("text/event-stream")
         response.stream = _Httpx2Body(response.stream, httpx2, self.bounds, events)
         return response
+
+
+class HttpxClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` on `HttpxTransport`, its proxies (HTTP(S)_PROXY, ALL_PROXY and
+    NO_PROXY, or `proxy=`) included: httpx reads the environment's proxies only for a client
+    given no `transport`, and aiohttp's session never, so a client handed one went direct
+    (as httpx-aiohttp's own client, the transports are made here instead)."""
+
+    def _init_transport(self, transport: Any = None, **kwargs: Any) -> Any:
+        return transport if transport is not None else HttpxTransport(**kwargs)
+
+    def _init_proxy_transport(self, proxy: httpx.Proxy, **kwargs: Any) -> Any:
+        return HttpxTransport(proxy=proxy, **kwargs)
+
+
+class Httpx2Client(httpx2.AsyncClient):
+    """`HttpxClient` for httpx2, on `Httpx2Transport`: each route's replies held to `bounds`."""
+
+    def __init__(self, *, bounds: PeerBounds | None = None, **kwargs: Any) -> None:
+        self._bounds = bounds  # read by the transports, which httpx2's __init__ makes
+        super().__init__(**kwargs)
+
+    def _init_transport(self, transport: Any = None, **kwargs: Any) -> Any:
+        if transport is not None:
+            return transport
+        return Httpx2Transport(bounds=self._bounds, **kwargs)
+
+    def _init_proxy_transport(self, proxy: httpx2.Proxy, **kwargs: Any) -> Any:
+        return Httpx2Transport(bounds=self._bounds, proxy=proxy, **kwargs)

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from mcp.server.mcpserver.exceptions import ToolError
 
-from product_mcp.core.aiohttp_transports import HttpxTransport
+from product_mcp.core.aiohttp_transports import HttpxClient
 from product_mcp.core.config import mask_url
 from product_mcp.core.errors import ProductMcpError
 
@@ -82,12 +82,13 @@ class ProductApi:
             limits = httpx.Limits(
                 max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY
             )
-            self._client = httpx.AsyncClient(
+            # aiohttp underneath (a quarter of main.py's instructions per tool call), proxies
+            # from the environment included
+            self._client = HttpxClient(
                 base_url=self.base_url,
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 5.0)),
                 limits=limits,
-                # aiohttp underneath: a quarter of main.py's instructions per tool call
-                transport=self.transport or HttpxTransport(limits=limits),
+                transport=self.transport,
             )
         self._users += 1
         try:

@@ -185,3 +185,41 @@ async def test_a_head_dripped_byte_by_byte_times_out_whole() -> None:
         with pytest.raises(httpx2.ReadTimeout), anyio.fail_after(10):
             await c.get(f"http://127.0.0.1:{srv.getsockname()[1]}/v1/chat/completions")
     assert time.monotonic() - started < 5
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.mark.parametrize("client", ["llm", "api"])
+async def test_the_environments_proxy_is_still_used(
+    client: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before aiohttp, web.py's LLM client (openai's default client) and main.py's API client
+    (httpx's, given no transport) went through HTTP(S)_PROXY, as a provider behind a company's
+    proxy needs. httpx reads those variables only for a client given no transport, and
+    aiohttp's session never: handed a transport, both clients went direct."""
+    from product_mcp.chat.llm import LLMSettings, make_client
+    from product_mcp.mcp_server.api_client import ProductApi
+
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    seen: list[bytes] = []
+    body = b'{"object": "list", "data": []}'
+    port = _answer_once(HEAD + b"content-length: %d\r\n\r\n%s" % (len(body), body), seen)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    if client == "llm":
+        llm = make_client(LLMSettings(api_key="k", base_url="http://llm.invalid/v1", max_retries=0))
+        try:
+            await llm.models.list()
+        finally:
+            await llm.close()
+        assert seen[0].startswith(b"GET http://llm.invalid/v1/models HTTP/1.1\r\n"), seen[0]
+    else:
+        api = ProductApi("http://api.invalid/api", timeout=5)
+        async with api.open():
+            assert await api.request("GET", "/products", "products") == {
+                "object": "list",
+                "data": [],
+            }
+        assert seen[0].startswith(b"GET http://api.invalid/api/products HTTP/1.1\r\n"), seen[0]
