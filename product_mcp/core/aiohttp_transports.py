@@ -111,7 +111,8 @@ class _Body:
                             f"the reply is over {bounds.body:,} bytes: not read further"
                         )
                 else:
-                    end = chunk.rfind(b"\n")
+                    # a line ends at LF, CRLF or a lone CR (the SSE spec; the readers take all)
+                    end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
                     seen = seen + len(chunk) if end < 0 else len(chunk) - end - 1
                     if seen > bounds.line:
                         raise self._lib.RemoteProtocolError(

@@ -125,6 +125,8 @@ BOUNDED: dict[str, tuple[bytes, str]] = {
     "long-body": (HEAD + b"content-length: 5000\r\n\r\n" + b"1" * 5000, "over 4,096 bytes"),
     "long-line": (SSE % (5006, b"data: " + b"x" * 5000), "line of the event stream is over 1,024"),
     "many-short-lines": (SSE % (8000, b"data: x\n\n" * 888 + b"data: x\n"), ""),
+    # a line may end with a lone CR too (the SSE spec; openai's and httpx2's readers take it)
+    "many-short-cr-lines": (SSE % (8000, b"data: x\r\r" * 888 + b"data: x\r"), ""),
 }
 
 
