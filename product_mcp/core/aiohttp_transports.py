@@ -47,6 +47,8 @@ def _renamed(exc: Exception, lib: Any) -> Exception | None:
         return lib.RemoteProtocolError("Server disconnected without sending a response.")
     if isinstance(cause, aiohttp.ClientPayloadError):
         return lib.RemoteProtocolError(f"incomplete response body: {cause}")
+    if isinstance(cause, aiohttp.ClientHttpProxyError):  # CONNECT refused: nothing was sent on
+        return lib.ProxyError(f"{cause.status} {cause.message}")
     if isinstance(cause, aiohttp.ClientResponseError):  # the reply could not be parsed
         return lib.RemoteProtocolError("not valid HTTP: " + " ".join(str(cause.message).split()))
     if isinstance(cause, aiohttp.ClientError):  # a reset or another socket error

@@ -225,3 +225,24 @@ async def test_the_environments_proxy_is_still_used(
                 "data": [],
             }
         assert seen[0].startswith(b"GET http://api.invalid/api/products HTTP/1.1\r\n"), seen[0]
+
+
+@pytest.mark.parametrize(
+    ("lib", "transport"),
+    [(httpx, HttpxTransport), (httpx2, Httpx2Transport)],
+    ids=["httpx", "httpx2"],
+)
+async def test_a_proxy_that_refuses_the_tunnel_is_a_proxy_error(lib: Any, transport: Any) -> None:
+    """A proxy that answers CONNECT with a refusal (407: it wants credentials) never passed the
+    request on, so it was not carried out: httpx says ProxyError. Renamed "not valid HTTP" (a
+    RemoteProtocolError, as for a reply that is not HTTP), a purchase said it "may have been
+    placed" and a GET was sent again."""
+    seen: list[bytes] = []
+    port = _answer_once(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", seen)
+    proxy = lib.Proxy(f"http://127.0.0.1:{port}")
+    async with lib.AsyncClient(transport=transport(proxy=proxy), timeout=5) as client:
+        with pytest.raises(lib.TransportError) as caught:
+            await client.post("https://shop.invalid/api/purchase", json={"q": 1})
+    assert seen[0].startswith(b"CONNECT shop.invalid:443 HTTP/1.1\r\n"), seen[0]
+    assert type(caught.value) is lib.ProxyError, repr(caught.value)
+    assert "407" in str(caught.value), str(caught.value)
