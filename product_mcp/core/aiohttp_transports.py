@@ -29,6 +29,9 @@ import httpx2
 from httpx_aiohttp import AiohttpTransport as _HttpxTransport
 from httpx_aiohttp.httpx2 import AiohttpTransport as _Httpx2Transport
 
+# The content codings httpx2 decodes (and so could unpack a bomb from), whatever is installed.
+DECODED = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd"})
+
 
 def _renamed(exc: Exception, lib: Any) -> Exception | None:
     """The httpx (`lib`: httpx or httpx2) exception for an aiohttp failure, or None to keep
@@ -174,12 +177,16 @@ class Httpx2Transport(_Httpx2Transport):
             raise httpx2.ReadTimeout("") from e
         except Exception as e:
             _reraise(e, httpx2)
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if self.bounds is not None and encoding not in ("identity", ""):
-            await response.aclose()
-            raise httpx2.RemoteProtocolError(
-                f"the reply is compressed ({encoding[:40]}), which was not asked for"
-            )
+        if self.bounds is not None and "content-encoding" in response.headers:
+            # what httpx2 would decode; a coding it does not know (`utf-8`, a server's mistake)
+            # it reads as it is, so that reply is bounded like any other
+            encodings = response.headers.get_list("content-encoding", split_commas=True)
+            decoded = [e for e in (v.strip().lower() for v in encodings) if e in DECODED]
+            if decoded:
+                await response.aclose()
+                raise httpx2.RemoteProtocolError(
+                    f"the reply is compressed ({', '.join(decoded)[:40]}), which was not asked for"
+                )
         events = response.headers.get("content-type", "").lower().startswith("text/event-stream")
         response.stream = _Httpx2Body(response.stream, httpx2, self.bounds, events)
         return response

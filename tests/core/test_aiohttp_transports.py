@@ -127,6 +127,12 @@ BOUNDED: dict[str, tuple[bytes, str]] = {
     "many-short-lines": (SSE % (8000, b"data: x\n\n" * 888 + b"data: x\n"), ""),
     # a line may end with a lone CR too (the SSE spec; openai's and httpx2's readers take it)
     "many-short-cr-lines": (SSE % (8000, b"data: x\r\r" * 888 + b"data: x\r"), ""),
+    # an encoding httpx2 does not decode (a server's mistake): the bytes are read as they are
+    "unknown-encoding": (
+        SSE.replace(b"\r\n\r\n", b"\r\ncontent-encoding: utf-8\r\n\r\n")
+        % (8000, b"data: x\n\n" * 888 + b"data: x\n"),
+        "",
+    ),
 }
 
 
