@@ -141,7 +141,30 @@ class _Httpx2Body(_Body, httpx2.AsyncByteStream):
     pass
 
 
-class HttpxTransport(_HttpxTransport):
+class _NoCookieJar:
+    """The transports' aiohttp session keeps no cookies: httpx's client keeps its own (and
+    can be told not to), while aiohttp's jar, unseen by httpx, put a server's cookie in place
+    of a `Cookie` header the caller set (an MCP server's configured header)."""
+
+    client: Any
+    limits: Any
+    ssl_context: Any
+    local_address: str | None
+
+    def get_client(self) -> aiohttp.ClientSession:
+        if self.client is not None:
+            return super().get_client()  # type: ignore[misc]
+        limit = self.limits.max_connections
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+            local_addr=(self.local_address, 0) if self.local_address else None,
+            **({"limit": limit} if limit is not None else {}),
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+
+class HttpxTransport(_NoCookieJar, _HttpxTransport):
     """For an `httpx.AsyncClient` (main.py's client to the product API, a trusted peer)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -154,7 +177,7 @@ class HttpxTransport(_HttpxTransport):
         return response
 
 
-class Httpx2Transport(_Httpx2Transport):
+class Httpx2Transport(_NoCookieJar, _Httpx2Transport):
     """For an `httpx2.AsyncClient` (web.py's LLM client and MCP sessions); with `bounds`, a
     reply is held to them."""
 

@@ -252,3 +252,36 @@ async def test_a_proxy_that_refuses_the_tunnel_is_a_proxy_error(lib: Any, transp
     assert seen[0].startswith(b"CONNECT shop.invalid:443 HTTP/1.1\r\n"), seen[0]
     assert type(caught.value) is lib.ProxyError, repr(caught.value)
     assert "407" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("lib", "transport"),
+    [(httpx, HttpxTransport), (httpx2, Httpx2Transport)],
+    ids=["httpx", "httpx2"],
+)
+async def test_a_servers_cookie_does_not_replace_a_configured_cookie_header(
+    lib: Any, transport: Any
+) -> None:
+    """Found by review: aiohttp's own cookie jar, unseen by httpx, sent a cookie the server
+    had set in place of the `Cookie` header the caller gave (mcp.json's headers may carry a
+    server's auth as a cookie)."""
+    seen: list[bytes] = []
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with suppress(OSError), srv:
+            for _ in range(2):
+                conn, _ = srv.accept()
+                with conn:
+                    seen.append(conn.recv(65536))
+                    conn.sendall(HEAD + b"set-cookie: a=1; Path=/\r\ncontent-length: 2\r\n\r\n{}")
+
+    threading.Thread(target=serve, daemon=True).start()
+    # a host name: aiohttp's jar takes no cookie from an IP address
+    url = f"http://localhost:{srv.getsockname()[1]}/mcp"
+    async with lib.AsyncClient(transport=transport(), timeout=5) as client:
+        await client.get(url)
+        client.cookies.clear()
+        await client.get(url, headers={"Cookie": "a=configured"})
+    cookies = [line for line in seen[1].lower().split(b"\r\n") if line.startswith(b"cookie:")]
+    assert cookies == [b"cookie: a=configured"], seen[1]
