@@ -29,6 +29,7 @@ import httpx2
 from httpx_aiohttp import AiohttpTransport as _HttpxTransport
 from httpx_aiohttp.httpx2 import AiohttpTransport as _Httpx2Transport
 
+HEAD_LINE_BYTES = 16 * 1024
 # The content codings httpx2 decodes (and so could unpack a bomb from), whatever is installed.
 DECODED = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd"})
 
@@ -161,7 +162,13 @@ class _NoCookieJar:
             local_addr=(self.local_address, 0) if self.local_address else None,
             **({"limit": limit} if limit is not None else {}),
         )
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        # A head line up to 16 KiB, as httpx's h11 took a whole head (aiohttp's own is 8 KiB).
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            max_line_size=HEAD_LINE_BYTES,
+            max_field_size=HEAD_LINE_BYTES,
+        )
 
 
 class HttpxTransport(_NoCookieJar, _HttpxTransport):

@@ -285,3 +285,15 @@ async def test_a_servers_cookie_does_not_replace_a_configured_cookie_header(
         await client.get(url, headers={"Cookie": "a=configured"})
     cookies = [line for line in seen[1].lower().split(b"\r\n") if line.startswith(b"cookie:")]
     assert cookies == [b"cookie: a=configured"], seen[1]
+
+
+async def test_a_12_kib_header_is_read_as_before() -> None:
+    """Found by review: aiohttp refuses a head line over 8 KiB, where httpx's own stack read
+    heads up to 16 KiB (a provider's long cookie or policy header)."""
+    seen: list[bytes] = []
+    port = _answer_once(
+        HEAD + b"x-long: " + b"a" * 12 * 1024 + b"\r\ncontent-length: 2\r\n\r\n{}", seen
+    )
+    async with httpx2.AsyncClient(transport=Httpx2Transport(), timeout=5) as client:
+        r = await client.get(f"http://127.0.0.1:{port}/v1/models")
+    assert r.status_code == 200 and len(r.headers["x-long"]) == 12 * 1024
