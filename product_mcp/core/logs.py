@@ -11,7 +11,8 @@ reports itself in one line ("lost connection"). Those become one line too, and s
 server transports' tracebacks for a client that went away: a POST dropped mid-body
 (`ClientDisconnect`) or a session deleted while its calls stream (`ClosedResourceError`), which
 any client can cause at will. A peer's malformed message (a client's POST to /messages/, a
-stdio server's line of stdout that is not JSON-RPC) is one line too, the error cut short.
+stdio server's line of stdout that is not JSON-RPC, an HTTP server's reply that is not, or is
+beyond web.py's bounds) is one line too, the error cut short.
 
 Such a peer's messages are also rate-limited (`Repeats`): a server sending invalid
 notifications (`"progressToken": null`) ~1000 times a second wrote 47,680 tracebacks, 60 MiB,
@@ -44,6 +45,9 @@ ONE_LINE_FOR = {
     ("mcp.server.streamable_http", "SSE response error"): CLIENT_GONE,
     ("mcp.server.sse", "Failed to parse message"): MALFORMED,
     ("mcp.client.stdio", "Failed to parse JSONRPC message from server"): MALFORMED,
+    # an HTTP server's reply that is not JSON-RPC, or one web.py refuses (over its bounds)
+    ("mcp.client.streamable_http", "Error parsing JSON response"): MALFORMED
+    | {"product_mcp.ReplyRefused"},
     # the SDK's client session logs as "client", not by its module's name
     ("client", "Failed to validate notification: %s"): MALFORMED,
 }

@@ -142,3 +142,24 @@ def test_a_peer_s_repeated_messages_are_counted_not_written() -> None:
     # a message that is not a string (a dict: unhashable) passes too; it raised in the caller
     mapping = logging.LogRecord("client", logging.WARNING, __file__, 1, {"a": 1}, None, None)
     assert repeats.filter(mapping)
+
+
+def test_an_mcp_server_s_unreadable_reply_is_one_short_line() -> None:
+    """Found from outside: a reply web.py refuses (compressed, over its bounds) or cannot
+    parse (empty, not JSON-RPC) made the SDK log a 20- to 50-line traceback, each time, and
+    at every reconnect of a server that answers `initialize` so; web.py reports it itself."""
+    from mcp.types import JSONRPCMessage
+    from pydantic import TypeAdapter, ValidationError
+
+    from product_mcp.core.aiohttp_transports import ReplyRefused
+
+    try:
+        TypeAdapter(JSONRPCMessage).validate_json(b"")
+    except ValidationError as e:
+        empty = e
+    msg = "Error parsing JSON response"
+    for error in [ReplyRefused("the reply is compressed (gzip), which was not asked for"), empty]:
+        line = formatted("mcp.client.streamable_http", error, msg)
+        assert line.startswith(f"ERROR:mcp.client.streamable_http: {msg}: "), line
+        assert "\n" not in line and len(line) < 400, line
+    assert "Traceback" in formatted("mcp.client.streamable_http", ValueError("bug"), msg)
