@@ -68,6 +68,7 @@ class SessionOpener(ServerMessages):
                     Httpx2Transport(
                         limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
                         bounds=PeerBounds(body=MAX_EVENT_BYTES, line=MAX_EVENT_BYTES),
+                        refuse_in_body=True,
                     ),
                     on_stream_end=lambda: self._signal("probe"),
                 )

@@ -29,7 +29,7 @@ import httpx2
 from httpx_aiohttp import AiohttpTransport as _HttpxTransport
 from httpx_aiohttp.httpx2 import AiohttpTransport as _Httpx2Transport
 
-HEAD_LINE_BYTES = 16 * 1024
+HEAD_LINE_BYTES = 64 * 1024
 # The content codings httpx2 decodes (and so could unpack a bomb from), whatever is installed.
 DECODED = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd"})
 
@@ -89,17 +89,36 @@ class PeerBounds:
     line: int
 
 
+class ReplyRefused(httpx2.SSEError, httpx2.RemoteProtocolError, httpx2.StreamError):
+    """A reply held to its bounds. A RemoteProtocolError to the LLM client; to the MCP SDK,
+    raised while a body is read, one reply's failure, not the transport's: the SDK ends only
+    the request whose JSON reply raises a StreamError or whose event stream raises an
+    SSEError, with the reason, while anything else tears the whole session down as
+    "Connection closed" (found from outside: a compressed reply, or a long line, dropped the
+    session and hid the reason)."""
+
+
 class _Body:
     """A reply body whose read failures are renamed too (a server gone mid-body), and whose
     size is held to `bounds` when given."""
 
-    def __init__(self, stream: Any, lib: Any, bounds: PeerBounds | None, events: bool) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        lib: Any,
+        bounds: PeerBounds | None,
+        events: bool,
+        refused: str | None = None,
+    ) -> None:
         self._stream = stream
         self._lib = lib
         self._bounds = bounds
         self._events = events
+        self._refused = refused  # why none of it is read (a compressed reply)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._refused is not None:
+            raise ReplyRefused(self._refused)
         chunks = self._stream.__aiter__()
         bounds, seen = self._bounds, 0  # bytes of the body, or of the event stream's line
         while True:
@@ -113,7 +132,7 @@ class _Body:
                 if not self._events:
                     seen += len(chunk)
                     if seen > bounds.body:
-                        raise self._lib.RemoteProtocolError(
+                        raise ReplyRefused(
                             f"the reply is over {bounds.body:,} bytes: not read further"
                         )
                 else:
@@ -121,7 +140,7 @@ class _Body:
                     end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
                     seen = seen + len(chunk) if end < 0 else len(chunk) - end - 1
                     if seen > bounds.line:
-                        raise self._lib.RemoteProtocolError(
+                        raise ReplyRefused(
                             f"a line of the event stream is over {bounds.line:,} bytes: "
                             "not read further"
                         )
@@ -155,14 +174,19 @@ class _NoCookieJar:
     def get_client(self) -> aiohttp.ClientSession:
         if self.client is not None:
             return super().get_client()  # type: ignore[misc]
+        # httpx's `max_connections=None` is no limit (web.py's MCP sessions), aiohttp's 0:
+        # given none, aiohttp allowed 100, and the 101st concurrent call to one MCP server
+        # waited, failed as a connect timeout and took the SDK's session down (found from
+        # outside).
         limit = self.limits.max_connections
         connector = aiohttp.TCPConnector(
             keepalive_timeout=self.limits.keepalive_expiry,
             ssl=self.ssl_context,
             local_addr=(self.local_address, 0) if self.local_address else None,
-            **({"limit": limit} if limit is not None else {}),
+            limit=0 if limit is None else limit,
         )
-        # A head line up to 16 KiB, as httpx's h11 took a whole head (aiohttp's own is 8 KiB).
+        # A head line up to 64 KiB: httpx's stack took heads up to 100 KiB (aiohttp's own
+        # line limit is 8 KiB; it takes 128 lines at most).
         return aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -188,9 +212,16 @@ class Httpx2Transport(_NoCookieJar, _Httpx2Transport):
     """For an `httpx2.AsyncClient` (web.py's LLM client and MCP sessions); with `bounds`, a
     reply is held to them."""
 
-    def __init__(self, *, bounds: PeerBounds | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, bounds: PeerBounds | None = None, refuse_in_body: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.bounds = bounds
+        # A compressed reply refused when its body is read, not when it arrives: the MCP SDK
+        # takes an error there as its request's (ReplyRefused), one raised by the transport
+        # as the session's; openai takes only the latter as the provider's ("did not answer
+        # properly").
+        self.refuse_in_body = refuse_in_body
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         _without_userinfo(request)
@@ -207,18 +238,21 @@ class Httpx2Transport(_NoCookieJar, _Httpx2Transport):
             raise httpx2.ReadTimeout("") from e
         except Exception as e:
             _reraise(e, httpx2)
+        refused = None
         if self.bounds is not None and "content-encoding" in response.headers:
             # what httpx2 would decode; a coding it does not know (`utf-8`, a server's mistake)
             # it reads as it is, so that reply is bounded like any other
             encodings = response.headers.get_list("content-encoding", split_commas=True)
             decoded = [e for e in (v.strip().lower() for v in encodings) if e in DECODED]
             if decoded:
-                await response.aclose()
-                raise httpx2.RemoteProtocolError(
+                refused = (
                     f"the reply is compressed ({', '.join(decoded)[:40]}), which was not asked for"
                 )
+                if not self.refuse_in_body:
+                    await response.aclose()
+                    raise ReplyRefused(refused)
         events = response.headers.get("content-type", "").lower().startswith("text/event-stream")
-        response.stream = _Httpx2Body(response.stream, httpx2, self.bounds, events)
+        response.stream = _Httpx2Body(response.stream, httpx2, self.bounds, events, refused)
         return response
 
 

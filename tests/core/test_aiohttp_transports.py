@@ -297,3 +297,41 @@ async def test_a_12_kib_header_is_read_as_before() -> None:
     async with httpx2.AsyncClient(transport=Httpx2Transport(), timeout=5) as client:
         r = await client.get(f"http://127.0.0.1:{port}/v1/models")
     assert r.status_code == 200 and len(r.headers["x-long"]) == 12 * 1024
+
+
+@pytest.mark.parametrize(
+    ("lib", "transport"),
+    [(httpx, HttpxTransport), (httpx2, Httpx2Transport)],
+    ids=["httpx", "httpx2"],
+)
+async def test_no_connection_limit_means_none(lib: Any, transport: Any) -> None:
+    """Found from outside: httpx reads `max_connections=None` (web.py's MCP sessions) as no
+    limit, but httpx-aiohttp then passed aiohttp no limit and aiohttp's default is 100. With
+    120 slow tool calls on one server (15 users), the 101st waited for a free connection,
+    failed as a ConnectTimeout after the connect timeout, and the SDK dropped the whole
+    session: all 120 calls ended "Connection closed" (httpx2's own transport ran them all)."""
+    import asyncio
+
+    calls, arrived = 120, []
+    everyone = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        arrived.append(1)
+        if len(arrived) == calls:
+            everyone.set()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(everyone.wait(), 5)  # answers once all are connected
+        writer.write(HEAD + b"content-length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    limits = lib.Limits(keepalive_expiry=4.0)  # max_connections=None: no limit
+    try:
+        async with lib.AsyncClient(transport=transport(limits=limits), timeout=2) as client:
+            replies = await asyncio.gather(*(client.get(url) for _ in range(calls)))
+    finally:
+        server.close()
+    assert [r.status_code for r in replies] == [200] * calls
