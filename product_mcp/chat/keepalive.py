@@ -5,7 +5,9 @@ the server ends the stream. httpcore keeps a connection only once a reply was re
 so every tool call opened a new TCP connection (web.py and main.py each paid the connect,
 accept and close). Like Go's HTTP client, this transport reads what is left of such a reply,
 if it ends soon and is small, so the connection goes back to the pool; otherwise it closes
-it, as before. It uses only httpx's public transport and stream interfaces.
+it, as before. It uses only httpx's public transport and stream interfaces. (Under it now,
+aiohttp keeps a connection whose reply's end had already arrived, as a quick server's usually
+has; the drain covers an end that comes a moment later.)
 
 The other way round, a call web.py gave up on (timed out, stopped): the SDK went on reading its
 reply for as long as the server sent (found from outside: a tool streaming progress and never

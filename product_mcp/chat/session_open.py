@@ -63,7 +63,8 @@ class SessionOpener(ServerMessages):
                 # Our own client (not create_mcp_http_client) for the response hook: the SDK
                 # reports a refused request as "Server returned an error response" without
                 # the status, which is what a user needs to fix (401 → missing token); and
-                # for the transport that keeps a tool call's connection (chat/keepalive.py).
+                # for the transport that keeps a tool call's connection (chat/keepalive.py),
+                # over aiohttp, a server's replies held to bounds (core/aiohttp_transports.py).
                 self.replies = KeepAliveTransport(
                     Httpx2Transport(
                         limits=httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
