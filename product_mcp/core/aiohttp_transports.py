@@ -50,7 +50,10 @@ def _renamed(exc: Exception, lib: Any) -> Exception | None:
     if isinstance(cause, aiohttp.ServerDisconnectedError):
         return lib.RemoteProtocolError("Server disconnected without sending a response.")
     if isinstance(cause, aiohttp.ClientPayloadError):
-        return lib.RemoteProtocolError(f"incomplete response body: {cause}")
+        # the reason, without aiohttp's "<ContentLengthError: 400, message=...>" around it:
+        # a status the server never sent, which the model read as the API's refusal
+        why = getattr(cause.__cause__, "message", None) or str(cause)
+        return lib.RemoteProtocolError("incomplete response body: " + " ".join(str(why).split()))
     if isinstance(cause, aiohttp.ClientHttpProxyError):  # CONNECT refused: nothing was sent on
         return lib.ProxyError(f"{cause.status} {cause.message}")
     if isinstance(cause, aiohttp.ClientResponseError):  # the reply could not be parsed

@@ -90,6 +90,26 @@ async def test_each_failure_has_the_type_httpx_gives_it(
     [(httpx, HttpxTransport), (httpx2, Httpx2Transport)],
     ids=["httpx", "httpx2"],
 )
+async def test_a_cut_reply_names_no_status_the_server_never_sent(
+    peer: dict[str, int], lib: Any, transport: Any
+) -> None:
+    """A 200 whose body stops short (the API killed mid-reply): aiohttp's words were
+    "Response payload is not completed: <ContentLengthError: 400, message='Not enough data
+    ...'>", which main.py's tool error passed to the model, as if the API had said 400 (found
+    from outside: a purchase cut mid-reply). The reason stays, aiohttp's status does not."""
+    async with lib.AsyncClient(transport=transport(), timeout=5) as client:
+        with pytest.raises(lib.RemoteProtocolError) as caught:
+            await client.post(f"http://127.0.0.1:{peer['short-body']}/api/purchase", json={})
+    words = str(caught.value)
+    assert "400" not in words and "ContentLengthError" not in words, words
+    assert words.startswith("incomplete response body: Not enough data"), words
+
+
+@pytest.mark.parametrize(
+    ("lib", "transport"),
+    [(httpx, HttpxTransport), (httpx2, Httpx2Transport)],
+    ids=["httpx", "httpx2"],
+)
 async def test_credentials_in_the_url_become_basic_auth(lib: Any, transport: Any) -> None:
     """PRODUCT_API_URL may carry `user:password@` (the API behind basic auth): aiohttp
     refused such a request outright (a header and URL credentials both), so main.py could
