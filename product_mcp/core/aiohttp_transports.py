@@ -46,7 +46,11 @@ def _renamed(exc: Exception, lib: Any) -> Exception | None:
     if isinstance(cause, aiohttp.SocketTimeoutError | aiohttp.ServerTimeoutError | TimeoutError):
         return lib.ReadTimeout("")
     if isinstance(cause, aiohttp.ClientConnectorError):
-        return lib.ConnectError(str(cause))
+        if type(cause).__str__ is not aiohttp.ClientConnectorError.__str__:
+            return lib.ConnectError(str(cause))  # a certificate's own words
+        # without aiohttp's "ssl:default", which a plain-HTTP API's refusal showed too
+        where = f"{cause.host}:{cause.port}"
+        return lib.ConnectError(f"Cannot connect to host {where} [{cause.strerror}]")
     if isinstance(cause, aiohttp.ServerDisconnectedError):
         return lib.RemoteProtocolError("Server disconnected without sending a response.")
     if isinstance(cause, aiohttp.ClientPayloadError):

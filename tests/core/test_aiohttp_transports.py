@@ -110,6 +110,26 @@ async def test_a_cut_reply_names_no_status_the_server_never_sent(
     [(httpx, HttpxTransport), (httpx2, Httpx2Transport)],
     ids=["httpx", "httpx2"],
 )
+async def test_a_refused_connection_says_where_without_aiohttp_s_ssl_note(
+    peer: dict[str, int], lib: Any, transport: Any
+) -> None:
+    """The API down: aiohttp's words were "Cannot connect to host 127.0.0.1:8000 ssl:default
+    [Connect call failed ...]", and main.py's tool error showed a plain-HTTP API's refusal
+    with a TLS note in it (found from outside: api.py killed between purchases)."""
+    port = peer["refused"]
+    async with lib.AsyncClient(transport=transport(), timeout=5) as client:
+        with pytest.raises(lib.ConnectError) as caught:
+            await client.post(f"http://127.0.0.1:{port}/api/purchase", json={})
+    words = str(caught.value)
+    assert "ssl" not in words, words
+    assert words.startswith(f"Cannot connect to host 127.0.0.1:{port} ["), words
+
+
+@pytest.mark.parametrize(
+    ("lib", "transport"),
+    [(httpx, HttpxTransport), (httpx2, Httpx2Transport)],
+    ids=["httpx", "httpx2"],
+)
 async def test_credentials_in_the_url_become_basic_auth(lib: Any, transport: Any) -> None:
     """PRODUCT_API_URL may carry `user:password@` (the API behind basic auth): aiohttp
     refused such a request outright (a header and URL credentials both), so main.py could
