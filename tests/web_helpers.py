@@ -251,3 +251,24 @@ def watched_page(url: str, timeout_ms: int, browser: Any) -> Iterator[Any]:
         yield pg
     finally:
         context.close()
+
+
+async def take_body(receive: Any) -> tuple[bytes, Any]:
+    """For a hostile server written as ASGI middleware: the request's whole body, and a
+    `receive` that gives it again, then what the client sends next (its disconnect), so the
+    wrapped app can still read it."""
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    given = False
+
+    async def again() -> dict[str, Any]:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, again

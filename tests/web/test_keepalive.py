@@ -28,6 +28,7 @@ from product_mcp.core.aiohttp_transports import Httpx2Transport
 from tests.inproc import web_app
 from tests.mini_mcp import build_app, make_server
 from tests.servers import ThreadServer
+from tests.web_helpers import take_body
 
 pytestmark = pytest.mark.anyio
 
@@ -196,17 +197,8 @@ class DeafFlood:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body, again = await take_body(receive)
         if b'"tools/call"' not in body or b'"slow"' not in body:
-            replayed = [{"type": "http.request", "body": body, "more_body": False}]
-
-            async def again() -> Any:
-                return replayed.pop() if replayed else await receive()
-
             return await self.app(scope, again, send)
         note = {"jsonrpc": "2.0", "method": "notifications/message",
                 "params": {"level": "info", "data": "x" * 2000}}  # fmt: skip

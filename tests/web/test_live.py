@@ -29,7 +29,15 @@ from tests.fake_llm import Calls, FakeLLM, Reply
 from tests.inproc import InProcessWeb, web_app
 from tests.mini_mcp import build_app, make_server
 from tests.servers import ThreadServer
-from tests.web_helpers import EVERYTHING, answer_elicitation, approve, chat_stream, need_node, stock
+from tests.web_helpers import (
+    EVERYTHING,
+    answer_elicitation,
+    approve,
+    chat_stream,
+    need_node,
+    stock,
+    take_body,
+)
 
 RO = ToolAnnotations(read_only_hint=True)
 CANCELLED: list[str] = []  # what the live server saw cancelled
@@ -397,12 +405,7 @@ def test_a_gateway_error_during_a_read_only_call_is_retried(tmp_path: Path) -> N
 
     async def gateway(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            body = b""
-            more = True
-            while more:
-                message = await receive()
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
+            body, again = await take_body(receive)
             tool = next((t for t in failures if f'"name":"{t}"' in body.decode()), None)
             if b'"tools/call"' in body and tool and failures[tool]:
                 failures[tool] -= 1
@@ -411,12 +414,7 @@ def test_a_gateway_error_during_a_read_only_call_is_retried(tmp_path: Path) -> N
                 await send({"type": "http.response.start", "status": 502, "headers": headers})
                 await send({"type": "http.response.body", "body": html})
                 return
-            replayed = [{"type": "http.request", "body": body, "more_body": False}]
-
-            async def replay() -> Any:
-                return replayed.pop() if replayed else await receive()
-
-            return await inner(scope, replay, send)
+            return await inner(scope, again, send)
         await inner(scope, receive, send)
 
     mini = ThreadServer(gateway).start()

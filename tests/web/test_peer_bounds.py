@@ -17,6 +17,7 @@ from product_mcp.chat import session_open
 from tests.inproc import web_app
 from tests.mini_mcp import build_app, make_server
 from tests.servers import ThreadServer
+from tests.web_helpers import take_body
 
 LINE_BOUND = 64 * 1024
 
@@ -31,13 +32,9 @@ class Squeeze:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body, again = await take_body(receive)
         if b"squeeze" not in body:
-            return await self.app(scope, _replay(body, receive), send)
+            return await self.app(scope, again, send)
         start: dict[str, Any] = {}
         sent = b""
 
@@ -55,21 +52,7 @@ class Squeeze:
                 await send({**start, "headers": headers})
                 await send({"type": "http.response.body", "body": packed})
 
-        await self.app(scope, _replay(body, receive), capture)
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """The request's body again, then what the client sends next (its disconnect)."""
-    given = False
-
-    async def again() -> dict[str, Any]:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return again
+        await self.app(scope, again, capture)
 
 
 @pytest.fixture
